@@ -1,0 +1,151 @@
+"""Input validation shared by every public entry point of lvmref.
+
+Every checker names the offending argument in its message, converts a *copy* of
+array input to float64 (so callers' arrays are never mutated), and refuses NaN/inf
+unless told otherwise. Library code raises ``ValueError``/``TypeError`` — never
+uses ``assert`` — so checks survive ``python -O``.
+"""
+
+from __future__ import annotations
+
+import numbers
+
+import numpy as np
+
+__all__ = [
+    "as_float_array",
+    "check_binary",
+    "check_rng",
+    "check_positive_int",
+    "check_nonnegative_float",
+    "check_positive_float",
+    "check_choice",
+]
+
+
+def as_float_array(
+    x,
+    name: str,
+    *,
+    ndim: int | tuple[int, ...] | None = None,
+    shape: tuple | None = None,
+    allow_empty: bool = False,
+    finite: bool = True,
+    copy: bool = True,
+) -> np.ndarray:
+    """Return ``x`` as a new float64 ndarray, or raise a clear error naming ``name``.
+
+    Parameters
+    ----------
+    x : array_like
+        Numeric (bool, int, float) input. Object, string and complex arrays are refused.
+    name : str
+        Argument name used in error messages.
+    ndim : int or tuple of int, optional
+        Required number of dimensions.
+    shape : tuple, optional
+        Required shape; ``None`` entries match any length.
+    allow_empty : bool
+        Whether a zero-size array is acceptable.
+    finite : bool
+        Whether NaN and +-inf are refused.
+    copy : bool
+        Always return a fresh array (default) so callers are never mutated.
+    """
+    if isinstance(x, (str, bytes)):
+        raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
+    try:
+        arr = np.asarray(x)
+    except Exception as exc:  # ragged lists etc.
+        raise TypeError(f"{name} must be a numeric array: {exc}") from None
+    if arr.dtype == object or not (
+        np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
+    ):
+        raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
+    arr = np.array(arr, dtype=np.float64, copy=copy)
+    if ndim is not None:
+        allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
+        if arr.ndim not in allowed:
+            want = " or ".join(str(a) for a in allowed)
+            raise ValueError(f"{name} must be {want}-D, got shape {arr.shape}")
+    if shape is not None:
+        if arr.ndim != len(shape) or any(
+            s is not None and s != a for s, a in zip(shape, arr.shape)
+        ):
+            want = "(" + ", ".join("*" if s is None else str(s) for s in shape) + ")"
+            raise ValueError(f"{name} must have shape {want}, got {arr.shape}")
+    if not allow_empty and arr.size == 0:
+        raise ValueError(f"{name} must not be empty, got shape {arr.shape}")
+    if finite and not np.all(np.isfinite(arr)):
+        raise ValueError(f"{name} contains NaN or infinite values")
+    return arr
+
+
+def check_binary(x: np.ndarray, name: str) -> np.ndarray:
+    """Raise ``ValueError`` unless every entry of ``x`` is 0 or 1."""
+    if not np.all((x == 0) | (x == 1)):
+        raise ValueError(f"{name} must be binary (0/1 entries only)")
+    return x
+
+
+def check_rng(rng) -> np.random.Generator:
+    """Turn ``rng`` (``Generator``, int seed or ``None``) into a ``np.random.Generator``.
+
+    ``None`` means fresh OS entropy; an int (including 0) is a seed. The global NumPy
+    RNG is never touched.
+    """
+    if isinstance(rng, np.random.Generator):
+        return rng
+    if rng is None:
+        return np.random.default_rng()
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+        if rng < 0:
+            raise ValueError(f"rng seed must be non-negative, got {rng}")
+        return np.random.default_rng(int(rng))
+    raise TypeError(
+        f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"
+    )
+
+
+def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
+    """Return ``value`` as int, raising unless it is an integer ``>= minimum``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
+    if value < minimum:
+        raise ValueError(f"{name} must be >= {minimum}, got {value}")
+    return int(value)
+
+
+def _check_real(value, name: str) -> float:
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
+    value = float(value)
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, got {value}")
+    return value
+
+
+def check_nonnegative_float(value, name: str) -> float:
+    """Return ``value`` as float, raising unless it is finite and ``>= 0``."""
+    value = _check_real(value, name)
+    if value < 0:
+        raise ValueError(f"{name} must be >= 0, got {value}")
+    return value
+
+
+def check_positive_float(value, name: str) -> float:
+    """Return ``value`` as float, raising unless it is finite and ``> 0``."""
+    value = _check_real(value, name)
+    if value <= 0:
+        raise ValueError(f"{name} must be > 0, got {value}")
+    return value
+
+
+def check_choice(value, name: str, choices) -> str:
+    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
+    if value not in choices:
+        opts = ", ".join(repr(c) for c in choices)
+        raise ValueError(f"{name} must be one of {opts}; got {value!r}")
+    return value
