@@ -1,0 +1,1059 @@
+r"""Variational Bayes for the Gaussian mixture (mean field, conjugate priors).
+
+Bishop, *Pattern Recognition and Machine Learning* (2006), §10.2; equation numbers
+"(B10.xx)" refer to that book, "(n)" to this docstring. ``D`` is ``n_features``, ``K``
+``n_components``, ``N`` ``n_samples``; ``ψ`` is the digamma function and ``Γ_D`` the
+multivariate gamma function (``scipy.special.multigammaln``).
+
+Model
+-----
+For data ``X = (x_1, ..., x_N)`` with one-hot latent assignments ``z_n``::
+
+    (1)  p(z_n | π)          = Π_k π_k^{z_nk}
+    (2)  p(x_n | z_n, μ, Λ)  = Π_k N(x_n | μ_k, Λ_k^{-1})^{z_nk}
+    (3)  p(π)                = Dir(π | α0) = C(α0) Π_k π_k^{α0 - 1},
+         ln C(α) = ln Γ(Σ_k α_k) - Σ_k ln Γ(α_k)
+    (4)  p(μ_k, Λ_k)         = N(μ_k | m0, (β0 Λ_k)^{-1}) W(Λ_k | W0, ν0)
+    (5)  W(Λ | W, ν)         = B(W, ν) |Λ|^{(ν-D-1)/2} exp(-Tr(W^{-1} Λ) / 2),
+         ln B(W, ν) = -(ν/2) ln|W| - (ν D / 2) ln 2 - ln Γ_D(ν/2)
+
+Priors (scikit-learn's names in brackets): ``α0`` [``weight_concentration_prior``],
+``β0`` [``mean_precision_prior``], ``m0`` [``mean_prior``], ``ν0``
+[``degrees_of_freedom_prior``, must exceed ``D - 1``] and ``W0^{-1}``
+[``covariance_prior``: the *inverse* scale matrix of the Wishart].
+
+Variational family and bound
+----------------------------
+Mean field over latents and parameters::
+
+    (6)  q(Z, π, μ, Λ) = q(Z) q(π) Π_k q(μ_k, Λ_k),
+         q(Z) = Π_n Cat(z_n | r_n),  q(π) = Dir(π | α),
+         q(μ_k, Λ_k) = N(μ_k | m_k, (β_k Λ_k)^{-1}) W(Λ_k | W_k, ν_k)
+
+(the forms of the optimal factors follow from conjugacy, B10.54-B10.59), and the bound
+
+    (7)  L(q) = E_q[ln p(X, Z, π, μ, Λ)] - E_q[ln q(Z, π, μ, Λ)]  <=  ln p(X).
+
+Expectations under q used by every step (B10.64-B10.66)::
+
+    (8)  ln π~_k  = E[ln π_k]   = ψ(α_k) - ψ(Σ_j α_j)
+    (9)  ln Λ~_k  = E[ln|Λ_k|]  = Σ_{i=1}^{D} ψ((ν_k + 1 - i)/2) + D ln 2 + ln|W_k|
+    (10) E[(x_n - μ_k)^T Λ_k (x_n - μ_k)] = D / β_k + ν_k (x_n - m_k)^T W_k (x_n - m_k)
+
+Variational E-step (update of q(Z), B10.46-B10.49)::
+
+    (11) ln ρ_nk = ln π~_k + ln Λ~_k / 2 - (D/2) ln 2π - (10) / 2
+    (12) r_nk    = ρ_nk / Σ_j ρ_nj        (a log-softmax over k)
+
+Variational M-step (update of q(π) and q(μ_k, Λ_k), B10.51, B10.58, B10.60-B10.63)::
+
+    (13) N_k      = Σ_n r_nk
+    (14) α_k      = α0 + N_k
+    (15) β_k      = β0 + N_k
+    (16) m_k      = (β0 m0 + Σ_n r_nk x_n) / β_k
+    (17) W_k^{-1} = W0^{-1} + Σ_n r_nk (x_n - m_k)(x_n - m_k)^T + β0 (m_k - m0)(m_k - m0)^T
+    (18) ν_k      = ν0 + N_k
+
+(17) is B10.62 rewritten around ``m_k``: with ``x̄_k = Σ_n r_nk x_n / N_k`` and
+``S_k`` the r-weighted scatter about ``x̄_k``, ``x̄_k - m_k = β0 (x̄_k - m0) / β_k`` and
+``m_k - m0 = N_k (x̄_k - m0) / β_k``, so ``Σ_n r_nk (x_n - m_k)(x_n - m_k)^T +
+β0 (m_k - m0)(m_k - m0)^T = N_k S_k + (β0 N_k / β_k)(x̄_k - m0)(x̄_k - m0)^T``. The form
+used here stays centred (no ``E[x x^T] - x̄ x̄^T``) and needs no division by ``N_k``, so
+components whose responsibilities underflow to 0 are handled exactly (they return to
+the prior). ``ν_k = ν0 + N_k`` is the correct form of B10.63 (the first printing has
+``ν0 + N_k + 1``). With ``reg_covar > 0``, ``reg_covar * N_k`` is added to the diagonal
+of (17), as scikit-learn does (it adds ``reg_covar`` to ``S_k``); (17) is then no longer
+the exact maximiser of (19), so use ``reg_covar = 0`` when the bound must be monotone
+to the last digit.
+
+Every term of the lower bound (B10.70-B10.77), grouped into three numbered pieces::
+
+    (19) L = Σ_nk r_nk (ln ρ_nk - ln r_nk) - KL[q(π) || p(π)] - Σ_k KL[q(μ_k,Λ_k) || p(μ_k,Λ_k)]
+    (20) Σ_nk r_nk (ln ρ_nk - ln r_nk) = E[ln p(X | Z, μ, Λ)] + E[ln p(Z | π)] - E[ln q(Z)]
+         (B10.71 + B10.72 - B10.75; B10.71 is Σ_nk r_nk (ln ρ_nk - ln π~_k) after
+         expanding N_k S_k and x̄_k)
+    (21) KL[q(π) || p(π)] = ln C(α) - ln C(α0) + Σ_k (α_k - α0) ln π~_k
+         (= B10.76 - B10.73)
+    (22) KL[q(μ_k,Λ_k) || p(μ_k,Λ_k)]
+           = (D/2) (β0/β_k - 1 - ln(β0/β_k)) + (β0 ν_k / 2) (m_k - m0)^T W_k (m_k - m0)
+           + ln B(W_k, ν_k) - ln B(W0, ν0) + ((ν_k - ν0)/2) ln Λ~_k
+           + (ν_k/2) (Tr(W0^{-1} W_k) - D)
+         (= B10.77 - B10.74: the expected Gaussian KL between precisions β_k Λ_k and
+         β0 Λ_k, plus the Wishart KL; the Wishart entropy is B.82).
+
+Each update is a coordinate-ascent step: (12) maximises L over q(Z) given the rest;
+(14) over q(π); (15)-(18) over q(μ, Λ). The bound therefore never decreases. With
+``K = 1``, (6) contains the exact posterior (the Gauss-Wishart prior is conjugate), so
+after one M-step L equals ln p(X) exactly.
+
+Parameter layout (the "state" dict)
+-----------------------------------
+The same names and conventions as scikit-learn's fitted attributes, so states can be
+exchanged with ``sklearn.mixture.BayesianGaussianMixture`` (``covariance_type="full"``,
+``weight_concentration_prior_type="dirichlet_distribution"``):
+
+``weight_concentration`` (K,)
+    α_k.
+``mean_precision`` (K,)
+    β_k.
+``means`` (K, D)
+    m_k.
+``degrees_of_freedom`` (K,)
+    ν_k.
+``covariances`` (K, D, D)
+    ``W_k^{-1} / ν_k = E[Λ_k]^{-1}`` (scikit-learn's normalisation; *not* the posterior
+    mean of the covariance, which is ``W_k^{-1} / (ν_k - D - 1)``).
+``precisions_cholesky`` (K, D, D)
+    Upper-triangular ``P_k`` with ``P_k P_k^T = ν_k W_k = E[Λ_k]``; then
+    ``ν_k (x - m_k)^T W_k (x - m_k) = ||(x - m_k)^T P_k||^2`` and
+    ``ln|W_k| = 2 Σ_i ln (P_k)_ii - D ln ν_k``.
+
+The prior dict has keys ``weight_concentration_prior`` (scalar α0),
+``mean_precision_prior`` (scalar β0), ``mean_prior`` (D,), ``degrees_of_freedom_prior``
+(scalar ν0) and ``covariance_prior`` (D, D) = W0^{-1}; :func:`make_prior` fills in
+scikit-learn's data-dependent defaults.
+
+The work per iteration is BLAS (``(x - m_k) @ P_k`` and ``r^T X``-type products), so
+this module has no Numba kernel: a jitted loop would only re-implement matmul.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from scipy.linalg import LinAlgError, cholesky, solve_triangular
+from scipy.special import digamma, gammaln, multigammaln
+
+from lvmref._checks import (
+    as_float_array,
+    check_choice,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+    check_rng,
+)
+from lvmref.kernels import log_softmax, logsumexp
+
+__all__ = [
+    "make_prior",
+    "make_state",
+    "expected_log_weights",
+    "expected_log_det_precision",
+    "expected_mahalanobis",
+    "estimate_log_rho",
+    "e_step",
+    "m_step",
+    "kl_dirichlet",
+    "kl_gauss_wishart",
+    "lower_bound",
+    "BayesianGaussianMixture",
+]
+
+_STATE_KEYS = (
+    "weight_concentration",
+    "mean_precision",
+    "means",
+    "degrees_of_freedom",
+    "covariances",
+    "precisions_cholesky",
+)
+_LOG_2PI = math.log(2.0 * math.pi)
+_LOG_2 = math.log(2.0)
+
+
+# ---------------------------------------------------------------------------
+# Cholesky helpers and validation
+# ---------------------------------------------------------------------------
+
+
+def _cholesky_lower(a: np.ndarray, name: str) -> np.ndarray:
+    """Lower Cholesky factor of a symmetric positive-definite (D, D) matrix, or ValueError."""
+    try:
+        return cholesky(a, lower=True, check_finite=False)
+    except LinAlgError:
+        raise ValueError(f"{name} must be symmetric positive definite") from None
+
+
+def _precision_cholesky(covariances: np.ndarray, name: str = "covariances") -> np.ndarray:
+    """Upper-triangular ``P_k = L_k^{-T}`` for ``covariances[k] = L_k L_k^T``; (K, D, D)."""
+    n_features = covariances.shape[-1]
+    eye = np.eye(n_features)
+    out = np.empty_like(covariances)
+    for k, cov in enumerate(covariances):
+        low = _cholesky_lower(cov, name)
+        out[k] = solve_triangular(low, eye, lower=True, check_finite=False).T
+    return out
+
+
+def _log_det_cholesky(chol: np.ndarray) -> np.ndarray:
+    """``ln|P P^T| / 2 = Σ_i ln P_ii`` for triangular factors ``chol`` of shape (K, D, D)."""
+    return np.sum(np.log(np.diagonal(chol, axis1=-2, axis2=-1)), axis=-1)
+
+
+def _log_wishart_norm(log_det_w: np.ndarray, dof: np.ndarray, n_features: int) -> np.ndarray:
+    """``ln B(W, ν)`` of eq. (5) from ``ln|W|`` and ``ν`` (arrays of equal shape)."""
+    return (
+        -0.5 * dof * log_det_w
+        - 0.5 * dof * n_features * _LOG_2
+        - multigammaln(0.5 * dof, n_features)
+    )
+
+
+def _check_X(X, n_features: int | None = None) -> np.ndarray:
+    return as_float_array(X, "X", ndim=2, shape=None if n_features is None else (None, n_features))
+
+
+def _check_state(state, n_features: int | None = None) -> dict:
+    """Validate a state dict (see the module docstring); return float64 copies."""
+    if not isinstance(state, dict):
+        raise TypeError(f"state must be a dict, got {type(state).__name__}")
+    missing = [k for k in _STATE_KEYS if k not in state]
+    if missing:
+        raise ValueError(f"state is missing keys {missing}")
+    means = as_float_array(state["means"], "state['means']", ndim=2)
+    n_components, d = means.shape
+    if n_features is not None and d != n_features:
+        raise ValueError(
+            f"state['means'] has {d} features but X has {n_features}"
+        )
+    out = {"means": means}
+    for key in ("weight_concentration", "mean_precision", "degrees_of_freedom"):
+        out[key] = as_float_array(state[key], f"state[{key!r}]", shape=(n_components,))
+        if np.any(out[key] <= 0):
+            raise ValueError(f"state[{key!r}] must be > 0")
+    if np.any(out["degrees_of_freedom"] <= d - 1):
+        raise ValueError(f"state['degrees_of_freedom'] must exceed n_features - 1 = {d - 1}")
+    for key in ("covariances", "precisions_cholesky"):
+        out[key] = as_float_array(state[key], f"state[{key!r}]", shape=(n_components, d, d))
+    if np.any(np.diagonal(out["precisions_cholesky"], axis1=1, axis2=2) <= 0):
+        raise ValueError("state['precisions_cholesky'] must have a positive diagonal")
+    return out
+
+
+def _check_prior(prior, n_features: int | None = None) -> dict:
+    """Validate a prior dict (see :func:`make_prior`); return float64 copies."""
+    if not isinstance(prior, dict):
+        raise TypeError(f"prior must be a dict, got {type(prior).__name__}")
+    keys = (
+        "weight_concentration_prior",
+        "mean_precision_prior",
+        "mean_prior",
+        "degrees_of_freedom_prior",
+        "covariance_prior",
+    )
+    missing = [k for k in keys if k not in prior]
+    if missing:
+        raise ValueError(f"prior is missing keys {missing}")
+    m0 = as_float_array(prior["mean_prior"], "mean_prior", ndim=1)
+    d = m0.shape[0]
+    if n_features is not None and d != n_features:
+        raise ValueError(f"mean_prior must have shape ({n_features},), got {m0.shape}")
+    cov0 = as_float_array(prior["covariance_prior"], "covariance_prior", shape=(d, d))
+    if not np.allclose(cov0, cov0.T, rtol=1e-12, atol=0.0):
+        raise ValueError("covariance_prior must be symmetric")
+    _cholesky_lower(cov0, "covariance_prior")
+    nu0 = check_positive_float(prior["degrees_of_freedom_prior"], "degrees_of_freedom_prior")
+    if nu0 <= d - 1:
+        raise ValueError(
+            f"degrees_of_freedom_prior must be > n_features - 1 = {d - 1}, got {nu0}"
+        )
+    return {
+        "weight_concentration_prior": check_positive_float(
+            prior["weight_concentration_prior"], "weight_concentration_prior"
+        ),
+        "mean_precision_prior": check_positive_float(
+            prior["mean_precision_prior"], "mean_precision_prior"
+        ),
+        "mean_prior": m0,
+        "degrees_of_freedom_prior": nu0,
+        "covariance_prior": cov0,
+    }
+
+
+def _check_resp(resp, n_samples: int, name: str, *, log: bool) -> np.ndarray:
+    r = as_float_array(resp, name, ndim=2, shape=(n_samples, None), finite=not log)
+    if log:
+        if np.any(np.isnan(r)) or np.any(r == np.inf):
+            raise ValueError(f"{name} contains NaN or +inf values")
+        if np.any(np.abs(logsumexp(r, axis=1)) > 1e-8):
+            raise ValueError(f"{name} rows must be normalised (logsumexp over a row = 0)")
+    elif np.any(r < 0):
+        raise ValueError(f"{name} must be non-negative")
+    return r
+
+
+# ---------------------------------------------------------------------------
+# Prior and state construction
+# ---------------------------------------------------------------------------
+
+
+def make_prior(
+    X,
+    n_components: int,
+    *,
+    weight_concentration_prior=None,
+    mean_precision_prior=None,
+    mean_prior=None,
+    degrees_of_freedom_prior=None,
+    covariance_prior=None,
+) -> dict:
+    """Prior hyperparameters of eqs. (3)-(4), with scikit-learn's defaults for ``None``.
+
+    Parameters
+    ----------
+    X : array_like of shape (n_samples, n_features)
+        Data (used only for the defaults).
+    n_components : int
+        K.
+    weight_concentration_prior : float, optional
+        α0 > 0; default ``1 / n_components``.
+    mean_precision_prior : float, optional
+        β0 > 0; default 1.
+    mean_prior : array_like of shape (n_features,), optional
+        m0; default ``X.mean(axis=0)``.
+    degrees_of_freedom_prior : float, optional
+        ν0 > n_features - 1; default ``n_features``.
+    covariance_prior : array_like of shape (n_features, n_features), optional
+        W0^{-1}, symmetric positive definite; default the sample covariance of ``X``
+        (``ddof=1``, which needs at least 2 samples and a non-singular result).
+
+    Returns
+    -------
+    dict
+        Keys as the parameter names above, float64 values.
+    """
+    X = _check_X(X)
+    n_components = check_positive_int(n_components, "n_components")
+    n_samples, n_features = X.shape
+    if covariance_prior is None:
+        if n_samples < 2:
+            raise ValueError(
+                "X needs at least 2 samples for the default covariance_prior; "
+                "pass covariance_prior explicitly"
+            )
+        centred = X - X.mean(axis=0)
+        covariance_prior = centred.T @ centred / (n_samples - 1)
+        try:
+            _cholesky_lower(covariance_prior, "covariance_prior")
+        except ValueError:
+            raise ValueError(
+                "the default covariance_prior (sample covariance of X) is singular; "
+                "pass covariance_prior explicitly"
+            ) from None
+    prior = {
+        "weight_concentration_prior": 1.0 / n_components
+        if weight_concentration_prior is None
+        else weight_concentration_prior,
+        "mean_precision_prior": 1.0 if mean_precision_prior is None else mean_precision_prior,
+        "mean_prior": X.mean(axis=0) if mean_prior is None else mean_prior,
+        "degrees_of_freedom_prior": float(n_features)
+        if degrees_of_freedom_prior is None
+        else degrees_of_freedom_prior,
+        "covariance_prior": covariance_prior,
+    }
+    return _check_prior(prior, n_features)
+
+
+def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, scale_inv):
+    """Assemble a state dict from (α, β, m, ν, W^{-1}) (see the module docstring).
+
+    Parameters
+    ----------
+    weight_concentration : array_like of shape (K,)
+        α_k > 0.
+    mean_precision : array_like of shape (K,)
+        β_k > 0.
+    means : array_like of shape (K, D)
+        m_k.
+    degrees_of_freedom : array_like of shape (K,)
+        ν_k > D - 1.
+    scale_inv : array_like of shape (K, D, D)
+        W_k^{-1}, symmetric positive definite.
+
+    Returns
+    -------
+    dict
+        With ``covariances = W^{-1} / ν`` and ``precisions_cholesky`` (upper triangular,
+        ``P P^T = ν W``) derived from ``scale_inv``.
+    """
+    means = as_float_array(means, "means", ndim=2)
+    n_components, d = means.shape
+    scale_inv = as_float_array(scale_inv, "scale_inv", shape=(n_components, d, d))
+    if not np.allclose(scale_inv, np.swapaxes(scale_inv, 1, 2), rtol=1e-12, atol=0.0):
+        raise ValueError("scale_inv must be symmetric")
+    dof = as_float_array(degrees_of_freedom, "degrees_of_freedom", shape=(n_components,))
+    if np.any(dof <= d - 1):
+        raise ValueError(f"degrees_of_freedom must exceed n_features - 1 = {d - 1}")
+    covariances = scale_inv / dof[:, None, None]
+    state = {
+        "weight_concentration": weight_concentration,
+        "mean_precision": mean_precision,
+        "means": means,
+        "degrees_of_freedom": dof,
+        "covariances": covariances,
+        "precisions_cholesky": _precision_cholesky(covariances, "scale_inv"),
+    }
+    return _check_state(state)
+
+
+# ---------------------------------------------------------------------------
+# Expectations, E-step, M-step
+# ---------------------------------------------------------------------------
+
+
+def expected_log_weights(weight_concentration) -> np.ndarray:
+    """``E[ln π_k] = ψ(α_k) - ψ(Σ_j α_j)``, eq. (8); shape (K,)."""
+    alpha = as_float_array(weight_concentration, "weight_concentration", ndim=1)
+    if np.any(alpha <= 0):
+        raise ValueError("weight_concentration must be > 0")
+    return digamma(alpha) - digamma(alpha.sum())
+
+
+def _expected_log_det_precision(dof, prec_chol):
+    d = prec_chol.shape[-1]
+    i = np.arange(d)
+    log_det_w = 2.0 * _log_det_cholesky(prec_chol) - d * np.log(dof)
+    return np.sum(digamma(0.5 * (dof[:, None] - i)), axis=1) + d * _LOG_2 + log_det_w
+
+
+def expected_log_det_precision(degrees_of_freedom, precisions_cholesky) -> np.ndarray:
+    """``E[ln|Λ_k|]``, eq. (9), with ``ln|W_k| = 2 Σ ln diag P_k - D ln ν_k``.
+
+    Parameters
+    ----------
+    degrees_of_freedom : array_like of shape (K,)
+    precisions_cholesky : array_like of shape (K, D, D)
+
+    Returns
+    -------
+    ndarray of shape (K,)
+    """
+    dof = as_float_array(degrees_of_freedom, "degrees_of_freedom", ndim=1)
+    k = dof.shape[0]
+    chol = as_float_array(precisions_cholesky, "precisions_cholesky", ndim=3, shape=(k, None, None))
+    if chol.shape[1] != chol.shape[2]:
+        raise ValueError(f"precisions_cholesky must have shape (K, D, D), got {chol.shape}")
+    if np.any(dof <= chol.shape[1] - 1):
+        raise ValueError("degrees_of_freedom must exceed n_features - 1")
+    if np.any(np.diagonal(chol, axis1=1, axis2=2) <= 0):
+        raise ValueError("precisions_cholesky must have a positive diagonal")
+    return _expected_log_det_precision(dof, chol)
+
+
+def _expected_mahalanobis(X, state):
+    n_features = X.shape[1]
+    out = np.empty((X.shape[0], state["means"].shape[0]))
+    for k, (mean, chol) in enumerate(zip(state["means"], state["precisions_cholesky"])):
+        y = (X - mean) @ chol
+        out[:, k] = np.sum(y * y, axis=1)
+    return out + n_features / state["mean_precision"]
+
+
+def expected_mahalanobis(X, state) -> np.ndarray:
+    """``E[(x_n - μ_k)^T Λ_k (x_n - μ_k)] = D/β_k + ||(x_n - m_k)^T P_k||^2``, eq. (10).
+
+    Parameters
+    ----------
+    X : array_like of shape (N, D)
+    state : dict
+        Variational state (module docstring).
+
+    Returns
+    -------
+    ndarray of shape (N, K)
+    """
+    X = _check_X(X)
+    return _expected_mahalanobis(X, _check_state(state, X.shape[1]))
+
+
+def _log_rho(X, state):
+    log_w = digamma(state["weight_concentration"]) - digamma(state["weight_concentration"].sum())
+    log_lam = _expected_log_det_precision(state["degrees_of_freedom"], state["precisions_cholesky"])
+    maha = _expected_mahalanobis(X, state)
+    return log_w + 0.5 * log_lam - 0.5 * X.shape[1] * _LOG_2PI - 0.5 * maha
+
+
+def estimate_log_rho(X, state) -> np.ndarray:
+    """Unnormalised log responsibilities ``ln ρ_nk``, eq. (11).
+
+    Parameters
+    ----------
+    X : array_like of shape (N, D)
+    state : dict
+        Variational state (module docstring).
+
+    Returns
+    -------
+    ndarray of shape (N, K)
+    """
+    X = _check_X(X)
+    return _log_rho(X, _check_state(state, X.shape[1]))
+
+
+def e_step(X, state) -> np.ndarray:
+    """Variational E-step: ``ln r_nk``, eqs. (11)-(12).
+
+    Parameters
+    ----------
+    X : array_like of shape (N, D)
+    state : dict
+        Variational state (module docstring).
+
+    Returns
+    -------
+    log_resp : ndarray of shape (N, K)
+        Rows log-sum-exp to 0.
+    """
+    return log_softmax(estimate_log_rho(X, state), axis=1)
+
+
+def _m_step(X, resp, prior, reg_covar):
+    n_features = X.shape[1]
+    beta0 = prior["mean_precision_prior"]
+    m0 = prior["mean_prior"]
+    nk = resp.sum(axis=0)  # (13)
+    alpha = prior["weight_concentration_prior"] + nk  # (14)
+    beta = beta0 + nk  # (15)
+    means = (beta0 * m0 + resp.T @ X) / beta[:, None]  # (16)
+    dof = prior["degrees_of_freedom_prior"] + nk  # (18)
+    scale_inv = np.empty((len(nk), n_features, n_features))
+    for k in range(len(nk)):  # (17)
+        diff = X - means[k]
+        dm = means[k] - m0
+        scale_inv[k] = (
+            prior["covariance_prior"]
+            + (resp[:, k, None] * diff).T @ diff
+            + beta0 * np.outer(dm, dm)
+        )
+        scale_inv[k].flat[:: n_features + 1] += reg_covar * nk[k]
+        # Symmetrise away the round-off of the matrix product.
+        scale_inv[k] = 0.5 * (scale_inv[k] + scale_inv[k].T)
+    covariances = scale_inv / dof[:, None, None]
+    return {
+        "weight_concentration": alpha,
+        "mean_precision": beta,
+        "means": means,
+        "degrees_of_freedom": dof,
+        "covariances": covariances,
+        "precisions_cholesky": _precision_cholesky(covariances),
+    }
+
+
+def m_step(X, resp, prior, reg_covar: float = 0.0) -> dict:
+    """Variational M-step: the optimal q(π) and q(μ_k, Λ_k) given ``resp``, eqs. (13)-(18).
+
+    Parameters
+    ----------
+    X : array_like of shape (N, D)
+    resp : array_like of shape (N, K)
+        Non-negative responsibilities r_nk (rows normally sum to 1).
+    prior : dict
+        Prior hyperparameters, see :func:`make_prior`.
+    reg_covar : float
+        Non-negative; ``reg_covar * N_k`` is added to the diagonal of W_k^{-1} (17)
+        (scikit-learn's convention). 0 gives the exact coordinate-ascent update.
+
+    Returns
+    -------
+    dict
+        The new variational state (module docstring).
+    """
+    X = _check_X(X)
+    resp = _check_resp(resp, X.shape[0], "resp", log=False)
+    prior = _check_prior(prior, X.shape[1])
+    reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
+    return _m_step(X, resp, prior, reg_covar)
+
+
+# ---------------------------------------------------------------------------
+# Lower bound
+# ---------------------------------------------------------------------------
+
+
+def _log_dirichlet_norm(alpha):
+    """``ln C(α)`` of eq. (3)."""
+    return gammaln(np.sum(alpha)) - np.sum(gammaln(alpha))
+
+
+def _kl_dirichlet(alpha, alpha0):
+    log_w = digamma(alpha) - digamma(alpha.sum())
+    alpha0 = np.broadcast_to(alpha0, alpha.shape)
+    return (
+        _log_dirichlet_norm(alpha)
+        - _log_dirichlet_norm(alpha0)
+        + np.sum((alpha - alpha0) * log_w)
+    )
+
+
+def kl_dirichlet(weight_concentration, weight_concentration_prior) -> float:
+    """``KL[Dir(α) || Dir(α0)]``, eq. (21).
+
+    Parameters
+    ----------
+    weight_concentration : array_like of shape (K,)
+        α > 0.
+    weight_concentration_prior : float or array_like of shape (K,)
+        α0 > 0.
+
+    Returns
+    -------
+    float
+    """
+    alpha = as_float_array(weight_concentration, "weight_concentration", ndim=1)
+    alpha0 = as_float_array(weight_concentration_prior, "weight_concentration_prior", ndim=(0, 1))
+    if np.any(alpha <= 0):
+        raise ValueError("weight_concentration must be > 0")
+    if np.any(alpha0 <= 0):
+        raise ValueError("weight_concentration_prior must be > 0")
+    if alpha0.ndim == 1 and alpha0.shape != alpha.shape:
+        raise ValueError(
+            f"weight_concentration_prior must be a scalar or shape {alpha.shape}, "
+            f"got {alpha0.shape}"
+        )
+    return float(_kl_dirichlet(alpha, alpha0))
+
+
+def _kl_gauss_wishart(state, prior):
+    d = state["means"].shape[1]
+    beta, dof = state["mean_precision"], state["degrees_of_freedom"]
+    beta0, nu0 = prior["mean_precision_prior"], prior["degrees_of_freedom_prior"]
+    chol = state["precisions_cholesky"]  # P_k, P_k P_k^T = ν_k W_k
+    cov0_chol = _cholesky_lower(prior["covariance_prior"], "covariance_prior")  # W0^{-1}
+    log_lam = _expected_log_det_precision(dof, chol)
+    log_det_w = 2.0 * _log_det_cholesky(chol) - d * np.log(dof)
+    log_det_w0 = -2.0 * np.sum(np.log(np.diag(cov0_chol)))
+    # ν_k (m_k - m0)^T W_k (m_k - m0) = ||(m_k - m0)^T P_k||^2
+    dm = state["means"] - prior["mean_prior"]
+    maha = np.sum(np.einsum("ki,kij->kj", dm, chol) ** 2, axis=1)
+    # ν_k Tr(W0^{-1} W_k) = ||L0^T P_k||_F^2 with W0^{-1} = L0 L0^T
+    trace = np.sum(np.einsum("ji,kjl->kil", cov0_chol, chol) ** 2, axis=(1, 2))
+    ratio = beta0 / beta
+    kl_gauss = 0.5 * d * (ratio - 1.0 - np.log(ratio)) + 0.5 * beta0 * maha
+    kl_wishart = (
+        _log_wishart_norm(log_det_w, dof, d)
+        - _log_wishart_norm(np.full_like(dof, log_det_w0), np.full_like(dof, nu0), d)
+        + 0.5 * (dof - nu0) * log_lam
+        + 0.5 * (trace - dof * d)
+    )
+    return kl_gauss + kl_wishart
+
+
+def kl_gauss_wishart(state, prior) -> np.ndarray:
+    """``KL[q(μ_k, Λ_k) || p(μ_k, Λ_k)]`` per component, eq. (22).
+
+    Parameters
+    ----------
+    state : dict
+        Variational state (module docstring).
+    prior : dict
+        Prior hyperparameters, see :func:`make_prior`.
+
+    Returns
+    -------
+    ndarray of shape (K,)
+    """
+    state = _check_state(state)
+    return _kl_gauss_wishart(state, _check_prior(prior, state["means"].shape[1]))
+
+
+def _lower_bound(log_resp, log_rho, state, prior):
+    resp = np.exp(log_resp)
+    # r ln r -> 0 as r -> 0; where r == 0 exactly, log_resp may be -inf.
+    data_term = np.sum(resp * (log_rho - np.where(resp > 0, log_resp, 0.0)))  # (20)
+    kl_pi = _kl_dirichlet(state["weight_concentration"], prior["weight_concentration_prior"])
+    return float(data_term - kl_pi - np.sum(_kl_gauss_wishart(state, prior)))  # (19)
+
+
+def lower_bound(X, log_resp, state, prior) -> float:
+    """The evidence lower bound L(q), eqs. (19)-(22), for any q of the form (6).
+
+    Parameters
+    ----------
+    X : array_like of shape (N, D)
+    log_resp : array_like of shape (N, K)
+        ``ln r_nk`` of q(Z); rows must log-sum-exp to 0 (entries may be -inf).
+    state : dict
+        Variational state of q(π) q(μ, Λ) (module docstring).
+    prior : dict
+        Prior hyperparameters, see :func:`make_prior`.
+
+    Returns
+    -------
+    float
+        L(q) <= ln p(X), including every constant.
+    """
+    X = _check_X(X)
+    log_resp = _check_resp(log_resp, X.shape[0], "log_resp", log=True)
+    state = _check_state(state, X.shape[1])
+    if log_resp.shape[1] != state["means"].shape[0]:
+        raise ValueError(
+            f"log_resp has {log_resp.shape[1]} columns but state has "
+            f"{state['means'].shape[0]} components"
+        )
+    prior = _check_prior(prior, X.shape[1])
+    return _lower_bound(log_resp, _log_rho(X, state), state, prior)
+
+
+# ---------------------------------------------------------------------------
+# Initialisation
+# ---------------------------------------------------------------------------
+
+
+def _kmeans_plusplus(X, n_components, rng):
+    """Indices of k-means++ seeds (Arthur & Vassilvitskii, 2007); shape (K,)."""
+    n_samples = X.shape[0]
+    idx = [int(rng.integers(n_samples))]
+    d2 = np.sum((X - X[idx[0]]) ** 2, axis=1)
+    for _ in range(1, n_components):
+        total = d2.sum()
+        # All remaining points coincide with a seed: fall back to a uniform choice.
+        p = d2 / total if total > 0 else np.full(n_samples, 1.0 / n_samples)
+        idx.append(int(rng.choice(n_samples, p=p)))
+        d2 = np.minimum(d2, np.sum((X - X[idx[-1]]) ** 2, axis=1))
+    return np.array(idx)
+
+
+def _kmeans_labels(X, n_components, rng, max_iter=100):
+    """Lloyd's k-means from k-means++ seeds; returns labels of shape (N,)."""
+    centres = X[_kmeans_plusplus(X, n_components, rng)]
+    labels = None
+    for _ in range(max_iter):
+        sq = np.sum(X * X, axis=1)[:, None] - 2.0 * X @ centres.T + np.sum(centres**2, axis=1)
+        new = np.argmin(sq, axis=1)
+        if labels is not None and np.array_equal(new, labels):
+            break
+        labels = new
+        for k in range(n_components):
+            members = X[labels == k]
+            if len(members):  # an empty cluster keeps its centre
+                centres[k] = members.mean(axis=0)
+    return labels
+
+
+def _initial_resp(X, n_components, init_params, rng):
+    """Initial responsibilities (N, K) for ``init_params`` (scikit-learn's meanings)."""
+    n_samples = X.shape[0]
+    resp = np.zeros((n_samples, n_components))
+    if init_params == "kmeans":
+        resp[np.arange(n_samples), _kmeans_labels(X, n_components, rng)] = 1.0
+    elif init_params == "k-means++":
+        resp[_kmeans_plusplus(X, n_components, rng), np.arange(n_components)] = 1.0
+    elif init_params == "random_from_data":
+        idx = rng.choice(n_samples, size=n_components, replace=False)
+        resp[idx, np.arange(n_components)] = 1.0
+    else:  # "random"
+        resp = rng.uniform(size=(n_samples, n_components))
+        resp /= resp.sum(axis=1, keepdims=True)
+    return resp
+
+
+# ---------------------------------------------------------------------------
+# Estimator
+# ---------------------------------------------------------------------------
+
+
+class BayesianGaussianMixture:
+    """Variational Bayesian Gaussian mixture (Dirichlet prior on weights), eqs. (1)-(22).
+
+    Constructor names, fitted attributes and their conventions follow
+    ``sklearn.mixture.BayesianGaussianMixture``; the differences are listed under Notes.
+
+    Parameters
+    ----------
+    n_components : int
+        K, the (maximum) number of components.
+    covariance_type : {"full"}
+        Only full covariances are implemented; "tied", "diag" and "spherical" raise
+        ``NotImplementedError``.
+    tol : float
+        Stop when the bound changes by less than ``tol`` between iterations (>= 0; 0
+        runs ``max_iter`` iterations).
+    reg_covar : float
+        ``reg_covar * N_k`` is added to the diagonal of W_k^{-1} in (17), as scikit-learn
+        does. The conjugate prior already keeps W_k^{-1} ⪰ W0^{-1} ≻ 0, so 0 is safe and
+        makes every update an exact coordinate-ascent step.
+    max_iter : int
+        Iterations (E-step + M-step) per initialisation.
+    n_init : int
+        Initialisations; the run with the largest final bound is kept.
+    init_params : {"kmeans", "k-means++", "random", "random_from_data"}
+        How the initial responsibilities are drawn (scikit-learn's meanings; "kmeans"
+        is our own k-means++-seeded Lloyd iteration, so it does not reproduce
+        scikit-learn's labels). ``fit(X, resp_init=...)`` bypasses it.
+    weight_concentration_prior_type : {"dirichlet_distribution"}
+        "dirichlet_process" (scikit-learn's default) raises ``NotImplementedError``.
+    weight_concentration_prior, mean_precision_prior, mean_prior, \
+degrees_of_freedom_prior, covariance_prior
+        Prior hyperparameters α0, β0, m0 (n_features,), ν0 and W0^{-1}
+        (n_features, n_features); ``None`` takes the defaults of :func:`make_prior`.
+    random_state : numpy.random.Generator, int or None
+        Randomness for the initialisation.
+    warm_start : bool
+        If True and already fitted, ``fit`` continues from the fitted state (one run).
+
+    Attributes
+    ----------
+    weights_ : ndarray of shape (K,)
+        Posterior mean of π: α_k / Σ_j α_j.
+    means_ : ndarray of shape (K, D)
+        Posterior mean of μ_k: m_k.
+    covariances_ : ndarray of shape (K, D, D)
+        ``E[Λ_k]^{-1} = W_k^{-1} / ν_k`` (scikit-learn's definition).
+    covariance_posterior_means_ : ndarray of shape (K, D, D)
+        Posterior mean of the covariance ``E[Λ_k^{-1}] = W_k^{-1} / (ν_k - D - 1)``;
+        ``inf`` for components with ``ν_k <= D + 1`` (the mean does not exist).
+    precisions_ : ndarray of shape (K, D, D)
+        Posterior mean of Λ_k: ``ν_k W_k``.
+    precisions_cholesky_ : ndarray of shape (K, D, D)
+        Upper-triangular P_k with ``P_k P_k^T = precisions_[k]``.
+    weight_concentration_, mean_precision_, degrees_of_freedom_ : ndarray of shape (K,)
+        α, β, ν.
+    weight_concentration_prior_, mean_precision_prior_, mean_prior_, \
+degrees_of_freedom_prior_, covariance_prior_
+        The priors used (defaults filled in).
+    lower_bound_ : float
+        Final value of the bound (19) of the kept run, with every constant (so unlike
+        scikit-learn's value it is a lower bound on ln p(X)).
+    lower_bounds_ : list of float
+        The bound after every iteration of the kept run.
+    converged_ : bool
+    n_iter_ : int
+
+    Notes
+    -----
+    Differences from scikit-learn: ``weight_concentration_prior_type`` defaults to (and
+    only supports) "dirichlet_distribution"; only ``covariance_type="full"``; the
+    reported bound includes all constants; the "kmeans" initialisation is our own.
+    Starting from given responsibilities: ``fit(X, resp_init=R)``, which performs the
+    M-step (13)-(18) on ``R`` and then iterates (E-step, M-step, bound); scikit-learn's
+    equivalent is its private ``_initialize(X, R)`` followed by its EM loop.
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weight_concentration_prior_type="dirichlet_distribution",
+        weight_concentration_prior=None,
+        mean_precision_prior=None,
+        mean_prior=None,
+        degrees_of_freedom_prior=None,
+        covariance_prior=None,
+        random_state=None,
+        warm_start=False,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weight_concentration_prior_type = weight_concentration_prior_type
+        self.weight_concentration_prior = weight_concentration_prior
+        self.mean_precision_prior = mean_precision_prior
+        self.mean_prior = mean_prior
+        self.degrees_of_freedom_prior = degrees_of_freedom_prior
+        self.covariance_prior = covariance_prior
+        self.random_state = random_state
+        self.warm_start = warm_start
+
+    # -- validation ---------------------------------------------------------
+
+    def _check_params(self):
+        if self.covariance_type in ("tied", "diag", "spherical"):
+            raise NotImplementedError(
+                f"covariance_type={self.covariance_type!r} is not implemented; use 'full'"
+            )
+        check_choice(self.covariance_type, "covariance_type", ("full",))
+        if self.weight_concentration_prior_type == "dirichlet_process":
+            raise NotImplementedError(
+                "weight_concentration_prior_type='dirichlet_process' is not implemented; "
+                "use 'dirichlet_distribution'"
+            )
+        check_choice(
+            self.weight_concentration_prior_type,
+            "weight_concentration_prior_type",
+            ("dirichlet_distribution",),
+        )
+        check_choice(
+            self.init_params, "init_params", ("kmeans", "k-means++", "random", "random_from_data")
+        )
+        check_positive_int(self.n_components, "n_components")
+        check_positive_int(self.max_iter, "max_iter")
+        check_positive_int(self.n_init, "n_init")
+        check_nonnegative_float(self.tol, "tol")
+        check_nonnegative_float(self.reg_covar, "reg_covar")
+        if not isinstance(self.warm_start, bool):
+            raise TypeError(f"warm_start must be a bool, got {type(self.warm_start).__name__}")
+        if self.random_state is not None and not isinstance(
+            self.random_state, np.random.Generator
+        ):
+            try:
+                check_rng(self.random_state)
+            except (TypeError, ValueError) as exc:
+                raise type(exc)(str(exc).replace("rng", "random_state", 1)) from None
+
+    def _is_fitted(self):
+        return hasattr(self, "means_")
+
+    def _check_fitted(self):
+        if not self._is_fitted():
+            raise ValueError(
+                f"this {type(self).__name__} instance is not fitted yet; call fit first"
+            )
+
+    # -- fitting ------------------------------------------------------------
+
+    def _run(self, X, state, prior, reg_covar):
+        """Iterate E-step (12), M-step (13)-(18), bound (19) from ``state``."""
+        log_rho = _log_rho(X, state)
+        bounds = []
+        converged = False
+        for _ in range(self.max_iter):
+            log_resp = log_softmax(log_rho, axis=1)  # (12)
+            state = _m_step(X, np.exp(log_resp), prior, reg_covar)  # (13)-(18)
+            log_rho = _log_rho(X, state)  # (11), shared by the bound and the next E-step
+            bounds.append(_lower_bound(log_resp, log_rho, state, prior))  # (19)
+            if len(bounds) > 1 and abs(bounds[-1] - bounds[-2]) < self.tol:
+                converged = True
+                break
+        return state, bounds, converged
+
+    def fit(self, X, y=None, *, resp_init=None):
+        """Fit q by coordinate ascent on the bound (19).
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+        y : ignored
+        resp_init : array_like of shape (n_samples, n_components), optional
+            Initial responsibilities (non-negative); when given, ``init_params`` and
+            ``n_init`` are not used.
+
+        Returns
+        -------
+        self
+        """
+        self._check_params()
+        X = _check_X(X)
+        n_samples = X.shape[0]
+        if n_samples < self.n_components:
+            raise ValueError(
+                f"X has {n_samples} samples, fewer than n_components={self.n_components}"
+            )
+        if resp_init is not None:
+            resp_init = _check_resp(resp_init, n_samples, "resp_init", log=False)
+            if resp_init.shape[1] != self.n_components:
+                raise ValueError(
+                    f"resp_init must have shape ({n_samples}, {self.n_components}), "
+                    f"got {resp_init.shape}"
+                )
+        warm = self.warm_start and self._is_fitted()
+        if warm and self.means_.shape[1] != X.shape[1]:
+            raise ValueError(
+                f"X has {X.shape[1]} features but the fitted model has {self.means_.shape[1]}"
+            )
+        prior = make_prior(
+            X,
+            self.n_components,
+            weight_concentration_prior=self.weight_concentration_prior,
+            mean_precision_prior=self.mean_precision_prior,
+            mean_prior=self.mean_prior,
+            degrees_of_freedom_prior=self.degrees_of_freedom_prior,
+            covariance_prior=self.covariance_prior,
+        )
+        rng = check_rng(self.random_state)
+        reg_covar = float(self.reg_covar)
+        best = None
+        n_runs = 1 if (warm or resp_init is not None) else self.n_init
+        for _ in range(n_runs):
+            if warm:
+                state = self.state_
+            else:
+                resp = (
+                    resp_init
+                    if resp_init is not None
+                    else _initial_resp(X, self.n_components, self.init_params, rng)
+                )
+                state = _m_step(X, resp, prior, reg_covar)
+            run = self._run(X, state, prior, reg_covar)
+            if best is None or run[1][-1] > best[1][-1]:
+                best = run
+        state, bounds, converged = best
+        self._set_state(state, prior)
+        self.lower_bounds_ = bounds
+        self.lower_bound_ = bounds[-1]
+        self.converged_ = converged
+        self.n_iter_ = len(bounds)
+        return self
+
+    def _set_state(self, state, prior):
+        d = state["means"].shape[1]
+        alpha, dof = state["weight_concentration"], state["degrees_of_freedom"]
+        self.weight_concentration_ = alpha
+        self.mean_precision_ = state["mean_precision"]
+        self.means_ = state["means"]
+        self.degrees_of_freedom_ = dof
+        self.covariances_ = state["covariances"]
+        self.precisions_cholesky_ = state["precisions_cholesky"]
+        chol = self.precisions_cholesky_
+        self.precisions_ = chol @ np.swapaxes(chol, 1, 2)
+        self.weights_ = alpha / alpha.sum()
+        excess = dof - d - 1.0
+        with np.errstate(divide="ignore"):
+            scale = np.where(excess > 0, dof / np.where(excess > 0, excess, 1.0), np.inf)
+        self.covariance_posterior_means_ = self.covariances_ * scale[:, None, None]
+        self.weight_concentration_prior_ = prior["weight_concentration_prior"]
+        self.mean_precision_prior_ = prior["mean_precision_prior"]
+        self.mean_prior_ = prior["mean_prior"]
+        self.degrees_of_freedom_prior_ = prior["degrees_of_freedom_prior"]
+        self.covariance_prior_ = prior["covariance_prior"]
+
+    @property
+    def state_(self) -> dict:
+        """The fitted variational state as a dict (module docstring layout; copies)."""
+        self._check_fitted()
+        return {
+            "weight_concentration": self.weight_concentration_.copy(),
+            "mean_precision": self.mean_precision_.copy(),
+            "means": self.means_.copy(),
+            "degrees_of_freedom": self.degrees_of_freedom_.copy(),
+            "covariances": self.covariances_.copy(),
+            "precisions_cholesky": self.precisions_cholesky_.copy(),
+        }
+
+    @property
+    def prior_(self) -> dict:
+        """The prior used by the last fit (see :func:`make_prior`)."""
+        self._check_fitted()
+        return {
+            "weight_concentration_prior": self.weight_concentration_prior_,
+            "mean_precision_prior": self.mean_precision_prior_,
+            "mean_prior": self.mean_prior_.copy(),
+            "degrees_of_freedom_prior": self.degrees_of_freedom_prior_,
+            "covariance_prior": self.covariance_prior_.copy(),
+        }
+
+    # -- prediction ---------------------------------------------------------
+
+    def predict_proba(self, X) -> np.ndarray:
+        """Responsibilities r_nk of eq. (12) under the fitted q; shape (n_samples, K)."""
+        self._check_fitted()
+        X = _check_X(X, self.means_.shape[1])
+        return np.exp(log_softmax(_log_rho(X, self.state_), axis=1))
+
+    def predict(self, X) -> np.ndarray:
+        """Most responsible component ``argmax_k r_nk``; shape (n_samples,)."""
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def fit_predict(self, X, y=None, *, resp_init=None) -> np.ndarray:
+        """``fit(X, resp_init=resp_init).predict(X)``; shape (n_samples,)."""
+        return self.fit(X, resp_init=resp_init).predict(X)
