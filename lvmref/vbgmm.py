@@ -122,7 +122,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from scipy.linalg import LinAlgError, cholesky, solve_triangular
+from scipy.linalg import LinAlgError, cholesky
+from scipy.linalg.lapack import dtrtri
 from scipy.special import digamma, gammaln, multigammaln
 
 from lvmref._checks import (
@@ -177,12 +178,14 @@ def _cholesky_lower(a: np.ndarray, name: str) -> np.ndarray:
 
 def _precision_cholesky(covariances: np.ndarray, name: str = "covariances") -> np.ndarray:
     """Upper-triangular ``P_k = L_k^{-T}`` for ``covariances[k] = L_k L_k^T``; (K, D, D)."""
-    n_features = covariances.shape[-1]
-    eye = np.eye(n_features)
     out = np.empty_like(covariances)
     for k, cov in enumerate(covariances):
-        low = _cholesky_lower(cov, name)
-        out[k] = solve_triangular(low, eye, lower=True, check_finite=False).T
+        # LAPACK trtri inverts the triangular factor directly; scipy 1.17's
+        # solve_triangular(low, eye) costs milliseconds of overhead on tiny matrices.
+        inv_low, info = dtrtri(_cholesky_lower(cov, name), lower=1)
+        if info != 0:
+            raise ValueError(f"{name} must be symmetric positive definite")
+        out[k] = inv_low.T
     return out
 
 

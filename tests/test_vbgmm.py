@@ -1,0 +1,483 @@
+"""Tests for lvmref.vbgmm (variational Bayes for the Gaussian mixture).
+
+Oracles, none of which use the code under test to produce an expected value:
+* the closed-form log evidence of the Gauss-Wishart model (K = 1), cross-checked by the
+  chain rule over Student-t posterior predictives (scipy.stats.multivariate_t);
+* finite differences of the bound (coordinate-ascent optimality of every update);
+* scikit-learn's BayesianGaussianMixture (driven from given responsibilities through its
+  private ``_initialize``; test-only);
+* Monte Carlo with scipy.stats samplers and a z-bound on the standard error for the
+  expectations (8)-(10) and the KL terms (21)-(22).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+from scipy.special import multigammaln
+
+from lvmref import vbgmm as V
+from lvmref.kernels import log_softmax
+from lvmref.testing import check_grad
+
+EPS = np.finfo(np.float64).eps
+
+
+# ---------------------------------------------------------------------------
+# helpers (test side only)
+# ---------------------------------------------------------------------------
+
+
+def _random_spd(rng, k, d):
+    a = rng.normal(size=(k, d, d))
+    return a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(d)
+
+
+def _random_state(rng, k, d, min_dof_excess=0.5):
+    """A random (not optimal) variational state; ν_k > D - 1 + min_dof_excess."""
+    return V.make_state(
+        rng.uniform(0.5, 5.0, k),
+        rng.uniform(0.5, 5.0, k),
+        rng.normal(size=(k, d)),
+        d - 1 + min_dof_excess + rng.uniform(0.0, 5.5, k),
+        _random_spd(rng, k, d),
+    )
+
+
+def _random_prior(rng, d):
+    return {
+        "weight_concentration_prior": float(rng.uniform(0.1, 2.0)),
+        "mean_precision_prior": float(rng.uniform(0.1, 3.0)),
+        "mean_prior": rng.normal(size=d),
+        "degrees_of_freedom_prior": float(d - 1 + rng.uniform(0.5, 4.0)),
+        "covariance_prior": _random_spd(rng, 1, d)[0],
+    }
+
+
+def _random_resp(rng, n, k):
+    return np.exp(log_softmax(2.0 * rng.normal(size=(n, k)), axis=1))
+
+
+def _blobs(rng, n_per, centres, scale=1.0):
+    return np.concatenate([scale * rng.normal(size=(n_per, len(c))) + c for c in centres])
+
+
+def _log_evidence_closed_form(X, prior):
+    """ln p(X) of the Gauss-Wishart model (Murphy 2007, "Conjugate Bayesian analysis of
+    the Gaussian distribution", eq. 266 in the Λ-parameterisation), via batch statistics."""
+    n, d = X.shape
+    b0, m0 = prior["mean_precision_prior"], prior["mean_prior"]
+    nu0, s0 = prior["degrees_of_freedom_prior"], prior["covariance_prior"]
+    xbar = X.mean(axis=0)
+    scatter = (X - xbar).T @ (X - xbar)
+    bn, nun = b0 + n, nu0 + n
+    sn = s0 + scatter + (b0 * n / bn) * np.outer(xbar - m0, xbar - m0)
+    return (
+        -0.5 * n * d * np.log(np.pi)
+        + 0.5 * d * np.log(b0 / bn)
+        + multigammaln(0.5 * nun, d)
+        - multigammaln(0.5 * nu0, d)
+        + 0.5 * nu0 * np.linalg.slogdet(s0)[1]
+        - 0.5 * nun * np.linalg.slogdet(sn)[1]
+    )
+
+
+def _log_evidence_chain_rule(X, prior):
+    """ln p(X) = Σ_n ln p(x_n | x_<n) with Student-t predictives (Bishop B10.81, K = 1),
+    updating the Gauss-Wishart posterior one point at a time (rank-one updates)."""
+    d = X.shape[1]
+    b, m = prior["mean_precision_prior"], prior["mean_prior"].copy()
+    nu, s = prior["degrees_of_freedom_prior"], prior["covariance_prior"].copy()
+    total = 0.0
+    for x in X:
+        df = nu + 1 - d
+        shape = s * (b + 1) / (b * df)
+        total += stats.multivariate_t(loc=m, shape=shape, df=df).logpdf(x)
+        s = s + (b / (b + 1)) * np.outer(x - m, x - m)
+        m = (b * m + x) / (b + 1)
+        b, nu = b + 1, nu + 1
+    return total
+
+
+# ---------------------------------------------------------------------------
+# oracle: K = 1 -> the bound equals the exact log evidence
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("seed,n,d", [(0, 1, 1), (1, 7, 1), (2, 15, 3), (3, 40, 4)])
+def test_k1_bound_equals_log_evidence(seed, n, d):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0) + rng.normal(size=d)
+    prior = _random_prior(rng, d)
+    exact = _log_evidence_closed_form(X, prior)
+    # The two oracles are independent derivations; they must agree first.
+    assert exact == pytest.approx(_log_evidence_chain_rule(X, prior), rel=1e-11, abs=1e-11)
+    state = V.m_step(X, np.ones((n, 1)), prior)
+    bound = V.lower_bound(X, np.zeros((n, 1)), state, prior)
+    assert bound == pytest.approx(exact, rel=1e-11, abs=1e-11)
+    # A q that is not the posterior gives a strictly smaller bound (exact inequality).
+    worse = dict(state, means=state["means"] + 0.1)
+    assert V.lower_bound(X, np.zeros((n, 1)), worse, prior) < exact
+
+
+def test_k1_estimator_bound_equals_log_evidence():
+    rng = np.random.default_rng(11)
+    X = rng.normal(size=(30, 2)) @ np.array([[1.0, 0.4], [0.0, 0.7]])
+    model = V.BayesianGaussianMixture(1, reg_covar=0.0, tol=0.0, max_iter=3).fit(X)
+    exact = _log_evidence_closed_form(X, model.prior_)
+    assert np.allclose(model.lower_bounds_, exact, rtol=1e-11, atol=0.0)
+
+
+# ---------------------------------------------------------------------------
+# monotonicity of coordinate ascent
+# ---------------------------------------------------------------------------
+
+
+@given(
+    seed=st.integers(0, 2**32 - 1),
+    n=st.integers(2, 40),
+    d=st.integers(1, 3),
+    k=st.integers(1, 5),
+    init=st.sampled_from(["random", "random_from_data", "kmeans", "k-means++"]),
+)
+def test_bound_never_decreases(seed, n, d, k, init):
+    rng = np.random.default_rng(seed)
+    k = min(k, n)
+    X = _blobs(rng, n, rng.normal(scale=3.0, size=(1, d)))[:n] * rng.uniform(0.2, 5.0)
+    X[: n // 2] += 4.0
+    prior = _random_prior(rng, d)
+    model = V.BayesianGaussianMixture(
+        k,
+        init_params=init,
+        reg_covar=0.0,
+        tol=0.0,
+        max_iter=25,
+        random_state=seed,
+        weight_concentration_prior=prior["weight_concentration_prior"],
+        covariance_prior=prior["covariance_prior"],
+        degrees_of_freedom_prior=prior["degrees_of_freedom_prior"],
+    )
+    model.fit(X)
+    bounds = np.array(model.lower_bounds_)
+    # Exact in real arithmetic; in floating point the bound is a sum of O(n k) terms of
+    # size |L|, so it carries a rounding error of a few ulps of |L| per term.
+    slack = 8 * EPS * n * k * np.max(np.abs(bounds))
+    assert np.all(np.diff(bounds) >= -slack), np.diff(bounds).min()
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_each_half_step_increases_bound(seed):
+    """L(r_t, θ_{t-1}) <= L(r_t, θ_t) (M-step) and L(r_{t-1}, θ) <= L(r_t, θ) (E-step)."""
+    rng = np.random.default_rng(seed)
+    X = _blobs(rng, 15, [[0, 0], [3, 3], [-3, 2]])
+    prior = V.make_prior(X, 4)
+    state = _random_state(rng, 4, 2)
+    log_resp = np.log(_random_resp(rng, len(X), 4))
+    for _ in range(10):
+        new_log_resp = V.e_step(X, state)
+        before = V.lower_bound(X, log_resp, state, prior)
+        mid = V.lower_bound(X, new_log_resp, state, prior)
+        new_state = V.m_step(X, np.exp(new_log_resp), prior)
+        after = V.lower_bound(X, new_log_resp, new_state, prior)
+        slack = 8 * EPS * X.size * 4 * abs(after)
+        assert mid >= before - slack
+        assert after >= mid - slack
+        state, log_resp = new_state, new_log_resp
+
+
+# ---------------------------------------------------------------------------
+# coordinate-ascent optimality by finite differences
+# ---------------------------------------------------------------------------
+
+# A gradient at the update counts as zero when it is this small relative to the
+# gradient at a perturbed point of the same block (the project's 1e-7 target for
+# finite-difference relative error).
+_STATIONARY_RTOL = 1e-7
+
+
+def _fd_grad_norm(f, params):
+    zeros = {k: np.zeros_like(v) for k, v in params.items()}
+    return check_grad(f, params, zeros, richardson=True).abs_error
+
+
+def _assert_stationary(f, params_opt, params_perturbed):
+    at_opt = _fd_grad_norm(f, params_opt)
+    away = _fd_grad_norm(f, params_perturbed)
+    for key in params_opt:
+        assert away[key] > 1e-4, (key, away[key])  # the perturbed point is not stationary
+        assert at_opt[key] <= _STATIONARY_RTOL * away[key], (key, at_opt[key], away[key])
+
+
+def _block_problem(seed):
+    rng = np.random.default_rng(seed)
+    n, d, k = 10, 2, 3
+    X = _blobs(rng, 4, [[0, 0], [3, 1], [-2, 3]])[:n]
+    prior = _random_prior(rng, d)
+    return rng, X, prior, k
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_e_step_zeroes_gradient_in_q_z(seed):
+    rng, X, prior, k = _block_problem(seed)
+    state = _random_state(rng, k, X.shape[1])
+
+    def f(p):
+        return V.lower_bound(X, log_softmax(p["logits"], axis=1), state, prior)
+
+    # Softmax logits parameterise the simplex; the E-step (12) sets them to ln ρ.
+    opt = {"logits": V.estimate_log_rho(X, state)}
+    away = {"logits": opt["logits"] + rng.normal(size=opt["logits"].shape)}
+    _assert_stationary(f, opt, away)
+
+
+def _m_problem(seed):
+    rng, X, prior, k = _block_problem(seed)
+    resp = _random_resp(rng, len(X), k)
+    return rng, X, prior, np.log(resp), V.m_step(X, resp, prior)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_m_step_weights_zero_gradient_in_q_pi(seed):
+    rng, X, prior, log_resp, opt_state = _m_problem(seed)
+
+    def f(p):
+        return V.lower_bound(X, log_resp, dict(opt_state, weight_concentration=p["alpha"]), prior)
+
+    alpha = opt_state["weight_concentration"]
+    _assert_stationary(f, {"alpha": alpha}, {"alpha": alpha * rng.uniform(0.7, 1.3, alpha.shape)})
+
+
+def _gauss_wishart_params(state):
+    """(β, m, ν, lower Cholesky factor of W) from a state; W = precisions_ / ν."""
+    w = state["precisions_cholesky"] @ np.swapaxes(state["precisions_cholesky"], 1, 2)
+    w /= state["degrees_of_freedom"][:, None, None]
+    return {
+        "beta": state["mean_precision"],
+        "m": state["means"],
+        "nu": state["degrees_of_freedom"],
+        "L": np.linalg.cholesky(w),
+    }
+
+
+def _gw_objective(X, log_resp, prior, alpha):
+    def f(p):
+        low = np.tril(p["L"])
+        w = low @ np.swapaxes(low, 1, 2)
+        state = V.make_state(alpha, p["beta"], p["m"], p["nu"], np.linalg.inv(w))
+        return V.lower_bound(X, log_resp, state, prior)
+
+    return f
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_m_step_gauss_wishart_zeroes_gradient_in_q_mu_lambda(seed):
+    rng, X, prior, log_resp, opt_state = _m_problem(seed)
+    f = _gw_objective(X, log_resp, prior, opt_state["weight_concentration"])
+    opt = _gauss_wishart_params(opt_state)
+    away = {key: v * (1.0 + 0.1 * rng.normal(size=v.shape)) for key, v in opt.items()}
+    _assert_stationary(f, opt, away)
+
+
+def test_stationarity_check_detects_wrong_dof_update():
+    """Negative control: B10.63's misprint ν_k = ν0 + N_k + 1 is not stationary."""
+    rng, X, prior, log_resp, opt_state = _m_problem(0)
+    f = _gw_objective(X, log_resp, prior, opt_state["weight_concentration"])
+    wrong = _gauss_wishart_params(opt_state)
+    wrong["nu"] = wrong["nu"] + 1.0
+    assert _fd_grad_norm(f, wrong)["nu"] > 1e-3
+
+
+# ---------------------------------------------------------------------------
+# scikit-learn trajectories (sklearn is a test dependency only)
+# ---------------------------------------------------------------------------
+
+
+def _sklearn_trajectory(X, resp, n_iter, **kwargs):
+    sklearn_mixture = pytest.importorskip("sklearn.mixture")
+    sk = sklearn_mixture.BayesianGaussianMixture(
+        n_components=resp.shape[1],
+        covariance_type="full",
+        weight_concentration_prior_type="dirichlet_distribution",
+        tol=0.0,
+        max_iter=n_iter,
+        **kwargs,
+    )
+    # Private API, test-only: set the priors, then the M-step on the given resp.
+    sk._check_parameters(X)
+    sk._initialize(X, resp)
+    out = []
+    for _ in range(n_iter):
+        log_prob_norm, log_resp = sk._e_step(X)
+        sk._m_step(X, log_resp)
+        state = {
+            "weight_concentration": sk.weight_concentration_.copy(),
+            "mean_precision": sk.mean_precision_.copy(),
+            "means": sk.means_.copy(),
+            "degrees_of_freedom": sk.degrees_of_freedom_.copy(),
+            "covariances": sk.covariances_.copy(),
+            "precisions_cholesky": sk.precisions_cholesky_.copy(),
+        }
+        out.append((state, sk._compute_lower_bound(log_resp, log_prob_norm)))
+    sk._set_parameters(sk._get_parameters())
+    return out, sk
+
+
+@pytest.mark.parametrize("reg_covar", [0.0, 1e-6])
+def test_trajectory_matches_sklearn(reg_covar):
+    rng = np.random.default_rng(7)
+    X = _blobs(rng, 40, [[0, 0, 0], [4, 0, 1], [0, 5, -2]])
+    k, n_iter = 4, 20
+    resp = rng.dirichlet(np.ones(k), size=len(X))
+    priors = dict(weight_concentration_prior=0.3, mean_precision_prior=0.7)
+    sk_traj, sk = _sklearn_trajectory(X, resp, n_iter, reg_covar=reg_covar, **priors)
+
+    prior = V.make_prior(X, k, **priors)
+    state = V.m_step(X, resp, prior, reg_covar)
+    ours_bounds = []
+    for sk_state, _ in sk_traj:
+        log_resp = V.e_step(X, state)
+        state = V.m_step(X, np.exp(log_resp), prior, reg_covar)
+        ours_bounds.append(V.lower_bound(X, log_resp, state, prior))
+        for key, value in sk_state.items():
+            np.testing.assert_allclose(state[key], value, rtol=0, atol=1e-9, err_msg=key)
+    if reg_covar == 0.0:
+        # scikit-learn drops constants (and its simplification assumes the exact M-step,
+        # i.e. reg_covar = 0): compare increments.
+        sk_bounds = np.array([b for _, b in sk_traj])
+        np.testing.assert_allclose(np.diff(ours_bounds), np.diff(sk_bounds), rtol=0, atol=1e-9)
+
+    # The estimator driven from the same responsibilities ends at the same place.
+    model = V.BayesianGaussianMixture(
+        k, tol=0.0, max_iter=n_iter, reg_covar=reg_covar, **priors
+    ).fit(X, resp_init=resp)
+    assert model.n_iter_ == n_iter and not model.converged_
+    np.testing.assert_allclose(model.lower_bounds_, ours_bounds, rtol=0, atol=1e-9)
+    for attr in (
+        "weights_",
+        "means_",
+        "covariances_",
+        "precisions_",
+        "precisions_cholesky_",
+        "weight_concentration_",
+        "mean_precision_",
+        "degrees_of_freedom_",
+    ):
+        np.testing.assert_allclose(getattr(model, attr), getattr(sk, attr), atol=1e-9, err_msg=attr)
+    np.testing.assert_allclose(model.predict_proba(X), sk.predict_proba(X), atol=1e-9)
+    np.testing.assert_array_equal(model.predict(X), sk.predict(X))
+
+
+def test_default_priors_match_sklearn():
+    sklearn_mixture = pytest.importorskip("sklearn.mixture")
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(25, 3)) @ rng.normal(size=(3, 3))
+    sk = sklearn_mixture.BayesianGaussianMixture(
+        n_components=4, weight_concentration_prior_type="dirichlet_distribution"
+    )
+    sk._check_parameters(X)
+    prior = V.make_prior(X, 4)
+    for key, value in prior.items():
+        np.testing.assert_allclose(value, getattr(sk, key + "_"), rtol=1e-14, err_msg=key)
+
+
+# ---------------------------------------------------------------------------
+# pruning of superfluous components
+# ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("init", ["kmeans", "random"])
+def test_superfluous_components_are_pruned(init):
+    rng = np.random.default_rng(1)
+    centres = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    X = _blobs(rng, 100, centres)
+    model = V.BayesianGaussianMixture(
+        10,
+        weight_concentration_prior=1e-3,
+        init_params=init,
+        random_state=0,
+        max_iter=300,
+        tol=1e-8,
+    ).fit(X)
+    assert model.converged_
+    assert np.sum(model.weights_ < 1e-3) >= 7
+    # The three survivors carry a third of the data each and sit on the true centres.
+    big = np.argsort(model.weights_)[-3:]
+    np.testing.assert_allclose(model.weights_[big], 1 / 3, atol=0.01)
+    dist = np.linalg.norm(model.means_[big][:, None, :] - centres[None], axis=2)
+    assert np.all(dist.min(axis=0) < 0.3)
+
+
+# ---------------------------------------------------------------------------
+# expectations and KL terms vs Monte Carlo (z-bound on the standard error)
+# ---------------------------------------------------------------------------
+
+_Z = 4.5  # two-sided p ~ 7e-6 per comparison with fixed seeds
+
+
+def _assert_mc(samples, value):
+    mean = np.mean(samples, axis=0)
+    se = np.std(samples, axis=0, ddof=1) / np.sqrt(len(samples))
+    assert np.all(np.abs(mean - value) <= _Z * se), (mean, value, se)
+
+
+def test_expectations_match_monte_carlo():
+    rng = np.random.default_rng(21)
+    d, k, s = 3, 2, 20000
+    X = rng.normal(size=(4, d))
+    # ν well above D - 1 so that sampled Λ are numerically positive definite.
+    state = _random_state(rng, k, d, min_dof_excess=2.0)
+    # (8)
+    pi = stats.dirichlet(state["weight_concentration"]).rvs(size=s, random_state=rng)
+    _assert_mc(np.log(pi), V.expected_log_weights(state["weight_concentration"]))
+    log_lam = V.expected_log_det_precision(
+        state["degrees_of_freedom"], state["precisions_cholesky"]
+    )
+    maha = V.expected_mahalanobis(X, state)
+    for j in range(k):
+        w = np.linalg.inv(state["covariances"][j] * state["degrees_of_freedom"][j])
+        lam = stats.wishart(df=state["degrees_of_freedom"][j], scale=w).rvs(s, random_state=rng)
+        _assert_mc(np.linalg.slogdet(lam)[1], log_lam[j])  # (9)
+        # (10): μ | Λ ~ N(m, (β Λ)^{-1}), sampled through the Cholesky factor of β Λ.
+        chol = np.linalg.cholesky(state["mean_precision"][j] * lam)
+        eps = rng.normal(size=(s, d, 1))
+        mu = state["means"][j] + np.linalg.solve(np.swapaxes(chol, 1, 2), eps)[..., 0]
+        diff = X[None, :, :] - mu[:, None, :]
+        _assert_mc(np.einsum("sni,sij,snj->sn", diff, lam, diff), maha[:, j])
+
+
+def test_kl_terms_match_monte_carlo():
+    rng = np.random.default_rng(22)
+    d, k, s = 2, 2, 20000
+    state = _random_state(rng, k, d, min_dof_excess=2.0)
+    prior = _random_prior(rng, d)
+    # (21)
+    alpha, alpha0 = state["weight_concentration"], prior["weight_concentration_prior"]
+    q, p = stats.dirichlet(alpha), stats.dirichlet(np.full(k, alpha0))
+    pi = q.rvs(size=s, random_state=rng)
+    pi = np.clip(pi, 1e-300, None)
+    pi /= pi.sum(axis=1, keepdims=True)
+    _assert_mc(q.logpdf(pi.T) - p.logpdf(pi.T), V.kl_dirichlet(alpha, alpha0))
+    # (22)
+    kl = V.kl_gauss_wishart(state, prior)
+    w0 = np.linalg.inv(prior["covariance_prior"])
+    for j in range(k):
+        nu, beta, m = (state[key][j] for key in ("degrees_of_freedom", "mean_precision", "means"))
+        w = np.linalg.inv(state["covariances"][j] * nu)
+        qw = stats.wishart(df=nu, scale=w)
+        pw = stats.wishart(df=prior["degrees_of_freedom_prior"], scale=w0)
+        lam = qw.rvs(s, random_state=rng)
+        chol = np.linalg.cholesky(beta * lam)
+        mu = m + np.linalg.solve(np.swapaxes(chol, 1, 2), rng.normal(size=(s, d, 1)))[..., 0]
+        b0, m0 = prior["mean_precision_prior"], prior["mean_prior"]
+
+        def log_normal(mean, scale, lam=lam, mu=mu):  # ln N(μ | mean, (scale Λ)^{-1})
+            diff = mu - mean
+            quad = np.einsum("si,sij,sj->s", diff, lam, diff)
+            return 0.5 * (np.linalg.slogdet(scale * lam)[1] - d * np.log(2 * np.pi) - scale * quad)
+
+        log_q = qw.logpdf(np.moveaxis(lam, 0, -1)) + log_normal(m, beta)
+        log_p = pw.logpdf(np.moveaxis(lam, 0, -1)) + log_normal(m0, b0)
+        _assert_mc(log_q - log_p, kl[j])
