@@ -17,7 +17,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 from scipy import stats
-from scipy.special import multigammaln
+from scipy.special import logsumexp, multigammaln
 
 from lvmref import vbgmm as V
 from lvmref.kernels import log_softmax
@@ -481,3 +481,339 @@ def test_kl_terms_match_monte_carlo():
         log_q = qw.logpdf(np.moveaxis(lam, 0, -1)) + log_normal(m, beta)
         log_p = pw.logpdf(np.moveaxis(lam, 0, -1)) + log_normal(m0, b0)
         _assert_mc(log_q - log_p, kl[j])
+
+
+# ---------------------------------------------------------------------------
+# pieces checked against exact math
+# ---------------------------------------------------------------------------
+
+
+def test_empty_component_returns_to_the_prior():
+    """A component with r_nk = 0 for every n gets exactly the prior, eqs. (14)-(18)."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(9, 2))
+    prior = _random_prior(rng, 2)
+    resp = np.zeros((9, 2))
+    resp[:, 0] = 1.0
+    state = V.m_step(X, resp, prior)
+    assert state["weight_concentration"][1] == prior["weight_concentration_prior"]
+    assert state["mean_precision"][1] == prior["mean_precision_prior"]
+    assert state["degrees_of_freedom"][1] == prior["degrees_of_freedom_prior"]
+    np.testing.assert_array_equal(state["means"][1], prior["mean_prior"])
+    np.testing.assert_allclose(
+        state["covariances"][1] * prior["degrees_of_freedom_prior"],
+        prior["covariance_prior"],
+        rtol=1e-14,
+    )
+    # ... and its KL to the prior is 0 (eq. 22), so the bound is finite with r = 0 entries.
+    assert V.kl_gauss_wishart(state, prior)[1] == pytest.approx(0.0, abs=1e-12)
+    with np.errstate(divide="ignore"):
+        log_resp = np.log(resp)
+    assert np.isfinite(V.lower_bound(X, log_resp, state, prior))
+
+
+def test_m_step_matches_bishop_batch_form():
+    """(17) equals B10.62 written with x̄_k and S_k (computed here from scratch)."""
+    rng = np.random.default_rng(4)
+    X = rng.normal(size=(20, 3))
+    resp = _random_resp(rng, 20, 3)
+    prior = _random_prior(rng, 3)
+    state = V.m_step(X, resp, prior)
+    b0, m0 = prior["mean_precision_prior"], prior["mean_prior"]
+    for k in range(3):
+        nk = resp[:, k].sum()
+        xbar = resp[:, k] @ X / nk
+        sk = (resp[:, k, None] * (X - xbar)).T @ (X - xbar) / nk
+        w_inv = prior["covariance_prior"] + nk * sk + b0 * nk / (b0 + nk) * np.outer(
+            xbar - m0, xbar - m0
+        )
+        nu = prior["degrees_of_freedom_prior"] + nk
+        np.testing.assert_allclose(state["covariances"][k], w_inv / nu, rtol=1e-12)
+        np.testing.assert_allclose(state["means"][k], (b0 * m0 + nk * xbar) / (b0 + nk))
+        p = state["precisions_cholesky"][k]
+        np.testing.assert_allclose(p @ p.T, nu * np.linalg.inv(w_inv), rtol=1e-11)
+        assert np.allclose(p, np.triu(p), rtol=0, atol=0)
+
+
+def test_estimator_attributes_are_posterior_means():
+    rng = np.random.default_rng(8)
+    X = _blobs(rng, 30, [[0, 0], [6, 6]])
+    model = V.BayesianGaussianMixture(2, random_state=0, max_iter=50).fit(X)
+    d = X.shape[1]
+    for k in range(2):
+        nu = model.degrees_of_freedom_[k]
+        w_inv = model.covariances_[k] * nu
+        # E[Λ_k] of a Wishart(W, ν) is ν W; E[Λ_k^{-1}] is the inverse-Wishart mean.
+        np.testing.assert_allclose(
+            model.precisions_[k], stats.wishart(df=nu, scale=np.linalg.inv(w_inv)).mean()
+        )
+        np.testing.assert_allclose(
+            model.covariance_posterior_means_[k],
+            stats.invwishart(df=nu, scale=w_inv).mean(),
+            rtol=1e-12,
+        )
+        assert nu > d + 1
+    np.testing.assert_allclose(
+        model.weights_, stats.dirichlet(model.weight_concentration_).mean(), rtol=1e-14
+    )
+
+
+def test_covariance_posterior_mean_is_inf_when_undefined():
+    rng = np.random.default_rng(9)
+    X = rng.normal(size=(6, 2))
+    model = V.BayesianGaussianMixture(
+        3, weight_concentration_prior=1e-3, degrees_of_freedom_prior=1.5, random_state=0
+    ).fit(X)
+    undefined = model.degrees_of_freedom_ <= 3.0
+    assert np.all(np.isinf(model.covariance_posterior_means_[undefined]))
+    assert np.all(np.isfinite(model.covariance_posterior_means_[~undefined]))
+
+
+# ---------------------------------------------------------------------------
+# estimator behaviour
+# ---------------------------------------------------------------------------
+
+
+def _two_blobs(seed=0):
+    rng = np.random.default_rng(seed)
+    return _blobs(rng, 25, [[0.0, 0.0], [5.0, 5.0]])
+
+
+def test_predict_proba_is_the_e_step():
+    X = _two_blobs()
+    model = V.BayesianGaussianMixture(3, random_state=1).fit(X)
+    proba = model.predict_proba(X)
+    np.testing.assert_allclose(proba, np.exp(V.e_step(X, model.state_)), rtol=1e-15)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-14)
+    np.testing.assert_array_equal(model.predict(X), np.argmax(proba, axis=1))
+    np.testing.assert_array_equal(
+        V.BayesianGaussianMixture(3, random_state=1).fit_predict(X), model.predict(X)
+    )
+
+
+def test_warm_start_continues_the_same_trajectory():
+    X = _two_blobs(1)
+    common = dict(tol=0.0, random_state=3, init_params="random")
+    cold = V.BayesianGaussianMixture(2, max_iter=10, **common).fit(X)
+    warm = V.BayesianGaussianMixture(2, max_iter=5, warm_start=True, **common)
+    warm.fit(X)
+    warm.fit(X)
+    np.testing.assert_allclose(warm.lower_bounds_, cold.lower_bounds_[5:], rtol=1e-13)
+    np.testing.assert_allclose(warm.means_, cold.means_, rtol=1e-12)
+
+
+def test_n_init_keeps_the_best_run():
+    X = _two_blobs(2)
+    common = dict(init_params="random", random_state=5, max_iter=3, tol=0.0)
+    one = V.BayesianGaussianMixture(4, n_init=1, **common).fit(X)
+    many = V.BayesianGaussianMixture(4, n_init=4, **common).fit(X)
+    # The first of the n_init runs draws the same initialisation as the single run.
+    assert many.lower_bound_ >= one.lower_bound_
+
+
+def test_tol_stops_when_the_bound_settles():
+    X = _two_blobs(3)
+    model = V.BayesianGaussianMixture(2, tol=1e-6, max_iter=500, random_state=0).fit(X)
+    assert model.converged_ and model.n_iter_ < 500
+    assert abs(model.lower_bounds_[-1] - model.lower_bounds_[-2]) < 1e-6
+    assert all(abs(b - a) >= 1e-6 for a, b in zip(model.lower_bounds_, model.lower_bounds_[1:-1]))
+
+
+def test_inputs_are_not_mutated_and_dtypes_accepted():
+    X = _two_blobs(4)
+    resp = _random_resp(np.random.default_rng(0), len(X), 2)
+    X0, resp0 = X.copy(), resp.copy()
+    mean_prior = np.zeros(2)
+    ref = V.BayesianGaussianMixture(2, max_iter=5, mean_prior=mean_prior).fit(X, resp_init=resp)
+    np.testing.assert_array_equal(X, X0)
+    np.testing.assert_array_equal(resp, resp0)
+    np.testing.assert_array_equal(mean_prior, 0.0)
+    prior = ref.prior_
+    prior["mean_prior"][:] = 7.0  # a copy: the model is unaffected
+    assert np.all(ref.mean_prior_ == 0.0)
+    f32 = V.BayesianGaussianMixture(2, max_iter=5, mean_prior=mean_prior).fit(
+        X.astype(np.float32), resp_init=resp
+    )
+    assert f32.means_.dtype == np.float64
+    np.testing.assert_allclose(f32.means_, ref.means_, rtol=1e-5)
+
+
+# ---------------------------------------------------------------------------
+# bad input
+# ---------------------------------------------------------------------------
+
+
+def _fixture():
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(12, 2))
+    prior = V.make_prior(X, 3)
+    resp = _random_resp(rng, 12, 3)
+    state = V.m_step(X, resp, prior)
+    return X, prior, resp, state
+
+
+def _bad_state(state, **changes):
+    out = dict(state)
+    out.update(changes)
+    return out
+
+
+def _bad_calls():
+    X, prior, resp, state = _fixture()
+    nan_X = X.copy()
+    nan_X[0, 0] = np.nan
+    inf_X = X.copy()
+    inf_X[1, 1] = np.inf
+    log_resp = np.log(resp)
+    not_pd = np.array([[1.0, 2.0], [2.0, 1.0]])
+    s = state
+    K = 3
+    eyes = np.eye(2)[None].repeat(2, 0)
+    return [
+        # make_prior
+        (lambda: V.make_prior(nan_X, K), ValueError, "X"),
+        (lambda: V.make_prior(inf_X, K), ValueError, "X"),
+        (lambda: V.make_prior(X[0], K), ValueError, "X"),
+        (lambda: V.make_prior(np.empty((0, 2)), K), ValueError, "X"),
+        (lambda: V.make_prior("abc", K), TypeError, "X"),
+        (lambda: V.make_prior(X, 0), ValueError, "n_components"),
+        (lambda: V.make_prior(X, K, weight_concentration_prior=0.0), ValueError,
+         "weight_concentration_prior"),
+        (lambda: V.make_prior(X, K, mean_precision_prior=-1.0), ValueError,
+         "mean_precision_prior"),
+        (lambda: V.make_prior(X, K, mean_prior=np.zeros(3)), ValueError, "mean_prior"),
+        (lambda: V.make_prior(X, K, mean_prior=[np.nan, 0.0]), ValueError, "mean_prior"),
+        (lambda: V.make_prior(X, K, degrees_of_freedom_prior=1.0), ValueError,
+         "degrees_of_freedom_prior"),
+        (lambda: V.make_prior(X, K, degrees_of_freedom_prior=np.inf), ValueError,
+         "degrees_of_freedom_prior"),
+        (lambda: V.make_prior(X, K, covariance_prior=not_pd), ValueError, "covariance_prior"),
+        (lambda: V.make_prior(X, K, covariance_prior=np.eye(3)), ValueError,
+         "covariance_prior"),
+        (lambda: V.make_prior(X, K, covariance_prior=[[1.0, 0.5], [0.0, 1.0]]), ValueError,
+         "covariance_prior"),
+        (lambda: V.make_prior(X[:1], 1), ValueError, "covariance_prior"),
+        (lambda: V.make_prior(np.ones((5, 2)), 1), ValueError, "covariance_prior"),
+        # make_state
+        (lambda: V.make_state([1, 1], [1, 1], np.zeros((2, 2)), [3, 3], [not_pd, not_pd]),
+         ValueError, "scale_inv"),
+        (lambda: V.make_state([1, 1], [1, 1], np.zeros((2, 2)), [0.5, 3], eyes),
+         ValueError, "degrees_of_freedom"),
+        (lambda: V.make_state([1, 1], [-1, 1], np.zeros((2, 2)), [3, 3], eyes),
+         ValueError, "mean_precision"),
+        (lambda: V.make_state([1, 1], [1, 1], np.zeros(2), [3, 3], eyes),
+         ValueError, "means"),
+        (lambda: V.make_state([1, 1], [1, 1], np.zeros((2, 2)), [3, 3], np.eye(2)), ValueError,
+         "scale_inv"),
+        # expectations
+        (lambda: V.expected_log_weights([1.0, np.nan]), ValueError, "weight_concentration"),
+        (lambda: V.expected_log_weights([1.0, 0.0]), ValueError, "weight_concentration"),
+        (lambda: V.expected_log_weights([[1.0]]), ValueError, "weight_concentration"),
+        (lambda: V.expected_log_weights([]), ValueError, "weight_concentration"),
+        (lambda: V.expected_log_det_precision([1.0] * 3, s["precisions_cholesky"]), ValueError,
+         "degrees_of_freedom"),
+        (lambda: V.expected_log_det_precision(s["degrees_of_freedom"], s["precisions_cholesky"][0]),
+         ValueError, "precisions_cholesky"),
+        (lambda: V.expected_log_det_precision(s["degrees_of_freedom"], -s["precisions_cholesky"]),
+         ValueError, "precisions_cholesky"),
+        (lambda: V.expected_mahalanobis(X[:, :1], s), ValueError, "X"),
+        (lambda: V.expected_mahalanobis(nan_X, s), ValueError, "X"),
+        (lambda: V.estimate_log_rho(X, {"means": s["means"]}), ValueError, "state"),
+        (lambda: V.estimate_log_rho(X, [1, 2]), TypeError, "state"),
+        (lambda: V.e_step(X, _bad_state(s, means=s["means"][:2])), ValueError, "state"),
+        (lambda: V.e_step(X, _bad_state(s, degrees_of_freedom=np.full(3, np.nan))), ValueError,
+         "degrees_of_freedom"),
+        # m_step
+        (lambda: V.m_step(X, -resp, prior), ValueError, "resp"),
+        (lambda: V.m_step(X, resp[:5], prior), ValueError, "resp"),
+        (lambda: V.m_step(X, np.full_like(resp, np.nan), prior), ValueError, "resp"),
+        (lambda: V.m_step(X, resp, prior, reg_covar=-1.0), ValueError, "reg_covar"),
+        (lambda: V.m_step(X, resp, {"mean_prior": np.zeros(2)}), ValueError, "prior"),
+        (lambda: V.m_step(X, resp, dict(prior, mean_prior=np.zeros(5))), ValueError,
+         "mean_prior"),
+        (lambda: V.m_step(X, resp, None), TypeError, "prior"),
+        # KL terms and bound
+        (lambda: V.kl_dirichlet([1.0, -1.0], 1.0), ValueError, "weight_concentration"),
+        (lambda: V.kl_dirichlet([1.0, 1.0], [1.0, 1.0, 1.0]), ValueError,
+         "weight_concentration_prior"),
+        (lambda: V.kl_dirichlet([1.0, 1.0], 0.0), ValueError, "weight_concentration_prior"),
+        (lambda: V.kl_gauss_wishart(_bad_state(s, covariances=s["covariances"][:, :1]), prior),
+         ValueError, "covariances"),
+        (lambda: V.lower_bound(X, log_resp + 1.0, s, prior), ValueError, "log_resp"),
+        (lambda: V.lower_bound(X, np.full_like(log_resp, np.nan), s, prior), ValueError,
+         "log_resp"),
+        (lambda: V.lower_bound(X, log_resp[:, :2] - logsumexp(log_resp[:, :2], axis=1,
+                                                                keepdims=True), s, prior),
+         ValueError, "log_resp"),
+        (lambda: V.lower_bound(X[:, :1], log_resp, s, prior), ValueError, "X"),
+    ]
+
+
+@pytest.mark.parametrize("case", range(len(_bad_calls())))
+def test_bad_input_functions(case):
+    call, exc, name = _bad_calls()[case]
+    with pytest.raises(exc, match=name):
+        call()
+
+
+_ESTIMATOR_BAD = [
+    (dict(n_components=0), ValueError, "n_components"),
+    (dict(n_components=2.5), TypeError, "n_components"),
+    (dict(covariance_type="diag"), NotImplementedError, "covariance_type"),
+    (dict(covariance_type="tied"), NotImplementedError, "covariance_type"),
+    (dict(covariance_type="banana"), ValueError, "covariance_type"),
+    (dict(weight_concentration_prior_type="dirichlet_process"), NotImplementedError,
+     "weight_concentration_prior_type"),
+    (dict(weight_concentration_prior_type="x"), ValueError, "weight_concentration_prior_type"),
+    (dict(init_params="kmeans++"), ValueError, "init_params"),
+    (dict(tol=-1.0), ValueError, "tol"),
+    (dict(tol=np.nan), ValueError, "tol"),
+    (dict(reg_covar=-1e-6), ValueError, "reg_covar"),
+    (dict(max_iter=0), ValueError, "max_iter"),
+    (dict(n_init=0), ValueError, "n_init"),
+    (dict(warm_start=1), TypeError, "warm_start"),
+    (dict(random_state=-3), ValueError, "random_state"),
+    (dict(random_state="seed"), TypeError, "random_state"),
+    (dict(weight_concentration_prior=-1.0), ValueError, "weight_concentration_prior"),
+    (dict(mean_prior=[0.0, 0.0, 0.0]), ValueError, "mean_prior"),
+    (dict(degrees_of_freedom_prior=0.5), ValueError, "degrees_of_freedom_prior"),
+    (dict(covariance_prior=-np.eye(2)), ValueError, "covariance_prior"),
+]
+
+
+@pytest.mark.parametrize("kwargs,exc,name", _ESTIMATOR_BAD)
+def test_bad_estimator_parameters(kwargs, exc, name):
+    kwargs = {"n_components": 2, **kwargs}
+    with pytest.raises(exc, match=name):
+        V.BayesianGaussianMixture(**kwargs).fit(_two_blobs())
+
+
+def test_bad_estimator_calls():
+    X = _two_blobs()
+    model = V.BayesianGaussianMixture(2, random_state=0)
+    with pytest.raises(ValueError, match="fit"):
+        model.predict(X)
+    with pytest.raises(ValueError, match="fit"):
+        _ = model.state_
+    bad = X.copy()
+    bad[3, 0] = np.inf
+    with pytest.raises(ValueError, match="X"):
+        model.fit(bad)
+    with pytest.raises(ValueError, match="X"):
+        model.fit(X[:, 0])
+    with pytest.raises(ValueError, match="X"):
+        model.fit(np.empty((0, 2)))
+    with pytest.raises(ValueError, match="n_components"):
+        V.BayesianGaussianMixture(60).fit(X)
+    with pytest.raises(ValueError, match="resp_init"):
+        model.fit(X, resp_init=np.ones((len(X), 3)))
+    with pytest.raises(ValueError, match="resp_init"):
+        model.fit(X, resp_init=-np.ones((len(X), 2)))
+    model.fit(X)
+    with pytest.raises(ValueError, match="X"):
+        model.predict_proba(X[:, :1])
+    with pytest.raises(ValueError, match="X"):
+        model.predict(np.full((2, 2), np.nan))
+    warm = V.BayesianGaussianMixture(2, warm_start=True, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="X"):
+        warm.fit(np.hstack([X, X]))
