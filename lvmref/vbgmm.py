@@ -449,7 +449,7 @@ def _expected_mahalanobis(X, state):
     out = np.empty((X.shape[0], state["means"].shape[0]))
     for k, (mean, chol) in enumerate(zip(state["means"], state["precisions_cholesky"])):
         y = (X - mean) @ chol
-        out[:, k] = np.sum(y * y, axis=1)
+        out[:, k] = np.einsum("ij,ij->i", y, y)
     return out + n_features / state["mean_precision"]
 
 
@@ -522,13 +522,10 @@ def _m_step(X, resp, prior, reg_covar):
     dof = prior["degrees_of_freedom_prior"] + nk  # (18)
     scale_inv = np.empty((len(nk), n_features, n_features))
     for k in range(len(nk)):  # (17)
-        diff = X - means[k]
+        # Σ_n r_nk d_n d_n^T as w^T w with w_n = sqrt(r_nk) d_n (a symmetric rank-k update).
+        w = np.sqrt(resp[:, k, None]) * (X - means[k])
         dm = means[k] - m0
-        scale_inv[k] = (
-            prior["covariance_prior"]
-            + (resp[:, k, None] * diff).T @ diff
-            + beta0 * np.outer(dm, dm)
-        )
+        scale_inv[k] = prior["covariance_prior"] + w.T @ w + beta0 * np.outer(dm, dm)
         scale_inv[k].flat[:: n_features + 1] += reg_covar * nk[k]
         # Symmetrise away the round-off of the matrix product.
         scale_inv[k] = 0.5 * (scale_inv[k] + scale_inv[k].T)
