@@ -293,6 +293,91 @@ def test_kl_categorical_against_direct_sum():
     np.testing.assert_allclose(E.exact_kl_to_posterior(model, x), ref, rtol=0, atol=1e-12)
 
 
+@given(st.integers(1, 6), st.floats(0.1, 3.0), st.integers(0, 2**16))
+def test_elbo_plus_kl_identity_random_models(K, q_scale, seed):
+    """eq. (4) for random models and q: log p(x) = ELBO(q) + KL, hence ELBO <= log p(x)."""
+    x = _data(2, 3, seed + 1)
+    model = TinySBN(K, 3, 2, seed, q_scale=q_scale)
+    elbo_ref, _ = brute_elbo_kl(model, x)
+    lpx = E.exact_log_marginal(model, x, chunk_size=3)
+    kl = E.exact_kl_to_posterior(model, x, chunk_size=5)
+    np.testing.assert_allclose(lpx, elbo_ref + kl, rtol=0, atol=1e-12)
+    assert np.all(kl >= -1e-12)
+
+
+def test_exact_k20_factorised_model_closed_form():
+    """K = 20 (2**20 configs, many chunks): a model where latent k drives only pixel k has
+    p(x) = prod_k sum_{z_k} p(z_k) p(x_k | z_k), a closed form independent of enumeration."""
+    K = 20
+    model = TinySBN(K, K, 2, 80)
+    model.W = np.diag(np.random.default_rng(81).normal(scale=2.0, size=K))
+    x = _data(2, K, 82)
+    ref = np.zeros(2)
+    for i in range(2):
+        for k in range(K):
+            terms = []
+            for zk in (0, 1):
+                lp = _log_sigmoid_scalar(model.a[k]) if zk else _log_sigmoid_scalar(-model.a[k])
+                lg = model.b[k] + zk * model.W[k, k]
+                lp += _log_sigmoid_scalar(lg) if x[i, k] else _log_sigmoid_scalar(-lg)
+                terms.append(lp)
+            ref[i] += _brute_lse(terms)
+    got = E.exact_log_marginal(model, x)
+    np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+
+
+def test_default_chunk_size_bounds_memory():
+    """Default chunks keep n * c * max(D, K) <= 2**22 entries (documented budget)."""
+    seen = []
+
+    class Recording(TinySBN):
+        def log_joint(self, x, z):
+            seen.append(z.shape)
+            return super().log_joint(x, z)
+
+    n, D, K = 64, 300, 12
+    model = Recording(K, D, n, 83)
+    x = _data(n, D, 84)
+    E.exact_log_marginal(model, x)
+    assert all(s[0] == 1 and s[2] == K for s in seen)
+    assert sum(s[1] for s in seen) == 2**K
+    assert max(s[1] for s in seen) * n * D <= 2**22
+    assert len(seen) > 1  # this size does need chunking
+
+
+class _ZeroWhereFirstBit(TinySBN):
+    """p(x, z) = 0 whenever z_0 = 1 (log_joint = -inf there)."""
+
+    def log_joint(self, x, z):
+        out = super().log_joint(x, z)
+        return np.where(np.broadcast_to(z[..., 0], out.shape) == 1, -np.inf, out)
+
+
+def test_zero_probability_configurations():
+    x = _data(2, 4, 85)
+    model = _ZeroWhereFirstBit(4, 4, 2, 86)
+    configs = [zt for zt in itertools.product((0, 1), repeat=4) if zt[0] == 0]
+    ref = np.array([_brute_lse([model.brute_log_joint(xi, zt) for zt in configs])
+                    for xi in x])
+    np.testing.assert_allclose(E.exact_log_marginal(model, x, chunk_size=3), ref,
+                               rtol=0, atol=1e-12)
+    post = E.exact_posterior(model, x)
+    assert np.all(post[:, 8:] == 0.0)
+    # q puts mass on z_0 = 1 where the posterior has none: KL = +inf
+    assert np.all(E.exact_kl_to_posterior(model, x) == np.inf)
+
+    class AllZero(TinySBN):
+        def log_joint(self, x, z):
+            return np.full((x.shape[0], z.shape[1]), -np.inf)
+
+    dead = AllZero(3, 4, 2, 0)
+    assert np.all(E.exact_log_marginal(dead, x) == -np.inf)
+    with pytest.raises(ValueError, match="p\\(x\\) = 0"):
+        E.exact_posterior(dead, x)
+    with pytest.raises(ValueError, match="p\\(x\\) = 0"):
+        E.exact_kl_to_posterior(dead, x)
+
+
 def test_posterior_proposal_is_exact():
     """q = p(z|x): KL = 0, ELBO = log p(x), every importance weight equals p(x)."""
     x = _data(3, 5, 13)
