@@ -172,6 +172,11 @@ class Estimate:
     n_samples: int
     log_weights: np.ndarray
 
+    def __repr__(self) -> str:
+        return (f"Estimate(value={np.array2string(self.value, precision=6)}, "
+                f"stderr={np.array2string(self.stderr, precision=3)}, "
+                f"n_samples={self.n_samples})")
+
 
 # --------------------------------------------------------------------------- checks
 
