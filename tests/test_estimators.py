@@ -25,6 +25,8 @@ from lvmref.kernels.estimators import (
     lse_stream_update,
     lse_stream_update_auto,
     lse_stream_update_np,
+    sbn_log_marginal,
+    sbn_log_marginal_np,
 )
 
 EPS = np.finfo(np.float64).eps
@@ -676,6 +678,50 @@ def test_auto_dispatch_uses_twin_when_jit_disabled(monkeypatch):
     m, r = lse_stream_init(1)
     kest.lse_stream_update_auto(m, r, np.zeros((1, 3)))
     assert calls == [1]
+
+
+@pytest.mark.parametrize("K,D,n,scale", [(1, 3, 2, 1.0), (2, 4, 3, 1.0), (4, 5, 3, 2.0),
+                                         (5, 4, 1, 1.0), (9, 6, 4, 1.0), (12, 3, 2, 0.5)])
+def test_sbn_fused_kernel_twin_and_brute_force(K, D, n, scale):
+    model = TinySBN(K, D, n, 90 + K, scale=scale)
+    x = _data(n, D, 91 + K)
+    ref = brute_log_marginal(model, x)
+    gray = sbn_log_marginal(x, model.a, model.W, model.b)
+    for cs in (None, 1, 5):
+        twin = sbn_log_marginal_np(x, model.a, model.W, model.b, cs)
+        np.testing.assert_allclose(gray, twin, rtol=0, atol=1e-12)
+    for method in ("block", "gray"):
+        got = E.sbn_exact_log_marginal(x, model.a, model.W, model.b, method=method)
+        np.testing.assert_allclose(got, ref, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(E.exact_log_marginal(model, x), gray, rtol=0, atol=1e-12)
+
+
+def test_sbn_fused_kernel_large_logits():
+    model = TinySBN(6, 5, 2, 95, scale=1000.0)
+    x = _data(2, 5, 96)
+    ref = brute_log_marginal(model, x)
+    for method in ("block", "gray"):
+        got = E.sbn_exact_log_marginal(x, model.a, model.W, model.b, method=method)
+        np.testing.assert_allclose(got, ref, rtol=1e-13, atol=0)
+
+
+def test_sbn_exact_bad_input():
+    a, W, b, x = np.zeros(3), np.zeros((3, 4)), np.zeros(4), _data(2, 4, 0)
+    cases = [
+        ((x * 2, a, W, b), {}, ValueError, "x"),
+        ((np.full((2, 4), np.nan), a, W, b), {}, ValueError, "x"),
+        ((x, np.zeros((3, 1)), W, b), {}, ValueError, "prior_logits"),
+        ((x, np.zeros(25), np.zeros((25, 4)), b), {}, ValueError, "prior_logits"),
+        ((x, a, np.zeros((3, 5)), b), {}, ValueError, "W"),
+        ((x, a, W, np.zeros(3)), {}, ValueError, "b"),
+        ((x, a, np.full((3, 4), np.inf), b), {}, ValueError, "W"),
+        ((x, a, W, b), {"method": "fast"}, ValueError, "method"),
+        ((x, a, W, b), {"chunk_size": 0}, ValueError, "chunk_size"),
+        ((x, np.zeros(0), np.zeros((0, 4)), b), {}, ValueError, "prior_logits"),
+    ]
+    for args, kw, err, name in cases:
+        with pytest.raises(err, match=name):
+            E.sbn_exact_log_marginal(*args, **kw)
 
 
 # ------------------------------------------------------------------- bad inputs

@@ -41,6 +41,7 @@ from lvmref.kernels.estimators import (  # noqa: E402
     lse_stream_init,
     lse_stream_update,
     lse_stream_update_np,
+    sbn_log_marginal,
 )
 
 Z = 4.0
@@ -200,6 +201,29 @@ def main() -> int:
     print("\nstreaming log-sum-exp merge of a (100, 65536) chunk; 1 thread; median of 5")
     print(f"  numba kernel {t_nb * 1e3:8.2f} ms   numpy twin {t_np * 1e3:8.2f} ms")
     print(f"ratio: {t_nb / t_np:.3f}")
+
+    # -------- fused Gray-code Numba enumeration vs chunked BLAS twin (sbn_exact_log_marginal)
+    t0 = time.perf_counter()
+    sbn_log_marginal(np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), np.zeros(1))
+    print(f"\nsbn_exact_log_marginal: method='gray' (Numba, compile/load "
+          f"{(time.perf_counter() - t0) * 1e3:.0f} ms, excluded) vs 'block' (NumPy/BLAS); "
+          f"1 thread; median of 5")
+    print(f"  {'K':>3s}{'D':>5s}{'n':>5s}{'gray ms':>10s}{'block ms':>10s}{'max|diff|':>11s}")
+    ratios = []
+    rg = np.random.default_rng(8)
+    for K, D, nrow in [(14, 20, 1), (14, 20, 4), (14, 20, 64), (14, 100, 1), (14, 100, 16),
+                       (12, 784, 1), (12, 784, 64)]:
+        a_, W_, b_ = rg.normal(size=K), rg.normal(size=(K, D)), rg.normal(size=D)
+        x_ = (rg.random((nrow, D)) < 0.5).astype(float)
+        vg, tg = timed(E.sbn_exact_log_marginal, x_, a_, W_, b_, method="gray")
+        vb, tb = timed(E.sbn_exact_log_marginal, x_, a_, W_, b_, method="block")
+        diff = np.max(np.abs(vg - vb))
+        if diff > 1e-13 * (1.0 + np.max(np.abs(vb))):
+            failures.append(f"gray != block for K={K} D={D} n={nrow}: {diff:.2e}")
+        ratios.append((K, D, nrow, tg / tb))
+        print(f"  {K:3d}{D:5d}{nrow:5d}{tg * 1e3:10.2f}{tb * 1e3:10.2f}{diff:11.1e}")
+    for K, D, nrow, rt in ratios:
+        print(f"ratio: {rt:.3f}   (gray/block, K={K} D={D} n={nrow})")
 
     if failures:
         print("\nFAILED:\n  " + "\n  ".join(failures))
