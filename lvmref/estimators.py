@@ -23,6 +23,9 @@ Exact quantities, by enumeration of the latent space (binary :math:`z \in \{0,1\
 ``MAX_ENUMERATION_K`` = 24. (3) is computed in a second pass after (1), term by term as
 :math:`q (\log q - \log p(z \mid x))`, which avoids the cancellation of
 :math:`\mathbb{E}_q[\log q - \log p(x,z)] + \log p(x)` when q is close to the posterior.
+For the single-layer sigmoid belief net (factorised Bernoulli prior, decoder logits
+``z @ W + b``), :func:`sbn_exact_log_marginal` evaluates (1) straight from the parameters
+(fused enumeration kernels in :mod:`lvmref.kernels.estimators`).
 
 Monte Carlo, from S samples :math:`z_s` of a proposal :math:`r(z)` with *log weights*
 
