@@ -474,7 +474,7 @@ def sbn_exact_log_marginal(x, prior_logits, W, b, *, method="block", chunk_size=
     method : {"block", "gray"}
         "block" (default): chunked BLAS evaluation (NumPy). "gray": fused Numba kernel,
         Gray-code walk over the configurations (no large temporaries). Measured in
-        validation/estimators_table.py (1 thread): "gray" takes ~0.8x the time of
+        validation/estimators_table.py (1 thread): "gray" takes ~0.6-0.8x the time of
         "block" for 1-4 rows with D = 20, but 1.3-3.6x for n >= 16 or D >= 100 (scalar
         exp/log1p in Numba vs NumPy's vectorised ones; x @ L.T through BLAS), so
         "block" is the default. Under ``NUMBA_DISABLE_JIT=1`` "gray" runs as slow Python.
