@@ -86,14 +86,34 @@ Each update is a coordinate-ascent step: (12) maximises L over q(Z) given the re
 ``K = 1``, (6) contains the exact posterior (the Gauss-Wishart prior is conjugate), so
 after one M-step L equals ln p(X) exactly.
 
+Truncated Dirichlet-process (stick-breaking) prior on the weights
+-----------------------------------------------------------------
+``weight_concentration_prior_type="dirichlet_process"`` replaces (3) by stick breaking
+truncated at K (Blei & Jordan, "Variational inference for Dirichlet process mixtures",
+Bayesian Analysis 1(1), 2006, §3-§5; scikit-learn's variant, which keeps a Beta factor
+for the K-th stick too)::
+
+    (3') π_k = v_k Π_{j<k} (1 - v_j),  p(v_k) = Beta(v_k | 1, α0),
+         q(v_k) = Beta(v_k | γ_k1, γ_k2)                         (replaces q(π) in (6))
+    (8') E[ln π_k] = ψ(γ_k1) - ψ(γ_k1 + γ_k2) + Σ_{j<k} (ψ(γ_j2) - ψ(γ_j1 + γ_j2))
+    (14') γ_k1 = 1 + N_k,  γ_k2 = α0 + Σ_{j>k} N_j                 (replaces (14))
+    (21') KL[q(v) || p(v)] = Σ_k [ ln B(1, α0) - ln B(γ_k1, γ_k2)
+                                   + (γ_k1 - 1)(ψ(γ_k1) - ψ(γ_k1 + γ_k2))
+                                   + (γ_k2 - α0)(ψ(γ_k2) - ψ(γ_k1 + γ_k2)) ]   (replaces (21))
+
+with ``ln B`` the log Beta function. (8') enters the E-step (11) in place of (8); the
+rest of (9)-(22) is unchanged. The posterior mean of π is
+``E[π_k] = γ_k1/(γ_k1+γ_k2) Π_{j<k} γ_j2/(γ_j1+γ_j2)``; with a Beta factor on the last
+stick these sum to less than 1, and ``weights_`` renormalises them (as scikit-learn does).
+
 Parameter layout (the "state" dict)
 -----------------------------------
 The same names and conventions as scikit-learn's fitted attributes, so states can be
-exchanged with ``sklearn.mixture.BayesianGaussianMixture`` (``covariance_type="full"``,
-``weight_concentration_prior_type="dirichlet_distribution"``):
+exchanged with ``sklearn.mixture.BayesianGaussianMixture`` (``covariance_type="full"``):
 
-``weight_concentration`` (K,)
-    α_k.
+``weight_concentration`` (K,) or (2, K)
+    α_k for the Dirichlet distribution; for the Dirichlet process, row 0 is γ_k1 and
+    row 1 is γ_k2 (scikit-learn stores the tuple ``(γ_1, γ_2)``).
 ``mean_precision`` (K,)
     β_k.
 ``means`` (K, D)
@@ -108,7 +128,8 @@ exchanged with ``sklearn.mixture.BayesianGaussianMixture`` (``covariance_type="f
     ``ν_k (x - m_k)^T W_k (x - m_k) = ||(x - m_k)^T P_k||^2`` and
     ``ln|W_k| = 2 Σ_i ln (P_k)_ii - D ln ν_k``.
 
-The prior dict has keys ``weight_concentration_prior`` (scalar α0),
+The prior dict has keys ``weight_concentration_prior_type`` ("dirichlet_distribution"
+if absent, or "dirichlet_process"), ``weight_concentration_prior`` (scalar α0),
 ``mean_precision_prior`` (scalar β0), ``mean_prior`` (D,), ``degrees_of_freedom_prior``
 (scalar ν0) and ``covariance_prior`` (D, D) = W0^{-1}; :func:`make_prior` fills in
 scikit-learn's data-dependent defaults.
@@ -124,7 +145,7 @@ import math
 import numpy as np
 from scipy.linalg import LinAlgError, cholesky
 from scipy.linalg.lapack import dtrtri
-from scipy.special import digamma, gammaln, multigammaln
+from scipy.special import betaln, digamma, gammaln, multigammaln
 
 from lvmref._checks import (
     as_float_array,
@@ -146,6 +167,7 @@ __all__ = [
     "e_step",
     "m_step",
     "kl_dirichlet",
+    "kl_stick_breaking",
     "kl_gauss_wishart",
     "lower_bound",
     "BayesianGaussianMixture",
@@ -161,6 +183,7 @@ _STATE_KEYS = (
 )
 _LOG_2PI = math.log(2.0 * math.pi)
 _LOG_2 = math.log(2.0)
+_PRIOR_TYPES = ("dirichlet_distribution", "dirichlet_process")
 
 
 # ---------------------------------------------------------------------------
@@ -222,7 +245,11 @@ def _check_state(state, n_features: int | None = None) -> dict:
         )
     out = {"means": means}
     for key in ("weight_concentration", "mean_precision", "degrees_of_freedom"):
-        out[key] = as_float_array(state[key], f"state[{key!r}]", shape=(n_components,))
+        out[key] = as_float_array(state[key], f"state[{key!r}]", ndim=(1, 2))
+        shapes = [(n_components,)] + ([(2, n_components)] if key == "weight_concentration" else [])
+        if out[key].shape not in shapes:
+            want = " or ".join(str(sh) for sh in shapes)
+            raise ValueError(f"state[{key!r}] must have shape {want}, got {out[key].shape}")
         if np.any(out[key] <= 0):
             raise ValueError(f"state[{key!r}] must be > 0")
     if np.any(out["degrees_of_freedom"] <= d - 1):
@@ -248,6 +275,11 @@ def _check_prior(prior, n_features: int | None = None) -> dict:
     missing = [k for k in keys if k not in prior]
     if missing:
         raise ValueError(f"prior is missing keys {missing}")
+    prior_type = check_choice(
+        prior.get("weight_concentration_prior_type", _PRIOR_TYPES[0]),
+        "weight_concentration_prior_type",
+        _PRIOR_TYPES,
+    )
     m0 = as_float_array(prior["mean_prior"], "mean_prior", ndim=1)
     d = m0.shape[0]
     if n_features is not None and d != n_features:
@@ -262,6 +294,7 @@ def _check_prior(prior, n_features: int | None = None) -> dict:
             f"degrees_of_freedom_prior must be > n_features - 1 = {d - 1}, got {nu0}"
         )
     return {
+        "weight_concentration_prior_type": prior_type,
         "weight_concentration_prior": check_positive_float(
             prior["weight_concentration_prior"], "weight_concentration_prior"
         ),
@@ -300,8 +333,9 @@ def make_prior(
     mean_prior=None,
     degrees_of_freedom_prior=None,
     covariance_prior=None,
+    weight_concentration_prior_type="dirichlet_distribution",
 ) -> dict:
-    """Prior hyperparameters of eqs. (3)-(4), with scikit-learn's defaults for ``None``.
+    """Prior hyperparameters of eqs. (3)-(4) or (3'), with scikit-learn's defaults for ``None``.
 
     Parameters
     ----------
@@ -320,6 +354,8 @@ def make_prior(
     covariance_prior : array_like of shape (n_features, n_features), optional
         W0^{-1}, symmetric positive definite; default the sample covariance of ``X``
         (``ddof=1``, which needs at least 2 samples and a non-singular result).
+    weight_concentration_prior_type : {"dirichlet_distribution", "dirichlet_process"}
+        Dirichlet prior (3) or truncated stick-breaking prior (3') on the weights.
 
     Returns
     -------
@@ -345,6 +381,7 @@ def make_prior(
                 "pass covariance_prior explicitly"
             ) from None
     prior = {
+        "weight_concentration_prior_type": weight_concentration_prior_type,
         "weight_concentration_prior": 1.0 / n_components
         if weight_concentration_prior is None
         else weight_concentration_prior,
@@ -363,8 +400,8 @@ def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, 
 
     Parameters
     ----------
-    weight_concentration : array_like of shape (K,)
-        α_k > 0.
+    weight_concentration : array_like of shape (K,) or (2, K)
+        α_k > 0, or the stick-breaking Beta parameters (γ_k1, γ_k2) > 0.
     mean_precision : array_like of shape (K,)
         β_k > 0.
     means : array_like of shape (K, D)
@@ -405,12 +442,33 @@ def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, 
 # ---------------------------------------------------------------------------
 
 
+def _expected_log_weights(conc):
+    if conc.ndim == 1:  # (8)
+        return digamma(conc) - digamma(conc.sum())
+    dig_sum = digamma(conc[0] + conc[1])  # (8')
+    log_stick = digamma(conc[1]) - dig_sum
+    return digamma(conc[0]) - dig_sum + np.concatenate(([0.0], np.cumsum(log_stick)[:-1]))
+
+
 def expected_log_weights(weight_concentration) -> np.ndarray:
-    """``E[ln π_k] = ψ(α_k) - ψ(Σ_j α_j)``, eq. (8); shape (K,)."""
-    alpha = as_float_array(weight_concentration, "weight_concentration", ndim=1)
-    if np.any(alpha <= 0):
+    """``E[ln π_k]``: eq. (8) for α of shape (K,), eq. (8') for (γ_1, γ_2) of shape (2, K).
+
+    Parameters
+    ----------
+    weight_concentration : array_like of shape (K,) or (2, K)
+        Dirichlet parameters α > 0, or stick-breaking Beta parameters (row 0 γ_k1,
+        row 1 γ_k2) > 0.
+
+    Returns
+    -------
+    ndarray of shape (K,)
+    """
+    conc = as_float_array(weight_concentration, "weight_concentration", ndim=(1, 2))
+    if conc.ndim == 2 and conc.shape[0] != 2:
+        raise ValueError(f"weight_concentration must have shape (K,) or (2, K), got {conc.shape}")
+    if np.any(conc <= 0):
         raise ValueError("weight_concentration must be > 0")
-    return digamma(alpha) - digamma(alpha.sum())
+    return _expected_log_weights(conc)
 
 
 def _expected_log_det_precision(dof, prec_chol):
@@ -471,7 +529,7 @@ def expected_mahalanobis(X, state) -> np.ndarray:
 
 
 def _log_rho(X, state):
-    log_w = digamma(state["weight_concentration"]) - digamma(state["weight_concentration"].sum())
+    log_w = _expected_log_weights(state["weight_concentration"])
     log_lam = _expected_log_det_precision(state["degrees_of_freedom"], state["precisions_cholesky"])
     maha = _expected_mahalanobis(X, state)
     return log_w + 0.5 * log_lam - 0.5 * X.shape[1] * _LOG_2PI - 0.5 * maha
@@ -516,7 +574,12 @@ def _m_step(X, resp, prior, reg_covar):
     beta0 = prior["mean_precision_prior"]
     m0 = prior["mean_prior"]
     nk = resp.sum(axis=0)  # (13)
-    alpha = prior["weight_concentration_prior"] + nk  # (14)
+    alpha0 = prior["weight_concentration_prior"]
+    if prior["weight_concentration_prior_type"] == "dirichlet_process":
+        tail = np.concatenate((np.cumsum(nk[::-1])[-2::-1], [0.0]))  # Σ_{j>k} N_j
+        alpha = np.stack((1.0 + nk, alpha0 + tail))  # (14')
+    else:
+        alpha = alpha0 + nk  # (14)
     beta = beta0 + nk  # (15)
     means = (beta0 * m0 + resp.T @ X) / beta[:, None]  # (16)
     dof = prior["degrees_of_freedom_prior"] + nk  # (18)
@@ -639,6 +702,38 @@ def _kl_gauss_wishart(state, prior):
     return kl_gauss + kl_wishart
 
 
+def _kl_stick_breaking(gamma, alpha0):
+    g1, g2 = gamma
+    dig_sum = digamma(g1 + g2)
+    return np.sum(
+        betaln(1.0, alpha0)
+        - betaln(g1, g2)
+        + (g1 - 1.0) * (digamma(g1) - dig_sum)
+        + (g2 - alpha0) * (digamma(g2) - dig_sum)
+    )
+
+
+def kl_stick_breaking(weight_concentration, weight_concentration_prior) -> float:
+    """``Σ_k KL[Beta(γ_k1, γ_k2) || Beta(1, α0)]``, eq. (21').
+
+    Parameters
+    ----------
+    weight_concentration : array_like of shape (2, K)
+        Row 0 γ_k1 > 0, row 1 γ_k2 > 0.
+    weight_concentration_prior : float
+        α0 > 0.
+
+    Returns
+    -------
+    float
+    """
+    gamma = as_float_array(weight_concentration, "weight_concentration", shape=(2, None))
+    if np.any(gamma <= 0):
+        raise ValueError("weight_concentration must be > 0")
+    alpha0 = check_positive_float(weight_concentration_prior, "weight_concentration_prior")
+    return float(_kl_stick_breaking(gamma, alpha0))
+
+
 def kl_gauss_wishart(state, prior) -> np.ndarray:
     """``KL[q(μ_k, Λ_k) || p(μ_k, Λ_k)]`` per component, eq. (22).
 
@@ -661,7 +756,8 @@ def _lower_bound(log_resp, log_rho, state, prior):
     resp = np.exp(log_resp)
     # r ln r -> 0 as r -> 0; where r == 0 exactly, log_resp may be -inf.
     data_term = np.sum(resp * (log_rho - np.where(resp > 0, log_resp, 0.0)))  # (20)
-    kl_pi = _kl_dirichlet(state["weight_concentration"], prior["weight_concentration_prior"])
+    conc, alpha0 = state["weight_concentration"], prior["weight_concentration_prior"]
+    kl_pi = _kl_dirichlet(conc, alpha0) if conc.ndim == 1 else _kl_stick_breaking(conc, alpha0)
     return float(data_term - kl_pi - np.sum(_kl_gauss_wishart(state, prior)))  # (19)
 
 
@@ -692,6 +788,13 @@ def lower_bound(X, log_resp, state, prior) -> float:
             f"{state['means'].shape[0]} components"
         )
     prior = _check_prior(prior, X.shape[1])
+    if (state["weight_concentration"].ndim == 2) != (
+        prior["weight_concentration_prior_type"] == "dirichlet_process"
+    ):
+        raise ValueError(
+            "state['weight_concentration'] must have shape (2, K) for the dirichlet_process "
+            "prior and (K,) for the dirichlet_distribution prior"
+        )
     return _lower_bound(log_resp, _log_rho(X, state), state, prior)
 
 
@@ -754,7 +857,7 @@ def _initial_resp(X, n_components, init_params, rng):
 
 
 class BayesianGaussianMixture:
-    """Variational Bayesian Gaussian mixture (Dirichlet prior on weights), eqs. (1)-(22).
+    """Variational Bayesian Gaussian mixture, eqs. (1)-(22) (and (3')-(21') for the DP).
 
     Constructor names, fitted attributes and their conventions follow
     ``sklearn.mixture.BayesianGaussianMixture``; the differences are listed under Notes.
@@ -781,8 +884,9 @@ class BayesianGaussianMixture:
         How the initial responsibilities are drawn (scikit-learn's meanings; "kmeans"
         is our own k-means++-seeded Lloyd iteration, so it does not reproduce
         scikit-learn's labels). ``fit(X, resp_init=...)`` bypasses it.
-    weight_concentration_prior_type : {"dirichlet_distribution"}
-        "dirichlet_process" (scikit-learn's default) raises ``NotImplementedError``.
+    weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
+        Truncated stick-breaking prior (3') (scikit-learn's default) or the Dirichlet
+        distribution prior (3) on the weights.
     weight_concentration_prior, mean_precision_prior, mean_prior, \
 degrees_of_freedom_prior, covariance_prior
         Prior hyperparameters α0, β0, m0 (n_features,), ν0 and W0^{-1}
@@ -795,7 +899,8 @@ degrees_of_freedom_prior, covariance_prior
     Attributes
     ----------
     weights_ : ndarray of shape (K,)
-        Posterior mean of π: α_k / Σ_j α_j.
+        Posterior mean of π: α_k / Σ_j α_j; for the Dirichlet process the stick-breaking
+        posterior mean, renormalised to sum to 1 (module docstring, after (21')).
     means_ : ndarray of shape (K, D)
         Posterior mean of μ_k: m_k.
     covariances_ : ndarray of shape (K, D, D)
@@ -807,8 +912,11 @@ degrees_of_freedom_prior, covariance_prior
         Posterior mean of Λ_k: ``ν_k W_k``.
     precisions_cholesky_ : ndarray of shape (K, D, D)
         Upper-triangular P_k with ``P_k P_k^T = precisions_[k]``.
-    weight_concentration_, mean_precision_, degrees_of_freedom_ : ndarray of shape (K,)
-        α, β, ν.
+    weight_concentration_ : ndarray of shape (K,) or (2, K)
+        α (Dirichlet distribution) or (γ_1, γ_2) (Dirichlet process; scikit-learn stores
+        a tuple of two (K,) arrays).
+    mean_precision_, degrees_of_freedom_ : ndarray of shape (K,)
+        β, ν.
     weight_concentration_prior_, mean_precision_prior_, mean_prior_, \
 degrees_of_freedom_prior_, covariance_prior_
         The priors used (defaults filled in).
@@ -822,8 +930,7 @@ degrees_of_freedom_prior_, covariance_prior_
 
     Notes
     -----
-    Differences from scikit-learn: ``weight_concentration_prior_type`` defaults to (and
-    only supports) "dirichlet_distribution"; only ``covariance_type="full"``; the
+    Differences from scikit-learn: only ``covariance_type="full"``; the
     reported bound includes all constants; the "kmeans" initialisation is our own.
     Starting from given responsibilities: ``fit(X, resp_init=R)``, which performs the
     M-step (13)-(18) on ``R`` and then iterates (E-step, M-step, bound); scikit-learn's
@@ -840,7 +947,7 @@ degrees_of_freedom_prior_, covariance_prior_
         max_iter=100,
         n_init=1,
         init_params="kmeans",
-        weight_concentration_prior_type="dirichlet_distribution",
+        weight_concentration_prior_type="dirichlet_process",
         weight_concentration_prior=None,
         mean_precision_prior=None,
         mean_prior=None,
@@ -873,15 +980,8 @@ degrees_of_freedom_prior_, covariance_prior_
                 f"covariance_type={self.covariance_type!r} is not implemented; use 'full'"
             )
         check_choice(self.covariance_type, "covariance_type", ("full",))
-        if self.weight_concentration_prior_type == "dirichlet_process":
-            raise NotImplementedError(
-                "weight_concentration_prior_type='dirichlet_process' is not implemented; "
-                "use 'dirichlet_distribution'"
-            )
         check_choice(
-            self.weight_concentration_prior_type,
-            "weight_concentration_prior_type",
-            ("dirichlet_distribution",),
+            self.weight_concentration_prior_type, "weight_concentration_prior_type", _PRIOR_TYPES
         )
         check_choice(
             self.init_params, "init_params", ("kmeans", "k-means++", "random", "random_from_data")
@@ -969,6 +1069,7 @@ degrees_of_freedom_prior_, covariance_prior_
             mean_prior=self.mean_prior,
             degrees_of_freedom_prior=self.degrees_of_freedom_prior,
             covariance_prior=self.covariance_prior,
+            weight_concentration_prior_type=self.weight_concentration_prior_type,
         )
         rng = check_rng(self.random_state)
         reg_covar = float(self.reg_covar)
@@ -1006,11 +1107,17 @@ degrees_of_freedom_prior_, covariance_prior_
         self.precisions_cholesky_ = state["precisions_cholesky"]
         chol = self.precisions_cholesky_
         self.precisions_ = chol @ np.swapaxes(chol, 1, 2)
-        self.weights_ = alpha / alpha.sum()
+        if alpha.ndim == 2:  # stick breaking: E[v_k] Π_{j<k} E[1 - v_j]
+            stick = alpha[0] / alpha.sum(axis=0)
+            weights = stick * np.concatenate(([1.0], np.cumprod(1.0 - stick)[:-1]))
+        else:
+            weights = alpha
+        self.weights_ = weights / weights.sum()
         excess = dof - d - 1.0
         with np.errstate(divide="ignore"):
             scale = np.where(excess > 0, dof / np.where(excess > 0, excess, 1.0), np.inf)
         self.covariance_posterior_means_ = self.covariances_ * scale[:, None, None]
+        self.weight_concentration_prior_type_ = prior["weight_concentration_prior_type"]
         self.weight_concentration_prior_ = prior["weight_concentration_prior"]
         self.mean_precision_prior_ = prior["mean_precision_prior"]
         self.mean_prior_ = prior["mean_prior"]
@@ -1035,6 +1142,7 @@ degrees_of_freedom_prior_, covariance_prior_
         """The prior used by the last fit (see :func:`make_prior`)."""
         self._check_fitted()
         return {
+            "weight_concentration_prior_type": self.weight_concentration_prior_type_,
             "weight_concentration_prior": self.weight_concentration_prior_,
             "mean_precision_prior": self.mean_precision_prior_,
             "mean_prior": self.mean_prior_.copy(),

@@ -126,7 +126,13 @@ def test_k1_bound_equals_log_evidence(seed, n, d):
 def test_k1_estimator_bound_equals_log_evidence():
     rng = np.random.default_rng(11)
     X = rng.normal(size=(30, 2)) @ np.array([[1.0, 0.4], [0.0, 0.7]])
-    model = V.BayesianGaussianMixture(1, reg_covar=0.0, tol=0.0, max_iter=3).fit(X)
+    model = V.BayesianGaussianMixture(
+        1,
+        weight_concentration_prior_type="dirichlet_distribution",
+        reg_covar=0.0,
+        tol=0.0,
+        max_iter=3,
+    ).fit(X)
     exact = _log_evidence_closed_form(X, model.prior_)
     assert np.allclose(model.lower_bounds_, exact, rtol=1e-11, atol=0.0)
 
@@ -142,8 +148,9 @@ def test_k1_estimator_bound_equals_log_evidence():
     d=st.integers(1, 3),
     k=st.integers(1, 5),
     init=st.sampled_from(["random", "random_from_data", "kmeans", "k-means++"]),
+    prior_type=st.sampled_from(["dirichlet_distribution", "dirichlet_process"]),
 )
-def test_bound_never_decreases(seed, n, d, k, init):
+def test_bound_never_decreases(seed, n, d, k, init, prior_type):
     rng = np.random.default_rng(seed)
     k = min(k, n)
     X = _blobs(rng, n, rng.normal(scale=3.0, size=(1, d)))[:n] * rng.uniform(0.2, 5.0)
@@ -152,6 +159,7 @@ def test_bound_never_decreases(seed, n, d, k, init):
     model = V.BayesianGaussianMixture(
         k,
         init_params=init,
+        weight_concentration_prior_type=prior_type,
         reg_covar=0.0,
         tol=0.0,
         max_iter=25,
@@ -233,15 +241,17 @@ def test_e_step_zeroes_gradient_in_q_z(seed):
     _assert_stationary(f, opt, away)
 
 
-def _m_problem(seed):
+def _m_problem(seed, prior_type="dirichlet_distribution"):
     rng, X, prior, k = _block_problem(seed)
+    prior["weight_concentration_prior_type"] = prior_type
     resp = _random_resp(rng, len(X), k)
     return rng, X, prior, np.log(resp), V.m_step(X, resp, prior)
 
 
 @pytest.mark.parametrize("seed", range(3))
-def test_m_step_weights_zero_gradient_in_q_pi(seed):
-    rng, X, prior, log_resp, opt_state = _m_problem(seed)
+@pytest.mark.parametrize("prior_type", ["dirichlet_distribution", "dirichlet_process"])
+def test_m_step_weights_zero_gradient_in_q_pi(seed, prior_type):
+    rng, X, prior, log_resp, opt_state = _m_problem(seed, prior_type)
 
     def f(p):
         return V.lower_bound(X, log_resp, dict(opt_state, weight_concentration=p["alpha"]), prior)
@@ -300,7 +310,6 @@ def _sklearn_trajectory(X, resp, n_iter, **kwargs):
     sk = sklearn_mixture.BayesianGaussianMixture(
         n_components=resp.shape[1],
         covariance_type="full",
-        weight_concentration_prior_type="dirichlet_distribution",
         tol=0.0,
         max_iter=n_iter,
         **kwargs,
@@ -313,7 +322,7 @@ def _sklearn_trajectory(X, resp, n_iter, **kwargs):
         log_prob_norm, log_resp = sk._e_step(X)
         sk._m_step(X, log_resp)
         state = {
-            "weight_concentration": sk.weight_concentration_.copy(),
+            "weight_concentration": np.array(sk.weight_concentration_),  # tuple for the DP
             "mean_precision": sk.mean_precision_.copy(),
             "means": sk.means_.copy(),
             "degrees_of_freedom": sk.degrees_of_freedom_.copy(),
@@ -325,13 +334,24 @@ def _sklearn_trajectory(X, resp, n_iter, **kwargs):
     return out, sk
 
 
-@pytest.mark.parametrize("reg_covar", [0.0, 1e-6])
-def test_trajectory_matches_sklearn(reg_covar):
+@pytest.mark.parametrize(
+    "reg_covar,prior_type",
+    [
+        (0.0, "dirichlet_distribution"),
+        (1e-6, "dirichlet_distribution"),
+        (0.0, "dirichlet_process"),
+    ],
+)
+def test_trajectory_matches_sklearn(reg_covar, prior_type):
     rng = np.random.default_rng(7)
     X = _blobs(rng, 40, [[0, 0, 0], [4, 0, 1], [0, 5, -2]])
     k, n_iter = 4, 20
     resp = rng.dirichlet(np.ones(k), size=len(X))
-    priors = dict(weight_concentration_prior=0.3, mean_precision_prior=0.7)
+    priors = dict(
+        weight_concentration_prior=0.3,
+        mean_precision_prior=0.7,
+        weight_concentration_prior_type=prior_type,
+    )
     sk_traj, sk = _sklearn_trajectory(X, resp, n_iter, reg_covar=reg_covar, **priors)
 
     prior = V.make_prior(X, k, **priors)
@@ -361,11 +381,13 @@ def test_trajectory_matches_sklearn(reg_covar):
         "covariances_",
         "precisions_",
         "precisions_cholesky_",
-        "weight_concentration_",
         "mean_precision_",
         "degrees_of_freedom_",
     ):
         np.testing.assert_allclose(getattr(model, attr), getattr(sk, attr), atol=1e-9, err_msg=attr)
+    np.testing.assert_allclose(
+        model.weight_concentration_, np.array(sk.weight_concentration_), atol=1e-9
+    )
     np.testing.assert_allclose(model.predict_proba(X), sk.predict_proba(X), atol=1e-9)
     np.testing.assert_array_equal(model.predict(X), sk.predict(X))
 
@@ -379,6 +401,7 @@ def test_default_priors_match_sklearn():
     )
     sk._check_parameters(X)
     prior = V.make_prior(X, 4)
+    assert prior.pop("weight_concentration_prior_type") == sk.weight_concentration_prior_type
     for key, value in prior.items():
         np.testing.assert_allclose(value, getattr(sk, key + "_"), rtol=1e-14, err_msg=key)
 
@@ -388,6 +411,9 @@ def test_default_priors_match_sklearn():
 # ---------------------------------------------------------------------------
 
 
+# Dirichlet-distribution prior only: under the stick-breaking prior an empty component
+# placed before occupied ones keeps E[π_k] ~ 1/(N + 1) (E[v_k] = 1/(1 + α0 + Σ_{j>k} N_j)),
+# so the 1e-3 threshold is not a property of that model at N = 300.
 @pytest.mark.parametrize("init", ["kmeans", "random"])
 def test_superfluous_components_are_pruned(init):
     rng = np.random.default_rng(1)
@@ -396,6 +422,7 @@ def test_superfluous_components_are_pruned(init):
     model = V.BayesianGaussianMixture(
         10,
         weight_concentration_prior=1e-3,
+        weight_concentration_prior_type="dirichlet_distribution",
         init_params=init,
         random_state=0,
         max_iter=300,
@@ -446,6 +473,22 @@ def test_expectations_match_monte_carlo():
         mu = state["means"][j] + np.linalg.solve(np.swapaxes(chol, 1, 2), eps)[..., 0]
         diff = X[None, :, :] - mu[:, None, :]
         _assert_mc(np.einsum("sni,sij,snj->sn", diff, lam, diff), maha[:, j])
+
+
+def test_stick_breaking_terms_match_monte_carlo():
+    rng = np.random.default_rng(23)
+    k, s = 4, 20000
+    gamma = rng.uniform(0.3, 4.0, size=(2, k))
+    alpha0 = 0.7
+    v = np.column_stack([stats.beta(a, b).rvs(s, random_state=rng) for a, b in gamma.T])
+    v = np.clip(v, 1e-300, 1 - 1e-16)
+    log_pi = np.log(v) + np.concatenate(
+        [np.zeros((s, 1)), np.cumsum(np.log1p(-v), axis=1)[:, :-1]], axis=1
+    )
+    _assert_mc(log_pi, V.expected_log_weights(gamma))  # (8')
+    log_q = sum(stats.beta(a, b).logpdf(v[:, j]) for j, (a, b) in enumerate(gamma.T))
+    log_p = stats.beta(1.0, alpha0).logpdf(v).sum(axis=1)
+    _assert_mc(log_q - log_p, V.kl_stick_breaking(gamma, alpha0))  # (21')
 
 
 def test_kl_terms_match_monte_carlo():
@@ -538,7 +581,9 @@ def test_m_step_matches_bishop_batch_form():
 def test_estimator_attributes_are_posterior_means():
     rng = np.random.default_rng(8)
     X = _blobs(rng, 30, [[0, 0], [6, 6]])
-    model = V.BayesianGaussianMixture(2, random_state=0, max_iter=50).fit(X)
+    model = V.BayesianGaussianMixture(
+        2, weight_concentration_prior_type="dirichlet_distribution", random_state=0, max_iter=50
+    ).fit(X)
     d = X.shape[1]
     for k in range(2):
         nu = model.degrees_of_freedom_[k]
@@ -556,6 +601,18 @@ def test_estimator_attributes_are_posterior_means():
     np.testing.assert_allclose(
         model.weights_, stats.dirichlet(model.weight_concentration_).mean(), rtol=1e-14
     )
+
+
+def test_stick_breaking_weights_are_normalised_posterior_means():
+    rng = np.random.default_rng(10)
+    X = _blobs(rng, 20, [[0, 0], [6, 6], [-6, 6]])
+    model = V.BayesianGaussianMixture(4, random_state=0, max_iter=30).fit(X)  # DP default
+    assert model.weight_concentration_.shape == (2, 4)
+    betas = [stats.beta(a, b) for a, b in model.weight_concentration_.T]
+    mean_pi = np.array(
+        [betas[k].mean() * np.prod([1 - betas[j].mean() for j in range(k)]) for k in range(4)]
+    )
+    np.testing.assert_allclose(model.weights_, mean_pi / mean_pi.sum(), rtol=1e-13)
 
 
 def test_covariance_posterior_mean_is_inf_when_undefined():
@@ -737,6 +794,16 @@ def _bad_calls():
         (lambda: V.kl_dirichlet([1.0, 1.0], [1.0, 1.0, 1.0]), ValueError,
          "weight_concentration_prior"),
         (lambda: V.kl_dirichlet([1.0, 1.0], 0.0), ValueError, "weight_concentration_prior"),
+        (lambda: V.kl_stick_breaking([1.0, 1.0], 1.0), ValueError, "weight_concentration"),
+        (lambda: V.kl_stick_breaking([[1.0], [0.0]], 1.0), ValueError, "weight_concentration"),
+        (lambda: V.kl_stick_breaking([[1.0], [1.0]], -1.0), ValueError,
+         "weight_concentration_prior"),
+        (lambda: V.expected_log_weights(np.ones((3, 2))), ValueError, "weight_concentration"),
+        (lambda: V.lower_bound(X, log_resp, s, dict(
+            prior, weight_concentration_prior_type="dirichlet_process")), ValueError,
+         "weight_concentration"),
+        (lambda: V.m_step(X, resp, dict(prior, weight_concentration_prior_type="dp")),
+         ValueError, "weight_concentration_prior_type"),
         (lambda: V.kl_gauss_wishart(_bad_state(s, covariances=s["covariances"][:, :1]), prior),
          ValueError, "covariances"),
         (lambda: V.lower_bound(X, log_resp + 1.0, s, prior), ValueError, "log_resp"),
@@ -762,8 +829,6 @@ _ESTIMATOR_BAD = [
     (dict(covariance_type="diag"), NotImplementedError, "covariance_type"),
     (dict(covariance_type="tied"), NotImplementedError, "covariance_type"),
     (dict(covariance_type="banana"), ValueError, "covariance_type"),
-    (dict(weight_concentration_prior_type="dirichlet_process"), NotImplementedError,
-     "weight_concentration_prior_type"),
     (dict(weight_concentration_prior_type="x"), ValueError, "weight_concentration_prior_type"),
     (dict(init_params="kmeans++"), ValueError, "init_params"),
     (dict(tol=-1.0), ValueError, "tol"),
