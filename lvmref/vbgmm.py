@@ -230,6 +230,11 @@ def _check_X(X, n_features: int | None = None) -> np.ndarray:
     return as_float_array(X, "X", ndim=2, shape=None if n_features is None else (None, n_features))
 
 
+def _check_X_state(X, state):
+    X = _check_X(X)
+    return X, _check_state(state, X.shape[1])
+
+
 def _check_state(state, n_features: int | None = None) -> dict:
     """Validate a state dict (see the module docstring); return float64 copies."""
     if not isinstance(state, dict):
@@ -524,8 +529,7 @@ def expected_mahalanobis(X, state) -> np.ndarray:
     -------
     ndarray of shape (N, K)
     """
-    X = _check_X(X)
-    return _expected_mahalanobis(X, _check_state(state, X.shape[1]))
+    return _expected_mahalanobis(*_check_X_state(X, state))
 
 
 def _log_rho(X, state):
@@ -548,8 +552,7 @@ def estimate_log_rho(X, state) -> np.ndarray:
     -------
     ndarray of shape (N, K)
     """
-    X = _check_X(X)
-    return _log_rho(X, _check_state(state, X.shape[1]))
+    return _log_rho(*_check_X_state(X, state))
 
 
 def e_step(X, state) -> np.ndarray:
@@ -779,9 +782,8 @@ def lower_bound(X, log_resp, state, prior) -> float:
     float
         L(q) <= ln p(X), including every constant.
     """
-    X = _check_X(X)
+    X, state = _check_X_state(X, state)
     log_resp = _check_resp(log_resp, X.shape[0], "log_resp", log=True)
-    state = _check_state(state, X.shape[1])
     if log_resp.shape[1] != state["means"].shape[0]:
         raise ValueError(
             f"log_resp has {log_resp.shape[1]} columns but state has "
