@@ -353,8 +353,9 @@ def test_log_mean_exp_is_lse_minus_log_n(aa):
     special = ~np.isfinite(ref)
     np.testing.assert_array_equal(got[special], ref[special])
     # lse bound plus one extra rounding of each subtraction of log n
-    tol = lse_tol(ref + np.log(n), a, axis) + 2 * U * (np.abs(ref) + np.log(n))
-    assert np.all(np.abs(got - ref)[~special] <= tol[~special])
+    with np.errstate(invalid="ignore"):
+        tol = lse_tol(ref + np.log(n), a, axis) + 2 * U * (np.abs(ref) + np.log(n))
+    assert np.all(np.abs(got[~special] - ref[~special]) <= tol[~special])
 
 
 def test_log_mean_exp_keepdims_and_empty():
@@ -381,7 +382,8 @@ def test_log_softmax_matches_scipy_and_twin(aa):
     special = ~np.isfinite(ref)
     np.testing.assert_array_equal(got[special], ref[special])
     n = a.shape[ax]
-    assert np.all(np.abs(got - ref)[~special] <= lsm_tol_vs_scipy(ref, n)[~special])
+    ok = ~special
+    assert np.all(np.abs(got[ok] - ref[ok]) <= lsm_tol_vs_scipy(ref[ok], n))
     twin = T.log_softmax_np(a, ax % a.ndim)
     np.testing.assert_array_equal(np.isfinite(twin), np.isfinite(got))
     np.testing.assert_array_equal(got[special], twin[special])
@@ -390,7 +392,7 @@ def test_log_softmax_matches_scipy_and_twin(aa):
         2 * U * np.abs(twin)
         + np.log(n) * ((C_EXP_OURS + C_EXP_LIBM + 2 * C_LOG1P) * U + 2 * gamma(n))
     )
-    assert np.all(np.abs(got - twin)[~special] <= tw_tol[~special])
+    assert np.all(np.abs(got[ok] - twin[ok]) <= tw_tol[ok])
 
 
 @given(array_and_axis(min_side=1, elems=finite))
@@ -682,21 +684,21 @@ def test_elbo_iwae_vs_scipy(n, k, seed, with_neg_inf):
     np.testing.assert_array_equal(elbo[~fin], ref_elbo[~fin])
     # two sums of k terms (gamma_k each) and the division by k (u each)
     tol = SLACK * (2 * gamma(k) * np.abs(log_w).mean(axis=1) + 2 * U * np.abs(ref_elbo))
-    assert np.all(np.abs(elbo - ref_elbo)[fin] <= tol[fin])
+    assert np.all(np.abs(elbo[fin] - ref_elbo[fin]) <= tol[fin])
     lse = sps.logsumexp(log_w, axis=1)
     ref_iwae = lse - np.log(k)
     ok = np.isfinite(ref_iwae)
     np.testing.assert_array_equal(iwae[~ok], ref_iwae[~ok])  # K = 1 with log w = -inf
     with np.errstate(invalid="ignore"):
         tol = lse_tol(lse, log_w, 1) + 2 * U * (np.abs(ref_iwae) + np.log(k))
-    assert np.all(np.abs(iwae - ref_iwae)[ok] <= tol[ok])
+    assert np.all(np.abs(iwae[ok] - ref_iwae[ok]) <= tol[ok])
     # Jensen on the same samples: mean log w <= log mean w, up to the roundings above
     slack = SLACK * (gamma(k) * np.abs(log_w).mean(axis=1) + tol + 2 * U * np.abs(iwae))
     assert np.all(elbo[fin] <= iwae[fin] + slack[fin])
     e_tw, i_tw = T.elbo_iwae_np(a, b, c)
     np.testing.assert_array_equal(np.isfinite(e_tw), np.isfinite(elbo))
     np.testing.assert_array_equal(i_tw[~ok], iwae[~ok])
-    assert np.all(np.abs(iwae - i_tw)[ok] <= tol[ok])
+    assert np.all(np.abs(iwae[ok] - i_tw[ok]) <= tol[ok])
 
 
 def test_elbo_iwae_single_sample_and_gap():
@@ -858,9 +860,9 @@ x = (rng.random((4, 6)) < 0.5).astype(float)
 out = {
     "lse": K.logsumexp(a, axis=1), "lse_all": K.logsumexp(a), "lme": K.log_mean_exp(a, axis=0),
     "lsm": K.log_softmax(a), "sp": K.softplus(a), "ls": K.log_sigmoid(a),
-    "bern": K.bernoulli_log_prob(x, a), "norm": K.normal_log_prob_diag(a, x, a / 10),
-    "kl": K.kl_normal_std(a, a / 10), "elbo": K.elbo_iwae(a, x, a / 10)[0],
-    "iwae": K.elbo_iwae(a, x, a / 10)[1],
+    "bern": K.bernoulli_log_prob(x, a), "norm": K.normal_log_prob_diag(a, x, x - 1.0),
+    "kl": K.kl_normal_std(a, x - 1.0), "elbo": K.elbo_iwae(a, x, x - 1.0)[0],
+    "iwae": K.elbo_iwae(a, x, x - 1.0)[1],
 }
 print(json.dumps({k: np.asarray(v).tolist() for k, v in out.items()}))
 """
@@ -884,7 +886,7 @@ def test_jit_disabled_path_runs_the_twins():
     a = rng.normal(scale=5.0, size=(4, 6))
     a[0, 1] = -np.inf
     x = (rng.random((4, 6)) < 0.5).astype(float)
-    elbo, iwae = T.elbo_iwae_np(a, x, a / 10)
+    elbo, iwae = T.elbo_iwae_np(a, x, x - 1.0)
     expected = {
         "lse": T.logsumexp_np(a, 1),
         "lse_all": T.logsumexp_np(a, None),
@@ -893,8 +895,8 @@ def test_jit_disabled_path_runs_the_twins():
         "sp": T.softplus_np(a),
         "ls": T.log_sigmoid_np(a),
         "bern": T.bernoulli_log_prob_np(x, a, True),
-        "norm": T.normal_log_prob_diag_np(a, x, a / 10, True),
-        "kl": T.kl_normal_std_np(a, a / 10),
+        "norm": T.normal_log_prob_diag_np(a, x, x - 1.0, True),
+        "kl": T.kl_normal_std_np(a, x - 1.0),
         "elbo": elbo,
         "iwae": iwae,
     }
