@@ -66,12 +66,18 @@ def _as_rows(a, axis):
 
 
 def _lse_parts(rows):
-    """(mx, l) per row of ``rows`` (n, m), eq. (2.1) of ``_jit``; lse = mx + l."""
+    """(mx, l) per row of ``rows`` (n, m), eq. (2.1) of ``_jit``; lse = mx + l.
+
+    The kernel (or twin) returns mx and S; l = log1p(S) is taken here with NumPy's
+    vectorized ``np.log1p`` (the same function SciPy uses).
+    """
     if not _jit_enabled():
-        return T.lse_parts_np(rows)
-    if rows.size >= J.PARALLEL_MIN_SIZE and rows.shape[0] > 1 and numba.get_num_threads() > 1:
-        return J.lse_parts_parallel(rows)
-    return J.lse_parts(rows)
+        mx, s = T.lse_parts_np(rows)
+    elif rows.size >= J.PARALLEL_MIN_SIZE and rows.shape[0] > 1 and numba.get_num_threads() > 1:
+        mx, s = J.lse_parts_parallel(rows)
+    else:
+        mx, s = J.lse_parts(rows)
+    return mx, np.log1p(s)
 
 
 def _reduced_shape(shape, axis, keepdims):

@@ -237,11 +237,11 @@ def _sum4(buf, k0, m):
 
 
 @njit(cache=True)
-def _lse_block(a, i0, i1, mx_out, l_out, buf, ties):
+def _lse_block(a, i0, i1, mx_out, s_out, buf, ties):
     """Eq. (2.1) for rows i0..i1-1 of ``a`` (n, m) with (i1 - i0) * m <= buf.size.
 
-    Writes the row maximum to ``mx_out[i]`` and log1p(S) to ``l_out[i]``; for rows
-    whose maximum is not finite, ``mx_out[i]`` is the special result and ``l_out[i] = 0``.
+    Writes the row maximum to ``mx_out[i]`` and S to ``s_out[i]``; for rows whose
+    maximum is not finite, ``mx_out[i]`` is the special result and ``s_out[i] = 0``.
     """
     m = a.shape[1]
     k = 0
@@ -249,7 +249,7 @@ def _lse_block(a, i0, i1, mx_out, l_out, buf, ties):
         mx = _row_max(a, i)
         if not (-np.inf < mx < np.inf):
             mx_out[i] = _row_special(a, i, mx)
-            l_out[i] = 0.0
+            s_out[i] = 0.0
             ties[i - i0] = -1
             for j in range(m):
                 buf[k + j] = 0.0
@@ -270,18 +270,18 @@ def _lse_block(a, i0, i1, mx_out, l_out, buf, ties):
     for i in range(i0, i1):
         n0 = ties[i - i0]
         if n0 >= 0:
-            l_out[i] = math.log1p(_sum4(buf, k, m) + (n0 - 1))
+            s_out[i] = _sum4(buf, k, m) + (n0 - 1)
         k += m
 
 
 @njit(cache=True)
-def _lse_long_row(a, i, mx_out, l_out, buf):
+def _lse_long_row(a, i, mx_out, s_out, buf):
     """Eq. (2.1) for one row longer than ``buf``, processed in chunks of ``buf.size``."""
     m = a.shape[1]
     mx = _row_max(a, i)
     if not (-np.inf < mx < np.inf):
         mx_out[i] = _row_special(a, i, mx)
-        l_out[i] = 0.0
+        s_out[i] = 0.0
         return
     nb = buf.shape[0]
     n0 = 0
@@ -297,11 +297,11 @@ def _lse_long_row(a, i, mx_out, l_out, buf):
             buf[k] = 0.0 if t == 0.0 else e
         s += _sum4(buf, 0, c1 - c0)
     mx_out[i] = mx
-    l_out[i] = math.log1p(s + (n0 - 1))
+    s_out[i] = s + (n0 - 1)
 
 
 @njit(cache=True)
-def _lse_range(a, b0, b1, rows_per_block, mx_out, l_out):
+def _lse_range(a, b0, b1, rows_per_block, mx_out, s_out):
     """Blocks b0..b1-1 of ``rows_per_block`` rows each (one work unit)."""
     n, m = a.shape
     buf = np.empty(_BLOCK)
@@ -311,20 +311,24 @@ def _lse_range(a, b0, b1, rows_per_block, mx_out, l_out):
         i1 = min(n, i0 + rows_per_block)
         if m > _BLOCK:
             for i in range(i0, i1):
-                _lse_long_row(a, i, mx_out, l_out, buf)
+                _lse_long_row(a, i, mx_out, s_out, buf)
         else:
-            _lse_block(a, i0, i1, mx_out, l_out, buf, ties)
+            _lse_block(a, i0, i1, mx_out, s_out, buf, ties)
 
 
 @njit(cache=True)
 def lse_parts(a):
-    """Row-wise eq. (2.1) of ``a`` (n, m): returns (mx, l), each (n,); lse = mx + l."""
+    """Row-wise eq. (2.1) of ``a`` (n, m): returns (mx, S), each (n,).
+
+    lse = mx + log1p(S); the log1p is applied by the caller with NumPy's SIMD ``np.log1p``
+    (10x faster than a scalar ``math.log1p`` per row, see section 3).
+    """
     n, m = a.shape
     mx_out = np.empty(n)
-    l_out = np.empty(n)
+    s_out = np.empty(n)
     rpb = max(1, _BLOCK // max(m, 1))
-    _lse_range(a, 0, (n + rpb - 1) // rpb, rpb, mx_out, l_out)
-    return mx_out, l_out
+    _lse_range(a, 0, (n + rpb - 1) // rpb, rpb, mx_out, s_out)
+    return mx_out, s_out
 
 
 @njit(cache=True, parallel=True)
@@ -332,19 +336,19 @@ def lse_parts_parallel(a):
     """As :func:`lse_parts`, with blocks of rows in parallel (identical results)."""
     n, m = a.shape
     mx_out = np.empty(n)
-    l_out = np.empty(n)
+    s_out = np.empty(n)
     rpb = max(1, _BLOCK // max(m, 1))
     nblocks = (n + rpb - 1) // rpb
     chunk = 16  # blocks per work unit
     nunits = (nblocks + chunk - 1) // chunk
     for u in prange(nunits):
-        _lse_range(a, u * chunk, min(nblocks, (u + 1) * chunk), rpb, mx_out, l_out)
-    return mx_out, l_out
+        _lse_range(a, u * chunk, min(nblocks, (u + 1) * chunk), rpb, mx_out, s_out)
+    return mx_out, s_out
 
 
 @njit(cache=True)
 def log_softmax_rows(a, mx, lg):
-    """(a - mx) - l per row, from :func:`lse_parts`; a (n, m) -> (n, m)."""
+    """(a - mx) - l per row, with mx from :func:`lse_parts` and l = log1p(S); (n, m) -> (n, m)."""
     n, m = a.shape
     out = np.empty_like(a)
     for i in range(n):

@@ -35,27 +35,27 @@ def logsumexp_np(a: np.ndarray, axis=None, keepdims: bool = False) -> np.ndarray
     """
     a = np.asarray(a, dtype=np.float64)
     if axis is None:
-        mx, lg = lse_parts_np(a.reshape(1, -1))
-        out = np.asarray((mx + lg)[0])
+        mx, s = lse_parts_np(a.reshape(1, -1))
+        out = np.asarray((mx + np.log1p(s))[0])
         if keepdims:
             out = out.reshape((1,) * a.ndim)
         return out
     axis = axis % a.ndim if a.ndim else 0
     moved = np.moveaxis(a, axis, -1)
     lead = moved.shape[:-1]
-    mx, lg = lse_parts_np(moved.reshape(int(np.prod(lead)), moved.shape[-1]))
-    res = (mx + lg).reshape(lead)
+    mx, s = lse_parts_np(moved.reshape(int(np.prod(lead)), moved.shape[-1]))
+    res = (mx + np.log1p(s)).reshape(lead)
     if keepdims:
         res = np.expand_dims(res, axis)
     return res
 
 
 def lse_parts_np(a2: np.ndarray):
-    """Row-wise max-split log-sum-exp of a 2-D array (n, m) -> (mx, l), each (n,).
+    """Row-wise max-split log-sum-exp of a 2-D array (n, m) -> (mx, S), each (n,).
 
-    ``lse = mx + l`` with ``l = log1p(sum_{i != argmax} exp(a_i - mx))`` for rows with a
+    ``lse = mx + log1p(S)`` with ``S = sum_{i != argmax} exp(a_i - mx)`` for rows with a
     finite maximum; for the other rows ``mx`` is the special result (NaN, +inf, -inf)
-    and ``l = 0``.
+    and ``S = 0``.
     """
     n, m = a2.shape
     if m == 0:
@@ -67,14 +67,14 @@ def lse_parts_np(a2: np.ndarray):
         shift = np.where(finite_max, mx, 0.0)
         e = np.exp(a2 - shift[:, None])
         e[np.arange(n), idx] = 0.0
-        lg = np.log1p(e.sum(axis=1))
-    lg = np.where(finite_max, lg, 0.0)
+        s = e.sum(axis=1)
+    s = np.where(finite_max, s, 0.0)
     mx = np.where(np.isnan(a2).any(axis=1), np.nan, mx)
-    return mx, lg
+    return mx, s
 
 
 def log_softmax_np(a: np.ndarray, axis: int = -1) -> np.ndarray:
-    """(a - mx) - l along ``axis`` of ``a`` (ndim >= 1); see :func:`lse_parts_np`.
+    """(a - mx) - log1p(S) along ``axis`` of ``a`` (ndim >= 1); see :func:`lse_parts_np`.
 
     For rows whose maximum is not finite this is a - lse (scipy's special values).
 
@@ -83,7 +83,8 @@ def log_softmax_np(a: np.ndarray, axis: int = -1) -> np.ndarray:
     a = np.asarray(a, dtype=np.float64)
     moved = np.moveaxis(a, axis, -1)
     rows = moved.reshape(int(np.prod(moved.shape[:-1])), moved.shape[-1])
-    mx, lg = lse_parts_np(rows)
+    mx, s = lse_parts_np(rows)
+    lg = np.log1p(s)
     with np.errstate(invalid="ignore"):
         out = (rows - mx[:, None]) - lg[:, None]
     return np.moveaxis(out.reshape(moved.shape), -1, axis)
