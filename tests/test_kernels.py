@@ -56,6 +56,12 @@ def _warm_kernels():
     K.elbo_iwae(a, a, a)
     J.exp_nonpos_array(-a.ravel())
     J.lse_parts_parallel(a)
+    # jitted building blocks not used by the public wrappers (see _api docstring)
+    J.softplus(a.ravel())
+    J.log_sigmoid(a.ravel())
+    J.bernoulli_log_prob_rows(a / 11, a)
+    J.bernoulli_log_prob_elem(a / 11, a)
+    J.kl_normal_std_rows(a, a)
 
 
 # --------------------------------------------------------------------------- tolerances
@@ -442,16 +448,22 @@ def test_softplus_and_log_sigmoid_vs_scipy(x):
     assert sp.shape == x.shape and ls.shape == x.shape
     assert np.all(np.abs(sp - sp_ref) <= softplus_tol(x, sp_ref))
     assert np.all(np.abs(ls - ls_ref) <= softplus_tol(x, ls_ref))
-    # twins: same formula, same libm-level functions
-    assert np.all(np.abs(sp - T.softplus_np(x)) <= softplus_tol(x, sp_ref))
-    assert np.all(np.abs(ls - T.log_sigmoid_np(x)) <= softplus_tol(x, ls_ref))
+    # the jitted kernels (scalar libm exp/log1p) against SciPy and the twins
+    sp_j = J.softplus(x.ravel()).reshape(x.shape)
+    ls_j = J.log_sigmoid(x.ravel()).reshape(x.shape)
+    assert np.all(np.abs(sp_j - sp_ref) <= softplus_tol(x, sp_ref))
+    assert np.all(np.abs(ls_j - ls_ref) <= softplus_tol(x, ls_ref))
+    assert np.all(np.abs(sp_j - T.softplus_np(x)) <= softplus_tol(x, sp_ref))
+    assert np.all(np.abs(ls_j - T.log_sigmoid_np(x)) <= softplus_tol(x, ls_ref))
 
 
 def test_softplus_log_sigmoid_extremes():
     x = np.array([-np.inf, -1e308, -1e4, -745.0, -40.0, 0.0, 40.0, 1e4, 1e308, np.inf, np.nan])
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         sp = K.softplus(x)
         ls = K.log_sigmoid(x)
+    np.testing.assert_array_equal(J.softplus(x), sp)
+    np.testing.assert_array_equal(J.log_sigmoid(x), ls)
     assert sp[0] == 0.0 and sp[1] == 0.0 and sp[2] == 0.0
     assert sp[5] == np.log(2.0)
     assert sp[7] == 1e4 and sp[8] == 1e308 and sp[9] == np.inf
@@ -492,11 +504,11 @@ def test_bernoulli_binary_vs_scipy(n, d, seed, scale):
     assert rows.shape == (n,)
     row_tol = tol.sum(axis=1) + SLACK * 2 * gamma(d) * np.abs(ref).sum(axis=1)
     assert np.all(np.abs(rows - ref.sum(axis=1)) <= row_tol)
+    # the jitted kernels
+    assert np.all(np.abs(J.bernoulli_log_prob_elem(x, logits) - ref) <= tol)
+    assert np.all(np.abs(J.bernoulli_log_prob_rows(x, logits) - ref.sum(axis=1)) <= row_tol)
     twin = T.bernoulli_log_prob_np(x, logits, True)
-    assert np.all(np.abs(rows - twin) <= row_tol)
-    assert np.all(
-        np.abs(got - T.bernoulli_log_prob_np(x, logits, False)) <= softplus_tol(logits, ref)
-    )
+    assert np.all(np.abs(J.bernoulli_log_prob_rows(x, logits) - twin) <= 2 * row_tol)
 
 
 def test_bernoulli_grey_levels_vs_direct_formula():
@@ -511,13 +523,15 @@ def test_bernoulli_grey_levels_vs_direct_formula():
     got = K.bernoulli_log_prob(x, logits, reduce=False)
     big_m = np.abs(x * logits) + np.abs(logits) + np.abs(a) + np.abs(b) + 1.0
     assert np.all(np.abs(got - ref) <= 32 * U * big_m)
+    assert np.all(np.abs(J.bernoulli_log_prob_elem(x, logits) - ref) <= 32 * U * big_m)
 
 
 def test_bernoulli_extreme_logits():
     x = np.array([[1.0, 0.0, 1.0, 0.0, 1.0]])
     lg = np.array([[1e4, 1e4, -1e4, -1e4, 40.0]])
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         got = K.bernoulli_log_prob(x, lg, reduce=False)
+    np.testing.assert_array_equal(J.bernoulli_log_prob_elem(x, lg), got)
     np.testing.assert_array_equal(got[0, :4], [0.0, -1e4, -1e4, 0.0])
     assert got[0, 4] == -np.log1p(np.exp(-40.0))  # x = 1, l = 40: -4.2e-18, not 0
     assert K.bernoulli_log_prob(x, lg)[0] == -2e4 + got[0, 4]
@@ -631,8 +645,9 @@ def test_kl_normal_std_vs_direct_formula(n, d, seed):
     got = K.kl_normal_std(mean, log_var)
     assert got.shape == (n,)
     assert np.all(np.abs(got - ref) <= kl_tol(mean, log_var))
-    twin = T.kl_normal_std_np(mean, log_var)
-    assert np.all(np.abs(got - twin) <= 2 * kl_tol(mean, log_var))
+    jit = J.kl_normal_std_rows(mean, log_var)
+    assert np.all(np.abs(jit - ref) <= kl_tol(mean, log_var))
+    assert np.all(np.abs(jit - got) <= 2 * kl_tol(mean, log_var))
 
 
 @given(
@@ -648,10 +663,10 @@ def test_kl_nonnegative_and_zero_only_at_standard_normal(mean, data):
     >= lv). KL > 0 whenever some mu^2 is a normal number or |lv| >= 2**-50 (so that
     expm1(lv) - lv ~ lv^2/2 exceeds half an ulp of lv); KL == 0 at mu = 0, lv = 0."""
     log_var = data.draw(hnp.arrays(np.float64, mean.shape, elements=st.floats(-700, 700)))
-    kl = K.kl_normal_std(mean, log_var)
-    assert np.all(kl >= 0.0)
     informative = (np.abs(mean) >= 1.5e-154) | (np.abs(log_var) >= 2.0**-50)
-    assert np.all(kl[informative.any(axis=1)] > 0.0)
+    for kl in (K.kl_normal_std(mean, log_var), J.kl_normal_std_rows(mean, log_var)):
+        assert np.all(kl >= 0.0)
+        assert np.all(kl[informative.any(axis=1)] > 0.0)
     zero = K.kl_normal_std(np.zeros_like(mean), np.zeros_like(mean))
     np.testing.assert_array_equal(zero, 0.0)
 
@@ -659,8 +674,9 @@ def test_kl_nonnegative_and_zero_only_at_standard_normal(mean, data):
 def test_kl_extremes():
     mean = np.array([[0.0, 0.0], [1e4, 0.0]])
     lv = np.array([[-1e4, 0.0], [0.0, 0.0]])
-    with np.errstate(all="raise"):
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
         kl = K.kl_normal_std(mean, lv)
+    np.testing.assert_array_equal(J.kl_normal_std_rows(mean, lv), kl)
     assert kl[0] == 0.5 * (1e4 - 1.0)  # expm1(-1e4) = -1 exactly
     assert kl[1] == 0.5 * 1e8
 
