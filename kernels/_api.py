@@ -13,10 +13,11 @@ bench_kernels.py --options``, float64, one thread; milliseconds, machine shared 
 
     function (size)                          Numba kernel   NumPy twin   used
     logsumexp rows (1e6, 10)                 see _jit section 3          Numba
-    normal_log_prob_diag rows (2000, 784)    18             53           Numba
-    softplus (1e6,)                          23             8            NumPy
-    bernoulli_log_prob rows (2000, 784)      40             30           NumPy
-    kl_normal_std rows (2000, 784)           42             19           NumPy
+    normal_log_prob_diag rows (2000, 784)    18-26          52-53        Numba
+    elbo_iwae (1e4, 100)                     11-16          12-16        Numba
+    softplus, log_sigmoid (1e6,)             23-32          8-12         NumPy
+    bernoulli_log_prob rows (2000, 784)      40-52          30-40        NumPy
+    kl_normal_std rows (2000, 784)           42-54          19-28        NumPy
 
 NumPy 2.4 evaluates exp/log1p/expm1 with SIMD code on this CPU while Numba 0.68 calls
 scalar libm (``math.log1p`` ~24 ns per call), so the elementwise functions built on

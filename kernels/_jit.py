@@ -33,10 +33,11 @@ Error bound (u = 2^-53; relative error of ``exp_nonpos`` against exp for normal 
   (absolute), and the rounding of ``1 + v`` adds u relative;
 * the rounding of ``r`` (<= u |r|) changes exp(r) by <= 0.347 u relative;
 * divided by min p = exp(-0.3466) = 0.7071: total <= (0.652 + 0.053) / 0.7071 u + u +
-  0.347 u = 2.35 u, i.e. below 1.2 ulp. Measured over 3e6 points in [-745, 0] against
-  ``np.longdouble`` exp: 0.99 ulp (``tests/test_kernels.py::test_exp_nonpos_accuracy``
-  asserts the 2.35 u bound). In the subnormal range the extra error is the single final
-  rounding (<= 2^-1075 absolute), as for libm.
+  0.347 u = 2.35 u, i.e. below 1.2 ulp. Measured over 3e6 points in [-708.3, 0] against
+  ``np.longdouble`` exp: at most 1.38 u (0.98 ulp);
+  ``tests/test_kernels.py::test_exp_nonpos_accuracy`` asserts the 2.35 u bound. In the
+  subnormal range the extra error is the single final rounding (<= 2^-1075 absolute), as
+  for libm.
 
 Its error enters log-sum-exp only through the sum of the non-maximal terms, which is then
 damped by log1p (condition number <= 1); see the error budget in the tests.
@@ -53,18 +54,35 @@ the same decomposition as ``scipy.special.logsumexp`` (one maximal term is split
 
 3. Measured speed and the choice made
 -------------------------------------
-``validation/bench_kernels.py`` (row-wise lse, float64, 2-core machine shared with other
-jobs, medians of 7; one thread unless noted):
+Options measured for row-wise lse of float64 (n, m) arrays, one thread, same process,
+against ``scipy.special.logsumexp(axis=1)`` and one ``np.exp(a)`` pass (the practical floor;
+NumPy 2.4 uses AVX-512 SIMD exp on this CPU). Milliseconds, median of 7; the first column
+is from a quiet moment, the others from ``validation/bench_kernels.py --options`` on the
+same 2-core machine shared with other jobs (load average ~7, so absolute numbers vary 2-3x
+between runs; the same-process ratios are what matter):
 
-    shape        scipy     np.exp pass   scalar math.exp loop   blocked poly-exp (1 thr / 2 thr)
-    (1e6, 10)    262 ms    17-19 ms      70 ms                  43-48 ms / 24-27 ms
-    (1e5, 100)   133 ms    18-19 ms      57 ms                  26-29 ms / 14 ms
+    shape       scipy  np.exp  scalar math.exp  NumPy twin  this kernel  this kernel
+                               loop (Numba)     blocked     1 thread     2 threads
+    (1e6, 10)   262    17      70               117*        43*          24*  (quiet)
+    (1e6, 10)   809    56      213              264         91           100  (loaded)
+    (1e5, 100)  133    18      57               78*         26*          14*  (quiet)
+    (1e5, 100)  300    51      129              101         66           68   (loaded)
 
-Chosen: rows are processed in blocks (row maxima, then the shifts t for the block into a
-small L1-resident buffer, then one long vectorized :func:`exp_nonpos` loop over the buffer,
-then per-row sums with four interleaved partial sums). With 2+ threads and at least
-``PARALLEL_MIN_SIZE`` elements, blocks of rows run in parallel (``prange``); each row is
-still reduced serially by the same code, so results do not depend on the thread count.
+    (* prototype of the same algorithm, before the final clean-up)
+
+* A scalar ``math.exp`` loop is 3.5-4x the np.exp pass: no SVML in Numba 0.68.
+* The NumPy twin (several full passes) is 4-7x the np.exp pass.
+* Chosen: rows in L1-sized blocks (row maxima; shifts t for the block into a buffer;
+  one long vectorized :func:`exp_nonpos` loop; per-row sums with four interleaved partial
+  sums), and ``log1p(S)`` applied by the caller with NumPy's SIMD ``np.log1p`` (Numba's
+  scalar ``math.log1p`` costs ~24 ns per row, more than the whole exp pass at m = 10).
+  Reached: 5-9x faster than SciPy, 1.3-1.6x the allocating np.exp pass (1 thread).
+* Parallel rows (``prange`` over groups of blocks) gave 1.8x on a quiet machine and
+  nothing (or a slowdown) with the cores busy; it is used only for inputs of at least
+  ``PARALLEL_MIN_SIZE`` elements when Numba has more than one thread. Each row is still
+  reduced serially by the same code, so results do not depend on the thread count.
+* Not done: a table-driven exp (Tang 1989) with a lower-degree polynomial, and a
+  vectorizable log1p, which would speed up the exp stage and the elementwise functions.
 """
 
 from __future__ import annotations
@@ -94,7 +112,7 @@ __all__ = [
 ]
 
 #: Inputs with at least this many elements use the parallel log-sum-exp (if >1 thread).
-PARALLEL_MIN_SIZE = 1 << 16
+PARALLEL_MIN_SIZE = 1 << 18
 #: Elements per block buffer (16 KiB of float64: stays in L1 with the input rows).
 _BLOCK = 2048
 
