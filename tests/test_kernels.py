@@ -25,6 +25,11 @@ import lvmref.kernels as K
 from lvmref.kernels import _jit as J
 from lvmref.kernels import _twins as T
 
+pytestmark = pytest.mark.skipif(
+    numba.config.DISABLE_JIT,
+    reason="tests the jitted kernels; the NUMBA_DISABLE_JIT=1 path is tested in a subprocess",
+)
+
 U = 2.0**-53
 LD_EPS = float(np.finfo(np.longdouble).eps)
 HAVE_LONGDOUBLE = LD_EPS <= 2.0**-63  # x87 80-bit or quad; not where long double == double
