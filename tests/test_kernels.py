@@ -238,11 +238,17 @@ def test_logsumexp_shapes_axes_keepdims(shape, axis, keepdims):
 def test_logsumexp_long_rows_and_ties():
     """Rows longer than the block buffer (chunked path) and exact ties of the maximum."""
     rng = np.random.default_rng(3)
-    a = rng.normal(size=(3, 2 * 2048 + 37))
+    a = rng.normal(size=(7, 2 * 2048 + 37))
     a[0, :] = 1.5  # all tied: lse = 1.5 + log(n)
     a[1, ::3] = a[1].max() + 1.0  # many ties at the max
+    a[2, ::2] = -np.inf
+    a[3, 4000] = np.nan
+    a[4, 17] = np.inf
+    a[5, :] = -np.inf
+    a[6, 100:] = -800.0  # terms that underflow to 0
     ref = sps.logsumexp(a, axis=1)
     assert_lse_close(K.logsumexp(a, axis=1), ref, a, 1)
+    assert_lse_close(K.logsumexp(a[2]), sps.logsumexp(a[2]), a[2], None)
     b = np.full((4, 5), -2.0)
     assert_lse_close(K.logsumexp(b, axis=1), sps.logsumexp(b, axis=1), b, 1)
 
