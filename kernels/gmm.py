@@ -26,6 +26,7 @@ The twins are what runs under ``NUMBA_DISABLE_JIT=1`` (see :func:`use_jit`).
 from __future__ import annotations
 
 import math
+import types
 
 import numba
 import numpy as np
@@ -33,20 +34,30 @@ from numba import njit, prange
 
 __all__ = [
     "BLOCK",
+    "EBLOCK",
+    "PARALLEL_MIN_WORK",
     "use_jit",
+    "pick",
     "weighted_log_prob_full_nb",
+    "weighted_log_prob_full_nb_serial",
     "weighted_log_prob_full_np",
     "weighted_log_prob_diag_nb",
+    "weighted_log_prob_diag_nb_serial",
     "weighted_log_prob_diag_np",
     "estep_full_nb",
+    "estep_full_nb_serial",
     "estep_full_np",
     "estep_diag_nb",
+    "estep_diag_nb_serial",
     "estep_diag_np",
     "first_moments_nb",
+    "first_moments_nb_serial",
     "first_moments_np",
     "scatter_full_nb",
+    "scatter_full_nb_serial",
     "scatter_full_np",
     "scatter_diag_nb",
+    "scatter_diag_nb_serial",
     "scatter_diag_np",
 ]
 
@@ -54,9 +65,43 @@ __all__ = [
 BLOCK = 1024
 
 
+#: Below this many multiply-adds (n * k * d) the serial build of a kernel is used: thread
+#: start-up and OpenMP spin-waiting (which competes with BLAS threads) cost more than
+#: they save on small problems.
+PARALLEL_MIN_WORK = 1 << 18
+
+
 def use_jit() -> bool:
     """Whether the Numba kernels should run (False under ``NUMBA_DISABLE_JIT=1``)."""
     return not numba.config.DISABLE_JIT
+
+
+def pick(parallel, serial, work):
+    """The parallel build if ``work`` (multiply-adds) is large and >1 thread, else serial."""
+    if work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1:
+        return parallel
+    return serial
+
+
+def _renamed(f, suffix):
+    """Copy of function ``f`` under a new name (so Numba caches the two builds apart)."""
+    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + suffix, f.__defaults__,
+                           f.__closure__)
+    g.__qualname__ = f.__qualname__ + suffix
+    g.__doc__ = f.__doc__
+    return g
+
+
+def _builds(f):
+    """(parallel, serial) Numba builds of one kernel body written with ``prange``.
+
+    ``prange`` runs as ``range`` in the serial build; the fixed row blocks make both
+    builds return identical results.
+    """
+    return (
+        njit(cache=True, parallel=True)(_renamed(f, "_par")),
+        njit(cache=True)(_renamed(f, "_ser")),
+    )
 
 
 # ---------------------------------------------------------------------------
@@ -90,8 +135,7 @@ def _maha_diag_row(x, means, prec_diag, k):
     return s
 
 
-@njit(cache=True, parallel=True)
-def weighted_log_prob_full_nb(X, means, prec_chol, const):
+def _weighted_log_prob_full(X, means, prec_chol, const):
     """(n, k) matrix of ``const_k - 1/2 ||(x_i - mu_k) U_k||^2`` (eq. 14), full factors."""
     n, d = X.shape
     kk = means.shape[0]
@@ -110,8 +154,7 @@ def weighted_log_prob_full_np(X, means, prec_chol, const):
     return const[None, :] - 0.5 * np.einsum("nkj,nkj->nk", y, y)
 
 
-@njit(cache=True, parallel=True)
-def weighted_log_prob_diag_nb(X, means, prec_diag, const):
+def _weighted_log_prob_diag(X, means, prec_diag, const):
     """(n, k) matrix of ``const_k - 1/2 sum_j ((x_ij - mu_kj)/sigma_kj)^2`` (eq. 14)."""
     n = X.shape[0]
     kk = means.shape[0]
@@ -171,8 +214,7 @@ def _transpose_block(X, lo, m, xt):
             xt[j, i] = X[lo + i, j]
 
 
-@njit(cache=True, parallel=True)
-def estep_full_nb(X, means, prec_chol, const):
+def _estep_full(X, means, prec_chol, const):
     """Fused E-step (full factors): returns ``resp (n, k)`` and ``log_norm (n,)``.
 
     Per block of ``EBLOCK`` rows: ``y = (x_i - mu_k) U_k`` (eq. 14) with the rows in the
@@ -217,8 +259,7 @@ def estep_full_nb(X, means, prec_chol, const):
     return resp, log_norm
 
 
-@njit(cache=True, parallel=True)
-def estep_diag_nb(X, means, prec_diag, const):
+def _estep_diag(X, means, prec_diag, const):
     """Fused E-step (diagonal factors): returns ``resp (n, k)`` and ``log_norm (n,)``."""
     n, d = X.shape
     kk = means.shape[0]
@@ -275,8 +316,7 @@ def estep_diag_np(X, means, prec_diag, const):
 # M-step sufficient statistics, eqs. (16)-(19).
 
 
-@njit(cache=True, parallel=True)
-def first_moments_nb(X, resp):
+def _first_moments(X, resp):
     """``N_k = sum_i r_ik`` (k,) and ``S_k = sum_i r_ik x_i`` (k, d), blocked (eq. 16)."""
     n, d = X.shape
     kk = resp.shape[1]
@@ -325,8 +365,7 @@ def _dot4(a, b, m):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True, parallel=True)
-def scatter_full_nb(X, resp, means):
+def _scatter_full(X, resp, means):
     """Centred weighted scatter ``sum_i r_ik (x_i - m_k)(x_i - m_k)^T`` (k, d, d), eq. (17).
 
     Each block of ``BLOCK`` rows is transposed so that the sums over rows run on
@@ -373,8 +412,7 @@ def scatter_full_np(X, resp, means):
     return out
 
 
-@njit(cache=True, parallel=True)
-def scatter_diag_nb(X, resp, means):
+def _scatter_diag(X, resp, means):
     """Centred weighted squares ``sum_i r_ik (x_ij - m_kj)^2`` (k, d), eq. (18)."""
     n, d = X.shape
     kk = resp.shape[1]
@@ -406,3 +444,13 @@ def scatter_diag_np(X, resp, means):
     """NumPy twin of :func:`scatter_diag_nb`."""
     diff = X[:, None, :] - means[None, :, :]
     return np.einsum("nk,nkj->kj", resp, diff * diff)
+
+
+# Parallel and serial builds of every kernel (see ``pick``).
+weighted_log_prob_full_nb, weighted_log_prob_full_nb_serial = _builds(_weighted_log_prob_full)
+weighted_log_prob_diag_nb, weighted_log_prob_diag_nb_serial = _builds(_weighted_log_prob_diag)
+estep_full_nb, estep_full_nb_serial = _builds(_estep_full)
+estep_diag_nb, estep_diag_nb_serial = _builds(_estep_diag)
+first_moments_nb, first_moments_nb_serial = _builds(_first_moments)
+scatter_full_nb, scatter_full_nb_serial = _builds(_scatter_full)
+scatter_diag_nb, scatter_diag_nb_serial = _builds(_scatter_diag)

@@ -96,6 +96,7 @@ import warnings
 
 import numpy as np
 from scipy import linalg
+from scipy.linalg import lapack
 
 from lvmref._checks import (
     as_float_array,
@@ -159,6 +160,19 @@ _SINGULAR_HINT = (
 )
 
 
+def _tri_inv(t, lower):
+    """Inverse of a non-singular triangular matrix (LAPACK ``dtrtri``).
+
+    Used instead of ``scipy.linalg.solve_triangular(t, I)``: same result, but for the
+    small matrices of a mixture the multi-threaded BLAS ``trsm`` behind the latter can
+    cost milliseconds per call on a busy machine (thread wake-ups), ``dtrtri`` microseconds.
+    """
+    inv, info = lapack.dtrtri(t, lower=int(lower))
+    if info != 0:
+        raise ValueError(f"triangular factor is singular ({_SINGULAR_HINT})")
+    return np.tril(inv) if lower else np.triu(inv)
+
+
 def compute_precision_cholesky(covariances, covariance_type):
     """Upper-triangular precision factors U with U U^T = Sigma^{-1}, eq. (13).
 
@@ -186,13 +200,12 @@ def compute_precision_cholesky(covariances, covariance_type):
         if mats.shape[-1] != mats.shape[-2]:
             raise ValueError(f"covariances must be square matrices, got shape {cov.shape}")
         out = np.empty_like(mats)
-        eye = np.eye(mats.shape[-1])
         for k, s in enumerate(mats):
             try:
                 low = linalg.cholesky(s, lower=True)
             except linalg.LinAlgError:
                 raise ValueError(f"component {k}: {_SINGULAR_HINT}") from None
-            out[k] = linalg.solve_triangular(low, eye, lower=True).T
+            out[k] = _tri_inv(low, lower=True).T
         return out if covariance_type == "full" else out[0]
     if np.any(cov <= 0.0):
         raise ValueError(f"covariances must be > 0: {_SINGULAR_HINT}")
@@ -347,26 +360,26 @@ def _kernel_args(means, u, covariance_type, log_weights):
     return np.ascontiguousarray(np.broadcast_to(u[:, None], (k, d))), const, False
 
 
+def _kernel(name, X, k):
+    """The Numba build (parallel or serial by problem size) or, without JIT, the twin."""
+    if not _kg.use_jit():
+        return getattr(_kg, name + "_np")
+    work = X.shape[0] * X.shape[1] * k
+    return _kg.pick(getattr(_kg, name + "_nb"), getattr(_kg, name + "_nb_serial"), work)
+
+
 def _weighted_log_prob(X, means, u, covariance_type, log_weights):
     """(n, K) matrix a_ik of eq. (10) (validated input)."""
     fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
-    jit = _kg.use_jit()
-    if full:
-        f = _kg.weighted_log_prob_full_nb if jit else _kg.weighted_log_prob_full_np
-    else:
-        f = _kg.weighted_log_prob_diag_nb if jit else _kg.weighted_log_prob_diag_np
-    return f(X, means, fac, const)
+    name = "weighted_log_prob_full" if full else "weighted_log_prob_diag"
+    return _kernel(name, X, means.shape[0])(X, means, fac, const)
 
 
 def _e_step(X, means, u, covariance_type, log_weights):
     """Fused eqs. (10)-(12) on validated input: (resp (n, K), log_norm (n,))."""
     fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
-    jit = _kg.use_jit()
-    if full:
-        f = _kg.estep_full_nb if jit else _kg.estep_full_np
-    else:
-        f = _kg.estep_diag_nb if jit else _kg.estep_diag_np
-    return f(X, means, fac, const)
+    name = "estep_full" if full else "estep_diag"
+    return _kernel(name, X, means.shape[0])(X, means, fac, const)
 
 
 def log_gaussian_prob(X, means, precisions_cholesky, covariance_type):
@@ -538,20 +551,17 @@ def log_likelihood(X, params, covariance_type="full", reduce=True):
 
 def _moments(X, resp):
     """N_k (with the 10 eps guard) and mu_k, eqs. (15)-(16)."""
-    f = _kg.first_moments_nb if _kg.use_jit() else _kg.first_moments_np
-    nk, sk = f(X, resp)
+    nk, sk = _kernel("first_moments", X, resp.shape[1])(X, resp)
     nk = nk + 10.0 * _EPS
     return nk, sk / nk[:, None]
 
 
 def _scatter_full(X, resp, means):
-    f = _kg.scatter_full_nb if _kg.use_jit() else _kg.scatter_full_np
-    return f(X, resp, means)
+    return _kernel("scatter_full", X, resp.shape[1])(X, resp, means)
 
 
 def _scatter_diag(X, resp, means):
-    f = _kg.scatter_diag_nb if _kg.use_jit() else _kg.scatter_diag_np
-    return f(X, resp, means)
+    return _kernel("scatter_diag", X, resp.shape[1])(X, resp, means)
 
 
 def _degenerate(cov_diag, floor):
@@ -580,7 +590,6 @@ def _finish_full(covs, means, nk, reg_covar, tied=False):
         floor = floor.max(axis=0, keepdims=True)
     bad = _degenerate(mats[:, idx, idx], floor).any(axis=1)
     u = np.empty_like(mats)
-    eye = np.eye(d)
     for k in range(mats.shape[0]):
         if bad[k]:
             _raise_singular(k, reg_covar, tied)
@@ -592,7 +601,7 @@ def _finish_full(covs, means, nk, reg_covar, tied=False):
         # fraction of Sigma_jj means Sigma is numerically singular.
         if np.any(np.diag(low) ** 2 <= 16.0 * d * _EPS * np.diag(mats[k])):
             _raise_singular(k, reg_covar, tied)
-        u[k] = linalg.solve_triangular(low, eye, lower=True).T
+        u[k] = _tri_inv(low, lower=True).T
     return (mats[0], u[0]) if tied else (mats, u)
 
 
@@ -1231,10 +1240,9 @@ def _covariances_from_cholesky(u, covariance_type):
     """Sigma = (U U^T)^{-1} from the precision factors, eq. (13)."""
     if covariance_type in ("full", "tied"):
         mats = u if covariance_type == "full" else u[None]
-        eye = np.eye(mats.shape[-1])
         out = np.empty_like(mats)
         for k, uk in enumerate(mats):
-            inv = linalg.solve_triangular(uk, eye, lower=False)  # U^{-1}
+            inv = _tri_inv(uk, lower=False)  # U^{-1}
             out[k] = inv.T @ inv
         return out if covariance_type == "full" else out[0]
     return 1.0 / u**2
