@@ -201,6 +201,7 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
+from .kernels.vae import adam_update
 from .nn import ACTIVATIONS, MLP
 
 __all__ = [
@@ -318,14 +319,15 @@ class Adam:
     r"""Adam (Kingma & Ba 2015), updating a parameter dict in place.
 
     ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
-    ``p <- p - lr * (m / (1-b1^t)) / (sqrt(v / (1-b2^t)) + eps)`` — the same arithmetic
-    as ``torch.optim.Adam`` (default, no weight decay, no amsgrad). ``step`` takes the
-    gradient of the loss being *minimized*.
+    ``p <- p - (lr / (1-b1^t)) m / (sqrt(v) / sqrt(1-b2^t) + eps)`` — ``torch.optim.Adam``
+    (default, no weight decay, no amsgrad) up to rounding; one fused pass per array
+    (:func:`lvmref.kernels.vae.adam_update`).
 
     Parameters
     ----------
     params : dict of str -> ndarray
-        Updated in place by :meth:`step` (the caller's dict; pass a copy to keep yours).
+        Updated in place by :meth:`step` (C-contiguous float64 arrays; the caller's dict —
+        pass a copy to keep yours).
     lr, beta1, beta2, eps : float
     """
 
@@ -334,27 +336,28 @@ class Adam:
         self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise ValueError(f"beta1, beta2 must be in [0, 1), got {beta1}, {beta2}")
+        for k, v in params.items():
+            if not (isinstance(v, np.ndarray) and v.dtype == np.float64
+                    and v.flags.c_contiguous and v.flags.writeable):
+                raise TypeError(f"params[{k!r}] must be a writeable C-contiguous float64 array")
         self.params = params
         self.m = {k: np.zeros_like(v) for k, v in params.items()}
         self.v = {k: np.zeros_like(v) for k, v in params.items()}
         self.t = 0
 
-    def step(self, grads):
-        """One update with ``grads`` (dict, same keys and shapes): gradient of the loss."""
+    def step(self, grads, sign=1.0):
+        """One update with ``sign * grads`` as the gradient of the loss being minimized.
+
+        ``sign=-1`` takes an ascent gradient (e.g. of the ELBO). ``grads``: dict with the
+        keys and shapes of ``params`` (a subset is allowed).
+        """
         self.t += 1
         bc1 = 1.0 - self.beta1**self.t
-        bc2_sqrt = np.sqrt(1.0 - self.beta2**self.t)
-        step = self.lr / bc1
+        bc2_sqrt = float(np.sqrt(1.0 - self.beta2**self.t))
         for k, g in grads.items():
-            m, v = self.m[k], self.v[k]
-            m *= self.beta1
-            m += (1.0 - self.beta1) * g
-            v *= self.beta2
-            v += (1.0 - self.beta2) * (g * g)
-            denom = np.sqrt(v)
-            denom /= bc2_sqrt
-            denom += self.eps
-            self.params[k] -= step * (m / denom)
+            adam_update(self.params[k].reshape(-1), np.ascontiguousarray(g).reshape(-1),
+                        self.m[k].reshape(-1), self.v[k].reshape(-1), float(sign), self.lr,
+                        self.beta1, self.beta2, self.eps, bc1, bc2_sqrt)
 
 
 # ------------------------------------------------------------------ the model
@@ -797,7 +800,12 @@ class VAE:
         rng = check_rng(rng)
         eval_rng = rng.spawn(1)[0]
         params = self.init_params(rng) if params is None else self.check_params(params)
-        opt = Adam(params, lr=lr)
+        fast = estimator == "reparam" and n_samples == 1
+        if fast:  # same mathematics, allocation-free (tested equal to _reparam)
+            ws = _TrainWorkspace(self, params, batch_size, kl, lr)
+            params = ws.params
+        else:
+            opt = Adam(params, lr=lr)
         n, k = x.shape[0], self.n_latent
         hist = {"epoch": [], "train_elbo": [], "test_elbo": [], "seconds": []}
         t0 = time.perf_counter()
@@ -807,18 +815,20 @@ class VAE:
             for start in range(0, n, batch_size):
                 xb = x[perm[start:start + batch_size]]
                 shape = (xb.shape[0], k) if n_samples == 1 else (xb.shape[0], n_samples, k)
-                eps3 = rng.standard_normal(shape)
-                if eps3.ndim == 2:
-                    eps3 = eps3[:, None, :]
-                if estimator == "reparam":
-                    value, grads = self._reparam(params, xb, eps3, kl)
+                eps = rng.standard_normal(shape)
+                if fast:
+                    value = ws.step(xb, eps)
                 else:
-                    value, grads = self.elbo_grad_reinforce(params, xb, eps3, baseline=baseline,
-                                                            kl=kl)
+                    eps3 = eps[:, None, :] if eps.ndim == 2 else eps
+                    if estimator == "reparam":
+                        value, grads = self._reparam(params, xb, eps3, kl)
+                    else:
+                        value, grads = self.elbo_grad_reinforce(params, xb, eps3,
+                                                                baseline=baseline, kl=kl)
+                    opt.step(grads, sign=-1.0)
                 if not np.isfinite(value):
                     raise FloatingPointError(f"ELBO became {value} at epoch {epoch}; "
                                              f"lower lr")
-                opt.step({key: -g for key, g in grads.items()})
                 total += value * xb.shape[0]
             hist["epoch"].append(epoch)
             hist["train_elbo"].append(total / n)
@@ -833,7 +843,7 @@ class VAE:
             if verbose:
                 print(f"epoch {epoch:4d}  train ELBO {total / n:10.4f}  test ELBO {test:10.4f}"
                       f"  ({hist['seconds'][-1]:.1f} s)", flush=True)
-        self.params_ = params
+        self.params_ = {key: np.array(a) for key, a in params.items()}
         self.history_ = hist
         return self
 
@@ -930,7 +940,7 @@ class VAE:
             eps3 = rng.standard_normal((n, n_samples, k))
             _, (_, g_mean, g_lv) = self._elbo_q(params, x, phi["mean"], phi["log_var"], eps3,
                                                 kl, True)
-            opt.step({"mean": -g_mean, "log_var": -g_lv})
+            opt.step({"mean": g_mean, "log_var": g_lv}, sign=-1.0)
         return phi["mean"], phi["log_var"]
 
     def amortization_gap(self, params, x, *, n_eval_samples=1000, rng=None, **local):
@@ -984,6 +994,125 @@ class VAE:
         z = mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps3
         ll = self._decoder_log_lik(params, x, z, False)[0]
         return ll - _kl_rows(mean, log_var)[:, None]
+
+
+class _TrainWorkspace:
+    """Allocation-free training step: reparameterized gradient (9) with S = 1, then Adam.
+
+    The same mathematics as :meth:`VAE.elbo_grad_reparam` (a test asserts they agree),
+    arranged for speed: all parameters live in one flat vector ``theta`` (the dict
+    ``self.params`` holds views into it) and all gradients in ``grad``, so Adam is a
+    single fused pass (:func:`lvmref.kernels.vae.adam_update`); activations and their
+    gradients are written into preallocated buffers with ``out=`` arguments.
+    """
+
+    def __init__(self, vae, params, batch_size, kl, lr, betas=(0.9, 0.999), eps=1e-8):
+        self.vae, self.kl = vae, kl
+        shapes = vae.param_shapes()
+        total = sum(int(np.prod(s)) for s in shapes.values())
+        self.theta, self.grad = np.empty(total), np.zeros(total)
+        self.m, self.v = np.zeros(total), np.zeros(total)
+        self.params, self.grads = {}, {}
+        off = 0
+        for k, shp in shapes.items():
+            size = int(np.prod(shp))
+            self.params[k] = self.theta[off:off + size].reshape(shp)
+            self.grads[k] = self.grad[off:off + size].reshape(shp)
+            self.params[k][...] = params[k]
+            off += size
+        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
+        b = batch_size
+        self.nets = (vae.encoder, vae.decoder)
+        # h[i] is the input of layer i (h[0] is x or z), a[i] its pre-activation
+        self.h = {net.prefix: [None] + [np.empty((b, w)) for w in net.sizes[1:]]
+                  for net in self.nets}
+        self.g = {net.prefix: [np.empty((b, w)) for w in net.sizes] for net in self.nets}
+        self.z = np.empty((b, vae.n_latent))
+
+    def _forward(self, net, x, nb):
+        hs = self.h[net.prefix]
+        hs[0] = x
+        p = self.params
+        for i, act in enumerate(net.activations):
+            out = hs[i + 1][:nb]
+            np.matmul(hs[i][:nb] if i else x, p[f"{net.prefix}W{i}"], out=out)
+            out += p[f"{net.prefix}b{i}"]
+            if act == "tanh":
+                np.tanh(out, out=out)
+            elif act != "identity":
+                out[...] = ACTIVATIONS[act][0](out)
+        return hs[-1][:nb]
+
+    def _backward(self, net, nb, need_input_grad):
+        """Eq. (2) of lvmref.nn; the upstream gradient is in self.g[prefix][-1][:nb]."""
+        hs, gs, p, pre = self.h[net.prefix], self.g[net.prefix], self.params, net.prefix
+        for i in range(net.n_layers - 1, -1, -1):
+            delta = gs[i + 1][:nb]
+            act = net.activations[i]
+            h = hs[i + 1][:nb]
+            if act == "tanh":                    # f' = 1 - h^2
+                delta -= delta * (h * h)
+            elif act == "relu":                  # f' = [h > 0]
+                delta *= h > 0.0
+            elif act == "sigmoid":               # f' = h (1 - h)
+                delta *= h - h * h
+            elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
+                delta *= -np.expm1(-h)
+            h_in = hs[i][:nb] if i else hs[0]
+            np.matmul(h_in.T, delta, out=self.grads[f"{pre}W{i}"])
+            np.sum(delta, axis=0, out=self.grads[f"{pre}b{i}"])
+            if i > 0 or need_input_grad:
+                np.matmul(delta, p[f"{pre}W{i}"].T, out=gs[i][:nb])
+        return gs[0][:nb]
+
+    def step(self, x, eps):
+        """ELBO gradient at (x, eps), then one Adam step; returns the batch-mean ELBO."""
+        value = self.gradient(x, eps)
+        self.t += 1
+        b1, b2 = self.betas
+        adam_update(self.theta, self.grad, self.m, self.v, -1.0, self.lr, b1, b2, self.eps,
+                    1.0 - b1**self.t, float(np.sqrt(1.0 - b2**self.t)))
+        return value
+
+    def gradient(self, x, eps):
+        """Batch-mean ELBO (7) at (x (nb, D), eps (nb, K)); its gradient (9) into ``grad``."""
+        vae, nb, k = self.vae, x.shape[0], self.vae.n_latent
+        enc, dec = self.nets
+        out = self._forward(enc, x, nb)
+        mean, log_var = out[:, :k], out[:, k:]
+        std = np.exp(0.5 * log_var)
+        z = self.z[:nb]
+        np.multiply(std, eps, out=z)
+        z += mean
+        dec_out = self._forward(dec, z, nb)
+        g_out = self.g[dec.prefix][-1][:nb]
+        if vae.likelihood == "bernoulli":                                # eq. (2a), (8)
+            e = np.exp(-np.abs(dec_out))
+            ll = np.sum(x * dec_out) - np.sum(np.maximum(dec_out, 0.0)) - np.sum(np.log1p(e))
+            sig = 1.0 / (1.0 + e)
+            np.copyto(sig, e * sig, where=dec_out < 0.0)
+            np.subtract(x, sig, out=g_out)
+        else:                                                            # eq. (2b), (8)
+            llr, g = _log_lik_gaussian(x, dec_out, True)
+            ll = float(np.sum(llr))
+            g_out[...] = g
+        g_out *= 1.0 / nb
+        g_z = self._backward(dec, nb, True)
+        g_enc = self.g[enc.prefix][-1][:nb]
+        if self.kl == "analytic":                                        # eq. (9a)
+            kl = _kl_rows(mean, log_var).sum()
+            value = (ll - kl) / nb
+            np.subtract(g_z, mean / nb, out=g_enc[:, :k])
+            np.multiply(g_z * eps, 0.5 * std, out=g_enc[:, k:])
+            g_enc[:, k:] -= (0.5 / nb) * np.expm1(log_var)
+        else:                                                            # eq. (9b)
+            value = (ll + np.sum(_log_normal_std(z))
+                     + 0.5 * np.sum(LOG_2PI + log_var + eps * eps)) / nb
+            np.subtract(g_z, z / nb, out=g_enc[:, :k])
+            np.multiply(g_enc[:, :k] * eps, 0.5 * std, out=g_enc[:, k:])
+            g_enc[:, k:] += 0.5 / nb
+        self._backward(enc, nb, False)
+        return float(value)
 
 
 def _log_q3(z3, mean, log_var):
