@@ -897,12 +897,14 @@ class VAE:
 
     # -------------------------------------------------------------- amortization
 
-    def fit_local(self, params, x, *, n_steps=500, lr=1e-2, n_samples=1, rng=None,
-                  init=None, kl="analytic"):
+    def fit_local(self, params, x, *, n_steps=500, lr=1e-2, lr_final=1e-4, n_samples=1,
+                  rng=None, init=None, kl="analytic"):
         """Per-data-point (non-amortized) VI for the fixed decoder in ``params``, eq. (12).
 
         Each row gets its own (mean, log_var), optimized by Adam on the reparameterized
-        ELBO (7a)/(7b) with gradient (9) (no encoder). Rows are independent.
+        ELBO (7a)/(7b) with gradient (9) (no encoder). Rows are independent. The step size
+        decays geometrically from ``lr`` to ``lr_final`` (with a constant step, Adam keeps
+        jittering at a noise floor set by the gradient noise).
 
         Parameters
         ----------
@@ -910,7 +912,8 @@ class VAE:
             Only the decoder entries are used (the encoder gives the default start).
         x : array_like, shape (n, D)
         n_steps : int
-        lr : float
+        lr, lr_final : float
+            First and last Adam step size (geometric schedule).
         n_samples : int
             S noise samples per row and step.
         rng : Generator, int or None
@@ -935,8 +938,11 @@ class VAE:
         else:
             phi = {"mean": as_float_array(init[0], "init[0]", shape=(n, k)),
                    "log_var": as_float_array(init[1], "init[1]", shape=(n, k))}
+        lr = check_positive_float(lr, "lr")
+        decay = (check_positive_float(lr_final, "lr_final") / lr) ** (1.0 / max(n_steps - 1, 1))
         opt = Adam(phi, lr=lr)
-        for _ in range(n_steps):
+        for step in range(n_steps):
+            opt.lr = lr * decay**step
             eps3 = rng.standard_normal((n, n_samples, k))
             _, (_, g_mean, g_lv) = self._elbo_q(params, x, phi["mean"], phi["log_var"], eps3,
                                                 kl, True)
