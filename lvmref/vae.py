@@ -201,7 +201,7 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
-from .kernels.vae import adam_update
+from .kernels.vae import adam_update, bernoulli_grad, tanh_backward_bias
 from .nn import ACTIVATIONS, MLP
 
 __all__ = [
@@ -455,10 +455,35 @@ class VAE:
                 out[f"{net.prefix}b{i}"] = (net.sizes[i + 1],)
         return out
 
-    def init_params(self, rng=None) -> dict:
-        """Glorot-uniform weights, zero biases (encoder first, then decoder, from ``rng``)."""
+    def init_params(self, rng=None, scheme="glorot") -> dict:
+        """Random initial parameters, encoder first, then decoder, drawn from ``rng``.
+
+        Parameters
+        ----------
+        rng : Generator, int or None
+        scheme : {"glorot", "torch"}
+            ``"glorot"``: Glorot-uniform weights, zero biases (:meth:`lvmref.nn.MLP.init`).
+            ``"torch"``: the distribution of PyTorch's ``nn.Linear`` default
+            (``kaiming_uniform_(a=sqrt(5))``): weights *and* biases ~ U(-1/sqrt(n_in),
+            1/sqrt(n_in)), drawn layer by layer, W then b, from ``rng``.
+
+        Returns
+        -------
+        dict
+            Layout in the module docstring.
+        """
         rng = check_rng(rng)
-        return {**self.encoder.init(rng), **self.decoder.init(rng)}
+        check_choice(scheme, "scheme", ("glorot", "torch"))
+        if scheme == "glorot":
+            return {**self.encoder.init(rng), **self.decoder.init(rng)}
+        params = {}
+        for net in (self.encoder, self.decoder):
+            for i in range(net.n_layers):
+                n_in, n_out = net.sizes[i], net.sizes[i + 1]
+                r = 1.0 / np.sqrt(n_in)
+                params[f"{net.prefix}W{i}"] = rng.uniform(-r, r, size=(n_in, n_out))
+                params[f"{net.prefix}b{i}"] = rng.uniform(-r, r, size=n_out)
+        return params
 
     def check_params(self, params) -> dict:
         """Validated float64 copies of ``params`` (keys and shapes as in the layout)."""
@@ -718,7 +743,7 @@ class VAE:
             Independent sets of k samples per row (their spread is the standard error;
             ``nan`` for 1).
         chunk_size : int, optional
-            Rows per chunk (default: about 2e5 / (n_repeats * k), at least 1).
+            Rows per chunk (default: 50000 // (n_repeats * k), at least 1).
 
         Returns
         -------
@@ -733,7 +758,7 @@ class VAE:
         n_repeats = check_positive_int(n_repeats, "n_repeats")
         rng = check_rng(rng)
         if chunk_size is None:
-            chunk_size = max(1, 200_000 // (k * n_repeats))
+            chunk_size = max(1, 50_000 // (k * n_repeats))
         chunk_size = check_positive_int(chunk_size, "chunk_size")
         parts = [estimators.iwae_bound(model, x[i:i + chunk_size], k, rng, n_repeats=n_repeats)
                  for i in range(0, x.shape[0], chunk_size)]
@@ -749,12 +774,12 @@ class VAE:
     # -------------------------------------------------------------- training
 
     def fit(self, x, x_test=None, *, n_epochs=100, batch_size=100, lr=1e-3, rng=None,
-            params=None, estimator="reparam", kl="analytic", n_samples=1, baseline=None,
-            verbose=False):
+            params=None, init="glorot", estimator="reparam", kl="analytic", n_samples=1,
+            baseline=None, verbose=False):
         """Maximize the ELBO with minibatch Adam.
 
         Noise protocol (so another implementation can replay it): ``rng`` draws, in
-        order, the initial parameters (:meth:`init_params`, unless ``params`` is given),
+        order, the initial parameters (``init_params(rng, init)``, unless ``params`` is given),
         then per epoch a permutation ``rng.permutation(n)`` and per minibatch (consecutive
         slices of the permutation, the last one possibly smaller) ``eps =
         rng.standard_normal((b, K))`` (or ``(b, S, K)`` for ``n_samples = S > 1``). The
@@ -772,7 +797,9 @@ class VAE:
             Adam step size.
         rng : Generator, int or None
         params : dict, optional
-            Initial parameters (copied); default Glorot init from ``rng``.
+            Initial parameters (copied); default ``init_params(rng, init)``.
+        init : {"glorot", "torch"}
+            Initialization scheme when ``params`` is not given (see :meth:`init_params`).
         estimator : {"reparam", "reinforce"}
             Gradient estimator for the encoder.
         kl : {"analytic", "mc"}
@@ -799,7 +826,8 @@ class VAE:
             raise ValueError("baseline is only used with estimator='reinforce'")
         rng = check_rng(rng)
         eval_rng = rng.spawn(1)[0]
-        params = self.init_params(rng) if params is None else self.check_params(params)
+        check_choice(init, "init", ("glorot", "torch"))
+        params = self.init_params(rng, init) if params is None else self.check_params(params)
         fast = estimator == "reparam" and n_samples == 1
         if fast:  # same mathematics, allocation-free (tested equal to _reparam)
             ws = _TrainWorkspace(self, params, batch_size, kl, lr)
@@ -1034,6 +1062,7 @@ class _TrainWorkspace:
                   for net in self.nets}
         self.g = {net.prefix: [np.empty((b, w)) for w in net.sizes] for net in self.nets}
         self.z = np.empty((b, vae.n_latent))
+        self.e = np.empty((b, vae.n_visible))
 
     def _forward(self, net, x, nb):
         hs = self.h[net.prefix]
@@ -1056,17 +1085,19 @@ class _TrainWorkspace:
             delta = gs[i + 1][:nb]
             act = net.activations[i]
             h = hs[i + 1][:nb]
-            if act == "tanh":                    # f' = 1 - h^2
-                delta -= delta * (h * h)
+            gb = self.grads[f"{pre}b{i}"]
+            if act == "tanh":                    # f' = 1 - h^2, fused with the bias sum
+                tanh_backward_bias(delta, h, gb)
             elif act == "relu":                  # f' = [h > 0]
                 delta *= h > 0.0
             elif act == "sigmoid":               # f' = h (1 - h)
                 delta *= h - h * h
             elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
                 delta *= -np.expm1(-h)
+            if act != "tanh":
+                np.sum(delta, axis=0, out=gb)
             h_in = hs[i][:nb] if i else hs[0]
             np.matmul(h_in.T, delta, out=self.grads[f"{pre}W{i}"])
-            np.sum(delta, axis=0, out=self.grads[f"{pre}b{i}"])
             if i > 0 or need_input_grad:
                 np.matmul(delta, p[f"{pre}W{i}"].T, out=gs[i][:nb])
         return gs[0][:nb]
@@ -1093,16 +1124,15 @@ class _TrainWorkspace:
         dec_out = self._forward(dec, z, nb)
         g_out = self.g[dec.prefix][-1][:nb]
         if vae.likelihood == "bernoulli":                                # eq. (2a), (8)
-            e = np.exp(-np.abs(dec_out))
-            ll = np.sum(x * dec_out) - np.sum(np.maximum(dec_out, 0.0)) - np.sum(np.log1p(e))
-            sig = 1.0 / (1.0 + e)
-            np.copyto(sig, e * sig, where=dec_out < 0.0)
-            np.subtract(x, sig, out=g_out)
+            e = self.e[:nb]
+            np.abs(dec_out, out=e)
+            np.negative(e, out=e)
+            np.exp(e, out=e)
+            ll = bernoulli_grad(x, dec_out, e, 1.0 / nb, g_out) - float(np.sum(np.log1p(e)))
         else:                                                            # eq. (2b), (8)
             llr, g = _log_lik_gaussian(x, dec_out, True)
             ll = float(np.sum(llr))
-            g_out[...] = g
-        g_out *= 1.0 / nb
+            np.multiply(g, 1.0 / nb, out=g_out)
         g_z = self._backward(dec, nb, True)
         g_enc = self.g[enc.prefix][-1][:nb]
         if self.kl == "analytic":                                        # eq. (9a)

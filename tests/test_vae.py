@@ -729,3 +729,39 @@ def test_inputs_not_mutated():
         np.testing.assert_array_equal(p[k], copies[0][k])
     np.testing.assert_array_equal(x, copies[1])
     np.testing.assert_array_equal(eps, copies[2])
+
+
+# ------------------------------------------------------------------ kernels vs twins
+
+
+def test_training_kernels_match_twins():
+    from lvmref.kernels.vae import (
+        bernoulli_grad,
+        bernoulli_grad_np,
+        tanh_backward_bias,
+        tanh_backward_bias_np,
+    )
+
+    rng = np.random.default_rng(33)
+    delta, h = rng.normal(size=(7, 5)), np.tanh(rng.normal(size=(7, 5)))
+    a, b = delta.copy(), delta.copy()
+    ga, gb = np.empty(5), np.empty(5)
+    tanh_backward_bias(a, h, ga)
+    tanh_backward_bias_np(b, h, gb)
+    np.testing.assert_allclose(a, delta * (1 - h**2), rtol=1e-15)
+    np.testing.assert_allclose(b, delta * (1 - h**2), rtol=1e-15)
+    np.testing.assert_allclose(ga, (delta * (1 - h**2)).sum(0), rtol=1e-13)
+    np.testing.assert_allclose(gb, ga, rtol=1e-13)
+    # Bernoulli: extreme logits (|l| up to 1e4) must not overflow; compare with scipy
+    logits = np.concatenate([rng.normal(size=(3, 6)) * 5, [[-1e4, 1e4, -745.0, 745.0, 0, -0.0]]])
+    x = (rng.random(logits.shape) < 0.5).astype(float)
+    e = np.exp(-np.abs(logits))
+    ga, gb = np.empty_like(x), np.empty_like(x)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        va = bernoulli_grad(x, logits, e, 0.5, ga) - np.log1p(e).sum()
+        vb = bernoulli_grad_np(x, logits, e, 0.5, gb) - np.log1p(e).sum()
+    # independent: log p = x*l - softplus(l) with softplus from np.logaddexp(0, l)
+    ref = float(np.sum(x * logits - np.logaddexp(0.0, logits)))
+    assert va == pytest.approx(ref, rel=1e-14) and vb == pytest.approx(ref, rel=1e-14)
+    np.testing.assert_allclose(ga, 0.5 * (x - expit(logits)), rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)

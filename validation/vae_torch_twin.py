@@ -118,9 +118,8 @@ class TorchVAE(nn.Module):
         return sur.mean()
 
 
-def torch_grads(twin, fn):
-    """Zero grads, backprop the scalar ``fn()``, return (value, grads in our layout)."""
+def torch_grads(twin, value):
+    """Zero the grads, backprop the scalar tensor ``value``; return (float, grads dict)."""
     twin.zero_grad(set_to_none=False)
-    val = fn()
-    val.backward()
-    return float(val.detach()), twin.named_grads()
+    value.backward()
+    return float(value.detach()), twin.named_grads()
