@@ -765,3 +765,23 @@ def test_training_kernels_match_twins():
     assert va == pytest.approx(ref, rel=1e-14) and vb == pytest.approx(ref, rel=1e-14)
     np.testing.assert_allclose(ga, 0.5 * (x - expit(logits)), rtol=1e-14, atol=1e-300)
     np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
+
+
+def test_init_schemes():
+    vae = VAE(64, 10, hidden=(200,))
+    g = vae.init_params(0)
+    t = vae.init_params(0, scheme="torch")
+    for k, shape in vae.param_shapes().items():
+        n_in = vae.param_shapes()[k.replace("b", "W")][0]
+        bound = 1 / np.sqrt(n_in)
+        assert t[k].shape == shape and np.all(np.abs(t[k]) <= bound)
+        assert np.abs(t[k]).max() > 0.8 * bound  # fills the interval (>= 20 draws each)
+        if k.split(".")[1].startswith("b"):
+            assert np.all(g[k] == 0)
+        else:
+            r = np.sqrt(6 / sum(shape))
+            assert np.all(np.abs(g[k]) <= r) and np.abs(g[k]).max() > 0.8 * r
+    with pytest.raises(ValueError, match="scheme"):
+        vae.init_params(0, scheme="he")
+    with pytest.raises(ValueError, match="init"):
+        vae.fit(np.zeros((2, 64)), init="he")
