@@ -184,6 +184,30 @@ E.g. ``VAE(64, 10, hidden=(200,))``: ``enc.W0 (64, 200)``, ``enc.b0 (200,)``,
 
 Noise layout: ``eps`` of shape ``(n, K)`` (one sample per row) or ``(n, S, K)`` (S samples
 per row, as in :mod:`lvmref.estimators`).
+
+Where each equation lives
+-------------------------
+==========================================  =============================================
+(1)-(3) densities                           :class:`VAEModel` ``log_prior``,
+                                            ``log_likelihood``, ``log_q``; :meth:`VAE.log_q`
+(5) KL and its gradient                     ``_kl_rows``, :func:`kl_normal_std_grad`
+(6) reparameterization                      :func:`reparameterize`
+(7a)/(7b) ELBO estimators                   :meth:`VAE.elbo`
+(8)-(9) reparameterization gradient         :meth:`VAE.elbo_grad_reparam`
+(10) REINFORCE with baselines               :meth:`VAE.elbo_grad_reinforce`
+(11) IWAE bound                             :meth:`VAE.iwae_bound` (:mod:`lvmref.estimators`)
+(12) per-data-point VI, amortization gap    :meth:`VAE.fit_local`, :meth:`VAE.amortization_gap`
+(13) PPCA marginal, posterior, exact VAE    :func:`linear_gaussian_log_marginal`,
+                                            :func:`linear_gaussian_posterior`,
+                                            :func:`linear_gaussian_vae`
+(14) closed-form ELBO of a linear VAE       :func:`linear_gaussian_elbo`
+training (Adam, Kingma & Ba 2015)           :meth:`VAE.fit`, :class:`Adam`
+==========================================  =============================================
+
+:meth:`VAE.fit` runs the reparameterized gradient (9) with S = 1 through an
+allocation-free workspace (one flat parameter vector, fused Numba kernels from
+:mod:`lvmref.kernels.vae`); a test asserts it computes the same gradient as
+:meth:`VAE.elbo_grad_reparam` to rounding.
 """
 
 from __future__ import annotations
@@ -726,7 +750,7 @@ class VAE:
         """This VAE bound to ``params``, following the :mod:`lvmref.estimators` protocol."""
         return VAEModel(self, self._params_or_fitted(params))
 
-    def iwae_bound(self, params, x, k, rng=None, *, n_repeats=1, chunk_size=None):
+    def iwae_bound(self, params, x, k, rng=None, *, n_repeats=1, chunk_size=None, z=None):
         """Importance-weighted bound L_k per row, eq. (11), via lvmref.estimators.iwae_bound.
 
         Rows are processed in chunks so that at most ``chunk_size`` rows x
@@ -744,6 +768,8 @@ class VAE:
             ``nan`` for 1).
         chunk_size : int, optional
             Rows per chunk (default: 50000 // (n_repeats * k), at least 1).
+        z : array_like, shape (n, n_repeats * k, K), optional
+            Samples from q(z | x) to use instead of ``rng`` (oracle use; not chunked).
 
         Returns
         -------
@@ -756,6 +782,11 @@ class VAE:
         x = self._check_x(x)
         k = check_positive_int(k, "k")
         n_repeats = check_positive_int(n_repeats, "n_repeats")
+        if z is not None:
+            if rng is not None:
+                raise ValueError("pass either rng (to sample) or z (given samples), not both")
+            z = as_float_array(z, "z", shape=(x.shape[0], n_repeats * k, self.n_latent))
+            return estimators.iwae_bound(model, x, k, n_repeats=n_repeats, z=z)
         rng = check_rng(rng)
         if chunk_size is None:
             chunk_size = max(1, 50_000 // (k * n_repeats))
