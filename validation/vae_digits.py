@@ -132,7 +132,7 @@ def main() -> int:
             twin = np.mean([r[3] for r in rows if r[0] == "torch" and r[1] == init])
             close = abs(ours - twin) <= TWIN_TOL
             ok = ok and close
-            line += (f"; torch twin {twin:.3f}, |difference| {abs(ours - twin):.3f} "
+            line += (f"; torch twin {twin:.3f}, |difference| {abs(ours - twin):.1e} "
                      f"(<= {TWIN_TOL}: {'OK' if close else 'FAIL'})")
         print(line)
     return 0 if ok else 1
