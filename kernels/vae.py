@@ -5,8 +5,8 @@ Each kernel fuses several array passes of the training step into one; the twins 
 the tests compare the kernels with. All work in place on the caller's (workspace)
 buffers, float64, C-contiguous.
 
-* ``tanh_backward_bias(delta, h, grad_b)``: ``delta *= 1 - h**2`` (tanh' written with the
-  forward output h, eq. 2 of :mod:`lvmref.nn`) and ``grad_b = delta.sum(axis=0)``.
+* ``tanh_backward(delta, h)``: ``delta *= 1 - h**2`` (tanh' written with the forward
+  output h, eq. 2 of :mod:`lvmref.nn`), one pass.
 * ``bernoulli_grad(x, logits, e, scale, g_out)``: with ``e = exp(-|logits|)`` computed
   by the caller (NumPy's vectorized exp is several times faster than a scalar exp in a
   Numba loop), ``g_out = scale * (x - sigmoid(logits))`` (eq. 8 of :mod:`lvmref.vae`)
@@ -40,8 +40,8 @@ from numba import njit
 __all__ = [
     "adam_update",
     "adam_update_np",
-    "tanh_backward_bias",
-    "tanh_backward_bias_np",
+    "tanh_backward",
+    "tanh_backward_np",
     "bernoulli_grad",
     "bernoulli_grad_np",
 ]
@@ -74,23 +74,18 @@ def adam_update_np(theta, grad, m, v, sign, lr, beta1, beta2, eps, bc1, bc2_sqrt
 
 
 @njit(cache=True)
-def tanh_backward_bias(delta, h, grad_b):
-    """In place: delta *= 1 - h*h; grad_b[:] = delta.sum(axis=0). delta, h (n, m); grad_b (m,)."""
+def tanh_backward(delta, h):
+    """In place: delta *= 1 - h*h, as delta - delta*h*h. delta, h (n, m)."""
     n, m = delta.shape
-    for j in range(m):
-        grad_b[j] = 0.0
     for i in range(n):
         for j in range(m):
             hij = h[i, j]
-            d = delta[i, j] - delta[i, j] * (hij * hij)
-            delta[i, j] = d
-            grad_b[j] += d
+            delta[i, j] = delta[i, j] - delta[i, j] * (hij * hij)
 
 
-def tanh_backward_bias_np(delta, h, grad_b):
-    """NumPy twin of :func:`tanh_backward_bias`."""
+def tanh_backward_np(delta, h):
+    """NumPy twin of :func:`tanh_backward`."""
     delta -= delta * (h * h)
-    np.sum(delta, axis=0, out=grad_b)
 
 
 @njit(cache=True)

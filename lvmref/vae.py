@@ -225,7 +225,7 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
-from .kernels.vae import adam_update, bernoulli_grad, tanh_backward_bias
+from .kernels.vae import adam_update, bernoulli_grad, tanh_backward
 from .nn import ACTIVATIONS, MLP
 
 __all__ = [
@@ -1065,10 +1065,17 @@ class _TrainWorkspace:
     """Allocation-free training step: reparameterized gradient (9) with S = 1, then Adam.
 
     The same mathematics as :meth:`VAE.elbo_grad_reparam` (a test asserts they agree),
-    arranged for speed: all parameters live in one flat vector ``theta`` (the dict
-    ``self.params`` holds views into it) and all gradients in ``grad``, so Adam is a
-    single fused pass (:func:`lvmref.kernels.vae.adam_update`); activations and their
-    gradients are written into preallocated buffers with ``out=`` arguments.
+    arranged for speed:
+
+    * all parameters live in one flat vector ``theta`` (``self.params`` holds views into
+      it) and all gradients in ``grad``, so Adam is one fused pass
+      (:func:`lvmref.kernels.vae.adam_update`);
+    * activations are stored feature-major, ``(n_features, n_rows)``, each layer input with
+      an extra row of ones. Because ``W_i`` and ``b_i`` are adjacent in ``theta``, the
+      ``(n_in + 1, n_out)`` block ``[W_i; b_i]`` is a view, so one matrix product gives
+      ``a_i = [W_i; b_i]^T [h_i; 1]`` (bias included) and one gives
+      ``[dW_i; db_i] = [h_i; 1] delta_i^T`` (bias gradient included);
+    * every buffer is preallocated (per batch size) and written with ``out=``.
     """
 
     def __init__(self, vae, params, batch_size, kl, lr, betas=(0.9, 0.999), eps=1e-8):
@@ -1079,59 +1086,75 @@ class _TrainWorkspace:
         self.m, self.v = np.zeros(total), np.zeros(total)
         self.params, self.grads = {}, {}
         off = 0
-        for k, shp in shapes.items():
-            size = int(np.prod(shp))
-            self.params[k] = self.theta[off:off + size].reshape(shp)
-            self.grads[k] = self.grad[off:off + size].reshape(shp)
-            self.params[k][...] = params[k]
-            off += size
+        self._aug = {}  # prefix -> list of ([W; b] view, [dW; db] view) per layer
+        for net in (vae.encoder, vae.decoder):
+            views = []
+            for i in range(net.n_layers):
+                n_in, n_out = net.sizes[i], net.sizes[i + 1]
+                size = (n_in + 1) * n_out
+                w_aug = self.theta[off:off + size].reshape(n_in + 1, n_out)
+                g_aug = self.grad[off:off + size].reshape(n_in + 1, n_out)
+                for key, sl in ((f"{net.prefix}W{i}", slice(0, n_in)),
+                                (f"{net.prefix}b{i}", n_in)):
+                    self.params[key] = w_aug[sl]
+                    self.grads[key] = g_aug[sl]
+                    self.params[key][...] = params[key]
+                views.append((w_aug, g_aug))
+                off += size
+            self._aug[net.prefix] = views
+        if off != total or list(self.params) != list(shapes):
+            raise RuntimeError("parameter layout mismatch in the training workspace")
         self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
-        b = batch_size
         self.nets = (vae.encoder, vae.decoder)
-        # h[i] is the input of layer i (h[0] is x or z), a[i] its pre-activation
-        self.h = {net.prefix: [None] + [np.empty((b, w)) for w in net.sizes[1:]]
-                  for net in self.nets}
-        self.g = {net.prefix: [np.empty((b, w)) for w in net.sizes] for net in self.nets}
-        self.z = np.empty((b, vae.n_latent))
-        self.e = np.empty((b, vae.n_visible))
+        self._buffers = {}
+        self._bufs(batch_size)
 
-    def _forward(self, net, x, nb):
-        hs = self.h[net.prefix]
-        hs[0] = x
-        p = self.params
+    def _bufs(self, nb):
+        """Buffers for a batch of nb rows (created once per distinct nb)."""
+        if nb not in self._buffers:
+            bufs = {}
+            for net in self.nets:
+                # inp[i]: input of layer i with a row of ones; inp[L] holds the output
+                inp = [np.ones((w + 1, nb)) for w in net.sizes[:-1]]
+                inp.append(np.empty((net.sizes[-1], nb)))
+                grd = [np.empty((w, nb)) for w in net.sizes]  # d value / d inp[i]
+                bufs[net.prefix] = (inp, grd)
+            bufs["e"] = np.empty((self.vae.n_visible, nb))
+            self._buffers[nb] = bufs
+        return self._buffers[nb]
+
+    def _forward(self, net, inp):
+        """Eq. (1) of lvmref.nn, feature-major; returns the output (n_out, nb)."""
+        views = self._aug[net.prefix]
         for i, act in enumerate(net.activations):
-            out = hs[i + 1][:nb]
-            np.matmul(hs[i][:nb] if i else x, p[f"{net.prefix}W{i}"], out=out)
-            out += p[f"{net.prefix}b{i}"]
+            out = inp[i + 1][:net.sizes[i + 1]]
+            np.matmul(views[i][0].T, inp[i], out=out)
             if act == "tanh":
                 np.tanh(out, out=out)
             elif act != "identity":
                 out[...] = ACTIVATIONS[act][0](out)
-        return hs[-1][:nb]
+        return inp[-1]
 
-    def _backward(self, net, nb, need_input_grad):
-        """Eq. (2) of lvmref.nn; the upstream gradient is in self.g[prefix][-1][:nb]."""
-        hs, gs, p, pre = self.h[net.prefix], self.g[net.prefix], self.params, net.prefix
+    def _backward(self, net, inp, grd, need_input_grad):
+        """Eq. (2) of lvmref.nn; the upstream gradient is in grd[-1]; returns grd[0]."""
+        views = self._aug[net.prefix]
         for i in range(net.n_layers - 1, -1, -1):
-            delta = gs[i + 1][:nb]
+            delta = grd[i + 1]
             act = net.activations[i]
-            h = hs[i + 1][:nb]
-            gb = self.grads[f"{pre}b{i}"]
-            if act == "tanh":                    # f' = 1 - h^2, fused with the bias sum
-                tanh_backward_bias(delta, h, gb)
+            h = inp[i + 1][:net.sizes[i + 1]]
+            if act == "tanh":                    # f' = 1 - h^2
+                tanh_backward(delta, h)
             elif act == "relu":                  # f' = [h > 0]
                 delta *= h > 0.0
             elif act == "sigmoid":               # f' = h (1 - h)
                 delta *= h - h * h
             elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
                 delta *= -np.expm1(-h)
-            if act != "tanh":
-                np.sum(delta, axis=0, out=gb)
-            h_in = hs[i][:nb] if i else hs[0]
-            np.matmul(h_in.T, delta, out=self.grads[f"{pre}W{i}"])
+            w_aug, g_aug = views[i]
+            np.matmul(inp[i], delta.T, out=g_aug)
             if i > 0 or need_input_grad:
-                np.matmul(delta, p[f"{pre}W{i}"].T, out=gs[i][:nb])
-        return gs[0][:nb]
+                np.matmul(w_aug[:-1], delta, out=grd[i])
+        return grd[0]
 
     def step(self, x, eps):
         """ELBO gradient at (x, eps), then one Adam step; returns the batch-mean ELBO."""
@@ -1144,41 +1167,50 @@ class _TrainWorkspace:
 
     def gradient(self, x, eps):
         """Batch-mean ELBO (7) at (x (nb, D), eps (nb, K)); its gradient (9) into ``grad``."""
-        vae, nb, k = self.vae, x.shape[0], self.vae.n_latent
+        vae, nb, k, d = self.vae, x.shape[0], self.vae.n_latent, self.vae.n_visible
         enc, dec = self.nets
-        out = self._forward(enc, x, nb)
-        mean, log_var = out[:, :k], out[:, k:]
+        bufs = self._bufs(nb)
+        (e_inp, e_grd), (d_inp, d_grd) = bufs[enc.prefix], bufs[dec.prefix]
+        xt = e_inp[0][:d]
+        xt[...] = x.T
+        out = self._forward(enc, e_inp)
+        mean, log_var = out[:k], out[k:]
+        eps_t = eps.T
         std = np.exp(0.5 * log_var)
-        z = self.z[:nb]
-        np.multiply(std, eps, out=z)
+        z = d_inp[0][:k]
+        np.multiply(std, eps_t, out=z)                                    # eq. (6)
         z += mean
-        dec_out = self._forward(dec, z, nb)
-        g_out = self.g[dec.prefix][-1][:nb]
+        dec_out = self._forward(dec, d_inp)
+        g_out = d_grd[-1]
         if vae.likelihood == "bernoulli":                                # eq. (2a), (8)
-            e = self.e[:nb]
+            e = bufs["e"]
             np.abs(dec_out, out=e)
             np.negative(e, out=e)
             np.exp(e, out=e)
-            ll = bernoulli_grad(x, dec_out, e, 1.0 / nb, g_out) - float(np.sum(np.log1p(e)))
+            ll = bernoulli_grad(xt, dec_out, e, 1.0 / nb, g_out) - float(np.sum(np.log1p(e)))
         else:                                                            # eq. (2b), (8)
-            llr, g = _log_lik_gaussian(x, dec_out, True)
-            ll = float(np.sum(llr))
-            np.multiply(g, 1.0 / nb, out=g_out)
-        g_z = self._backward(dec, nb, True)
-        g_enc = self.g[enc.prefix][-1][:nb]
+            m, v = dec_out[:d], dec_out[d:]
+            r = xt - m
+            iv = np.exp(-v)
+            r2iv = r * r * iv
+            ll = -0.5 * float(np.sum(LOG_2PI + v + r2iv))
+            np.multiply(r * iv, 1.0 / nb, out=g_out[:d])
+            np.multiply(r2iv - 1.0, 0.5 / nb, out=g_out[d:])
+        g_z = self._backward(dec, d_inp, d_grd, True)
+        g_enc = e_grd[-1]
         if self.kl == "analytic":                                        # eq. (9a)
-            kl = _kl_rows(mean, log_var).sum()
+            kl = 0.5 * float(np.sum(np.expm1(log_var) + mean * mean - log_var))
             value = (ll - kl) / nb
-            np.subtract(g_z, mean / nb, out=g_enc[:, :k])
-            np.multiply(g_z * eps, 0.5 * std, out=g_enc[:, k:])
-            g_enc[:, k:] -= (0.5 / nb) * np.expm1(log_var)
+            np.subtract(g_z, mean / nb, out=g_enc[:k])
+            np.multiply(g_z * eps_t, 0.5 * std, out=g_enc[k:])
+            g_enc[k:] -= (0.5 / nb) * np.expm1(log_var)
         else:                                                            # eq. (9b)
-            value = (ll + np.sum(_log_normal_std(z))
-                     + 0.5 * np.sum(LOG_2PI + log_var + eps * eps)) / nb
-            np.subtract(g_z, z / nb, out=g_enc[:, :k])
-            np.multiply(g_enc[:, :k] * eps, 0.5 * std, out=g_enc[:, k:])
-            g_enc[:, k:] += 0.5 / nb
-        self._backward(enc, nb, False)
+            value = (ll - 0.5 * float(np.sum(z * z))
+                     + 0.5 * float(np.sum(log_var + eps_t * eps_t))) / nb
+            np.subtract(g_z, z / nb, out=g_enc[:k])
+            np.multiply(g_enc[:k] * eps_t, 0.5 * std, out=g_enc[k:])
+            g_enc[k:] += 0.5 / nb
+        self._backward(enc, e_inp, e_grd, False)
         return float(value)
 
 
