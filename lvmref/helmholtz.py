@@ -148,9 +148,9 @@ Functions and the equations they implement: :func:`log_joint` (3),
 :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
 :func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`rws_grads` (10),
 :func:`reinforce_grads` (11, 12), :func:`exact_elbo` (enumerated E_q[l]).
-The batch-size-1 wake-sleep path (9) for sigmoid belief nets (no hidden layers)
-runs in the Numba kernel :func:`lvmref.kernels.helmholtz.ws_online`, beside its
-NumPy twin.
+The batch-size-1 paths of (9), (10) and (11, 12) for sigmoid belief nets (no hidden
+layers) run in the Numba kernels ``ws_online``, ``rws_online`` and
+``reinforce_online`` of :mod:`lvmref.kernels.helmholtz`, beside their NumPy twins.
 """
 
 from __future__ import annotations
@@ -782,9 +782,10 @@ class HelmholtzMachine:
         normalize_variance : bool
             NVIL variance normalisation, eq. (12).
         engine : {"auto", "numpy", "numba"}
-            "numba" runs the batch-size-1 wake-sleep kernel (only for
-            ``method="wake-sleep"``, ``batch_size=1`` and no hidden layers); "auto"
-            picks it whenever allowed. Both consume identical noise.
+            "numba" runs the batch-size-1 kernels of :mod:`lvmref.kernels.helmholtz`
+            (needs ``batch_size=1``, no hidden layers and, for "reinforce", no
+            input-dependent baseline); "auto" picks them whenever allowed. Both engines
+            consume identical noise and agree to rounding.
         block : int
             Updates per block of pre-drawn noise.
         record_every : int, optional
@@ -824,11 +825,12 @@ class HelmholtzMachine:
             record_every, "record_every")
         block = min(block, record_every)
         rng = check_rng(rng)
-        numba_ok = (method == "wake-sleep" and batch_size == 1
-                    and self.arch.is_sigmoid_belief_net)
+        numba_ok = (batch_size == 1 and self.arch.is_sigmoid_belief_net
+                    and not (method == "reinforce" and baseline == "input-dependent"))
         if engine == "numba" and not numba_ok:
             raise ValueError(
-                "engine='numba' needs method='wake-sleep', batch_size=1 and no hidden layers"
+                "engine='numba' needs batch_size=1, no hidden layers and (for 'reinforce') "
+                "no input-dependent baseline"
             )
         use_numba = numba_ok and engine in ("auto", "numba")
         draw = self._data_sampler(X)
@@ -847,8 +849,9 @@ class HelmholtzMachine:
             bnet = None
 
         if use_numba:
-            from .kernels.helmholtz import pack_params, unpack_params, ws_online
-            flat, layout = pack_params(self.params, self.arch.layer_sizes)
+            from .kernels import helmholtz as kh
+            flat, layout = kh.pack_params(self.params, self.arch.layer_sizes)
+            kstate = np.array([0.0, 1.0])
 
         done, t0 = 0, time.perf_counter()
         since_record, obj_acc, obj_n = 0, 0.0, 0
@@ -858,8 +861,16 @@ class HelmholtzMachine:
             uq = rng.random((m, batch_size, S, K))
             us = rng.random((m, batch_size, K + D))
             if use_numba:
-                logw = ws_online(flat, layout, xb[:, 0], uq[:, 0, 0], us[:, 0], lr, lr_q)
-                self.params = unpack_params(flat, layout, self.arch.layer_sizes)
+                if method == "wake-sleep":
+                    logw = kh.ws_online(flat, layout, xb[:, 0], uq[:, 0, 0], us[:, 0], lr, lr_q)
+                elif method == "reweighted":
+                    logw = kh.rws_online(flat, layout, xb[:, 0], uq[:, 0], us[:, 0], lr, lr_q,
+                                         sleep)
+                else:
+                    logw = kh.reinforce_online(flat, layout, xb[:, 0], uq[:, 0, 0], lr, lr_q,
+                                               baseline != "none", normalize_variance, alpha,
+                                               kstate)
+                self.params = kh.unpack_params(flat, layout)
                 obj_acc += float(np.sum(logw))
                 obj_n += m
             else:
