@@ -164,10 +164,7 @@ def kl_data_model(table, model) -> float:
 
 
 def _exact_log_marginal(model, x):
-    try:
-        from .estimators import exact_log_marginal
-    except ImportError:  # TEMPORARY until lvmref.estimators lands on main
-        from .helmholtz import _exact_log_marginal_tmp as exact_log_marginal
+    from .estimators import exact_log_marginal
 
     out = exact_log_marginal(model, x)
     return np.asarray(getattr(out, "value", out), dtype=np.float64)

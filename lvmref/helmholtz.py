@@ -147,7 +147,8 @@ baseline, when used, lives in the separate dict ``baseline_params_`` with keys
 Functions and the equations they implement: :func:`log_joint` (3),
 :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
 :func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`rws_grads` (10),
-:func:`reinforce_grads` (11, 12), :func:`exact_elbo` (enumerated E_q[l]).
+:func:`reinforce_grads` (11, 12), :func:`exact_elbo` (E_q[l] by enumeration, through
+:mod:`lvmref.estimators`).
 The batch-size-1 paths of (9), (10) and (11, 12) for sigmoid belief nets (no hidden
 layers) run in the Numba kernels ``ws_online``, ``rws_online`` and
 ``reinforce_online`` of :mod:`lvmref.kernels.helmholtz`, beside their NumPy twins.
@@ -169,6 +170,7 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
+from .kernels import logsumexp
 from .nn import ACTIVATIONS, MLP
 
 __all__ = [
@@ -184,7 +186,6 @@ __all__ = [
     "rws_grads",
     "reinforce_grads",
     "exact_elbo",
-    "enumerate_binary",
 ]
 
 
@@ -204,21 +205,6 @@ def _softplus(a):
 def _bern_logp(h, a):
     """Sum over the last axis of log Bern(h | sigmoid(a)) = h a - softplus(a)."""
     return np.sum(h * a - _softplus(a), axis=-1)
-
-
-def _logsumexp(a, axis):
-    m = np.max(a, axis=axis, keepdims=True)
-    m = np.where(np.isfinite(m), m, 0.0)
-    return np.squeeze(m, axis) + np.log(np.sum(np.exp(a - m), axis=axis))
-
-
-def enumerate_binary(k: int) -> np.ndarray:
-    """All ``2**k`` binary vectors, shape (2**k, k); row i is the binary code of i
-    (column 0 is the most significant bit)."""
-    k = check_positive_int(k, "k")
-    if k > 24:
-        raise ValueError(f"k must be <= 24 for enumeration, got {k}")
-    return ((np.arange(2**k)[:, None] >> np.arange(k - 1, -1, -1)) & 1).astype(np.float64)
 
 
 # ----------------------------------------------------------------------------------------
@@ -505,7 +491,7 @@ def rws_grads(params, arch, x, z):
     """
     n, S, K = z.shape
     logw = _log_weights(params, arch, x, z)
-    lse = _logsumexp(logw, axis=1)
+    lse = logsumexp(logw, axis=1)
     omega = np.exp(logw - lse[:, None]).reshape(n * S)
     xr = np.repeat(x, S, axis=0)
     zr = z.reshape(n * S, K)
@@ -542,18 +528,17 @@ def reinforce_grads(params, arch, x, z, baseline=0.0, scale=1.0):
 
 
 def exact_elbo(params, arch, x) -> np.ndarray:
-    """ELBO E_q[log p(x, z) - log q(z | x)] by summing over all 2**K latents.
+    """ELBO = log p(x) - KL(q || p(z | x)) by enumeration over all 2**K latents.
 
+    Uses :func:`lvmref.estimators.exact_log_marginal` and
+    :func:`lvmref.estimators.exact_kl_to_posterior` (their eqs. (1), (3), (4)).
     x (n, D) -> (n,). Exponential in K; for tests and small models.
     """
-    zs = enumerate_binary(arch.n_latent)
-    m = zs.shape[0]
-    out = np.empty(x.shape[0])
-    for i in range(x.shape[0]):
-        xr = np.repeat(x[i:i + 1], m, axis=0)
-        lq = log_q(params, arch, zs, xr)
-        out[i] = np.sum(np.exp(lq) * (log_joint(params, arch, xr, zs) - lq))
-    return out
+    from .estimators import exact_kl_to_posterior, exact_log_marginal
+
+    model = HelmholtzMachine(arch.layer_sizes, arch.hidden, arch.recognition_hidden,
+                             arch.activation, params=params)
+    return exact_log_marginal(model, x) - exact_kl_to_posterior(model, x)
 
 
 # ----------------------------------------------------------------------------------------
@@ -956,7 +941,3 @@ def _add(params, grads, step):
     for k, g in grads.items():
         params[k] += step * g
 
-
-def _exact_log_marginal_tmp(model, x):  # TEMPORARY: replaced by lvmref.estimators
-    zs = enumerate_binary(model.n_latent)[None]
-    return _logsumexp(model.log_joint(x, zs), axis=1)
