@@ -144,7 +144,8 @@ for l = 0..L-1, with ``y = x @ W + b`` and the hidden activation ``activation``
 baseline, when used, lives in the separate dict ``baseline_params_`` with keys
 ``base.W{i}``, ``base.b{i}`` (sizes (D, m_1..m_H, 1)).
 
-Functions and the equations they implement: :func:`log_joint` (3),
+Functions and the equations they implement: :func:`log_joint` (3), :func:`log_prior`
+(latent terms of 3),
 :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
 :func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`rws_grads` (10),
 :func:`reinforce_grads` (11, 12), :func:`exact_elbo` (E_q[l] by enumeration, through
@@ -178,6 +179,7 @@ __all__ = [
     "HelmholtzMachine",
     "init_params",
     "log_joint",
+    "log_prior",
     "log_q",
     "sample_prior",
     "sample_q",
@@ -371,6 +373,18 @@ def log_joint(params: dict, arch: Architecture, x: np.ndarray, z: np.ndarray) ->
     return out
 
 
+def log_prior(params: dict, arch: Architecture, z: np.ndarray) -> np.ndarray:
+    """log p(z): the latent terms of eq. (3) (prior (1) and the latent-to-latent
+    conditionals (2), l < L - 1). z (n, K) -> (n,)."""
+    layers = _split(arch, z)
+    beta = params["prior"]
+    out = np.sum(layers[0] * beta - _softplus(beta), axis=1)
+    for l in range(arch.n_layers - 1):
+        a, _ = _gen_logits(params, arch, l, layers[l])
+        out = out + _bern_logp(layers[l + 1], a)
+    return out
+
+
 def log_q(params: dict, arch: Architecture, z: np.ndarray, x: np.ndarray) -> np.ndarray:
     """log q(z | x), eq. (5). Shapes: z (n, K), x (n, D) -> (n,)."""
     layers = _split(arch, np.concatenate([z, x], axis=1))
@@ -552,7 +566,8 @@ class HelmholtzMachine:
     """Layered Bernoulli LVM with a bottom-up recognition network.
 
     Implements the protocol of :mod:`lvmref.estimators` (``n_latent``,
-    ``latent_type``, ``log_joint``, ``log_q``, ``sample_prior``, ``sample_q``).
+    ``latent_type``, ``log_joint``, ``log_q``, ``sample_prior``, ``sample_q``, and
+    ``log_prior`` for naive Monte Carlo).
 
     Parameters
     ----------
@@ -635,6 +650,13 @@ class HelmholtzMachine:
         """log p(x, z), eq. (3); x (n, D), z (n or 1, k, K) -> (n, k)."""
         xr, zr, shape = self._broadcast(x, z)
         return log_joint(self.params, self.arch, xr, zr).reshape(shape)
+
+    def log_prior(self, z) -> np.ndarray:
+        """log p(z) (latent terms of eq. (3)); z (m, k, K) -> (m, k)."""
+        z = as_float_array(z, "z", ndim=3, shape=(None, None, self.n_latent))
+        check_binary(z, "z")
+        m, k = z.shape[:2]
+        return log_prior(self.params, self.arch, z.reshape(m * k, -1)).reshape(m, k)
 
     def log_q(self, z, x) -> np.ndarray:
         """log q(z | x), eq. (5); z (n or 1, k, K), x (n, D) -> (n, k)."""

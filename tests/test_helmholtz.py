@@ -70,6 +70,17 @@ def test_joint_and_q_are_normalised(arch):
     np.testing.assert_allclose(logsumexp(lq, axis=1), 0.0, atol=1e-12)
 
 
+@pytest.mark.parametrize("arch", ARCHS, ids=["single", "layered", "mlp"])
+def test_log_prior_is_the_marginal_of_the_joint(arch):
+    """log p(z) = logsumexp_x log p(x, z) (enumerated over all x)."""
+    m = _model(arch)
+    zs = _all_binary(arch.n_latent)
+    xs = _all_binary(arch.n_features)
+    lj = m.log_joint(xs, zs[None])                       # (2^D, 2^K)
+    np.testing.assert_allclose(m.log_prior(zs[None])[0], logsumexp(lj, axis=0), rtol=1e-12,
+                               atol=1e-12)
+
+
 def test_broadcast_z_over_rows_matches_per_row():
     m = _model(ARCHS[2])
     rng = np.random.default_rng(2)
@@ -107,6 +118,10 @@ def test_plugs_into_estimators():
     np.testing.assert_allclose(E.exact_log_marginal(m, xs), brute, rtol=1e-12)
     est = E.importance_log_marginal(m, xs, 4000, rng=np.random.default_rng(0))
     assert np.all(np.abs(est.value - brute) < 4.5 * est.stderr)
+    naive = E.naive_mc_log_marginal(m, xs, 4000, rng=np.random.default_rng(2))
+    assert np.all(np.abs(naive.value - brute) < 4.5 * naive.stderr)
+    naive = E.naive_mc_log_marginal(m, xs, 4000, rng=np.random.default_rng(2))
+    assert np.all(np.abs(naive.value - brute) < 4.5 * naive.stderr)
     elbo = H.exact_elbo(m.params, arch, xs)
     np.testing.assert_allclose(elbo, E.exact_log_marginal(m, xs)
                                - E.exact_kl_to_posterior(m, xs), rtol=1e-12)
