@@ -603,9 +603,7 @@ class HelmholtzMachine:
         rng=None,
         init_scale=None,
     ):
-        self.arch = Architecture(tuple(layer_sizes) if not isinstance(layer_sizes, tuple)
-                                 else layer_sizes, tuple(hidden), tuple(recognition_hidden),
-                                 activation)
+        self.arch = Architecture(layer_sizes, hidden, recognition_hidden, activation)
         if params is None:
             self.params = init_params(self.arch, rng, init_scale)
         else:
@@ -808,11 +806,13 @@ class HelmholtzMachine:
 
         Notes
         -----
-        Noise is drawn per block in this order: data (indices or sampler), then the
-        q uniforms (block, batch, S, K) (S = 1 unless "reweighted"), then the dream
-        uniforms (block, batch, K + D). ``history_["objective"]`` holds, per record,
-        the mean over the last block of log w = log p(x, z) - log q(z | x) on the
-        wake samples (for "reweighted": the IWAE estimate log mean_s w_s).
+        Noise is drawn from ``rng``: first the initial weights of an input-dependent
+        baseline (if any), then per block of updates the data (row indices or the
+        sampler's draws), the q uniforms (block, batch, S, K) (S = 1 unless
+        "reweighted") and the dream uniforms (block, batch, K + D).
+        ``history_["objective"]`` holds, per record, the mean since the previous record
+        of log w = log p(x, z) - log q(z | x) on the wake samples (an ELBO estimate;
+        for "reweighted" the IWAE estimate log mean_s w_s).
         """
         method = check_choice(method, "method", _METHODS)
         n_updates = check_positive_int(n_updates, "n_updates")
@@ -846,12 +846,12 @@ class HelmholtzMachine:
         hist = {"update": [], "objective": [], "seconds": [], "monitor": []}
         state = {"c": 0.0, "v": 1.0, "n": 0}
         if method == "reinforce" and baseline == "input-dependent":
-            bnet = MLP((D, *_int_tuple(baseline_hidden, "baseline_hidden", empty=True), 1),
-                       (self.arch.activation,) * len(tuple(baseline_hidden)) + ("identity",),
+            bh = _int_tuple(baseline_hidden, "baseline_hidden", empty=True)
+            bnet = MLP((D, *bh, 1), (self.arch.activation,) * len(bh) + ("identity",),
                        prefix="base.")
+            # Glorot hidden layers; zero output layer so that b_psi(x) = 0 at the start
             self.baseline_params_ = bnet.init(rng)
-            for k in self.baseline_params_:
-                self.baseline_params_[k][...] = 0.0
+            self.baseline_params_[f"base.W{len(bh)}"][...] = 0.0
         else:
             bnet = None
 

@@ -403,6 +403,8 @@ def test_wake_sleep_learns_bars():
 @pytest.mark.parametrize("method, extra", [
     ("reweighted", {"n_samples": 5, "sleep": True}),
     ("reinforce", {"baseline": "input-dependent", "normalize_variance": True}),
+    ("reinforce", {"baseline": "input-dependent", "baseline_hidden": (4,)}),
+    ("reinforce", {"baseline": "none"}),
     ("wake-sleep", {"batch_size": 4}),
 ])
 def test_other_methods_improve_exact_log_likelihood(method, extra):
