@@ -395,9 +395,10 @@ def test_wake_sleep_learns_bars():
     table = bars_table()
     m = HelmholtzMachine((1, 8, 16), rng=1)
     kl0 = kl_data_model(table, m)
-    m.fit(bars, n_updates=100_000, learning_rate=0.1, rng=2)
+    m.fit(bars, n_updates=40_000, learning_rate=0.1, rng=2)
     kl1 = kl_data_model(table, m)
-    assert kl0 > 3.0 and kl1 < 1.5
+    # 13.3 bits at the start, 1.15 after 4e4 updates at these seeds (Numba or twin)
+    assert kl0 > 10.0 and kl1 < 1.5
 
 
 @pytest.mark.parametrize("method, extra", [
