@@ -133,10 +133,10 @@ One flat dict ``name -> float64 array``. For ``layer_sizes = (n_0, ..., n_L)``,
 key                          shape                        meaning
 ===========================  ==========================  ===========================
 ``prior``                    (n_0,)                      β, eq. (1)
-``gen{l}.W{i}``              (sizes_i, sizes_{i+1})       layer i of g_l, sizes =
-``gen{l}.b{i}``              (sizes_{i+1},)               (n_l, m_1..m_H, n_{l+1})
-``rec{l}.W{i}``              (sizes_i, sizes_{i+1})       layer i of r_l, sizes =
-``rec{l}.b{i}``              (sizes_{i+1},)               (n_{l+1}, m_1..m_H, n_l)
+``gen{l}.W{i}``              (sizes_i, sizes_{i+1})      layer i of g_l, sizes =
+``gen{l}.b{i}``              (sizes_{i+1},)              (n_l, m_1..m_H, n_{l+1})
+``rec{l}.W{i}``              (sizes_i, sizes_{i+1})      layer i of r_l, sizes =
+``rec{l}.b{i}``              (sizes_{i+1},)              (n_{l+1}, m_1..m_H, n_l)
 ===========================  ==========================  ===========================
 
 for l = 0..L-1, with ``y = x @ W + b`` and the hidden activation ``activation``
@@ -145,8 +145,7 @@ baseline, when used, lives in the separate dict ``baseline_params_`` with keys
 ``base.W{i}``, ``base.b{i}`` (sizes (D, m_1..m_H, 1)).
 
 Functions and the equations they implement: :func:`log_joint` (3), :func:`log_prior`
-(latent terms of 3),
-:func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
+(latent terms of 3), :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
 :func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`rws_grads` (10),
 :func:`reinforce_grads` (11, 12), :func:`exact_elbo` (E_q[l] by enumeration, through
 :mod:`lvmref.estimators`).
