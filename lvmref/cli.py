@@ -56,6 +56,14 @@ def _check_features(X, n_features, what):
                         f"{n_features}")
 
 
+def _require_file(path, what="model"):
+    from pathlib import Path
+
+    if not Path(path).is_file():
+        raise FileNotFoundError(f"{what} file not found: {path}")
+    return path
+
+
 def _int_list(text, name):
     try:
         vals = tuple(int(t) for t in text.split(",") if t.strip() != "")
@@ -93,7 +101,7 @@ def cmd_gmm(args):
 
     X = load_matrix(args.data)
     if args.load:
-        gm = GaussianMixture.load(args.load)
+        gm = GaussianMixture.load(_require_file(args.load))
         _check_features(X, gm.n_features_in_, "GaussianMixture")
         _say(args, f"GaussianMixture from {args.load}: K = {gm.n_components}, "
                    f"covariance_type = {gm.covariance_type}")
@@ -152,11 +160,10 @@ def load_vae(path):
     """Inverse of :func:`save_vae`: returns ``(vae, params)``; bad file -> ValueError."""
     from .vae import VAE
 
+    _require_file(path)
     try:
         with np.load(path, allow_pickle=False) as f:
             d = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise FileNotFoundError(f"model file not found: {path}") from None
     except (OSError, ValueError, EOFError) as exc:
         raise ValueError(f"{path} is not a readable .npz file: {exc}") from None
     if str(d.pop("__format__", "")) != _VAE_FORMAT:
@@ -228,10 +235,7 @@ def cmd_helmholtz(args):
 
     X = load_matrix(args.data, binary=True)
     if args.load:
-        try:
-            model = HelmholtzMachine.load(args.load)
-        except FileNotFoundError:
-            raise FileNotFoundError(f"model file not found: {args.load}") from None
+        model = HelmholtzMachine.load(_require_file(args.load))
         _check_features(X, model.n_features, "HelmholtzMachine")
         _say(args, f"loaded HelmholtzMachine {model.arch.layer_sizes} from {args.load}")
     else:
