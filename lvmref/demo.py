@@ -44,15 +44,15 @@ __all__ = [
     "write_report",
 ]
 
-# Settings of the two modes. Default: about 1 minute on 2 cores; quick: a few seconds
-# of training (plus Numba compilation on a cold cache).
+# Settings of the two modes. Default: about 2 minutes on 2 cores; quick: a few seconds
+# of training plus Numba compilation (10-20 s on a cold cache).
 SETTINGS = {
     "default": dict(gmm_max_iter=300, bars_updates=2_000_000, bars_records=40,
                     vae_epochs=100, vae2_epochs=100, iwae_k=1000, iwae_rows=297,
                     var_draws=300, gmm_bic_ks=(1, 2, 3, 4, 5, 6)),
-    "quick": dict(gmm_max_iter=100, bars_updates=100_000, bars_records=10,
-                  vae_epochs=5, vae2_epochs=5, iwae_k=100, iwae_rows=100,
-                  var_draws=40, gmm_bic_ks=(1, 2, 3, 4)),
+    "quick": dict(gmm_max_iter=100, bars_updates=50_000, bars_records=10,
+                  vae_epochs=4, vae2_epochs=4, iwae_k=50, iwae_rows=50,
+                  var_draws=30, gmm_bic_ks=(1, 2, 3, 4)),
 }
 
 # The mixture the GMM demo data are drawn from (documented in gmm_demo_data).
