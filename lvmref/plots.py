@@ -97,6 +97,43 @@ def plot_gmm(plt, g, true_mixture, path):
     plt.close(fig)
 
 
+def plot_vbgmm(plt, g, path):
+    """Variational Bayesian GMM: bound per iteration, weights, ellipses."""
+    vb = g["vbgmm"]
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4.4))
+    lb = np.asarray(vb["lower_bounds"])
+    axes[0].plot(np.arange(1, lb.size + 1), lb, "o-", ms=3)
+    axes[0].set_xlabel("iteration (variational E- and M-step)")
+    axes[0].set_ylabel("variational lower bound on ln p(X) [nats]")
+    axes[0].set_title("Bayesian GMM: the bound never decreases")
+    axes[0].grid(alpha=0.3)
+    w = np.asarray(vb["weights"])
+    order = np.argsort(w)[::-1]
+    axes[1].bar(range(w.size), w[order], color="C0")
+    axes[1].set_yscale("log")
+    axes[1].set_xlabel("component (sorted)")
+    axes[1].set_ylabel("posterior mean weight")
+    axes[1].set_title(f"{vb['n_components']} components allowed, "
+                      f"{vb['n_components_weight_above_1pct']} used (> 1 %)")
+    axes[1].grid(alpha=0.3, axis="y")
+    ax = axes[2]
+    X = g["X"]
+    ax.scatter(X[:, 0], X[:, 1], s=5, color="0.6", alpha=0.6)
+    means, covs = np.asarray(vb["means"]), np.asarray(vb["covariances"])
+    for k in order:
+        if w[k] <= 0.01:
+            continue
+        for s in (1.0, 2.0):
+            xy = _ellipse_xy(means[k], covs[k], s)
+            ax.plot(xy[:, 0], xy[:, 1], "-", color="C0", lw=1.4 if s == 1 else 0.8)
+        ax.annotate(f"{w[k]:.2f}", means[k], fontsize=9, ha="center", va="center")
+    ax.set_aspect("equal")
+    ax.set_title("components with weight > 1 % (1, 2 sigma)")
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def plot_bars(plt, b, path):
     fig = plt.figure(figsize=(14, 4.4))
     ax = fig.add_subplot(1, 3, 1)
@@ -212,6 +249,8 @@ def make_all(results, out):
         ("grad_variance", "gradient_variance.png",
          lambda p: plot_grad_variance(plt, results["gradient_variance"], p)),
     ]
+    if results["gmm"].get("vbgmm"):
+        jobs.insert(1, ("vbgmm", "vbgmm.png", lambda p: plot_vbgmm(plt, results["gmm"], p)))
     for key, name, draw in jobs:
         draw(out / name)
         made[key] = name

@@ -57,7 +57,13 @@ def test_files_written_and_quiet(quick_run):
     except ImportError:
         assert 'pip install "lvmref[plot]"' in report
     else:
-        assert len(m["figures"]) == 6
+        try:
+            import lvmref.vbgmm  # noqa: F401  (optional stage: one more figure)
+        except ImportError:
+            n_fig = 6
+        else:
+            n_fig = 7
+        assert len(m["figures"]) == n_fig
         for name in m["figures"]:
             data = (out / name).read_bytes()
             assert data[:8] == b"\x89PNG\r\n\x1a\n", name
@@ -92,6 +98,19 @@ def test_gmm_em_is_monotone_and_staircase_holds(quick_run):
     # the generating mixture has 3 components: BIC over K is smallest at K = 3
     best = min(g["bic_by_k"], key=lambda r: r["bic"])
     assert best["k"] == 3
+
+
+def test_vbgmm_stage_if_available(quick_run):
+    vb = quick_run[2]["gmm"].get("vbgmm")
+    try:
+        import lvmref.vbgmm  # noqa: F401
+    except ImportError:
+        assert vb is None
+        return
+    lb = np.array(vb["lower_bounds"])
+    # reg_covar = 0: every update is an exact coordinate-ascent step, bound monotone
+    assert np.all(np.diff(lb) >= -1e-10 * np.abs(lb).max())
+    assert sum(vb["weights"]) == pytest.approx(1.0, abs=1e-12)
 
 
 def test_fitted_mixture_recovers_generating_means(quick_run):
