@@ -1,0 +1,67 @@
+"""CLI data loading: happy paths and the errors a user sees."""
+
+import numpy as np
+import pytest
+
+from lvmref._io import load_matrix
+
+
+def test_npy_and_csv_roundtrip(tmp_path):
+    X = np.arange(12.0).reshape(4, 3) / 7
+    np.save(tmp_path / "x.npy", X)
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",")
+    np.testing.assert_array_equal(load_matrix(tmp_path / "x.npy"), X)
+    np.testing.assert_allclose(load_matrix(tmp_path / "x.csv"), X, rtol=1e-15)
+
+
+def test_bool_npy_is_binary(tmp_path):
+    np.save(tmp_path / "b.npy", np.array([[True, False], [False, False]]))
+    out = load_matrix(tmp_path / "b.npy", binary=True)
+    assert out.dtype == np.float64 and out.tolist() == [[1.0, 0.0], [0.0, 0.0]]
+
+
+@pytest.mark.parametrize(
+    ("content", "suffix", "match"),
+    [
+        ("1;2;3\n4;5;6\n", ".csv", "delimiter"),
+        ("a,b\n1,2\n", ".csv", "delimiter"),
+        ("1,2\n", ".json", "must end in .npy or .csv"),
+    ],
+)
+def test_bad_text_files(tmp_path, content, suffix, match):
+    p = tmp_path / f"d{suffix}"
+    p.write_text(content)
+    with pytest.raises(ValueError, match=match):
+        load_matrix(p)
+
+
+def test_missing_file(tmp_path):
+    with pytest.raises(FileNotFoundError, match="DATA file not found"):
+        load_matrix(tmp_path / "nope.npy")
+
+
+@pytest.mark.parametrize(
+    ("arr", "match"),
+    [
+        (np.zeros(3), "2-D"),
+        (np.zeros((0, 3)), "empty"),
+        (np.array([[np.nan, 1.0]]), "NaN"),
+        (np.array([["a", "b"]]), "numbers"),
+    ],
+)
+def test_bad_arrays(tmp_path, arr, match):
+    np.save(tmp_path / "a.npy", arr)
+    with pytest.raises(ValueError, match=match):
+        load_matrix(tmp_path / "a.npy")
+
+
+def test_non_binary_rejected(tmp_path):
+    np.save(tmp_path / "a.npy", np.array([[0.0, 0.5]]))
+    with pytest.raises(ValueError, match="binary"):
+        load_matrix(tmp_path / "a.npy", binary=True)
+
+
+def test_pickled_object_array_refused(tmp_path):
+    np.save(tmp_path / "o.npy", np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="not a readable .npy"):
+        load_matrix(tmp_path / "o.npy")
