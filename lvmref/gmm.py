@@ -372,7 +372,8 @@ def _weighted_log_prob(X, means, u, covariance_type, log_weights):
     """(n, K) matrix a_ik of eq. (10) (validated input)."""
     fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
     name = "weighted_log_prob_full" if full else "weighted_log_prob_diag"
-    return _kernel(name, X, means.shape[0])(X, means, fac, const)
+    f = getattr(_kg, name + ("_nb" if _kg.use_jit() else "_np"))
+    return f(X, means, fac, const)
 
 
 def _e_step(X, means, u, covariance_type, log_weights):

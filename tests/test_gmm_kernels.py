@@ -113,6 +113,16 @@ def test_results_do_not_depend_on_thread_count():
             )
     finally:
         numba.set_num_threads(before)
+    outs.append(
+        (
+            kg.estep_full_nb_serial(X, means, u, const),
+            kg.estep_diag_nb_serial(X, means, pdiag, const),
+            kg.first_moments_nb_serial(X, resp),
+            kg.scatter_full_nb_serial(X, resp, means),
+            kg.scatter_diag_nb_serial(X, resp, means),
+        )
+    )
+    # parallel builds with 1 and all threads and the serial builds: bit-identical
     flat = [np.concatenate([np.ravel(a) for a in _flatten(o)]) for o in outs]
     for f in flat[1:]:
         assert np.array_equal(f, flat[0])
