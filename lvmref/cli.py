@@ -322,13 +322,21 @@ def _nonneg_float(text):
     return v
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line ``lvmref: error: ...`` (exit status 2), like user errors."""
+
+    def error(self, message):
+        sys.stderr.write(f"lvmref: error: {message} (see '{self.prog} --help')\n")
+        raise SystemExit(EXIT_USAGE)
+
+
 def build_parser():
-    common = argparse.ArgumentParser(add_help=False)
+    common = _Parser(add_help=False)
     common.add_argument("--seed", type=_nonneg_int, default=0,
                         help="seed of all randomness (default 0)")
     common.add_argument("--quiet", "-q", action="store_true", help="print nothing")
 
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="lvmref",
         description="lvmref: NumPy/Numba reference implementation of latent variable models.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -342,7 +350,7 @@ def build_parser():
     p.add_argument("--quick", action="store_true", help="short smoke-test run (seconds)")
     p.set_defaults(func=cmd_demo)
 
-    save_load = argparse.ArgumentParser(add_help=False)
+    save_load = _Parser(add_help=False)
     save_load.add_argument("--save", metavar="MODEL.npz", help="save the model to this file")
     save_load.add_argument("--load", metavar="MODEL.npz",
                            help="load a saved model and evaluate it on DATA (no training)")
@@ -402,7 +410,7 @@ def main(argv=None) -> int:
     args = parser.parse_args(argv)  # usage errors: argparse prints them and exits with 2
     try:
         return int(args.func(args) or 0)
-    except (UserError, FileNotFoundError, ValueError, TypeError) as exc:
+    except (UserError, OSError, ValueError, TypeError) as exc:
         msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
         print(f"lvmref: error: {msg}", file=sys.stderr)
         return EXIT_USAGE

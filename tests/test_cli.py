@@ -116,19 +116,27 @@ def test_gmm_bad_inputs(capsys, blobs, tmp_path):
     model = tmp_path / "m.npz"
     assert run(capsys, "gmm", csv, "-k", 1, "--save", model, "-q")[0] == 0
     assert_user_error(capsys, "3 columns", "gmm", three, "--load", model)
+    assert_user_error(capsys, "no_such_dir", "gmm", csv, "-k", 1, "--save",
+                      tmp_path / "no_such_dir" / "m.npz")
 
 
-def test_argparse_errors_exit_2(capsys, blobs):
+@pytest.mark.parametrize("argv, match", [
+    (["gmm", "{csv}", "-k", "0"], "positive integer"),
+    (["gmm", "{csv}", "-k", "2", "--covariance-type", "banana"], "--covariance-type"),
+    (["gmm", "{csv}", "-k", "2", "--tol", "nan"], "--tol"),
+    (["vae", "{csv}", "--lr", "-1"], "--lr"),
+    (["demo", "--seed", "-3"], "--seed"),
+    (["nosuchcommand"], "invalid choice"),
+    ([], "required"),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, blobs, argv, match):
+    argv = [a.format(csv=blobs[2]) for a in argv]
     with pytest.raises(SystemExit) as e:
-        cli.main(["gmm", str(blobs[2]), "-k", "0"])
+        cli.main(argv)
     assert e.value.code == 2
-    assert "positive integer" in capsys.readouterr().err
-    with pytest.raises(SystemExit) as e:
-        cli.main(["gmm", str(blobs[2]), "-k", "2", "--covariance-type", "banana"])
-    assert e.value.code == 2
-    with pytest.raises(SystemExit) as e:
-        cli.main(["nosuchcommand"])
-    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lvmref: error: ")
+    assert match in lines[0]
 
 
 # ----------------------------------------------------------------------------------- vae
