@@ -28,7 +28,6 @@ from __future__ import annotations
 import json
 import math
 import platform
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -656,11 +655,3 @@ def write_report(path, m, figures, plot_error=None):
     L += ["`python validation/vae_gradient_variance.py` runs the same comparison with more "
           "baselines and an unbiasedness test.", ""]
     Path(path).write_text("\n".join(L))
-
-
-def main_demo(args):  # pragma: no cover - thin wrapper used by the CLI
-    return run_demo(args.out, quick=args.quick, seed=args.seed, quiet=args.quiet)
-
-
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit("use `lvmref demo` or `python -m lvmref demo`")
