@@ -137,7 +137,10 @@ def plot_vbgmm(plt, g, path):
 def plot_bars(plt, b, path):
     fig = plt.figure(figsize=(14, 4.4))
     ax = fig.add_subplot(1, 3, 1)
-    ax.plot(b["updates"], b["kl_bits_history"], "o-", ms=3)
+    ax.plot(b["updates"], b["kl_bits_history"], "o-", ms=3, color="C0", label="run 1")
+    for i, o in enumerate(b.get("other_runs", []), start=2):
+        ax.plot(b["updates"], o["kl_bits_history"], "-", lw=1, alpha=0.7, color=f"C{i}",
+                label=f"run {i}")
     ax.axhline(0.10, color="k", ls="--", lw=0.8, label="Hinton et al. 1995: ~0.10 bits")
     ax.set_yscale("log")
     ax.set_xlabel("online wake-sleep updates (one bars image each)")
@@ -146,7 +149,7 @@ def plot_bars(plt, b, path):
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=8)
     for i, (imgs, title) in enumerate(((b["data_samples"], "64 data samples"),
-                                       (b["samples"], "64 model samples (ancestral)"))):
+                                       (b["samples"], "64 model samples (ancestral, run 1)"))):
         ax = fig.add_subplot(1, 3, 2 + i)
         ax.imshow(_tile(imgs, 8, 4), cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
         ax.set_title(title)

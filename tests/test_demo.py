@@ -135,6 +135,8 @@ def test_bars_metrics(quick_run):
     # ELBO <= log p(x) for every x, hence in expectation over the data
     assert b["expected_elbo_nats"] <= b["expected_log_likelihood_nats"]
     assert b["updates"][-1] == b["n_updates"]
+    assert b["kl_bits_final_all_runs"][0] == b["kl_bits_final"]
+    assert len(b["kl_bits_final_all_runs"]) == b["n_runs"] == len(b["other_runs"]) + 1
 
 
 def test_vae_and_gradient_variance_metrics(quick_run):
