@@ -1,0 +1,466 @@
+r"""Batch-size-1 wake-sleep for sigmoid belief nets: Numba kernel and its NumPy twin.
+
+Implements eq. (9) of :mod:`lvmref.helmholtz` (wake: delta rule (7) on a sample of q;
+sleep: delta rule (8) on a dream) for networks without deterministic hidden layers,
+one data vector per update. All noise comes in as arrays (eq. (6): a unit with logit
+a is on iff u < sigmoid(a)), so both implementations consume the same uniforms and
+agree to rounding.
+
+Flat parameter buffer
+---------------------
+:func:`pack_params` concatenates ``prior`` (n_0,), then ``gen{l}.W0`` (n_l, n_{l+1})
+and ``gen{l}.b0`` (n_{l+1},) for l = 0..L-1, then ``rec{l}.W0`` (n_{l+1}, n_l) and
+``rec{l}.b0`` (n_l,) — the canonical key order of ``Architecture.keys()`` — each
+C-ordered. :func:`unpack_params` returns views into that buffer.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numba
+import numpy as np
+from numba import njit
+
+__all__ = [
+    "pack_params",
+    "unpack_params",
+    "ws_online",
+    "ws_online_np",
+    "rws_online",
+    "rws_online_np",
+    "reinforce_online",
+    "reinforce_online_np",
+]
+
+
+def _layout(sizes):
+    sizes = np.asarray(sizes, dtype=np.int64)
+    L = len(sizes) - 1
+    off = int(sizes[0])
+    gW, gb, rW, rb = (np.empty(L, np.int64) for _ in range(4))
+    for l in range(L):
+        gW[l] = off
+        off += int(sizes[l] * sizes[l + 1])
+        gb[l] = off
+        off += int(sizes[l + 1])
+    for l in range(L):
+        rW[l] = off
+        off += int(sizes[l + 1] * sizes[l])
+        rb[l] = off
+        off += int(sizes[l])
+    return sizes, gW, gb, rW, rb, off
+
+
+def pack_params(params: dict, sizes):
+    """Copy ``params`` into one flat float64 buffer; returns ``(flat, layout)``."""
+    sizes, gW, gb, rW, rb, total = _layout(sizes)
+    flat = np.empty(total)
+    n0 = int(sizes[0])
+    flat[:n0] = params["prior"]
+    for l in range(len(sizes) - 1):
+        a, b = int(sizes[l]), int(sizes[l + 1])
+        flat[gW[l]:gW[l] + a * b] = params[f"gen{l}.W0"].reshape(-1)
+        flat[gb[l]:gb[l] + b] = params[f"gen{l}.b0"]
+        flat[rW[l]:rW[l] + a * b] = params[f"rec{l}.W0"].reshape(-1)
+        flat[rb[l]:rb[l] + a] = params[f"rec{l}.b0"]
+    return flat, (sizes, gW, gb, rW, rb)
+
+
+def unpack_params(flat: np.ndarray, layout, sizes=None) -> dict:
+    """Dict of views into ``flat`` in the layout of :mod:`lvmref.helmholtz`."""
+    sizes, gW, gb, rW, rb = layout
+    L = len(sizes) - 1
+    out = {"prior": flat[: int(sizes[0])]}
+    for l in range(L):
+        a, b = int(sizes[l]), int(sizes[l + 1])
+        out[f"gen{l}.W0"] = flat[gW[l]:gW[l] + a * b].reshape(a, b)
+        out[f"gen{l}.b0"] = flat[gb[l]:gb[l] + b]
+    for l in range(L):
+        a, b = int(sizes[l]), int(sizes[l + 1])
+        out[f"rec{l}.W0"] = flat[rW[l]:rW[l] + a * b].reshape(b, a)
+        out[f"rec{l}.b0"] = flat[rb[l]:rb[l] + a]
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# NumPy twins (readable references; what runs under NUMBA_DISABLE_JIT=1)
+# ----------------------------------------------------------------------------------------
+
+def _sig(a):
+    e = np.exp(-np.abs(a))
+    return np.where(a >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+def _sp(a):
+    return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
+
+
+def _offsets(sizes):
+    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+
+
+def _q_sample_np(p, off, L, h, u, drec):
+    """Fill the latent part of h (x already in place) from q, eqs. (5), (6).
+
+    Stores the recognition deltas h^l - sigmoid(c^l) of eq. (8) in ``drec``; returns
+    log q(z | x)."""
+    lq = 0.0
+    for l in range(L - 1, -1, -1):
+        c = h[off[l + 1]:off[l + 2]] @ p[f"rec{l}.W0"] + p[f"rec{l}.b0"]
+        hl = (u[off[l]:off[l + 1]] < _sig(c)).astype(np.float64)
+        h[off[l]:off[l + 1]] = hl
+        drec[off[l]:off[l + 1]] = hl - _sig(c)
+        lq += float(np.sum(hl * c - _sp(c)))
+    return lq
+
+
+def _log_joint_np(p, off, L, h, dgen):
+    """log p(x, z), eq. (3); stores the generative deltas of eq. (7) in ``dgen``."""
+    beta = p["prior"]
+    h0 = h[: off[1]]
+    lp = float(np.sum(h0 * beta - _sp(beta)))
+    dgen[: off[1]] = h0 - _sig(beta)
+    for l in range(L):
+        a = h[off[l]:off[l + 1]] @ p[f"gen{l}.W0"] + p[f"gen{l}.b0"]
+        hn = h[off[l + 1]:off[l + 2]]
+        lp += float(np.sum(hn * a - _sp(a)))
+        dgen[off[l + 1]:off[l + 2]] = hn - _sig(a)
+    return lp
+
+
+def _apply_gen_np(p, off, L, h, dgen, step):
+    """Delta rule (7): beta += step d0; W_l += step h^l (d^{l+1})^T; b_l += step d^{l+1}."""
+    p["prior"] += step * dgen[: off[1]]
+    for l in range(L):
+        p[f"gen{l}.W0"] += step * np.outer(h[off[l]:off[l + 1]], dgen[off[l + 1]:off[l + 2]])
+        p[f"gen{l}.b0"] += step * dgen[off[l + 1]:off[l + 2]]
+
+
+def _apply_rec_np(p, off, L, h, drec, step):
+    """Delta rule (8): R_l += step h^{l+1} (d^l)^T; c_l += step d^l."""
+    for l in range(L):
+        p[f"rec{l}.W0"] += step * np.outer(h[off[l + 1]:off[l + 2]], drec[off[l]:off[l + 1]])
+        p[f"rec{l}.b0"] += step * drec[off[l]:off[l + 1]]
+
+
+def _sleep_np(p, off, L, h, u, drec, lr_q):
+    """Dream (z, x) ~ p top-down (eqs. 1, 2, 6) and apply the sleep delta rule (8)."""
+    h[: off[1]] = (u[: off[1]] < _sig(p["prior"])).astype(np.float64)
+    for l in range(L):
+        a = h[off[l]:off[l + 1]] @ p[f"gen{l}.W0"] + p[f"gen{l}.b0"]
+        h[off[l + 1]:off[l + 2]] = (u[off[l + 1]:off[l + 2]] < _sig(a)).astype(np.float64)
+    for l in range(L):
+        c = h[off[l + 1]:off[l + 2]] @ p[f"rec{l}.W0"] + p[f"rec{l}.b0"]
+        drec[off[l]:off[l + 1]] = h[off[l]:off[l + 1]] - _sig(c)
+    _apply_rec_np(p, off, L, h, drec, lr_q)
+
+
+def ws_online_np(flat, layout, X, UQ, US, lr, lr_q):
+    """NumPy twin of :func:`ws_online` (same arguments, same in-place update)."""
+    p = unpack_params(flat, layout)
+    off = _offsets(layout[0])
+    L, K = len(layout[0]) - 1, int(off[-2])
+    h, dgen, drec = np.empty(off[-1]), np.empty(off[-1]), np.empty(off[-1])
+    logw = np.empty(X.shape[0])
+    for t in range(X.shape[0]):
+        h[K:] = X[t]
+        lq = _q_sample_np(p, off, L, h, UQ[t], drec)
+        logw[t] = _log_joint_np(p, off, L, h, dgen) - lq
+        _apply_gen_np(p, off, L, h, dgen, lr)
+        _sleep_np(p, off, L, h, US[t], drec, lr_q)
+    return logw
+
+
+def rws_online_np(flat, layout, X, UQ, US, lr, lr_q, sleep):
+    """NumPy twin of :func:`rws_online`."""
+    p = unpack_params(flat, layout)
+    off = _offsets(layout[0])
+    L, K = len(layout[0]) - 1, int(off[-2])
+    T, S = UQ.shape[0], UQ.shape[1]
+    hs, dgen, drec = (np.empty((S, off[-1])) for _ in range(3))
+    lw = np.empty(S)
+    out = np.empty(T)
+    for t in range(T):
+        for s in range(S):
+            hs[s, K:] = X[t]
+            lq = _q_sample_np(p, off, L, hs[s], UQ[t, s], drec[s])
+            lw[s] = _log_joint_np(p, off, L, hs[s], dgen[s]) - lq
+        mx = lw.max()
+        tot = float(np.sum(np.exp(lw - mx)))
+        omega = np.exp(lw - mx) / tot                        # eq. (10)
+        out[t] = mx + np.log(tot) - np.log(S)
+        for s in range(S):
+            _apply_gen_np(p, off, L, hs[s], dgen[s], lr * omega[s])
+            _apply_rec_np(p, off, L, hs[s], drec[s], lr_q * omega[s])
+        if sleep:
+            _sleep_np(p, off, L, hs[0], US[t], drec[0], lr_q)
+    return out
+
+
+def reinforce_online_np(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize, alpha,
+                        state):
+    """NumPy twin of :func:`reinforce_online` (``state`` = [c, v] updated in place)."""
+    p = unpack_params(flat, layout)
+    off = _offsets(layout[0])
+    L, K = len(layout[0]) - 1, int(off[-2])
+    h, dgen, drec = np.empty(off[-1]), np.empty(off[-1]), np.empty(off[-1])
+    out = np.empty(X.shape[0])
+    for t in range(X.shape[0]):
+        h[K:] = X[t]
+        lq = _q_sample_np(p, off, L, h, UQ[t], drec)
+        sig = _log_joint_np(p, off, L, h, dgen) - lq           # learning signal, eq. (11)
+        out[t] = sig
+        b = state[0] if use_baseline else 0.0
+        scale = max(1.0, np.sqrt(state[1])) if normalize else 1.0
+        _apply_gen_np(p, off, L, h, dgen, lr)
+        _apply_rec_np(p, off, L, h, drec, lr_q * (sig - b) / scale)
+        if use_baseline:                                        # eq. (12)
+            state[0] = alpha * state[0] + (1.0 - alpha) * sig
+            state[1] = alpha * state[1] + (1.0 - alpha) * (sig - b) ** 2
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# Numba kernels (same steps, scalar loops over the flat buffer)
+# ----------------------------------------------------------------------------------------
+
+@njit(cache=True, inline="always")
+def _sig_s(a):
+    if a >= 0.0:
+        return 1.0 / (1.0 + math.exp(-a))
+    e = math.exp(a)
+    return e / (1.0 + e)
+
+
+@njit(cache=True, inline="always")
+def _sp_s(a):
+    return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
+
+
+@njit(cache=True)
+def _q_sample_nb(flat, sizes, off, rW, rb, h, u, drec):
+    L = sizes.shape[0] - 1
+    lq = 0.0
+    for l in range(L - 1, -1, -1):
+        nin, nout = sizes[l + 1], sizes[l]
+        for j in range(nout):
+            c = flat[rb[l] + j]
+            for i in range(nin):
+                c += h[off[l + 1] + i] * flat[rW[l] + i * nout + j]
+            sg = _sig_s(c)
+            hv = 1.0 if u[off[l] + j] < sg else 0.0
+            h[off[l] + j] = hv
+            drec[off[l] + j] = hv - sg
+            lq += hv * c - _sp_s(c)
+    return lq
+
+
+@njit(cache=True)
+def _log_joint_nb(flat, sizes, off, gW, gb, h, dgen):
+    L = sizes.shape[0] - 1
+    lp = 0.0
+    for k in range(sizes[0]):
+        b = flat[k]
+        lp += h[k] * b - _sp_s(b)
+        dgen[k] = h[k] - _sig_s(b)
+    for l in range(L):
+        nin, nout = sizes[l], sizes[l + 1]
+        for j in range(nout):
+            a = flat[gb[l] + j]
+            for i in range(nin):
+                a += h[off[l] + i] * flat[gW[l] + i * nout + j]
+            hv = h[off[l + 1] + j]
+            lp += hv * a - _sp_s(a)
+            dgen[off[l + 1] + j] = hv - _sig_s(a)
+    return lp
+
+
+@njit(cache=True)
+def _apply_gen_nb(flat, sizes, off, gW, gb, h, dgen, step):
+    L = sizes.shape[0] - 1
+    for k in range(sizes[0]):
+        flat[k] += step * dgen[k]
+    for l in range(L):
+        nin, nout = sizes[l], sizes[l + 1]
+        for i in range(nin):
+            hi = h[off[l] + i]
+            for j in range(nout):
+                flat[gW[l] + i * nout + j] += step * (hi * dgen[off[l + 1] + j])
+        for j in range(nout):
+            flat[gb[l] + j] += step * dgen[off[l + 1] + j]
+
+
+@njit(cache=True)
+def _apply_rec_nb(flat, sizes, off, rW, rb, h, drec, step):
+    L = sizes.shape[0] - 1
+    for l in range(L):
+        nin, nout = sizes[l + 1], sizes[l]
+        for i in range(nin):
+            hi = h[off[l + 1] + i]
+            for j in range(nout):
+                flat[rW[l] + i * nout + j] += step * (hi * drec[off[l] + j])
+        for j in range(nout):
+            flat[rb[l] + j] += step * drec[off[l] + j]
+
+
+@njit(cache=True)
+def _sleep_nb(flat, sizes, off, gW, gb, rW, rb, h, u, drec, lr_q):
+    L = sizes.shape[0] - 1
+    for k in range(sizes[0]):
+        h[k] = 1.0 if u[k] < _sig_s(flat[k]) else 0.0
+    for l in range(L):
+        nin, nout = sizes[l], sizes[l + 1]
+        for j in range(nout):
+            a = flat[gb[l] + j]
+            for i in range(nin):
+                a += h[off[l] + i] * flat[gW[l] + i * nout + j]
+            h[off[l + 1] + j] = 1.0 if u[off[l + 1] + j] < _sig_s(a) else 0.0
+    for l in range(L):
+        nin, nout = sizes[l + 1], sizes[l]
+        for j in range(nout):
+            c = flat[rb[l] + j]
+            for i in range(nin):
+                c += h[off[l + 1] + i] * flat[rW[l] + i * nout + j]
+            drec[off[l] + j] = h[off[l] + j] - _sig_s(c)
+    _apply_rec_nb(flat, sizes, off, rW, rb, h, drec, lr_q)
+
+
+@njit(cache=True)
+def _ws_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, US, lr, lr_q):
+    L = sizes.shape[0] - 1
+    off = np.zeros(L + 2, np.int64)
+    for l in range(L + 1):
+        off[l + 1] = off[l] + sizes[l]
+    K = off[L]
+    h, dgen, drec = np.empty(off[L + 1]), np.empty(off[L + 1]), np.empty(off[L + 1])
+    logw = np.empty(X.shape[0])
+    for t in range(X.shape[0]):
+        for j in range(off[L + 1] - K):
+            h[K + j] = X[t, j]
+        lq = _q_sample_nb(flat, sizes, off, rW, rb, h, UQ[t], drec)
+        logw[t] = _log_joint_nb(flat, sizes, off, gW, gb, h, dgen) - lq
+        _apply_gen_nb(flat, sizes, off, gW, gb, h, dgen, lr)
+        _sleep_nb(flat, sizes, off, gW, gb, rW, rb, h, US[t], drec, lr_q)
+    return logw
+
+
+@njit(cache=True)
+def _rws_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, US, lr, lr_q, sleep):
+    L = sizes.shape[0] - 1
+    off = np.zeros(L + 2, np.int64)
+    for l in range(L + 1):
+        off[l + 1] = off[l] + sizes[l]
+    K = off[L]
+    T, S = UQ.shape[0], UQ.shape[1]
+    hs, dgen, drec = (np.empty((S, off[L + 1])), np.empty((S, off[L + 1])),
+                      np.empty((S, off[L + 1])))
+    lw = np.empty(S)
+    out = np.empty(T)
+    for t in range(T):
+        for s in range(S):
+            for j in range(off[L + 1] - K):
+                hs[s, K + j] = X[t, j]
+            lq = _q_sample_nb(flat, sizes, off, rW, rb, hs[s], UQ[t, s], drec[s])
+            lw[s] = _log_joint_nb(flat, sizes, off, gW, gb, hs[s], dgen[s]) - lq
+        mx = lw[0]
+        for s in range(1, S):
+            mx = max(mx, lw[s])
+        tot = 0.0
+        for s in range(S):
+            tot += math.exp(lw[s] - mx)
+        out[t] = mx + math.log(tot) - math.log(S)
+        for s in range(S):
+            om = math.exp(lw[s] - mx) / tot
+            _apply_gen_nb(flat, sizes, off, gW, gb, hs[s], dgen[s], lr * om)
+            _apply_rec_nb(flat, sizes, off, rW, rb, hs[s], drec[s], lr_q * om)
+        if sleep:
+            _sleep_nb(flat, sizes, off, gW, gb, rW, rb, hs[0], US[t], drec[0], lr_q)
+    return out
+
+
+@njit(cache=True)
+def _reinforce_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, lr, lr_q, use_baseline,
+                         normalize, alpha, state):
+    L = sizes.shape[0] - 1
+    off = np.zeros(L + 2, np.int64)
+    for l in range(L + 1):
+        off[l + 1] = off[l] + sizes[l]
+    K = off[L]
+    h, dgen, drec = np.empty(off[L + 1]), np.empty(off[L + 1]), np.empty(off[L + 1])
+    out = np.empty(X.shape[0])
+    for t in range(X.shape[0]):
+        for j in range(off[L + 1] - K):
+            h[K + j] = X[t, j]
+        lq = _q_sample_nb(flat, sizes, off, rW, rb, h, UQ[t], drec)
+        sig = _log_joint_nb(flat, sizes, off, gW, gb, h, dgen) - lq
+        out[t] = sig
+        b = state[0] if use_baseline else 0.0
+        scale = max(1.0, math.sqrt(state[1])) if normalize else 1.0
+        _apply_gen_nb(flat, sizes, off, gW, gb, h, dgen, lr)
+        _apply_rec_nb(flat, sizes, off, rW, rb, h, drec, lr_q * (sig - b) / scale)
+        if use_baseline:
+            state[0] = alpha * state[0] + (1.0 - alpha) * sig
+            state[1] = alpha * state[1] + (1.0 - alpha) * (sig - b) ** 2
+    return out
+
+
+# ----------------------------------------------------------------------------------------
+# public dispatchers
+# ----------------------------------------------------------------------------------------
+
+def _c(a):
+    return np.ascontiguousarray(a, dtype=np.float64)
+
+
+def ws_online(flat, layout, X, UQ, US, lr, lr_q):
+    """Run ``T`` online wake-sleep updates (eq. 9) in place on the flat buffer ``flat``.
+
+    Parameters
+    ----------
+    flat : ndarray (P,)
+        Parameters packed by :func:`pack_params`; updated in place.
+    layout : tuple
+        From :func:`pack_params`.
+    X : ndarray (T, D)
+        One data vector per update.
+    UQ : ndarray (T, K)
+        Uniforms for the wake sample from q (z column order).
+    US : ndarray (T, K + D)
+        Uniforms for the dream, (z, x) column order.
+    lr, lr_q : float
+        Generative and recognition learning rates.
+
+    Returns
+    -------
+    logw : ndarray (T,)
+        log p(x_t, z_t) - log q(z_t | x_t) at each wake sample, before its update.
+    """
+    if numba.config.DISABLE_JIT:
+        return ws_online_np(flat, layout, X, UQ, US, lr, lr_q)
+    return _ws_online_nb(flat, *layout, _c(X), _c(UQ), _c(US), float(lr), float(lr_q))
+
+
+def rws_online(flat, layout, X, UQ, US, lr, lr_q, sleep):
+    """Online reweighted wake-sleep (eq. 10, plus the sleep phase (9) if ``sleep``).
+
+    ``UQ`` has shape (T, S, K): S samples from q per update. Returns (T,) IWAE
+    estimates log mean_s w_s before each update. Other arguments as :func:`ws_online`.
+    """
+    if numba.config.DISABLE_JIT:
+        return rws_online_np(flat, layout, X, UQ, US, lr, lr_q, sleep)
+    return _rws_online_nb(flat, *layout, _c(X), _c(UQ), _c(US), float(lr), float(lr_q),
+                          bool(sleep))
+
+
+def reinforce_online(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize, alpha, state):
+    """Online REINFORCE on the ELBO with the NVIL moving-average baseline (eqs. 11, 12).
+
+    ``state`` (2,) float64 = [c, v] (moving mean and variance) is updated in place.
+    Returns the (T,) learning signals. Other arguments as :func:`ws_online`.
+    """
+    if numba.config.DISABLE_JIT:
+        return reinforce_online_np(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize,
+                                   alpha, state)
+    return _reinforce_online_nb(flat, *layout, _c(X), _c(UQ), float(lr), float(lr_q),
+                                bool(use_baseline), bool(normalize), float(alpha), state)

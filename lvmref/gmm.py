@@ -1,0 +1,1249 @@
+r"""Gaussian mixture model fitted by EM, derived as coordinate ascent on the ELBO.
+
+Notation: data ``X`` of shape ``(n, d)`` with rows ``x_i``; ``K`` components; ``r`` or
+``q`` are ``(n, K)`` row-stochastic matrices; ``eps`` is float64 machine epsilon.
+
+Model
+-----
+(1)  p(z_i = k) = pi_k,            pi_k >= 0,  sum_k pi_k = 1
+(2)  p(x_i | z_i = k) = N(x_i | mu_k, Sigma_k)
+(3)  p(x_i) = sum_k pi_k N(x_i | mu_k, Sigma_k)
+(4)  log-likelihood   l(theta) = sum_i log p(x_i) = sum_i log sum_k pi_k N(x_i | mu_k, Sigma_k)
+
+Evidence lower bound (Jensen)
+-----------------------------
+For any distribution q_i(k) over the component of each row (a row-stochastic ``q``):
+
+(5)  log p(x_i) = log sum_k q_ik [p(x_i, k) / q_ik]
+               >= sum_k q_ik [log p(x_i, k) - log q_ik]  =:  ELBO_i(q, theta)
+
+because log is concave (Jensen); terms with q_ik = 0 contribute 0 (0 log 0 = 0).
+Writing p(x_i, k) = p(x_i) p(k | x_i) inside (5) gives the exact decomposition
+
+(6)  log p(x_i) = ELBO_i(q, theta) + KL(q_i || p(. | x_i, theta)),
+     KL(q_i || p(.|x_i)) = sum_k q_ik [log q_ik - log p(k | x_i, theta)]  >= 0.
+
+EM is coordinate ascent on ELBO(q, theta) = sum_i ELBO_i:
+
+(7)  E-step: q <- argmax_q ELBO(q, theta_t) = p(z | x, theta_t), i.e. the responsibilities
+         r_ik = pi_k N(x_i | mu_k, Sigma_k) / sum_j pi_j N(x_i | mu_j, Sigma_j).
+     By (6) the KL term is then 0 and the bound is tight: ELBO(r, theta_t) = l(theta_t).
+(8)  M-step: theta_{t+1} = argmax_theta ELBO(r, theta)
+         = argmax_theta Q(theta),  Q(theta) = sum_i sum_k r_ik [log pi_k + log N(x_i|mu_k,Sigma_k)]
+     (the entropy -sum r log r does not depend on theta).
+(9)  Monotonicity: l(theta_{t+1}) >= ELBO(r, theta_{t+1}) >= ELBO(r, theta_t) = l(theta_t),
+     the first by (5), the second by (8), the equality by (7). It holds exactly for
+     ``reg_covar = 0``; ``reg_covar = c > 0`` replaces the maximiser (17)-(20) by a
+     regularised one and the guarantee no longer applies.
+
+Computation of the E-step (log space)
+-------------------------------------
+(10) a_ik = log pi_k + log N(x_i | mu_k, Sigma_k)            (weighted log density)
+(11) lse_i = m_i + log1p(sum_{k != k*} exp(a_ik - m_i)),  m_i = a_ik* = max_k a_ik
+(12) log p(x_i) = lse_i,   r_ik = exp(a_ik - lse_i)
+
+Gaussian log density through Cholesky factors of the precision
+---------------------------------------------------------------
+(13) Sigma_k = L_k L_k^T (lower Cholesky);  U_k = L_k^{-T} is upper triangular and
+     Lambda_k = Sigma_k^{-1} = U_k U_k^T.  When a precision is given instead,
+     U_k = J chol(J Lambda_k J) J with J the exchange (reversal) matrix.
+(14) log N(x | mu_k, Sigma_k) = -d/2 log(2 pi) + sum_j log U_k,jj - 1/2 ||(x - mu_k) U_k||^2
+     (log|Lambda_k|^{1/2} = sum_j log U_k,jj).  ``tied``: one U for all k;
+     ``diag``: U_k = diag(1/sigma_kj); ``spherical``: U_k = I / sigma_k.
+
+Closed-form M-step (setting the gradient of Q to zero)
+------------------------------------------------------
+(15) N_k = sum_i r_ik + 10 eps;  pi_k = N_k / sum_j N_j    (Lagrange multiplier for
+     sum pi = 1; the 10 eps guard keeps an empty component finite, as in scikit-learn)
+(16) mu_k = (1/N_k) sum_i r_ik x_i                          (dQ/dmu_k = 0)
+(17) full:      Sigma_k = (1/N_k) sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + c I
+                (dQ/dLambda_k = N_k/2 Sigma_k - 1/2 sum_i r_ik (x_i-mu_k)(x_i-mu_k)^T = 0)
+(18) diag:      sigma_kj^2 = (1/N_k) sum_i r_ik (x_ij - mu_kj)^2 + c
+(19) tied:      Sigma = (1/sum_k N_k) sum_k sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + c I
+(20) spherical: sigma_k^2 = (1/d) sum_j (1/N_k) sum_i r_ik (x_ij - mu_kj)^2 + c
+     with c = ``reg_covar``. Scatter matrices are always formed from centred data
+     (x_i - mu_k), never as E[x x^T] - mu mu^T.
+
+Reported quantities
+-------------------
+(21) ``lower_bound_`` (scikit-learn's definition): after iteration t, the mean
+     log-likelihood (1/n) l(theta_{t-1}) computed in the E-step of iteration t, i.e. of
+     the parameters *before* that iteration's M-step. By (7) it equals the (mean) ELBO
+     at that E-step. ``lower_bounds_`` holds it for every iteration; by (9) it never
+     decreases (for c = 0).
+(22) Free parameters: (K - 1) + K d + {full: K d(d+1)/2, tied: d(d+1)/2, diag: K d,
+     spherical: K};  BIC = -2 l + p log n,  AIC = -2 l + 2 p.
+
+Parameter layout (plain dict, interchangeable with scikit-learn's fitted attributes):
+``weights (K,)``, ``means (K, d)``, ``covariances`` (full ``(K, d, d)``, tied ``(d, d)``,
+diag ``(K, d)``, spherical ``(K,)``), ``precisions_cholesky`` (same shapes; full/tied are
+the *upper*-triangular U of (13)).
+
+Initialisation. ``init_params='kmeans'`` runs our own k-means (k-means++ seeding from the
+given ``rng`` plus a few Lloyd iterations); its result differs from scikit-learn's
+``KMeans``, so equality with scikit-learn is tested from the *same initial parameters*
+(``weights_init``, ``means_init``, ``precisions_init``), not from the same seed.
+
+References: Dempster, Laird & Rubin (1977), JRSS-B 39:1-38; Neal & Hinton (1998),
+"A view of the EM algorithm that justifies incremental, sparse, and other variants";
+Bishop (2006), *Pattern Recognition and Machine Learning*, sections 9.2-9.4.
+"""
+
+from __future__ import annotations
+
+import math
+import warnings
+
+import numpy as np
+from scipy import linalg
+from scipy.linalg import lapack
+
+from lvmref._checks import (
+    as_float_array,
+    check_choice,
+    check_nonnegative_float,
+    check_positive_int,
+    check_rng,
+)
+from lvmref.kernels import gmm as _kg
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "ConvergenceWarning",
+    "NotFittedError",
+    "GaussianMixture",
+    "compute_precision_cholesky",
+    "precision_cholesky_from_precisions",
+    "log_det_cholesky",
+    "log_gaussian_prob_full",
+    "log_gaussian_prob_tied",
+    "log_gaussian_prob_diag",
+    "log_gaussian_prob_spherical",
+    "log_gaussian_prob",
+    "weighted_log_prob",
+    "e_step",
+    "m_step",
+    "m_step_full",
+    "m_step_tied",
+    "m_step_diag",
+    "m_step_spherical",
+    "elbo",
+    "kl_to_posterior",
+    "log_likelihood",
+    "n_parameters",
+    "kmeans_plusplus",
+    "kmeans",
+]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+LOG_2PI = math.log(2.0 * math.pi)
+_EPS = np.finfo(np.float64).eps
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator method that needs fitted parameters was called before ``fit``."""
+
+
+# ----------------------------------------------------------------------------------------
+# Cholesky factors of the precision, eq. (13)
+# ----------------------------------------------------------------------------------------
+
+_SINGULAR_HINT = (
+    "the covariance is singular or numerically degenerate (components collapsed onto "
+    "fewer distinct points than dimensions, e.g. duplicated samples or more components "
+    "than distinct points); increase reg_covar, reduce n_components, or rescale the data"
+)
+
+
+def _tri_inv(t, lower):
+    """Inverse of a non-singular triangular matrix (LAPACK ``dtrtri``).
+
+    Used instead of ``scipy.linalg.solve_triangular(t, I)``: same result, but for the
+    small matrices of a mixture the multi-threaded BLAS ``trsm`` behind the latter can
+    cost milliseconds per call on a busy machine (thread wake-ups), ``dtrtri`` microseconds.
+    """
+    inv, info = lapack.dtrtri(t, lower=int(lower))
+    if info != 0:
+        raise ValueError(f"triangular factor is singular ({_SINGULAR_HINT})")
+    return np.tril(inv) if lower else np.triu(inv)
+
+
+def compute_precision_cholesky(covariances, covariance_type):
+    """Upper-triangular precision factors U with U U^T = Sigma^{-1}, eq. (13).
+
+    Parameters
+    ----------
+    covariances : ndarray
+        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    precisions_cholesky : ndarray, same shape as ``covariances``
+        full/tied: ``U = L^{-T}`` for the lower Cholesky factor ``L`` of the covariance;
+        diag/spherical: ``1 / sqrt(covariances)``.
+
+    Raises
+    ------
+    ValueError
+        If a covariance is not positive definite (message suggests raising ``reg_covar``).
+    """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    cov = as_float_array(covariances, "covariances", ndim=_COV_NDIM[covariance_type])
+    if covariance_type in ("full", "tied"):
+        mats = cov if covariance_type == "full" else cov[None]
+        if mats.shape[-1] != mats.shape[-2]:
+            raise ValueError(f"covariances must be square matrices, got shape {cov.shape}")
+        out = np.empty_like(mats)
+        for k, s in enumerate(mats):
+            try:
+                low = linalg.cholesky(s, lower=True)
+            except linalg.LinAlgError:
+                raise ValueError(f"component {k}: {_SINGULAR_HINT}") from None
+            out[k] = _tri_inv(low, lower=True).T
+        return out if covariance_type == "full" else out[0]
+    if np.any(cov <= 0.0):
+        raise ValueError(f"covariances must be > 0: {_SINGULAR_HINT}")
+    return 1.0 / np.sqrt(cov)
+
+
+def precision_cholesky_from_precisions(precisions, covariance_type):
+    """Upper-triangular U with U U^T = Lambda from precision matrices, eq. (13).
+
+    Uses U = J chol(J Lambda J) J (J reverses rows and columns), so that the same
+    convention holds whether the model was specified by covariances or precisions.
+
+    Parameters
+    ----------
+    precisions : ndarray
+        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``;
+        symmetric positive definite (full/tied) or positive (diag/spherical).
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    precisions_cholesky : ndarray, same shape as ``precisions``
+    """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    prec = as_float_array(precisions, "precisions", ndim=_COV_NDIM[covariance_type])
+    if covariance_type in ("full", "tied"):
+        mats = prec if covariance_type == "full" else prec[None]
+        if mats.shape[-1] != mats.shape[-2]:
+            raise ValueError(f"precisions must be square matrices, got shape {prec.shape}")
+        out = np.empty_like(mats)
+        for k, p in enumerate(mats):
+            if not np.allclose(p, p.T, rtol=1e-12, atol=0.0):
+                raise ValueError(f"precisions[{k}] must be symmetric")
+            try:
+                low = linalg.cholesky(p[::-1, ::-1], lower=True)
+            except linalg.LinAlgError:
+                raise ValueError(f"precisions[{k}] must be positive definite") from None
+            out[k] = low[::-1, ::-1]
+        return out if covariance_type == "full" else out[0]
+    if np.any(prec <= 0.0):
+        raise ValueError("precisions must be > 0")
+    return np.sqrt(prec)
+
+
+def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
+    """log|Lambda_k|^{1/2} = sum_j log U_k,jj for each component, eq. (14).
+
+    Parameters
+    ----------
+    precisions_cholesky : ndarray
+        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    n_features : int
+        ``d`` (needed for spherical).
+
+    Returns
+    -------
+    ndarray of shape ``(K,)`` (a 0-d array for tied, which broadcasts over K)
+    """
+    u = precisions_cholesky
+    if covariance_type == "full":
+        return np.sum(np.log(np.diagonal(u, axis1=1, axis2=2)), axis=1)
+    if covariance_type == "tied":
+        return np.asarray(np.sum(np.log(np.diag(u))))
+    if covariance_type == "diag":
+        return np.sum(np.log(u), axis=1)
+    return n_features * np.log(u)
+
+
+# ----------------------------------------------------------------------------------------
+# Parameter validation
+# ----------------------------------------------------------------------------------------
+
+_COV_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
+
+
+def _cov_shape(covariance_type, k, d):
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[
+        covariance_type
+    ]
+
+
+def _check_X(X, name="X"):
+    return as_float_array(X, name, ndim=2)
+
+
+def _check_params(params, covariance_type, n_features, *, need_weights=True):
+    """Validate a parameter dict; return float64 copies (weights, means, prec_chol)."""
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict, got {type(params).__name__}")
+    for key in (("weights",) if need_weights else ()) + ("means", "precisions_cholesky"):
+        if key not in params:
+            raise ValueError(f"params is missing the key {key!r}")
+    means = as_float_array(params["means"], "params['means']", ndim=2)
+    k = means.shape[0]
+    if means.shape[1] != n_features:
+        raise ValueError(
+            f"params['means'] has {means.shape[1]} features but X has {n_features}"
+        )
+    u = as_float_array(params["precisions_cholesky"], "params['precisions_cholesky']")
+    want = _cov_shape(covariance_type, k, n_features)
+    if u.shape != want:
+        raise ValueError(
+            f"params['precisions_cholesky'] has shape {u.shape}, but "
+            f"covariance_type={covariance_type!r} with {k} components and {n_features} "
+            f"features needs {want}; pass the matching covariance_type"
+        )
+    if covariance_type in ("full", "tied"):
+        if np.any(np.tril(u, -1) != 0.0):
+            raise ValueError(
+                "params['precisions_cholesky'] must be upper triangular (Lambda = U U^T)"
+            )
+        diag = np.diagonal(u, axis1=-2, axis2=-1)
+    else:
+        diag = u
+    if np.any(diag <= 0.0):
+        raise ValueError("params['precisions_cholesky'] must have a positive diagonal")
+    weights = None
+    if need_weights:
+        weights = as_float_array(params["weights"], "params['weights']", shape=(k,))
+        if np.any(weights < 0.0) or abs(weights.sum() - 1.0) > 1e-8:
+            raise ValueError("params['weights'] must be non-negative and sum to 1")
+    return weights, means, u
+
+
+def _check_q(q, n, k, name="q"):
+    q = as_float_array(q, name, shape=(n, k))
+    if np.any(q < 0.0):
+        raise ValueError(f"{name} must be non-negative")
+    if np.any(np.abs(q.sum(axis=1) - 1.0) > 1e-10):
+        raise ValueError(f"{name} must be row-stochastic (each row sums to 1)")
+    return q
+
+
+# ----------------------------------------------------------------------------------------
+# Log densities, eq. (14), and the fused E-step, eqs. (10)-(12)
+# ----------------------------------------------------------------------------------------
+
+
+def _kernel_args(means, u, covariance_type, log_weights):
+    """Arguments for the full/diag kernels: (factor array, const (K,), is_full)."""
+    k, d = means.shape
+    const = log_weights + log_det_cholesky(u, covariance_type, d) - 0.5 * d * LOG_2PI
+    const = np.ascontiguousarray(np.broadcast_to(const, (k,)), dtype=np.float64)
+    if covariance_type == "full":
+        return np.ascontiguousarray(u), const, True
+    if covariance_type == "tied":
+        return np.ascontiguousarray(np.broadcast_to(u, (k, d, d))), const, True
+    if covariance_type == "diag":
+        return np.ascontiguousarray(u), const, False
+    return np.ascontiguousarray(np.broadcast_to(u[:, None], (k, d))), const, False
+
+
+def _kernel(name, X, k):
+    """The Numba build (parallel or serial by problem size) or, without JIT, the twin."""
+    if not _kg.use_jit():
+        return getattr(_kg, name + "_np")
+    work = X.shape[0] * X.shape[1] * k
+    return _kg.pick(getattr(_kg, name + "_nb"), getattr(_kg, name + "_nb_serial"), work)
+
+
+def _weighted_log_prob(X, means, u, covariance_type, log_weights):
+    """(n, K) matrix a_ik of eq. (10) (validated input)."""
+    fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
+    name = "weighted_log_prob_full" if full else "weighted_log_prob_diag"
+    f = getattr(_kg, name + ("_nb" if _kg.use_jit() else "_np"))
+    return f(X, means, fac, const)
+
+
+def _e_step(X, means, u, covariance_type, log_weights):
+    """Fused eqs. (10)-(12) on validated input: (resp (n, K), log_norm (n,))."""
+    fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
+    name = "estep_full" if full else "estep_diag"
+    return _kernel(name, X, means.shape[0])(X, means, fac, const)
+
+
+def log_gaussian_prob(X, means, precisions_cholesky, covariance_type):
+    """log N(x_i | mu_k, Sigma_k) for every row and component, eq. (14).
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    means : array_like of shape (K, d)
+    precisions_cholesky : array_like
+        full ``(K, d, d)`` / tied ``(d, d)`` upper-triangular U (Lambda = U U^T),
+        diag ``(K, d)`` / spherical ``(K,)`` = 1/sigma.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    X = _check_X(X)
+    _, means, u = _check_params(
+        {"means": means, "precisions_cholesky": precisions_cholesky},
+        covariance_type,
+        X.shape[1],
+        need_weights=False,
+    )
+    return _weighted_log_prob(X, means, u, covariance_type, 0.0)
+
+
+def log_gaussian_prob_full(X, means, precisions_cholesky):
+    """Full-covariance log densities, eq. (14); U has shape (K, d, d). Returns (n, K)."""
+    return log_gaussian_prob(X, means, precisions_cholesky, "full")
+
+
+def log_gaussian_prob_tied(X, means, precisions_cholesky):
+    """Tied-covariance log densities, eq. (14); U has shape (d, d). Returns (n, K)."""
+    return log_gaussian_prob(X, means, precisions_cholesky, "tied")
+
+
+def log_gaussian_prob_diag(X, means, precisions_cholesky):
+    """Diagonal log densities, eq. (14); 1/sigma has shape (K, d). Returns (n, K)."""
+    return log_gaussian_prob(X, means, precisions_cholesky, "diag")
+
+
+def log_gaussian_prob_spherical(X, means, precisions_cholesky):
+    """Spherical log densities, eq. (14); 1/sigma has shape (K,). Returns (n, K)."""
+    return log_gaussian_prob(X, means, precisions_cholesky, "spherical")
+
+
+def weighted_log_prob(X, params, covariance_type="full"):
+    """a_ik = log pi_k + log N(x_i | mu_k, Sigma_k), eq. (10).
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    params : dict
+        ``weights (K,)``, ``means (K, d)``, ``precisions_cholesky`` (see module docstring).
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    ndarray of shape (n, K)
+    """
+    X = _check_X(X)
+    w, means, u = _check_params(params, covariance_type, X.shape[1])
+    with np.errstate(divide="ignore"):
+        logw = np.log(w)
+    return _weighted_log_prob(X, means, u, covariance_type, logw)
+
+
+def e_step(X, params, covariance_type="full"):
+    """E-step, eq. (7): responsibilities q = p(z | x, theta) and log p(x_i), eqs. (10)-(12).
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    params : dict
+        ``weights (K,)``, ``means (K, d)``, ``precisions_cholesky``.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    resp : ndarray of shape (n, K)
+        Row-stochastic posterior p(z_i = k | x_i, theta).
+    log_norm : ndarray of shape (n,)
+        log p(x_i | theta).
+    """
+    X = _check_X(X)
+    w, means, u = _check_params(params, covariance_type, X.shape[1])
+    with np.errstate(divide="ignore"):
+        logw = np.log(w)
+    return _e_step(X, means, u, covariance_type, logw)
+
+
+# ----------------------------------------------------------------------------------------
+# ELBO, KL to the posterior, log-likelihood: eqs. (4)-(6)
+# ----------------------------------------------------------------------------------------
+
+
+def _xlogy_rows(q, v):
+    """sum_k q_ik v_ik with the convention 0 * anything = 0 (row sums, shape (n,))."""
+    return np.where(q > 0.0, q * np.where(q > 0.0, v, 0.0), 0.0).sum(axis=1)
+
+
+def _lse_rows(a):
+    """Max-split log-sum-exp of each row, eq. (11)."""
+    return _kg._normalize_np(a)[1]
+
+
+def elbo(X, params, q, covariance_type="full", reduce=True):
+    """ELBO(q, theta) = sum_i sum_k q_ik [log pi_k + log N(x_i|k) - log q_ik], eq. (5).
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    params : dict
+        ``weights (K,)``, ``means (K, d)``, ``precisions_cholesky``.
+    q : array_like of shape (n, K)
+        Any row-stochastic matrix (entries >= 0, rows sum to 1); zeros allowed.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    reduce : bool
+        Return the sum over rows (float) or the per-row values ``(n,)``.
+    """
+    X = _check_X(X)
+    a = weighted_log_prob(X, params, covariance_type)
+    q = _check_q(q, *a.shape)
+    with np.errstate(divide="ignore"):
+        logq = np.log(q)
+    per_row = _xlogy_rows(q, a - logq)
+    return float(per_row.sum()) if reduce else per_row
+
+
+def kl_to_posterior(X, params, q, covariance_type="full", reduce=True):
+    """KL(q_i || p(z | x_i, theta)) = sum_k q_ik [log q_ik - log p(k | x_i)], eq. (6).
+
+    Computed directly from log q and log p(k | x_i) = a_ik - lse_i (not as a difference
+    of :func:`log_likelihood` and :func:`elbo`), so the identity (6) is a real check.
+
+    Parameters and return as in :func:`elbo`.
+    """
+    X = _check_X(X)
+    a = weighted_log_prob(X, params, covariance_type)
+    q = _check_q(q, *a.shape)
+    log_post = a - _lse_rows(a)[:, None]
+    with np.errstate(divide="ignore"):
+        logq = np.log(q)
+    per_row = _xlogy_rows(q, logq - log_post)
+    return float(per_row.sum()) if reduce else per_row
+
+
+def log_likelihood(X, params, covariance_type="full", reduce=True):
+    """log p(X | theta) = sum_i log sum_k pi_k N(x_i | mu_k, Sigma_k), eq. (4).
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    params : dict
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    reduce : bool
+        Sum over rows (float) or per-row ``log p(x_i)`` of shape ``(n,)``.
+    """
+    per_row = _lse_rows(weighted_log_prob(X, params, covariance_type))
+    return float(per_row.sum()) if reduce else per_row
+
+
+# ----------------------------------------------------------------------------------------
+# M-step, eqs. (15)-(20)
+# ----------------------------------------------------------------------------------------
+
+
+def _moments(X, resp):
+    """N_k (with the 10 eps guard) and mu_k, eqs. (15)-(16)."""
+    nk, sk = _kernel("first_moments", X, resp.shape[1])(X, resp)
+    nk = nk + 10.0 * _EPS
+    return nk, sk / nk[:, None]
+
+
+def _scatter_full(X, resp, means):
+    return _kernel("scatter_full", X, resp.shape[1])(X, resp, means)
+
+
+def _scatter_diag(X, resp, means):
+    return _kernel("scatter_diag", X, resp.shape[1])(X, resp, means)
+
+
+def _degenerate(cov_diag, floor):
+    """Boolean mask of variances at or below the round-off floor."""
+    return cov_diag <= floor
+
+
+def _roundoff_floor(means, nk):
+    """Variance that centring alone can produce for a collapsed component, (K, d).
+
+    A component whose points are all identical gets mu_k off by ~ (d + 10/N_k) eps |mu_k|
+    (the 10 eps guard of eq. 15 plus summation round-off), hence a spurious variance of
+    that size squared. Anything at or below 16x this floor is numerically zero.
+    """
+    d = means.shape[1]
+    return (16.0 * _EPS * (d + 10.0 / nk[:, None]) * np.abs(means)) ** 2
+
+
+def _finish_full(covs, means, nk, reg_covar, tied=False):
+    d = means.shape[1]
+    mats = covs[None] if tied else covs
+    idx = np.arange(d)
+    mats[:, idx, idx] += reg_covar
+    floor = _roundoff_floor(means, nk)
+    if tied:
+        floor = floor.max(axis=0, keepdims=True)
+    bad = _degenerate(mats[:, idx, idx], floor).any(axis=1)
+    u = np.empty_like(mats)
+    for k in range(mats.shape[0]):
+        if bad[k]:
+            _raise_singular(k, reg_covar, tied)
+        try:
+            low = linalg.cholesky(mats[k], lower=True)
+        except linalg.LinAlgError:
+            _raise_singular(k, reg_covar, tied)
+        # Rank test on the correlation scale: a pivot L_jj^2 that is a round-off
+        # fraction of Sigma_jj means Sigma is numerically singular.
+        if np.any(np.diag(low) ** 2 <= 16.0 * d * _EPS * np.diag(mats[k])):
+            _raise_singular(k, reg_covar, tied)
+        u[k] = _tri_inv(low, lower=True).T
+    return (mats[0], u[0]) if tied else (mats, u)
+
+
+def _raise_singular(k, reg_covar, tied):
+    which = "the tied covariance" if tied else f"component {k}"
+    raise ValueError(f"EM failed at {which} (reg_covar={reg_covar:g}): {_SINGULAR_HINT}")
+
+
+def _check_resp(X, resp):
+    X = _check_X(X)
+    resp = as_float_array(resp, "resp", ndim=2)
+    if resp.shape[0] != X.shape[0]:
+        raise ValueError(f"resp must have {X.shape[0]} rows (one per sample), got {resp.shape}")
+    if np.any(resp < 0.0):
+        raise ValueError("resp must be non-negative")
+    return X, resp
+
+
+def _params(nk, means, covs, u):
+    return {
+        "weights": nk / nk.sum(),
+        "means": means,
+        "covariances": covs,
+        "precisions_cholesky": u,
+    }
+
+
+def m_step_full(X, resp, reg_covar=1e-6):
+    """M-step for full covariances, eqs. (15)-(17).
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    resp : array_like of shape (n, K)
+        Non-negative responsibilities (normally row-stochastic).
+    reg_covar : float, >= 0
+        c added to the diagonal of each covariance.
+
+    Returns
+    -------
+    dict
+        ``weights (K,)``, ``means (K, d)``, ``covariances (K, d, d)``,
+        ``precisions_cholesky (K, d, d)`` (upper triangular).
+    """
+    X, resp = _check_resp(X, resp)
+    return _m_step(X, resp, "full", check_nonnegative_float(reg_covar, "reg_covar"))
+
+
+def m_step_tied(X, resp, reg_covar=1e-6):
+    """M-step for one shared covariance, eqs. (15), (16), (19); covariances (d, d)."""
+    X, resp = _check_resp(X, resp)
+    return _m_step(X, resp, "tied", check_nonnegative_float(reg_covar, "reg_covar"))
+
+
+def m_step_diag(X, resp, reg_covar=1e-6):
+    """M-step for diagonal covariances, eqs. (15), (16), (18); covariances (K, d)."""
+    X, resp = _check_resp(X, resp)
+    return _m_step(X, resp, "diag", check_nonnegative_float(reg_covar, "reg_covar"))
+
+
+def m_step_spherical(X, resp, reg_covar=1e-6):
+    """M-step for spherical covariances, eqs. (15), (16), (20); covariances (K,)."""
+    X, resp = _check_resp(X, resp)
+    return _m_step(X, resp, "spherical", check_nonnegative_float(reg_covar, "reg_covar"))
+
+
+def m_step(X, resp, covariance_type="full", reg_covar=1e-6):
+    """M-step, eq. (8): closed-form maximiser of Q for the given covariance type.
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    resp : array_like of shape (n, K)
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    reg_covar : float, >= 0
+
+    Returns
+    -------
+    dict with ``weights``, ``means``, ``covariances``, ``precisions_cholesky``.
+    """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    X, resp = _check_resp(X, resp)
+    return _m_step(X, resp, covariance_type, check_nonnegative_float(reg_covar, "reg_covar"))
+
+
+def _m_step(X, resp, covariance_type, reg_covar):
+    """Eqs. (15)-(20) on validated, C-contiguous float64 input."""
+    nk, means = _moments(X, resp)
+    if covariance_type == "full":
+        covs, u = _finish_full(_scatter_full(X, resp, means) / nk[:, None, None], means, nk,
+                               reg_covar)
+    elif covariance_type == "tied":
+        covs, u = _finish_full(_scatter_full(X, resp, means).sum(axis=0) / nk.sum(), means,
+                               nk, reg_covar, tied=True)
+    else:
+        var = _scatter_diag(X, resp, means) / nk[:, None]
+        floor = _roundoff_floor(means, nk)
+        if covariance_type == "spherical":
+            var = var.mean(axis=1)
+            floor = floor.mean(axis=1)
+        covs = var + reg_covar
+        bad = np.nonzero(_degenerate(covs, floor).reshape(covs.shape[0], -1).any(axis=1))[0]
+        if bad.size:
+            _raise_singular(int(bad[0]), reg_covar, False)
+        u = 1.0 / np.sqrt(covs)
+    return _params(nk, means, covs, u)
+
+
+def n_parameters(n_components, n_features, covariance_type):
+    """Number of free parameters, eq. (22) (spherical 13, diag 21, tied 26, full 41 for
+    K=2, d=5)."""
+    k = check_positive_int(n_components, "n_components")
+    d = check_positive_int(n_features, "n_features")
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    cov = {
+        "full": k * d * (d + 1) // 2,
+        "tied": d * (d + 1) // 2,
+        "diag": k * d,
+        "spherical": k,
+    }[covariance_type]
+    return cov + k * d + k - 1
+
+
+# ----------------------------------------------------------------------------------------
+# k-means initialisation (our own; differs from scikit-learn's KMeans)
+# ----------------------------------------------------------------------------------------
+
+
+def _sq_dists(X, centers):
+    """Squared Euclidean distances (n, K) from centred differences (no expansion)."""
+    return np.stack([np.einsum("ij,ij->i", X - c, X - c) for c in centers], axis=1)
+
+
+def kmeans_plusplus(X, n_clusters, rng=None):
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007): indices of ``n_clusters`` rows.
+
+    The first index is uniform; each next one is drawn with probability proportional
+    to the squared distance to the nearest chosen centre (uniform over the not-yet-chosen
+    rows if all distances are zero, e.g. duplicated data).
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    n_clusters : int, <= n
+    rng : numpy.random.Generator, int or None
+
+    Returns
+    -------
+    ndarray of int, shape (n_clusters,)
+    """
+    X = _check_X(X)
+    k = check_positive_int(n_clusters, "n_clusters")
+    if k > X.shape[0]:
+        raise ValueError(f"n_clusters={k} must be <= n_samples={X.shape[0]}")
+    rng = check_rng(rng)
+    n = X.shape[0]
+    idx = [int(rng.integers(n))]
+    d2 = _sq_dists(X, X[idx])[:, 0]
+    for _ in range(1, k):
+        p = d2.copy()
+        p[idx] = 0.0
+        total = p.sum()
+        if total > 0.0:
+            nxt = int(rng.choice(n, p=p / total))
+        else:
+            free = np.setdiff1d(np.arange(n), idx)
+            nxt = int(rng.choice(free))
+        idx.append(nxt)
+        d2 = np.minimum(d2, _sq_dists(X, X[nxt][None])[:, 0])
+    return np.asarray(idx)
+
+
+def kmeans(X, n_clusters, rng=None, n_iter=10):
+    """k-means++ seeding then at most ``n_iter`` Lloyd iterations; returns labels (n,).
+
+    Empty clusters keep their previous centre. This is the ``init_params='kmeans'``
+    initialiser; it is deliberately simple and differs from scikit-learn's ``KMeans``.
+    """
+    X = _check_X(X)
+    n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
+    centers = X[kmeans_plusplus(X, n_clusters, rng)]
+    labels = np.argmin(_sq_dists(X, centers), axis=1)
+    for _ in range(n_iter):
+        for c in range(centers.shape[0]):
+            members = labels == c
+            if members.any():
+                centers[c] = X[members].mean(axis=0)
+        new = np.argmin(_sq_dists(X, centers), axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels
+
+
+# ----------------------------------------------------------------------------------------
+# Estimator
+# ----------------------------------------------------------------------------------------
+
+_FITTED = (
+    "weights_",
+    "means_",
+    "covariances_",
+    "precisions_cholesky_",
+    "precisions_",
+    "converged_",
+    "n_iter_",
+    "lower_bound_",
+    "lower_bounds_",
+    "n_features_in_",
+)
+_FORMAT = "lvmref.GaussianMixture/1"
+
+
+class GaussianMixture:
+    """Gaussian mixture fitted by EM; scikit-learn's constructor names and attributes.
+
+    Parameters
+    ----------
+    n_components : int, default 1
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}, default 'full'
+    tol : float, default 1e-3
+        Stop when the lower bound (21) changes by less than ``tol``.
+    reg_covar : float, default 1e-6
+        c in eqs. (17)-(20).
+    max_iter : int, default 100
+    n_init : int, default 1
+        Restarts; the one with the largest final lower bound is kept.
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default 'kmeans'
+        How initial responsibilities are formed (our own k-means, see :func:`kmeans`).
+    weights_init : array_like of shape (K,), optional
+    means_init : array_like of shape (K, d), optional
+    precisions_init : array_like, optional
+        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
+    random_state : numpy.random.Generator, int or None
+        Source of all randomness (``None``: fresh entropy). An int gives identical fits.
+    warm_start : bool, default False
+        Continue from the fitted parameters (one initialisation) on the next ``fit``.
+
+    Attributes
+    ----------
+    weights_ : (K,);  means_ : (K, d);  covariances_, precisions_, precisions_cholesky_ :
+    shapes as in the module docstring;  converged_ : bool;  n_iter_ : int;
+    lower_bound_ : float, eq. (21);  lower_bounds_ : list of float, one per iteration of
+    the kept initialisation;  n_features_in_ : int.
+    """
+
+    def __init__(
+        self,
+        n_components=1,
+        *,
+        covariance_type="full",
+        tol=1e-3,
+        reg_covar=1e-6,
+        max_iter=100,
+        n_init=1,
+        init_params="kmeans",
+        weights_init=None,
+        means_init=None,
+        precisions_init=None,
+        random_state=None,
+        warm_start=False,
+    ):
+        self.n_components = n_components
+        self.covariance_type = covariance_type
+        self.tol = tol
+        self.reg_covar = reg_covar
+        self.max_iter = max_iter
+        self.n_init = n_init
+        self.init_params = init_params
+        self.weights_init = weights_init
+        self.means_init = means_init
+        self.precisions_init = precisions_init
+        self.random_state = random_state
+        self.warm_start = warm_start
+
+    # -- validation ---------------------------------------------------------------------
+
+    def _check_hyper(self):
+        k = check_positive_int(self.n_components, "n_components")
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        check_nonnegative_float(self.tol, "tol")
+        check_nonnegative_float(self.reg_covar, "reg_covar")
+        check_positive_int(self.max_iter, "max_iter", minimum=0)
+        check_positive_int(self.n_init, "n_init")
+        check_choice(self.init_params, "init_params", INIT_PARAMS)
+        if not isinstance(self.warm_start, (bool, np.bool_)):
+            raise TypeError(f"warm_start must be a bool, got {type(self.warm_start).__name__}")
+        return k
+
+    def _check_inits(self, k, d):
+        ct = self.covariance_type
+        w = m = u = None
+        if self.weights_init is not None:
+            w = as_float_array(self.weights_init, "weights_init", shape=(k,))
+            if np.any(w < 0.0) or np.any(w > 1.0) or abs(w.sum() - 1.0) > 1e-6:
+                raise ValueError("weights_init must lie in [0, 1] and sum to 1")
+        if self.means_init is not None:
+            m = as_float_array(self.means_init, "means_init", shape=(k, d))
+        if self.precisions_init is not None:
+            p = as_float_array(self.precisions_init, "precisions_init",
+                               shape=_cov_shape(ct, k, d))
+            try:
+                u = precision_cholesky_from_precisions(p, ct)
+            except ValueError as exc:
+                raise ValueError(f"precisions_init: {exc}") from None
+        return w, m, u
+
+    def _validate_X(self, X, name="X"):
+        X = as_float_array(X, name, ndim=2)
+        if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{name} has {X.shape[1]} features, but the model was fitted with "
+                f"{self.n_features_in_}"
+            )
+        return X
+
+    def _check_fitted(self):
+        if not hasattr(self, "precisions_cholesky_"):
+            raise NotFittedError(
+                "This GaussianMixture is not fitted yet; call fit(X) first (or load())."
+            )
+
+    # -- initialisation -----------------------------------------------------------------
+
+    def _initial_resp(self, X, rng):
+        n, k = X.shape[0], self.n_components
+        resp = np.zeros((n, k))
+        if self.init_params == "kmeans":
+            resp[np.arange(n), kmeans(X, k, rng)] = 1.0
+        elif self.init_params == "k-means++":
+            resp[kmeans_plusplus(X, k, rng), np.arange(k)] = 1.0
+        elif self.init_params == "random":
+            resp = rng.uniform(size=(n, k))
+            resp /= resp.sum(axis=1, keepdims=True)
+        else:
+            resp[rng.choice(n, size=k, replace=False), np.arange(k)] = 1.0
+        return resp
+
+    def _initialize(self, X, rng, inits):
+        w0, m0, u0 = inits
+        ct = self.covariance_type
+        if w0 is not None and m0 is not None and u0 is not None:
+            p = {"weights": w0, "means": m0, "precisions_cholesky": u0}
+        else:
+            p = _m_step(X, self._initial_resp(X, rng), ct, self.reg_covar)
+            if w0 is not None:
+                p["weights"] = w0
+            if m0 is not None:
+                p["means"] = m0
+            if u0 is not None:
+                p["precisions_cholesky"] = u0
+        if u0 is not None:
+            p["covariances"] = _covariances_from_cholesky(u0, ct)
+        return p
+
+    # -- fitting ------------------------------------------------------------------------
+
+    def fit(self, X, y=None):
+        """Fit by EM (eqs. 7, 8) with ``n_init`` restarts; returns ``self``.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features); not modified.
+        y : ignored
+        """
+        self._fit(X)
+        return self
+
+    def fit_predict(self, X, y=None):
+        """Fit, then return the component labels of ``X`` (n_samples,) from a final E-step."""
+        X = self._fit(X)
+        resp, _ = self._estep(X)
+        return np.argmax(resp, axis=1)
+
+    def _fit(self, X):
+        k = self._check_hyper()
+        X = as_float_array(X, "X", ndim=2)
+        n, d = X.shape
+        if n < 2:
+            raise ValueError(f"X must have at least 2 samples, got {n}")
+        if k > n:
+            raise ValueError(f"n_components={k} must be <= n_samples={n}")
+        ct = self.covariance_type
+        do_init = not (self.warm_start and hasattr(self, "converged_"))
+        if not do_init:
+            if self.n_features_in_ != d:
+                raise ValueError(
+                    f"X has {d} features, but the warm-started model has {self.n_features_in_}"
+                )
+            if self.means_.shape[0] != k or np.shape(self.precisions_cholesky_) != _cov_shape(
+                ct, k, d
+            ):
+                raise ValueError(
+                    "warm_start: n_components/covariance_type changed since the last fit"
+                )
+        inits = self._check_inits(k, d) if do_init else (None, None, None)
+        rng = check_rng(self.random_state)
+        n_init = self.n_init if do_init else 1
+        best = None
+        best_lb = -np.inf
+        not_converged = []
+        for init in range(n_init):
+            if do_init:
+                p = self._initialize(X, rng, inits)
+                lb = -np.inf
+            else:
+                p = self._get_params()
+                lb = self.lower_bound_
+            history = []
+            converged = False
+            n_iter = 0
+            for n_iter in range(1, self.max_iter + 1):  # noqa: B007
+                prev = lb
+                logw = _log_weights(p["weights"])
+                resp, log_norm = _e_step(X, p["means"], p["precisions_cholesky"], ct, logw)
+                p = _m_step(X, resp, ct, self.reg_covar)
+                lb = float(np.mean(log_norm))
+                history.append(lb)
+                if abs(lb - prev) < self.tol:
+                    converged = True
+                    break
+            if self.max_iter > 0 and not converged:
+                not_converged.append(init)
+            if best is None or lb > best_lb or best_lb == -np.inf:
+                best_lb = lb
+                best = (p, n_iter, history, converged, init)
+        p, n_iter, history, converged, kept = best
+        if self.max_iter > 0 and not converged:
+            others = [i for i in not_converged if i != kept]
+            extra = f"; initializations {others} did not converge either" if others else ""
+            warnings.warn(
+                f"Initialization {kept} of n_init={n_init} (the one kept, lower bound "
+                f"{best_lb:.6g}) did not converge within max_iter={self.max_iter} "
+                f"iterations (tol={self.tol:g}){extra}. Increase max_iter or tol, try other "
+                "init_params, or check for degenerate data.",
+                ConvergenceWarning,
+                stacklevel=3,
+            )
+        self._set_params(p)
+        self.converged_ = bool(converged)
+        self.n_iter_ = int(n_iter)
+        self.lower_bound_ = float(best_lb)
+        self.lower_bounds_ = list(history)
+        self.n_features_in_ = d
+        return X
+
+    def _get_params(self):
+        return {
+            "weights": self.weights_,
+            "means": self.means_,
+            "covariances": self.covariances_,
+            "precisions_cholesky": self.precisions_cholesky_,
+        }
+
+    def _set_params(self, p):
+        ct = self.covariance_type
+        self.weights_ = np.asarray(p["weights"], dtype=np.float64)
+        self.means_ = np.asarray(p["means"], dtype=np.float64)
+        self.precisions_cholesky_ = np.asarray(p["precisions_cholesky"], dtype=np.float64)
+        cov = p.get("covariances")
+        if cov is None:
+            cov = _covariances_from_cholesky(self.precisions_cholesky_, ct)
+        self.covariances_ = np.asarray(cov, dtype=np.float64)
+        u = self.precisions_cholesky_
+        if ct == "full":
+            self.precisions_ = u @ np.swapaxes(u, 1, 2)
+        elif ct == "tied":
+            self.precisions_ = u @ u.T
+        else:
+            self.precisions_ = u**2
+
+    # -- inference ----------------------------------------------------------------------
+
+    def _estep(self, X):
+        return _e_step(
+            X, self.means_, self.precisions_cholesky_, self.covariance_type,
+            _log_weights(self.weights_),
+        )
+
+    def predict_proba(self, X):
+        """Posterior p(z = k | x_i), eq. (12); shape (n_samples, n_components)."""
+        self._check_fitted()
+        return self._estep(self._validate_X(X))[0]
+
+    def predict(self, X):
+        """Most probable component of each row, argmax_k p(z = k | x_i); shape (n,)."""
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def score_samples(self, X):
+        """log p(x_i | theta), eq. (12); shape (n_samples,)."""
+        self._check_fitted()
+        return self._estep(self._validate_X(X))[1]
+
+    def score(self, X, y=None):
+        """Mean log-likelihood (1/n) sum_i log p(x_i | theta) (float)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def _n_parameters(self):
+        return n_parameters(self.means_.shape[0], self.means_.shape[1], self.covariance_type)
+
+    def bic(self, X):
+        """Bayesian information criterion -2 l + p log n, eq. (22) (lower is better)."""
+        X = self._validate_X(X)
+        return -2.0 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+
+    def aic(self, X):
+        """Akaike information criterion -2 l + 2 p, eq. (22) (lower is better)."""
+        X = self._validate_X(X)
+        return -2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters()
+
+    def sample(self, n_samples=1, rng=None):
+        """Draw from the fitted mixture, eqs. (1)-(2).
+
+        Parameters
+        ----------
+        n_samples : int, >= 1
+        rng : numpy.random.Generator, int or None
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Grouped by component (component 0 first).
+        labels : ndarray of int, shape (n_samples,)
+        """
+        self._check_fitted()
+        n = check_positive_int(n_samples, "n_samples")
+        rng = check_rng(rng)
+        counts = rng.multinomial(n, self.weights_ / self.weights_.sum())
+        d = self.means_.shape[1]
+        ct = self.covariance_type
+        out = []
+        for k, c in enumerate(counts):
+            eps = rng.standard_normal((c, d))
+            if ct == "full":
+                low = linalg.cholesky(self.covariances_[k], lower=True)
+                out.append(self.means_[k] + eps @ low.T)
+            elif ct == "tied":
+                low = linalg.cholesky(self.covariances_, lower=True)
+                out.append(self.means_[k] + eps @ low.T)
+            elif ct == "diag":
+                out.append(self.means_[k] + eps * np.sqrt(self.covariances_[k]))
+            else:
+                out.append(self.means_[k] + eps * np.sqrt(self.covariances_[k]))
+        labels = np.repeat(np.arange(len(counts)), counts)
+        return np.vstack(out), labels
+
+    # -- persistence --------------------------------------------------------------------
+
+    def save(self, path):
+        """Write hyper-parameters and fitted arrays to an ``.npz`` file (no pickle)."""
+        self._check_fitted()
+        np.savez(
+            path,
+            format=np.array(_FORMAT),
+            n_components=np.array(self.n_components),
+            covariance_type=np.array(self.covariance_type),
+            tol=np.array(float(self.tol)),
+            reg_covar=np.array(float(self.reg_covar)),
+            max_iter=np.array(self.max_iter),
+            n_init=np.array(self.n_init),
+            init_params=np.array(self.init_params),
+            warm_start=np.array(bool(self.warm_start)),
+            weights_=self.weights_,
+            means_=self.means_,
+            covariances_=self.covariances_,
+            precisions_cholesky_=self.precisions_cholesky_,
+            converged_=np.array(self.converged_),
+            n_iter_=np.array(self.n_iter_),
+            lower_bound_=np.array(self.lower_bound_),
+            lower_bounds_=np.asarray(self.lower_bounds_, dtype=np.float64),
+        )
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save` (``allow_pickle=False``).
+
+        Raises
+        ------
+        ValueError
+            If the file is not a valid lvmref GaussianMixture archive.
+        """
+        try:
+            with np.load(path, allow_pickle=False) as f:
+                data = {key: f[key] for key in f.files}
+        except (OSError, ValueError, EOFError) as exc:
+            raise ValueError(f"path: cannot read a GaussianMixture .npz file: {exc}") from None
+        if "format" not in data or str(data["format"]) != _FORMAT:
+            raise ValueError(f"path: not an lvmref GaussianMixture file (format {_FORMAT!r})")
+        needed = ("n_components", "covariance_type", "weights_", "means_", "covariances_",
+                  "precisions_cholesky_", "converged_", "n_iter_", "lower_bound_",
+                  "lower_bounds_", "tol", "reg_covar", "max_iter", "n_init", "init_params",
+                  "warm_start")
+        missing = [k for k in needed if k not in data]
+        if missing:
+            raise ValueError(f"path: malformed GaussianMixture file, missing {missing}")
+        try:
+            gm = cls(
+                int(data["n_components"]),
+                covariance_type=str(data["covariance_type"]),
+                tol=float(data["tol"]),
+                reg_covar=float(data["reg_covar"]),
+                max_iter=int(data["max_iter"]),
+                n_init=int(data["n_init"]),
+                init_params=str(data["init_params"]),
+                warm_start=bool(data["warm_start"]),
+            )
+            k = gm._check_hyper()
+            ct = gm.covariance_type
+            means = as_float_array(data["means_"], "means_", ndim=2)
+            d = means.shape[1]
+            if means.shape[0] != k:
+                raise ValueError(f"means_ must have {k} rows")
+            w, means, u = _check_params(
+                {"weights": data["weights_"], "means": means,
+                 "precisions_cholesky": data["precisions_cholesky_"]}, ct, d)
+            cov = as_float_array(data["covariances_"], "covariances_",
+                                 shape=_cov_shape(ct, k, d))
+        except (TypeError, ValueError) as exc:
+            raise ValueError(f"path: malformed GaussianMixture file: {exc}") from None
+        gm._set_params({"weights": w, "means": means, "covariances": cov,
+                        "precisions_cholesky": u})
+        gm.converged_ = bool(data["converged_"])
+        gm.n_iter_ = int(data["n_iter_"])
+        gm.lower_bound_ = float(data["lower_bound_"])
+        gm.lower_bounds_ = [float(v) for v in np.atleast_1d(data["lower_bounds_"])]
+        gm.n_features_in_ = d
+        return gm
+
+
+def _log_weights(w):
+    with np.errstate(divide="ignore"):
+        return np.log(w)
+
+
+def _covariances_from_cholesky(u, covariance_type):
+    """Sigma = (U U^T)^{-1} from the precision factors, eq. (13)."""
+    if covariance_type in ("full", "tied"):
+        mats = u if covariance_type == "full" else u[None]
+        out = np.empty_like(mats)
+        for k, uk in enumerate(mats):
+            inv = _tri_inv(uk, lower=False)  # U^{-1}
+            out[k] = inv.T @ inv
+        return out if covariance_type == "full" else out[0]
+    return 1.0 / u**2

@@ -1,0 +1,229 @@
+"""CLI: each subcommand's happy path (tiny data) and its bad-input errors."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+from scipy.stats import multivariate_normal
+
+from lvmref import cli
+from lvmref.datasets import bars
+
+
+def run(capsys, *argv):
+    code = cli.main([str(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def assert_user_error(capsys, match, *argv):
+    code, out, err = run(capsys, *argv)
+    assert code == 2
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert lines[0].startswith("lvmref: error: ")
+    assert "Traceback" not in err
+    assert match in lines[0], lines[0]
+    return lines[0]
+
+
+@pytest.fixture(scope="module")
+def blobs(tmp_path_factory):
+    d = tmp_path_factory.mktemp("cli")
+    rng = np.random.default_rng(0)
+    X = np.vstack([rng.normal([0, 0], 0.5, (30, 2)), rng.normal([4, 4], 0.7, (30, 2))])
+    csv = d / "blobs.csv"
+    np.savetxt(csv, X, delimiter=",")
+    npy = d / "blobs.npy"
+    np.save(npy, X)
+    return d, X, csv, npy
+
+
+@pytest.fixture(scope="module")
+def binary(tmp_path_factory):
+    d = tmp_path_factory.mktemp("bin")
+    X = bars(60, np.random.default_rng(1))          # (60, 16) in {0, 1}
+    path = d / "bars.npy"
+    np.save(path, X)
+    return d, X, path
+
+
+# ----------------------------------------------------------------------------------- gmm
+
+def test_gmm_fit_save_load(capsys, blobs, tmp_path):
+    _, X, csv, npy = blobs
+    model, js = tmp_path / "m.npz", tmp_path / "m.json"
+    code, out, err = run(capsys, "gmm", csv, "-k", 2, "--save", model, "--json", js,
+                         "--tol", 1e-8, "--max-iter", 500)
+    assert code == 0 and err == ""
+    assert "BIC" in out and "log-likelihood per point by iteration" in out
+    r = json.loads(js.read_text())
+    w, mu, cov = (np.array(r[k]) for k in ("weights", "means", "covariances"))
+    # independent log-likelihood from scipy with the saved parameters
+    dens = sum(w[k] * multivariate_normal(mu[k], cov[k]).pdf(X) for k in range(2))
+    ll = np.log(dens).sum()
+    assert r["log_likelihood_per_point"] == pytest.approx(ll / X.shape[0], rel=1e-10)
+    p = 1 + 2 * 2 + 2 * 3                                     # (K-1) + K d + K d(d+1)/2
+    assert r["bic"] == pytest.approx(-2 * ll + p * math.log(X.shape[0]), rel=1e-10)
+    assert np.all(np.diff(r["lower_bounds"]) >= -1e-9)       # reg_covar 1e-6: EM ~ monotone
+    assert sorted(np.round(mu[:, 0]).tolist()) == [0.0, 4.0]
+    # --load evaluates the saved model on the .npy copy of the data: same numbers
+    js2 = tmp_path / "m2.json"
+    code, out, _ = run(capsys, "gmm", npy, "--load", model, "--json", js2)
+    assert code == 0 and "BIC" in out
+    r2 = json.loads(js2.read_text())
+    assert r2["bic"] == pytest.approx(r["bic"], rel=1e-12)
+    np.testing.assert_array_equal(r2["means"], r["means"])
+
+
+def test_gmm_quiet_and_covariance_type(capsys, blobs):
+    code, out, err = run(capsys, "gmm", blobs[2], "-k", 2, "--covariance-type", "diag", "-q")
+    assert code == 0 and out == "" and err == ""
+
+
+def test_gmm_bad_inputs(capsys, blobs, tmp_path):
+    d, X, csv, _ = blobs
+    assert_user_error(capsys, "not found", "gmm", tmp_path / "nope.csv", "-k", 2)
+    semi = tmp_path / "semi.csv"
+    semi.write_text("1;2\n3;4\n5;6\n")
+    assert_user_error(capsys, "delimiter", "gmm", semi, "-k", 2)
+    header = tmp_path / "header.csv"
+    header.write_text("a,b\n1,2\n3,4\n")
+    assert_user_error(capsys, "delimiter", "gmm", header, "-k", 2)
+    flat = tmp_path / "flat.npy"
+    np.save(flat, np.arange(5.0))
+    assert_user_error(capsys, "2-D", "gmm", flat, "-k", 2)
+    nan = tmp_path / "nan.npy"
+    np.save(nan, np.array([[1.0, np.nan], [0.0, 1.0]]))
+    assert_user_error(capsys, "NaN", "gmm", nan, "-k", 1)
+    assert_user_error(capsys, "directory", "gmm", tmp_path, "-k", 2)
+    txt = tmp_path / "data.dat"
+    txt.write_text("1,2\n")
+    assert_user_error(capsys, ".npy or .csv", "gmm", txt, "-k", 2)
+    assert_user_error(capsys, "n_components", "gmm", csv, "-k", 100)
+    assert_user_error(capsys, "-k", "gmm", csv)
+    assert_user_error(capsys, "not found", "gmm", csv, "--load", tmp_path / "none.npz")
+    bad_model = tmp_path / "bad.npz"
+    np.savez(bad_model, a=np.zeros(3))
+    assert_user_error(capsys, "GaussianMixture", "gmm", csv, "--load", bad_model)
+    three = tmp_path / "three.npy"
+    np.save(three, np.ones((5, 3)))
+    model = tmp_path / "m.npz"
+    assert run(capsys, "gmm", csv, "-k", 1, "--save", model, "-q")[0] == 0
+    assert_user_error(capsys, "3 columns", "gmm", three, "--load", model)
+    assert_user_error(capsys, "no_such_dir", "gmm", csv, "-k", 1, "--save",
+                      tmp_path / "no_such_dir" / "m.npz")
+
+
+@pytest.mark.parametrize("argv, match", [
+    (["gmm", "{csv}", "-k", "0"], "positive integer"),
+    (["gmm", "{csv}", "-k", "2", "--covariance-type", "banana"], "--covariance-type"),
+    (["gmm", "{csv}", "-k", "2", "--tol", "nan"], "--tol"),
+    (["vae", "{csv}", "--lr", "-1"], "--lr"),
+    (["demo", "--seed", "-3"], "--seed"),
+    (["nosuchcommand"], "invalid choice"),
+    ([], "required"),
+])
+def test_usage_errors_are_one_line_exit_2(capsys, blobs, argv, match):
+    argv = [a.format(csv=blobs[2]) for a in argv]
+    with pytest.raises(SystemExit) as e:
+        cli.main(argv)
+    assert e.value.code == 2
+    lines = capsys.readouterr().err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("lvmref: error: ")
+    assert match in lines[0]
+
+
+# ----------------------------------------------------------------------------------- vae
+
+def test_vae_train_save_load(capsys, binary, tmp_path):
+    _, X, path = binary
+    model, js, js2 = tmp_path / "v.npz", tmp_path / "v.json", tmp_path / "v2.json"
+    code, out, err = run(capsys, "vae", path, "--test", path, "--latent", 2, "--hidden", 8,
+                         "--epochs", 3, "--batch-size", 20, "--iwae-k", 5, "--save", model,
+                         "--json", js)
+    assert code == 0 and err == ""
+    assert out.count("epoch ") == 3
+    r = json.loads(js.read_text())
+    assert len(r["history"]["train_elbo"]) == 3
+    assert r["data"]["elbo"] < 0                     # Bernoulli ELBO is <= 0 exactly
+    code, out, _ = run(capsys, "vae", path, "--load", model, "--iwae-k", 5, "--json", js2)
+    assert code == 0
+    r2 = json.loads(js2.read_text())
+    # same parameters and the same evaluation noise: identical numbers
+    assert r2["data"] == r["data"]
+    vae, params = cli.load_vae(model)
+    assert (vae.n_visible, vae.n_latent, vae.hidden) == (16, 2, (8,))
+    assert set(params) == set(vae.param_shapes())
+
+
+def test_vae_bad_inputs(capsys, binary, blobs, tmp_path):
+    _, X, path = binary
+    assert_user_error(capsys, "binary", "vae", blobs[3], "--epochs", 1)
+    assert_user_error(capsys, "not found", "vae", tmp_path / "x.npy")
+    gmm_model = tmp_path / "g.npz"
+    assert run(capsys, "gmm", blobs[2], "-k", 1, "--save", gmm_model, "-q")[0] == 0
+    assert_user_error(capsys, "not an lvmref VAE file", "vae", path, "--load", gmm_model)
+    assert_user_error(capsys, "not found", "vae", path, "--load", tmp_path / "none.npz")
+    assert_user_error(capsys, "--hidden", "vae", path, "--hidden", "a,b", "--epochs", 1)
+    other = tmp_path / "other.npy"
+    np.save(other, np.ones((4, 9)))
+    assert_user_error(capsys, "columns", "vae", path, "--test", other, "--epochs", 1)
+    model = tmp_path / "v.npz"
+    assert run(capsys, "vae", path, "--latent", 1, "--hidden", 4, "--epochs", 1, "-q",
+               "--iwae-k", 2, "--save", model)[0] == 0
+    assert_user_error(capsys, "9 columns", "vae", other, "--load", model)
+    broken = tmp_path / "broken.npz"
+    broken.write_bytes(b"not a zip file")
+    assert_user_error(capsys, "broken.npz", "vae", path, "--load", broken)
+
+
+# ----------------------------------------------------------------------------- helmholtz
+
+def test_helmholtz_train_save_load(capsys, binary, tmp_path):
+    _, X, path = binary
+    model, js, js2 = tmp_path / "h.npz", tmp_path / "h.json", tmp_path / "h2.json"
+    code, out, err = run(capsys, "helmholtz", path, "--layers", "1,4", "--updates", 2000,
+                         "--save", model, "--json", js)
+    assert code == 0 and err == ""
+    r = json.loads(js.read_text())
+    assert r["exact"] and r["n_latent"] == 5 and r["layer_sizes"] == [1, 4, 16]
+    # ELBO <= log p(x) for every row (exact enumeration), log p(x) <= 0 for binary x
+    assert r["elbo"] <= r["log_likelihood"] < 0
+    code, out, _ = run(capsys, "helmholtz", path, "--load", model, "--json", js2)
+    assert code == 0
+    assert json.loads(js2.read_text()) == r
+    # too many latents to enumerate: IWAE bound instead
+    code, out, _ = run(capsys, "helmholtz", path, "--load", model, "--max-exact-latent", 2,
+                       "--iwae-k", 10, "--json", js2)
+    r3 = json.loads(js2.read_text())
+    assert code == 0 and not r3["exact"] and r3["elbo"] < 0
+
+
+def test_helmholtz_bad_inputs(capsys, binary, blobs, tmp_path):
+    _, _, path = binary
+    assert_user_error(capsys, "binary", "helmholtz", blobs[3])
+    assert_user_error(capsys, "--layers", "helmholtz", path, "--layers", "1,x")
+    assert_user_error(capsys, "--layers", "helmholtz", path, "--layers", "0")
+    assert_user_error(capsys, "not found", "helmholtz", path, "--load", tmp_path / "n.npz")
+    junk = tmp_path / "junk.npz"
+    np.savez(junk, a=np.zeros(2))
+    assert_user_error(capsys, "HelmholtzMachine", "helmholtz", path, "--load", junk)
+
+
+def test_python_m_lvmref_help():
+    proc = subprocess.run([sys.executable, "-m", "lvmref", "--help"], capture_output=True,
+                          text=True, timeout=60)
+    assert proc.returncode == 0
+    for cmd in ("demo", "gmm", "vae", "helmholtz"):
+        assert cmd in proc.stdout
+    proc = subprocess.run([sys.executable, "-m", "lvmref", "gmm", "missing.csv", "-k", "2"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 2
+    assert proc.stderr.strip().splitlines() == ["lvmref: error: DATA file not found: "
+                                                "missing.csv"]

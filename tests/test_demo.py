@@ -1,0 +1,185 @@
+"""`lvmref demo --quick` end to end (one subprocess run, shared by the tests below)."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from lvmref import demo, plots
+
+
+def _strict_json(path):
+    def no_constants(name):
+        raise ValueError(f"non-standard JSON constant {name} in {path}")
+
+    with open(path) as fh:
+        return json.load(fh, parse_constant=no_constants)
+
+
+@pytest.fixture(scope="module")
+def quick_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo") / "report"
+    proc = subprocess.run(
+        [sys.executable, "-m", "lvmref", "demo", "--quick", "--quiet", "--out", str(out)],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return out, proc, _strict_json(out / "metrics.json")
+
+
+def _finite_tree(obj, where="metrics"):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            _finite_tree(v, f"{where}.{k}")
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            _finite_tree(v, f"{where}[{i}]")
+    elif isinstance(obj, float):
+        assert math.isfinite(obj), where
+    else:
+        assert obj is not None or where.endswith("max_abs_z_vs_reparam"), where
+
+
+def test_files_written_and_quiet(quick_run):
+    out, proc, m = quick_run
+    assert proc.stdout == ""
+    assert proc.stderr == ""
+    assert (out / "report.md").is_file()
+    assert m["mode"] == "quick" and m["seed"] == 0
+    report = (out / "report.md").read_text()
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert 'pip install "lvmref[plot]"' in report
+    else:
+        try:
+            import lvmref.vbgmm  # noqa: F401  (optional stage: one more figure)
+        except ImportError:
+            n_fig = 6
+        else:
+            n_fig = 7
+        assert len(m["figures"]) == n_fig
+        for name in m["figures"]:
+            data = (out / name).read_bytes()
+            assert data[:8] == b"\x89PNG\r\n\x1a\n", name
+            assert f"]({name})" in report
+    _finite_tree({k: v for k, v in m.items() if k != "figures"})
+
+
+def test_gmm_em_is_monotone_and_staircase_holds(quick_run):
+    g = quick_run[2]["gmm"]
+    ll = np.array(g["log_likelihood_history"])
+    e = np.array(g["elbo_after_e_step"])
+    mstep = np.array(g["elbo_after_m_step"])
+    kl = np.array(g["kl_closed_by_e_step"])
+    assert g["reg_covar"] == 0.0 and ll.size == g["n_iter"] >= 3
+    # eq. (9) holds exactly for reg_covar = 0; allow only rounding (a few ulps of |l|)
+    ulp = 1e-13 * np.abs(ll).max()
+    assert np.all(np.diff(ll) >= -ulp)
+    # E-step: bound tight (ELBO = log-lik); M-step: ELBO rises at fixed q;
+    # next E-step: rises again by KL(q_t || p(z | x, theta_{t+1})) >= 0 (eq. 6)
+    np.testing.assert_allclose(e, ll, rtol=0, atol=1e-10)
+    assert np.all(mstep - e >= -ulp)
+    assert np.all(kl >= 0)
+    np.testing.assert_allclose(ll[1:] - mstep[:-1], kl, rtol=0, atol=1e-10)
+    assert ll[-1] > ll[0]
+    assert g["class_vs_functions_max_abs_diff"] < 1e-10
+    # BIC from its definition, eq. (22): p = (K-1) + K d + K d(d+1)/2 for full, d = 2
+    p = 2 + 3 * 2 + 3 * 3
+    n = g["n_samples"]
+    assert g["n_parameters"] == p
+    assert g["bic"] == pytest.approx(-2 * g["final_log_likelihood_per_point"] * n
+                                     + p * math.log(n), rel=1e-12)
+    # the generating mixture has 3 components: BIC over K is smallest at K = 3
+    best = min(g["bic_by_k"], key=lambda r: r["bic"])
+    assert best["k"] == 3
+
+
+def test_vbgmm_stage_if_available(quick_run):
+    vb = quick_run[2]["gmm"].get("vbgmm")
+    try:
+        import lvmref.vbgmm  # noqa: F401
+    except ImportError:
+        assert vb is None
+        return
+    lb = np.array(vb["lower_bounds"])
+    # reg_covar = 0: every update is an exact coordinate-ascent step, bound monotone
+    assert np.all(np.diff(lb) >= -1e-10 * np.abs(lb).max())
+    assert sum(vb["weights"]) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_fitted_mixture_recovers_generating_means(quick_run):
+    fitted = np.array(quick_run[2]["gmm"]["fitted"]["means"])
+    true = demo.GMM_TRUE["means"]
+    # each true mean has a fitted mean within 0.5 (component sd >= 0.7, n >= 120 each:
+    # the sampling error of a mean is < 0.15 per coordinate)
+    d = np.linalg.norm(true[:, None, :] - fitted[None, :, :], axis=2)
+    assert np.all(d.min(axis=1) < 0.5)
+
+
+def test_bars_metrics(quick_run):
+    b = quick_run[2]["bars"]
+    kl = np.array(b["kl_bits_history"])
+    assert np.all(kl >= 0)
+    assert b["kl_bits_final"] < b["kl_bits_initial"]
+    assert b["kl_bits_initial"] == kl[0] and b["kl_bits_final"] == kl[-1]
+    # from the definitions: E_data log p_model(x) = -(H(data) + KL(data || model)) ln 2,
+    # with KL (bits) from kl_data_model and log p from exact_log_marginal separately
+    assert b["expected_log_likelihood_nats"] == pytest.approx(
+        -(b["data_entropy_bits"] + b["kl_bits_final"]) * math.log(2.0), rel=1e-9)
+    # ELBO <= log p(x) for every x, hence in expectation over the data
+    assert b["expected_elbo_nats"] <= b["expected_log_likelihood_nats"]
+    assert b["updates"][-1] == b["n_updates"]
+    assert b["kl_bits_final_all_runs"][0] == b["kl_bits_final"]
+    assert len(b["kl_bits_final_all_runs"]) == b["n_runs"] == len(b["other_runs"]) + 1
+
+
+def test_vae_and_gradient_variance_metrics(quick_run):
+    m = quick_run[2]
+    v = m["vae"]
+    # Bernoulli ELBO = E_q log p(x|z) - KL <= 0 exactly (both terms are <= 0)
+    assert v["test_elbo"] < 0 and v["latent2"]["test_elbo"] < 0
+    assert all(e < 0 for e in v["train_elbo_history"] + v["test_elbo_history"])
+    assert len(v["test_elbo_history"]) == v["n_epochs"]
+    # training moves the test ELBO up from the first epoch
+    assert v["test_elbo_history"][-1] > v["test_elbo_history"][0]
+    rows = m["gradient_variance"]["rows"]
+    assert rows[0]["estimator"] == "reparameterization" and rows[0]["ratio_to_reparam_s1"] == 1
+    assert all(r["total_variance"] > 0 for r in rows)
+
+
+def test_report_without_matplotlib_says_how_to_get_it(quick_run, tmp_path):
+    m = quick_run[2]
+    demo.write_report(tmp_path / "r.md", m, {}, "matplotlib is not installed")
+    text = (tmp_path / "r.md").read_text()
+    assert 'pip install "lvmref[plot]"' in text and "pip install matplotlib" in text
+    assert "![" not in text
+
+
+def test_plots_import_error_names_the_fix(monkeypatch):
+    monkeypatch.setitem(sys.modules, "matplotlib", None)
+    with pytest.raises(ImportError, match=r"lvmref\[plot\]"):
+        plots._pyplot()
+
+
+def test_gmm_demo_data_is_seeded():
+    a, la = demo.gmm_demo_data(50, 3)
+    b, lb = demo.gmm_demo_data(50, np.random.default_rng(3))
+    np.testing.assert_array_equal(a, b)
+    np.testing.assert_array_equal(la, lb)
+    with pytest.raises(ValueError, match="n"):
+        demo.gmm_demo_data(0)
+
+
+def test_run_demo_rejects_file_as_out(tmp_path):
+    f = tmp_path / "file"
+    f.write_text("x")
+    with pytest.raises(ValueError, match="out"):
+        demo.run_demo(f, quick=True, quiet=True)
+    with pytest.raises(ValueError, match="seed"):
+        demo.run_demo(tmp_path / "d", quick=True, seed=-1, quiet=True)

@@ -1,0 +1,596 @@
+"""lvmref.gmm: the EM derivation checked in code (eqs. refer to the module docstring).
+
+Round-off tolerances used below, and why:
+- per-row log densities are sums of O(d^2) terms; we allow 64 eps * (|value| + 1).
+- the identity (6) and the bound (5) combine O(K) such terms per row: 1e-12 * (1 + |log p|)
+  (~4500 eps per row, far below any modelling effect, far above float64 noise for K <= 6).
+- log-likelihood monotonicity (9): l is a sum over n rows of values each accurate to
+  ~64 eps (|log p(x_i)| + 1); we allow 64 eps * sum_i (|log p(x_i)| + 1).
+"""
+
+import io
+import warnings
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+
+from lvmref import gmm
+from lvmref.gmm import (
+    ConvergenceWarning,
+    GaussianMixture,
+    NotFittedError,
+    compute_precision_cholesky,
+    e_step,
+    elbo,
+    kl_to_posterior,
+    log_gaussian_prob,
+    log_likelihood,
+    m_step,
+    n_parameters,
+    precision_cholesky_from_precisions,
+)
+
+EPS = np.finfo(float).eps
+TYPES = ("full", "tied", "diag", "spherical")
+
+
+def random_covariances(rng, ct, k, d):
+    if ct == "full":
+        a = rng.normal(size=(k, d, d))
+        return a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(d)
+    if ct == "tied":
+        a = rng.normal(size=(d, d))
+        return a @ a.T + 0.5 * np.eye(d)
+    if ct == "diag":
+        return rng.uniform(0.3, 3.0, size=(k, d))
+    return rng.uniform(0.3, 3.0, size=k)
+
+
+def dense_cov(cov, ct, k, d):
+    """(K, d, d) covariance matrices from any covariance_type layout."""
+    if ct == "full":
+        return cov
+    if ct == "tied":
+        return np.broadcast_to(cov, (k, d, d))
+    if ct == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return np.stack([c * np.eye(d) for c in cov])
+
+
+def random_params(rng, ct, k, d):
+    cov = random_covariances(rng, ct, k, d)
+    return {
+        "weights": rng.dirichlet(np.ones(k)),
+        "means": rng.normal(size=(k, d)) * 2.0,
+        "covariances": cov,
+        "precisions_cholesky": compute_precision_cholesky(cov, ct),
+    }
+
+
+def blobs(rng, n=240, d=3, k=3, spread=4.0):
+    centers = rng.normal(size=(k, d)) * spread
+    lab = rng.integers(k, size=n)
+    return centers[lab] + rng.normal(size=(n, d)) * rng.uniform(0.5, 1.5, size=(k, d))[lab]
+
+
+# ----------------------------------------------------------------------------------------
+# Log densities and Cholesky factors
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_log_density_matches_scipy(ct):
+    rng = np.random.default_rng(1)
+    k, d = 3, 4
+    p = random_params(rng, ct, k, d)
+    X = rng.normal(size=(50, d)) * 3.0
+    got = log_gaussian_prob(X, p["means"], p["precisions_cholesky"], ct)
+    covs = dense_cov(p["covariances"], ct, k, d)
+    ref = np.stack(
+        [stats.multivariate_normal(p["means"][j], covs[j]).logpdf(X) for j in range(k)], axis=1
+    )
+    # scipy works through an eigendecomposition: allow its round-off, cond(Sigma) * eps.
+    cond = max(np.linalg.cond(c) for c in covs)
+    assert np.all(np.abs(got - ref) <= 64 * cond * EPS * (np.abs(ref) + 1.0))
+
+
+def test_per_type_log_density_functions_are_the_generic_one():
+    rng = np.random.default_rng(2)
+    X = rng.normal(size=(20, 3))
+    for ct, f in [
+        ("full", gmm.log_gaussian_prob_full),
+        ("tied", gmm.log_gaussian_prob_tied),
+        ("diag", gmm.log_gaussian_prob_diag),
+        ("spherical", gmm.log_gaussian_prob_spherical),
+    ]:
+        p = random_params(rng, ct, 2, 3)
+        covs = dense_cov(p["covariances"], ct, 2, 3)
+        ref = np.stack(
+            [stats.multivariate_normal(p["means"][j], covs[j]).logpdf(X) for j in range(2)],
+            axis=1,
+        )
+        np.testing.assert_allclose(f(X, p["means"], p["precisions_cholesky"]), ref, rtol=1e-12)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_precision_cholesky_conventions(ct):
+    rng = np.random.default_rng(3)
+    k, d = 3, 4
+    cov = random_covariances(rng, ct, k, d)
+    u = compute_precision_cholesky(cov, ct)
+    covs = dense_cov(cov, ct, k, d)
+    prec = np.linalg.inv(covs)
+    if ct in ("full", "tied"):
+        uk = u if ct == "full" else u[None]
+        prec = prec if ct == "full" else prec[:1]
+        assert np.all(np.tril(uk, -1) == 0.0)  # upper triangular, eq. (13)
+        np.testing.assert_allclose(uk @ np.swapaxes(uk, 1, 2), prec, rtol=1e-12, atol=1e-13)
+        # from the precisions (flipped Cholesky): the same unique factor
+        u2 = precision_cholesky_from_precisions(prec if ct == "full" else prec[0], ct)
+        np.testing.assert_allclose(u2, u, rtol=1e-11, atol=1e-12)
+    else:
+        np.testing.assert_allclose(u**2, 1.0 / cov, rtol=1e-14)
+        np.testing.assert_allclose(precision_cholesky_from_precisions(1.0 / cov, ct), u,
+                                   rtol=1e-14)
+
+
+# ----------------------------------------------------------------------------------------
+# ELBO, KL identity, tightness: eqs. (5)-(7)
+# ----------------------------------------------------------------------------------------
+
+
+@st.composite
+def _problems(draw):
+    seed = draw(st.integers(0, 2**31 - 1))
+    ct = draw(st.sampled_from(TYPES))
+    k = draw(st.integers(1, 5))
+    d = draw(st.integers(1, 4))
+    n = draw(st.integers(1, 12))
+    rng = np.random.default_rng(seed)
+    p = random_params(rng, ct, k, d)
+    X = rng.normal(size=(n, d)) * draw(st.sampled_from([0.1, 1.0, 10.0]))
+    q = rng.dirichlet(np.full(k, draw(st.sampled_from([0.05, 1.0, 20.0]))), size=n)
+    zero = rng.random(size=(n, k)) < draw(st.sampled_from([0.0, 0.3]))
+    zero[np.arange(n), rng.integers(k, size=n)] = False  # keep >= 1 non-zero per row
+    q = np.where(zero, 0.0, q)
+    q /= q.sum(axis=1, keepdims=True)
+    return X, p, q, ct
+
+
+@given(_problems())
+def test_kl_identity_and_elbo_bound(prob):
+    X, p, q, ct = prob
+    ll = log_likelihood(X, p, ct, reduce=False)
+    lo = elbo(X, p, q, ct, reduce=False)
+    kl = kl_to_posterior(X, p, q, ct, reduce=False)
+    tol = 1e-12 * (1.0 + np.abs(ll))
+    assert np.all(np.abs(ll - (lo + kl)) <= tol)  # eq. (6)
+    assert np.all(lo <= ll + tol)  # eq. (5)
+    assert np.all(kl >= -tol)
+    # tight at the responsibilities, eq. (7)
+    resp, log_norm = e_step(X, p, ct)
+    assert np.all(np.abs(log_norm - ll) <= tol)
+    assert np.all(np.abs(elbo(X, p, resp, ct, reduce=False) - ll) <= tol)
+    assert np.all(np.abs(kl_to_posterior(X, p, resp, ct, reduce=False)) <= tol)
+    assert abs(log_likelihood(X, p, ct) - ll.sum()) <= tol.sum()
+
+
+def test_elbo_strictly_below_for_non_posterior_q():
+    """The bound is not trivially tight: a uniform q loses exactly its KL (> 0)."""
+    rng = np.random.default_rng(4)
+    p = random_params(rng, "full", 3, 2)
+    X = rng.normal(size=(30, 2))
+    q = np.full((30, 3), 1.0 / 3.0)
+    gap = log_likelihood(X, p) - elbo(X, p, q)
+    assert gap > 1e-3
+    resp, _ = e_step(X, p)
+    exact = np.sum(resp * (np.log(resp) + np.log(3.0)))  # KL(resp || q) is not it; KL(q||post)
+    post_kl = np.sum(q * (np.log(q) - np.log(resp)))
+    assert abs(gap - post_kl) <= 1e-12 * abs(log_likelihood(X, p))
+    assert exact != post_kl
+
+
+# ----------------------------------------------------------------------------------------
+# M-step against independent estimators, eqs. (15)-(20)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_m_step_against_weighted_np_cov(ct):
+    rng = np.random.default_rng(5)
+    n, d, k, c = 200, 3, 4, 1e-3
+    X = rng.normal(size=(n, d)) * 2.0 + 5.0
+    resp = rng.dirichlet(np.ones(k), size=n)
+    p = m_step(X, resp, ct, c)
+    nk = resp.sum(axis=0)
+    w_ref = nk / n
+    mu_ref = np.stack([np.average(X, axis=0, weights=resp[:, j]) for j in range(k)])
+    full_ref = np.stack([np.cov(X.T, aweights=resp[:, j], bias=True) for j in range(k)])
+    if ct == "full":
+        cov_ref = full_ref + c * np.eye(d)
+    elif ct == "tied":
+        cov_ref = np.einsum("k,kij->ij", nk, full_ref) / n + c * np.eye(d)
+    elif ct == "diag":
+        cov_ref = np.diagonal(full_ref, axis1=1, axis2=2) + c
+    else:
+        cov_ref = np.diagonal(full_ref, axis1=1, axis2=2).mean(axis=1) + c
+    np.testing.assert_allclose(p["weights"], w_ref, rtol=1e-13)
+    np.testing.assert_allclose(p["means"], mu_ref, rtol=1e-12)
+    np.testing.assert_allclose(p["covariances"], cov_ref, rtol=1e-11, atol=1e-13)
+    np.testing.assert_allclose(
+        p["precisions_cholesky"], compute_precision_cholesky(cov_ref, ct), rtol=1e-10,
+        atol=1e-12,
+    )
+    for f, name in [(gmm.m_step_full, "full"), (gmm.m_step_tied, "tied"),
+                    (gmm.m_step_diag, "diag"), (gmm.m_step_spherical, "spherical")]:
+        if name == ct:
+            q = f(X, resp, c)
+            for key in p:
+                np.testing.assert_array_equal(q[key], p[key])
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_m_step_maximises_expected_complete_loglik(ct):
+    """Brute force: Q(theta_M) >= Q(theta_M + small random perturbation), eq. (8)."""
+    rng = np.random.default_rng(6)
+    n, d, k = 150, 2, 3
+    X = blobs(rng, n=n, d=d, k=k)
+    resp = rng.dirichlet(np.ones(k), size=n)
+    p = m_step(X, resp, ct, 0.0)
+
+    def q_fun(params):
+        lp = log_gaussian_prob(X, params["means"], params["precisions_cholesky"], ct)
+        return np.sum(resp * (np.log(params["weights"]) + lp))
+
+    best = q_fun(p)
+    for _ in range(20):
+        w = p["weights"] * np.exp(1e-3 * rng.normal(size=k))
+        cov = p["covariances"]
+        if ct in ("full", "tied"):
+            e = 1e-3 * rng.normal(size=cov.shape)
+            cov = cov + (e + np.swapaxes(e, -1, -2)) / 2
+        else:
+            cov = cov * np.exp(1e-3 * rng.normal(size=cov.shape))
+        pert = {
+            "weights": w / w.sum(),
+            "means": p["means"] + 1e-3 * rng.normal(size=p["means"].shape),
+            "precisions_cholesky": compute_precision_cholesky(cov, ct),
+        }
+        assert q_fun(pert) < best
+
+
+def test_n_parameters_table():
+    got = {ct: n_parameters(2, 5, ct) for ct in TYPES}
+    assert got == {"spherical": 13, "diag": 21, "tied": 26, "full": 41}
+
+
+# ----------------------------------------------------------------------------------------
+# Monotone log-likelihood, eq. (9)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ct", TYPES)
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_em_never_decreases_log_likelihood(ct, seed):
+    rng = np.random.default_rng(seed)
+    X = blobs(rng, n=120, d=2, k=3, spread=2.0)
+    resp0 = rng.dirichlet(np.ones(4), size=X.shape[0])  # random soft initialisation
+    p = m_step(X, resp0, ct, 0.0)
+    lls = []
+    for _ in range(40):
+        ll_rows = log_likelihood(X, p, ct, reduce=False)
+        lls.append((ll_rows.sum(), 64 * EPS * np.sum(np.abs(ll_rows) + 1.0)))
+        resp, _ = e_step(X, p, ct)
+        p = m_step(X, resp, ct, 0.0)
+    for (a, tol_a), (b, _) in zip(lls, lls[1:]):
+        assert b >= a - tol_a
+    assert lls[-1][0] > lls[0][0] + 1e-3  # EM actually moved
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_estimator_lower_bounds_are_monotone(ct):
+    rng = np.random.default_rng(11)
+    X = blobs(rng)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(4, covariance_type=ct, reg_covar=0.0, tol=0.0, max_iter=30,
+                             init_params="random", random_state=0).fit(X)
+    lb = np.asarray(gm.lower_bounds_)
+    assert lb.shape == (30,)
+    tol = 64 * EPS * (np.abs(lb) + 1.0)
+    assert np.all(np.diff(lb) >= -tol[1:])
+    # lower_bound_ (21) is the mean log-likelihood of the parameters before the last M-step
+    assert gm.lower_bound_ == lb[-1]
+
+
+# ----------------------------------------------------------------------------------------
+# Estimator behaviour
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def fitted():
+    rng = np.random.default_rng(12)
+    X = blobs(rng, n=300)
+    out = {}
+    for ct in TYPES:
+        out[ct] = (GaussianMixture(3, covariance_type=ct, random_state=0).fit(X), X)
+    return out
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_predict_proba_score_consistency(fitted, ct):
+    gm, X = fitted[ct]
+    proba = gm.predict_proba(X)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=0, atol=8 * EPS)
+    assert np.array_equal(gm.predict(X), np.argmax(proba, axis=1))
+    s = gm.score_samples(X)
+    assert gm.score(X) == pytest.approx(np.mean(s), rel=1e-15)
+    # score_samples is log sum_k pi_k N(x|k) with scipy densities
+    covs = dense_cov(gm.covariances_, ct, 3, X.shape[1])
+    ref = np.log(sum(gm.weights_[j] * stats.multivariate_normal(gm.means_[j], covs[j]).pdf(X)
+                     for j in range(3)))
+    np.testing.assert_allclose(s, ref, rtol=1e-10)
+    n = X.shape[0]
+    p = n_parameters(3, X.shape[1], ct)
+    assert gm.bic(X) == pytest.approx(-2 * s.sum() + p * np.log(n), rel=1e-14)
+    assert gm.aic(X) == pytest.approx(-2 * s.sum() + 2 * p, rel=1e-14)
+    assert np.array_equal(gm.fit_predict(X), gm.predict(X))
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_sample_recovers_parameters(fitted, ct):
+    gm, X = fitted[ct]
+    Xs, lab = gm.sample(40000, rng=1)
+    assert Xs.shape == (40000, X.shape[1])
+    d = X.shape[1]
+    covs = dense_cov(gm.covariances_, ct, 3, d)
+    for j in range(3):
+        xs = Xs[lab == j]
+        m = xs.shape[0]
+        assert abs(m / 40000 - gm.weights_[j]) <= 5 * np.sqrt(gm.weights_[j] / 40000)
+        se_mean = np.sqrt(np.diag(covs[j]) / m)
+        assert np.all(np.abs(xs.mean(axis=0) - gm.means_[j]) <= 5 * se_mean)
+        s = np.cov(xs.T)
+        var = np.diag(covs[j])
+        se_cov = np.sqrt((np.outer(var, var) + covs[j] ** 2) / (m - 1))  # normal theory
+        assert np.all(np.abs(s - covs[j]) <= 5 * se_cov)
+
+
+@pytest.mark.parametrize("init", gmm.INIT_PARAMS)
+def test_same_random_state_identical_fit(init):
+    X = blobs(np.random.default_rng(13))
+    a = GaussianMixture(3, init_params=init, random_state=5, n_init=2).fit(X)
+    b = GaussianMixture(3, init_params=init, random_state=5, n_init=2).fit(X)
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        assert np.array_equal(getattr(a, attr), getattr(b, attr))
+    assert a.lower_bounds_ == b.lower_bounds_
+
+
+def test_n_init_keeps_the_best_restart():
+    X = blobs(np.random.default_rng(14), k=5, spread=2.0)
+    rng = np.random.default_rng(3)
+    lbs = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for _ in range(4):  # same generator consumed sequentially = the 4 restarts
+            lbs.append(GaussianMixture(5, init_params="random", random_state=rng,
+                                       max_iter=15).fit(X).lower_bound_)
+        gm = GaussianMixture(5, init_params="random", random_state=np.random.default_rng(3),
+                             n_init=4, max_iter=15).fit(X)
+    assert len(set(lbs)) > 1  # the restarts differ, so the choice matters
+    assert gm.lower_bound_ == max(lbs)
+
+
+def test_warm_start_continues_exactly():
+    X = blobs(np.random.default_rng(15))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        ref = GaussianMixture(3, tol=0.0, max_iter=5, random_state=0).fit(X)
+        gm = GaussianMixture(3, tol=0.0, max_iter=1, random_state=0, warm_start=True)
+        lbs = []
+        for _ in range(5):
+            gm.fit(X)
+            lbs.append(gm.lower_bound_)
+    assert np.array_equal(gm.means_, ref.means_)
+    assert np.array_equal(gm.covariances_, ref.covariances_)
+    assert lbs == ref.lower_bounds_
+
+
+def test_user_initial_parameters_are_used():
+    rng = np.random.default_rng(16)
+    X = blobs(rng)
+    p = random_params(rng, "diag", 3, 3)
+    gm = GaussianMixture(3, covariance_type="diag", max_iter=0,
+                         weights_init=p["weights"], means_init=p["means"],
+                         precisions_init=1.0 / p["covariances"]).fit(X)
+    np.testing.assert_array_equal(gm.means_, p["means"])
+    np.testing.assert_allclose(gm.covariances_, p["covariances"], rtol=1e-14)
+    # one EM step from there equals e_step + m_step by hand
+    with pytest.warns(ConvergenceWarning, match="Initialization 0 of n_init=1"):
+        gm1 = GaussianMixture(3, covariance_type="diag", max_iter=1,
+                              weights_init=p["weights"], means_init=p["means"],
+                              precisions_init=1.0 / p["covariances"]).fit(X)
+    # the precisions_init path gives U = sqrt(Lambda) (not 1/sqrt(Sigma)): use the same
+    p0 = {**p, "precisions_cholesky": np.sqrt(1.0 / p["covariances"])}
+    resp, log_norm = e_step(X, p0, "diag")
+    q = m_step(X, resp, "diag", 1e-6)
+    np.testing.assert_array_equal(gm1.means_, q["means"])
+    assert gm1.lower_bound_ == np.mean(log_norm)
+    assert gm1.converged_ is False
+
+
+def test_convergence_flag_and_warning_names_initialization():
+    X = blobs(np.random.default_rng(17))
+    gm = GaussianMixture(3, tol=1e-3, max_iter=500, random_state=0).fit(X)
+    assert gm.converged_ and gm.n_iter_ < 500
+    with pytest.warns(ConvergenceWarning, match=r"Initialization \d of n_init=3.*max_iter=2"):
+        GaussianMixture(3, tol=0.0, max_iter=2, n_init=3, random_state=0).fit(X)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_save_load_roundtrip(tmp_path, fitted, ct):
+    gm, X = fitted[ct]
+    path = tmp_path / f"gm_{ct}.npz"
+    gm.save(path)
+    g2 = GaussianMixture.load(path)
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
+        assert np.array_equal(getattr(g2, attr), getattr(gm, attr))
+    assert g2.covariance_type == ct and g2.lower_bounds_ == gm.lower_bounds_
+    assert np.array_equal(g2.score_samples(X), gm.score_samples(X))
+
+
+def test_load_malformed_files(tmp_path, fitted):
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a zip file")
+    with pytest.raises(ValueError, match="path"):
+        GaussianMixture.load(bad)
+    other = tmp_path / "other.npz"
+    np.savez(other, a=np.zeros(3))
+    with pytest.raises(ValueError, match="not an lvmref GaussianMixture"):
+        GaussianMixture.load(other)
+    gm, _ = fitted["full"]
+    buf = io.BytesIO()
+    gm.save(buf)
+    buf.seek(0)
+    with np.load(buf) as f:
+        data = dict(f)
+    data["means_"] = data["means_"][:, :2]
+    broken = tmp_path / "broken.npz"
+    np.savez(broken, **data)
+    with pytest.raises(ValueError, match="malformed"):
+        GaussianMixture.load(broken)
+    pick = tmp_path / "pickled.npz"
+    np.savez(pick, format=np.array([{"x": 1}], dtype=object))
+    with pytest.raises(ValueError, match="path"):
+        GaussianMixture.load(pick)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_degenerate_data_needs_reg_covar(ct):
+    X = np.repeat(np.array([[0.0, 1.0], [3.0, -2.0]]), 5, axis=0)  # 5 copies of 2 points
+    with pytest.raises(ValueError, match="reg_covar"):
+        GaussianMixture(3, covariance_type=ct, reg_covar=0.0, random_state=0).fit(X)
+    gm = GaussianMixture(3, covariance_type=ct, random_state=0).fit(X)
+    assert np.all(np.isfinite(gm.score_samples(X)))
+
+
+# ----------------------------------------------------------------------------------------
+# Bad input
+# ----------------------------------------------------------------------------------------
+
+
+def test_bad_input_estimator():
+    X = blobs(np.random.default_rng(18), n=30)
+    Xbad = X.copy()
+    Xbad[0, 0] = np.nan
+    with pytest.raises(ValueError, match="X contains NaN"):
+        GaussianMixture(2).fit(Xbad)
+    Xbad[0, 0] = np.inf
+    with pytest.raises(ValueError, match="X contains NaN or infinite"):
+        GaussianMixture(2).fit(Xbad)
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        GaussianMixture(2).fit(X[:, 0])
+    with pytest.raises(ValueError, match="X must not be empty"):
+        GaussianMixture(2).fit(np.empty((0, 3)))
+    with pytest.raises(ValueError, match="n_components"):
+        GaussianMixture(31).fit(X)
+    with pytest.raises(ValueError, match="n_components"):
+        GaussianMixture(0).fit(X)
+    with pytest.raises(ValueError, match="means_init"):
+        GaussianMixture(2, means_init=np.zeros((3, 3))).fit(X)
+    with pytest.raises(ValueError, match="weights_init"):
+        GaussianMixture(2, weights_init=[0.7, 0.7]).fit(X)
+    with pytest.raises(ValueError, match="precisions_init"):
+        GaussianMixture(2, precisions_init=-np.ones((2, 3)), covariance_type="diag").fit(X)
+    with pytest.raises(ValueError, match="precisions_init"):
+        GaussianMixture(2, precisions_init=np.zeros((2, 3, 3))).fit(X)
+    with pytest.raises(ValueError, match="reg_covar"):
+        GaussianMixture(2, reg_covar=-1e-3).fit(X)
+    with pytest.raises(ValueError, match="covariance_type"):
+        GaussianMixture(2, covariance_type="banana").fit(X)
+    with pytest.raises(ValueError, match="init_params"):
+        GaussianMixture(2, init_params="nope").fit(X)
+    with pytest.raises(TypeError, match="random_state|rng"):
+        GaussianMixture(2, random_state="seed").fit(X)
+    with pytest.raises(NotFittedError, match="fit"):
+        GaussianMixture(2).predict(X)
+    gm = GaussianMixture(2, random_state=0).fit(X)
+    with pytest.raises(ValueError, match="X has 2 features"):
+        gm.predict(X[:, :2])
+    with pytest.raises(ValueError, match="X contains NaN"):
+        gm.score_samples(Xbad)
+    with pytest.raises(ValueError, match="n_samples"):
+        gm.sample(0)
+
+
+def test_inputs_not_mutated_and_other_dtypes():
+    X = blobs(np.random.default_rng(19), n=40)
+    X32 = X.astype(np.float32)
+    keep = X32.copy()
+    means_init = X[:2].copy()
+    gm = GaussianMixture(2, means_init=means_init, random_state=0).fit(X32)
+    assert np.array_equal(X32, keep)
+    assert np.array_equal(means_init, X[:2])
+    gm.predict_proba(X32)
+    gm.score_samples(np.round(X).astype(int))
+    assert np.array_equal(X32, keep)
+
+
+def test_bad_input_functions():
+    rng = np.random.default_rng(20)
+    p = random_params(rng, "full", 2, 3)
+    X = rng.normal(size=(10, 3))
+    q = np.full((10, 2), 0.5)
+    with pytest.raises(ValueError, match="X contains NaN"):
+        e_step(np.where(X > 1, np.nan, X), p)
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        log_likelihood(X[0], p)
+    with pytest.raises(ValueError, match="precisions_cholesky.*covariance_type"):
+        e_step(X, p, "diag")
+    with pytest.raises(ValueError, match="upper triangular"):
+        e_step(X, {**p, "precisions_cholesky": np.swapaxes(p["precisions_cholesky"], 1, 2)})
+    with pytest.raises(ValueError, match="weights"):
+        e_step(X, {**p, "weights": np.array([0.9, 0.9])})
+    with pytest.raises(ValueError, match="missing the key 'means'"):
+        e_step(X, {"weights": p["weights"], "precisions_cholesky": p["precisions_cholesky"]})
+    with pytest.raises(ValueError, match="q must be row-stochastic"):
+        elbo(X, p, q * 1.5)
+    with pytest.raises(ValueError, match="q must be non-negative"):
+        kl_to_posterior(X, p, np.tile([1.5, -0.5], (10, 1)))
+    with pytest.raises(ValueError, match="q must have shape"):
+        elbo(X, p, q[:, :1])
+    with pytest.raises(ValueError, match="resp must have 10 rows"):
+        m_step(X, q[:5])
+    with pytest.raises(ValueError, match="reg_covar"):
+        m_step(X, q, "full", -1.0)
+    with pytest.raises(ValueError, match="covariance_type"):
+        m_step(X, q, "round")
+    with pytest.raises(ValueError, match="resp contains NaN"):
+        m_step(X, np.full((10, 2), np.nan))
+    with pytest.raises(ValueError, match="covariances"):
+        compute_precision_cholesky(-np.ones((2, 3)), "diag")
+    with pytest.raises(ValueError, match="component 0"):
+        compute_precision_cholesky(np.zeros((1, 3, 3)), "full")
+    with pytest.raises(ValueError, match="n_clusters"):
+        gmm.kmeans_plusplus(X, 11, rng=0)
+
+
+def test_kmeans_init_recovers_separated_clusters():
+    """Our k-means (k-means++ seeding + Lloyd) finds well-separated blobs exactly."""
+    rng = np.random.default_rng(21)
+    centers = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]])
+    truth = np.repeat(np.arange(3), 50)
+    X = centers[truth] + rng.normal(size=(150, 2))
+    lab = gmm.kmeans(X, 3, rng=0)
+    # same partition up to relabelling: each true cluster maps to exactly one label
+    pairs = {(t, p) for t, p in zip(truth, lab)}
+    assert len(pairs) == 3 and len({p for _, p in pairs}) == 3
+    idx = gmm.kmeans_plusplus(X, 3, rng=1)
+    assert len(set(truth[idx])) == 3  # D^2 seeding picks one seed per blob here
+    # duplicated data: seeding still returns distinct rows
+    Xd = np.repeat(X[:2], 5, axis=0)
+    assert len(set(gmm.kmeans_plusplus(Xd, 3, rng=2))) == 3

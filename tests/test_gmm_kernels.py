@@ -1,0 +1,136 @@
+"""Numba GMM kernels agree with their NumPy twins; M-step sums are thread-count independent.
+
+Tolerances are derived from round-off: a sum of m floating terms computed in two
+different orders differs by at most ~ m * eps * sum|terms| (we use 4 m eps sum|terms|);
+the E-step kernels use the same summation order as the twins up to the exp/log
+implementations, so they agree to a few ulps of the magnitudes involved.
+"""
+
+import numba
+import numpy as np
+import pytest
+from scipy.special import logsumexp
+
+from lvmref.kernels import gmm as kg
+
+EPS = np.finfo(float).eps
+
+
+def _problem(seed, n=2600, d=5, k=4):
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(n, d)) * rng.uniform(0.5, 3.0, size=d) + rng.normal(size=d)
+    means = rng.normal(size=(k, d))
+    a = rng.normal(size=(k, d, d))
+    cov = a @ np.swapaxes(a, 1, 2) + d * np.eye(d)
+    low = np.linalg.cholesky(cov)
+    u = np.stack([np.linalg.inv(lk).T for lk in low])
+    u = np.triu(u)  # exact zeros below the diagonal (inverse round-off)
+    pdiag = rng.uniform(0.3, 2.0, size=(k, d))
+    const = rng.normal(size=k) * 3.0
+    resp = rng.dirichlet(np.ones(k), size=n)
+    return X, means, u, pdiag, const, resp
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weighted_log_prob_and_estep_full_agree(seed):
+    X, means, u, _, const, _ = _problem(seed)
+    a_nb = kg.weighted_log_prob_full_nb(X, means, u, const)
+    a_np = kg.weighted_log_prob_full_np(X, means, u, const)
+    scale = np.abs(a_np) + 1.0
+    assert np.all(np.abs(a_nb - a_np) <= 64 * EPS * scale)
+    r_nb, ln_nb = kg.estep_full_nb(X, means, u, const)
+    r_np, ln_np = kg.estep_full_np(X, means, u, const)
+    assert np.all(np.abs(ln_nb - ln_np) <= 64 * EPS * (np.abs(ln_np) + 1.0))
+    assert np.all(np.abs(r_nb - r_np) <= 64 * EPS)
+    # the fused kernel equals scipy's log-sum-exp of the unfused kernel
+    ref = logsumexp(a_np, axis=1)
+    assert np.all(np.abs(ln_nb - ref) <= 64 * EPS * (np.abs(ref) + 1.0))
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_weighted_log_prob_and_estep_diag_agree(seed):
+    X, means, _, pdiag, const, _ = _problem(seed)
+    a_nb = kg.weighted_log_prob_diag_nb(X, means, pdiag, const)
+    a_np = kg.weighted_log_prob_diag_np(X, means, pdiag, const)
+    assert np.all(np.abs(a_nb - a_np) <= 64 * EPS * (np.abs(a_np) + 1.0))
+    r_nb, ln_nb = kg.estep_diag_nb(X, means, pdiag, const)
+    r_np, ln_np = kg.estep_diag_np(X, means, pdiag, const)
+    assert np.all(np.abs(ln_nb - ln_np) <= 64 * EPS * (np.abs(ln_np) + 1.0))
+    assert np.all(np.abs(r_nb - r_np) <= 64 * EPS)
+
+
+def test_estep_extreme_offsets_do_not_underflow():
+    """Weighted log densities around -1e4 (exp underflows) still normalise exactly."""
+    X, means, u, pdiag, _, _ = _problem(3, n=300)
+    const = np.array([-1e4, -1e4 - 5.0, -2e4, -1e4 + 0.5])
+    for f, fac in ((kg.estep_full_nb, u), (kg.estep_diag_nb, pdiag)):
+        resp, ln = f(X, means, fac, const)
+        assert np.all(np.isfinite(ln)) and np.all(np.isfinite(resp))
+        np.testing.assert_allclose(resp.sum(axis=1), 1.0, rtol=0, atol=8 * EPS)
+        a = (kg.weighted_log_prob_full_np if fac is u else kg.weighted_log_prob_diag_np)(
+            X, means, fac, const
+        )
+        ref = logsumexp(a, axis=1)
+        assert np.all(np.abs(ln - ref) <= 64 * EPS * np.abs(ref))
+
+
+@pytest.mark.parametrize("n", [1, 7, 1024, 2600])
+def test_sufficient_statistics_agree(n):
+    X, means, _, _, _, resp = _problem(5, n=n)
+    nk, sk = kg.first_moments_nb(X, resp)
+    nk2, sk2 = kg.first_moments_np(X, resp)
+    assert np.all(np.abs(nk - nk2) <= 4 * n * EPS * nk2)
+    bound = 4 * n * EPS * (np.abs(resp).T @ np.abs(X))
+    assert np.all(np.abs(sk - sk2) <= bound)
+    m = sk2 / nk2[:, None]
+    s_nb = kg.scatter_full_nb(X, resp, m)
+    s_np = kg.scatter_full_np(X, resp, m)
+    absd = np.abs(X[:, None, :] - m[None])  # (n, k, d)
+    mag = np.einsum("nk,nkl,nkj->klj", resp, absd, absd)
+    assert np.all(np.abs(s_nb - s_np) <= 4 * n * EPS * mag)
+    assert np.array_equal(s_nb, np.swapaxes(s_nb, 1, 2))
+    d_nb = kg.scatter_diag_nb(X, resp, m)
+    d_np = kg.scatter_diag_np(X, resp, m)
+    magd = np.einsum("nk,nkj->kj", resp, absd**2)
+    assert np.all(np.abs(d_nb - d_np) <= 4 * n * EPS * magd)
+
+
+def test_results_do_not_depend_on_thread_count():
+    X, means, u, pdiag, const, resp = _problem(7, n=5000)
+    before = numba.get_num_threads()
+    outs = []
+    try:
+        for t in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(t)
+            outs.append(
+                (
+                    kg.estep_full_nb(X, means, u, const),
+                    kg.estep_diag_nb(X, means, pdiag, const),
+                    kg.first_moments_nb(X, resp),
+                    kg.scatter_full_nb(X, resp, means),
+                    kg.scatter_diag_nb(X, resp, means),
+                )
+            )
+    finally:
+        numba.set_num_threads(before)
+    outs.append(
+        (
+            kg.estep_full_nb_serial(X, means, u, const),
+            kg.estep_diag_nb_serial(X, means, pdiag, const),
+            kg.first_moments_nb_serial(X, resp),
+            kg.scatter_full_nb_serial(X, resp, means),
+            kg.scatter_diag_nb_serial(X, resp, means),
+        )
+    )
+    # parallel builds with 1 and all threads and the serial builds: bit-identical
+    flat = [np.concatenate([np.ravel(a) for a in _flatten(o)]) for o in outs]
+    for f in flat[1:]:
+        assert np.array_equal(f, flat[0])
+
+
+def _flatten(obj):
+    if isinstance(obj, tuple):
+        for o in obj:
+            yield from _flatten(o)
+    else:
+        yield obj

@@ -1,0 +1,812 @@
+"""Tests of lvmref.vae against finite differences, closed forms and independent code.
+
+Expected values come from: central differences (lvmref.testing), scipy.stats densities,
+closed forms derived independently in the test (Gaussian conditioning for the PPCA
+posterior), and Monte Carlo with its own standard error and a stated z-bound.
+"""
+
+import numpy as np
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from scipy import stats
+from scipy.special import expit
+
+from lvmref.kernels.vae import adam_update, adam_update_np
+from lvmref.testing import assert_grad_close
+from lvmref.vae import (
+    VAE,
+    Adam,
+    VAEModel,
+    _TrainWorkspace,
+    kl_normal_std_grad,
+    linear_gaussian_elbo,
+    linear_gaussian_log_marginal,
+    linear_gaussian_posterior,
+    linear_gaussian_vae,
+    reparameterize,
+)
+
+# Two-sided z-bound for Monte Carlo checks. With fixed seeds the checks are
+# deterministic; 4.5 sd is ~7e-6 per comparison, Bonferroni-adjusted where many
+# coordinates are compared at once (see _zbound).
+Z = 4.5
+
+
+def _zbound(m, alpha=1e-5):
+    """Bonferroni z-bound for m simultaneous two-sided comparisons at family level alpha."""
+    return float(stats.norm.isf(alpha / (2 * m)))
+
+
+def _perturbed(vae, rng, scale=0.3):
+    p = vae.init_params(rng)
+    return {k: v + scale * rng.normal(size=v.shape) for k, v in p.items()}
+
+
+def _data(vae, n, rng):
+    if vae.likelihood == "bernoulli":
+        return (rng.random((n, vae.n_visible)) < 0.4).astype(float)
+    return rng.normal(size=(n, vae.n_visible))
+
+
+def _ppca(rng, d=6, k=3, scales=(2.0, 1.0, 0.5), noise_var=0.3):
+    q, _ = np.linalg.qr(rng.normal(size=(d, k)))
+    return q * np.array(scales[:k]), rng.normal(size=d), noise_var
+
+
+def _enc_perturbed(params, rng, scale):
+    return {k: (v + scale * rng.normal(size=v.shape) if k.startswith("enc.") else v.copy())
+            for k, v in params.items()}
+
+
+# ------------------------------------------------------------------ gradients vs FD
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("kl", ["analytic", "mc"])
+@pytest.mark.parametrize("s", [None, 3])
+def test_reparam_gradient_matches_finite_differences(likelihood, kl, s):
+    rng = np.random.default_rng(10)
+    vae = VAE(5, 3, hidden=(4,), likelihood=likelihood)
+    params = _perturbed(vae, rng)
+    x = _data(vae, 6, rng)
+    eps = rng.normal(size=(6, 3) if s is None else (6, s, 3))
+    rep = assert_grad_close(lambda p: vae.elbo_grad_reparam(p, x, eps, kl), params,
+                            richardson=True, rtol=1e-7)
+    np.testing.assert_allclose(rep.value, vae.elbo(params, x, eps, kl).mean(), rtol=1e-14)
+
+
+@pytest.mark.parametrize("activation", ["softplus", "sigmoid", "tanh"])
+def test_reparam_gradient_two_hidden_layers(activation):
+    rng = np.random.default_rng(11)
+    vae = VAE(4, 2, hidden=(5, 3), likelihood="gaussian", activation=activation)
+    params = _perturbed(vae, rng)
+    x, eps = _data(vae, 5, rng), rng.normal(size=(5, 2))
+    assert_grad_close(lambda p: vae.elbo_grad_reparam(p, x, eps, "mc"), params,
+                      richardson=True, rtol=1e-7)
+
+
+def test_reparam_gradient_directions_on_digits_size():
+    """The 64-200-10 architecture, long parameters checked along random directions."""
+    rng = np.random.default_rng(12)
+    vae = VAE(64, 10, hidden=(200,))
+    params = vae.init_params(rng)
+    x, eps = _data(vae, 8, rng), rng.normal(size=(8, 10))
+    assert_grad_close(lambda p: vae.elbo_grad_reparam(p, x, eps), params, richardson=True,
+                      rtol=1e-7, max_coords=100, n_directions=3)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("kl", ["analytic", "mc"])
+def test_reinforce_decoder_gradient_matches_finite_differences(likelihood, kl):
+    """At fixed samples z, the decoder part of REINFORCE is the exact gradient, eq. (8)."""
+    rng = np.random.default_rng(13)
+    vae = VAE(5, 3, hidden=(4,), likelihood=likelihood)
+    params = _perturbed(vae, rng)
+    x = _data(vae, 6, rng)
+    z = rng.normal(size=(6, 2, 3))
+    dec_keys = [k for k in params if k.startswith("dec.")]
+    assert_grad_close(lambda p: vae.elbo_grad_reinforce(p, x, z=z, kl=kl), params,
+                      keys=dec_keys, richardson=True, rtol=1e-7)
+
+
+@pytest.mark.parametrize("baseline", [None, "loo", 0.7])
+def test_reinforce_encoder_gradient_is_weighted_score(baseline):
+    """Encoder part of eq. (10): the gradient of sum_t w_t log q(z_t|x) / (nS) - mean KL at
+    fixed weights w_t = f_t - b_t, with log q from scipy and the KL written out here."""
+    rng = np.random.default_rng(14)
+    vae = VAE(5, 3, hidden=(4,))
+    params = _perturbed(vae, rng)
+    n, s = 6, 4
+    x = _data(vae, n, rng)
+    z = rng.normal(size=(n, s, 3))
+    # f_t = log p(x | z_t) from scipy's Bernoulli pmf at the decoder's probabilities
+    logits = vae.decode(z.reshape(n * s, 3), params, raw=True)
+    f = stats.bernoulli.logpmf(np.repeat(x, s, axis=0), expit(logits)).sum(1).reshape(n, s)
+    if baseline is None:
+        w = f
+    elif baseline == "loo":
+        w = f - (f.sum(1, keepdims=True) - f) / (s - 1)
+    else:
+        w = f - baseline
+
+    def surrogate(p):
+        mean, log_var = vae.encode(x, p)
+        sd = np.exp(0.5 * log_var)[:, None, :]
+        log_q = stats.norm.logpdf(z, mean[:, None, :], sd).sum(2)
+        kl = 0.5 * np.sum(np.exp(log_var) + mean**2 - 1.0 - log_var, axis=1)
+        return float(np.sum(w * log_q) / (n * s) - kl.mean())
+
+    _, grads = vae.elbo_grad_reinforce(params, x, z=z, baseline=baseline)
+    enc_keys = [k for k in params if k.startswith("enc.")]
+    assert_grad_close(surrogate, params, {k: grads[k] for k in enc_keys}, richardson=True,
+                      rtol=1e-7)
+
+
+def test_log_q_matches_scipy():
+    rng = np.random.default_rng(15)
+    vae = VAE(5, 3, hidden=(4,))
+    params = _perturbed(vae, rng)
+    x, z = _data(vae, 4, rng), rng.normal(size=(4, 7, 3))
+    mean, log_var = vae.encode(x, params)
+    expect = stats.norm.logpdf(z, mean[:, None], np.exp(0.5 * log_var)[:, None]).sum(2)
+    np.testing.assert_allclose(vae.log_q(params, x, z), expect, rtol=1e-13)
+    np.testing.assert_allclose(vae.log_q(params, x, z[:, 0]), expect[:, 0], rtol=1e-13)
+
+
+def test_workspace_gradient_equals_reference():
+    """The allocation-free training step computes the same gradient as elbo_grad_reparam."""
+    rng = np.random.default_rng(16)
+    for likelihood in ("bernoulli", "gaussian"):
+        for kl in ("analytic", "mc"):
+            for act in ("tanh", "relu", "sigmoid", "softplus"):
+                vae = VAE(7, 3, hidden=(5, 4), likelihood=likelihood, activation=act)
+                params = _perturbed(vae, rng, 0.2)
+                ws = _TrainWorkspace(vae, params, 10, kl, 1e-3)
+                x, eps = _data(vae, 8, rng), rng.normal(size=(8, 3))  # smaller than batch
+                value = ws.gradient(x, eps)
+                ref_value, ref = vae.elbo_grad_reparam(params, x, eps, kl)
+                assert value == pytest.approx(ref_value, rel=1e-13)
+                for k in ref:
+                    np.testing.assert_allclose(ws.grads[k], ref[k], rtol=1e-12,
+                                               atol=1e-14 * np.abs(ref[k]).max())
+
+
+# ------------------------------------------------------------------ Adam
+
+
+def test_adam_kernel_matches_twin_and_textbook():
+    rng = np.random.default_rng(17)
+    theta0 = rng.normal(size=50)
+    a = [theta0.copy(), np.zeros(50), np.zeros(50)]
+    b = [theta0.copy(), np.zeros(50), np.zeros(50)]
+    # textbook Adam (Kingma & Ba 2015, Algorithm 1), written independently
+    th, m, v = theta0.copy(), np.zeros(50), np.zeros(50)
+    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-8
+    for t in range(1, 6):
+        g = rng.normal(size=50)
+        bc1, bc2s = 1 - b1**t, np.sqrt(1 - b2**t)
+        adam_update(a[0], g, a[1], a[2], -1.0, lr, b1, b2, eps, bc1, bc2s)
+        adam_update_np(b[0], g, b[1], b[2], -1.0, lr, b1, b2, eps, bc1, bc2s)
+        m = b1 * m + (1 - b1) * (-g)
+        v = b2 * v + (1 - b2) * g**2
+        th = th - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(a[1:], b[1:], rtol=1e-15, atol=0)
+    np.testing.assert_allclose(a[0], th, rtol=1e-13)
+
+
+def test_adam_class_minimizes_quadratic():
+    p = {"w": np.array([3.0, -2.0])}
+    opt = Adam(p, lr=0.1)
+    for _ in range(500):
+        opt.step({"w": 2 * p["w"]})
+    assert np.all(np.abs(p["w"]) < 1e-2)
+    with pytest.raises(TypeError, match="params"):
+        Adam({"w": np.arange(3)})
+    with pytest.raises(ValueError, match="lr"):
+        Adam(p, lr=0.0)
+
+
+# ------------------------------------------------------------------ KL and sampler
+
+
+@given(
+    st.lists(st.floats(-5, 5), min_size=1, max_size=6),
+    st.lists(st.floats(-5, 5), min_size=1, max_size=6),
+)
+def test_kl_nonnegative_and_matches_textbook_formula(mu, lv):
+    k = min(len(mu), len(lv))
+    mean, log_var = np.array([mu[:k]]), np.array([lv[:k]])
+    vae = VAE(2, k, hidden=())
+    # textbook KL(N(m, s^2) || N(0, 1)) = log(1/s) + (s^2 + m^2)/2 - 1/2 per dimension
+    sd = np.exp(0.5 * log_var)
+    expect = np.sum(-np.log(sd) + (sd**2 + mean**2) / 2 - 0.5)
+    from lvmref.vae import _kl_rows
+
+    got = _kl_rows(mean, log_var)[0]
+    assert got >= 0.0
+    assert got == pytest.approx(expect, rel=1e-12, abs=1e-12)
+    d_mean, d_lv = kl_normal_std_grad(mean, log_var)
+    np.testing.assert_allclose(d_mean, mean)
+    np.testing.assert_allclose(d_lv, 0.5 * (sd**2 - 1), rtol=1e-12, atol=1e-15)
+    assert vae.n_latent == k
+
+
+def test_kl_zero_only_at_prior():
+    from lvmref.vae import _kl_rows
+
+    assert _kl_rows(np.zeros((1, 4)), np.zeros((1, 4)))[0] == 0.0
+    assert _kl_rows(np.full((1, 4), 1e-3), np.zeros((1, 4)))[0] > 0.0
+
+
+def test_analytic_kl_equals_monte_carlo_kl_and_sampler_uses_log_var():
+    """E_q[log q(z) - log p(z)] with z from our sampler (eq. 6) equals the analytic KL (5),
+    and the sample variance is exp(log_var): a sampler using exp(log_var) as the standard
+    deviation (the classic log-sigma / log-sigma^2 mix-up) fails both checks."""
+    rng = np.random.default_rng(18)
+    mean = np.array([[0.5, -1.0, 0.0]])
+    log_var = np.array([[-1.0, 0.7, 2.0]])
+    s = 200_000
+    eps = rng.normal(size=(1, s, 3))
+    z = reparameterize(mean, log_var, eps)[0]
+    sd = np.exp(0.5 * log_var[0])
+    terms = (stats.norm.logpdf(z, mean[0], sd) - stats.norm.logpdf(z)).sum(1)
+    from lvmref.vae import _kl_rows
+
+    kl = _kl_rows(mean, log_var)[0]
+    se = terms.std(ddof=1) / np.sqrt(s)
+    assert abs(terms.mean() - kl) < Z * se
+    # sample variance vs exp(log_var): se of a normal sample variance is var*sqrt(2/(s-1))
+    var = z.var(axis=0, ddof=1)
+    assert np.all(np.abs(var - np.exp(log_var[0])) < Z * np.exp(log_var[0]) * np.sqrt(2 / (s - 1)))
+    # and the ELBO's two estimators agree in expectation (eq. 7a vs 7b)
+    vae = VAE(4, 3, hidden=(5,))
+    params = _perturbed(vae, rng)
+    x = _data(vae, 1, rng)
+    e = rng.normal(size=(1, 20_000, 3))
+    from lvmref.vae import _log_normal_std
+
+    mean_e, lv_e = vae.encode(x, params)
+    zz = reparameterize(mean_e, lv_e, e)
+    per_a = vae._per_sample_elbo(params, x, mean_e, lv_e, e)[0]
+    per_m = per_a + _kl_rows(mean_e, lv_e)[0] + _log_normal_std(zz)[0] - vae.log_q(params, x, zz)[0]
+    d = per_m - per_a
+    assert abs(d.mean()) < Z * d.std(ddof=1) / np.sqrt(d.size)
+    np.testing.assert_allclose(vae.elbo(params, x, e, "analytic"), per_a.mean(), rtol=1e-12)
+    np.testing.assert_allclose(vae.elbo(params, x, e, "mc"), per_m.mean(), rtol=1e-12)
+
+
+# ------------------------------------------------------------------ REINFORCE unbiasedness
+
+
+def _gradient_draws(vae, params, x, rng, m, s, baseline):
+    """m independent (reparam, REINFORCE) gradient pairs on the same noise, flattened."""
+    keys = list(params)
+    rep, rf = [], []
+    for _ in range(m):
+        eps = rng.normal(size=(x.shape[0], s, vae.n_latent))
+        g1 = vae.elbo_grad_reparam(params, x, eps)[1]
+        g2 = vae.elbo_grad_reinforce(params, x, eps, baseline=baseline)[1]
+        rep.append(np.concatenate([g1[k].ravel() for k in keys]))
+        rf.append(np.concatenate([g2[k].ravel() for k in keys]))
+    return np.array(rep), np.array(rf)
+
+
+def test_reinforce_is_unbiased_and_baseline_reduces_variance():
+    rng = np.random.default_rng(19)
+    vae = VAE(4, 2, hidden=(3,))
+    params = _perturbed(vae, rng, 0.2)
+    x = _data(vae, 1, rng)
+    m = 3000
+    enc = np.array([k.startswith("enc.") for k in params for _ in range(params[k].size)])
+    rep, rf = _gradient_draws(vae, params, x, rng, m, 1, None)
+    rep2, rf2 = _gradient_draws(vae, params, x, rng, m, 2, "loo")
+    for a, b in ((rep, rf), (rep2, rf2)):
+        d = b - a  # paired on the same noise; mean zero iff both unbiased for the same thing
+        se = d.std(axis=0, ddof=1) / np.sqrt(m)
+        zscore = np.abs(d.mean(axis=0)) / np.where(se > 0, se, np.inf)
+        assert zscore.max() < _zbound(d.shape[1]), zscore.max()
+        # decoder parts are the same estimator: equal draw by draw
+        np.testing.assert_allclose(b[:, ~enc], a[:, ~enc], rtol=1e-12, atol=1e-14)
+    v_rep = rep[:, enc].var(axis=0).sum()
+    v_rf = rf[:, enc].var(axis=0).sum()
+    v_rep2, v_rf2 = rep2[:, enc].var(axis=0).sum(), rf2[:, enc].var(axis=0).sum()
+    # variance ratios (printed with -s): REINFORCE is far noisier, the baseline helps
+    print(f"\nencoder gradient variance ratio REINFORCE/reparam: S=1 no baseline "
+          f"{v_rf / v_rep:.1f}; S=2 leave-one-out baseline {v_rf2 / v_rep2:.1f}")
+    assert v_rf > v_rep
+    # compare at equal S=2 cost: no-baseline S=2 variance is half the S=1 variance
+    assert v_rf2 < v_rf / 2
+
+
+def test_reinforce_matches_exact_gradient_linear_gaussian():
+    """In the linear-Gaussian case the expected ELBO is analytic (eq. 14); its gradient (by
+    Richardson finite differences of the closed form) is the target of both estimators."""
+    rng = np.random.default_rng(20)
+    W, b, s2 = _ppca(rng, d=4, k=2, scales=(1.5, 0.7))
+    vae, params = linear_gaussian_vae(W, b, s2)
+    params = _enc_perturbed(params, rng, 0.3)
+    x = rng.normal(size=(1, 4))
+    # five-point central differences of the closed form (truncation O(h^4) ~ 1e-16)
+    fd = []
+    for k in params:
+        for i in range(params[k].size):
+            h = 1e-4
+
+            def f(t, k=k, i=i):
+                p = {kk: vv.copy() for kk, vv in params.items()}
+                p[k].reshape(-1)[i] += t
+                return float(linear_gaussian_elbo(vae, p, x)[0])
+
+            fd.append((8 * (f(h) - f(-h)) - (f(2 * h) - f(-2 * h))) / (12 * h))
+    fd = np.array(fd)
+    m = 4000
+    for s, baseline in ((1, None), (2, "loo")):
+        rep, rf = _gradient_draws(vae, params, x, rng, m, s, baseline)
+        bound = _zbound(2 * fd.size)
+        for draws in (rep, rf):
+            se = draws.std(axis=0, ddof=1) / np.sqrt(m)
+            zs = np.abs(draws.mean(axis=0) - fd) / np.where(se > 0, se, np.inf)
+            ok = se > 0
+            assert zs[ok].max() < bound, zs[ok].max()
+            # zero-variance coordinates are exact
+            np.testing.assert_allclose(draws.mean(axis=0)[~ok], fd[~ok], atol=1e-7)
+
+
+# ------------------------------------------------------------------ linear-Gaussian oracle
+
+
+def test_ppca_log_marginal_and_posterior_match_independent_formulas():
+    rng = np.random.default_rng(21)
+    W, b, s2 = _ppca(rng)
+    x = rng.normal(size=(5, 6)) * 2
+    cov = W @ W.T + s2 * np.eye(6)
+    np.testing.assert_allclose(linear_gaussian_log_marginal(W, b, s2, x),
+                               stats.multivariate_normal(b, cov).logpdf(x), rtol=1e-13)
+    # Gaussian conditioning of the joint (z, x): E[z|x] = W^T C^-1 (x-b), Cov = I - W^T C^-1 W
+    mean, post_cov = linear_gaussian_posterior(W, b, s2, x)
+    np.testing.assert_allclose(mean, (W.T @ np.linalg.solve(cov, (x - b).T)).T, rtol=1e-12)
+    np.testing.assert_allclose(post_cov, np.eye(3) - W.T @ np.linalg.solve(cov, W),
+                               rtol=1e-12, atol=1e-14)
+
+
+def test_elbo_with_exact_posterior_equals_log_marginal():
+    """Eq. (4): KL(q || posterior) = 0, so every single-sample MC ELBO equals log p(x)."""
+    rng = np.random.default_rng(22)
+    W, b, s2 = _ppca(rng)
+    vae, params = linear_gaussian_vae(W, b, s2)
+    x = rng.normal(size=(7, 6)) * 2
+    log_px = stats.multivariate_normal(b, W @ W.T + s2 * np.eye(6)).logpdf(x)
+    for _ in range(3):
+        eps = rng.normal(size=(7, 3)) * 3
+        np.testing.assert_allclose(vae.elbo(params, x, eps, kl="mc"), log_px, rtol=0,
+                                   atol=1e-10)
+    np.testing.assert_allclose(linear_gaussian_elbo(vae, params, x), log_px, rtol=0, atol=1e-10)
+    mean, log_var = vae.encode(x, params)
+    post_mean, post_cov = linear_gaussian_posterior(W, b, s2, x)
+    np.testing.assert_allclose(mean, post_mean, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(np.exp(log_var), np.broadcast_to(np.diag(post_cov), (7, 3)),
+                               rtol=1e-12)
+    # IWAE through lvmref.estimators: every weight equals p(x), so L_k = log p(x)
+    est = vae.iwae_bound(params, x, 20, rng, n_repeats=2)
+    np.testing.assert_allclose(est.value, log_px, rtol=0, atol=1e-10)
+
+
+def test_closed_form_elbo_bounds_and_matches_monte_carlo():
+    rng = np.random.default_rng(23)
+    W, b, s2 = _ppca(rng)
+    vae, exact = linear_gaussian_vae(W, b, s2)
+    x = rng.normal(size=(4, 6)) * 2
+    log_px = linear_gaussian_log_marginal(W, b, s2, x)
+    # a generic linear VAE: decoder log-variance depends on z too
+    params = _perturbed(vae, rng, 0.2)
+    params["dec.W0"] = exact["dec.W0"] + 0.1 * rng.normal(size=exact["dec.W0"].shape)
+    closed = linear_gaussian_elbo(vae, params, x)
+    mean, log_var = vae.encode(x, params)
+    per = vae._per_sample_elbo(params, x, mean, log_var, rng.normal(size=(4, 100_000, 3)))
+    se = per.std(axis=1, ddof=1) / np.sqrt(per.shape[1])
+    assert np.all(np.abs(per.mean(1) - closed) < _zbound(4) * se)
+    # exact inequality ELBO(q) <= log p(x) for the PPCA decoder and any encoder
+    enc_only = _enc_perturbed(exact, rng, 0.3)
+    assert np.all(linear_gaussian_elbo(vae, enc_only, x) < log_px)
+
+
+def test_iwae_increases_towards_log_marginal():
+    rng = np.random.default_rng(24)
+    W, b, s2 = _ppca(rng)
+    vae, params = linear_gaussian_vae(W, b, s2)
+    params = _enc_perturbed(params, rng, 0.1)
+    x = rng.normal(size=(3, 6)) * 2
+    log_px = linear_gaussian_log_marginal(W, b, s2, x)
+    elbo = linear_gaussian_elbo(vae, params, x)
+    e1 = vae.iwae_bound(params, x, 1, rng, n_repeats=4000)
+    e_big = vae.iwae_bound(params, x, 2000, rng, n_repeats=10)
+    # L_1 is the ELBO (closed form), L_k <= log p(x), and the gap shrinks with k
+    assert np.all(np.abs(e1.value - elbo) < Z * e1.stderr)
+    assert np.all(e_big.value < log_px + Z * e_big.stderr)
+    assert np.all(log_px - e_big.value < 0.2 * (log_px - elbo))
+    # Jensen on every sample set, exactly (eq. 11 with k=1 vs k)
+    lw = e_big.log_weights.reshape(3, 10, 2000)
+    assert np.all(lw.mean(axis=2) <= np.log(np.mean(np.exp(lw), axis=2)) + 1e-12)
+
+
+def test_iwae_chunking_does_not_change_the_result():
+    rng = np.random.default_rng(25)
+    vae = VAE(6, 2, hidden=(4,))
+    params = _perturbed(vae, rng)
+    x = _data(vae, 5, rng)
+    a = vae.iwae_bound(params, x, 7, 3, n_repeats=2)
+    b = vae.iwae_bound(params, x, 7, 3, n_repeats=2, chunk_size=2)
+    np.testing.assert_array_equal(a.value, b.value)
+    np.testing.assert_array_equal(a.stderr, b.stderr)
+    assert b.log_weights.shape == (5, 14)
+
+
+def test_model_protocol_against_scipy():
+    rng = np.random.default_rng(26)
+    vae = VAE(5, 2, hidden=(3,), likelihood="gaussian")
+    params = _perturbed(vae, rng)
+    model = vae.as_model(params)
+    assert isinstance(model, VAEModel) and model.latent_type == "continuous"
+    x = _data(vae, 3, rng)
+    z = rng.normal(size=(3, 4, 2))
+    mean, log_var = vae.decode(z.reshape(12, 2), params, raw=True)
+    ll = stats.norm.logpdf(np.repeat(x, 4, 0), mean, np.exp(0.5 * log_var)).sum(1).reshape(3, 4)
+    lp = stats.norm.logpdf(z).sum(2)
+    np.testing.assert_allclose(model.log_likelihood(x, z), ll, rtol=1e-12)
+    np.testing.assert_allclose(model.log_prior(z), lp, rtol=1e-12)
+    np.testing.assert_allclose(model.log_joint(x, z), ll + lp, rtol=1e-12)
+    np.testing.assert_allclose(model.log_joint(x, z[:1]),
+                               model.log_joint(x, np.repeat(z[:1], 3, 0)))
+    np.testing.assert_allclose(model.log_q(z, x), vae.log_q(params, x, z), rtol=1e-13)
+    zs = model.sample_q(x, 5000, np.random.default_rng(0))
+    qm, qlv = vae.encode(x, params)
+    se = np.exp(0.5 * qlv) / np.sqrt(5000)
+    assert np.all(np.abs(zs.mean(1) - qm) < _zbound(6) * se)
+    assert model.sample_prior(2, 3, rng).shape == (2, 3, 2)
+
+
+# ------------------------------------------------------------------ amortization
+
+
+def test_local_vi_closes_the_amortization_gap_in_ppca():
+    """With a fixed PPCA decoder the best diagonal q is the exact posterior (orthogonal W),
+    so local VI should reach log p(x); the encoder here is deliberately poor."""
+    rng = np.random.default_rng(27)
+    W, b, s2 = _ppca(rng, d=5, k=2, scales=(1.5, 0.8))
+    vae, params = linear_gaussian_vae(W, b, s2)
+    params = _enc_perturbed(params, rng, 0.4)
+    x = rng.normal(size=(4, 5))
+    log_px = linear_gaussian_log_marginal(W, b, s2, x)
+    res = vae.amortization_gap(params, x, n_eval_samples=4000, rng=1, n_steps=1500, lr=0.05,
+                               lr_final=1e-4, n_samples=4)
+    closed_enc = linear_gaussian_elbo(vae, params, x)
+    closed_loc = linear_gaussian_elbo(vae, params, x, res.mean, res.log_var)
+    assert np.all(closed_loc > closed_enc)
+    assert np.all(log_px - closed_loc < 0.01 * (log_px - closed_enc))
+    assert np.all(np.abs(res.gap - (closed_loc - closed_enc)) < Z * res.gap_stderr)
+    assert np.all(res.gap > 0)
+    np.testing.assert_allclose(res.gap, res.elbo_local - res.elbo_encoder, rtol=1e-10)
+
+
+# ------------------------------------------------------------------ fit
+
+
+def test_fit_replays_the_documented_noise_protocol():
+    """fit (fast workspace path) equals a hand loop over the documented rng draws using the
+    reference gradient and the Adam class."""
+    rng_data = np.random.default_rng(28)
+    vae = VAE(6, 2, hidden=(5,))
+    x = _data(vae, 23, rng_data)
+    vae.fit(x, n_epochs=3, batch_size=10, lr=1e-2, rng=5)
+    rng = np.random.default_rng(5)
+    rng.spawn(1)
+    params = vae.init_params(rng)
+    opt = Adam(params, lr=1e-2)
+    for _ in range(3):
+        perm = rng.permutation(23)
+        for start in range(0, 23, 10):
+            xb = x[perm[start:start + 10]]
+            eps = rng.standard_normal((xb.shape[0], 2))
+            opt.step(vae.elbo_grad_reparam(params, xb, eps)[1], sign=-1.0)
+    for k in params:
+        np.testing.assert_allclose(vae.params_[k], params[k], rtol=1e-9, atol=1e-12)
+
+
+def test_fit_improves_elbo_on_digits_and_is_deterministic():
+    from lvmref.datasets import load_digits_binarized
+
+    train, test = load_digits_binarized()
+    vae = VAE(64, 4, hidden=(32,))
+    eps = np.random.default_rng(0).normal(size=(test.shape[0], 4))
+    init = vae.init_params(1)
+    before = vae.elbo(init, test, eps).mean()
+    vae.fit(train[:500], test, n_epochs=8, batch_size=50, lr=3e-3, rng=1)
+    after = vae.elbo(vae.params_, test, eps).mean()
+    assert after > before + 10.0  # nats; starts near -44, a trained model is near -25
+    assert len(vae.history_["test_elbo"]) == 8
+    assert vae.history_["train_elbo"][-1] > vae.history_["train_elbo"][0]
+    again = VAE(64, 4, hidden=(32,)).fit(train[:500], n_epochs=8, batch_size=50, lr=3e-3,
+                                         rng=1)
+    for k in vae.params_:
+        np.testing.assert_array_equal(vae.params_[k], again.params_[k])
+
+
+@pytest.mark.parametrize("kw", [dict(estimator="reinforce", n_samples=2, baseline="loo"),
+                                dict(n_samples=3, kl="mc")])
+def test_fit_generic_paths_improve(kw):
+    rng = np.random.default_rng(29)
+    vae = VAE(8, 2, hidden=(6,))
+    x = _data(vae, 40, rng)
+    eps = rng.normal(size=(40, 50, 2))
+    before = vae.elbo(vae.init_params(3), x, eps).mean()
+    vae.fit(x, n_epochs=40, batch_size=20, lr=1e-2, rng=3, **kw)
+    assert vae.elbo(vae.params_, x, eps).mean() > before + 0.5
+
+
+# ------------------------------------------------------------------ conveniences
+
+
+def test_encode_decode_reconstruct_sample():
+    rng = np.random.default_rng(30)
+    vae = VAE(6, 2, hidden=(4,))
+    with pytest.raises(ValueError, match="params"):
+        vae.encode(np.zeros((1, 6)))
+    params = _perturbed(vae, rng)
+    x = _data(vae, 3, rng)
+    mean, log_var = vae.encode(x, params)
+    logits = vae.decode(mean, params, raw=True)
+    np.testing.assert_allclose(vae.decode(mean, params), expit(logits), rtol=1e-14)
+    np.testing.assert_allclose(vae.reconstruct(x, params), expit(logits), rtol=1e-14)
+    r1, r2 = vae.reconstruct(x, params, rng=4), vae.reconstruct(x, params, rng=4)
+    np.testing.assert_array_equal(r1, r2)
+    s = vae.sample(1000, 5, params)
+    assert set(np.unique(s)) <= {0.0, 1.0}
+    np.testing.assert_array_equal(s, vae.sample(1000, 5, params))
+    probs = vae.sample(1000, 5, params, return_mean=True)
+    assert np.all(np.abs(s.mean(0) - probs.mean(0)) < 0.1)
+    g = VAE(3, 2, hidden=(), likelihood="gaussian")
+    gp = g.init_params(0)
+    m, v = g.decode(np.zeros((1, 2)), gp, raw=True)
+    np.testing.assert_array_equal(m, gp["dec.b0"][None, :3])
+    np.testing.assert_array_equal(v, gp["dec.b0"][None, 3:])
+    assert g.sample(4, 0, gp).shape == (4, 3)
+
+
+def test_parameter_layout_is_documented_shape():
+    vae = VAE(64, 10, hidden=(200,))
+    assert vae.param_shapes() == {
+        "enc.W0": (64, 200), "enc.b0": (200,), "enc.W1": (200, 20), "enc.b1": (20,),
+        "dec.W0": (10, 200), "dec.b0": (200,), "dec.W1": (200, 64), "dec.b1": (64,),
+    }
+    p = vae.init_params(0)
+    assert {k: v.shape for k, v in p.items()} == vae.param_shapes()
+
+
+def test_digits_data():
+    from sklearn.datasets import load_digits
+
+    from lvmref.datasets import load_digits_binarized
+
+    train, test, ytr, yte = load_digits_binarized(return_labels=True)
+    d = load_digits()
+    expect = (d.data / 16.0 > 0.5).astype(float)
+    assert train.dtype == np.float64 and train.shape == (1500, 64) and test.shape == (297, 64)
+    np.testing.assert_array_equal(train, expect[:1500])
+    np.testing.assert_array_equal(test, expect[1500:])
+    np.testing.assert_array_equal(np.concatenate([ytr, yte]), d.target)
+
+
+# ------------------------------------------------------------------ bad input
+
+
+def test_bad_constructor_arguments():
+    with pytest.raises(ValueError, match="n_visible"):
+        VAE(0, 2)
+    with pytest.raises(TypeError, match="n_latent"):
+        VAE(3, 2.5)
+    with pytest.raises(ValueError, match="hidden"):
+        VAE(3, 2, hidden=(0,))
+    with pytest.raises(TypeError, match="hidden"):
+        VAE(3, 2, hidden=5)
+    with pytest.raises(ValueError, match="likelihood"):
+        VAE(3, 2, likelihood="poisson")
+    with pytest.raises(ValueError, match="activation"):
+        VAE(3, 2, activation="gelu")
+
+
+@pytest.mark.parametrize(
+    "x, match",
+    [
+        (np.full((2, 4), np.nan), "x"),
+        (np.zeros(4), "x"),
+        (np.zeros((0, 4)), "x"),
+        (np.zeros((2, 5)), "x"),
+        (np.full((2, 4), 0.5), "x"),
+        (np.full((2, 4), np.inf), "x"),
+    ],
+)
+def test_bad_x(x, match):
+    vae = VAE(4, 2, hidden=(3,))
+    p = vae.init_params(0)
+    eps = np.zeros((x.shape[0] if x.ndim == 2 else 2, 2))
+    for call in (lambda: vae.elbo(p, x, eps), lambda: vae.elbo_grad_reparam(p, x, eps),
+                 lambda: vae.elbo_grad_reinforce(p, x, eps), lambda: vae.encode(x, p),
+                 lambda: vae.iwae_bound(p, x, 2, 0), lambda: vae.fit(x, n_epochs=1),
+                 lambda: vae.amortization_gap(p, x, n_eval_samples=2, n_steps=1)):
+        with pytest.raises((ValueError, TypeError), match=match):
+            call()
+
+
+def test_bad_noise_params_and_options():
+    vae = VAE(4, 2, hidden=(3,))
+    p = vae.init_params(0)
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="eps"):
+        vae.elbo(p, x, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="eps"):
+        vae.elbo(p, x, np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="eps"):
+        vae.elbo(p, x, np.zeros((3, 0, 2)))
+    with pytest.raises(ValueError, match="eps"):
+        vae.elbo(p, x, np.full((3, 2), np.nan))
+    with pytest.raises(ValueError, match="kl"):
+        vae.elbo(p, x, np.zeros((3, 2)), kl="exact")
+    with pytest.raises(ValueError, match="params"):
+        vae.elbo({k: v for k, v in p.items() if k != "dec.b0"}, x, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="params"):
+        vae.elbo({**p, "dec.b1": np.zeros(3)}, x, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="params"):
+        vae.elbo({**p, "dec.b0": np.full(3, np.nan)}, x, np.zeros((3, 2)))
+    with pytest.raises(TypeError, match="params"):
+        vae.elbo([1, 2], x, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="eps and z"):
+        vae.elbo_grad_reinforce(p, x)
+    with pytest.raises(ValueError, match="eps and z"):
+        vae.elbo_grad_reinforce(p, x, np.zeros((3, 2)), z=np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="baseline"):
+        vae.elbo_grad_reinforce(p, x, np.zeros((3, 2)), baseline="loo")
+    with pytest.raises(ValueError, match="baseline"):
+        vae.elbo_grad_reinforce(p, x, np.zeros((3, 2)), baseline="mean")
+    with pytest.raises(ValueError, match="baseline"):
+        vae.elbo_grad_reinforce(p, x, np.zeros((3, 2)), baseline=np.zeros(2))
+    with pytest.raises(ValueError, match="baseline"):
+        vae.elbo_grad_reinforce(p, x, np.zeros((3, 2)), baseline=np.nan)
+    with pytest.raises(ValueError, match="k"):
+        vae.iwae_bound(p, x, 0, 0)
+    with pytest.raises(TypeError, match="rng"):
+        vae.iwae_bound(p, x, 2, "seed")
+    with pytest.raises(ValueError, match="n_epochs"):
+        vae.fit(x, n_epochs=0)
+    with pytest.raises(ValueError, match="lr"):
+        vae.fit(x, lr=-1.0)
+    with pytest.raises(ValueError, match="estimator"):
+        vae.fit(x, estimator="score")
+    with pytest.raises(ValueError, match="baseline"):
+        vae.fit(x, baseline="loo")
+    with pytest.raises(ValueError, match="x_test"):
+        vae.fit(x, np.zeros((2, 3)))
+    with pytest.raises(ValueError, match="z"):
+        vae.decode(np.zeros((2, 3)), p)
+    with pytest.raises(ValueError, match="n"):
+        vae.sample(0, 0, p)
+    with pytest.raises(ValueError, match="n_eval_samples"):
+        vae.amortization_gap(p, x, n_eval_samples=1)
+    with pytest.raises(ValueError, match="mean"):
+        reparameterize(np.zeros(3), np.zeros(3), np.zeros(3))
+    with pytest.raises(ValueError, match="eps"):
+        reparameterize(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 2)))
+
+
+def test_bad_linear_gaussian_input():
+    rng = np.random.default_rng(31)
+    W = rng.normal(size=(4, 2))  # not orthogonal
+    with pytest.raises(ValueError, match="W"):
+        linear_gaussian_vae(W, np.zeros(4), 0.5)
+    with pytest.raises(ValueError, match="noise_var"):
+        linear_gaussian_log_marginal(W, np.zeros(4), 0.0, np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="b"):
+        linear_gaussian_posterior(W, np.zeros(3), 1.0, np.zeros((1, 4)))
+    with pytest.raises(ValueError, match="x"):
+        linear_gaussian_log_marginal(W, np.zeros(4), 1.0, np.zeros((1, 3)))
+    with pytest.raises(ValueError, match="vae"):
+        linear_gaussian_elbo(VAE(4, 2, hidden=(3,)), {}, np.zeros((1, 4)))
+
+
+def test_inputs_not_mutated():
+    rng = np.random.default_rng(32)
+    vae = VAE(4, 2, hidden=(3,))
+    p = _perturbed(vae, rng)
+    x = _data(vae, 3, rng)
+    eps = rng.normal(size=(3, 2))
+    copies = ({k: v.copy() for k, v in p.items()}, x.copy(), eps.copy())
+    vae.elbo_grad_reparam(p, x, eps)
+    vae.elbo_grad_reinforce(p, x, eps, baseline=0.1)
+    vae.fit(x, n_epochs=1, params=p, rng=0)
+    vae.fit_local(p, x, n_steps=2, rng=0)
+    for k in p:
+        np.testing.assert_array_equal(p[k], copies[0][k])
+    np.testing.assert_array_equal(x, copies[1])
+    np.testing.assert_array_equal(eps, copies[2])
+
+
+# ------------------------------------------------------------------ kernels vs twins
+
+
+def test_training_kernels_match_twins():
+    from lvmref.kernels.vae import (
+        bernoulli_grad,
+        bernoulli_grad_np,
+        tanh_backward,
+        tanh_backward_np,
+    )
+
+    rng = np.random.default_rng(33)
+    delta, h = rng.normal(size=(7, 5)), np.tanh(rng.normal(size=(7, 5)))
+    a, b = delta.copy(), delta.copy()
+    tanh_backward(a, h)
+    tanh_backward_np(b, h)
+    np.testing.assert_allclose(a, delta * (1 - h**2), rtol=1e-15)
+    np.testing.assert_array_equal(a, b)
+    strided = delta.T.copy().T  # Fortran-ordered input works too
+    tanh_backward(strided, h)
+    np.testing.assert_array_equal(strided, a)
+    # Bernoulli: extreme logits (|l| up to 1e4) must not overflow; compare with scipy
+    logits = np.concatenate([rng.normal(size=(3, 6)) * 5, [[-1e4, 1e4, -745.0, 745.0, 0, -0.0]]])
+    x = (rng.random(logits.shape) < 0.5).astype(float)
+    e = np.exp(-np.abs(logits))
+    ga, gb = np.empty_like(x), np.empty_like(x)
+    with np.errstate(over="raise", invalid="raise", divide="raise"):
+        va = bernoulli_grad(x, logits, e, 0.5, ga) - np.log1p(e).sum()
+        vb = bernoulli_grad_np(x, logits, e, 0.5, gb) - np.log1p(e).sum()
+    # independent: log p = x*l - softplus(l) with softplus from np.logaddexp(0, l)
+    ref = float(np.sum(x * logits - np.logaddexp(0.0, logits)))
+    assert va == pytest.approx(ref, rel=1e-14) and vb == pytest.approx(ref, rel=1e-14)
+    np.testing.assert_allclose(ga, 0.5 * (x - expit(logits)), rtol=1e-14, atol=1e-300)
+    np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
+
+
+def test_init_schemes():
+    vae = VAE(64, 10, hidden=(200,))
+    g = vae.init_params(0)
+    t = vae.init_params(0, scheme="torch")
+    for k, shape in vae.param_shapes().items():
+        n_in = vae.param_shapes()[k.replace("b", "W")][0]
+        bound = 1 / np.sqrt(n_in)
+        assert t[k].shape == shape and np.all(np.abs(t[k]) <= bound)
+        assert np.abs(t[k]).max() > 0.8 * bound  # fills the interval (>= 20 draws each)
+        if k.split(".")[1].startswith("b"):
+            assert np.all(g[k] == 0)
+        else:
+            r = np.sqrt(6 / sum(shape))
+            assert np.all(np.abs(g[k]) <= r) and np.abs(g[k]).max() > 0.8 * r
+    with pytest.raises(ValueError, match="scheme"):
+        vae.init_params(0, scheme="he")
+    with pytest.raises(ValueError, match="init"):
+        vae.fit(np.zeros((2, 64)), init="he")
+
+
+def test_iwae_bound_with_given_samples_matches_independent_computation():
+    """L_k from given z equals logmeanexp of log p(x|z) + log p(z) - log q(z|x) computed
+    with scipy densities, set by set (eq. 11)."""
+    from scipy.special import logsumexp
+
+    rng = np.random.default_rng(34)
+    vae = VAE(5, 2, hidden=(3,), likelihood="gaussian")
+    params = _perturbed(vae, rng)
+    x = _data(vae, 3, rng)
+    z = rng.normal(size=(3, 12, 2))
+    est = vae.iwae_bound(params, x, 4, n_repeats=3, z=z)
+    m, v = vae.decode(z.reshape(36, 2), params, raw=True)
+    ll = stats.norm.logpdf(np.repeat(x, 12, 0), m, np.exp(0.5 * v)).sum(1).reshape(3, 12)
+    qm, qlv = vae.encode(x, params)
+    lq = stats.norm.logpdf(z, qm[:, None], np.exp(0.5 * qlv)[:, None]).sum(2)
+    lw = (ll + stats.norm.logpdf(z).sum(2) - lq).reshape(3, 3, 4)
+    per_set = logsumexp(lw, axis=2) - np.log(4)
+    np.testing.assert_allclose(est.value, per_set.mean(1), rtol=1e-12)
+    np.testing.assert_allclose(est.stderr, per_set.std(1, ddof=1) / np.sqrt(3), rtol=1e-10)
+    with pytest.raises(ValueError, match="z"):
+        vae.iwae_bound(params, x, 4, n_repeats=2, z=z)
+    with pytest.raises(ValueError, match="rng"):
+        vae.iwae_bound(params, x, 4, 0, n_repeats=3, z=z)

@@ -1,0 +1,240 @@
+"""Reproduce Hinton, Dayan, Frey & Neal (1995): a 1-8-16 Helmholtz machine on 4x4 bars.
+
+Trains online (batch size 1, Numba kernels) with wake-sleep, reweighted wake-sleep
+(Bornschein & Bengio 2015) and REINFORCE with NVIL baselines (Mnih & Gregor 2014) over
+several seeds, and prints the exact KL(data || model) in bits (the 30-image table of
+``lvmref.datasets.bars_table`` against log p(x) enumerated over all 2^9 latent states by
+``lvmref.estimators.exact_log_marginal``) with wall times.
+
+Timing: 2e6 online wake-sleep updates (including drawing the bars and the uniforms),
+median of ``--repeats`` runs after a warm-up that compiles the kernels (compile time
+reported separately); the same updates through the plain-NumPy engine, timed on a
+shorter run in the same process, give the ``ratio:`` line (ours-numba / ours-numpy per
+update). NOTE: the machine may be shared; the same-process ratio is what is comparable.
+
+Targets (exit status 1 if any is missed): wake-sleep <= 0.10 bits (the paper's figure
+after 2e6 samples; median over seeds), reweighted wake-sleep median below wake-sleep,
+2e6 online wake-sleep updates in <= 30 s.
+
+Usage::
+
+    python validation/bars_wake_sleep.py [--seeds 0 1 2] [--updates 2e6] [--plot FILE]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+
+import numpy as np
+
+from lvmref.datasets import bars, bars_table, entropy_bits, kl_data_model
+from lvmref.helmholtz import HelmholtzMachine
+
+SIZES = (1, 8, 16)
+
+# Settings per method (plain SGD, online, Glorot init). The paper's learning rates could not
+# be retrieved, so they were swept (2e6 updates, 3 seeds each): generative lr in
+# {0.01, 0.03, 0.05, 0.1, 0.3} x recognition/generative ratio in {0.5, 1, 3, 15} x init in
+# {Glorot, 0.1 N(0, 1) with visible bias logit(0.2)}, plus step-wise decays to 0.01 and
+# 1e7-update runs. No run from a random init went below 0.22 bits; medians were 0.4-0.75;
+# lr 0.1 for both nets was among the best (median 0.53 bits over 12 seeds). Started at the
+# hand-built bars solution the same rule stays at 0.04-0.14 bits (diagnostic below), so
+# the gap to the paper's 0.10 is finding the basin, not the update rule.
+METHODS = {
+    "wake-sleep": dict(method="wake-sleep", learning_rate=0.1,
+                       recognition_learning_rate=0.1),
+    "reweighted": dict(method="reweighted", n_samples=5, sleep=True, learning_rate=0.1,
+                       recognition_learning_rate=0.1),
+    "reinforce": dict(method="reinforce", baseline="moving-average",
+                      normalize_variance=True, learning_rate=0.03,
+                      recognition_learning_rate=0.03),
+}
+
+
+def bars_solution(strength=8.0):
+    """Hand-built 1-8-16 parameters that generate (almost exactly) the bars data:
+    top unit = vertical (prior 2/3); units 0-3 vertical bars gated on by it, units 4-7
+    horizontal bars gated off by it (each p = 0.2 when allowed); pixel = OR of its two
+    bars via logit -s + 2s (h_col + h_row). Recognition weights are left random."""
+    s, lg = strength, np.log(0.2 / 0.8)
+    m = HelmholtzMachine(SIZES, rng=0)
+    p = m.params
+    p["prior"][:] = np.log(2.0)
+    p["gen0.b0"][:4], p["gen0.W0"][0, :4] = -s, s + lg
+    p["gen0.b0"][4:], p["gen0.W0"][0, 4:] = lg, -s
+    p["gen1.b0"][:] = -s
+    W = np.zeros((8, 16))
+    for r in range(4):
+        for c in range(4):
+            W[c, 4 * r + c] = W[4 + r, 4 * r + c] = 2 * s
+    p["gen1.W0"][:] = W
+    return m
+
+
+def from_solution(n_updates, table, seed):
+    """Wake-sleep started in the bars basin: KL stays at its noise floor (diagnostic)."""
+    m = bars_solution()
+    kl0 = kl_data_model(table, m)
+    # train only q first (generative step ~0), so that the wake phase starts sensibly
+    m.fit(bars, n_updates=200_000, learning_rate=1e-12, recognition_learning_rate=0.1,
+          rng=seed + 2000)
+    m.fit(bars, n_updates=n_updates, rng=seed + 1000, record_every=max(n_updates // 40, 1),
+          monitor=lambda mm: kl_data_model(table, mm), **METHODS["wake-sleep"])
+    return kl0, m
+
+
+def train(name, seed, n_updates, table, record_every):
+    model = HelmholtzMachine(SIZES, rng=seed)
+    t0 = time.perf_counter()
+    model.fit(bars, n_updates=n_updates, rng=seed + 1000, record_every=record_every,
+              monitor=lambda m: kl_data_model(table, m), **METHODS[name])
+    wall = time.perf_counter() - t0
+    return model, wall
+
+
+def time_wake_sleep(n_updates, repeats):
+    """(compile seconds, median seconds for n_updates online wake-sleep updates)."""
+    kw = dict(n_updates=n_updates, block=100_000, **METHODS["wake-sleep"])
+    t0 = time.perf_counter()
+    HelmholtzMachine(SIZES, rng=0).fit(bars, n_updates=10, rng=0,
+                                       **{k: v for k, v in kw.items() if k != "n_updates"})
+    compile_s = time.perf_counter() - t0
+    times = []
+    for r in range(repeats):
+        m = HelmholtzMachine(SIZES, rng=r)
+        t0 = time.perf_counter()
+        m.fit(bars, rng=r, engine="numba", **kw)
+        times.append(time.perf_counter() - t0)
+    return compile_s, float(np.median(times)), times
+
+
+def time_numpy_engine(n_updates, repeats):
+    kw = dict(n_updates=n_updates, block=n_updates, engine="numpy", **METHODS["wake-sleep"])
+    times = []
+    for r in range(repeats):
+        m = HelmholtzMachine(SIZES, rng=r)
+        t0 = time.perf_counter()
+        m.fit(bars, rng=r, **kw)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times))
+
+
+def plot(results, table, path, seed_models):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig = plt.figure(figsize=(13, 4.5))
+    ax = fig.add_subplot(1, 3, 1)
+    colors = {"wake-sleep": "C0", "reweighted": "C1", "reinforce": "C2"}
+    for (name, seed), (model, _) in results.items():
+        h = model.history_
+        ax.plot(h["update"], h["monitor"], color=colors[name], alpha=0.7,
+                label=name if seed == min(s for n, s in results if n == name) else None)
+    ax.axhline(0.10, color="k", ls="--", lw=0.8, label="paper: 0.10 bits")
+    ax.set_yscale("log")
+    ax.set_xlabel("online updates (data samples)")
+    ax.set_ylabel("KL(data || model) [bits]")
+    ax.legend(fontsize=8)
+    ax.set_title("1-8-16 Helmholtz machine on 4x4 bars")
+
+    rng = np.random.default_rng(0)
+    data = bars(64, rng)
+    _, samples = seed_models.sample(64, rng=rng)
+    for k, (imgs, title) in enumerate(((data, "data samples"),
+                                       (samples, "model samples (wake-sleep)"))):
+        ax = fig.add_subplot(1, 3, 2 + k)
+        grid = np.ones((8 * 5 - 1, 8 * 5 - 1)) * 0.5
+        for i in range(64):
+            r, c = divmod(i, 8)
+            grid[r * 5:r * 5 + 4, c * 5:c * 5 + 4] = imgs[i].reshape(4, 4)
+        ax.imshow(grid, cmap="gray_r", vmin=0, vmax=1, interpolation="nearest")
+        ax.set_title(title)
+        ax.axis("off")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    print(f"plot written to {path}")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    ap.add_argument("--updates", type=float, default=2e6)
+    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
+    ap.add_argument("--plot", default="bars_wake_sleep.png")
+    ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--diagnostic", action=argparse.BooleanOptionalAction, default=True,
+                    help="also run wake-sleep from the hand-built bars solution")
+    args = ap.parse_args(argv)
+    n_updates = int(args.updates)
+    table = bars_table()
+    print(f"bars 4x4: {len(table[1])} images, entropy {entropy_bits(table[1]):.4f} bits")
+
+    ok = True
+    if not args.no_timing:
+        compile_s, med, times = time_wake_sleep(n_updates, args.repeats)
+        n_np = 20_000
+        np_med = time_numpy_engine(n_np, 3)
+        per_nb, per_np = med / n_updates, np_med / n_np
+        print("\nonline wake-sleep timing (1-8-16, batch 1, incl. drawing data and noise)")
+        print(f"{'engine':<10}{'updates':>10}{'median s':>12}{'us/update':>12}")
+        print(f"{'numba':<10}{n_updates:>10d}{med:>12.2f}{1e6 * per_nb:>12.2f}")
+        print(f"{'numpy':<10}{n_np:>10d}{np_med:>12.2f}{1e6 * per_np:>12.2f}")
+        print(f"numba compile (first call, excluded): {compile_s:.2f} s; "
+              f"numba repeats: {', '.join(f'{t:.2f}' for t in times)}")
+        print(f"numpy engine extrapolated to {n_updates:.0e} updates: "
+              f"{per_np * n_updates:.0f} s")
+        print(f"target 2e6 updates <= 30 s: {'PASS' if med * 2e6 / n_updates <= 30 else 'FAIL'}")
+        ok &= med * 2e6 / n_updates <= 30
+        print(f"ratio: {per_nb / per_np:.4f}")
+
+    results = {}
+    print(f"\nexact KL(data || model) in bits after {n_updates:.0e} online updates")
+    print(f"{'method':<12}{'seed':>6}{'KL bits':>10}{'wall s':>9}")
+    for name in args.methods:
+        for seed in args.seeds:
+            model, wall = train(name, seed, n_updates, table, max(n_updates // 40, 1))
+            results[(name, seed)] = (model, wall)
+            print(f"{name:<12}{seed:>6}{model.history_['monitor'][-1]:>10.3f}{wall:>9.1f}",
+                  flush=True)
+    print(f"\n{'method':<12}{'median KL':>10}{'min':>8}{'max':>8}{'median s':>10}")
+    med_kl = {}
+    for name in args.methods:
+        kls = [results[(name, s)][0].history_["monitor"][-1] for s in args.seeds]
+        walls = [results[(name, s)][1] for s in args.seeds]
+        med_kl[name] = float(np.median(kls))
+        print(f"{name:<12}{med_kl[name]:>10.3f}{min(kls):>8.3f}{max(kls):>8.3f}"
+              f"{np.median(walls):>10.1f}")
+    if args.diagnostic:
+        print("\ndiagnostic: wake-sleep (same settings) started from the hand-built bars "
+              "solution")
+        for seed in args.seeds[:1]:
+            kl0, m = from_solution(n_updates, table, seed)
+            mon = m.history_["monitor"]
+            print(f"KL at the hand-built solution {kl0:.4f} bits; after {n_updates:.0e} "
+                  f"updates {mon[-1]:.3f} bits (median over the run {np.median(mon):.3f}, "
+                  f"max {max(mon):.3f})")
+    if "wake-sleep" in med_kl:
+        hit = med_kl["wake-sleep"] <= 0.10
+        print(f"target wake-sleep <= 0.10 bits (median): {'PASS' if hit else 'FAIL'}")
+        ok &= hit
+    if "wake-sleep" in med_kl and "reweighted" in med_kl:
+        hit = med_kl["reweighted"] < med_kl["wake-sleep"]
+        print(f"target reweighted < wake-sleep (median): {'PASS' if hit else 'FAIL'}")
+        ok &= hit
+    if args.plot and "wake-sleep" in args.methods:
+        try:
+            best = min(args.seeds,
+                       key=lambda s: results[("wake-sleep", s)][0].history_["monitor"][-1])
+            plot(results, table, args.plot, results[("wake-sleep", best)][0])
+        except ImportError:
+            print("matplotlib not installed: no plot")
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
