@@ -24,6 +24,8 @@ from lvmref.kernels import log_softmax
 from lvmref.testing import check_grad
 
 EPS = np.finfo(np.float64).eps
+# Runs with a fixed iteration budget (tol=0 or a small max_iter) stop unconverged on purpose.
+_FIXED_ITERATIONS = pytest.mark.filterwarnings("ignore::lvmref.gmm.ConvergenceWarning")
 
 
 # ---------------------------------------------------------------------------
@@ -123,6 +125,7 @@ def test_k1_bound_equals_log_evidence(seed, n, d):
     assert V.lower_bound(X, np.zeros((n, 1)), worse, prior) < exact
 
 
+@_FIXED_ITERATIONS
 def test_k1_estimator_bound_equals_log_evidence():
     rng = np.random.default_rng(11)
     X = rng.normal(size=(30, 2)) @ np.array([[1.0, 0.4], [0.0, 0.7]])
@@ -142,6 +145,7 @@ def test_k1_estimator_bound_equals_log_evidence():
 # ---------------------------------------------------------------------------
 
 
+@_FIXED_ITERATIONS
 @given(
     seed=st.integers(0, 2**32 - 1),
     n=st.integers(2, 40),
@@ -334,6 +338,7 @@ def _sklearn_trajectory(X, resp, n_iter, **kwargs):
     return out, sk
 
 
+@_FIXED_ITERATIONS
 @pytest.mark.parametrize(
     "reg_covar,prior_type",
     [
@@ -531,6 +536,22 @@ def test_kl_terms_match_monte_carlo():
 # ---------------------------------------------------------------------------
 
 
+def test_log_rho_is_eq_11_assembled_from_eqs_8_to_10():
+    rng = np.random.default_rng(12)
+    X = rng.normal(size=(7, 3))
+    for state in (_random_state(rng, 4, 3), V.m_step(X, _random_resp(rng, 7, 4), dict(
+        _random_prior(rng, 3), weight_concentration_prior_type="dirichlet_process"))):
+        expected = (
+            V.expected_log_weights(state["weight_concentration"])
+            + 0.5 * V.expected_log_det_precision(
+                state["degrees_of_freedom"], state["precisions_cholesky"]
+            )
+            - 1.5 * np.log(2 * np.pi)
+            - 0.5 * V.expected_mahalanobis(X, state)
+        )
+        np.testing.assert_allclose(V.estimate_log_rho(X, state), expected, rtol=1e-12)
+
+
 def test_empty_component_returns_to_the_prior():
     """A component with r_nk = 0 for every n gets exactly the prior, eqs. (14)-(18)."""
     rng = np.random.default_rng(3)
@@ -648,6 +669,7 @@ def test_predict_proba_is_the_e_step():
     )
 
 
+@_FIXED_ITERATIONS
 def test_warm_start_continues_the_same_trajectory():
     X = _two_blobs(1)
     common = dict(tol=0.0, random_state=3, init_params="random")
@@ -659,6 +681,7 @@ def test_warm_start_continues_the_same_trajectory():
     np.testing.assert_allclose(warm.means_, cold.means_, rtol=1e-12)
 
 
+@_FIXED_ITERATIONS
 def test_n_init_keeps_the_best_run():
     X = _two_blobs(2)
     common = dict(init_params="random", random_state=5, max_iter=3, tol=0.0)
@@ -666,6 +689,15 @@ def test_n_init_keeps_the_best_run():
     many = V.BayesianGaussianMixture(4, n_init=4, **common).fit(X)
     # The first of the n_init runs draws the same initialisation as the single run.
     assert many.lower_bound_ >= one.lower_bound_
+
+
+def test_unconverged_fit_warns():
+    from lvmref.gmm import ConvergenceWarning
+
+    with pytest.warns(ConvergenceWarning, match="max_iter=2"):
+        model = V.BayesianGaussianMixture(2, tol=0.0, max_iter=2, random_state=0)
+        model.fit(_two_blobs(5))
+    assert not model.converged_ and model.n_iter_ == 2
 
 
 def test_tol_stops_when_the_bound_settles():
@@ -676,6 +708,7 @@ def test_tol_stops_when_the_bound_settles():
     assert all(abs(b - a) >= 1e-6 for a, b in zip(model.lower_bounds_, model.lower_bounds_[1:-1]))
 
 
+@_FIXED_ITERATIONS
 def test_inputs_are_not_mutated_and_dtypes_accepted():
     X = _two_blobs(4)
     resp = _random_resp(np.random.default_rng(0), len(X), 2)
