@@ -845,8 +845,9 @@ class BayesianGaussianMixture:
         Initialisations; the run with the largest final bound is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
         How the initial responsibilities are drawn (scikit-learn's meanings; "kmeans"
-        is our own k-means++-seeded Lloyd iteration, so it does not reproduce
-        scikit-learn's labels). ``fit(X, resp_init=...)`` bypasses it.
+        and "k-means++" use :func:`lvmref.gmm.kmeans` / :func:`lvmref.gmm.kmeans_plusplus`,
+        so they do not reproduce scikit-learn's labels). ``fit(X, resp_init=...)``
+        bypasses it.
     weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
         Truncated stick-breaking prior (3') (scikit-learn's default) or the Dirichlet
         distribution prior (3) on the weights.
@@ -894,7 +895,8 @@ degrees_of_freedom_prior_, covariance_prior_
     Notes
     -----
     Differences from scikit-learn: only ``covariance_type="full"``; the
-    reported bound includes all constants; the "kmeans" initialisation is our own.
+    reported bound includes all constants; the "kmeans" initialisation is lvmref's own;
+    ``reg_covar`` enters (17) as scikit-learn does, but 0 is the exact update.
     Starting from given responsibilities: ``fit(X, resp_init=R)``, which performs the
     M-step (13)-(18) on ``R`` and then iterates (E-step, M-step, bound); scikit-learn's
     equivalent is its private ``_initialize(X, R)`` followed by its EM loop.
