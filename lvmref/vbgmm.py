@@ -581,7 +581,7 @@ def _m_step(X, resp, prior, reg_covar):
     dof = prior["degrees_of_freedom_prior"] + nk  # (18)
     scale_inv = np.empty((len(nk), n_features, n_features))
     for k in range(len(nk)):  # (17)
-        # Σ_n r_nk d_n d_n^T as w^T w with w_n = sqrt(r_nk) d_n (a symmetric rank-k update).
+        # Σ_n r_nk d_n d_n^T as w^T w with w_n = sqrt(r_nk) d_n (BLAS takes A^T A as syrk).
         w = np.sqrt(resp[:, k, None]) * (X - means[k])
         dm = means[k] - m0
         scale_inv[k] = prior["covariance_prior"] + w.T @ w + beta0 * np.outer(dm, dm)
