@@ -6,10 +6,15 @@
 
 from __future__ import annotations
 
-import numpy as np  # noqa: F401
+from importlib.resources import files
+
+import numpy as np
+
+from ._checks import _check_real, as_float_array, check_positive_int, check_rng
+from .estimators import exact_log_marginal
 
 # ----------------------------------------------------------------------------------------
-# Digits (VAE) — section owned by the VAE work.
+# Digits (VAE)
 # ----------------------------------------------------------------------------------------
 
 def load_digits_binarized(return_labels: bool = False):
@@ -32,8 +37,6 @@ def load_digits_binarized(return_labels: bool = False):
     train_labels, test_labels : ndarray of int64, shapes (1500,), (297,)
         Only when ``return_labels``.
     """
-    from importlib.resources import files
-
     with files("lvmref").joinpath("data/digits_binarized.npz").open("rb") as fh:
         with np.load(fh, allow_pickle=False) as d:
             train = d["train"].astype(np.float64)
@@ -46,7 +49,7 @@ def load_digits_binarized(return_labels: bool = False):
 
 
 # ----------------------------------------------------------------------------------------
-# Bars (Helmholtz machine) — section owned by the Helmholtz work.
+# Bars (Helmholtz machine)
 # ----------------------------------------------------------------------------------------
 #
 # Generative process (Hinton, Dayan, Frey & Neal 1995, Science 268:1158): an image is a
@@ -63,8 +66,6 @@ def load_digits_binarized(return_labels: bool = False):
 
 
 def _check_bars_args(size, p_vertical, p_bar):
-    from ._checks import _check_real, check_positive_int
-
     size = check_positive_int(size, "size")
     p_vertical = _check_real(p_vertical, "p_vertical")
     p_bar = _check_real(p_bar, "p_bar")
@@ -106,7 +107,6 @@ def bars(n, rng=None, size=4, p_vertical=2.0 / 3.0, p_bar=0.2) -> np.ndarray:
     X : ndarray of shape (n, size * size), float64 in {0, 1}
         Row-major flattened images.
     """
-    from ._checks import check_positive_int, check_rng
 
     n = check_positive_int(n, "n")
     size, p_vertical, p_bar = _check_bars_args(size, p_vertical, p_bar)
@@ -153,7 +153,6 @@ def bars_table(size=4, p_vertical=2.0 / 3.0, p_bar=0.2):
 
 def entropy_bits(probs) -> float:
     """Shannon entropy ``-sum p log2 p`` in bits of a probability vector (0 log 0 = 0)."""
-    from ._checks import as_float_array
 
     p = as_float_array(probs, "probs", ndim=1)
     if np.any(p < 0) or abs(p.sum() - 1.0) > 1e-9:
@@ -182,7 +181,6 @@ def kl_data_model(table, model) -> float:
     float
         The divergence in bits (>= 0).
     """
-    from ._checks import as_float_array
 
     if not isinstance(table, tuple) or len(table) != 2:
         raise TypeError("table must be a tuple (images, probs) as returned by bars_table")
@@ -196,7 +194,5 @@ def kl_data_model(table, model) -> float:
 
 
 def _exact_log_marginal(model, x):
-    from .estimators import exact_log_marginal
-
     out = exact_log_marginal(model, x)
     return np.asarray(getattr(out, "value", out), dtype=np.float64)
