@@ -225,7 +225,13 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
-from .kernels.vae import adam_update, bernoulli_grad, tanh_backward
+from .kernels.vae import (
+    adam_update,
+    bernoulli_grad,
+    gaussian_reparam,
+    kl_grad_analytic,
+    tanh_backward,
+)
 from .nn import ACTIVATIONS, MLP
 
 __all__ = [
@@ -1061,9 +1067,10 @@ class VAE:
         return ll - _kl_rows(mean, log_var)[:, None]
 
 
-# OpenBLAS (SkylakeX/Haswell kernels) switches to its unpacked "small matrix" dgemm path
-# when M*N*K <= 100**3; for the 64-200 layers at batch 100 (M*N*K ~ 1.3e6) two half-size
-# products on that path are ~30 % faster than one packed product (validation/bench_vae.py).
+# OpenBLAS (SkylakeX kernels) runs dgemm on an unpacked "small matrix" path when M*N*K <=
+# 100**3 and the product is not of the Fortran "TN" kind with a large output; for the 64-200
+# layers at batch 100 (M*N*K ~ 1.3e6) two half-size products on that path are ~30 % faster
+# than one packed product (measured while tuning validation/bench_vae.py).
 _SMALL_GEMM = 1_000_000
 
 
@@ -1142,13 +1149,10 @@ class _TrainWorkspace:
                 inp.append(np.empty((net.sizes[-1], nb)))
                 grd = [np.empty((w, nb)) for w in net.sizes]  # d value / d inp[i]
                 bufs[net.prefix] = (inp, grd)
-                # batch-major copies of the deltas of layers whose weight-gradient product
-                # is too big for BLAS's small-matrix path in the feature-major layout
-                bufs[net.prefix + "T"] = [
-                    np.empty((nb, net.sizes[i + 1]))
-                    if (net.sizes[i] + 1) * net.sizes[i + 1] * nb > _SMALL_GEMM else None
-                    for i in range(net.n_layers)]
+                # batch-major copies of the deltas, for the weight-gradient products
+                bufs[net.prefix + "T"] = [np.empty((nb, w)) for w in net.sizes[1:]]
             bufs["e"] = np.empty((self.vae.n_visible, nb))
+            bufs["std"] = np.empty((self.vae.n_latent, nb))
             self._buffers[nb] = bufs
         return self._buffers[nb]
 
@@ -1181,12 +1185,11 @@ class _TrainWorkspace:
             elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
                 delta *= -np.expm1(-h)
             w_aug, g_aug = views[i]
-            delta_t = dlt_t[i]
-            if delta_t is None:
-                np.matmul(inp[i], delta.T, out=g_aug)
-            else:  # a batch-major copy makes the product NN, eligible for the small path
-                np.copyto(delta_t, delta.T)
-                _matmul_rows(inp[i], delta_t, g_aug)
+            # [dW; db] = [h; 1] delta^T, eq. (2), with a batch-major copy of delta: the
+            # product is then NN for BLAS (no transposed operand), which OpenBLAS runs on its
+            # small-matrix path; with delta.T it takes the slower packed path.
+            np.copyto(dlt_t[i], delta.T)
+            _matmul_rows(inp[i], dlt_t[i], g_aug)
             if i > 0 or need_input_grad:
                 _matmul_rows(w_aug[:-1], delta, grd[i])
         return grd[0]
@@ -1211,10 +1214,9 @@ class _TrainWorkspace:
         out = self._forward(enc, e_inp)
         mean, log_var = out[:k], out[k:]
         eps_t = eps.T
-        std = np.exp(0.5 * log_var)
+        std = bufs["std"]
         z = d_inp[0][:k]
-        np.multiply(std, eps_t, out=z)                                    # eq. (6)
-        z += mean
+        gaussian_reparam(mean, log_var, eps_t, std, z)                   # eq. (6)
         dec_out = self._forward(dec, d_inp)
         g_out = d_grd[-1]
         if vae.likelihood == "bernoulli":                                # eq. (2a), (8)
@@ -1234,11 +1236,9 @@ class _TrainWorkspace:
         g_z = self._backward(dec, d_inp, d_grd, True)
         g_enc = e_grd[-1]
         if self.kl == "analytic":                                        # eq. (9a)
-            kl = 0.5 * float(np.sum(np.expm1(log_var) + mean * mean - log_var))
+            kl = kl_grad_analytic(mean, log_var, std, eps_t, g_z, 1.0 / nb, g_enc[:k],
+                                  g_enc[k:])
             value = (ll - kl) / nb
-            np.subtract(g_z, mean / nb, out=g_enc[:k])
-            np.multiply(g_z * eps_t, 0.5 * std, out=g_enc[k:])
-            g_enc[k:] -= (0.5 / nb) * np.expm1(log_var)
         else:                                                            # eq. (9b)
             value = (ll - 0.5 * float(np.sum(z * z))
                      + 0.5 * float(np.sum(log_var + eps_t * eps_t))) / nb
