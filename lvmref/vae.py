@@ -1074,21 +1074,27 @@ class VAE:
 _SMALL_GEMM = 1_000_000
 
 
-def _matmul_rows(a, b, out):
-    """out = a @ b, in row blocks of out small enough for BLAS's small-matrix path.
+def _gemm_blocks(a, b, out):
+    """Row blocks of out = a @ b small enough for BLAS's small-matrix path.
 
-    a (m, k), b (k, n), out (m, n) C-contiguous; each block is an exact sub-product, so the
-    result equals one ``np.matmul`` up to the summation order inside BLAS.
+    a (m, k), b (k, n), out (m, n) C-contiguous. Returns a list of ``(a_r, b, out_r)`` view
+    triples; each block is an exact sub-product, so running them equals one ``np.matmul``
+    up to the summation order inside BLAS. The views stay valid as long as the arrays do,
+    so the training workspace builds them once.
     """
     m, k = a.shape
     n = b.shape[1]
     blocks = -(-(m * n * k) // _SMALL_GEMM)
     if blocks <= 1:
-        np.matmul(a, b, out=out)
-        return
+        return [(a, b, out)]
     step = -(-m // blocks)
-    for r in range(0, m, step):
-        np.matmul(a[r:r + step], b, out=out[r:r + step])
+    return [(a[r:r + step], b, out[r:r + step]) for r in range(0, m, step)]
+
+
+def _matmul_rows(a, b, out):
+    """out = a @ b computed in the row blocks of :func:`_gemm_blocks`."""
+    for a_r, b_r, out_r in _gemm_blocks(a, b, out):
+        np.matmul(a_r, b_r, out=out_r)
 
 
 class _TrainWorkspace:
@@ -1140,42 +1146,51 @@ class _TrainWorkspace:
         self._bufs(batch_size)
 
     def _bufs(self, nb):
-        """Buffers for a batch of nb rows (created once per distinct nb)."""
+        """Buffers and precomputed GEMM views for a batch of nb rows (built once per nb)."""
         if nb not in self._buffers:
             bufs = {}
             for net in self.nets:
+                views = self._aug[net.prefix]
                 # inp[i]: input of layer i with a row of ones; inp[L] holds the output
                 inp = [np.ones((w + 1, nb)) for w in net.sizes[:-1]]
                 inp.append(np.empty((net.sizes[-1], nb)))
                 grd = [np.empty((w, nb)) for w in net.sizes]  # d value / d inp[i]
-                bufs[net.prefix] = (inp, grd)
-                # batch-major copies of the deltas, for the weight-gradient products
-                bufs[net.prefix + "T"] = [np.empty((nb, w)) for w in net.sizes[1:]]
+                fwd, bwd = [], []
+                for i, act in enumerate(net.activations):
+                    out = inp[i + 1][:net.sizes[i + 1]]
+                    fwd.append((_gemm_blocks(views[i][0].T, inp[i], out), out, act))
+                    w_aug, g_aug = views[i]
+                    # [dW; db] = [h; 1] delta^T, eq. (2), with a batch-major copy of delta:
+                    # the product is then NN for BLAS (no transposed operand), which
+                    # OpenBLAS runs on its small-matrix path; with delta.T it takes the
+                    # slower packed path.
+                    delta_t = np.empty((nb, net.sizes[i + 1]))
+                    wgrad = _gemm_blocks(inp[i], delta_t, g_aug)
+                    need_input = i > 0 or net is self.vae.decoder  # d/dz for the encoder
+                    igrad = _gemm_blocks(w_aug[:-1], grd[i + 1], grd[i]) if need_input else []
+                    bwd.append((grd[i + 1], out, act, delta_t, wgrad, igrad))
+                bufs[net.prefix] = (inp, grd, fwd, bwd[::-1])
             bufs["e"] = np.empty((self.vae.n_visible, nb))
             bufs["std"] = np.empty((self.vae.n_latent, nb))
             self._buffers[nb] = bufs
         return self._buffers[nb]
 
-    def _forward(self, net, inp):
-        """Eq. (1) of lvmref.nn, feature-major; returns the output (n_out, nb)."""
-        views = self._aug[net.prefix]
-        for i, act in enumerate(net.activations):
-            out = inp[i + 1][:net.sizes[i + 1]]
-            _matmul_rows(views[i][0].T, inp[i], out)
+    @staticmethod
+    def _forward(fwd):
+        """Eq. (1) of lvmref.nn, feature-major, over the precomputed layer plan ``fwd``."""
+        for blocks, out, act in fwd:
+            for a, b, o in blocks:
+                np.matmul(a, b, out=o)
             if act == "tanh":
                 np.tanh(out, out=out)
             elif act != "identity":
                 out[...] = ACTIVATIONS[act][0](out)
-        return inp[-1]
 
-    def _backward(self, net, inp, grd, need_input_grad):
-        """Eq. (2) of lvmref.nn; the upstream gradient is in grd[-1]; returns grd[0]."""
-        views = self._aug[net.prefix]
-        dlt_t = self._buffers[inp[0].shape[1]][net.prefix + "T"]
-        for i in range(net.n_layers - 1, -1, -1):
-            delta = grd[i + 1]
-            act = net.activations[i]
-            h = inp[i + 1][:net.sizes[i + 1]]
+    @staticmethod
+    def _backward(bwd):
+        """Eq. (2) of lvmref.nn over the plan ``bwd`` (top layer first); the upstream
+        gradient is in the top layer's delta buffer."""
+        for delta, h, act, delta_t, wgrad, igrad in bwd:
             if act == "tanh":                    # f' = 1 - h^2
                 tanh_backward(delta, h)
             elif act == "relu":                  # f' = [h > 0]
@@ -1184,15 +1199,11 @@ class _TrainWorkspace:
                 delta *= h - h * h
             elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
                 delta *= -np.expm1(-h)
-            w_aug, g_aug = views[i]
-            # [dW; db] = [h; 1] delta^T, eq. (2), with a batch-major copy of delta: the
-            # product is then NN for BLAS (no transposed operand), which OpenBLAS runs on its
-            # small-matrix path; with delta.T it takes the slower packed path.
-            np.copyto(dlt_t[i], delta.T)
-            _matmul_rows(inp[i], dlt_t[i], g_aug)
-            if i > 0 or need_input_grad:
-                _matmul_rows(w_aug[:-1], delta, grd[i])
-        return grd[0]
+            np.copyto(delta_t, delta.T)
+            for a, b, o in wgrad:
+                np.matmul(a, b, out=o)
+            for a, b, o in igrad:
+                np.matmul(a, b, out=o)
 
     def step(self, x, eps):
         """ELBO gradient at (x, eps), then one Adam step; returns the batch-mean ELBO."""
@@ -1208,16 +1219,19 @@ class _TrainWorkspace:
         vae, nb, k, d = self.vae, x.shape[0], self.vae.n_latent, self.vae.n_visible
         enc, dec = self.nets
         bufs = self._bufs(nb)
-        (e_inp, e_grd), (d_inp, d_grd) = bufs[enc.prefix], bufs[dec.prefix]
+        e_inp, e_grd, e_fwd, e_bwd = bufs[enc.prefix]
+        d_inp, d_grd, d_fwd, d_bwd = bufs[dec.prefix]
         xt = e_inp[0][:d]
         xt[...] = x.T
-        out = self._forward(enc, e_inp)
+        self._forward(e_fwd)
+        out = e_inp[-1]
         mean, log_var = out[:k], out[k:]
         eps_t = eps.T
         std = bufs["std"]
         z = d_inp[0][:k]
         gaussian_reparam(mean, log_var, eps_t, std, z)                   # eq. (6)
-        dec_out = self._forward(dec, d_inp)
+        self._forward(d_fwd)
+        dec_out = d_inp[-1]
         g_out = d_grd[-1]
         if vae.likelihood == "bernoulli":                                # eq. (2a), (8)
             e = bufs["e"]
@@ -1233,7 +1247,8 @@ class _TrainWorkspace:
             ll = -0.5 * float(np.sum(LOG_2PI + v + r2iv))
             np.multiply(r * iv, 1.0 / nb, out=g_out[:d])
             np.multiply(r2iv - 1.0, 0.5 / nb, out=g_out[d:])
-        g_z = self._backward(dec, d_inp, d_grd, True)
+        self._backward(d_bwd)
+        g_z = d_grd[0]
         g_enc = e_grd[-1]
         if self.kl == "analytic":                                        # eq. (9a)
             kl = kl_grad_analytic(mean, log_var, std, eps_t, g_z, 1.0 / nb, g_enc[:k],
@@ -1245,7 +1260,7 @@ class _TrainWorkspace:
             np.subtract(g_z, z / nb, out=g_enc[:k])
             np.multiply(g_enc[:k] * eps_t, 0.5 * std, out=g_enc[k:])
             g_enc[k:] += 0.5 / nb
-        self._backward(enc, e_inp, e_grd, False)
+        self._backward(e_bwd)
         return float(value)
 
 
