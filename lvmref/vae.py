@@ -1187,10 +1187,11 @@ class _TrainWorkspace:
                 out[...] = ACTIVATIONS[act][0](out)
 
     @staticmethod
-    def _backward(bwd):
+    def _backward(bwd, top_transposed):
         """Eq. (2) of lvmref.nn over the plan ``bwd`` (top layer first); the upstream
-        gradient is in the top layer's delta buffer."""
-        for delta, h, act, delta_t, wgrad, igrad in bwd:
+        gradient is in the top layer's delta buffer, and if ``top_transposed`` also in its
+        batch-major copy (valid for an identity output layer)."""
+        for layer, (delta, h, act, delta_t, wgrad, igrad) in enumerate(bwd):
             if act == "tanh":                    # f' = 1 - h^2
                 tanh_backward(delta, h)
             elif act == "relu":                  # f' = [h > 0]
@@ -1199,7 +1200,8 @@ class _TrainWorkspace:
                 delta *= h - h * h
             elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
                 delta *= -np.expm1(-h)
-            np.copyto(delta_t, delta.T)
+            if layer or not top_transposed or act != "identity":
+                np.copyto(delta_t, delta.T)
             for a, b, o in wgrad:
                 np.matmul(a, b, out=o)
             for a, b, o in igrad:
@@ -1238,7 +1240,10 @@ class _TrainWorkspace:
             np.abs(dec_out, out=e)
             np.negative(e, out=e)
             np.exp(e, out=e)
-            ll = bernoulli_grad(xt, dec_out, e, 1.0 / nb, g_out) - float(np.sum(np.log1p(e)))
+            ll = bernoulli_grad(xt, dec_out, e, 1.0 / nb, g_out, d_bwd[0][3])
+            np.log1p(e, out=e)
+            ll -= float(e.sum())
+            dec_top_t = True                 # the kernel wrote the batch-major copy too
         else:                                                            # eq. (2b), (8)
             m, v = dec_out[:d], dec_out[d:]
             r = xt - m
@@ -1247,20 +1252,23 @@ class _TrainWorkspace:
             ll = -0.5 * float(np.sum(LOG_2PI + v + r2iv))
             np.multiply(r * iv, 1.0 / nb, out=g_out[:d])
             np.multiply(r2iv - 1.0, 0.5 / nb, out=g_out[d:])
-        self._backward(d_bwd)
+            dec_top_t = False
+        self._backward(d_bwd, dec_top_t)
         g_z = d_grd[0]
         g_enc = e_grd[-1]
         if self.kl == "analytic":                                        # eq. (9a)
             kl = kl_grad_analytic(mean, log_var, std, eps_t, g_z, 1.0 / nb, g_enc[:k],
-                                  g_enc[k:])
+                                  g_enc[k:], e_bwd[0][3])
             value = (ll - kl) / nb
+            enc_top_t = True
         else:                                                            # eq. (9b)
             value = (ll - 0.5 * float(np.sum(z * z))
                      + 0.5 * float(np.sum(log_var + eps_t * eps_t))) / nb
             np.subtract(g_z, z / nb, out=g_enc[:k])
             np.multiply(g_enc[:k] * eps_t, 0.5 * std, out=g_enc[k:])
             g_enc[k:] += 0.5 / nb
-        self._backward(e_bwd)
+            enc_top_t = False
+        self._backward(e_bwd, enc_top_t)
         return float(value)
 
 
