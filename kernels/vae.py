@@ -15,13 +15,13 @@ buffers, float64, C-contiguous.
   ``-sum(log1p(e))`` to get the Bernoulli log-likelihood (2a). sigmoid(l) is
   ``1 / (1 + e)`` for l >= 0 and ``e / (1 + e)`` otherwise (no overflow for any l).
 
-* ``gaussian_reparam(mean, log_var, eps, std, z)``: ``std = exp(log_var / 2)`` and
-  ``z = mean + std * eps`` (eq. 6 of :mod:`lvmref.vae`), one pass.
-* ``kl_grad_analytic(mean, log_var, std, eps, g_z, scale, g_mean, g_log_var, g_t)``: the
-  encoder-output gradient of the reparameterized ELBO with the analytic KL (eq. 9a of
+* ``kl_grad_analytic(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t)``:
+  with ``em1 = expm1(log_var)`` and ``std = exp(log_var / 2)`` computed by the caller
+  (vectorized NumPy; scalar exp/expm1 in the loop made the kernel several times slower),
+  the encoder-output gradient of the reparameterized ELBO with the analytic KL (eq. 9a of
   :mod:`lvmref.vae`), ``g_mean = g_z - scale * mean`` and ``g_log_var = (g_z * eps) *
-  (std / 2) - (scale / 2) * expm1(log_var)``, returning the KL sum (5)
-  ``sum(expm1(log_var) + mean**2 - log_var) / 2``, and writes the transpose of
+  (std / 2) - (scale / 2) * em1``, returning the KL sum (5)
+  ``sum(em1 + mean**2 - log_var) / 2``, and writes the transpose of
   ``[g_mean; g_log_var]`` into ``g_t`` (batch-major copy for the weight gradient); one
   pass instead of about ten NumPy calls with temporaries.
 
@@ -55,8 +55,6 @@ __all__ = [
     "tanh_backward_np",
     "bernoulli_grad",
     "bernoulli_grad_np",
-    "gaussian_reparam",
-    "gaussian_reparam_np",
     "kl_grad_analytic",
     "kl_grad_analytic_np",
 ]
@@ -139,24 +137,7 @@ def bernoulli_grad_np(x, logits, e, scale, g_out, g_out_t):
 
 
 @njit(cache=True)
-def gaussian_reparam(mean, log_var, eps, std, z):
-    """In place: std = exp(log_var / 2), z = mean + std * eps. All (n, m)."""
-    n, m = mean.shape
-    for i in range(n):
-        for j in range(m):
-            sij = np.exp(0.5 * log_var[i, j])
-            std[i, j] = sij
-            z[i, j] = mean[i, j] + sij * eps[i, j]
-
-
-def gaussian_reparam_np(mean, log_var, eps, std, z):
-    """NumPy twin of :func:`gaussian_reparam`."""
-    np.exp(0.5 * log_var, out=std)
-    np.add(mean, std * eps, out=z)
-
-
-@njit(cache=True)
-def kl_grad_analytic(mean, log_var, std, eps, g_z, scale, g_mean, g_log_var, g_t):
+def kl_grad_analytic(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t):
     """Encoder-output gradient (9a) and KL sum (5); see the module docstring. All (n, m)
     except g_t (m, 2n), which receives the transpose of [g_mean; g_log_var]."""
     n, m = mean.shape
@@ -165,11 +146,10 @@ def kl_grad_analytic(mean, log_var, std, eps, g_z, scale, g_mean, g_log_var, g_t
     for i in range(n):
         row = 0.0
         for j in range(m):
-            mu, lv = mean[i, j], log_var[i, j]
-            em1 = np.expm1(lv)
-            row += em1 + mu * mu - lv
+            mu, lv, em = mean[i, j], log_var[i, j], em1[i, j]
+            row += em + mu * mu - lv
             gm = g_z[i, j] - scale * mu
-            gv = (g_z[i, j] * eps[i, j]) * (0.5 * std[i, j]) - half * em1
+            gv = (g_z[i, j] * eps[i, j]) * (0.5 * std[i, j]) - half * em
             g_mean[i, j] = gm
             g_log_var[i, j] = gv
             g_t[j, i] = gm
@@ -178,9 +158,8 @@ def kl_grad_analytic(mean, log_var, std, eps, g_z, scale, g_mean, g_log_var, g_t
     return 0.5 * total
 
 
-def kl_grad_analytic_np(mean, log_var, std, eps, g_z, scale, g_mean, g_log_var, g_t):
+def kl_grad_analytic_np(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t):
     """NumPy twin of :func:`kl_grad_analytic`."""
-    em1 = np.expm1(log_var)
     np.subtract(g_z, scale * mean, out=g_mean)
     np.subtract((g_z * eps) * (0.5 * std), (0.5 * scale) * em1, out=g_log_var)
     n = mean.shape[0]

@@ -228,7 +228,6 @@ from ._checks import (
 from .kernels.vae import (
     adam_update,
     bernoulli_grad,
-    gaussian_reparam,
     kl_grad_analytic,
     tanh_backward,
 )
@@ -1172,6 +1171,7 @@ class _TrainWorkspace:
                 bufs[net.prefix] = (inp, grd, fwd, bwd[::-1])
             bufs["e"] = np.empty((self.vae.n_visible, nb))
             bufs["std"] = np.empty((self.vae.n_latent, nb))
+            bufs["em1"] = np.empty((self.vae.n_latent, nb))
             self._buffers[nb] = bufs
         return self._buffers[nb]
 
@@ -1231,7 +1231,10 @@ class _TrainWorkspace:
         eps_t = eps.T
         std = bufs["std"]
         z = d_inp[0][:k]
-        gaussian_reparam(mean, log_var, eps_t, std, z)                   # eq. (6)
+        np.multiply(log_var, 0.5, out=std)
+        np.exp(std, out=std)
+        np.multiply(std, eps_t, out=z)                                    # eq. (6)
+        z += mean
         self._forward(d_fwd)
         dec_out = d_inp[-1]
         g_out = d_grd[-1]
@@ -1257,7 +1260,9 @@ class _TrainWorkspace:
         g_z = d_grd[0]
         g_enc = e_grd[-1]
         if self.kl == "analytic":                                        # eq. (9a)
-            kl = kl_grad_analytic(mean, log_var, std, eps_t, g_z, 1.0 / nb, g_enc[:k],
+            em1 = bufs["em1"]
+            np.expm1(log_var, out=em1)
+            kl = kl_grad_analytic(mean, log_var, em1, std, eps_t, g_z, 1.0 / nb, g_enc[:k],
                                   g_enc[k:], e_bwd[0][3])
             value = (ll - kl) / nb
             enc_top_t = True
