@@ -25,6 +25,10 @@ buffers, float64, C-contiguous.
   ``[g_mean; g_log_var]`` into ``g_t`` (batch-major copy for the weight gradient); one
   pass instead of about ten NumPy calls with temporaries.
 
+* ``neg_abs(a, out)``: ``out = -|a|`` (the argument of ``exp`` for ``e`` above) and
+  ``gaussian_reparam(mean, std, eps, z)``: ``z = mean + std * eps`` (eq. 6 of
+  :mod:`lvmref.vae`), each one pass and one call instead of two NumPy calls.
+
 ``adam_update`` is one fused pass of Adam (Kingma & Ba 2015) over a flat parameter
 vector; its twin ``adam_update_np`` does the same arithmetic with NumPy array
 operations. Both update ``theta``, ``m`` and ``v`` in place (the caller owns them; they
@@ -57,6 +61,10 @@ __all__ = [
     "bernoulli_grad_np",
     "kl_grad_analytic",
     "kl_grad_analytic_np",
+    "neg_abs",
+    "neg_abs_np",
+    "gaussian_reparam",
+    "gaussian_reparam_np",
 ]
 
 
@@ -166,3 +174,31 @@ def kl_grad_analytic_np(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_
     g_t[:, :n] = g_mean.T
     g_t[:, n:] = g_log_var.T
     return 0.5 * float(np.sum(np.sum(em1 + mean * mean - log_var, axis=1)))
+
+
+@njit(cache=True)
+def neg_abs(a, out):
+    """out = -|a|, a and out (n, m)."""
+    n, m = a.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = -abs(a[i, j])
+
+
+def neg_abs_np(a, out):
+    """NumPy twin of :func:`neg_abs`."""
+    np.negative(np.abs(a), out=out)
+
+
+@njit(cache=True)
+def gaussian_reparam(mean, std, eps, z):
+    """z = mean + std * eps, all (n, m)."""
+    n, m = mean.shape
+    for i in range(n):
+        for j in range(m):
+            z[i, j] = mean[i, j] + std[i, j] * eps[i, j]
+
+
+def gaussian_reparam_np(mean, std, eps, z):
+    """NumPy twin of :func:`gaussian_reparam`."""
+    np.add(mean, std * eps, out=z)

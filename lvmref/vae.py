@@ -228,7 +228,9 @@ from ._checks import (
 from .kernels.vae import (
     adam_update,
     bernoulli_grad,
+    gaussian_reparam,
     kl_grad_analytic,
+    neg_abs,
     tanh_backward,
 )
 from .nn import ACTIVATIONS, MLP
@@ -1243,15 +1245,13 @@ class _TrainWorkspace:
         z = d_inp[0][:k]
         np.multiply(log_var, 0.5, out=std)
         np.exp(std, out=std)
-        np.multiply(std, eps_t, out=z)                                    # eq. (6)
-        z += mean
+        gaussian_reparam(mean, std, eps_t, z)                             # eq. (6)
         self._forward(d_fwd)
         dec_out = d_inp[-1]
         g_out = d_grd[-1]
         if vae.likelihood == "bernoulli":                                # eq. (2a), (8)
             e = bufs["e"]
-            np.abs(dec_out, out=e)
-            np.negative(e, out=e)
+            neg_abs(dec_out, e)
             np.exp(e, out=e)
             ll = bernoulli_grad(xt, dec_out, e, 1.0 / nb, g_out, d_bwd[0][3])
             np.log1p(e, out=e)

@@ -827,6 +827,27 @@ def test_kl_kernel_matches_twin_and_formulas():
     np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
 
 
+def test_small_elementwise_kernels_match_twins():
+    from lvmref.kernels.vae import gaussian_reparam, gaussian_reparam_np, neg_abs, neg_abs_np
+
+    rng = np.random.default_rng(38)
+    a = np.concatenate([rng.normal(size=(3, 5)), [[0.0, -0.0, np.inf, -np.inf, 1e300]]])
+    out_a, out_b = np.empty_like(a), np.empty_like(a)
+    neg_abs(a, out_a)
+    neg_abs_np(a, out_b)
+    np.testing.assert_array_equal(out_a, [[-abs(float(v)) for v in row] for row in a])
+    np.testing.assert_array_equal(out_b, out_a)
+    mean, std, eps = rng.normal(size=(3, 4, 6))
+    std = np.abs(std)
+    eps_t = eps.T.copy().T  # strided operand
+    z_a, z_b = np.empty((4, 6)), np.empty((4, 6))
+    gaussian_reparam(mean, std, eps_t, z_a)
+    gaussian_reparam_np(mean, std, eps_t, z_b)
+    expect = [[m + s * e for m, s, e in zip(*rows)] for rows in zip(mean, std, eps)]
+    np.testing.assert_allclose(z_a, expect, rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(z_b, z_a, rtol=1e-15, atol=1e-16)
+
+
 def test_init_schemes():
     vae = VAE(64, 10, hidden=(200,))
     g = vae.init_params(0)
