@@ -7,12 +7,27 @@ buffers, float64, C-contiguous.
 
 * ``tanh_backward(delta, h)``: ``delta *= 1 - h**2`` (tanh' written with the forward
   output h, eq. 2 of :mod:`lvmref.nn`), one pass.
-* ``bernoulli_grad(x, logits, e, scale, g_out)``: with ``e = exp(-|logits|)`` computed
-  by the caller (NumPy's vectorized exp is several times faster than a scalar exp in a
-  Numba loop), ``g_out = scale * (x - sigmoid(logits))`` (eq. 8 of :mod:`lvmref.vae`)
-  and the return value ``sum(x * logits - max(logits, 0))``; the caller adds
+* ``bernoulli_grad(x, logits, e, scale, g_out, g_out_t)``: with ``e = exp(-|logits|)``
+  computed by the caller (NumPy's vectorized exp is several times faster than a scalar exp
+  in a Numba loop), ``g_out = scale * (x - sigmoid(logits))`` (eq. 8 of :mod:`lvmref.vae`),
+  its transpose ``g_out_t`` (the batch-major copy the weight-gradient product uses), and
+  the return value ``sum(x * logits - max(logits, 0))``; the caller adds
   ``-sum(log1p(e))`` to get the Bernoulli log-likelihood (2a). sigmoid(l) is
   ``1 / (1 + e)`` for l >= 0 and ``e / (1 + e)`` otherwise (no overflow for any l).
+
+* ``kl_grad_analytic(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t)``:
+  with ``em1 = expm1(log_var)`` and ``std = exp(log_var / 2)`` computed by the caller
+  (vectorized NumPy; scalar exp/expm1 in the loop made the kernel several times slower),
+  the encoder-output gradient of the reparameterized ELBO with the analytic KL (eq. 9a of
+  :mod:`lvmref.vae`), ``g_mean = g_z - scale * mean`` and ``g_log_var = (g_z * eps) *
+  (std / 2) - (scale / 2) * em1``, returning the KL sum (5)
+  ``sum(em1 + mean**2 - log_var) / 2``, and writes the transpose of
+  ``[g_mean; g_log_var]`` into ``g_t`` (batch-major copy for the weight gradient); one
+  pass instead of about ten NumPy calls with temporaries.
+
+* ``neg_abs(a, out)``: ``out = -|a|`` (the argument of ``exp`` for ``e`` above) and
+  ``gaussian_reparam(mean, std, eps, z)``: ``z = mean + std * eps`` (eq. 6 of
+  :mod:`lvmref.vae`), each one pass and one call instead of two NumPy calls.
 
 ``adam_update`` is one fused pass of Adam (Kingma & Ba 2015) over a flat parameter
 vector; its twin ``adam_update_np`` does the same arithmetic with NumPy array
@@ -44,6 +59,12 @@ __all__ = [
     "tanh_backward_np",
     "bernoulli_grad",
     "bernoulli_grad_np",
+    "kl_grad_analytic",
+    "kl_grad_analytic_np",
+    "neg_abs",
+    "neg_abs_np",
+    "gaussian_reparam",
+    "gaussian_reparam_np",
 ]
 
 
@@ -89,31 +110,95 @@ def tanh_backward_np(delta, h):
 
 
 @njit(cache=True)
-def bernoulli_grad(x, logits, e, scale, g_out):
-    """g_out = scale * (x - sigmoid(logits)); returns sum(x*logits - max(logits, 0)).
+def bernoulli_grad(x, logits, e, scale, g_out, g_out_t):
+    """g_out = scale * (x - sigmoid(logits)) and its transpose g_out_t; returns
+    sum(x*logits - max(logits, 0)).
 
-    x, logits, e = exp(-|logits|), g_out: (n, d).
+    x, logits, e = exp(-|logits|), g_out: (n, d); g_out_t: (d, n).
     """
     n, d = x.shape
     total = 0.0
     for i in range(n):
         row = 0.0
         for j in range(d):
+            # selects, not branches: the signs of the logits are unpredictable, and a
+            # mispredicted branch per entry cost about a third of this kernel's time
             lij = logits[i, j]
-            s = 1.0 / (1.0 + e[i, j])
-            if lij < 0.0:
-                s = e[i, j] * s
-                row += x[i, j] * lij
-            else:
-                row += x[i, j] * lij - lij
-            g_out[i, j] = scale * (x[i, j] - s)
+            eij = e[i, j]
+            r = 1.0 / (1.0 + eij)
+            s = eij * r if lij < 0.0 else r
+            row += x[i, j] * lij - max(lij, 0.0)
+            gij = scale * (x[i, j] - s)
+            g_out[i, j] = gij
+            g_out_t[j, i] = gij
         total += row
     return total
 
 
-def bernoulli_grad_np(x, logits, e, scale, g_out):
+def bernoulli_grad_np(x, logits, e, scale, g_out, g_out_t):
     """NumPy twin of :func:`bernoulli_grad`."""
     s = 1.0 / (1.0 + e)
     s = np.where(logits < 0.0, e * s, s)
     np.multiply(x - s, scale, out=g_out)
+    g_out_t[...] = g_out.T
     return float(np.sum(x * logits - np.maximum(logits, 0.0)))
+
+
+@njit(cache=True)
+def kl_grad_analytic(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t):
+    """Encoder-output gradient (9a) and KL sum (5); see the module docstring. All (n, m)
+    except g_t (m, 2n), which receives the transpose of [g_mean; g_log_var]."""
+    n, m = mean.shape
+    half = 0.5 * scale
+    total = 0.0
+    for i in range(n):
+        row = 0.0
+        for j in range(m):
+            mu, lv, em = mean[i, j], log_var[i, j], em1[i, j]
+            row += em + mu * mu - lv
+            gm = g_z[i, j] - scale * mu
+            gv = (g_z[i, j] * eps[i, j]) * (0.5 * std[i, j]) - half * em
+            g_mean[i, j] = gm
+            g_log_var[i, j] = gv
+            g_t[j, i] = gm
+            g_t[j, n + i] = gv
+        total += row
+    return 0.5 * total
+
+
+def kl_grad_analytic_np(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t):
+    """NumPy twin of :func:`kl_grad_analytic`."""
+    np.subtract(g_z, scale * mean, out=g_mean)
+    np.subtract((g_z * eps) * (0.5 * std), (0.5 * scale) * em1, out=g_log_var)
+    n = mean.shape[0]
+    g_t[:, :n] = g_mean.T
+    g_t[:, n:] = g_log_var.T
+    return 0.5 * float(np.sum(np.sum(em1 + mean * mean - log_var, axis=1)))
+
+
+@njit(cache=True)
+def neg_abs(a, out):
+    """out = -|a|, a and out (n, m)."""
+    n, m = a.shape
+    for i in range(n):
+        for j in range(m):
+            out[i, j] = -abs(a[i, j])
+
+
+def neg_abs_np(a, out):
+    """NumPy twin of :func:`neg_abs`."""
+    np.negative(np.abs(a), out=out)
+
+
+@njit(cache=True)
+def gaussian_reparam(mean, std, eps, z):
+    """z = mean + std * eps, all (n, m)."""
+    n, m = mean.shape
+    for i in range(n):
+        for j in range(m):
+            z[i, j] = mean[i, j] + std[i, j] * eps[i, j]
+
+
+def gaussian_reparam_np(mean, std, eps, z):
+    """NumPy twin of :func:`gaussian_reparam`."""
+    np.add(mean, std * eps, out=z)

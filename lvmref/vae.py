@@ -225,7 +225,14 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
-from .kernels.vae import adam_update, bernoulli_grad, tanh_backward
+from .kernels.vae import (
+    adam_update,
+    bernoulli_grad,
+    gaussian_reparam,
+    kl_grad_analytic,
+    neg_abs,
+    tanh_backward,
+)
 from .nn import ACTIVATIONS, MLP
 
 __all__ = [
@@ -1061,6 +1068,36 @@ class VAE:
         return ll - _kl_rows(mean, log_var)[:, None]
 
 
+# OpenBLAS (SkylakeX kernels) runs dgemm on an unpacked "small matrix" path when M*N*K <=
+# 100**3 and the product is not of the Fortran "TN" kind with a large output; for the 64-200
+# layers at batch 100 (M*N*K ~ 1.3e6) two half-size products on that path are ~30 % faster
+# than one packed product (measured while tuning validation/bench_vae.py).
+_SMALL_GEMM = 1_000_000
+
+
+def _gemm_blocks(a, b, out):
+    """Row blocks of out = a @ b small enough for BLAS's small-matrix path.
+
+    a (m, k), b (k, n), out (m, n) C-contiguous. Returns a list of ``(a_r, b, out_r)`` view
+    triples; each block is an exact sub-product, so running them equals one ``np.matmul``
+    up to the summation order inside BLAS. The views stay valid as long as the arrays do,
+    so the training workspace builds them once.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    blocks = -(-(m * n * k) // _SMALL_GEMM)
+    if blocks <= 1:
+        return [(a, b, out)]
+    step = -(-m // blocks)
+    return [(a[r:r + step], b, out[r:r + step]) for r in range(0, m, step)]
+
+
+def _matmul_rows(a, b, out):
+    """out = a @ b computed in the row blocks of :func:`_gemm_blocks`."""
+    for a_r, b_r, out_r in _gemm_blocks(a, b, out):
+        np.matmul(a_r, b_r, out=out_r)
+
+
 class _TrainWorkspace:
     """Allocation-free training step: reparameterized gradient (9) with S = 1, then Adam.
 
@@ -1075,7 +1112,17 @@ class _TrainWorkspace:
       ``(n_in + 1, n_out)`` block ``[W_i; b_i]`` is a view, so one matrix product gives
       ``a_i = [W_i; b_i]^T [h_i; 1]`` (bias included) and one gives
       ``[dW_i; db_i] = [h_i; 1] delta_i^T`` (bias gradient included);
-    * every buffer is preallocated (per batch size) and written with ``out=``.
+    * every buffer is preallocated (per batch size) and written with ``out=``, and the
+      views each matrix product reads and writes are built once per batch size (a "plan"
+      per network), so a step does no slicing or allocation in Python;
+    * the weight-gradient product takes delta from a batch-major copy (written directly by
+      the Bernoulli and KL kernels for the output layers), so BLAS sees no transposed
+      operand; products with M*N*K > ``_SMALL_GEMM`` are split into row blocks
+      (:func:`_gemm_blocks`). Both keep OpenBLAS on its faster small-matrix path;
+    * exp, expm1, tanh and log1p run as vectorized NumPy ufuncs (Numba 0.68 has no SVML,
+      its scalar versions are several times slower); Numba kernels fuse the rest.
+
+    ``validation/bench_vae.py`` times this step against a PyTorch twin.
     """
 
     def __init__(self, vae, params, batch_size, kl, lr, betas=(0.9, 0.999), eps=1e-8):
@@ -1110,38 +1157,53 @@ class _TrainWorkspace:
         self._bufs(batch_size)
 
     def _bufs(self, nb):
-        """Buffers for a batch of nb rows (created once per distinct nb)."""
+        """Buffers and precomputed GEMM views for a batch of nb rows (built once per nb)."""
         if nb not in self._buffers:
             bufs = {}
             for net in self.nets:
+                views = self._aug[net.prefix]
                 # inp[i]: input of layer i with a row of ones; inp[L] holds the output
                 inp = [np.ones((w + 1, nb)) for w in net.sizes[:-1]]
                 inp.append(np.empty((net.sizes[-1], nb)))
                 grd = [np.empty((w, nb)) for w in net.sizes]  # d value / d inp[i]
-                bufs[net.prefix] = (inp, grd)
+                fwd, bwd = [], []
+                for i, act in enumerate(net.activations):
+                    out = inp[i + 1][:net.sizes[i + 1]]
+                    fwd.append((_gemm_blocks(views[i][0].T, inp[i], out), out, act))
+                    w_aug, g_aug = views[i]
+                    # [dW; db] = [h; 1] delta^T, eq. (2), with a batch-major copy of delta:
+                    # the product is then NN for BLAS (no transposed operand), which
+                    # OpenBLAS runs on its small-matrix path; with delta.T it takes the
+                    # slower packed path.
+                    delta_t = np.empty((nb, net.sizes[i + 1]))
+                    wgrad = _gemm_blocks(inp[i], delta_t, g_aug)
+                    need_input = i > 0 or net is self.vae.decoder  # d/dz for the encoder
+                    igrad = _gemm_blocks(w_aug[:-1], grd[i + 1], grd[i]) if need_input else []
+                    bwd.append((grd[i + 1], out, act, delta_t, wgrad, igrad))
+                bufs[net.prefix] = (inp, grd, fwd, bwd[::-1])
             bufs["e"] = np.empty((self.vae.n_visible, nb))
+            bufs["std"] = np.empty((self.vae.n_latent, nb))
+            bufs["em1"] = np.empty((self.vae.n_latent, nb))
             self._buffers[nb] = bufs
         return self._buffers[nb]
 
-    def _forward(self, net, inp):
-        """Eq. (1) of lvmref.nn, feature-major; returns the output (n_out, nb)."""
-        views = self._aug[net.prefix]
-        for i, act in enumerate(net.activations):
-            out = inp[i + 1][:net.sizes[i + 1]]
-            np.matmul(views[i][0].T, inp[i], out=out)
+    @staticmethod
+    def _forward(fwd):
+        """Eq. (1) of lvmref.nn, feature-major, over the precomputed layer plan ``fwd``."""
+        for blocks, out, act in fwd:
+            for a, b, o in blocks:
+                np.matmul(a, b, out=o)
             if act == "tanh":
                 np.tanh(out, out=out)
             elif act != "identity":
                 out[...] = ACTIVATIONS[act][0](out)
-        return inp[-1]
 
-    def _backward(self, net, inp, grd, need_input_grad):
-        """Eq. (2) of lvmref.nn; the upstream gradient is in grd[-1]; returns grd[0]."""
-        views = self._aug[net.prefix]
-        for i in range(net.n_layers - 1, -1, -1):
-            delta = grd[i + 1]
-            act = net.activations[i]
-            h = inp[i + 1][:net.sizes[i + 1]]
+    @staticmethod
+    def _backward(bwd, top_transposed):
+        """Eq. (2) of lvmref.nn over the plan ``bwd`` (top layer first); the upstream
+        gradient is in the top layer's delta buffer, and if ``top_transposed`` also in its
+        batch-major copy (valid for an identity output layer)."""
+        for layer, (delta, h, act, delta_t, wgrad, igrad) in enumerate(bwd):
             if act == "tanh":                    # f' = 1 - h^2
                 tanh_backward(delta, h)
             elif act == "relu":                  # f' = [h > 0]
@@ -1150,11 +1212,12 @@ class _TrainWorkspace:
                 delta *= h - h * h
             elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
                 delta *= -np.expm1(-h)
-            w_aug, g_aug = views[i]
-            np.matmul(inp[i], delta.T, out=g_aug)
-            if i > 0 or need_input_grad:
-                np.matmul(w_aug[:-1], delta, out=grd[i])
-        return grd[0]
+            if layer or not top_transposed or act != "identity":
+                np.copyto(delta_t, delta.T)
+            for a, b, o in wgrad:
+                np.matmul(a, b, out=o)
+            for a, b, o in igrad:
+                np.matmul(a, b, out=o)
 
     def step(self, x, eps):
         """ELBO gradient at (x, eps), then one Adam step; returns the batch-mean ELBO."""
@@ -1170,24 +1233,30 @@ class _TrainWorkspace:
         vae, nb, k, d = self.vae, x.shape[0], self.vae.n_latent, self.vae.n_visible
         enc, dec = self.nets
         bufs = self._bufs(nb)
-        (e_inp, e_grd), (d_inp, d_grd) = bufs[enc.prefix], bufs[dec.prefix]
+        e_inp, e_grd, e_fwd, e_bwd = bufs[enc.prefix]
+        d_inp, d_grd, d_fwd, d_bwd = bufs[dec.prefix]
         xt = e_inp[0][:d]
         xt[...] = x.T
-        out = self._forward(enc, e_inp)
+        self._forward(e_fwd)
+        out = e_inp[-1]
         mean, log_var = out[:k], out[k:]
         eps_t = eps.T
-        std = np.exp(0.5 * log_var)
+        std = bufs["std"]
         z = d_inp[0][:k]
-        np.multiply(std, eps_t, out=z)                                    # eq. (6)
-        z += mean
-        dec_out = self._forward(dec, d_inp)
+        np.multiply(log_var, 0.5, out=std)
+        np.exp(std, out=std)
+        gaussian_reparam(mean, std, eps_t, z)                             # eq. (6)
+        self._forward(d_fwd)
+        dec_out = d_inp[-1]
         g_out = d_grd[-1]
         if vae.likelihood == "bernoulli":                                # eq. (2a), (8)
             e = bufs["e"]
-            np.abs(dec_out, out=e)
-            np.negative(e, out=e)
+            neg_abs(dec_out, e)
             np.exp(e, out=e)
-            ll = bernoulli_grad(xt, dec_out, e, 1.0 / nb, g_out) - float(np.sum(np.log1p(e)))
+            ll = bernoulli_grad(xt, dec_out, e, 1.0 / nb, g_out, d_bwd[0][3])
+            np.log1p(e, out=e)
+            ll -= float(e.sum())
+            dec_top_t = True                 # the kernel wrote the batch-major copy too
         else:                                                            # eq. (2b), (8)
             m, v = dec_out[:d], dec_out[d:]
             r = xt - m
@@ -1196,21 +1265,25 @@ class _TrainWorkspace:
             ll = -0.5 * float(np.sum(LOG_2PI + v + r2iv))
             np.multiply(r * iv, 1.0 / nb, out=g_out[:d])
             np.multiply(r2iv - 1.0, 0.5 / nb, out=g_out[d:])
-        g_z = self._backward(dec, d_inp, d_grd, True)
+            dec_top_t = False
+        self._backward(d_bwd, dec_top_t)
+        g_z = d_grd[0]
         g_enc = e_grd[-1]
         if self.kl == "analytic":                                        # eq. (9a)
-            kl = 0.5 * float(np.sum(np.expm1(log_var) + mean * mean - log_var))
+            em1 = bufs["em1"]
+            np.expm1(log_var, out=em1)
+            kl = kl_grad_analytic(mean, log_var, em1, std, eps_t, g_z, 1.0 / nb, g_enc[:k],
+                                  g_enc[k:], e_bwd[0][3])
             value = (ll - kl) / nb
-            np.subtract(g_z, mean / nb, out=g_enc[:k])
-            np.multiply(g_z * eps_t, 0.5 * std, out=g_enc[k:])
-            g_enc[k:] -= (0.5 / nb) * np.expm1(log_var)
+            enc_top_t = True
         else:                                                            # eq. (9b)
             value = (ll - 0.5 * float(np.sum(z * z))
                      + 0.5 * float(np.sum(log_var + eps_t * eps_t))) / nb
             np.subtract(g_z, z / nb, out=g_enc[:k])
             np.multiply(g_enc[:k] * eps_t, 0.5 * std, out=g_enc[k:])
             g_enc[k:] += 0.5 / nb
-        self._backward(enc, e_inp, e_grd, False)
+            enc_top_t = False
+        self._backward(e_bwd, enc_top_t)
         return float(value)
 
 

@@ -172,6 +172,37 @@ def test_workspace_gradient_equals_reference():
                                                atol=1e-14 * np.abs(ref[k]).max())
 
 
+def test_workspace_blocked_products_equal_reference(monkeypatch):
+    """With the small-matrix threshold lowered, every product is split into row blocks;
+    the gradient must still equal elbo_grad_reparam (the bench-size model takes this path)."""
+    import lvmref.vae as vae_mod
+
+    monkeypatch.setattr(vae_mod, "_SMALL_GEMM", 40)
+    rng = np.random.default_rng(34)
+    vae = VAE(7, 3, hidden=(5, 4))
+    params = _perturbed(vae, rng, 0.2)
+    ws = _TrainWorkspace(vae, params, 9, "analytic", 1e-3)
+    x, eps = _data(vae, 9, rng), rng.normal(size=(9, 3))
+    value = ws.gradient(x, eps)
+    ref_value, ref = vae.elbo_grad_reparam(params, x, eps, "analytic")
+    assert value == pytest.approx(ref_value, rel=1e-13)
+    for k in ref:
+        np.testing.assert_allclose(ws.grads[k], ref[k], rtol=1e-12,
+                                   atol=1e-14 * np.abs(ref[k]).max())
+
+
+def test_matmul_rows_blocks_cover_output(monkeypatch):
+    import lvmref.vae as vae_mod
+
+    rng = np.random.default_rng(35)
+    a, b = rng.normal(size=(11, 6)), rng.normal(size=(6, 5))
+    for limit in (1, 30, 100, 329, 330, 10**6):  # 1 row per block ... one block
+        monkeypatch.setattr(vae_mod, "_SMALL_GEMM", limit)
+        out = np.full((11, 5), np.nan)
+        vae_mod._matmul_rows(a.T.copy().T, b, out)  # a strided (transposed-view) operand
+        np.testing.assert_allclose(out, np.einsum("ik,kj->ij", a, b), rtol=1e-14, atol=1e-14)
+
+
 # ------------------------------------------------------------------ Adam
 
 
@@ -757,14 +788,64 @@ def test_training_kernels_match_twins():
     x = (rng.random(logits.shape) < 0.5).astype(float)
     e = np.exp(-np.abs(logits))
     ga, gb = np.empty_like(x), np.empty_like(x)
+    ga_t, gb_t = np.full(x.shape[::-1], np.nan), np.full(x.shape[::-1], np.nan)
     with np.errstate(over="raise", invalid="raise", divide="raise"):
-        va = bernoulli_grad(x, logits, e, 0.5, ga) - np.log1p(e).sum()
-        vb = bernoulli_grad_np(x, logits, e, 0.5, gb) - np.log1p(e).sum()
+        va = bernoulli_grad(x, logits, e, 0.5, ga, ga_t) - np.log1p(e).sum()
+        vb = bernoulli_grad_np(x, logits, e, 0.5, gb, gb_t) - np.log1p(e).sum()
+    np.testing.assert_array_equal(ga_t, ga.T)
+    np.testing.assert_array_equal(gb_t, gb.T)
     # independent: log p = x*l - softplus(l) with softplus from np.logaddexp(0, l)
     ref = float(np.sum(x * logits - np.logaddexp(0.0, logits)))
     assert va == pytest.approx(ref, rel=1e-14) and vb == pytest.approx(ref, rel=1e-14)
     np.testing.assert_allclose(ga, 0.5 * (x - expit(logits)), rtol=1e-14, atol=1e-300)
     np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
+
+
+def test_kl_kernel_matches_twin_and_formulas():
+    from lvmref.kernels.vae import kl_grad_analytic, kl_grad_analytic_np
+
+    rng = np.random.default_rng(36)
+    mean, eps, g_z = rng.normal(size=(3, 4, 6))
+    log_var = np.concatenate([rng.normal(size=(3, 6)) * 3, [[1e-12, -1e-12, 0, 30, -30, 2]]])
+    eps_t = eps.T.copy().T  # strided operands work too
+    em1, std = np.expm1(log_var), np.exp(0.5 * log_var)
+    sigma = np.sqrt(np.exp(log_var))  # independent form of exp(log_var / 2)
+    ga, gb = np.empty((2, 4, 6)), np.empty((2, 4, 6))
+    ga_t, gb_t = np.full((6, 8), np.nan), np.full((6, 8), np.nan)
+    kla = kl_grad_analytic(mean, log_var, em1, std, eps_t, g_z, 0.25, ga[0], ga[1], ga_t)
+    klb = kl_grad_analytic_np(mean, log_var, em1, std, eps_t, g_z, 0.25, gb[0], gb[1], gb_t)
+    np.testing.assert_array_equal(ga_t, np.concatenate([ga[0], ga[1]]).T)
+    np.testing.assert_array_equal(gb_t, np.concatenate([gb[0], gb[1]]).T)
+    # independent: KL(N(m, s^2) || N(0, 1)) = (s^2 + m^2 - 1 - log s^2) / 2, written with
+    # sigma (not expm1)
+    kl_ref = 0.5 * np.sum(sigma**2 + mean**2 - 1.0 - log_var)
+    assert kla == pytest.approx(kl_ref, rel=1e-12) and klb == pytest.approx(kla, rel=1e-14)
+    # d/dm [g_z z - scale KL] = g_z - scale m; d/dlog_var = g_z eps s / 2 - scale (s^2 - 1) / 2
+    np.testing.assert_allclose(ga[0], g_z - 0.25 * mean, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(ga[1], 0.5 * g_z * eps * sigma - 0.125 * (sigma**2 - 1.0),
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
+
+
+def test_small_elementwise_kernels_match_twins():
+    from lvmref.kernels.vae import gaussian_reparam, gaussian_reparam_np, neg_abs, neg_abs_np
+
+    rng = np.random.default_rng(38)
+    a = np.concatenate([rng.normal(size=(3, 5)), [[0.0, -0.0, np.inf, -np.inf, 1e300]]])
+    out_a, out_b = np.empty_like(a), np.empty_like(a)
+    neg_abs(a, out_a)
+    neg_abs_np(a, out_b)
+    np.testing.assert_array_equal(out_a, [[-abs(float(v)) for v in row] for row in a])
+    np.testing.assert_array_equal(out_b, out_a)
+    mean, std, eps = rng.normal(size=(3, 4, 6))
+    std = np.abs(std)
+    eps_t = eps.T.copy().T  # strided operand
+    z_a, z_b = np.empty((4, 6)), np.empty((4, 6))
+    gaussian_reparam(mean, std, eps_t, z_a)
+    gaussian_reparam_np(mean, std, eps_t, z_b)
+    expect = [[m + s * e for m, s, e in zip(*rows)] for rows in zip(mean, std, eps)]
+    np.testing.assert_allclose(z_a, expect, rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(z_b, z_a, rtol=1e-15, atol=1e-16)
 
 
 def test_init_schemes():
