@@ -218,12 +218,12 @@ def test_helmholtz_bad_inputs(capsys, binary, blobs, tmp_path):
 
 def test_python_m_lvmref_help():
     proc = subprocess.run([sys.executable, "-m", "lvmref", "--help"], capture_output=True,
-                          text=True, timeout=60)
+                          text=True, timeout=300)
     assert proc.returncode == 0
     for cmd in ("demo", "gmm", "vae", "helmholtz"):
         assert cmd in proc.stdout
     proc = subprocess.run([sys.executable, "-m", "lvmref", "gmm", "missing.csv", "-k", "2"],
-                          capture_output=True, text=True, timeout=60)
+                          capture_output=True, text=True, timeout=300)
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["lvmref: error: DATA file not found: "
                                                 "missing.csv"]
