@@ -171,7 +171,7 @@ from ._checks import (
     check_rng,
 )
 from .kernels import logsumexp
-from .nn import ACTIVATIONS, MLP
+from .nn import ACTIVATIONS, MLP, sigmoid, softplus
 
 __all__ = [
     "Architecture",
@@ -194,18 +194,9 @@ __all__ = [
 # small numerics
 # ----------------------------------------------------------------------------------------
 
-def _sigmoid(a):
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _softplus(a):
-    return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
-
-
 def _bern_logp(h, a):
     """Sum over the last axis of log Bern(h | sigmoid(a)) = h a - softplus(a)."""
-    return np.sum(h * a - _softplus(a), axis=-1)
+    return np.sum(h * a - softplus(a), axis=-1)
 
 
 # ----------------------------------------------------------------------------------------
@@ -365,7 +356,7 @@ def log_joint(params: dict, arch: Architecture, x: np.ndarray, z: np.ndarray) ->
     """
     layers = _split(arch, np.concatenate([z, x], axis=1))
     beta = params["prior"]
-    out = np.sum(layers[0] * beta - _softplus(beta), axis=1)
+    out = np.sum(layers[0] * beta - softplus(beta), axis=1)
     for l in range(arch.n_layers):
         a, _ = _gen_logits(params, arch, l, layers[l])
         out = out + _bern_logp(layers[l + 1], a)
@@ -377,7 +368,7 @@ def log_prior(params: dict, arch: Architecture, z: np.ndarray) -> np.ndarray:
     conditionals (2), l < L - 1). z (n, K) -> (n,)."""
     layers = _split(arch, z)
     beta = params["prior"]
-    out = np.sum(layers[0] * beta - _softplus(beta), axis=1)
+    out = np.sum(layers[0] * beta - softplus(beta), axis=1)
     for l in range(arch.n_layers - 1):
         a, _ = _gen_logits(params, arch, l, layers[l])
         out = out + _bern_logp(layers[l + 1], a)
@@ -409,11 +400,11 @@ def sample_prior(params: dict, arch: Architecture, u: np.ndarray):
     """
     off = arch.offsets
     out = np.empty_like(u)
-    h = (u[:, : off[1]] < _sigmoid(params["prior"])).astype(np.float64)
+    h = (u[:, : off[1]] < sigmoid(params["prior"])).astype(np.float64)
     out[:, : off[1]] = h
     for l in range(arch.n_layers):
         a, _ = _gen_logits(params, arch, l, h)
-        h = (u[:, off[l + 1]:off[l + 2]] < _sigmoid(a)).astype(np.float64)
+        h = (u[:, off[l + 1]:off[l + 2]] < sigmoid(a)).astype(np.float64)
         out[:, off[l + 1]:off[l + 2]] = h
     K = arch.n_latent
     return out[:, :K], out[:, K:]
@@ -426,7 +417,7 @@ def sample_q(params: dict, arch: Architecture, x: np.ndarray, u: np.ndarray) -> 
     h = x
     for l in range(arch.n_layers - 1, -1, -1):
         c, _ = _rec_logits(params, arch, l, h)
-        h = (u[:, off[l]:off[l + 1]] < _sigmoid(c)).astype(np.float64)
+        h = (u[:, off[l]:off[l + 1]] < sigmoid(c)).astype(np.float64)
         z[:, off[l]:off[l + 1]] = h
     return z
 
@@ -452,11 +443,11 @@ def wake_grad(params, arch, x, z, weights=None) -> dict:
     """
     layers = _split(arch, np.concatenate([z, x], axis=1))
     w = np.ones(x.shape[0]) if weights is None else weights
-    grads = {"prior": w @ (layers[0] - _sigmoid(params["prior"]))}
+    grads = {"prior": w @ (layers[0] - sigmoid(params["prior"]))}
     for l in range(arch.n_layers):
         net = arch.gen(l)
         a, cache = net.forward(params, layers[l])
-        g, _ = net.backward(params, cache, w[:, None] * (layers[l + 1] - _sigmoid(a)))
+        g, _ = net.backward(params, cache, w[:, None] * (layers[l + 1] - sigmoid(a)))
         grads.update(g)
     return grads
 
@@ -472,7 +463,7 @@ def sleep_grad(params, arch, x, z, weights=None) -> dict:
     for l in range(arch.n_layers):
         net = arch.rec(l)
         c, cache = net.forward(params, layers[l + 1])
-        g, _ = net.backward(params, cache, w[:, None] * (layers[l] - _sigmoid(c)))
+        g, _ = net.backward(params, cache, w[:, None] * (layers[l] - sigmoid(c)))
         grads.update(g)
     return grads
 

@@ -35,7 +35,7 @@ import numpy as np
 
 from ._checks import check_choice, check_rng
 
-__all__ = ["MLP", "ACTIVATIONS", "glorot_uniform"]
+__all__ = ["MLP", "ACTIVATIONS", "glorot_uniform", "sigmoid", "softplus"]
 
 
 # --- activations: forward f(a) and backward g * f'(a), side by side -------------------
@@ -56,15 +56,17 @@ def _relu_back(a, h, g):
     return g * (a > 0.0)
 
 
-def _softplus(a):
+def softplus(a):
+    """log(1 + exp(a)) = max(a, 0) + log1p(exp(-|a|)), elementwise; no overflow."""
     return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
 
 
 def _softplus_back(a, h, g):
-    return g * _sigmoid(a)
+    return g * sigmoid(a)
 
 
-def _sigmoid(a):
+def sigmoid(a):
+    """1 / (1 + exp(-a)), elementwise; no overflow for any |a|."""
     # exp(-|a|) never overflows; branch on the sign for full accuracy both ways.
     e = np.exp(-np.abs(a))
     return np.where(a >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
@@ -85,8 +87,8 @@ def _identity_back(a, h, g):
 ACTIVATIONS = {
     "tanh": (_tanh, _tanh_back),
     "relu": (_relu, _relu_back),
-    "softplus": (_softplus, _softplus_back),
-    "sigmoid": (_sigmoid, _sigmoid_back),
+    "softplus": (softplus, _softplus_back),
+    "sigmoid": (sigmoid, _sigmoid_back),
     "identity": (_identity, _identity_back),
 }
 

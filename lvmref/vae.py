@@ -233,7 +233,7 @@ from .kernels.vae import (
     neg_abs,
     tanh_backward,
 )
-from .nn import ACTIVATIONS, MLP
+from .nn import ACTIVATIONS, MLP, sigmoid, softplus
 
 __all__ = [
     "VAE",
@@ -306,18 +306,10 @@ def _log_normal_std(z):
     return -0.5 * np.sum(LOG_2PI + z * z, axis=-1)
 
 
-def _sigmoid(a):
-    return ACTIVATIONS["sigmoid"][0](a)
-
-
-def _softplus(a):
-    return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
-
-
 def _log_lik_bernoulli(x, logits, need_grad):
     """Eq. (2a) per row and, if ``need_grad``, eq. (8) d ell / d logits = x - sigmoid(l)."""
-    ll = np.sum(x * logits - _softplus(logits), axis=1)
-    return ll, (x - _sigmoid(logits) if need_grad else None)
+    ll = np.sum(x * logits - softplus(logits), axis=1)
+    return ll, (x - sigmoid(logits) if need_grad else None)
 
 
 def _log_lik_gaussian(x, out, need_grad):
@@ -933,7 +925,7 @@ class VAE:
         out, _ = self.decoder.forward(params, z)
         d = self.n_visible
         if self.likelihood == "bernoulli":
-            return out if raw else _sigmoid(out)
+            return out if raw else sigmoid(out)
         return (out[:, :d].copy(), out[:, d:].copy()) if raw else out[:, :d].copy()
 
     def reconstruct(self, x, params=None, rng=None):
@@ -956,7 +948,7 @@ class VAE:
         out, _ = self.decoder.forward(params, z)
         d = self.n_visible
         if self.likelihood == "bernoulli":
-            p = _sigmoid(out)
+            p = sigmoid(out)
             return p if return_mean else (rng.random(p.shape) < p).astype(np.float64)
         m, v = out[:, :d], out[:, d:]
         return m.copy() if return_mean else m + np.exp(0.5 * v) * rng.standard_normal(m.shape)
