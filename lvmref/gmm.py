@@ -106,6 +106,7 @@ from lvmref._checks import (
     check_rng,
 )
 from lvmref.kernels import gmm as _kg
+from lvmref.kernels import logsumexp
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -484,11 +485,6 @@ def _xlogy_rows(q, v):
     return np.where(q > 0.0, q * np.where(q > 0.0, v, 0.0), 0.0).sum(axis=1)
 
 
-def _lse_rows(a):
-    """Max-split log-sum-exp of each row, eq. (11)."""
-    return _kg._normalize_np(a)[1]
-
-
 def elbo(X, params, q, covariance_type="full", reduce=True):
     """ELBO(q, theta) = sum_i sum_k q_ik [log pi_k + log N(x_i|k) - log q_ik], eq. (5).
 
@@ -523,7 +519,7 @@ def kl_to_posterior(X, params, q, covariance_type="full", reduce=True):
     X = _check_X(X)
     a = weighted_log_prob(X, params, covariance_type)
     q = _check_q(q, *a.shape)
-    log_post = a - _lse_rows(a)[:, None]
+    log_post = a - logsumexp(a, axis=1, keepdims=True)
     with np.errstate(divide="ignore"):
         logq = np.log(q)
     per_row = _xlogy_rows(q, logq - log_post)
@@ -541,7 +537,7 @@ def log_likelihood(X, params, covariance_type="full", reduce=True):
     reduce : bool
         Sum over rows (float) or per-row ``log p(x_i)`` of shape ``(n,)``.
     """
-    per_row = _lse_rows(weighted_log_prob(X, params, covariance_type))
+    per_row = logsumexp(weighted_log_prob(X, params, covariance_type), axis=1)
     return float(per_row.sum()) if reduce else per_row
 
 
