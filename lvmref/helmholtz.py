@@ -303,13 +303,18 @@ def _int_tuple(v, name, empty=False):
     return out
 
 
-def init_params(arch: Architecture, rng=None, scale: float | None = None) -> dict:
+def init_params(arch: Architecture, rng=None, scale: float | None = None,
+                bias=None) -> dict:
     """Initial parameters in the layout of the module docstring.
 
     Weights are Glorot-uniform (``nn.MLP.init``) unless ``scale`` is given, in which
-    case every weight is ``scale * N(0, 1)``; biases and β start at zero.
+    case every weight is ``scale * N(0, 1)``; β and all biases start at zero, except
+    that ``bias`` (a float, or one float per layer l = 1..L) sets the output biases of
+    the generative nets g_0..g_{L-1}, i.e. the logits of layers 1..L when the layer above
+    is all off. Negative values start from a sparse code (units and pixels mostly off).
     """
     rng = check_rng(rng)
+    bias = _layer_floats(bias, arch.n_layers, "init_bias")
     params = {"prior": np.zeros(arch.layer_sizes[0])}
     for l in range(arch.n_layers):
         params.update(arch.gen(l).init(rng))
@@ -320,7 +325,28 @@ def init_params(arch: Architecture, rng=None, scale: float | None = None) -> dic
         for k in params:
             if ".W" in k:
                 params[k] = scale * rng.standard_normal(params[k].shape)
+    if bias is not None:
+        for l in range(arch.n_layers):
+            params[f"gen{l}.b{len(arch.hidden)}"][...] = bias[l]
     return {k: params[k] for k in arch.keys()}
+
+
+def _layer_floats(v, n, name):
+    """None, a finite float, or n finite floats -> None or a tuple of n floats."""
+    if v is None:
+        return None
+    vals = np.atleast_1d(np.asarray(v))
+    if vals.ndim != 1 or not (np.issubdtype(vals.dtype, np.integer)
+                              or np.issubdtype(vals.dtype, np.floating)):
+        raise TypeError(f"{name} must be a float or a sequence of {n} floats, got {v!r}")
+    if vals.size == 1:
+        vals = np.repeat(vals, n)
+    if vals.size != n:
+        raise ValueError(f"{name} needs 1 or {n} values (one per layer below the top), "
+                         f"got {vals.size}")
+    if not np.all(np.isfinite(vals)):
+        raise ValueError(f"{name} must be finite, got {v!r}")
+    return tuple(float(t) for t in vals)
 
 
 # ----------------------------------------------------------------------------------------
@@ -573,6 +599,10 @@ class HelmholtzMachine:
         Randomness for the default initialisation.
     init_scale : float, optional
         If given, weights start as ``init_scale * N(0, 1)`` instead of Glorot.
+    init_bias : float or sequence of float, optional
+        Initial output biases of the generative nets, one per layer below the top
+        (or one for all), e.g. ``(-1.5, -3.0)`` for a 1-8-16 net; see
+        :func:`init_params`. Default: zero.
 
     Attributes
     ----------
@@ -592,10 +622,14 @@ class HelmholtzMachine:
         params=None,
         rng=None,
         init_scale=None,
+        init_bias=None,
     ):
         self.arch = Architecture(layer_sizes, hidden, recognition_hidden, activation)
         if params is None:
-            self.params = init_params(self.arch, rng, init_scale)
+            self.params = init_params(self.arch, rng, init_scale, init_bias)
+        elif init_scale is not None or init_bias is not None:
+            raise ValueError("init_scale and init_bias set the default initialisation; "
+                             "they cannot be combined with params")
         else:
             self.params = self._check_params(params)
         self.history_ = {}

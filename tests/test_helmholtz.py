@@ -425,6 +425,38 @@ def test_other_methods_improve_exact_log_likelihood(method, extra):
     assert len(m.history_["objective"]) == 3
 
 
+def test_init_bias_sets_the_generative_output_biases_only():
+    base = HelmholtzMachine((1, 3, 4), hidden=(2,), rng=7)
+    m = HelmholtzMachine((1, 3, 4), hidden=(2,), rng=7, init_bias=(-1.5, -3.0))
+    changed = {k for k in m.params if not np.array_equal(m.params[k], base.params[k])}
+    assert changed == {"gen0.b1", "gen1.b1"}           # output layers of g_0 and g_1
+    np.testing.assert_array_equal(m.params["gen0.b1"], np.full(3, -1.5))
+    np.testing.assert_array_equal(m.params["gen1.b1"], np.full(4, -3.0))
+    one = HelmholtzMachine((2, 3, 4), rng=7, init_bias=-2)
+    assert all(np.all(one.params[f"gen{l}.b0"] == -2.0) for l in (0, 1))
+    # with all weights zero, log p(x) is the closed form of independent Bernoulli pixels
+    z = HelmholtzMachine((2, 4), init_scale=0.0, init_bias=-3.0)
+    x = np.array([[1.0, 0.0, 0.0, 1.0]])
+    expected = 2 * np.log(expit(-3.0)) + 2 * np.log(expit(3.0))
+    zs = _all_binary(2)[None]
+    np.testing.assert_allclose(logsumexp(z.log_joint(x, zs), axis=1), [expected],
+                               rtol=1e-14)
+
+
+@pytest.mark.parametrize("bias, err, match", [
+    ((1.0, 2.0, 3.0), ValueError, "init_bias"),
+    ((np.nan,), ValueError, "init_bias"),
+    ("x", TypeError, "init_bias"),
+    ([[1.0, 2.0]], TypeError, "init_bias"),
+])
+def test_init_bias_bad_input(bias, err, match):
+    with pytest.raises(err, match=match):
+        HelmholtzMachine((1, 3, 4), rng=0, init_bias=bias)
+    m = HelmholtzMachine((1, 3, 4), rng=0)
+    with pytest.raises(ValueError, match="init_bias"):
+        HelmholtzMachine((1, 3, 4), params=m.params, init_bias=-1.0)
+
+
 def test_save_load_roundtrip(tmp_path):
     m = _model(ARCHS[2])
     m.save(tmp_path / "hm.npz")
