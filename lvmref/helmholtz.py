@@ -314,7 +314,7 @@ def init_params(arch: Architecture, rng=None, scale: float | None = None,
     is all off. Negative values start from a sparse code (units and pixels mostly off).
     """
     rng = check_rng(rng)
-    bias = _layer_floats(bias, arch.n_layers, "init_bias")
+    bias = _layer_floats(bias, arch.n_layers, "bias")
     params = {"prior": np.zeros(arch.layer_sizes[0])}
     for l in range(arch.n_layers):
         params.update(arch.gen(l).init(rng))
@@ -626,7 +626,8 @@ class HelmholtzMachine:
     ):
         self.arch = Architecture(layer_sizes, hidden, recognition_hidden, activation)
         if params is None:
-            self.params = init_params(self.arch, rng, init_scale, init_bias)
+            self.params = init_params(self.arch, rng, init_scale, _layer_floats(
+                init_bias, self.arch.n_layers, "init_bias"))
         elif init_scale is not None or init_bias is not None:
             raise ValueError("init_scale and init_bias set the default initialisation; "
                              "they cannot be combined with params")

@@ -452,6 +452,8 @@ def test_init_bias_sets_the_generative_output_biases_only():
 def test_init_bias_bad_input(bias, err, match):
     with pytest.raises(err, match=match):
         HelmholtzMachine((1, 3, 4), rng=0, init_bias=bias)
+    with pytest.raises(err, match="bias"):
+        H.init_params(Architecture((1, 3, 4)), 0, bias=bias)
     m = HelmholtzMachine((1, 3, 4), rng=0)
     with pytest.raises(ValueError, match="init_bias"):
         HelmholtzMachine((1, 3, 4), params=m.params, init_bias=-1.0)

