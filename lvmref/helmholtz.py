@@ -171,6 +171,7 @@ from ._checks import (
     check_rng,
 )
 from .kernels import logsumexp
+from .kernels._twins import bernoulli_log_prob_np
 from .nn import ACTIVATIONS, MLP, sigmoid, softplus
 
 __all__ = [
@@ -195,8 +196,9 @@ __all__ = [
 # ----------------------------------------------------------------------------------------
 
 def _bern_logp(h, a):
-    """Sum over the last axis of log Bern(h | sigmoid(a)) = h a - softplus(a)."""
-    return np.sum(h * a - softplus(a), axis=-1)
+    """Sum over the last axis of log Bern(h | sigmoid(a)) = h a - softplus(a) (the
+    unchecked NumPy form of :func:`lvmref.kernels.bernoulli_log_prob`)."""
+    return bernoulli_log_prob_np(h, a)
 
 
 # ----------------------------------------------------------------------------------------

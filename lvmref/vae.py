@@ -225,6 +225,7 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
+from .kernels._twins import bernoulli_log_prob_np
 from .kernels.vae import (
     adam_update,
     bernoulli_grad,
@@ -233,7 +234,7 @@ from .kernels.vae import (
     neg_abs,
     tanh_backward,
 )
-from .nn import ACTIVATIONS, MLP, sigmoid, softplus
+from .nn import ACTIVATIONS, MLP, sigmoid
 
 __all__ = [
     "VAE",
@@ -308,7 +309,7 @@ def _log_normal_std(z):
 
 def _log_lik_bernoulli(x, logits, need_grad):
     """Eq. (2a) per row and, if ``need_grad``, eq. (8) d ell / d logits = x - sigmoid(l)."""
-    ll = np.sum(x * logits - softplus(logits), axis=1)
+    ll = bernoulli_log_prob_np(x, logits)
     return ll, (x - sigmoid(logits) if need_grad else None)
 
 
