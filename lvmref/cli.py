@@ -23,9 +23,6 @@ import sys
 import warnings
 
 EXIT_USAGE = 2
-_VAE_FORMAT = "lvmref.VAE/1"
-
-
 class UserError(Exception):
     """An error caused by the user's input: reported as one line, exit status 2."""
 
@@ -149,42 +146,6 @@ def cmd_gmm(args):
 # vae (persistence lives here: lvmref.vae.VAE has no save/load of its own)
 # ----------------------------------------------------------------------------------------
 
-def save_vae(path, vae, params):
-    """Write a VAE's architecture and parameters to ``.npz`` (no pickle)."""
-    import numpy as np
-
-    np.savez(path, __format__=np.array(_VAE_FORMAT), __n_visible__=np.array(vae.n_visible),
-             __n_latent__=np.array(vae.n_latent),
-             __hidden__=np.array(vae.hidden, dtype=np.int64),
-             __likelihood__=np.array(vae.likelihood), __activation__=np.array(vae.activation),
-             **params)
-
-
-def load_vae(path):
-    """Inverse of :func:`save_vae`: returns ``(vae, params)``; bad file -> ValueError."""
-    import numpy as np
-
-    from .vae import VAE
-
-    _require_file(path)
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            d = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable .npz file: {exc}") from None
-    if str(d.pop("__format__", "")) != _VAE_FORMAT:
-        raise ValueError(f"{path} is not an lvmref VAE file (format {_VAE_FORMAT!r})")
-    try:
-        vae = VAE(int(d.pop("__n_visible__")), int(d.pop("__n_latent__")),
-                  hidden=tuple(int(h) for h in d.pop("__hidden__")),
-                  likelihood=str(d.pop("__likelihood__")),
-                  activation=str(d.pop("__activation__")))
-        params = vae.check_params(d)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is a malformed VAE file: {exc}") from None
-    return vae, params
-
-
 def _vae_eval(args, vae, params, X, label):
     import numpy as np
 
@@ -200,12 +161,13 @@ def _vae_eval(args, vae, params, X, label):
 
 def cmd_vae(args):
     from ._io import load_matrix
-    from .vae import VAE
+    from .vae import VAE, load_vae, save_vae
 
     X = load_matrix(args.data, binary=True)
     X_test = load_matrix(args.test, name="--test", binary=True) if args.test else None
     out = {}
     if args.load:
+        _require_file(args.load)
         vae, params = load_vae(args.load)
         _check_features(X, vae.n_visible, "VAE")
         _say(args, f"loaded {vae!r} from {args.load}")

@@ -247,6 +247,8 @@ __all__ = [
     "linear_gaussian_log_marginal",
     "linear_gaussian_posterior",
     "linear_gaussian_elbo",
+    "save_vae",
+    "load_vae",
 ]
 
 LOG_2PI = float(np.log(2.0 * np.pi))
@@ -1487,3 +1489,55 @@ def linear_gaussian_elbo(vae, params, x, mean=None, log_var=None):
     e_ll = -0.5 * np.sum(LOG_2PI + c_mu + np.exp(-c_mu + 0.5 * c_t_c)
                          * (resid**2 + a_t_a.T), axis=1)
     return e_ll - _kl_rows(mean, log_var)
+
+
+# ------------------------------------------------------------------ persistence
+
+_VAE_FORMAT = "lvmref.VAE/1"
+
+
+def save_vae(path, vae: VAE, params: dict) -> None:
+    """Write a VAE's architecture and its parameters to ``.npz`` (no pickle).
+
+    Parameters
+    ----------
+    path : str or path-like
+        Destination; NumPy appends ``.npz`` if missing.
+    vae : VAE
+    params : dict
+        Parameters with the shapes of ``vae.param_shapes()`` (checked).
+    """
+    if not isinstance(vae, VAE):
+        raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
+    params = vae.check_params(params)
+    np.savez(path, __format__=np.array(_VAE_FORMAT), __n_visible__=np.array(vae.n_visible),
+             __n_latent__=np.array(vae.n_latent),
+             __hidden__=np.array(vae.hidden, dtype=np.int64),
+             __likelihood__=np.array(vae.likelihood), __activation__=np.array(vae.activation),
+             **params)
+
+
+def load_vae(path):
+    """Inverse of :func:`save_vae`: returns ``(vae, params)``.
+
+    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming ``path``
+    for a file that is not a readable lvmref VAE file.
+    """
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            d = {k: f[k] for k in f.files}
+    except FileNotFoundError:
+        raise
+    except (OSError, ValueError, EOFError) as exc:
+        raise ValueError(f"{path} is not a readable .npz file: {exc}") from None
+    if str(d.pop("__format__", "")) != _VAE_FORMAT:
+        raise ValueError(f"{path} is not an lvmref VAE file (format {_VAE_FORMAT!r})")
+    try:
+        vae = VAE(int(d.pop("__n_visible__")), int(d.pop("__n_latent__")),
+                  hidden=tuple(int(h) for h in d.pop("__hidden__")),
+                  likelihood=str(d.pop("__likelihood__")),
+                  activation=str(d.pop("__activation__")))
+        params = vae.check_params(d)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ValueError(f"{path} is a malformed VAE file: {exc}") from None
+    return vae, params

@@ -13,6 +13,7 @@ from scipy.stats import multivariate_normal
 
 from lvmref import cli
 from lvmref.datasets import bars
+from lvmref.vae import load_vae
 
 
 def run(capsys, *argv):
@@ -157,7 +158,7 @@ def test_vae_train_save_load(capsys, binary, tmp_path):
     r2 = json.loads(js2.read_text())
     # same parameters and the same evaluation noise: identical numbers
     assert r2["data"] == r["data"]
-    vae, params = cli.load_vae(model)
+    vae, params = load_vae(model)
     assert (vae.n_visible, vae.n_latent, vae.hidden) == (16, 2, (8,))
     assert set(params) == set(vae.param_shapes())
 

@@ -24,7 +24,9 @@ from lvmref.vae import (
     linear_gaussian_log_marginal,
     linear_gaussian_posterior,
     linear_gaussian_vae,
+    load_vae,
     reparameterize,
+    save_vae,
 )
 
 # Two-sided z-bound for Monte Carlo checks. With fixed seeds the checks are
@@ -891,3 +893,44 @@ def test_iwae_bound_with_given_samples_matches_independent_computation():
         vae.iwae_bound(params, x, 4, n_repeats=2, z=z)
     with pytest.raises(ValueError, match="rng"):
         vae.iwae_bound(params, x, 4, 0, n_repeats=3, z=z)
+
+
+# ---------------------------------------------------------------- persistence
+
+def test_save_load_roundtrip_gives_identical_elbo(tmp_path):
+    vae = VAE(6, 2, hidden=(5, 4), likelihood="gaussian", activation="relu")
+    params = vae.init_params(3)
+    save_vae(tmp_path / "v.npz", vae, params)
+    vae2, params2 = load_vae(tmp_path / "v.npz")
+    assert (vae2.n_visible, vae2.n_latent, vae2.hidden, vae2.likelihood, vae2.activation) == \
+        (6, 2, (5, 4), "gaussian", "relu")
+    assert set(params2) == set(params)
+    for k in params:
+        np.testing.assert_array_equal(params2[k], params[k])
+    rng = np.random.default_rng(4)
+    x, eps = rng.standard_normal((3, 6)), rng.standard_normal((3, 2, 2))
+    np.testing.assert_array_equal(vae2.elbo(params2, x, eps), vae.elbo(params, x, eps))
+
+
+def test_save_load_bad_input(tmp_path):
+    vae = VAE(4, 2, hidden=(3,))
+    params = vae.init_params(0)
+    with pytest.raises(TypeError, match="vae"):
+        save_vae(tmp_path / "a.npz", "not a vae", params)
+    with pytest.raises(ValueError, match="params|missing"):
+        save_vae(tmp_path / "a.npz", vae, {k: v for k, v in list(params.items())[1:]})
+    with pytest.raises(FileNotFoundError):
+        load_vae(tmp_path / "none.npz")
+    np.savez(tmp_path / "other.npz", a=np.zeros(2))
+    with pytest.raises(ValueError, match="not an lvmref VAE file"):
+        load_vae(tmp_path / "other.npz")
+    (tmp_path / "junk.npz").write_bytes(b"not a zip")
+    with pytest.raises(ValueError, match="junk.npz"):
+        load_vae(tmp_path / "junk.npz")
+    save_vae(tmp_path / "v.npz", vae, params)
+    with np.load(tmp_path / "v.npz") as f:
+        d = {k: f[k] for k in f.files}
+    d.pop(next(k for k in d if not k.startswith("__")))
+    np.savez(tmp_path / "cut.npz", **d)
+    with pytest.raises(ValueError, match="malformed"):
+        load_vae(tmp_path / "cut.npz")
