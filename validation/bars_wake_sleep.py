@@ -65,8 +65,8 @@ INIT_BIAS = {"glorot": None, "sparse": (-1.5, -3.0)}
 #   (the OR of two bars needs large weights);
 # - random search, 30 settings x 4 seeds: hidden bias in [-3.5, 0], pixel bias in [-6, -1],
 #   optional 10^[-2, 0] N(0, 1) weights and recognition biases, generative lr in
-#   10^[-1.7, -0.5], recognition/generative ratio 10^[-0.5, 1]: best median 0.32, no run
-#   below 0.20 bits;
+#   10^[-1.7, -0.5], recognition/generative ratio 10^[-0.5, 1]: best median 0.32, best
+#   single runs about 0.20 bits;
 # - reweighted wake-sleep with sleep (sparse start): S=5 lr 0.1 0.37 (8 seeds), S=5 lr 0.03
 #   0.433, S=10 lr 0.03 0.362 (16 seeds, min 0.24) against wake-sleep's 0.435 on the same
 #   16 seeds: lower, but not significantly (one-sided Mann-Whitney p = 0.16). Earlier, from
