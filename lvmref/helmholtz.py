@@ -171,7 +171,7 @@ from ._checks import (
     check_rng,
 )
 from .kernels import logsumexp
-from .kernels._twins import bernoulli_log_prob_np
+from .kernels._twins import bernoulli_log_prob_np  # sum_j log Bern(h_j | sigmoid(a_j))
 from .nn import ACTIVATIONS, MLP, sigmoid, softplus
 
 __all__ = [
@@ -189,16 +189,6 @@ __all__ = [
     "reinforce_grads",
     "exact_elbo",
 ]
-
-
-# ----------------------------------------------------------------------------------------
-# small numerics
-# ----------------------------------------------------------------------------------------
-
-def _bern_logp(h, a):
-    """Sum over the last axis of log Bern(h | sigmoid(a)) = h a - softplus(a) (the
-    unchecked NumPy form of :func:`lvmref.kernels.bernoulli_log_prob`)."""
-    return bernoulli_log_prob_np(h, a)
 
 
 # ----------------------------------------------------------------------------------------
@@ -387,7 +377,7 @@ def log_joint(params: dict, arch: Architecture, x: np.ndarray, z: np.ndarray) ->
     out = np.sum(layers[0] * beta - softplus(beta), axis=1)
     for l in range(arch.n_layers):
         a, _ = _gen_logits(params, arch, l, layers[l])
-        out = out + _bern_logp(layers[l + 1], a)
+        out = out + bernoulli_log_prob_np(layers[l + 1], a)
     return out
 
 
@@ -399,7 +389,7 @@ def log_prior(params: dict, arch: Architecture, z: np.ndarray) -> np.ndarray:
     out = np.sum(layers[0] * beta - softplus(beta), axis=1)
     for l in range(arch.n_layers - 1):
         a, _ = _gen_logits(params, arch, l, layers[l])
-        out = out + _bern_logp(layers[l + 1], a)
+        out = out + bernoulli_log_prob_np(layers[l + 1], a)
     return out
 
 
@@ -409,7 +399,7 @@ def log_q(params: dict, arch: Architecture, z: np.ndarray, x: np.ndarray) -> np.
     out = np.zeros(x.shape[0])
     for l in range(arch.n_layers):
         c, _ = _rec_logits(params, arch, l, layers[l + 1])
-        out = out + _bern_logp(layers[l], c)
+        out = out + bernoulli_log_prob_np(layers[l], c)
     return out
 
 
