@@ -35,6 +35,7 @@ import numpy as np
 
 from . import _jit as J
 from . import _twins as T
+from .fpenv import benign_underflow
 
 
 def _jit_enabled() -> bool:
@@ -104,6 +105,7 @@ def _reduced_shape(shape, axis, keepdims):
     return shape[:axis] + shape[axis + 1 :]
 
 
+@benign_underflow
 def logsumexp(a, axis=None, keepdims=False):
     """log(sum(exp(a))) along ``axis``, with the semantics of ``scipy.special.logsumexp``.
 
@@ -133,6 +135,7 @@ def logsumexp(a, axis=None, keepdims=False):
     return (mx + lg).reshape(_reduced_shape(a.shape, ax, keepdims))
 
 
+@benign_underflow
 def log_mean_exp(a, axis=None, keepdims=False):
     """log(mean(exp(a))) = logsumexp(a) - log n along ``axis`` (n = number reduced).
 
@@ -162,6 +165,7 @@ def log_mean_exp(a, axis=None, keepdims=False):
     return ((mx + lg) - np.log(n)).reshape(_reduced_shape(a.shape, ax, keepdims))
 
 
+@benign_underflow
 def log_softmax(a, axis=-1):
     """log softmax along ``axis``: (a - m) - log1p(sum_{i != argmax} exp(a_i - m)).
 
@@ -194,6 +198,7 @@ def log_softmax(a, axis=-1):
     return np.moveaxis(out.reshape(moved_shape), -1, ax)
 
 
+@benign_underflow
 def softplus(x):
     """log(1 + exp(x)) = max(x, 0) + log1p(exp(-|x|)), elementwise; no overflow.
 
@@ -210,6 +215,7 @@ def softplus(x):
     return T.softplus_np(_arr(x, "x"))
 
 
+@benign_underflow
 def log_sigmoid(x):
     """log(sigmoid(x)) = min(x, 0) - log1p(exp(-|x|)), elementwise; no overflow.
 
@@ -239,6 +245,7 @@ def _rows2(a):
     return np.ascontiguousarray(a.reshape(int(np.prod(a.shape[:-1])), a.shape[-1]))
 
 
+@benign_underflow
 def bernoulli_log_prob(x, logits, reduce=True):
     """log Bern(x | sigmoid(logits)) = x*logits - softplus(logits).
 
@@ -269,6 +276,7 @@ def bernoulli_log_prob(x, logits, reduce=True):
     return T.bernoulli_log_prob_np(x, logits, reduce)
 
 
+@benign_underflow
 def normal_log_prob_diag(x, mean, log_var, reduce=True):
     """log N(x | mean, diag(exp(log_var))) = -1/2 [log 2pi + lv + (x - mean)^2 exp(-lv)].
 
@@ -298,6 +306,7 @@ def normal_log_prob_diag(x, mean, log_var, reduce=True):
     return J.normal_log_prob_diag_elem(xr, mr, vr).reshape(x.shape)
 
 
+@benign_underflow
 def kl_normal_std(mean, log_var):
     """KL(N(mean, diag exp(log_var)) || N(0, I)) per row.
 
@@ -321,6 +330,7 @@ def kl_normal_std(mean, log_var):
     return T.kl_normal_std_np(mean, log_var)
 
 
+@benign_underflow
 def elbo_iwae(log_px_z, log_pz, log_qz):
     """Per-row ELBO estimate and importance-weighted bound L_K from K samples.
 

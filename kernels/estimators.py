@@ -53,6 +53,7 @@ from numba import config as _numba_config
 from numba import njit
 
 from ._twins import softplus_np
+from .fpenv import benign_underflow
 
 __all__ = [
     "lse_stream_init",
@@ -94,6 +95,7 @@ def lse_stream_update(m, r, a):  # pragma: no cover - compiled; twin tested alon
     return m_out, r_out
 
 
+@benign_underflow
 def lse_stream_update_np(m, r, a):
     """NumPy twin of :func:`lse_stream_update`: same state update, vectorised per chunk."""
     m = np.asarray(m, dtype=np.float64)
@@ -117,6 +119,7 @@ def lse_stream_update_np(m, r, a):
     return m_new, carried + e.sum(axis=1)
 
 
+@benign_underflow
 def lse_stream_update_auto(m, r, a):
     """The Numba kernel, or its NumPy twin when ``NUMBA_DISABLE_JIT=1``."""
     if _numba_config.DISABLE_JIT:
@@ -128,6 +131,7 @@ def lse_stream_update_auto(m, r, a):
     )
 
 
+@benign_underflow
 def lse_stream_finalize(m, r):
     """Log-sum-exp from the state: ``m + log1p(r)``, and ``-inf`` where ``m = -inf``. (n,)."""
     m = np.asarray(m, dtype=np.float64)
@@ -199,6 +203,7 @@ def sbn_log_marginal(x, prior_logits, W, b):  # pragma: no cover - compiled; twi
     return out
 
 
+@benign_underflow
 def sbn_log_marginal_np(x, prior_logits, W, b, chunk_size=None):
     """NumPy twin of :func:`sbn_log_marginal`: chunked BLAS evaluation of the same sum.
 

@@ -42,6 +42,7 @@ import numpy as np
 from numba import njit, prange
 
 from ._jit import exp_nonpos
+from .fpenv import benign_underflow
 
 __all__ = [
     "BLOCK",
@@ -156,6 +157,7 @@ def _weighted_log_prob_full(X, means, prec_chol, const):
     return out
 
 
+@benign_underflow
 def weighted_log_prob_full_np(X, means, prec_chol, const):
     """NumPy twin of :func:`weighted_log_prob_full_nb`."""
     diff = X[:, None, :] - means[None, :, :]  # (n, k, d)
@@ -174,6 +176,7 @@ def _weighted_log_prob_diag(X, means, prec_diag, const):
     return out
 
 
+@benign_underflow
 def weighted_log_prob_diag_np(X, means, prec_diag, const):
     """NumPy twin of :func:`weighted_log_prob_diag_nb`."""
     z = (X[:, None, :] - means[None, :, :]) * prec_diag[None, :, :]
@@ -317,11 +320,13 @@ def _normalize_np(a):
     return e / (1.0 + s)[:, None], m + np.log1p(s)
 
 
+@benign_underflow
 def estep_full_np(X, means, prec_chol, const):
     """NumPy twin of :func:`estep_full_nb`."""
     return _normalize_np(weighted_log_prob_full_np(X, means, prec_chol, const))
 
 
+@benign_underflow
 def estep_diag_np(X, means, prec_diag, const):
     """NumPy twin of :func:`estep_diag_nb`."""
     return _normalize_np(weighted_log_prob_diag_np(X, means, prec_diag, const))
@@ -355,6 +360,7 @@ def _first_moments(X, resp):
     return nk, sk
 
 
+@benign_underflow
 def first_moments_np(X, resp):
     """NumPy twin of :func:`first_moments_nb`."""
     return resp.sum(axis=0), resp.T @ X
@@ -417,6 +423,7 @@ def _scatter_full(X, resp, means):
     return out
 
 
+@benign_underflow
 def scatter_full_np(X, resp, means):
     """NumPy twin of :func:`scatter_full_nb` (one weighted ``diff.T @ diff`` per component)."""
     kk, d = means.shape
@@ -455,6 +462,7 @@ def _scatter_diag(X, resp, means):
     return out
 
 
+@benign_underflow
 def scatter_diag_np(X, resp, means):
     """NumPy twin of :func:`scatter_diag_nb`."""
     diff = X[:, None, :] - means[None, :, :]

@@ -22,6 +22,8 @@ import numba
 import numpy as np
 from numba import njit
 
+from .fpenv import benign_underflow
+
 __all__ = [
     "pack_params",
     "unpack_params",
@@ -156,6 +158,7 @@ def _sleep_np(p, off, L, h, u, drec, lr_q):
     _apply_rec_np(p, off, L, h, drec, lr_q)
 
 
+@benign_underflow
 def ws_online_np(flat, layout, X, UQ, US, lr, lr_q):
     """NumPy twin of :func:`ws_online` (same arguments, same in-place update)."""
     p = unpack_params(flat, layout)
@@ -172,6 +175,7 @@ def ws_online_np(flat, layout, X, UQ, US, lr, lr_q):
     return logw
 
 
+@benign_underflow
 def rws_online_np(flat, layout, X, UQ, US, lr, lr_q, sleep):
     """NumPy twin of :func:`rws_online`."""
     p = unpack_params(flat, layout)
@@ -198,6 +202,7 @@ def rws_online_np(flat, layout, X, UQ, US, lr, lr_q, sleep):
     return out
 
 
+@benign_underflow
 def reinforce_online_np(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize, alpha,
                         state):
     """NumPy twin of :func:`reinforce_online` (``state`` = [c, v] updated in place)."""
@@ -413,6 +418,7 @@ def _c(a):
     return np.ascontiguousarray(a, dtype=np.float64)
 
 
+@benign_underflow
 def ws_online(flat, layout, X, UQ, US, lr, lr_q):
     """Run ``T`` online wake-sleep updates (eq. 9) in place on the flat buffer ``flat``.
 
@@ -441,6 +447,7 @@ def ws_online(flat, layout, X, UQ, US, lr, lr_q):
     return _ws_online_nb(flat, *layout, _c(X), _c(UQ), _c(US), float(lr), float(lr_q))
 
 
+@benign_underflow
 def rws_online(flat, layout, X, UQ, US, lr, lr_q, sleep):
     """Online reweighted wake-sleep (eq. 10, plus the sleep phase (9) if ``sleep``).
 
@@ -453,6 +460,7 @@ def rws_online(flat, layout, X, UQ, US, lr, lr_q, sleep):
                           bool(sleep))
 
 
+@benign_underflow
 def reinforce_online(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize, alpha, state):
     """Online REINFORCE on the ELBO with the NVIL moving-average baseline (eqs. 11, 12).
 

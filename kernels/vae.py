@@ -52,6 +52,8 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .fpenv import benign_underflow
+
 __all__ = [
     "adam_update",
     "adam_update_np",
@@ -84,6 +86,7 @@ def adam_update(theta, grad, m, v, sign, lr, beta1, beta2, eps, bc1, bc2_sqrt):
         theta[i] -= step * (mi / (np.sqrt(vi) * inv_bc2 + eps))
 
 
+@benign_underflow
 def adam_update_np(theta, grad, m, v, sign, lr, beta1, beta2, eps, bc1, bc2_sqrt):
     """NumPy twin of :func:`adam_update` (same arithmetic, array operations)."""
     g = sign * grad
@@ -104,6 +107,7 @@ def tanh_backward(delta, h):
             delta[i, j] = delta[i, j] - delta[i, j] * (hij * hij)
 
 
+@benign_underflow
 def tanh_backward_np(delta, h):
     """NumPy twin of :func:`tanh_backward`."""
     delta -= delta * (h * h)
@@ -135,6 +139,7 @@ def bernoulli_grad(x, logits, e, scale, g_out, g_out_t):
     return total
 
 
+@benign_underflow
 def bernoulli_grad_np(x, logits, e, scale, g_out, g_out_t):
     """NumPy twin of :func:`bernoulli_grad`."""
     s = 1.0 / (1.0 + e)
@@ -166,6 +171,7 @@ def kl_grad_analytic(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var
     return 0.5 * total
 
 
+@benign_underflow
 def kl_grad_analytic_np(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t):
     """NumPy twin of :func:`kl_grad_analytic`."""
     np.subtract(g_z, scale * mean, out=g_mean)
@@ -185,6 +191,7 @@ def neg_abs(a, out):
             out[i, j] = -abs(a[i, j])
 
 
+@benign_underflow
 def neg_abs_np(a, out):
     """NumPy twin of :func:`neg_abs`."""
     np.negative(np.abs(a), out=out)
@@ -199,6 +206,7 @@ def gaussian_reparam(mean, std, eps, z):
             z[i, j] = mean[i, j] + std[i, j] * eps[i, j]
 
 
+@benign_underflow
 def gaussian_reparam_np(mean, std, eps, z):
     """NumPy twin of :func:`gaussian_reparam`."""
     np.add(mean, std * eps, out=z)

@@ -12,11 +12,13 @@ import numpy as np
 
 from ._checks import _check_real, as_float_array, check_positive_int, check_rng
 from .estimators import exact_log_marginal
+from .kernels.fpenv import benign_underflow
 
 # ----------------------------------------------------------------------------------------
 # Digits (VAE)
 # ----------------------------------------------------------------------------------------
 
+@benign_underflow
 def load_digits_binarized(return_labels: bool = False):
     """Binarized 8x8 digits with the fixed train/test split (first 1500 / last 297 rows).
 
@@ -85,6 +87,7 @@ def _bars_images(active: np.ndarray, vertical: np.ndarray, size: int) -> np.ndar
     return img.reshape(active.shape[0], size * size).astype(np.float64)
 
 
+@benign_underflow
 def bars(n, rng=None, size=4, p_vertical=2.0 / 3.0, p_bar=0.2) -> np.ndarray:
     """Draw ``n`` bars images (Hinton et al. 1995).
 
@@ -116,6 +119,7 @@ def bars(n, rng=None, size=4, p_vertical=2.0 / 3.0, p_bar=0.2) -> np.ndarray:
     return _bars_images(active, vertical, size)
 
 
+@benign_underflow
 def bars_table(size=4, p_vertical=2.0 / 3.0, p_bar=0.2):
     """Exact distribution of bars images: every distinct image with its probability.
 
@@ -151,6 +155,7 @@ def bars_table(size=4, p_vertical=2.0 / 3.0, p_bar=0.2):
     return images, np.array([probs[k][1] for k in keep])
 
 
+@benign_underflow
 def entropy_bits(probs) -> float:
     """Shannon entropy ``-sum p log2 p`` in bits of a probability vector (0 log 0 = 0)."""
 
@@ -161,6 +166,7 @@ def entropy_bits(probs) -> float:
     return float(-np.sum(nz * np.log2(nz)))
 
 
+@benign_underflow
 def kl_data_model(table, model) -> float:
     """KL(data || model) in bits, by exact enumeration of the model's latents.
 

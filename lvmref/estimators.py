@@ -123,6 +123,7 @@ from lvmref.kernels.estimators import (
     sbn_log_marginal,
     sbn_log_marginal_np,
 )
+from lvmref.kernels.fpenv import benign_underflow
 
 __all__ = [
     "MAX_ENUMERATION_K",
@@ -270,6 +271,7 @@ def _check_log_w(log_w, name: str = "log_w") -> np.ndarray:
 # --------------------------------------------------------------------- enumeration
 
 
+@benign_underflow
 def enumerate_binary(K: int) -> np.ndarray:
     """All 2**K binary vectors, in the order of ``itertools.product((0, 1), repeat=K)``.
 
@@ -344,6 +346,7 @@ def _exact_log_marginal(model, x, chunk_size):
     return lse_stream_finalize(m, r)
 
 
+@benign_underflow
 def exact_log_marginal(model, x, *, chunk_size=None) -> np.ndarray:
     """Exact log p(x) by enumerating every latent configuration, eq. (1).
 
@@ -366,6 +369,7 @@ def exact_log_marginal(model, x, *, chunk_size=None) -> np.ndarray:
     return _exact_log_marginal(model, x, chunk_size)
 
 
+@benign_underflow
 def exact_posterior(model, x, *, log: bool = False, chunk_size=None) -> np.ndarray:
     """Exact posterior p(z | x) over all configurations, eq. (2).
 
@@ -402,6 +406,7 @@ def exact_posterior(model, x, *, log: bool = False, chunk_size=None) -> np.ndarr
     return log_post if log else np.exp(log_post)
 
 
+@benign_underflow
 def exact_kl_to_posterior(model, x, *, chunk_size=None) -> np.ndarray:
     """Exact KL(q(z|x) || p(z|x)) by enumeration, eq. (3).
 
@@ -454,6 +459,7 @@ def exact_kl_to_posterior(model, x, *, chunk_size=None) -> np.ndarray:
     return kl
 
 
+@benign_underflow
 def sbn_exact_log_marginal(x, prior_logits, W, b, *, method="block", chunk_size=None):
     """Exact log p(x) of a single-layer sigmoid belief net from its parameters, eq. (1).
 
@@ -504,6 +510,7 @@ def sbn_exact_log_marginal(x, prior_logits, W, b, *, method="block", chunk_size=
 # ------------------------------------------------------------ log-weight reductions
 
 
+@benign_underflow
 def log_marginal_from_log_weights(log_w) -> Estimate:
     """log p_hat = logmeanexp(log w) with its delta-method standard error, eqs. (6)-(7).
 
@@ -530,6 +537,7 @@ def log_marginal_from_log_weights(log_w) -> Estimate:
     return Estimate(value=value, stderr=stderr, n_samples=s, log_weights=log_w)
 
 
+@benign_underflow
 def elbo_from_log_weights(log_w) -> Estimate:
     """ELBO estimate mean(log w) with standard error sd(log w)/sqrt(S), eq. (8).
 
@@ -553,6 +561,7 @@ def elbo_from_log_weights(log_w) -> Estimate:
     return Estimate(value=value, stderr=stderr, n_samples=s, log_weights=log_w)
 
 
+@benign_underflow
 def iwae_from_log_weights(log_w, k: int) -> Estimate:
     """Importance-weighted bound L_k from R consecutive sets of k log weights, eq. (10).
 
@@ -587,6 +596,7 @@ def iwae_from_log_weights(log_w, k: int) -> Estimate:
 # ------------------------------------------------------------------ log weights
 
 
+@benign_underflow
 def importance_log_weights(model, x, z) -> np.ndarray:
     """log w = log p(x, z) - log q(z | x) for given samples, eq. (5) with r = q.
 
@@ -616,6 +626,7 @@ def _importance_log_w(model, x, z):
     return lj - lq
 
 
+@benign_underflow
 def prior_log_weights(model, x, z) -> np.ndarray:
     """log w = log p(x | z) for given samples z ~ p(z), eq. (5) with r = p(z).
 
@@ -677,6 +688,7 @@ def _samples(model, x, n_samples, rng, z, sampler):
     return n_samples, _check_sampled(out, model, n, n_samples, f"model.{sampler}")
 
 
+@benign_underflow
 def naive_mc_log_marginal(model, x, n_samples=None, rng=None, *, z=None) -> Estimate:
     """Naive Monte Carlo log p(x): samples from the prior, weights p(x | z), eqs. (5)-(7).
 
@@ -701,6 +713,7 @@ def naive_mc_log_marginal(model, x, n_samples=None, rng=None, *, z=None) -> Esti
     return log_marginal_from_log_weights(_prior_log_w(model, x, z))
 
 
+@benign_underflow
 def importance_log_marginal(model, x, n_samples=None, rng=None, *, z=None) -> Estimate:
     """Importance-sampling log p(x) with proposal q(z | x), eqs. (5)-(7).
 
@@ -725,6 +738,7 @@ def importance_log_marginal(model, x, n_samples=None, rng=None, *, z=None) -> Es
     return log_marginal_from_log_weights(_importance_log_w(model, x, z))
 
 
+@benign_underflow
 def elbo(model, x, n_samples=None, rng=None, *, z=None) -> Estimate:
     """Monte Carlo ELBO, mean of log p(x, z) - log q(z | x) over z ~ q(z | x), eq. (8).
 
@@ -740,6 +754,7 @@ def elbo(model, x, n_samples=None, rng=None, *, z=None) -> Estimate:
     return elbo_from_log_weights(_importance_log_w(model, x, z))
 
 
+@benign_underflow
 def iwae_bound(model, x, k, rng=None, *, n_repeats=None, z=None) -> Estimate:
     """Importance-weighted bound L_k (Burda et al. 2015, eq. 8), estimated by eq. (10).
 

@@ -107,6 +107,7 @@ from lvmref._checks import (
 )
 from lvmref.kernels import gmm as _kg
 from lvmref.kernels import logsumexp
+from lvmref.kernels.fpenv import benign_underflow
 
 __all__ = [
     "COVARIANCE_TYPES",
@@ -174,6 +175,7 @@ def _tri_inv(t, lower):
     return np.tril(inv) if lower else np.triu(inv)
 
 
+@benign_underflow
 def compute_precision_cholesky(covariances, covariance_type):
     """Upper-triangular precision factors U with U U^T = Sigma^{-1}, eq. (13).
 
@@ -213,6 +215,7 @@ def compute_precision_cholesky(covariances, covariance_type):
     return 1.0 / np.sqrt(cov)
 
 
+@benign_underflow
 def precision_cholesky_from_precisions(precisions, covariance_type):
     """Upper-triangular U with U U^T = Lambda from precision matrices, eq. (13).
 
@@ -251,6 +254,7 @@ def precision_cholesky_from_precisions(precisions, covariance_type):
     return np.sqrt(prec)
 
 
+@benign_underflow
 def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
     """log|Lambda_k|^{1/2} = sum_j log U_k,jj for each component, eq. (14).
 
@@ -384,6 +388,7 @@ def _e_step(X, means, u, covariance_type, log_weights):
     return _kernel(name, X, means.shape[0])(X, means, fac, const)
 
 
+@benign_underflow
 def log_gaussian_prob(X, means, precisions_cholesky, covariance_type):
     """log N(x_i | mu_k, Sigma_k) for every row and component, eq. (14).
 
@@ -410,26 +415,31 @@ def log_gaussian_prob(X, means, precisions_cholesky, covariance_type):
     return _weighted_log_prob(X, means, u, covariance_type, 0.0)
 
 
+@benign_underflow
 def log_gaussian_prob_full(X, means, precisions_cholesky):
     """Full-covariance log densities, eq. (14); U has shape (K, d, d). Returns (n, K)."""
     return log_gaussian_prob(X, means, precisions_cholesky, "full")
 
 
+@benign_underflow
 def log_gaussian_prob_tied(X, means, precisions_cholesky):
     """Tied-covariance log densities, eq. (14); U has shape (d, d). Returns (n, K)."""
     return log_gaussian_prob(X, means, precisions_cholesky, "tied")
 
 
+@benign_underflow
 def log_gaussian_prob_diag(X, means, precisions_cholesky):
     """Diagonal log densities, eq. (14); 1/sigma has shape (K, d). Returns (n, K)."""
     return log_gaussian_prob(X, means, precisions_cholesky, "diag")
 
 
+@benign_underflow
 def log_gaussian_prob_spherical(X, means, precisions_cholesky):
     """Spherical log densities, eq. (14); 1/sigma has shape (K,). Returns (n, K)."""
     return log_gaussian_prob(X, means, precisions_cholesky, "spherical")
 
 
+@benign_underflow
 def weighted_log_prob(X, params, covariance_type="full"):
     """a_ik = log pi_k + log N(x_i | mu_k, Sigma_k), eq. (10).
 
@@ -451,6 +461,7 @@ def weighted_log_prob(X, params, covariance_type="full"):
     return _weighted_log_prob(X, means, u, covariance_type, logw)
 
 
+@benign_underflow
 def e_step(X, params, covariance_type="full"):
     """E-step, eq. (7): responsibilities q = p(z | x, theta) and log p(x_i), eqs. (10)-(12).
 
@@ -485,6 +496,7 @@ def _xlogy_rows(q, v):
     return np.where(q > 0.0, q * np.where(q > 0.0, v, 0.0), 0.0).sum(axis=1)
 
 
+@benign_underflow
 def elbo(X, params, q, covariance_type="full", reduce=True):
     """ELBO(q, theta) = sum_i sum_k q_ik [log pi_k + log N(x_i|k) - log q_ik], eq. (5).
 
@@ -508,6 +520,7 @@ def elbo(X, params, q, covariance_type="full", reduce=True):
     return float(per_row.sum()) if reduce else per_row
 
 
+@benign_underflow
 def kl_to_posterior(X, params, q, covariance_type="full", reduce=True):
     """KL(q_i || p(z | x_i, theta)) = sum_k q_ik [log q_ik - log p(k | x_i)], eq. (6).
 
@@ -526,6 +539,7 @@ def kl_to_posterior(X, params, q, covariance_type="full", reduce=True):
     return float(per_row.sum()) if reduce else per_row
 
 
+@benign_underflow
 def log_likelihood(X, params, covariance_type="full", reduce=True):
     """log p(X | theta) = sum_i log sum_k pi_k N(x_i | mu_k, Sigma_k), eq. (4).
 
@@ -626,6 +640,7 @@ def _params(nk, means, covs, u):
     }
 
 
+@benign_underflow
 def m_step_full(X, resp, reg_covar=1e-6):
     """M-step for full covariances, eqs. (15)-(17).
 
@@ -647,24 +662,28 @@ def m_step_full(X, resp, reg_covar=1e-6):
     return _m_step(X, resp, "full", check_nonnegative_float(reg_covar, "reg_covar"))
 
 
+@benign_underflow
 def m_step_tied(X, resp, reg_covar=1e-6):
     """M-step for one shared covariance, eqs. (15), (16), (19); covariances (d, d)."""
     X, resp = _check_resp(X, resp)
     return _m_step(X, resp, "tied", check_nonnegative_float(reg_covar, "reg_covar"))
 
 
+@benign_underflow
 def m_step_diag(X, resp, reg_covar=1e-6):
     """M-step for diagonal covariances, eqs. (15), (16), (18); covariances (K, d)."""
     X, resp = _check_resp(X, resp)
     return _m_step(X, resp, "diag", check_nonnegative_float(reg_covar, "reg_covar"))
 
 
+@benign_underflow
 def m_step_spherical(X, resp, reg_covar=1e-6):
     """M-step for spherical covariances, eqs. (15), (16), (20); covariances (K,)."""
     X, resp = _check_resp(X, resp)
     return _m_step(X, resp, "spherical", check_nonnegative_float(reg_covar, "reg_covar"))
 
 
+@benign_underflow
 def m_step(X, resp, covariance_type="full", reg_covar=1e-6):
     """M-step, eq. (8): closed-form maximiser of Q for the given covariance type.
 
@@ -707,6 +726,7 @@ def _m_step(X, resp, covariance_type, reg_covar):
     return _params(nk, means, covs, u)
 
 
+@benign_underflow
 def n_parameters(n_components, n_features, covariance_type):
     """Number of free parameters, eq. (22) (spherical 13, diag 21, tied 26, full 41 for
     K=2, d=5)."""
@@ -732,6 +752,7 @@ def _sq_dists(X, centers):
     return np.stack([np.einsum("ij,ij->i", X - c, X - c) for c in centers], axis=1)
 
 
+@benign_underflow
 def kmeans_plusplus(X, n_clusters, rng=None):
     """k-means++ seeding (Arthur & Vassilvitskii, 2007): indices of ``n_clusters`` rows.
 
@@ -771,6 +792,7 @@ def kmeans_plusplus(X, n_clusters, rng=None):
     return np.asarray(idx)
 
 
+@benign_underflow
 def kmeans(X, n_clusters, rng=None, n_iter=10):
     """k-means++ seeding then at most ``n_iter`` Lloyd iterations; returns labels (n,).
 
@@ -812,6 +834,7 @@ _FITTED = (
 _FORMAT = "lvmref.GaussianMixture/1"
 
 
+@benign_underflow
 class GaussianMixture:
     """Gaussian mixture fitted by EM; scikit-learn's constructor names and attributes.
 

@@ -172,6 +172,7 @@ from ._checks import (
 )
 from .kernels import logsumexp
 from .kernels._twins import bernoulli_log_prob_np  # sum_j log Bern(h_j | sigmoid(a_j))
+from .kernels.fpenv import benign_underflow
 from .nn import ACTIVATIONS, MLP, sigmoid, softplus
 
 __all__ = [
@@ -195,6 +196,7 @@ __all__ = [
 # architecture
 # ----------------------------------------------------------------------------------------
 
+@benign_underflow
 @dataclass(frozen=True)
 class Architecture:
     """Layer sizes (top to bottom, pixels last) and the MLPs of eqs. (2) and (5).
@@ -295,6 +297,7 @@ def _int_tuple(v, name, empty=False):
     return out
 
 
+@benign_underflow
 def init_params(arch: Architecture, rng=None, scale: float | None = None,
                 bias=None) -> dict:
     """Initial parameters in the layout of the module docstring.
@@ -360,6 +363,7 @@ def _rec_logits(params, arch, l, h):
     return arch.rec(l).forward(params, h)
 
 
+@benign_underflow
 def log_joint(params: dict, arch: Architecture, x: np.ndarray, z: np.ndarray) -> np.ndarray:
     """log p(x, z), eq. (3).
 
@@ -381,6 +385,7 @@ def log_joint(params: dict, arch: Architecture, x: np.ndarray, z: np.ndarray) ->
     return out
 
 
+@benign_underflow
 def log_prior(params: dict, arch: Architecture, z: np.ndarray) -> np.ndarray:
     """log p(z): the latent terms of eq. (3) (prior (1) and the latent-to-latent
     conditionals (2), l < L - 1). z (n, K) -> (n,)."""
@@ -393,6 +398,7 @@ def log_prior(params: dict, arch: Architecture, z: np.ndarray) -> np.ndarray:
     return out
 
 
+@benign_underflow
 def log_q(params: dict, arch: Architecture, z: np.ndarray, x: np.ndarray) -> np.ndarray:
     """log q(z | x), eq. (5). Shapes: z (n, K), x (n, D) -> (n,)."""
     layers = _split(arch, np.concatenate([z, x], axis=1))
@@ -403,6 +409,7 @@ def log_q(params: dict, arch: Architecture, z: np.ndarray, x: np.ndarray) -> np.
     return out
 
 
+@benign_underflow
 def sample_prior(params: dict, arch: Architecture, u: np.ndarray):
     """Ancestral sample of (z, x) from eqs. (1), (2), (6).
 
@@ -428,6 +435,7 @@ def sample_prior(params: dict, arch: Architecture, u: np.ndarray):
     return out[:, :K], out[:, K:]
 
 
+@benign_underflow
 def sample_q(params: dict, arch: Architecture, x: np.ndarray, u: np.ndarray) -> np.ndarray:
     """Sample z ~ q(z | x) bottom-up, eqs. (5), (6). x (n, D), u (n, K) -> z (n, K)."""
     off = arch.offsets
@@ -444,6 +452,7 @@ def sample_q(params: dict, arch: Architecture, x: np.ndarray, u: np.ndarray) -> 
 # gradients, eqs. (7), (8), (10), (11), (12)
 # ----------------------------------------------------------------------------------------
 
+@benign_underflow
 def wake_grad(params, arch, x, z, weights=None) -> dict:
     """Gradient of ``sum_i w_i log p(x_i, z_i)`` w.r.t. β and the generative MLPs, eq. (7).
 
@@ -470,6 +479,7 @@ def wake_grad(params, arch, x, z, weights=None) -> dict:
     return grads
 
 
+@benign_underflow
 def sleep_grad(params, arch, x, z, weights=None) -> dict:
     """Gradient of ``sum_i w_i log q(z_i | x_i)`` w.r.t. the recognition MLPs, eq. (8).
 
@@ -494,6 +504,7 @@ def _log_weights(params, arch, x, z):
     return (log_joint(params, arch, xr, zr) - log_q(params, arch, zr, xr)).reshape(n, S)
 
 
+@benign_underflow
 def rws_grads(params, arch, x, z):
     """Reweighted wake-sleep wake-phase gradients, eq. (10).
 
@@ -522,6 +533,7 @@ def rws_grads(params, arch, x, z):
     return grads, lse - np.log(S)
 
 
+@benign_underflow
 def reinforce_grads(params, arch, x, z, baseline=0.0, scale=1.0):
     """Score-function (REINFORCE) ELBO gradients, eqs. (11), (12).
 
@@ -549,6 +561,7 @@ def reinforce_grads(params, arch, x, z, baseline=0.0, scale=1.0):
     return grads, signal
 
 
+@benign_underflow
 def exact_elbo(params, arch, x) -> np.ndarray:
     """ELBO = log p(x) - KL(q || p(z | x)) by enumeration over all 2**K latents.
 
@@ -570,6 +583,7 @@ def exact_elbo(params, arch, x) -> np.ndarray:
 _METHODS = ("wake-sleep", "reweighted", "reinforce")
 
 
+@benign_underflow
 class HelmholtzMachine:
     """Layered Bernoulli LVM with a bottom-up recognition network.
 

@@ -34,6 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ._checks import check_choice, check_rng
+from .kernels.fpenv import benign_underflow
 
 __all__ = ["MLP", "ACTIVATIONS", "glorot_uniform", "sigmoid", "softplus"]
 
@@ -56,6 +57,7 @@ def _relu_back(a, h, g):
     return g * (a > 0.0)
 
 
+@benign_underflow
 def softplus(a):
     """log(1 + exp(a)) = max(a, 0) + log1p(exp(-|a|)), elementwise; no overflow."""
     return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
@@ -65,6 +67,7 @@ def _softplus_back(a, h, g):
     return g * sigmoid(a)
 
 
+@benign_underflow
 def sigmoid(a):
     """1 / (1 + exp(-a)), elementwise; no overflow for any |a|."""
     # exp(-|a|) never overflows; branch on the sign for full accuracy both ways.
@@ -93,12 +96,14 @@ ACTIVATIONS = {
 }
 
 
+@benign_underflow
 def glorot_uniform(n_in: int, n_out: int, rng) -> np.ndarray:
     """Glorot & Bengio (2010) uniform init: U(-r, r), r = sqrt(6 / (n_in + n_out))."""
     r = np.sqrt(6.0 / (n_in + n_out))
     return check_rng(rng).uniform(-r, r, size=(n_in, n_out))
 
 
+@benign_underflow
 @dataclass(frozen=True)
 class MLP:
     """Dense network ``sizes[0] -> ... -> sizes[-1]``, eq. (1)-(2) of the module docstring.

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ._checks import check_positive_int, check_rng
+from .kernels.fpenv import benign_underflow
 
 __all__ = ["check_grad", "assert_grad_close", "GradCheckReport"]
 
@@ -105,6 +106,7 @@ def _central(f, params, name, flat_index, direction, h, richardson):
     return (4.0 * d2 - d1) / 3.0
 
 
+@benign_underflow
 def check_grad(
     f,
     params: dict,
@@ -193,6 +195,7 @@ def check_grad(
     return report
 
 
+@benign_underflow
 def assert_grad_close(f, params, grad=None, *, rtol: float = 1e-7, atol: float = 0.0, **kwargs):
     """Assert-style :func:`check_grad`: raise ``AssertionError`` with the report on failure.
 

@@ -190,7 +190,8 @@ Where each equation lives
 ==========================================  =============================================
 (1)-(3) densities                           :class:`VAEModel` ``log_prior``,
                                             ``log_likelihood``, ``log_q``; :meth:`VAE.log_q`
-(5) KL and its gradient                     ``_kl_rows``, :func:`kl_normal_std_grad`
+(5) KL and its gradient                     :func:`lvmref.kernels.kl_normal_std`,
+                                            :func:`kl_normal_std_grad`
 (6) reparameterization                      :func:`reparameterize`
 (7a)/(7b) ELBO estimators                   :meth:`VAE.elbo`
 (8)-(9) reparameterization gradient         :meth:`VAE.elbo_grad_reparam`
@@ -225,7 +226,9 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
+from .kernels import kl_normal_std
 from .kernels._twins import bernoulli_log_prob_np
+from .kernels.fpenv import benign_underflow
 from .kernels.vae import (
     adam_update,
     bernoulli_grad,
@@ -259,6 +262,7 @@ _KL = ("analytic", "mc")
 # ------------------------------------------------------------------ small pure pieces
 
 
+@benign_underflow
 def reparameterize(mean, log_var, eps):
     r"""z = mean + exp(log_var / 2) * eps, eq. (6).
 
@@ -282,6 +286,7 @@ def reparameterize(mean, log_var, eps):
     return mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps
 
 
+@benign_underflow
 def kl_normal_std_grad(mean, log_var):
     r"""Gradient of KL(N(mean, diag exp(log_var)) || N(0, I)) per row, eq. (5).
 
@@ -297,11 +302,6 @@ def kl_normal_std_grad(mean, log_var):
     mean = as_float_array(mean, "mean", ndim=2)
     log_var = as_float_array(log_var, "log_var", shape=mean.shape)
     return mean, 0.5 * np.expm1(log_var)
-
-
-def _kl_rows(mean, log_var):
-    """Eq. (5), per row: 1/2 sum(exp(s) + mu^2 - 1 - s); (n, K) -> (n,)."""
-    return 0.5 * np.sum(np.expm1(log_var) + mean * mean - log_var, axis=1)
 
 
 def _log_normal_std(z):
@@ -341,6 +341,7 @@ def _as_eps3(eps, n, k, name="eps"):
 # ------------------------------------------------------------------ optimizer
 
 
+@benign_underflow
 class Adam:
     r"""Adam (Kingma & Ba 2015), updating a parameter dict in place.
 
@@ -410,6 +411,7 @@ class AmortizationGap:
     log_var: np.ndarray
 
 
+@benign_underflow
 class VAE:
     """Variational autoencoder with MLP encoder/decoder; derivation in the module docstring.
 
@@ -582,7 +584,7 @@ class VAE:
         z = mean[:, None, :] + std[:, None, :] * eps3                     # eq. (6)
         ll, dec_grads, g_z = self._decoder_log_lik(params, x, z, need_grad, scale / s)
         if kl == "analytic":
-            elbo = ll.mean(axis=1) - _kl_rows(mean, log_var)              # eq. (7a)
+            elbo = ll.mean(axis=1) - kl_normal_std(mean, log_var)              # eq. (7a)
         else:
             log_pz = _log_normal_std(z)
             log_qz = -0.5 * np.sum(LOG_2PI + log_var[:, None, :] + eps3 * eps3, axis=2)
@@ -728,7 +730,7 @@ class VAE:
         log_q = _log_q3(z3, mean, log_var)
         if kl == "analytic":
             f = ll
-            elbo = ll.mean(axis=1) - _kl_rows(mean, log_var)
+            elbo = ll.mean(axis=1) - kl_normal_std(mean, log_var)
         else:
             f = ll + _log_normal_std(z3) - log_q
             elbo = f.mean(axis=1)
@@ -1060,7 +1062,7 @@ class VAE:
         """Eq. (7a) per sample: log p(x | z_t) - KL, shape (n, S)."""
         z = mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps3
         ll = self._decoder_log_lik(params, x, z, False)[0]
-        return ll - _kl_rows(mean, log_var)[:, None]
+        return ll - kl_normal_std(mean, log_var)[:, None]
 
 
 # OpenBLAS (SkylakeX kernels) runs dgemm on an unpacked "small matrix" path when M*N*K <=
@@ -1303,6 +1305,7 @@ def _baseline(baseline, n, s):
     return b if b.ndim == 0 else b[:, None]
 
 
+@benign_underflow
 class VAEModel:
     """A :class:`VAE` bound to parameters: the :mod:`lvmref.estimators` model protocol.
 
@@ -1374,6 +1377,7 @@ def _check_ppca(W, b, noise_var):
     return W, b, noise_var
 
 
+@benign_underflow
 def linear_gaussian_log_marginal(W, b, noise_var, x):
     """log p(x) = log N(x | b, W W^T + noise_var I), eq. (13), via a Cholesky factor.
 
@@ -1397,6 +1401,7 @@ def linear_gaussian_log_marginal(W, b, noise_var, x):
     return -0.5 * (d * LOG_2PI + np.sum(r * r, axis=0)) - np.sum(np.log(np.diag(chol)))
 
 
+@benign_underflow
 def linear_gaussian_posterior(W, b, noise_var, x):
     """Exact posterior p(z | x) = N(M^-1 W^T (x - b), noise_var M^-1), eq. (13).
 
@@ -1413,6 +1418,7 @@ def linear_gaussian_posterior(W, b, noise_var, x):
     return mean, noise_var * np.linalg.inv(m)
 
 
+@benign_underflow
 def linear_gaussian_vae(W, b, noise_var):
     """A linear Gaussian VAE whose decoder is PPCA (W, b, noise_var) and whose encoder is
     the exact posterior, eq. (13).
@@ -1451,6 +1457,7 @@ def linear_gaussian_vae(W, b, noise_var):
     return vae, params
 
 
+@benign_underflow
 def linear_gaussian_elbo(vae, params, x, mean=None, log_var=None):
     """Exact ELBO (4) of a linear Gaussian VAE, eq. (14) plus the KL (5).
 
@@ -1488,7 +1495,7 @@ def linear_gaussian_elbo(vae, params, x, mean=None, log_var=None):
     a_t_a = (A * A).T @ tau.T                                  # (D, n)
     e_ll = -0.5 * np.sum(LOG_2PI + c_mu + np.exp(-c_mu + 0.5 * c_t_c)
                          * (resid**2 + a_t_a.T), axis=1)
-    return e_ll - _kl_rows(mean, log_var)
+    return e_ll - kl_normal_std(mean, log_var)
 
 
 # ------------------------------------------------------------------ persistence
@@ -1496,6 +1503,7 @@ def linear_gaussian_elbo(vae, params, x, mean=None, log_var=None):
 _VAE_FORMAT = "lvmref.VAE/1"
 
 
+@benign_underflow
 def save_vae(path, vae: VAE, params: dict) -> None:
     """Write a VAE's architecture and its parameters to ``.npz`` (no pickle).
 
@@ -1517,6 +1525,7 @@ def save_vae(path, vae: VAE, params: dict) -> None:
              **params)
 
 
+@benign_underflow
 def load_vae(path):
     """Inverse of :func:`save_vae`: returns ``(vae, params)``.
 

@@ -171,6 +171,7 @@ from lvmref.gmm import (
     log_det_cholesky,
 )
 from lvmref.kernels import log_softmax, logsumexp
+from lvmref.kernels.fpenv import benign_underflow
 
 __all__ = [
     "make_prior",
@@ -319,6 +320,7 @@ def _check_log_resp(log_resp, n_samples: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+@benign_underflow
 def make_prior(
     X,
     n_components: int,
@@ -390,6 +392,7 @@ def make_prior(
     return _check_prior(prior, n_features)
 
 
+@benign_underflow
 def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, scale_inv):
     """Assemble a state dict from (α, β, m, ν, W^{-1}) (see the module docstring).
 
@@ -449,6 +452,7 @@ def _expected_log_weights(conc):
     return digamma(conc[0]) - dig_sum + np.concatenate(([0.0], np.cumsum(log_stick)[:-1]))
 
 
+@benign_underflow
 def expected_log_weights(weight_concentration) -> np.ndarray:
     """``E[ln π_k]``: eq. (8) for α of shape (K,), eq. (8') for (γ_1, γ_2) of shape (2, K).
 
@@ -476,6 +480,7 @@ def _expected_log_det_precision(dof, prec_chol):
     return np.sum(digamma(0.5 * (dof[:, None] - np.arange(d))), axis=1) + d * _LOG_2 + log_det_w
 
 
+@benign_underflow
 def expected_log_det_precision(degrees_of_freedom, precisions_cholesky) -> np.ndarray:
     """``E[ln|Λ_k|]``, eq. (9), with ``ln|W_k| = 2 Σ ln diag P_k - D ln ν_k``.
 
@@ -509,6 +514,7 @@ def _expected_mahalanobis(X, state):
     return out + n_features / state["mean_precision"]
 
 
+@benign_underflow
 def expected_mahalanobis(X, state) -> np.ndarray:
     """``E[(x_n - μ_k)^T Λ_k (x_n - μ_k)] = D/β_k + ||(x_n - m_k)^T P_k||^2``, eq. (10).
 
@@ -532,6 +538,7 @@ def _log_rho(X, state):
     return log_w + 0.5 * log_lam - 0.5 * X.shape[1] * _LOG_2PI - 0.5 * maha  # (11)
 
 
+@benign_underflow
 def estimate_log_rho(X, state) -> np.ndarray:
     """Unnormalised log responsibilities ``ln ρ_nk``, eq. (11).
 
@@ -548,6 +555,7 @@ def estimate_log_rho(X, state) -> np.ndarray:
     return _log_rho(*_check_X_state(X, state))
 
 
+@benign_underflow
 def e_step(X, state) -> np.ndarray:
     """Variational E-step: ``ln r_nk``, eqs. (11)-(12).
 
@@ -599,6 +607,7 @@ def _m_step(X, resp, prior, reg_covar):
     }
 
 
+@benign_underflow
 def m_step(X, resp, prior, reg_covar: float = 0.0) -> dict:
     """Variational M-step: the optimal q(π) and q(μ_k, Λ_k) given ``resp``, eqs. (13)-(18).
 
@@ -644,6 +653,7 @@ def _kl_dirichlet(alpha, alpha0):
     )
 
 
+@benign_underflow
 def kl_dirichlet(weight_concentration, weight_concentration_prior) -> float:
     """``KL[Dir(α) || Dir(α0)]``, eq. (21).
 
@@ -708,6 +718,7 @@ def _kl_stick_breaking(gamma, alpha0):
     )
 
 
+@benign_underflow
 def kl_stick_breaking(weight_concentration, weight_concentration_prior) -> float:
     """``Σ_k KL[Beta(γ_k1, γ_k2) || Beta(1, α0)]``, eq. (21').
 
@@ -729,6 +740,7 @@ def kl_stick_breaking(weight_concentration, weight_concentration_prior) -> float
     return float(_kl_stick_breaking(gamma, alpha0))
 
 
+@benign_underflow
 def kl_gauss_wishart(state, prior) -> np.ndarray:
     """``KL[q(μ_k, Λ_k) || p(μ_k, Λ_k)]`` per component, eq. (22).
 
@@ -756,6 +768,7 @@ def _lower_bound(log_resp, log_rho, state, prior):
     return float(data_term - kl_pi - np.sum(_kl_gauss_wishart(state, prior)))  # (19)
 
 
+@benign_underflow
 def lower_bound(X, log_resp, state, prior) -> float:
     """The evidence lower bound L(q), eqs. (19)-(22), for any q of the form (6).
 
@@ -819,6 +832,7 @@ def _initial_resp(X, n_components, init_params, rng):
 # ---------------------------------------------------------------------------
 
 
+@benign_underflow
 class BayesianGaussianMixture:
     """Variational Bayesian Gaussian mixture, eqs. (1)-(22) (and (3')-(21') for the DP).
 
