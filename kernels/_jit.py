@@ -120,7 +120,6 @@ _BLOCK = 2048
 
 LOG_2PI = 1.8378770664093453  # log(2 pi)
 _LOG2E = 1.4426950408889634  # log2(e)
-_LN2 = 0.6931471805599453  # log(2)
 _SHIFT = 6755399441055744.0  # 1.5 * 2**52: x + _SHIFT - _SHIFT rounds x to an integer
 _LN2_HI = 6.93147180369123816490e-01  # high part of ln 2, 21 trailing zero bits
 _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
@@ -443,8 +442,10 @@ def _normal1(x, mu, lv):
     Scaling dx by exp(-lv/2) before squaring avoids a spurious 0 * inf (NaN) or underflow
     of dx^2 when the variance is extreme (|lv| up to 1e4). When an intermediate overflows
     although z may be finite -- ``x - mu`` beyond the float64 range (``x = 1e308``,
-    ``mu = -1e308``) or ``exp(-lv/2) = inf`` (``lv < -1419``) -- z^2 is formed in log space,
-    ``exp(2 (log|x/2 - mu/2| + log 2) - lv)``, which is finite whenever z^2 is.
+    ``mu = -1e308``) or ``exp(-lv/2) = inf`` (``lv < -1419``) -- z is formed as
+    ``((h exp(-lv/4)) exp(-lv/4)) c`` with ``h = x/2 - mu/2, c = 2`` (or ``h = dx, c = 1``),
+    finite whenever z is; if ``exp(-lv/4)`` overflows too, z^2 > 1e585 and the log-density
+    is -inf, its correctly rounded value.
     """
     dx = x - mu
     if dx == 0.0:
@@ -453,12 +454,13 @@ def _normal1(x, mu, lv):
         s = math.exp(-0.5 * lv)
         if abs(dx) < np.inf and s < np.inf:
             z = dx * s
-            quad = z * z
         elif abs(x) < np.inf and abs(mu) < np.inf and lv == lv:
-            quad = math.exp(2.0 * (math.log(abs(0.5 * x - 0.5 * mu)) + _LN2) - lv)
+            h, c = (dx, 1.0) if abs(dx) < np.inf else (0.5 * x - 0.5 * mu, 2.0)
+            s4 = math.exp(-0.25 * lv)
+            z = ((h * s4) * s4) * c
         else:  # non-finite input: inf or NaN propagates
             z = dx * s
-            quad = z * z
+        quad = z * z
     return -0.5 * ((LOG_2PI + lv) + quad)
 
 

@@ -130,9 +130,10 @@ def normal_log_prob_diag_np(
 
     The quadratic term is formed as z^2 with z = (x - mean) exp(-lv/2), and set to 0 where
     x == mean, so extreme log-variances (|lv| up to 1e4) give no 0 * inf. Where
-    ``x - mean`` or ``exp(-lv/2)`` overflows for finite input, z^2 is formed in log space
-    (see ``_normal1`` in :mod:`lvmref.kernels._jit`); a z^2 beyond the float64 range is
-    +inf and the log-density -inf, its correctly rounded value.
+    ``x - mean`` or ``exp(-lv/2)`` overflows for finite input, z is formed with two factors
+    ``exp(-lv/4)`` (and halves of x and mean; see ``_normal1`` in
+    :mod:`lvmref.kernels._jit`); a z^2 beyond the float64 range is +inf and the
+    log-density -inf, its correctly rounded value.
     """
     with np.errstate(over="ignore", invalid="ignore"):  # handled just below
         dx = x - mean
@@ -142,9 +143,13 @@ def normal_log_prob_diag_np(
         redo = ((np.abs(dx) == np.inf) | (s == np.inf)) & np.isfinite(x) & np.isfinite(mean) \
             & ~np.isnan(log_var) & (dx != 0.0)
     if redo.any():
-        half = np.abs(0.5 * x[redo] - 0.5 * mean[redo])
+        xr, mr, lr = x[redo], mean[redo], log_var[redo]
+        over = np.abs(dx[redo]) == np.inf
+        h = np.where(over, 0.5 * xr - 0.5 * mr, dx[redo])
         with np.errstate(over="ignore"):  # z^2 beyond float64: +inf is the rounded value
-            quad[redo] = np.exp(2.0 * (np.log(half) + np.log(2.0)) - log_var[redo])
+            s4 = np.exp(-0.25 * lr)
+            z = ((h * s4) * s4) * np.where(over, 2.0, 1.0)
+            quad[redo] = z * z
     lp = -0.5 * ((LOG_2PI + log_var) + quad)
     return lp.sum(axis=-1) if reduce else lp
 

@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 
+import mpmath
 import numba
 import numpy as np
 import pytest
@@ -708,6 +709,86 @@ def test_kl_extremes():
     np.testing.assert_array_equal(J.kl_normal_std_rows(mean, lv), kl)
     assert kl[0] == 0.5 * (1e4 - 1.0)  # expm1(-1e4) = -1 exactly
     assert kl[1] == 0.5 * 1e8
+
+
+def _mp_kl_term(s):
+    """(e^s - 1 - s) / 2 to 50 significant digits (mpmath), rounded once to float64.
+
+    For |s| < 1 the Taylor series s^2 sum_k s^(k-2)/k! is summed in mpmath (60 terms,
+    remainder < 1e-80 relative): expm1(t) - t would lose the leading digits even there."""
+    with mpmath.workdps(50):
+        t = mpmath.mpf(float(s))
+        if abs(t) < 1:
+            v = t * t * mpmath.fsum(t ** (k - 2) / mpmath.factorial(k) for k in range(2, 62))
+        else:
+            v = mpmath.expm1(t) - t
+        return float(v / 2)
+
+
+def test_kl_collapsed_unit_is_accurate_for_all_log_var():
+    """KL of N(0, e^s) to N(0, 1) is (e^s - 1 - s)/2; expm1(s) - s cancels near s = 0
+    (relative error 5e-5 at s = 1e-12 before the series). Target <= 1e-14 relative,
+    against a 50-digit mpmath evaluation; public function, Numba rows kernel and twin."""
+    # |s| >= 1e-150, so that (e^s - 1 - s)/2 ~ s^2/4 is a normal float64
+    mags = np.concatenate([10.0 ** np.arange(-150, 3, 0.5), [0.49999999, 0.5, 0.50000001]])
+    rng = np.random.default_rng(5)
+    s = np.concatenate([mags, -mags, rng.uniform(-3, 3, 200), rng.uniform(-40, 700, 50)])
+    s = s[np.abs(s) <= 709.0]
+    ref = np.array([_mp_kl_term(v) for v in s])
+    mean = np.zeros((s.size, 1))
+    for got in (K.kl_normal_std(mean, s[:, None]), J.kl_normal_std_rows(mean, s[:, None]),
+                T.kl_normal_std_np(mean, s[:, None])):
+        rel = np.abs(got - ref) / ref
+        assert rel.max() <= 1e-14, (s[np.argmax(rel)], rel.max())
+    with np.errstate(under="ignore"):
+        series = T.expm1_minus_x_np(s) / 2
+    np.testing.assert_array_equal(series, T.kl_normal_std_np(mean, s[:, None]))
+    # beyond float64: e^s - 1 - s overflows, the KL is +inf (no FloatingPointError)
+    assert K.kl_normal_std([[0.0]], [[800.0]])[0] == np.inf
+    assert J.kl_normal_std_rows(np.zeros((1, 1)), np.array([[800.0]]))[0] == np.inf
+
+
+def _mp_normal_logpdf(x, mean, lv):
+    with mpmath.workdps(60):
+        x, m, v = (mpmath.mpf(float(t)) for t in (x, mean, lv))
+        q = (x - m) ** 2 * mpmath.exp(-v)
+        return float(-(mpmath.log(2 * mpmath.pi) + v + q) / 2)
+
+
+def test_normal_log_prob_finite_where_an_intermediate_overflows():
+    """x - mean or exp(-lv/2) overflowing gave NaN or a wrong inf; the answer is finite
+    (or -inf when z^2 itself is beyond float64). 60-digit mpmath reference."""
+    x = np.array([[1e308, 1e-300, 1e200, 1e308, -1e308]])
+    mean = np.array([[-1e308, 0.0, -1e200, -1e308, 1e308]])
+    lv = np.array([[1e4, -1420.0, 800.0, -10.0, 1300.0]])
+    ref = np.array([_mp_normal_logpdf(a, b, c) for a, b, c in zip(x[0], mean[0], lv[0])])
+    for got in (K.normal_log_prob_diag(x, mean, lv, reduce=False)[0],
+                J.normal_log_prob_diag_elem(x, mean, lv)[0],
+                T.normal_log_prob_diag_np(x, mean, lv, False)[0]):
+        assert got[3] == -np.inf and ref[3] == -np.inf  # z^2 = 4e616 e^10: beyond float64
+        fin = np.isfinite(ref)
+        np.testing.assert_allclose(got[fin], ref[fin], rtol=1e-14, atol=0)
+
+
+def test_elbo_iwae_finite_where_sums_overflow():
+    """log w = (log p(x|z) + log p(z)) - log q near the float64 limit: exact answers from
+    rational arithmetic (every input is an integer-valued float)."""
+    from fractions import Fraction
+
+    a = np.array([[1e308, -1e308, 1.5e308], [1.7e308, 1.7e308, -1.0]])
+    b = np.array([[1e308, 1e308, 1.0e308], [1.0, 1.0, 1.0]])
+    c = np.array([[1e308, -1e308, 1.0e308], [0.0, 0.0, 0.0]])
+    for elbo, iwae in (K.elbo_iwae(a, b, c), T.elbo_iwae_np(a, b, c)):
+        for i in range(2):
+            w = [Fraction(a[i, j]) + Fraction(b[i, j]) - Fraction(c[i, j]) for j in range(3)]
+            # the mean as sum(w / 3) (the plain sum overflows): (k + 1) u max|w|, k = 3
+            exact = sum(w) / 3
+            assert abs(Fraction(elbo[i]) - exact) <= 4 * U * max(abs(t) for t in w)
+            with mpmath.workdps(50):
+                ws = [mpmath.mpf(float(t)) for t in w]  # each log w is exact in float64
+                mx = max(ws)
+                ref = mx + mpmath.log(sum(mpmath.exp(t - mx) for t in ws) / 3)
+            assert abs(iwae[i] - float(ref)) <= 4 * U * abs(float(ref))
 
 
 # --------------------------------------------------------------------------- ELBO / IWAE
