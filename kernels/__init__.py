@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from ._api import (
     bernoulli_log_prob,
+    bernoulli_logit_grad,
     elbo_iwae,
     kl_normal_std,
     log_mean_exp,
@@ -29,6 +30,7 @@ __all__ = [
     "softplus",
     "log_sigmoid",
     "bernoulli_log_prob",
+    "bernoulli_logit_grad",
     "normal_log_prob_diag",
     "kl_normal_std",
     "elbo_iwae",

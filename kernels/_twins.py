@@ -19,8 +19,10 @@ __all__ = [
     "lse_parts_np",
     "log_softmax_np",
     "softplus_np",
+    "sigmoid_np",
     "log_sigmoid_np",
     "bernoulli_log_prob_np",
+    "bernoulli_logit_grad_np",
     "normal_log_prob_diag_np",
     "kl_normal_std_np",
     "expm1_minus_x_np",
@@ -105,6 +107,16 @@ def softplus_np(x: np.ndarray) -> np.ndarray:
 
 
 @benign_underflow
+def sigmoid_np(x: np.ndarray) -> np.ndarray:
+    """1 / (1 + exp(-x)) from e = exp(-|x|): 1/(1 + e) for x >= 0, e/(1 + e) otherwise.
+
+    No overflow for any x, and full relative accuracy on both tails (sigma(-40) = 4.2e-18).
+    """
+    e = np.exp(-np.abs(x))
+    return np.where(x >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+
+
+@benign_underflow
 def log_sigmoid_np(x: np.ndarray) -> np.ndarray:
     """log sigma(x) = -softplus(-x) = min(x, 0) - log1p(exp(-|x|))."""
     return np.minimum(x, 0.0) - np.log1p(np.exp(-np.abs(x)))
@@ -120,6 +132,23 @@ def bernoulli_log_prob_np(x: np.ndarray, logits: np.ndarray, reduce: bool = True
     with np.errstate(invalid="ignore"):
         lp = (x * logits - np.maximum(logits, 0.0)) - np.log1p(np.exp(-np.abs(logits)))
     return lp.sum(axis=-1) if reduce else lp
+
+
+@benign_underflow
+def bernoulli_logit_grad_np(x: np.ndarray, logits: np.ndarray) -> np.ndarray:
+    """d/dl log Bern(x | sigma(l)) = x - sigma(l), formed as x sigma(-l) - (1 - x) sigma(l).
+
+    Both sigmoids come from one e = exp(-|l|): sigma(|l|) = 1/(1 + e), sigma(-|l|) =
+    e/(1 + e). For binary x this is exactly sigma(-l) (x = 1) or -sigma(l) (x = 0): the
+    literal x - sigma(l) cancels for a confident unit (x = 1, l = 40 gives 0 instead of
+    4.2e-18; relative error ~1e-16 e^l in general).
+    """
+    e = np.exp(-np.abs(logits))
+    r = 1.0 / (1.0 + e)
+    pos = logits >= 0.0
+    sig = np.where(pos, r, e * r)  # sigma(l)
+    sig_neg = np.where(pos, e * r, r)  # sigma(-l)
+    return x * sig_neg - (1.0 - x) * sig
 
 
 @benign_underflow

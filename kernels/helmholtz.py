@@ -22,6 +22,8 @@ import numba
 import numpy as np
 from numba import njit
 
+from ._jit import bernoulli_log_prob1, bernoulli_logit_grad1
+from ._twins import bernoulli_log_prob_np, bernoulli_logit_grad_np, sigmoid_np
 from .fpenv import benign_underflow
 
 __all__ = [
@@ -89,15 +91,6 @@ def unpack_params(flat: np.ndarray, layout, sizes=None) -> dict:
 # NumPy twins (readable references; what runs under NUMBA_DISABLE_JIT=1)
 # ----------------------------------------------------------------------------------------
 
-def _sig(a):
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
-
-
-def _sp(a):
-    return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
-
-
 def _offsets(sizes):
     return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
 
@@ -105,15 +98,15 @@ def _offsets(sizes):
 def _q_sample_np(p, off, L, h, u, drec):
     """Fill the latent part of h (x already in place) from q, eqs. (5), (6).
 
-    Stores the recognition deltas h^l - sigmoid(c^l) of eq. (8) in ``drec``; returns
-    log q(z | x)."""
+    Stores the recognition deltas h^l - sigmoid(c^l) of eq. (8), in their exact form, in
+    ``drec``; returns log q(z | x)."""
     lq = 0.0
     for l in range(L - 1, -1, -1):
         c = h[off[l + 1]:off[l + 2]] @ p[f"rec{l}.W0"] + p[f"rec{l}.b0"]
-        hl = (u[off[l]:off[l + 1]] < _sig(c)).astype(np.float64)
+        hl = (u[off[l]:off[l + 1]] < sigmoid_np(c)).astype(np.float64)
         h[off[l]:off[l + 1]] = hl
-        drec[off[l]:off[l + 1]] = hl - _sig(c)
-        lq += float(np.sum(hl * c - _sp(c)))
+        drec[off[l]:off[l + 1]] = bernoulli_logit_grad_np(hl, c)
+        lq += float(np.sum(bernoulli_log_prob_np(hl, c, False)))
     return lq
 
 
@@ -121,13 +114,13 @@ def _log_joint_np(p, off, L, h, dgen):
     """log p(x, z), eq. (3); stores the generative deltas of eq. (7) in ``dgen``."""
     beta = p["prior"]
     h0 = h[: off[1]]
-    lp = float(np.sum(h0 * beta - _sp(beta)))
-    dgen[: off[1]] = h0 - _sig(beta)
+    lp = float(np.sum(bernoulli_log_prob_np(h0, beta, False)))
+    dgen[: off[1]] = bernoulli_logit_grad_np(h0, beta)
     for l in range(L):
         a = h[off[l]:off[l + 1]] @ p[f"gen{l}.W0"] + p[f"gen{l}.b0"]
         hn = h[off[l + 1]:off[l + 2]]
-        lp += float(np.sum(hn * a - _sp(a)))
-        dgen[off[l + 1]:off[l + 2]] = hn - _sig(a)
+        lp += float(np.sum(bernoulli_log_prob_np(hn, a, False)))
+        dgen[off[l + 1]:off[l + 2]] = bernoulli_logit_grad_np(hn, a)
     return lp
 
 
@@ -148,13 +141,13 @@ def _apply_rec_np(p, off, L, h, drec, step):
 
 def _sleep_np(p, off, L, h, u, drec, lr_q):
     """Dream (z, x) ~ p top-down (eqs. 1, 2, 6) and apply the sleep delta rule (8)."""
-    h[: off[1]] = (u[: off[1]] < _sig(p["prior"])).astype(np.float64)
+    h[: off[1]] = (u[: off[1]] < sigmoid_np(p["prior"])).astype(np.float64)
     for l in range(L):
         a = h[off[l]:off[l + 1]] @ p[f"gen{l}.W0"] + p[f"gen{l}.b0"]
-        h[off[l + 1]:off[l + 2]] = (u[off[l + 1]:off[l + 2]] < _sig(a)).astype(np.float64)
+        h[off[l + 1]:off[l + 2]] = (u[off[l + 1]:off[l + 2]] < sigmoid_np(a)).astype(np.float64)
     for l in range(L):
         c = h[off[l + 1]:off[l + 2]] @ p[f"rec{l}.W0"] + p[f"rec{l}.b0"]
-        drec[off[l]:off[l + 1]] = h[off[l]:off[l + 1]] - _sig(c)
+        drec[off[l]:off[l + 1]] = bernoulli_logit_grad_np(h[off[l]:off[l + 1]], c)
     _apply_rec_np(p, off, L, h, drec, lr_q)
 
 
@@ -238,11 +231,6 @@ def _sig_s(a):
     return e / (1.0 + e)
 
 
-@njit(cache=True, inline="always")
-def _sp_s(a):
-    return max(a, 0.0) + math.log1p(math.exp(-abs(a)))
-
-
 @njit(cache=True)
 def _q_sample_nb(flat, sizes, off, rW, rb, h, u, drec):
     L = sizes.shape[0] - 1
@@ -253,11 +241,10 @@ def _q_sample_nb(flat, sizes, off, rW, rb, h, u, drec):
             c = flat[rb[l] + j]
             for i in range(nin):
                 c += h[off[l + 1] + i] * flat[rW[l] + i * nout + j]
-            sg = _sig_s(c)
-            hv = 1.0 if u[off[l] + j] < sg else 0.0
+            hv = 1.0 if u[off[l] + j] < _sig_s(c) else 0.0
             h[off[l] + j] = hv
-            drec[off[l] + j] = hv - sg
-            lq += hv * c - _sp_s(c)
+            drec[off[l] + j] = bernoulli_logit_grad1(hv, c)
+            lq += bernoulli_log_prob1(hv, c)
     return lq
 
 
@@ -267,8 +254,8 @@ def _log_joint_nb(flat, sizes, off, gW, gb, h, dgen):
     lp = 0.0
     for k in range(sizes[0]):
         b = flat[k]
-        lp += h[k] * b - _sp_s(b)
-        dgen[k] = h[k] - _sig_s(b)
+        lp += bernoulli_log_prob1(h[k], b)
+        dgen[k] = bernoulli_logit_grad1(h[k], b)
     for l in range(L):
         nin, nout = sizes[l], sizes[l + 1]
         for j in range(nout):
@@ -276,8 +263,8 @@ def _log_joint_nb(flat, sizes, off, gW, gb, h, dgen):
             for i in range(nin):
                 a += h[off[l] + i] * flat[gW[l] + i * nout + j]
             hv = h[off[l + 1] + j]
-            lp += hv * a - _sp_s(a)
-            dgen[off[l + 1] + j] = hv - _sig_s(a)
+            lp += bernoulli_log_prob1(hv, a)
+            dgen[off[l + 1] + j] = bernoulli_logit_grad1(hv, a)
     return lp
 
 
@@ -327,7 +314,7 @@ def _sleep_nb(flat, sizes, off, gW, gb, rW, rb, h, u, drec, lr_q):
             c = flat[rb[l] + j]
             for i in range(nin):
                 c += h[off[l + 1] + i] * flat[rW[l] + i * nout + j]
-            drec[off[l] + j] = h[off[l] + j] - _sig_s(c)
+            drec[off[l] + j] = bernoulli_logit_grad1(h[off[l] + j], c)
     _apply_rec_nb(flat, sizes, off, rW, rb, h, drec, lr_q)
 
 

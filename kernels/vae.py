@@ -9,7 +9,9 @@ buffers, float64, C-contiguous.
   output h, eq. 2 of :mod:`lvmref.nn`), one pass.
 * ``bernoulli_grad(x, logits, e, scale, g_out, g_out_t)``: with ``e = exp(-|logits|)``
   computed by the caller (NumPy's vectorized exp is several times faster than a scalar exp
-  in a Numba loop), ``g_out = scale * (x - sigmoid(logits))`` (eq. 8 of :mod:`lvmref.vae`),
+  in a Numba loop), ``g_out = scale * (x - sigmoid(logits))`` (eq. 8 of :mod:`lvmref.vae`)
+  in the form ``x sigmoid(-l) - (1 - x) sigmoid(l)`` (exact for binary x, see
+  :func:`lvmref.kernels.bernoulli_logit_grad`),
   its transpose ``g_out_t`` (the batch-major copy the weight-gradient product uses), and
   the return value ``sum(x * logits - max(logits, 0))``; the caller adds
   ``-sum(log1p(e))`` to get the Bernoulli log-likelihood (2a). sigmoid(l) is
@@ -129,10 +131,12 @@ def bernoulli_grad(x, logits, e, scale, g_out, g_out_t):
             # mispredicted branch per entry cost about a third of this kernel's time
             lij = logits[i, j]
             eij = e[i, j]
+            xij = x[i, j]
             r = 1.0 / (1.0 + eij)
-            s = eij * r if lij < 0.0 else r
-            row += x[i, j] * lij - max(lij, 0.0)
-            gij = scale * (x[i, j] - s)
+            s = eij * r if lij < 0.0 else r  # sigmoid(l)
+            s_neg = r if lij < 0.0 else eij * r  # sigmoid(-l)
+            row += xij * lij - max(lij, 0.0)
+            gij = scale * (xij * s_neg - (1.0 - xij) * s)  # x - sigmoid(l), exact form
             g_out[i, j] = gij
             g_out_t[j, i] = gij
         total += row
@@ -142,9 +146,10 @@ def bernoulli_grad(x, logits, e, scale, g_out, g_out_t):
 @benign_underflow
 def bernoulli_grad_np(x, logits, e, scale, g_out, g_out_t):
     """NumPy twin of :func:`bernoulli_grad`."""
-    s = 1.0 / (1.0 + e)
-    s = np.where(logits < 0.0, e * s, s)
-    np.multiply(x - s, scale, out=g_out)
+    r = 1.0 / (1.0 + e)
+    s = np.where(logits < 0.0, e * r, r)  # sigmoid(l)
+    s_neg = np.where(logits < 0.0, r, e * r)  # sigmoid(-l)
+    np.multiply(x * s_neg - (1.0 - x) * s, scale, out=g_out)
     g_out_t[...] = g_out.T
     return float(np.sum(x * logits - np.maximum(logits, 0.0)))
 

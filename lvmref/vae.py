@@ -226,7 +226,7 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
-from .kernels import kl_normal_std
+from .kernels import bernoulli_logit_grad, kl_normal_std
 from .kernels._twins import bernoulli_log_prob_np
 from .kernels.fpenv import benign_underflow
 from .kernels.vae import (
@@ -312,7 +312,7 @@ def _log_normal_std(z):
 def _log_lik_bernoulli(x, logits, need_grad):
     """Eq. (2a) per row and, if ``need_grad``, eq. (8) d ell / d logits = x - sigmoid(l)."""
     ll = bernoulli_log_prob_np(x, logits)
-    return ll, (x - sigmoid(logits) if need_grad else None)
+    return ll, (bernoulli_logit_grad(x, logits) if need_grad else None)
 
 
 def _log_lik_gaussian(x, out, need_grad):

@@ -56,6 +56,7 @@ def _warm_kernels():
     K.log_sigmoid(a)
     K.bernoulli_log_prob(a / 11, a)
     K.bernoulli_log_prob(a / 11, a, reduce=False)
+    K.bernoulli_logit_grad(a / 11, a)
     K.normal_log_prob_diag(a, a, a)
     K.normal_log_prob_diag(a, a, a, reduce=False)
     K.kl_normal_std(a, a)
@@ -565,6 +566,30 @@ def test_bernoulli_extreme_logits():
     np.testing.assert_array_equal(got[0, :4], [0.0, -1e4, -1e4, 0.0])
     assert got[0, 4] == -np.log1p(np.exp(-40.0))  # x = 1, l = 40: -4.2e-18, not 0
     assert K.bernoulli_log_prob(x, lg)[0] == -2e4 + got[0, 4]
+
+
+def test_bernoulli_logit_grad_exact_for_confident_units():
+    """x - sigmoid(l) in the form x sigmoid(-l) - (1 - x) sigmoid(l): against SciPy's
+    expit (an independent sigmoid) to 2 ulp for |l| up to 1e4, including the units where
+    the literal difference is 0 (x = 1, l >= 37.5) and grey levels."""
+    rng = np.random.default_rng(12)
+    logits = np.concatenate([rng.uniform(-50, 50, 400), [-1e4, -745.0, -40.0, 0.0, 40.0,
+                                                          745.0, 1e4]])
+    x = (rng.random(logits.shape) < 0.5).astype(float)
+    got = K.bernoulli_logit_grad(x, logits)
+    with np.errstate(under="ignore"):
+        want = np.where(x == 1.0, sps.expit(-logits), -sps.expit(logits))
+        # atol: sigmoid(-745) = 4.9e-324 is the smallest subnormal (SciPy rounds it to 0)
+        np.testing.assert_allclose(got, want, rtol=4 * U, atol=5e-324)
+    assert K.bernoulli_logit_grad([1.0], [40.0])[0] == sps.expit(-40.0) > 0.0
+    grey = rng.random(50)
+    lg = rng.uniform(-5, 5, 50)
+    np.testing.assert_allclose(K.bernoulli_logit_grad(grey, lg), grey - sps.expit(lg),
+                               rtol=0, atol=4 * U)
+    with pytest.raises(ValueError, match="x must lie in"):
+        K.bernoulli_logit_grad([2.0], [0.0])
+    with pytest.raises(ValueError, match="x and logits must have the same shape"):
+        K.bernoulli_logit_grad([1.0, 0.0], [0.0])
 
 
 def test_bernoulli_x_out_of_range():
