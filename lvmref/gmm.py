@@ -381,11 +381,38 @@ def _weighted_log_prob(X, means, u, covariance_type, log_weights):
     return f(X, means, fac, const)
 
 
-def _e_step(X, means, u, covariance_type, log_weights):
-    """Fused eqs. (10)-(12) on validated input: (resp (n, K), log_norm (n,))."""
+def _e_step(X, means, u, covariance_type, log_weights, *, need_resp=True):
+    """Fused eqs. (10)-(12) on validated input: (resp (n, K), log_norm (n,)).
+
+    Far rows. If ``x_i - mu_k`` or the squared Mahalanobis distance overflows float64
+    (|x| beyond ~1e154 in units of the covariance), the kernel's log-sum-exp of row i is
+    -inf or NaN. Such rows are recomputed at half scale, ``a_ik = c_k - 2 ||(x_i/2 -
+    mu_k/2) U_k||^2``, which is exact up to rounding wherever a_ik is finite; a distance
+    beyond float64 gives a_ik = -inf (the correctly rounded value of -d^2/2 < -8.9e307).
+    If that holds for every component, log p(x_i) = -inf and the posterior of row i is
+    undefined: a ``ValueError`` naming X when ``need_resp`` (resp row NaN otherwise).
+    """
     fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
     name = "estep_full" if full else "estep_diag"
-    return _kernel(name, X, means.shape[0])(X, means, fac, const)
+    with np.errstate(over="ignore", invalid="ignore"):  # far rows (NumPy twin path)
+        resp, log_norm = _kernel(name, X, means.shape[0])(X, means, fac, const)
+    far = ~np.isfinite(log_norm)
+    if far.any():
+        twin = _kg.weighted_log_prob_full_np if full else _kg.weighted_log_prob_diag_np
+        with np.errstate(over="ignore", invalid="ignore"):  # overflow -> -inf, see above
+            half = twin(0.5 * X[far], 0.5 * means, fac, np.zeros_like(const))
+            a = const + 4.0 * np.where(np.isnan(half), -np.inf, half)
+        lse = logsumexp(a, axis=1)
+        log_norm[far] = lse
+        with np.errstate(invalid="ignore"):  # rows with lse = -inf: NaN, refused below
+            resp[far] = np.exp(a - lse[:, None])
+        if need_resp and np.isneginf(lse).any():
+            i = int(np.flatnonzero(far)[np.argmax(np.isneginf(lse))])
+            raise ValueError(
+                f"X row {i} is too far from every component: its squared Mahalanobis "
+                "distances overflow float64, so its posterior is undefined; rescale X"
+            )
+    return resp, log_norm
 
 
 @benign_underflow
@@ -704,16 +731,35 @@ def m_step(X, resp, covariance_type="full", reg_covar=1e-6):
 
 
 def _m_step(X, resp, covariance_type, reg_covar):
-    """Eqs. (15)-(20) on validated, C-contiguous float64 input."""
-    nk, means = _moments(X, resp)
+    """Eqs. (15)-(20) on validated, C-contiguous float64 input.
+
+    The maximiser (15)-(20) does not change when every r_ik is multiplied by the same
+    c > 0, so responsibilities above 1 (allowed by :func:`m_step`, e.g. 1e308, whose sums
+    would overflow) are first scaled by a power of two to a maximum in (1/2, 1] (exact in
+    binary floating point). Data whose squared deviations overflow float64 cannot give a
+    finite covariance: ``ValueError`` naming X.
+    """
+    big = float(resp.max(initial=0.0))
+    if big > 1.0:
+        resp = np.ldexp(resp, -math.frexp(big)[1])
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        nk, means = _moments(X, resp)
+        if covariance_type in ("full", "tied"):
+            scatter = _scatter_full(X, resp, means)
+        else:
+            scatter = _scatter_diag(X, resp, means)
+    if not (np.all(np.isfinite(means)) and np.all(np.isfinite(scatter))):
+        raise ValueError(
+            "X values too large: the weighted squared deviations from the means overflow "
+            f"float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X"
+        )
     if covariance_type == "full":
-        covs, u = _finish_full(_scatter_full(X, resp, means) / nk[:, None, None], means, nk,
-                               reg_covar)
+        covs, u = _finish_full(scatter / nk[:, None, None], means, nk, reg_covar)
     elif covariance_type == "tied":
-        covs, u = _finish_full(_scatter_full(X, resp, means).sum(axis=0) / nk.sum(), means,
-                               nk, reg_covar, tied=True)
+        covs, u = _finish_full(scatter.sum(axis=0) / nk.sum(), means, nk, reg_covar,
+                               tied=True)
     else:
-        var = _scatter_diag(X, resp, means) / nk[:, None]
+        var = scatter / nk[:, None]
         floor = _roundoff_floor(means, nk)
         if covariance_type == "spherical":
             var = var.mean(axis=1)
@@ -748,8 +794,18 @@ def n_parameters(n_components, n_features, covariance_type):
 
 
 def _sq_dists(X, centers):
-    """Squared Euclidean distances (n, K) from centred differences (no expansion)."""
-    return np.stack([np.einsum("ij,ij->i", X - c, X - c) for c in centers], axis=1)
+    """Squared Euclidean distances (n, K) from centred differences (no expansion).
+
+    ``ValueError`` naming X if a distance overflows float64 (k-means cannot rank them).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        d2 = np.stack([np.einsum("ij,ij->i", X - c, X - c) for c in centers], axis=1)
+    if not np.all(np.isfinite(d2)):
+        raise ValueError(
+            "X values too large: squared distances between rows overflow float64 "
+            f"(max |X| = {np.max(np.abs(X)):.3g}); rescale X"
+        )
+    return d2
 
 
 @benign_underflow
@@ -1111,9 +1167,15 @@ class GaussianMixture:
         return np.argmax(self.predict_proba(X), axis=1)
 
     def score_samples(self, X):
-        """log p(x_i | theta), eq. (12); shape (n_samples,)."""
+        """log p(x_i | theta), eq. (12); shape (n_samples,).
+
+        -inf for a row so far from every component that its squared Mahalanobis
+        distances overflow float64 (log p(x_i) < -8.9e307).
+        """
         self._check_fitted()
-        return self._estep(self._validate_X(X))[1]
+        X = self._validate_X(X)
+        return _e_step(X, self.means_, self.precisions_cholesky_, self.covariance_type,
+                       _log_weights(self.weights_), need_resp=False)[1]
 
     def score(self, X, y=None):
         """Mean log-likelihood (1/n) sum_i log p(x_i | theta) (float)."""

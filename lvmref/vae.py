@@ -226,7 +226,7 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
-from .kernels import bernoulli_logit_grad, kl_normal_std
+from .kernels import bernoulli_logit_grad, kl_normal_std, normal_log_prob_diag
 from .kernels._twins import bernoulli_log_prob_np
 from .kernels.fpenv import benign_underflow
 from .kernels.vae import (
@@ -316,18 +316,35 @@ def _log_lik_bernoulli(x, logits, need_grad):
 
 
 def _log_lik_gaussian(x, out, need_grad):
-    """Eq. (2b) per row and, if ``need_grad``, eq. (8) for (mean, log_var) = out[:, :D], [D:]."""
+    """Eq. (2b) per row and, if ``need_grad``, eq. (8) for (mean, log_var) = out[:, :D], [D:].
+
+    The log-density comes from :func:`lvmref.kernels.normal_log_prob_diag` (no 0 * inf for
+    x == m at extreme log-variances); the gradient (8) is formed from the same scaled
+    residual w = (x - m) e^{-v/2}: d/dm = w e^{-v/2}, d/dv = (w^2 - 1)/2, and 0 * inf
+    where x == m is taken as its limit 0.
+    """
     d = x.shape[1]
     m, v = out[:, :d], out[:, d:]
-    r = x - m
-    r2iv = r * r * np.exp(-v)
-    ll = -0.5 * np.sum(LOG_2PI + v + r2iv, axis=1)
+    ll = normal_log_prob_diag(x, m, v)
     if not need_grad:
         return ll, None
     g = np.empty_like(out)
-    g[:, :d] = r * np.exp(-v)
-    g[:, d:] = 0.5 * (r2iv - 1.0)
+    g[:, :d], g[:, d:] = _gaussian_score(x, m, v)
     return ll, g
+
+
+def _gaussian_score(x, mean, log_var):
+    """d log N(x | mean, e^{log_var}) / d(mean, log_var): eq. (8) (Gaussian) and eq. (10).
+
+    ``(x - m) e^{-v}`` and ``((x - m)^2 e^{-v} - 1) / 2``, formed from the scaled residual
+    w = (x - m) e^{-v/2} as ``w e^{-v/2}`` and ``(w^2 - 1) / 2``; where x == m the
+    0 * inf of an extreme log-variance (v < -1419) is taken as its limit 0.
+    """
+    r = x - mean
+    with np.errstate(over="ignore", invalid="ignore"):  # x == mean handled by the where
+        s = np.exp(-0.5 * log_var)
+        w = np.where(r == 0.0, 0.0, r * s)
+        return np.where(r == 0.0, 0.0, w * s), 0.5 * (w * w - 1.0)
 
 
 def _as_eps3(eps, n, k, name="eps"):
@@ -737,10 +754,9 @@ class VAE:
         if isinstance(b, str):  # leave-one-out
             b = (f.sum(axis=1, keepdims=True) - f) / (s - 1)
         w = (f - b) / (n * s)                                             # (n, S)
-        diff = z3 - mean[:, None, :]
-        scaled = diff * np.exp(-log_var)[:, None, :]                      # d log q / d mean
-        g_mean = np.sum(w[:, :, None] * scaled, axis=1)
-        g_lv = 0.5 * np.sum(w[:, :, None] * (scaled * diff - 1.0), axis=1)
+        score_mean, score_lv = _gaussian_score(z3, mean[:, None, :], log_var[:, None, :])
+        g_mean = np.sum(w[:, :, None] * score_mean, axis=1)               # eq. (10)
+        g_lv = np.sum(w[:, :, None] * score_lv, axis=1)
         if kl == "analytic":
             g_mean -= mean / n
             g_lv -= 0.5 * np.expm1(log_var) / n
@@ -1285,10 +1301,15 @@ class _TrainWorkspace:
 
 
 def _log_q3(z3, mean, log_var):
-    """Eq. (3) for z3 (n, S, K) and q parameters (n, K) -> (n, S)."""
-    diff = z3 - mean[:, None, :]
-    return -0.5 * np.sum(LOG_2PI + log_var[:, None, :] + diff * diff
-                         * np.exp(-log_var)[:, None, :], axis=2)
+    """Eq. (3) for z3 (n, S, K) and q parameters (n, K) -> (n, S).
+
+    Through :func:`lvmref.kernels.normal_log_prob_diag`, which forms the quadratic term as
+    ((z - mu) e^{-s/2})^2 and takes it as 0 where z == mu, so a collapsed unit
+    (s < -710, e^{-s} = inf) gives no 0 * inf.
+    """
+    shape = z3.shape
+    return normal_log_prob_diag(z3, np.broadcast_to(mean[:, None, :], shape),
+                                np.broadcast_to(log_var[:, None, :], shape))
 
 
 def _baseline(baseline, n, s):

@@ -369,7 +369,13 @@ def make_prior(
                 "pass covariance_prior explicitly"
             )
         centred = X - X.mean(axis=0)
-        covariance_prior = centred.T @ centred / (n_samples - 1)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+            covariance_prior = centred.T @ centred / (n_samples - 1)
+        if not np.all(np.isfinite(covariance_prior)):
+            raise ValueError(
+                "X values too large: its sample covariance (the default covariance_prior) "
+                f"overflows float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X"
+            )
         try:
             _cholesky_lower(covariance_prior, "covariance_prior")
         except ValueError:
@@ -509,9 +515,28 @@ def _expected_mahalanobis(X, state):
     n_features = X.shape[1]
     out = np.empty((X.shape[0], state["means"].shape[0]))
     for k, (mean, chol) in enumerate(zip(state["means"], state["precisions_cholesky"])):
-        y = (X - mean) @ chol
-        out[:, k] = np.einsum("ij,ij->i", y, y)
+        with np.errstate(over="ignore", invalid="ignore"):  # far rows: handled below
+            y = (X - mean) @ chol
+            out[:, k] = np.einsum("ij,ij->i", y, y)
+        far = ~np.isfinite(out[:, k])
+        if far.any():
+            # x - m_k or the distance overflowed: recompute at half scale; a distance
+            # beyond float64 is +inf, its correctly rounded value (ln rho = -inf)
+            with np.errstate(over="ignore"):
+                y = (0.5 * X[far] - 0.5 * mean) @ chol
+                out[far, k] = 4.0 * np.einsum("ij,ij->i", y, y)
     return out + n_features / state["mean_precision"]
+
+
+def _check_defined_rows(log_rho, name="X"):
+    """ValueError naming ``name`` for a row with ln rho = -inf for every component."""
+    dead = np.all(np.isneginf(log_rho), axis=1)
+    if dead.any():
+        raise ValueError(
+            f"{name} row {int(np.argmax(dead))} is too far from every component: its "
+            "expected squared Mahalanobis distances overflow float64, so its "
+            "responsibilities are undefined; rescale X"
+        )
 
 
 @benign_underflow
@@ -570,14 +595,19 @@ def e_step(X, state) -> np.ndarray:
     log_resp : ndarray of shape (N, K)
         Rows log-sum-exp to 0.
     """
-    return log_softmax(estimate_log_rho(X, state), axis=1)
+    log_rho = estimate_log_rho(X, state)
+    _check_defined_rows(log_rho)
+    return log_softmax(log_rho, axis=1)
 
 
 def _m_step(X, resp, prior, reg_covar):
     n_features = X.shape[1]
     beta0 = prior["mean_precision_prior"]
     m0 = prior["mean_prior"]
-    nk = resp.sum(axis=0)  # (13)
+    with np.errstate(over="ignore"):  # refused just below
+        nk = resp.sum(axis=0)  # (13)
+    if not np.all(np.isfinite(nk)):
+        raise ValueError("resp too large: its column sums N_k overflow float64")
     alpha0 = prior["weight_concentration_prior"]
     if prior["weight_concentration_prior_type"] == "dirichlet_process":
         tail = np.concatenate((np.cumsum(nk[::-1])[-2::-1], [0.0]))  # Σ_{j>k} N_j
@@ -592,7 +622,13 @@ def _m_step(X, resp, prior, reg_covar):
         # Σ_n r_nk d_n d_n^T as w^T w with w_n = sqrt(r_nk) d_n (BLAS takes A^T A as syrk).
         w = np.sqrt(resp[:, k, None]) * (X - means[k])
         dm = means[k] - m0
-        scale_inv[k] = prior["covariance_prior"] + w.T @ w + beta0 * np.outer(dm, dm)
+        with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+            scale_inv[k] = prior["covariance_prior"] + w.T @ w + beta0 * np.outer(dm, dm)
+        if not np.all(np.isfinite(scale_inv[k])):
+            raise ValueError(
+                "X values too large: the weighted squared deviations from the means "
+                f"overflow float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X"
+            )
         scale_inv[k].flat[:: n_features + 1] += reg_covar * nk[k]
         # Symmetrise away the round-off of the matrix product.
         scale_inv[k] = 0.5 * (scale_inv[k] + scale_inv[k].T)
@@ -762,7 +798,9 @@ def kl_gauss_wishart(state, prior) -> np.ndarray:
 def _lower_bound(log_resp, log_rho, state, prior):
     resp = np.exp(log_resp)
     # r ln r -> 0 as r -> 0; where r == 0 exactly, log_resp may be -inf.
-    data_term = np.sum(resp * (log_rho - np.where(resp > 0, log_resp, 0.0)))  # (20)
+    with np.errstate(invalid="ignore"):  # resp = 0 where ln rho = -inf: masked below
+        terms = resp * (log_rho - np.where(resp > 0, log_resp, 0.0))
+    data_term = np.sum(np.where(resp > 0, terms, 0.0))  # (20)
     conc, alpha0 = state["weight_concentration"], prior["weight_concentration_prior"]
     kl_pi = _kl_dirichlet(conc, alpha0) if conc.ndim == 1 else _kl_stick_breaking(conc, alpha0)
     return float(data_term - kl_pi - np.sum(_kl_gauss_wishart(state, prior)))  # (19)
@@ -1144,7 +1182,9 @@ degrees_of_freedom_prior_, covariance_prior_
                 f"X has {X.shape[1]} features but the model was fitted with "
                 f"{self.means_.shape[1]}"
             )
-        return np.exp(log_softmax(_log_rho(X, self.state_), axis=1))
+        log_rho = _log_rho(X, self.state_)
+        _check_defined_rows(log_rho)
+        return np.exp(log_softmax(log_rho, axis=1))
 
     def predict(self, X) -> np.ndarray:
         """Most responsible component ``argmax_k r_nk``; shape (n_samples,)."""
