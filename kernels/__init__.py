@@ -1,11 +1,25 @@
 """lvmref.kernels — numerical kernels (Numba-jitted) with plain-NumPy twins.
 
-Installed as ``lvmref.kernels`` (from the repository's top-level ``kernels/``
-folder via setup.cfg ``package_dir``). Imports only numpy, scipy and numba.
+Installed as ``lvmref.kernels`` (from the repository's top-level ``kernels/`` folder via
+setup.cfg ``package_dir``). Imports only numpy, scipy and numba; everything else in
+lvmref builds on it.
 
-Public functions validate their input, compute in float64 and never mutate
-arguments. The ``*_np`` twins in :mod:`lvmref.kernels._twins` are the readable
-references; tests assert the jitted kernels agree with them.
+Modules
+-------
+- ``lse``         log-sum-exp, log-mean-exp, log-softmax (max-split form), streaming lse
+- ``densities``   sigmoid family, Bernoulli / diagonal-Gaussian log-densities and their
+                  gradients, the Gaussian KL, per-row ELBO / IWAE from log-densities
+- ``fastexp``     the vectorizable exponential the log-sum-exp kernels use (error bound)
+- ``gmm``, ``estimators``, ``helmholtz``, ``vae``, ``optim``
+                  the hot loops of the model modules of the same names (and of Adam)
+- ``checks``      the input validation every public entry point of lvmref uses
+- ``dispatch``    the one rule for choosing a Numba kernel or its twin
+- ``fpenv``       the floating-point contract
+- ``constants``   ``LOG_2PI`` and friends, defined once
+
+Naming rule: ``foo`` public (validating) function or dispatcher, ``foo_nb`` the jitted
+kernel, ``foo_np`` its NumPy twin, side by side in one module; the tests assert they agree,
+and the twin is what runs under ``NUMBA_DISABLE_JIT=1``.
 
 Floating-point contract (:mod:`lvmref.kernels.fpenv`, for all of lvmref): under a
 caller's ``np.errstate(all="raise")`` valid input never raises ``FloatingPointError`` on
@@ -16,28 +30,32 @@ which flags they raise), results beyond float64 are returned as the correctly ro
 
 from __future__ import annotations
 
-from ._api import (
+from .constants import LOG_2PI
+from .densities import (
     bernoulli_log_prob,
     bernoulli_logit_grad,
     elbo_iwae,
+    expm1_minus_x,
     kl_normal_std,
-    log_mean_exp,
     log_sigmoid,
-    log_softmax,
-    logsumexp,
     normal_log_prob_diag,
+    sigmoid,
     softplus,
 )
+from .lse import log_mean_exp, log_softmax, logsumexp
 
 __all__ = [
+    "LOG_2PI",
     "logsumexp",
     "log_mean_exp",
     "log_softmax",
+    "sigmoid",
     "softplus",
     "log_sigmoid",
     "bernoulli_log_prob",
     "bernoulli_logit_grad",
     "normal_log_prob_diag",
+    "expm1_minus_x",
     "kl_normal_std",
     "elbo_iwae",
 ]

@@ -20,52 +20,49 @@ accumulate each block serially, and add the block partials serially in block ord
 sums are therefore identical for any number of threads (but not bit-identical to the
 NumPy twins, which use BLAS; the tests compare them to round-off).
 
-Each hot kernel has a parallel and a serial build of the same body (``*_nb`` and
-``*_nb_serial``, bit-identical results); :func:`pick` uses the serial one for small
-problems or a single Numba thread (``numba.set_num_threads(1)``).
-
-Shared machines: Numba's OpenMP layer spin-waits between parallel regions by default.
-On an oversubscribed machine this made one parallel kernel take 1.5 s instead of 8 ms
-(measured on the 2-core development machine while other jobs ran); set
-``OMP_WAIT_POLICY=passive`` (before the process starts) or use one thread there.
-
-The twins are what runs under ``NUMBA_DISABLE_JIT=1`` (see :func:`use_jit`).
+Each hot kernel has a parallel and a serial build of the same body (``foo_nb`` and
+``foo_nb_serial``, bit-identical results) and a NumPy twin ``foo_np``; the dispatcher
+``foo`` picks one (:func:`lvmref.kernels.dispatch.pick`: the serial build for small
+problems or a single Numba thread, the twin under ``NUMBA_DISABLE_JIT=1``).
 """
 
 from __future__ import annotations
 
 import math
-import types
 
-import numba
 import numpy as np
 from numba import njit, prange
 
-from ._jit import exp_nonpos
+from .dispatch import parallel_and_serial, pick
+from .fastexp import exp_nonpos_nb
 from .fpenv import benign_underflow
 
 __all__ = [
     "BLOCK",
     "EBLOCK",
-    "PARALLEL_MIN_WORK",
-    "use_jit",
-    "pick",
+    "weighted_log_prob_full",
     "weighted_log_prob_full_nb",
     "weighted_log_prob_full_np",
+    "weighted_log_prob_diag",
     "weighted_log_prob_diag_nb",
     "weighted_log_prob_diag_np",
+    "estep_full",
     "estep_full_nb",
     "estep_full_nb_serial",
     "estep_full_np",
+    "estep_diag",
     "estep_diag_nb",
     "estep_diag_nb_serial",
     "estep_diag_np",
+    "first_moments",
     "first_moments_nb",
     "first_moments_nb_serial",
     "first_moments_np",
+    "scatter_full",
     "scatter_full_nb",
     "scatter_full_nb_serial",
     "scatter_full_np",
+    "scatter_diag",
     "scatter_diag_nb",
     "scatter_diag_nb_serial",
     "scatter_diag_np",
@@ -73,45 +70,6 @@ __all__ = [
 
 #: Rows per block in the M-step reductions (fixed, so sums do not depend on threads).
 BLOCK = 1024
-
-
-#: Below this many multiply-adds (n * k * d) the serial build of a kernel is used: thread
-#: start-up and OpenMP spin-waiting (which competes with BLAS threads) cost more than
-#: they save on small problems.
-PARALLEL_MIN_WORK = 1 << 18
-
-
-def use_jit() -> bool:
-    """Whether the Numba kernels should run (False under ``NUMBA_DISABLE_JIT=1``)."""
-    return not numba.config.DISABLE_JIT
-
-
-def pick(parallel, serial, work):
-    """The parallel build if ``work`` (multiply-adds) is large and >1 thread, else serial."""
-    if work >= PARALLEL_MIN_WORK and numba.get_num_threads() > 1:
-        return parallel
-    return serial
-
-
-def _renamed(f, suffix):
-    """Copy of function ``f`` under a new name (so Numba caches the two builds apart)."""
-    g = types.FunctionType(f.__code__, f.__globals__, f.__name__ + suffix, f.__defaults__,
-                           f.__closure__)
-    g.__qualname__ = f.__qualname__ + suffix
-    g.__doc__ = f.__doc__
-    return g
-
-
-def _builds(f):
-    """(parallel, serial) Numba builds of one kernel body written with ``prange``.
-
-    ``prange`` runs as ``range`` in the serial build; the fixed row blocks make both
-    builds return identical results.
-    """
-    return (
-        njit(cache=True, parallel=True)(_renamed(f, "_par")),
-        njit(cache=True)(_renamed(f, "_ser")),
-    )
 
 
 # ---------------------------------------------------------------------------
@@ -193,7 +151,7 @@ def _normalize_row(a, resp_row):
     """Max-split log-sum-exp of ``a`` (k,); writes exp(a - lse) into resp_row; returns lse.
 
     ``a`` is overwritten with exp(a - max). The exponentials use the vectorizable
-    :func:`lvmref.kernels._jit.exp_nonpos` (relative error <= 2.35 u, derived and tested
+    :func:`lvmref.kernels.fastexp.exp_nonpos_nb` (relative error <= 2.35 u, derived and tested
     there): Numba 0.68 has no SVML, and the scalar ``math.exp`` loop was the largest cost
     of the diagonal E-step. The maximal entry is set aside (its term is exactly 1) so that
     S = sum of the others keeps full relative accuracy in ``log1p(S)``.
@@ -206,7 +164,7 @@ def _normalize_row(a, resp_row):
             m = a[k]
             am = k
     for k in range(kk):  # branch-free, vectorizes
-        a[k] = exp_nonpos(a[k] - m)
+        a[k] = exp_nonpos_nb(a[k] - m)
     a[am] = 0.0
     s = 0.0
     for k in range(kk):
@@ -469,13 +427,64 @@ def scatter_diag_np(X, resp, means):
     return np.einsum("nk,nkj->kj", resp, diff * diff)
 
 
-# Parallel and serial builds of every kernel (see ``pick``).
+# Parallel and serial builds of every hot kernel, and the dispatchers (greppable names).
 # The unfused log densities are not on the EM hot path (the fused E-step is): serial
 # build only, to keep compile time down.
 weighted_log_prob_full_nb = njit(cache=True)(_weighted_log_prob_full)
 weighted_log_prob_diag_nb = njit(cache=True)(_weighted_log_prob_diag)
-estep_full_nb, estep_full_nb_serial = _builds(_estep_full)
-estep_diag_nb, estep_diag_nb_serial = _builds(_estep_diag)
-first_moments_nb, first_moments_nb_serial = _builds(_first_moments)
-scatter_full_nb, scatter_full_nb_serial = _builds(_scatter_full)
-scatter_diag_nb, scatter_diag_nb_serial = _builds(_scatter_diag)
+estep_full_nb, estep_full_nb_serial = parallel_and_serial(_estep_full)
+estep_diag_nb, estep_diag_nb_serial = parallel_and_serial(_estep_diag)
+first_moments_nb, first_moments_nb_serial = parallel_and_serial(_first_moments)
+scatter_full_nb, scatter_full_nb_serial = parallel_and_serial(_scatter_full)
+scatter_diag_nb, scatter_diag_nb_serial = parallel_and_serial(_scatter_diag)
+
+
+def _work(X, k):
+    return X.shape[0] * X.shape[1] * k
+
+
+def weighted_log_prob_full(X, means, prec_chol, const):
+    """(n, k) log densities (eq. 14), full factors: kernel or twin."""
+    return pick(weighted_log_prob_full_nb, weighted_log_prob_full_np)(X, means, prec_chol,
+                                                                        const)
+
+
+def weighted_log_prob_diag(X, means, prec_diag, const):
+    """(n, k) log densities (eq. 14), diagonal factors: kernel or twin."""
+    return pick(weighted_log_prob_diag_nb, weighted_log_prob_diag_np)(X, means, prec_diag,
+                                                                        const)
+
+
+def estep_full(X, means, prec_chol, const):
+    """Fused E-step (eqs. 10-12), full factors: ``(resp (n, k), log_norm (n,))``."""
+    f = pick(estep_full_nb, estep_full_np, serial_nb=estep_full_nb_serial,
+             work=_work(X, means.shape[0]))
+    return f(X, means, prec_chol, const)
+
+
+def estep_diag(X, means, prec_diag, const):
+    """Fused E-step (eqs. 10-12), diagonal factors: ``(resp (n, k), log_norm (n,))``."""
+    f = pick(estep_diag_nb, estep_diag_np, serial_nb=estep_diag_nb_serial,
+             work=_work(X, means.shape[0]))
+    return f(X, means, prec_diag, const)
+
+
+def first_moments(X, resp):
+    """``(N_k (k,), S_k (k, d))`` of eq. (16)."""
+    f = pick(first_moments_nb, first_moments_np, serial_nb=first_moments_nb_serial,
+             work=_work(X, resp.shape[1]))
+    return f(X, resp)
+
+
+def scatter_full(X, resp, means):
+    """Centred weighted scatter matrices (k, d, d) of eq. (17)."""
+    f = pick(scatter_full_nb, scatter_full_np, serial_nb=scatter_full_nb_serial,
+             work=_work(X, resp.shape[1]))
+    return f(X, resp, means)
+
+
+def scatter_diag(X, resp, means):
+    """Centred weighted squares (k, d) of eq. (18)."""
+    f = pick(scatter_diag_nb, scatter_diag_np, serial_nb=scatter_diag_nb_serial,
+             work=_work(X, resp.shape[1]))
+    return f(X, resp, means)

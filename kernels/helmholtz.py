@@ -18,22 +18,30 @@ from __future__ import annotations
 
 import math
 
-import numba
 import numpy as np
 from numba import njit
 
-from ._jit import bernoulli_log_prob1, bernoulli_logit_grad1
-from ._twins import bernoulli_log_prob_np, bernoulli_logit_grad_np, sigmoid_np
+from .densities import (
+    bernoulli_log_prob1_nb,
+    bernoulli_log_prob_np,
+    bernoulli_logit_grad1_nb,
+    bernoulli_logit_grad_np,
+    sigmoid_np,
+)
+from .dispatch import jit_enabled
 from .fpenv import benign_underflow
 
 __all__ = [
     "pack_params",
     "unpack_params",
     "ws_online",
+    "ws_online_nb",
     "ws_online_np",
     "rws_online",
+    "rws_online_nb",
     "rws_online_np",
     "reinforce_online",
+    "reinforce_online_nb",
     "reinforce_online_np",
 ]
 
@@ -243,8 +251,8 @@ def _q_sample_nb(flat, sizes, off, rW, rb, h, u, drec):
                 c += h[off[l + 1] + i] * flat[rW[l] + i * nout + j]
             hv = 1.0 if u[off[l] + j] < _sig_s(c) else 0.0
             h[off[l] + j] = hv
-            drec[off[l] + j] = bernoulli_logit_grad1(hv, c)
-            lq += bernoulli_log_prob1(hv, c)
+            drec[off[l] + j] = bernoulli_logit_grad1_nb(hv, c)
+            lq += bernoulli_log_prob1_nb(hv, c)
     return lq
 
 
@@ -254,8 +262,8 @@ def _log_joint_nb(flat, sizes, off, gW, gb, h, dgen):
     lp = 0.0
     for k in range(sizes[0]):
         b = flat[k]
-        lp += bernoulli_log_prob1(h[k], b)
-        dgen[k] = bernoulli_logit_grad1(h[k], b)
+        lp += bernoulli_log_prob1_nb(h[k], b)
+        dgen[k] = bernoulli_logit_grad1_nb(h[k], b)
     for l in range(L):
         nin, nout = sizes[l], sizes[l + 1]
         for j in range(nout):
@@ -263,8 +271,8 @@ def _log_joint_nb(flat, sizes, off, gW, gb, h, dgen):
             for i in range(nin):
                 a += h[off[l] + i] * flat[gW[l] + i * nout + j]
             hv = h[off[l + 1] + j]
-            lp += bernoulli_log_prob1(hv, a)
-            dgen[off[l + 1] + j] = bernoulli_logit_grad1(hv, a)
+            lp += bernoulli_log_prob1_nb(hv, a)
+            dgen[off[l + 1] + j] = bernoulli_logit_grad1_nb(hv, a)
     return lp
 
 
@@ -314,12 +322,12 @@ def _sleep_nb(flat, sizes, off, gW, gb, rW, rb, h, u, drec, lr_q):
             c = flat[rb[l] + j]
             for i in range(nin):
                 c += h[off[l + 1] + i] * flat[rW[l] + i * nout + j]
-            drec[off[l] + j] = bernoulli_logit_grad1(h[off[l] + j], c)
+            drec[off[l] + j] = bernoulli_logit_grad1_nb(h[off[l] + j], c)
     _apply_rec_nb(flat, sizes, off, rW, rb, h, drec, lr_q)
 
 
 @njit(cache=True)
-def _ws_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, US, lr, lr_q):
+def ws_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, US, lr, lr_q):
     L = sizes.shape[0] - 1
     off = np.zeros(L + 2, np.int64)
     for l in range(L + 1):
@@ -338,7 +346,7 @@ def _ws_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, US, lr, lr_q):
 
 
 @njit(cache=True)
-def _rws_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, US, lr, lr_q, sleep):
+def rws_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, US, lr, lr_q, sleep):
     L = sizes.shape[0] - 1
     off = np.zeros(L + 2, np.int64)
     for l in range(L + 1):
@@ -372,7 +380,7 @@ def _rws_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, US, lr, lr_q, sleep):
 
 
 @njit(cache=True)
-def _reinforce_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, lr, lr_q, use_baseline,
+def reinforce_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, lr, lr_q, use_baseline,
                          normalize, alpha, state):
     L = sizes.shape[0] - 1
     off = np.zeros(L + 2, np.int64)
@@ -429,9 +437,9 @@ def ws_online(flat, layout, X, UQ, US, lr, lr_q):
     logw : ndarray (T,)
         log p(x_t, z_t) - log q(z_t | x_t) at each wake sample, before its update.
     """
-    if numba.config.DISABLE_JIT:
+    if not jit_enabled():
         return ws_online_np(flat, layout, X, UQ, US, lr, lr_q)
-    return _ws_online_nb(flat, *layout, _c(X), _c(UQ), _c(US), float(lr), float(lr_q))
+    return ws_online_nb(flat, *layout, _c(X), _c(UQ), _c(US), float(lr), float(lr_q))
 
 
 @benign_underflow
@@ -441,9 +449,9 @@ def rws_online(flat, layout, X, UQ, US, lr, lr_q, sleep):
     ``UQ`` has shape (T, S, K): S samples from q per update. Returns (T,) IWAE
     estimates log mean_s w_s before each update. Other arguments as :func:`ws_online`.
     """
-    if numba.config.DISABLE_JIT:
+    if not jit_enabled():
         return rws_online_np(flat, layout, X, UQ, US, lr, lr_q, sleep)
-    return _rws_online_nb(flat, *layout, _c(X), _c(UQ), _c(US), float(lr), float(lr_q),
+    return rws_online_nb(flat, *layout, _c(X), _c(UQ), _c(US), float(lr), float(lr_q),
                           bool(sleep))
 
 
@@ -454,8 +462,8 @@ def reinforce_online(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize, alp
     ``state`` (2,) float64 = [c, v] (moving mean and variance) is updated in place.
     Returns the (T,) learning signals. Other arguments as :func:`ws_online`.
     """
-    if numba.config.DISABLE_JIT:
+    if not jit_enabled():
         return reinforce_online_np(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize,
                                    alpha, state)
-    return _reinforce_online_nb(flat, *layout, _c(X), _c(UQ), float(lr), float(lr_q),
+    return reinforce_online_nb(flat, *layout, _c(X), _c(UQ), float(lr), float(lr_q),
                                 bool(use_baseline), bool(normalize), float(alpha), state)

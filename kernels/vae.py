@@ -1,9 +1,9 @@
 """Numba kernels for the VAE training loop, with their plain-NumPy twins.
 
-Each kernel fuses several array passes of the training step into one; the twins (suffix
-``_np``) are the readable references, what runs under ``NUMBA_DISABLE_JIT=1``, and what
-the tests compare the kernels with. All work in place on the caller's (workspace)
-buffers, float64, C-contiguous.
+Each kernel (suffix ``_nb``) fuses several array passes of the training step into one;
+the twins (suffix ``_np``) are the readable references, what runs under
+``NUMBA_DISABLE_JIT=1``, and what the tests compare the kernels with; ``foo`` dispatches.
+All work in place on the caller's (workspace) buffers, float64, C-contiguous.
 
 * ``tanh_backward(delta, h)``: ``delta *= 1 - h**2`` (tanh' written with the forward
   output h, eq. 2 of :mod:`lvmref.nn`), one pass.
@@ -23,30 +23,15 @@ buffers, float64, C-contiguous.
   the encoder-output gradient of the reparameterized ELBO with the analytic KL (eq. 9a of
   :mod:`lvmref.vae`), ``g_mean = g_z - scale * mean`` and ``g_log_var = (g_z * eps) *
   (std / 2) - (scale / 2) * em1``, returning the KL sum (5)
-  ``sum(em1 + mean**2 - log_var) / 2``, and writes the transpose of
+  ``sum((e^lv - 1 - lv) + mean**2) / 2`` (``em1 - lv``, or the series of
+  :func:`lvmref.kernels.densities.expm1_minus_x_small_nb` for |lv| <= 1/2, where that
+  difference cancels), and writes the transpose of
   ``[g_mean; g_log_var]`` into ``g_t`` (batch-major copy for the weight gradient); one
   pass instead of about ten NumPy calls with temporaries.
 
 * ``neg_abs(a, out)``: ``out = -|a|`` (the argument of ``exp`` for ``e`` above) and
   ``gaussian_reparam(mean, std, eps, z)``: ``z = mean + std * eps`` (eq. 6 of
   :mod:`lvmref.vae`), each one pass and one call instead of two NumPy calls.
-
-``adam_update`` is one fused pass of Adam (Kingma & Ba 2015) over a flat parameter
-vector; its twin ``adam_update_np`` does the same arithmetic with NumPy array
-operations. Both update ``theta``, ``m`` and ``v`` in place (the caller owns them; they
-are the training workspace, not user input). Arithmetic per entry (``torch.optim.Adam``
-without weight decay or amsgrad, up to rounding)::
-
-    g  = sign * grad
-    m  = beta1 * m + (1 - beta1) * g
-    v  = beta2 * v + (1 - beta2) * g * g
-    theta -= (lr / bc1) * m / (sqrt(v) * (1 / bc2_sqrt) + eps)
-
-with ``bc1 = 1 - beta1**t`` and ``bc2_sqrt = sqrt(1 - beta2**t)`` (``torch.optim.Adam``
-divides by ``bc2_sqrt`` instead of multiplying by its inverse: the same up to rounding;
-one division per entry less makes the loop about twice as fast). ``sign = -1`` turns an
-ascent gradient (of the ELBO) into the loss gradient. fastmath is off and the order of
-operations is the same, so kernel and twin agree to rounding (a test checks 1e-15).
 """
 
 from __future__ import annotations
@@ -54,53 +39,31 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from .densities import EXPM1_SERIES_MAX, expm1_minus_x_np, expm1_minus_x_small_nb
+from .dispatch import pick
 from .fpenv import benign_underflow
 
 __all__ = [
-    "adam_update",
-    "adam_update_np",
     "tanh_backward",
+    "tanh_backward_nb",
     "tanh_backward_np",
     "bernoulli_grad",
+    "bernoulli_grad_nb",
     "bernoulli_grad_np",
     "kl_grad_analytic",
+    "kl_grad_analytic_nb",
     "kl_grad_analytic_np",
     "neg_abs",
+    "neg_abs_nb",
     "neg_abs_np",
     "gaussian_reparam",
+    "gaussian_reparam_nb",
     "gaussian_reparam_np",
 ]
 
 
-@njit(cache=True, error_model="numpy")  # no zero-division branch, so the loop vectorizes
-def adam_update(theta, grad, m, v, sign, lr, beta1, beta2, eps, bc1, bc2_sqrt):
-    """Fused in-place Adam step over 1-D float64 arrays of equal length (see module)."""
-    step = lr / bc1
-    inv_bc2 = 1.0 / bc2_sqrt
-    c1 = 1.0 - beta1
-    c2 = 1.0 - beta2
-    for i in range(theta.shape[0]):
-        g = sign * grad[i]
-        mi = beta1 * m[i] + c1 * g
-        vi = beta2 * v[i] + c2 * (g * g)
-        m[i] = mi
-        v[i] = vi
-        theta[i] -= step * (mi / (np.sqrt(vi) * inv_bc2 + eps))
-
-
-@benign_underflow
-def adam_update_np(theta, grad, m, v, sign, lr, beta1, beta2, eps, bc1, bc2_sqrt):
-    """NumPy twin of :func:`adam_update` (same arithmetic, array operations)."""
-    g = sign * grad
-    m *= beta1
-    m += (1.0 - beta1) * g
-    v *= beta2
-    v += (1.0 - beta2) * (g * g)
-    theta -= (lr / bc1) * (m / (np.sqrt(v) * (1.0 / bc2_sqrt) + eps))
-
-
 @njit(cache=True)
-def tanh_backward(delta, h):
+def tanh_backward_nb(delta, h):
     """In place: delta *= 1 - h*h, as delta - delta*h*h. delta, h (n, m)."""
     n, m = delta.shape
     for i in range(n):
@@ -111,12 +74,17 @@ def tanh_backward(delta, h):
 
 @benign_underflow
 def tanh_backward_np(delta, h):
-    """NumPy twin of :func:`tanh_backward`."""
+    """NumPy twin of :func:`tanh_backward_nb`."""
     delta -= delta * (h * h)
 
 
+def tanh_backward(delta, h):
+    """:func:`tanh_backward_nb`, or its twin :func:`tanh_backward_np` without JIT."""
+    pick(tanh_backward_nb, tanh_backward_np)(delta, h)
+
+
 @njit(cache=True)
-def bernoulli_grad(x, logits, e, scale, g_out, g_out_t):
+def bernoulli_grad_nb(x, logits, e, scale, g_out, g_out_t):
     """g_out = scale * (x - sigmoid(logits)) and its transpose g_out_t; returns
     sum(x*logits - max(logits, 0)).
 
@@ -145,7 +113,7 @@ def bernoulli_grad(x, logits, e, scale, g_out, g_out_t):
 
 @benign_underflow
 def bernoulli_grad_np(x, logits, e, scale, g_out, g_out_t):
-    """NumPy twin of :func:`bernoulli_grad`."""
+    """NumPy twin of :func:`bernoulli_grad_nb`."""
     r = 1.0 / (1.0 + e)
     s = np.where(logits < 0.0, e * r, r)  # sigmoid(l)
     s_neg = np.where(logits < 0.0, r, e * r)  # sigmoid(-l)
@@ -154,8 +122,13 @@ def bernoulli_grad_np(x, logits, e, scale, g_out, g_out_t):
     return float(np.sum(x * logits - np.maximum(logits, 0.0)))
 
 
+def bernoulli_grad(x, logits, e, scale, g_out, g_out_t):
+    """:func:`bernoulli_grad_nb`, or its twin :func:`bernoulli_grad_np` without JIT."""
+    return pick(bernoulli_grad_nb, bernoulli_grad_np)(x, logits, e, scale, g_out, g_out_t)
+
+
 @njit(cache=True)
-def kl_grad_analytic(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t):
+def kl_grad_analytic_nb(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t):
     """Encoder-output gradient (9a) and KL sum (5); see the module docstring. All (n, m)
     except g_t (m, 2n), which receives the transpose of [g_mean; g_log_var]."""
     n, m = mean.shape
@@ -165,7 +138,8 @@ def kl_grad_analytic(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var
         row = 0.0
         for j in range(m):
             mu, lv, em = mean[i, j], log_var[i, j], em1[i, j]
-            row += em + mu * mu - lv
+            d = expm1_minus_x_small_nb(lv) if abs(lv) <= EXPM1_SERIES_MAX else em - lv
+            row += d + mu * mu
             gm = g_z[i, j] - scale * mu
             gv = (g_z[i, j] * eps[i, j]) * (0.5 * std[i, j]) - half * em
             g_mean[i, j] = gm
@@ -178,17 +152,24 @@ def kl_grad_analytic(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var
 
 @benign_underflow
 def kl_grad_analytic_np(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t):
-    """NumPy twin of :func:`kl_grad_analytic`."""
+    """NumPy twin of :func:`kl_grad_analytic_nb`."""
     np.subtract(g_z, scale * mean, out=g_mean)
     np.subtract((g_z * eps) * (0.5 * std), (0.5 * scale) * em1, out=g_log_var)
     n = mean.shape[0]
     g_t[:, :n] = g_mean.T
     g_t[:, n:] = g_log_var.T
-    return 0.5 * float(np.sum(np.sum(em1 + mean * mean - log_var, axis=1)))
+    d = np.where(np.abs(log_var) <= EXPM1_SERIES_MAX, expm1_minus_x_np(log_var), em1 - log_var)
+    return 0.5 * float(np.sum(np.sum(d + mean * mean, axis=1)))
+
+
+def kl_grad_analytic(mean, log_var, em1, std, eps, g_z, scale, g_mean, g_log_var, g_t):
+    """:func:`kl_grad_analytic_nb`, or its twin :func:`kl_grad_analytic_np` without JIT."""
+    return pick(kl_grad_analytic_nb, kl_grad_analytic_np)(mean, log_var, em1, std, eps, g_z,
+                                                         scale, g_mean, g_log_var, g_t)
 
 
 @njit(cache=True)
-def neg_abs(a, out):
+def neg_abs_nb(a, out):
     """out = -|a|, a and out (n, m)."""
     n, m = a.shape
     for i in range(n):
@@ -198,12 +179,17 @@ def neg_abs(a, out):
 
 @benign_underflow
 def neg_abs_np(a, out):
-    """NumPy twin of :func:`neg_abs`."""
+    """NumPy twin of :func:`neg_abs_nb`."""
     np.negative(np.abs(a), out=out)
 
 
+def neg_abs(a, out):
+    """:func:`neg_abs_nb`, or its twin :func:`neg_abs_np` without JIT."""
+    pick(neg_abs_nb, neg_abs_np)(a, out)
+
+
 @njit(cache=True)
-def gaussian_reparam(mean, std, eps, z):
+def gaussian_reparam_nb(mean, std, eps, z):
     """z = mean + std * eps, all (n, m)."""
     n, m = mean.shape
     for i in range(n):
@@ -213,5 +199,10 @@ def gaussian_reparam(mean, std, eps, z):
 
 @benign_underflow
 def gaussian_reparam_np(mean, std, eps, z):
-    """NumPy twin of :func:`gaussian_reparam`."""
+    """NumPy twin of :func:`gaussian_reparam_nb`."""
     np.add(mean, std * eps, out=z)
+
+
+def gaussian_reparam(mean, std, eps, z):
+    """:func:`gaussian_reparam_nb`, or its twin :func:`gaussian_reparam_np` without JIT."""
+    pick(gaussian_reparam_nb, gaussian_reparam_np)(mean, std, eps, z)

@@ -43,10 +43,10 @@ def _fmt_array(a):
 
 
 def _write_json(path, obj):
-    from .demo import _jsonable
+    from .files import jsonable
 
     with open(path, "w") as fh:
-        json.dump(_jsonable(obj), fh, indent=1, allow_nan=False)
+        json.dump(jsonable(obj), fh, indent=1, allow_nan=False)
 
 
 def _check_features(X, n_features, what):
@@ -95,7 +95,7 @@ def cmd_demo(args):
 # ----------------------------------------------------------------------------------------
 
 def cmd_gmm(args):
-    from ._io import load_matrix
+    from .files import load_matrix
     from .gmm import ConvergenceWarning, GaussianMixture
 
     X = load_matrix(args.data)
@@ -160,7 +160,7 @@ def _vae_eval(args, vae, params, X, label):
 
 
 def cmd_vae(args):
-    from ._io import load_matrix
+    from .files import load_matrix
     from .vae import VAE, load_vae, save_vae
 
     X = load_matrix(args.data, binary=True)
@@ -202,7 +202,7 @@ def cmd_helmholtz(args):
     import numpy as np
 
     from . import estimators as E
-    from ._io import load_matrix
+    from .files import load_matrix
     from .helmholtz import HelmholtzMachine
 
     X = load_matrix(args.data, binary=True)

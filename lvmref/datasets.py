@@ -1,7 +1,9 @@
-"""Built-in data sets.
+"""Built-in data sets (a leaf module: it imports nothing from lvmref but the checks).
 
 - Binarized 8x8 digits (UCI optdigits as shipped by scikit-learn), bundled as ``.npz``.
-- Hinton et al. (1995) bars, with its exact image distribution.
+- Hinton et al. (1995) bars, with its exact image distribution (the exact KL of a model
+  to it is :func:`lvmref.estimators.kl_data_model`).
+- The 2-D three-component Gaussian mixture data of the GMM demo.
 """
 
 from __future__ import annotations
@@ -10,8 +12,7 @@ from importlib.resources import files
 
 import numpy as np
 
-from ._checks import _check_real, as_float_array, check_positive_int, check_rng
-from .estimators import exact_log_marginal
+from .kernels.checks import as_float_array, check_positive_int, check_real, check_rng
 from .kernels.fpenv import benign_underflow
 
 # ----------------------------------------------------------------------------------------
@@ -69,8 +70,8 @@ def load_digits_binarized(return_labels: bool = False):
 
 def _check_bars_args(size, p_vertical, p_bar):
     size = check_positive_int(size, "size")
-    p_vertical = _check_real(p_vertical, "p_vertical")
-    p_bar = _check_real(p_bar, "p_bar")
+    p_vertical = check_real(p_vertical, "p_vertical")
+    p_bar = check_real(p_bar, "p_bar")
     if not 0.0 <= p_vertical <= 1.0:
         raise ValueError(f"p_vertical must be in [0, 1], got {p_vertical}")
     if not 0.0 <= p_bar <= 1.0:
@@ -166,39 +167,42 @@ def entropy_bits(probs) -> float:
     return float(-np.sum(nz * np.log2(nz)))
 
 
-@benign_underflow
-def kl_data_model(table, model) -> float:
-    """KL(data || model) in bits, by exact enumeration of the model's latents.
+# ----------------------------------------------------------------------------------------
+# Gaussian mixture demo data
+# ----------------------------------------------------------------------------------------
 
-    ``KL = sum_x p_data(x) (log2 p_data(x) - log2 p_model(x))`` over the table's
-    images, with ``log p_model(x)`` from :func:`lvmref.estimators.exact_log_marginal`
-    (a sum over all ``2**model.n_latent`` latent configurations).
+# The mixture the GMM demo data are drawn from (documented in gmm_demo_data).
+GMM_TRUE = {  # the generating mixture (full covariances)
+    "weights": np.array([0.5, 0.3, 0.2]),
+    "means": np.array([[0.0, 0.0], [4.0, 3.0], [-3.0, 4.0]]),
+    "covariances": np.array([[[2.0, 1.2], [1.2, 1.0]],
+                             [[0.6, -0.3], [-0.3, 0.8]],
+                             [[0.5, 0.0], [0.0, 1.5]]]),
+}
+
+
+def gmm_demo_data(n=600, rng=0):
+    """The built-in 2-D data set of the GMM demo.
+
+    ``n`` points from the 3-component mixture ``GMM_TRUE`` (weights 0.5/0.3/0.2, means
+    (0, 0), (4, 3), (-3, 4), full covariances): component labels by
+    ``rng.choice(3, n, p=weights)``, then ``mean + L @ standard_normal`` with the
+    Cholesky factor L of the component's covariance.
 
     Parameters
     ----------
-    table : tuple (images, probs)
-        As returned by :func:`bars_table`: images (m, D), probs (m,).
-    model : object
-        A binary latent-variable model following the estimators protocol
-        (``n_latent``, ``latent_type = "binary"``, ``log_joint``).
+    n : int
+    rng : Generator, int or None
 
     Returns
     -------
-    float
-        The divergence in bits (>= 0).
+    X : ndarray of shape (n, 2)
+    labels : ndarray of int64, shape (n,)
     """
-
-    if not isinstance(table, tuple) or len(table) != 2:
-        raise TypeError("table must be a tuple (images, probs) as returned by bars_table")
-    images = as_float_array(table[0], "table images", ndim=2)
-    probs = as_float_array(table[1], "table probs", shape=(images.shape[0],))
-    if np.any(probs < 0) or abs(probs.sum() - 1.0) > 1e-9:
-        raise ValueError("table probs must be non-negative and sum to 1")
-    log_pm = _exact_log_marginal(model, images)
-    nz = probs > 0
-    return float(np.sum(probs[nz] * (np.log(probs[nz]) - log_pm[nz])) / np.log(2.0))
-
-
-def _exact_log_marginal(model, x):
-    out = exact_log_marginal(model, x)
-    return np.asarray(getattr(out, "value", out), dtype=np.float64)
+    n = check_positive_int(n, "n")
+    rng = check_rng(rng)
+    labels = rng.choice(3, size=n, p=GMM_TRUE["weights"])
+    chol = np.linalg.cholesky(GMM_TRUE["covariances"])
+    noise = rng.standard_normal((n, 2))
+    X = GMM_TRUE["means"][labels] + np.einsum("nij,nj->ni", chol[labels], noise)
+    return X, labels.astype(np.int64)

@@ -4,15 +4,15 @@ Stages (each a function returning a plain dict of results, all randomness from o
 ``seed`` through ``numpy.random.default_rng(seed).spawn``):
 
 1. :func:`run_gmm` — EM for a 3-component full-covariance Gaussian mixture on
-   :func:`gmm_demo_data` (600 points in 2-D drawn from a fixed mixture), written out as
-   alternating E- and M-steps (:func:`lvmref.gmm.e_step`, :func:`lvmref.gmm.m_step`) so
-   that the ELBO can be recorded after each half-step (the EM "staircase", eqs. (5)-(9)
-   of :mod:`lvmref.gmm`), cross-checked against :class:`lvmref.gmm.GaussianMixture`
-   from the same initial parameters; BIC for K = 1..6; and, when :mod:`lvmref.vbgmm`
-   is installed, :func:`run_vbgmm` (variational Bayesian GMM with up to 6 components).
+   :func:`lvmref.datasets.gmm_demo_data` (600 points in 2-D drawn from a fixed mixture),
+   written out as alternating E- and M-steps (:func:`lvmref.gmm.e_step`,
+   :func:`lvmref.gmm.m_step`) so that the ELBO can be recorded after each half-step
+   (the EM "staircase", eqs. (5)-(9) of :mod:`lvmref.gmm`), cross-checked against
+   :class:`lvmref.gmm.GaussianMixture` from the same initial parameters; BIC for
+   K = 1..6; and :func:`run_vbgmm` (variational Bayesian GMM with up to 6 components).
 2. :func:`run_bars` — a 1-8-16 Helmholtz machine trained online by wake-sleep on
    Hinton et al.'s 4x4 bars, with the exact KL(data || model) in bits along the way
-   (:func:`lvmref.datasets.kl_data_model`).
+   (:func:`lvmref.estimators.kl_data_model`).
 3. :func:`run_vae` — the 64-200-10 VAE on the bundled binarized digits (test ELBO and
    IWAE bound), plus a separate 64-200-2 VAE for the 2-D latent scatter.
 4. :func:`run_gradient_variance` — variance of the encoder gradient of the ELBO from
@@ -34,8 +34,9 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import jsonable
+
 __all__ = [
-    "gmm_demo_data",
     "run_gmm",
     "run_bars",
     "run_vae",
@@ -56,14 +57,6 @@ SETTINGS = {
                   var_draws=30, gmm_bic_ks=(1, 2, 3, 4)),
 }
 
-# The mixture the GMM demo data are drawn from (documented in gmm_demo_data).
-GMM_TRUE = {
-    "weights": np.array([0.5, 0.3, 0.2]),
-    "means": np.array([[0.0, 0.0], [4.0, 3.0], [-3.0, 4.0]]),
-    "covariances": np.array([[[2.0, 1.2], [1.2, 1.0]],
-                             [[0.6, -0.3], [-0.3, 0.8]],
-                             [[0.5, 0.0], [0.0, 1.5]]]),
-}
 
 
 class _Progress:
@@ -81,35 +74,6 @@ class _Progress:
 # 1. Gaussian mixture
 # ----------------------------------------------------------------------------------------
 
-def gmm_demo_data(n=600, rng=0):
-    """The built-in 2-D data set of the GMM demo.
-
-    ``n`` points from the 3-component mixture ``GMM_TRUE`` (weights 0.5/0.3/0.2, means
-    (0, 0), (4, 3), (-3, 4), full covariances): component labels by
-    ``rng.choice(3, n, p=weights)``, then ``mean + L @ standard_normal`` with the
-    Cholesky factor L of the component's covariance.
-
-    Parameters
-    ----------
-    n : int
-    rng : Generator, int or None
-
-    Returns
-    -------
-    X : ndarray of shape (n, 2)
-    labels : ndarray of int64, shape (n,)
-    """
-    from ._checks import check_positive_int, check_rng
-
-    n = check_positive_int(n, "n")
-    rng = check_rng(rng)
-    labels = rng.choice(3, size=n, p=GMM_TRUE["weights"])
-    chol = np.linalg.cholesky(GMM_TRUE["covariances"])
-    noise = rng.standard_normal((n, 2))
-    X = GMM_TRUE["means"][labels] + np.einsum("nij,nj->ni", chol[labels], noise)
-    return X, labels.astype(np.int64)
-
-
 def _initial_gmm_params(X, k, rng):
     """A deliberately crude start (so the staircase is visible): k distinct data points as
     means, the data covariance for every component, equal weights."""
@@ -123,7 +87,7 @@ def _initial_gmm_params(X, k, rng):
 
 
 def run_gmm(rng, max_iter=300, tol=1e-8, bic_ks=(1, 2, 3, 4, 5, 6), progress=None):
-    """EM on :func:`gmm_demo_data` with the ELBO recorded after every E- and M-step.
+    """EM on :func:`lvmref.datasets.gmm_demo_data`, ELBO recorded after every E- and M-step.
 
     For iteration t: the E-step sets q = p(z | x, theta_t), making the ELBO equal to the
     log-likelihood l(theta_t) (eq. 7); the M-step raises the ELBO at fixed q to
@@ -131,6 +95,7 @@ def run_gmm(rng, max_iter=300, tol=1e-8, bic_ks=(1, 2, 3, 4, 5, 6), progress=Non
     holds exactly. All values are per data point (divided by n).
     """
     from . import gmm as G
+    from .datasets import gmm_demo_data
 
     progress = progress or _Progress(True)
     t0 = time.perf_counter()
@@ -231,7 +196,8 @@ def run_bars(rng, n_updates=2_000_000, n_records=40, n_runs=1, progress=None):
     runs from independent initialisations and data streams record only their KL curves
     (wake-sleep often stalls in a local optimum; the spread shows how often)."""
     from . import estimators as E
-    from .datasets import bars, bars_table, entropy_bits, kl_data_model
+    from .datasets import bars, bars_table, entropy_bits
+    from .estimators import kl_data_model
     from .helmholtz import HelmholtzMachine, exact_elbo
 
     progress = progress or _Progress(True)
@@ -418,24 +384,6 @@ def run_gradient_variance(vae, params, x, rng, n_draws=300):
 # driver
 # ----------------------------------------------------------------------------------------
 
-def _jsonable(obj):
-    """Plain JSON types; non-finite floats become None (strict JSON has no NaN)."""
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, np.ndarray):
-        return _jsonable(obj.tolist())
-    if isinstance(obj, (bool, np.bool_)):
-        return bool(obj)
-    if isinstance(obj, (int, np.integer)):
-        return int(obj)
-    if isinstance(obj, (float, np.floating)):
-        v = float(obj)
-        return v if math.isfinite(v) else None
-    return obj
-
-
 _PRIVATE = {"gmm": ("X", "labels", "params", "params_init"),
             "bars": ("samples", "data_samples"),
             "vae": ("vae", "params", "test", "test_labels", "recon", "samples",
@@ -457,7 +405,7 @@ def _metrics(results, seed, quick, total):
         del out["gmm"]["vbgmm"]
     out["gmm"]["fitted"] = {"weights": g["params"]["weights"], "means": g["params"]["means"],
                             "covariances": g["params"]["covariances"]}
-    return _jsonable(out)
+    return jsonable(out)
 
 
 def run_demo(out="lvmref-demo", quick=False, seed=0, quiet=False):
@@ -479,7 +427,7 @@ def run_demo(out="lvmref-demo", quick=False, seed=0, quiet=False):
     metrics : dict
         What was written to ``metrics.json``.
     """
-    from ._checks import check_positive_int
+    from .kernels.checks import check_positive_int
 
     seed = check_positive_int(seed, "seed", minimum=0)
     out = Path(out)
@@ -558,7 +506,7 @@ def write_report(path, m, figures, plot_error=None):
         "## 1. Gaussian mixture by EM",
         "",
         f"Data: {g['n_samples']} points in 2-D from a fixed 3-component mixture "
-        "(`lvmref.demo.gmm_demo_data`, weights 0.5/0.3/0.2). Model: K = 3, full "
+        "(`lvmref.datasets.gmm_demo_data`, weights 0.5/0.3/0.2). Model: K = 3, full "
         "covariances, `reg_covar = 0`, started from 3 random data points as means and the "
         "data covariance for every component. EM is run as explicit "
         "`lvmref.gmm.e_step` / `m_step` calls so the ELBO is recorded after every half-step.",

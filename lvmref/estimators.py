@@ -19,7 +19,7 @@ Exact quantities, by enumeration of the latent space (binary :math:`z \in \{0,1\
         = \log p(x) - \mathrm{KL}(q \,\|\, p(\cdot \mid x)) \le \log p(x)   \tag{4}
 
 (1) is evaluated as a streaming max-split log-sum-exp over chunks of configurations
-(:mod:`lvmref.kernels.estimators`), so memory stays bounded for K up to
+(:mod:`lvmref.kernels.lse`), so memory stays bounded for K up to
 ``MAX_ENUMERATION_K`` = 24. (3) is computed in a second pass after (1), term by term as
 :math:`q (\log q - \log p(z \mid x))`, which avoids the cancellation of
 :math:`\mathbb{E}_q[\log q - \log p(x,z)] + \log p(x)` when q is close to the posterior.
@@ -114,16 +114,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from lvmref._checks import as_float_array, check_choice, check_positive_int, check_rng
 from lvmref.kernels import log_mean_exp, logsumexp
-from lvmref.kernels.estimators import (
-    lse_stream_finalize,
-    lse_stream_init,
-    lse_stream_update_auto,
-    sbn_log_marginal,
-    sbn_log_marginal_np,
-)
+from lvmref.kernels.checks import as_float_array, check_choice, check_positive_int, check_rng
+from lvmref.kernels.estimators import sbn_log_marginal, sbn_log_marginal_np
 from lvmref.kernels.fpenv import benign_underflow
+from lvmref.kernels.lse import lse_stream_finalize, lse_stream_init, lse_stream_update
 
 __all__ = [
     "MAX_ENUMERATION_K",
@@ -132,6 +127,7 @@ __all__ = [
     "exact_log_marginal",
     "exact_posterior",
     "exact_kl_to_posterior",
+    "kl_data_model",
     "sbn_exact_log_marginal",
     "naive_mc_log_marginal",
     "importance_log_marginal",
@@ -342,7 +338,7 @@ def _exact_log_marginal(model, x, chunk_size):
     m, r = lse_stream_init(n)
     for start, stop, z in _chunks(model, x, chunk_size):
         lj = _call(model, "log_joint", x, z, shape=(n, stop - start))
-        m, r = lse_stream_update_auto(m, r, lj)
+        m, r = lse_stream_update(m, r, lj)
     return lse_stream_finalize(m, r)
 
 
@@ -457,6 +453,39 @@ def exact_kl_to_posterior(model, x, *, chunk_size=None) -> np.ndarray:
             f"sum_z q(z|x) = {q_mass[i]!r} for row {i}"
         )
     return kl
+
+
+@benign_underflow
+def kl_data_model(table, model) -> float:
+    """KL(data || model) in bits, by exact enumeration of the model's latents.
+
+    ``KL = sum_x p_data(x) (log2 p_data(x) - log2 p_model(x))`` over the table's
+    images, with ``log p_model(x)`` from :func:`exact_log_marginal`
+    (a sum over all ``2**model.n_latent`` latent configurations).
+
+    Parameters
+    ----------
+    table : tuple (images, probs)
+        As returned by :func:`lvmref.datasets.bars_table`: images (m, D), probs (m,).
+    model : object
+        A binary latent-variable model following the estimators protocol
+        (``n_latent``, ``latent_type = "binary"``, ``log_joint``).
+
+    Returns
+    -------
+    float
+        The divergence in bits (>= 0).
+    """
+
+    if not isinstance(table, tuple) or len(table) != 2:
+        raise TypeError("table must be a tuple (images, probs) as returned by bars_table")
+    images = as_float_array(table[0], "table images", ndim=2)
+    probs = as_float_array(table[1], "table probs", shape=(images.shape[0],))
+    if np.any(probs < 0) or abs(probs.sum() - 1.0) > 1e-9:
+        raise ValueError("table probs must be non-negative and sum to 1")
+    log_pm = exact_log_marginal(model, images)
+    nz = probs > 0
+    return float(np.sum(probs[nz] * (np.log(probs[nz]) - log_pm[nz])) / np.log(2.0))
 
 
 @benign_underflow

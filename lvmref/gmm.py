@@ -98,15 +98,15 @@ import numpy as np
 from scipy import linalg
 from scipy.linalg import lapack
 
-from lvmref._checks import (
+from lvmref.kernels import gmm as kg
+from lvmref.kernels import logsumexp
+from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
     check_nonnegative_float,
     check_positive_int,
     check_rng,
 )
-from lvmref.kernels import gmm as _kg
-from lvmref.kernels import logsumexp
 from lvmref.kernels.fpenv import benign_underflow
 
 __all__ = [
@@ -365,20 +365,12 @@ def _kernel_args(means, u, covariance_type, log_weights):
     return np.ascontiguousarray(np.broadcast_to(u[:, None], (k, d))), const, False
 
 
-def _kernel(name, X, k):
-    """The Numba build (parallel or serial by problem size) or, without JIT, the twin."""
-    if not _kg.use_jit():
-        return getattr(_kg, name + "_np")
-    work = X.shape[0] * X.shape[1] * k
-    return _kg.pick(getattr(_kg, name + "_nb"), getattr(_kg, name + "_nb_serial"), work)
-
-
 def _weighted_log_prob(X, means, u, covariance_type, log_weights):
     """(n, K) matrix a_ik of eq. (10) (validated input)."""
     fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
-    name = "weighted_log_prob_full" if full else "weighted_log_prob_diag"
-    f = getattr(_kg, name + ("_nb" if _kg.use_jit() else "_np"))
-    return f(X, means, fac, const)
+    if full:
+        return kg.weighted_log_prob_full(X, means, fac, const)
+    return kg.weighted_log_prob_diag(X, means, fac, const)
 
 
 def _e_step(X, means, u, covariance_type, log_weights, *, need_resp=True):
@@ -393,12 +385,12 @@ def _e_step(X, means, u, covariance_type, log_weights, *, need_resp=True):
     undefined: a ``ValueError`` naming X when ``need_resp`` (resp row NaN otherwise).
     """
     fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
-    name = "estep_full" if full else "estep_diag"
+    estep = kg.estep_full if full else kg.estep_diag
     with np.errstate(over="ignore", invalid="ignore"):  # far rows (NumPy twin path)
-        resp, log_norm = _kernel(name, X, means.shape[0])(X, means, fac, const)
+        resp, log_norm = estep(X, means, fac, const)
     far = ~np.isfinite(log_norm)
     if far.any():
-        twin = _kg.weighted_log_prob_full_np if full else _kg.weighted_log_prob_diag_np
+        twin = kg.weighted_log_prob_full_np if full else kg.weighted_log_prob_diag_np
         with np.errstate(over="ignore", invalid="ignore"):  # overflow -> -inf, see above
             half = twin(0.5 * X[far], 0.5 * means, fac, np.zeros_like(const))
             a = const + 4.0 * np.where(np.isnan(half), -np.inf, half)
@@ -589,17 +581,9 @@ def log_likelihood(X, params, covariance_type="full", reduce=True):
 
 def _moments(X, resp):
     """N_k (with the 10 eps guard) and mu_k, eqs. (15)-(16)."""
-    nk, sk = _kernel("first_moments", X, resp.shape[1])(X, resp)
+    nk, sk = kg.first_moments(X, resp)
     nk = nk + 10.0 * _EPS
     return nk, sk / nk[:, None]
-
-
-def _scatter_full(X, resp, means):
-    return _kernel("scatter_full", X, resp.shape[1])(X, resp, means)
-
-
-def _scatter_diag(X, resp, means):
-    return _kernel("scatter_diag", X, resp.shape[1])(X, resp, means)
 
 
 def _degenerate(cov_diag, floor):
@@ -745,9 +729,9 @@ def _m_step(X, resp, covariance_type, reg_covar):
     with np.errstate(over="ignore", invalid="ignore"):  # refused just below
         nk, means = _moments(X, resp)
         if covariance_type in ("full", "tied"):
-            scatter = _scatter_full(X, resp, means)
+            scatter = kg.scatter_full(X, resp, means)
         else:
-            scatter = _scatter_diag(X, resp, means)
+            scatter = kg.scatter_diag(X, resp, means)
     if not (np.all(np.isfinite(means)) and np.all(np.isfinite(scatter))):
         raise ValueError(
             "X values too large: the weighted squared deviations from the means overflow "

@@ -174,7 +174,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import (
+from .kernels import bernoulli_logit_grad, logsumexp
+from .kernels.checks import (
     as_float_array,
     check_binary,
     check_choice,
@@ -183,10 +184,9 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
-from .kernels import bernoulli_logit_grad, logsumexp
-from .kernels._twins import bernoulli_log_prob_np  # sum_j log Bern(h_j | sigmoid(a_j))
+from .kernels.densities import bernoulli_log_prob_np, sigmoid_np, softplus_np
 from .kernels.fpenv import benign_underflow
-from .nn import ACTIVATIONS, MLP, sigmoid, softplus
+from .nn import ACTIVATIONS, MLP
 
 __all__ = [
     "Architecture",
@@ -391,7 +391,7 @@ def log_joint(params: dict, arch: Architecture, x: np.ndarray, z: np.ndarray) ->
     """
     layers = _split(arch, np.concatenate([z, x], axis=1))
     beta = params["prior"]
-    out = np.sum(layers[0] * beta - softplus(beta), axis=1)
+    out = np.sum(layers[0] * beta - softplus_np(beta), axis=1)
     for l in range(arch.n_layers):
         a, _ = _gen_logits(params, arch, l, layers[l])
         out = out + bernoulli_log_prob_np(layers[l + 1], a)
@@ -404,7 +404,7 @@ def log_prior(params: dict, arch: Architecture, z: np.ndarray) -> np.ndarray:
     conditionals (2), l < L - 1). z (n, K) -> (n,)."""
     layers = _split(arch, z)
     beta = params["prior"]
-    out = np.sum(layers[0] * beta - softplus(beta), axis=1)
+    out = np.sum(layers[0] * beta - softplus_np(beta), axis=1)
     for l in range(arch.n_layers - 1):
         a, _ = _gen_logits(params, arch, l, layers[l])
         out = out + bernoulli_log_prob_np(layers[l + 1], a)
@@ -438,11 +438,11 @@ def sample_prior(params: dict, arch: Architecture, u: np.ndarray):
     """
     off = arch.offsets
     out = np.empty_like(u)
-    h = (u[:, : off[1]] < sigmoid(params["prior"])).astype(np.float64)
+    h = (u[:, : off[1]] < sigmoid_np(params["prior"])).astype(np.float64)
     out[:, : off[1]] = h
     for l in range(arch.n_layers):
         a, _ = _gen_logits(params, arch, l, h)
-        h = (u[:, off[l + 1]:off[l + 2]] < sigmoid(a)).astype(np.float64)
+        h = (u[:, off[l + 1]:off[l + 2]] < sigmoid_np(a)).astype(np.float64)
         out[:, off[l + 1]:off[l + 2]] = h
     K = arch.n_latent
     return out[:, :K], out[:, K:]
@@ -456,7 +456,7 @@ def sample_q(params: dict, arch: Architecture, x: np.ndarray, u: np.ndarray) -> 
     h = x
     for l in range(arch.n_layers - 1, -1, -1):
         c, _ = _rec_logits(params, arch, l, h)
-        h = (u[:, off[l]:off[l + 1]] < sigmoid(c)).astype(np.float64)
+        h = (u[:, off[l]:off[l + 1]] < sigmoid_np(c)).astype(np.float64)
         z[:, off[l]:off[l + 1]] = h
     return z
 

@@ -33,10 +33,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import check_choice, check_rng
+from .kernels.checks import check_choice, check_rng
+from .kernels.densities import sigmoid_np, softplus_np
 from .kernels.fpenv import benign_underflow
 
-__all__ = ["MLP", "ACTIVATIONS", "glorot_uniform", "sigmoid", "softplus"]
+__all__ = ["MLP", "ACTIVATIONS", "glorot_uniform"]
 
 
 # --- activations: forward f(a) and backward g * f'(a), side by side -------------------
@@ -57,22 +58,8 @@ def _relu_back(a, h, g):
     return g * (a > 0.0)
 
 
-@benign_underflow
-def softplus(a):
-    """log(1 + exp(a)) = max(a, 0) + log1p(exp(-|a|)), elementwise; no overflow."""
-    return np.maximum(a, 0.0) + np.log1p(np.exp(-np.abs(a)))
-
-
 def _softplus_back(a, h, g):
-    return g * sigmoid(a)
-
-
-@benign_underflow
-def sigmoid(a):
-    """1 / (1 + exp(-a)), elementwise; no overflow for any |a|."""
-    # exp(-|a|) never overflows; branch on the sign for full accuracy both ways.
-    e = np.exp(-np.abs(a))
-    return np.where(a >= 0.0, 1.0 / (1.0 + e), e / (1.0 + e))
+    return g * sigmoid_np(a)
 
 
 def _sigmoid_back(a, h, g):
@@ -90,8 +77,8 @@ def _identity_back(a, h, g):
 ACTIVATIONS = {
     "tanh": (_tanh, _tanh_back),
     "relu": (_relu, _relu_back),
-    "softplus": (softplus, _softplus_back),
-    "sigmoid": (sigmoid, _sigmoid_back),
+    "softplus": (softplus_np, _softplus_back),
+    "sigmoid": (sigmoid_np, _sigmoid_back),
     "identity": (_identity, _identity_back),
 }
 

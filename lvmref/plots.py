@@ -238,7 +238,7 @@ def make_all(results, out):
     ImportError
         If matplotlib is not installed (the message says how to get it).
     """
-    from .demo import GMM_TRUE
+    from .datasets import GMM_TRUE
 
     plt = _pyplot()
     out = Path(out)

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from ._checks import check_positive_int, check_rng
+from .kernels.checks import check_positive_int, check_rng
 from .kernels.fpenv import benign_underflow
 
 __all__ = ["check_grad", "assert_grad_close", "GradCheckReport"]

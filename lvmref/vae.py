@@ -218,7 +218,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ._checks import (
+from .kernels import bernoulli_logit_grad, kl_normal_std, normal_log_prob_diag
+from .kernels.checks import (
     as_float_array,
     check_binary,
     check_choice,
@@ -226,18 +227,17 @@ from ._checks import (
     check_positive_int,
     check_rng,
 )
-from .kernels import bernoulli_logit_grad, kl_normal_std, normal_log_prob_diag
-from .kernels._twins import bernoulli_log_prob_np
+from .kernels.densities import bernoulli_log_prob_np, sigmoid_np
 from .kernels.fpenv import benign_underflow
+from .kernels.optim import adam_update
 from .kernels.vae import (
-    adam_update,
     bernoulli_grad,
     gaussian_reparam,
     kl_grad_analytic,
     neg_abs,
     tanh_backward,
 )
-from .nn import ACTIVATIONS, MLP, sigmoid
+from .nn import ACTIVATIONS, MLP
 
 __all__ = [
     "VAE",
@@ -310,7 +310,7 @@ def _log_normal_std(z):
 
 
 def _log_lik_bernoulli(x, logits, need_grad):
-    """Eq. (2a) per row and, if ``need_grad``, eq. (8) d ell / d logits = x - sigmoid(l)."""
+    """Eq. (2a) per row and, if ``need_grad``, eq. (8) d ell / d logits = x - sigmoid_np(l)."""
     ll = bernoulli_log_prob_np(x, logits)
     return ll, (bernoulli_logit_grad(x, logits) if need_grad else None)
 
@@ -936,7 +936,7 @@ class VAE:
         return mean.copy(), log_var.copy()
 
     def decode(self, z, params=None, *, raw=False):
-        """Mean of p(x | z), shape (n, D): sigmoid(logits) or the Gaussian mean.
+        """Mean of p(x | z), shape (n, D): sigmoid_np(logits) or the Gaussian mean.
 
         With ``raw=True``: the logits (n, D) (Bernoulli), or ``(mean, log_var)``
         (Gaussian), eq. (2).
@@ -946,7 +946,7 @@ class VAE:
         out, _ = self.decoder.forward(params, z)
         d = self.n_visible
         if self.likelihood == "bernoulli":
-            return out if raw else sigmoid(out)
+            return out if raw else sigmoid_np(out)
         return (out[:, :d].copy(), out[:, d:].copy()) if raw else out[:, :d].copy()
 
     def reconstruct(self, x, params=None, rng=None):
@@ -969,7 +969,7 @@ class VAE:
         out, _ = self.decoder.forward(params, z)
         d = self.n_visible
         if self.likelihood == "bernoulli":
-            p = sigmoid(out)
+            p = sigmoid_np(out)
             return p if return_mean else (rng.random(p.shape) < p).astype(np.float64)
         m, v = out[:, :d], out[:, d:]
         return m.copy() if return_mean else m + np.exp(0.5 * v) * rng.standard_normal(m.shape)
@@ -1223,7 +1223,7 @@ class _TrainWorkspace:
                 delta *= h > 0.0
             elif act == "sigmoid":               # f' = h (1 - h)
                 delta *= h - h * h
-            elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
+            elif act == "softplus":              # f' = sigmoid_np(a) = 1 - exp(-h)
                 delta *= -np.expm1(-h)
             if layer or not top_transposed or act != "identity":
                 np.copyto(delta_t, delta.T)

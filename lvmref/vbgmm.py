@@ -151,14 +151,6 @@ import numpy as np
 from scipy.linalg import LinAlgError, cholesky
 from scipy.special import betaln, digamma, gammaln, multigammaln
 
-from lvmref._checks import (
-    as_float_array,
-    check_choice,
-    check_nonnegative_float,
-    check_positive_float,
-    check_positive_int,
-    check_rng,
-)
 from lvmref.gmm import (
     INIT_PARAMS,
     ConvergenceWarning,
@@ -171,6 +163,14 @@ from lvmref.gmm import (
     log_det_cholesky,
 )
 from lvmref.kernels import log_softmax, logsumexp
+from lvmref.kernels.checks import (
+    as_float_array,
+    check_choice,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+    check_rng,
+)
 from lvmref.kernels.fpenv import benign_underflow
 
 __all__ = [

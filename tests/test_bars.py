@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from lvmref.datasets import bars, bars_table, entropy_bits, kl_data_model
+from lvmref.datasets import bars, bars_table, entropy_bits
+from lvmref.estimators import kl_data_model
 
 
 def _closed_form_probs(pv=2 / 3, pb=0.2, s=4):

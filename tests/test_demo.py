@@ -10,7 +10,7 @@ import sys
 import numpy as np
 import pytest
 
-from lvmref import demo, plots
+from lvmref import datasets, demo, plots
 
 
 def _strict_json(path):
@@ -115,7 +115,7 @@ def test_vbgmm_stage_if_available(quick_run):
 
 def test_fitted_mixture_recovers_generating_means(quick_run):
     fitted = np.array(quick_run[2]["gmm"]["fitted"]["means"])
-    true = demo.GMM_TRUE["means"]
+    true = datasets.GMM_TRUE["means"]
     # each true mean has a fitted mean within 0.5 (component sd >= 0.7, n >= 120 each:
     # the sampling error of a mean is < 0.15 per coordinate)
     d = np.linalg.norm(true[:, None, :] - fitted[None, :, :], axis=2)
@@ -168,12 +168,12 @@ def test_plots_import_error_names_the_fix(monkeypatch):
 
 
 def test_gmm_demo_data_is_seeded():
-    a, la = demo.gmm_demo_data(50, 3)
-    b, lb = demo.gmm_demo_data(50, np.random.default_rng(3))
+    a, la = datasets.gmm_demo_data(50, 3)
+    b, lb = datasets.gmm_demo_data(50, np.random.default_rng(3))
     np.testing.assert_array_equal(a, b)
     np.testing.assert_array_equal(la, lb)
     with pytest.raises(ValueError, match="n"):
-        demo.gmm_demo_data(0)
+        datasets.gmm_demo_data(0)
 
 
 def test_run_demo_rejects_file_as_out(tmp_path):

@@ -19,14 +19,13 @@ from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
 from lvmref import estimators as E
-from lvmref.kernels.estimators import (
+from lvmref.kernels.estimators import sbn_log_marginal_nb, sbn_log_marginal_np
+from lvmref.kernels.lse import (
     lse_stream_finalize,
     lse_stream_init,
     lse_stream_update,
-    lse_stream_update_auto,
+    lse_stream_update_nb,
     lse_stream_update_np,
-    sbn_log_marginal,
-    sbn_log_marginal_np,
 )
 
 EPS = np.finfo(np.float64).eps
@@ -644,7 +643,7 @@ def test_stream_kernel_twin_agree_and_match_scipy(a, cuts):
     from scipy.special import logsumexp as sp_lse
 
     splits = sorted(c for c in cuts if c <= a.shape[1])
-    got_nb = _stream(lse_stream_update, a, splits)
+    got_nb = _stream(lse_stream_update_nb, a, splits)
     got_np = _stream(lse_stream_update_np, a, splits)
     with np.errstate(under="ignore"):
         ref = sp_lse(a, axis=1)
@@ -660,7 +659,7 @@ def test_stream_kernel_twin_agree_and_match_scipy(a, cuts):
 def test_stream_kernel_keeps_small_terms_and_does_not_mutate():
     a = np.array([[0.0, -40.0], [-np.inf, -np.inf]])
     a0 = a.copy()
-    for upd in (lse_stream_update, lse_stream_update_np, lse_stream_update_auto):
+    for upd in (lse_stream_update_nb, lse_stream_update_np, lse_stream_update):
         m, r = lse_stream_init(2)
         m2, r2 = upd(m, r, a)
         out = lse_stream_finalize(m2, r2)
@@ -670,15 +669,17 @@ def test_stream_kernel_keeps_small_terms_and_does_not_mutate():
         assert np.all(np.isneginf(m)) and np.all(r == 0)
 
 
-def test_auto_dispatch_uses_twin_when_jit_disabled(monkeypatch):
-    from lvmref.kernels import estimators as kest
+def test_dispatch_uses_twin_when_jit_disabled(monkeypatch):
+    import numba
+
+    from lvmref.kernels import lse
 
     calls = []
-    monkeypatch.setattr(kest._numba_config, "DISABLE_JIT", True)
-    monkeypatch.setattr(kest, "lse_stream_update_np",
+    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
+    monkeypatch.setattr(lse, "lse_stream_update_np",
                         lambda m, r, a: calls.append(1) or lse_stream_update_np(m, r, a))
     m, r = lse_stream_init(1)
-    kest.lse_stream_update_auto(m, r, np.zeros((1, 3)))
+    lse.lse_stream_update(m, r, np.zeros((1, 3)))
     assert calls == [1]
 
 
@@ -688,7 +689,7 @@ def test_sbn_fused_kernel_twin_and_brute_force(K, D, n, scale):
     model = TinySBN(K, D, n, 90 + K, scale=scale)
     x = _data(n, D, 91 + K)
     ref = brute_log_marginal(model, x)
-    gray = sbn_log_marginal(x, model.a, model.W, model.b)
+    gray = sbn_log_marginal_nb(x, model.a, model.W, model.b)
     for cs in (None, 1, 5):
         twin = sbn_log_marginal_np(x, model.a, model.W, model.b, cs)
         np.testing.assert_allclose(gray, twin, rtol=0, atol=1e-12)

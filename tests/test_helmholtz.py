@@ -9,7 +9,8 @@ from scipy import stats
 from scipy.special import expit, logsumexp
 
 from lvmref import helmholtz as H
-from lvmref.datasets import bars, bars_table, kl_data_model
+from lvmref.datasets import bars, bars_table
+from lvmref.estimators import kl_data_model
 from lvmref.helmholtz import Architecture, HelmholtzMachine
 from lvmref.kernels import helmholtz as KH
 from lvmref.kernels.helmholtz import pack_params, unpack_params

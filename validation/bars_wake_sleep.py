@@ -32,8 +32,8 @@ import time
 
 import numpy as np
 
-from lvmref.datasets import bars, bars_table, entropy_bits, kl_data_model
-from lvmref.estimators import exact_log_marginal
+from lvmref.datasets import bars, bars_table, entropy_bits
+from lvmref.estimators import exact_log_marginal, kl_data_model
 from lvmref.helmholtz import HelmholtzMachine, log_joint, wake_grad
 
 SIZES = (1, 8, 16)

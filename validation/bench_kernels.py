@@ -7,7 +7,7 @@ Usage::
 For each shape ((1e6, 10) and (1e5, 100), float64, N(0, 3^2) entries) and each thread
 count, times in one process, on the same array:
 
-* ``ours``      ``lvmref.kernels.logsumexp(a, axis=1)`` (public API, validation included);
+* ``ours``      ``lvmref.kernels.lse(a, axis=1)`` (public API, validation included);
 * ``scipy``     ``scipy.special.logsumexp(a, axis=1)``;
 * ``exp``       ``np.exp(a)`` — one exp pass with a fresh output array (the practical floor);
 * ``exp_out``   ``np.exp(a, out=buf)`` — the same without allocating the output;
@@ -60,8 +60,8 @@ import scipy.special as sps  # noqa: E402
 from numba import njit  # noqa: E402
 
 import lvmref.kernels as K  # noqa: E402
-from lvmref.kernels import _jit as J  # noqa: E402
-from lvmref.kernels import _twins as T  # noqa: E402
+from lvmref.kernels import densities as D  # noqa: E402
+from lvmref.kernels import lse as L  # noqa: E402
 
 try:
     from threadpoolctl import threadpool_limits
@@ -95,7 +95,7 @@ def _lse_numpy_blocked(a, rows=4096):
     """Alternative 2: the NumPy twin over blocks of rows (vectorized np.exp, cache-sized)."""
     out = np.empty(a.shape[0])
     for i0 in range(0, a.shape[0], rows):
-        mx, lg = T.lse_parts_np(a[i0 : i0 + rows])
+        mx, lg = L.lse_parts_np(a[i0 : i0 + rows])
         out[i0 : i0 + rows] = mx + lg
     return out
 
@@ -129,23 +129,23 @@ def elementwise_table(repeats):
     lv = rng.normal(size=(2000, 784))
     w = rng.normal(size=(10_000, 100))
     cases = {
-        "softplus (1e6,)": (lambda: J.softplus(x), lambda: T.softplus_np(x)),
-        "log_sigmoid (1e6,)": (lambda: J.log_sigmoid(x), lambda: T.log_sigmoid_np(x)),
+        "softplus (1e6,)": (lambda: D.softplus_nb(x), lambda: D.softplus_np(x)),
+        "log_sigmoid (1e6,)": (lambda: D.log_sigmoid_nb(x), lambda: D.log_sigmoid_np(x)),
         "bernoulli rows (2000,784)": (
-            lambda: J.bernoulli_log_prob_rows(xb, lg),
-            lambda: T.bernoulli_log_prob_np(xb, lg, True),
+            lambda: D.bernoulli_log_prob_rows_nb(xb, lg),
+            lambda: D.bernoulli_log_prob_np(xb, lg, True),
         ),
         "normal rows (2000,784)": (
-            lambda: J.normal_log_prob_diag_rows(lg, mu, lv),
-            lambda: T.normal_log_prob_diag_np(lg, mu, lv, True),
+            lambda: D.normal_log_prob_diag_rows_nb(lg, mu, lv),
+            lambda: D.normal_log_prob_diag_np(lg, mu, lv, True),
         ),
         "kl rows (2000,784)": (
-            lambda: J.kl_normal_std_rows(mu, lv),
-            lambda: T.kl_normal_std_np(mu, lv),
+            lambda: D.kl_normal_std_rows_nb(mu, lv),
+            lambda: D.kl_normal_std_np(mu, lv),
         ),
         "elbo_iwae (1e4,100)": (
             lambda: K.elbo_iwae(w, w, w),  # jitted path (lse via the blocked kernel)
-            lambda: T.elbo_iwae_np(w, w, w),
+            lambda: D.elbo_iwae_np(w, w, w),
         ),
     }
     out = {}
@@ -159,10 +159,10 @@ def compile_times():
     small = np.random.default_rng(0).normal(size=(64, 10))
     out = {}
     t0 = time.perf_counter()
-    J.lse_parts(small)
+    L.lse_parts_nb_serial(small)
     out["lse_parts"] = time.perf_counter() - t0
     t0 = time.perf_counter()
-    J.lse_parts_parallel(small)
+    L.lse_parts_nb(small)
     out["lse_parts_parallel"] = time.perf_counter() - t0
     if ARGS.options:
         t0 = time.perf_counter()

@@ -37,11 +37,11 @@ from scipy.special import logsumexp as scipy_logsumexp  # noqa: E402
 
 from lvmref import estimators as E  # noqa: E402
 from lvmref.kernels import softplus  # noqa: E402
-from lvmref.kernels.estimators import (  # noqa: E402
+from lvmref.kernels.estimators import sbn_log_marginal_nb  # noqa: E402
+from lvmref.kernels.lse import (  # noqa: E402
     lse_stream_init,
-    lse_stream_update,
+    lse_stream_update_nb,
     lse_stream_update_np,
-    sbn_log_marginal,
 )
 
 Z = 4.0
@@ -109,7 +109,7 @@ def main() -> int:
     failures = []
     t0 = time.perf_counter()
     m0, r0 = lse_stream_init(1)
-    lse_stream_update(m0, r0, np.zeros((1, 2)))  # compile (or load from cache)
+    lse_stream_update_nb(m0, r0, np.zeros((1, 2)))  # compile (or load from cache)
     compile_s = time.perf_counter() - t0
 
     model = SBN(12, 20, seed=0)
@@ -196,7 +196,7 @@ def main() -> int:
     # -------- streaming merge: numba kernel vs numpy twin
     a = np.random.default_rng(7).normal(scale=30.0, size=(100, 65536))
     m, r = lse_stream_init(100)
-    _, t_nb = timed(lse_stream_update, m, r, a)
+    _, t_nb = timed(lse_stream_update_nb, m, r, a)
     _, t_np = timed(lse_stream_update_np, m, r, a)
     print("\nstreaming log-sum-exp merge of a (100, 65536) chunk; 1 thread; median of 5")
     print(f"  numba kernel {t_nb * 1e3:8.2f} ms   numpy twin {t_np * 1e3:8.2f} ms")
@@ -204,7 +204,7 @@ def main() -> int:
 
     # -------- fused Gray-code Numba enumeration vs chunked BLAS twin (sbn_exact_log_marginal)
     t0 = time.perf_counter()
-    sbn_log_marginal(np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), np.zeros(1))
+    sbn_log_marginal_nb(np.zeros((1, 1)), np.zeros(1), np.zeros((1, 1)), np.zeros(1))
     print(f"\nsbn_exact_log_marginal: method='gray' (Numba, compile/load "
           f"{(time.perf_counter() - t0) * 1e3:.0f} ms, excluded) vs 'block' (NumPy/BLAS); "
           f"1 thread; median of 5")

@@ -1,9 +1,13 @@
-"""Input validation shared by every public entry point of lvmref.
+"""Input validation for every public entry point of lvmref (the one validation module).
 
-Every checker names the offending argument in its message, converts a *copy* of
-array input to float64 (so callers' arrays are never mutated), and refuses NaN/inf
-unless told otherwise. Library code raises ``ValueError``/``TypeError`` — never
-uses ``assert`` — so checks survive ``python -O``.
+It sits in the lowest layer (``lvmref.kernels``, importing only NumPy) so that the
+kernels' own public wrappers and every model module above them share it.
+
+Every checker names the offending argument in its message and raises ``TypeError`` for a
+wrong kind of value and ``ValueError`` for a wrong value. Array input is converted to
+float64; :func:`as_float_array` returns a *copy* by default, so callers' arrays are never
+mutated. Library code raises -- it never uses ``assert`` -- so checks survive
+``python -O``.
 """
 
 from __future__ import annotations
@@ -17,9 +21,12 @@ __all__ = [
     "check_binary",
     "check_rng",
     "check_positive_int",
+    "check_real",
     "check_nonnegative_float",
     "check_positive_float",
     "check_choice",
+    "check_flag",
+    "check_axis",
 ]
 
 
@@ -33,12 +40,13 @@ def as_float_array(
     finite: bool = True,
     copy: bool = True,
 ) -> np.ndarray:
-    """Return ``x`` as a new float64 ndarray, or raise a clear error naming ``name``.
+    """Return ``x`` as a float64 ndarray, or raise a clear error naming ``name``.
 
     Parameters
     ----------
     x : array_like
-        Numeric (bool, int, float) input. Object, string and complex arrays are refused.
+        Numeric (bool, int, float) input. Strings, object, complex and ragged input are
+        refused with ``TypeError``.
     name : str
         Argument name used in error messages.
     ndim : int or tuple of int, optional
@@ -50,13 +58,14 @@ def as_float_array(
     finite : bool
         Whether NaN and +-inf are refused.
     copy : bool
-        Always return a fresh array (default) so callers are never mutated.
+        ``True`` (default): always a fresh array, so the caller's is never mutated.
+        ``False``: float64 input is returned without copying (read-only use only).
     """
     if isinstance(x, (str, bytes)):
         raise TypeError(f"{name} must be a numeric array, got {type(x).__name__}")
     try:
         arr = np.asarray(x)
-    except Exception as exc:  # ragged lists etc.
+    except (ValueError, TypeError) as exc:  # ragged nested lists etc.
         raise TypeError(f"{name} must be a numeric array: {exc}") from None
     if arr.dtype == object or not (
         np.issubdtype(arr.dtype, np.number) or np.issubdtype(arr.dtype, np.bool_)
@@ -64,7 +73,7 @@ def as_float_array(
         raise TypeError(f"{name} must be a numeric array, got dtype {arr.dtype}")
     if np.issubdtype(arr.dtype, np.complexfloating):
         raise TypeError(f"{name} must be real, got dtype {arr.dtype}")
-    arr = np.array(arr, dtype=np.float64, copy=copy)
+    arr = np.array(arr, dtype=np.float64, copy=True if copy else None)
     if ndim is not None:
         allowed = (ndim,) if isinstance(ndim, int) else tuple(ndim)
         if arr.ndim not in allowed:
@@ -84,42 +93,45 @@ def as_float_array(
 
 
 def check_binary(x: np.ndarray, name: str) -> np.ndarray:
-    """Raise ``ValueError`` unless every entry of ``x`` is 0 or 1."""
+    """Raise ``ValueError`` unless every entry of ``x`` is 0 or 1; returns ``x``."""
     if not np.all((x == 0) | (x == 1)):
         raise ValueError(f"{name} must be binary (0/1 entries only)")
     return x
 
 
-def check_rng(rng) -> np.random.Generator:
+def check_rng(rng, name: str = "rng") -> np.random.Generator:
     """Turn ``rng`` (``Generator``, int seed or ``None``) into a ``np.random.Generator``.
 
     ``None`` means fresh OS entropy; an int (including 0) is a seed. The global NumPy
-    RNG is never touched.
+    RNG is never touched. ``name`` is the argument's name in messages (e.g.
+    ``"random_state"``).
     """
     if isinstance(rng, np.random.Generator):
         return rng
     if rng is None:
         return np.random.default_rng()
-    if isinstance(rng, numbers.Integral) and not isinstance(rng, bool):
+    if isinstance(rng, numbers.Integral) and not isinstance(rng, (bool, np.bool_)):
         if rng < 0:
-            raise ValueError(f"rng seed must be non-negative, got {rng}")
+            raise ValueError(f"{name} seed must be non-negative, got {rng}")
         return np.random.default_rng(int(rng))
     raise TypeError(
-        f"rng must be a numpy.random.Generator, an int seed or None, got {type(rng).__name__}"
+        f"{name} must be a numpy.random.Generator, an int seed or None, "
+        f"got {type(rng).__name__}"
     )
 
 
 def check_positive_int(value, name: str, *, minimum: int = 1) -> int:
     """Return ``value`` as int, raising unless it is an integer ``>= minimum``."""
-    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Integral):
         raise TypeError(f"{name} must be an integer, got {type(value).__name__}")
     if value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
 
 
-def _check_real(value, name: str) -> float:
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+def check_real(value, name: str) -> float:
+    """Return ``value`` as a finite float (``TypeError`` for non-numbers and bools)."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
         raise TypeError(f"{name} must be a real number, got {type(value).__name__}")
     value = float(value)
     if not np.isfinite(value):
@@ -129,7 +141,7 @@ def _check_real(value, name: str) -> float:
 
 def check_nonnegative_float(value, name: str) -> float:
     """Return ``value`` as float, raising unless it is finite and ``>= 0``."""
-    value = _check_real(value, name)
+    value = check_real(value, name)
     if value < 0:
         raise ValueError(f"{name} must be >= 0, got {value}")
     return value
@@ -137,15 +149,37 @@ def check_nonnegative_float(value, name: str) -> float:
 
 def check_positive_float(value, name: str) -> float:
     """Return ``value`` as float, raising unless it is finite and ``> 0``."""
-    value = _check_real(value, name)
+    value = check_real(value, name)
     if value <= 0:
         raise ValueError(f"{name} must be > 0, got {value}")
     return value
 
 
-def check_choice(value, name: str, choices) -> str:
-    """Raise ``ValueError`` unless ``value`` is one of ``choices``."""
-    if value not in choices:
+def check_choice(value, name: str, choices):
+    """Return ``value`` if it is one of ``choices``, else ``ValueError`` listing them."""
+    try:
+        ok = value in choices
+    except TypeError:  # unhashable or incomparable
+        ok = False
+    if not ok or isinstance(value, (np.ndarray, list, dict)):
         opts = ", ".join(repr(c) for c in choices)
         raise ValueError(f"{name} must be one of {opts}; got {value!r}")
     return value
+
+
+def check_flag(value, name: str) -> bool:
+    """Return ``value`` as bool; ``TypeError`` unless it is a Python or NumPy bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise TypeError(f"{name} must be True or False, got {type(value).__name__}")
+    return bool(value)
+
+
+def check_axis(axis, ndim: int, name: str = "axis"):
+    """Normalise ``axis`` (int or None) for an array of ``ndim`` dimensions."""
+    if axis is None:
+        return None
+    if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
+        raise TypeError(f"{name} must be an int or None, got {type(axis).__name__}")
+    if not -ndim <= axis < ndim:
+        raise ValueError(f"{name}={axis} is out of bounds for an array of ndim {ndim}")
+    return int(axis) % ndim

@@ -1,4 +1,4 @@
-"""Reading user data files for the command line (``.npy`` and ``.csv``).
+"""Files for the command line and the demo: data (``.npy``, ``.csv``) in, JSON out.
 
 Errors are ``ValueError``/``FileNotFoundError`` whose message names the file and says
 what to fix; the CLI turns them into one-line messages and exit status 2.
@@ -6,11 +6,12 @@ what to fix; the CLI turns them into one-line messages and exit status 2.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
-__all__ = ["load_matrix"]
+__all__ = ["load_matrix", "jsonable"]
 
 
 def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray:
@@ -65,3 +66,21 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
     if binary and not np.all((arr == 0) | (arr == 1)):
         raise ValueError(f"{name} file {p} must be binary (0/1) for a Bernoulli model")
     return arr
+
+
+def jsonable(obj):
+    """Plain JSON types; non-finite floats become None (strict JSON has no NaN)."""
+    if isinstance(obj, dict):
+        return {str(k): jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return [jsonable(v) for v in obj]
+    if isinstance(obj, np.ndarray):
+        return jsonable(obj.tolist())
+    if isinstance(obj, (bool, np.bool_)):
+        return bool(obj)
+    if isinstance(obj, (int, np.integer)):
+        return int(obj)
+    if isinstance(obj, (float, np.floating)):
+        v = float(obj)
+        return v if math.isfinite(v) else None
+    return obj

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from lvmref._io import load_matrix
+from lvmref.files import load_matrix
 
 
 def test_npy_and_csv_roundtrip(tmp_path):
