@@ -84,7 +84,7 @@ A model is any object with::
     model.log_joint(x, z) -> (n, k)            log p(x, z); x (n, D); z (n, k, K), or
                                                (1, k, K) broadcast over the rows of x
     model.sample_prior(n, k, rng) -> (n, k, K) z ~ p(z); rng a numpy Generator
-    model.log_q(z, x) -> (n, k)                log q(z | x); z (n, k, K) or (1, k, K)
+    model.log_q(x, z) -> (n, k)                log q(z | x); z (n, k, K) or (1, k, K)
     model.sample_q(x, k, rng) -> (n, k, K)     z ~ q(z | x)
 
 Naive Monte Carlo (:func:`naive_mc_log_marginal`) needs :math:`\log p(x \mid z)`, which
@@ -437,7 +437,7 @@ def exact_kl_to_posterior(model, x, *, chunk_size=None) -> np.ndarray:
     q_mass = np.zeros(n)
     for start, stop, z in _chunks(model, x, chunk_size):
         c = stop - start
-        lq = _call(model, "log_q", z, x, shape=(n, c))
+        lq = _call(model, "log_q", x, z, shape=(n, c))
         lj = _call(model, "log_joint", x, z, shape=(n, c))
         q = np.exp(lq)
         support = q > 0
@@ -648,7 +648,7 @@ def importance_log_weights(model, x, z) -> np.ndarray:
 def _importance_log_w(model, x, z):
     n, s = x.shape[0], z.shape[1]
     lj = _call(model, "log_joint", x, z, shape=(n, s))
-    lq = _call(model, "log_q", z, x, shape=(n, s))
+    lq = _call(model, "log_q", x, z, shape=(n, s))
     if np.isneginf(lq).any():
         raise ValueError("model.log_q returned -inf for a given sample (z outside the "
                          "support of q)")

@@ -701,8 +701,8 @@ class HelmholtzMachine:
         m, k = z.shape[:2]
         return log_prior(self.params, self.arch, z.reshape(m * k, -1)).reshape(m, k)
 
-    def log_q(self, z, x) -> np.ndarray:
-        """log q(z | x), eq. (5); z (n or 1, k, K), x (n, D) -> (n, k)."""
+    def log_q(self, x, z) -> np.ndarray:
+        """log q(z | x), eq. (5); x (n, D), z (n or 1, k, K) -> (n, k)."""
         xr, zr, shape = self._broadcast(x, z)
         return log_q(self.params, self.arch, zr, xr).reshape(shape)
 

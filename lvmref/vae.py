@@ -1330,7 +1330,7 @@ def _baseline(baseline, n, s):
 class VAEModel:
     """A :class:`VAE` bound to parameters: the :mod:`lvmref.estimators` model protocol.
 
-    ``log_joint(x, z)``, ``log_likelihood(x, z)``, ``log_q(z, x)`` take ``z`` of shape
+    ``log_joint(x, z)``, ``log_likelihood(x, z)``, ``log_q(x, z)`` take ``z`` of shape
     (n, k, K) or (1, k, K) and return (n, k); ``log_prior(z)`` returns (m, k) for z of
     shape (m, k, K); ``sample_prior(n, k, rng)`` and ``sample_q(x, k, rng)`` return
     (n, k, K).
@@ -1369,7 +1369,7 @@ class VAEModel:
         zc = np.ascontiguousarray(z)
         return self.vae._decoder_log_lik(self.params, x, zc, False)[0] + _log_normal_std(zc)
 
-    def log_q(self, z, x):
+    def log_q(self, x, z):
         """log q(z | x), eq. (3)."""
         x, z = self._xz(x, z)
         mean, log_var, _ = self.vae._encode(self.params, x)

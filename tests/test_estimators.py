@@ -63,7 +63,7 @@ class TinySBN:
         lg = z @ self.W + self.b
         return self.log_prior(z) + (x[:, None, :] * lg - _softplus(lg)).sum(-1)
 
-    def log_q(self, z, x):
+    def log_q(self, x, z):
         return (z * self.ql[:, None, :]).sum(-1) - _softplus(self.ql).sum(-1)[:, None]
 
     def sample_prior(self, n, k, rng):
@@ -123,7 +123,7 @@ class PosteriorQ(TinySBN):
         self.table = lj - (m + np.log(np.exp(lj - m).sum(1, keepdims=True)))
         self.configs = np.array(configs, dtype=float)
 
-    def log_q(self, z, x):
+    def log_q(self, x, z):
         idx = _bits_to_index(z)
         rows = np.arange(x.shape[0])[:, None]
         return self.table[rows, np.broadcast_to(idx, (x.shape[0], z.shape[1]))]
@@ -158,7 +158,7 @@ class BernoulliMixture:
     def log_prior(self, z):
         return self.log_pi[z[..., 0].astype(np.int64)]
 
-    def log_q(self, z, x):
+    def log_q(self, x, z):
         c = np.broadcast_to(z[..., 0].astype(np.int64), (x.shape[0], z.shape[1]))
         return np.take_along_axis(self.log_qt, c, axis=1)
 
@@ -467,8 +467,8 @@ def _exact_Lk(model, x, k):
     K = model.n_latent
     configs = np.array(list(itertools.product((0, 1), repeat=K)), dtype=float)
     m = len(configs)
-    lw = model.log_joint(x, configs[None]) - model.log_q(configs[None], x)  # (n, m)
-    lq = model.log_q(configs[None], x)
+    lw = model.log_joint(x, configs[None]) - model.log_q(x, configs[None])  # (n, m)
+    lq = model.log_q(x, configs[None])
     out = np.zeros(x.shape[0])
     for counts in itertools.product(range(k + 1), repeat=m - 1):
         if sum(counts) > k:
@@ -500,8 +500,8 @@ def test_iwae_chain_exact_expectation():
     assert np.all(gaps[:-1] > gaps[1:])  # strictly shrinking (weights are not constant)
     # L_k -> log p(x): k * gap -> Var_q(w / p) / 2 (second-order expansion of log)
     configs = E.enumerate_binary(2)[None]
-    lw = model.log_joint(x, configs) - model.log_q(configs, x)
-    q = np.exp(model.log_q(configs, x))
+    lw = model.log_joint(x, configs) - model.log_q(x, configs)
+    q = np.exp(model.log_q(x, configs))
     var_rel = (q * (np.exp(lw - lpx[:, None]) - 1.0) ** 2).sum(1)
     err = np.abs(np.array(ks)[:, None] * gaps - var_rel / 2)
     assert np.all(err[-1] < err[2])  # the expansion error decays with k
@@ -854,7 +854,7 @@ def test_bad_models():
     with pytest.raises(TypeError, match="sample_q"):
         E.elbo(NoPrior(), x, 3, 0)
     unnorm = TinySBN(3, 4, 2, 0)
-    unnorm.log_q = lambda z, x: np.zeros((x.shape[0], z.shape[1]))  # sums to 8, not 1
+    unnorm.log_q = lambda x, z: np.zeros((x.shape[0], z.shape[1]))  # sums to 8, not 1
     with pytest.raises(ValueError, match="normalise"):
         E.exact_kl_to_posterior(unnorm, x)
     badsampler = TinySBN(3, 4, 2, 0)

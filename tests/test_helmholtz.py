@@ -67,7 +67,7 @@ def test_joint_and_q_are_normalised(arch):
     xs, zs = _all_binary(arch.n_features), _all_binary(arch.n_latent)
     lj = m.log_joint(xs, zs[None])
     assert logsumexp(lj) == pytest.approx(0.0, abs=1e-12)
-    lq = m.log_q(zs[None], xs)
+    lq = m.log_q(xs, zs[None])
     np.testing.assert_allclose(logsumexp(lq, axis=1), 0.0, atol=1e-12)
 
 
@@ -89,7 +89,7 @@ def test_broadcast_z_over_rows_matches_per_row():
     z = (rng.random((1, 5, 5)) < 0.5).astype(float)
     full = np.broadcast_to(z, (3, 5, 5))
     np.testing.assert_array_equal(m.log_joint(x, z), m.log_joint(x, full))
-    np.testing.assert_array_equal(m.log_q(z, x), m.log_q(full, x))
+    np.testing.assert_array_equal(m.log_q(x, z), m.log_q(x, full))
     for i in range(3):
         np.testing.assert_array_equal(
             m.log_joint(x, z)[i], H.log_joint(m.params, m.arch, np.repeat(x[i:i + 1], 5, 0),
@@ -165,7 +165,7 @@ def test_q_samples_match_exact_q():
     n = 100_000
     z = m.sample_q(x, n, rng=np.random.default_rng(4))[0]
     codes = (z @ (2 ** np.arange(arch.n_latent)[::-1])).astype(int)
-    q = np.exp(m.log_q(_all_binary(arch.n_latent)[None], x)[0])
+    q = np.exp(m.log_q(x, _all_binary(arch.n_latent)[None])[0])
     assert _chi2_pvalue(np.bincount(codes, minlength=len(q)), q) > 1e-3
 
 
@@ -313,7 +313,7 @@ def test_reinforce_exact_variance_reduction_by_enumeration():
     m = _model(arch, seed=9, scale=1.0)
     x = np.array([[1.0, 0.0, 1.0]])
     zs = _all_binary(arch.n_latent)
-    q = np.exp(m.log_q(zs[None], x)[0])
+    q = np.exp(m.log_q(x, zs[None])[0])
     keys = [k for k in m.params if k.startswith("rec")]
     elbo = float(H.exact_elbo(m.params, arch, x)[0])
 
@@ -489,7 +489,7 @@ def small():
 ])
 def test_bad_x(small, x, match):
     z = np.zeros((1, 1, 3))
-    for call in (lambda: small.log_joint(x, z), lambda: small.log_q(z, x),
+    for call in (lambda: small.log_joint(x, z), lambda: small.log_q(x, z),
                  lambda: small.sample_q(x, 2, 0)):
         with pytest.raises(ValueError, match=match):
             call()

@@ -494,7 +494,7 @@ def test_model_protocol_against_scipy():
     np.testing.assert_allclose(model.log_joint(x, z), ll + lp, rtol=1e-12)
     np.testing.assert_allclose(model.log_joint(x, z[:1]),
                                model.log_joint(x, np.repeat(z[:1], 3, 0)))
-    np.testing.assert_allclose(model.log_q(z, x), vae.log_q(params, x, z), rtol=1e-13)
+    np.testing.assert_allclose(model.log_q(x, z), vae.log_q(params, x, z), rtol=1e-13)
     zs = model.sample_q(x, 5000, np.random.default_rng(0))
     qm, qlv = vae.encode(x, params)
     se = np.exp(0.5 * qlv) / np.sqrt(5000)

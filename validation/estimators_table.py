@@ -85,7 +85,7 @@ class SBN:
         marg = np.clip(post @ E.enumerate_binary(self.n_latent), 1e-6, 1 - 1e-6)
         self.q_logits = np.log(marg) - np.log1p(-marg)
 
-    def log_q(self, z, x):
+    def log_q(self, x, z):
         ql = self.q_logits
         return (z * ql[:, None, :]).sum(-1) - softplus(ql).sum(-1)[:, None]
 
