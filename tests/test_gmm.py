@@ -11,6 +11,7 @@ Round-off tolerances used below, and why:
 import io
 import warnings
 
+import mpmath
 import numpy as np
 import pytest
 from hypothesis import given
@@ -594,3 +595,84 @@ def test_kmeans_init_recovers_separated_clusters():
     # duplicated data: seeding still returns distinct rows
     Xd = np.repeat(X[:2], 5, axis=0)
     assert len(set(gmm.kmeans_plusplus(Xd, 3, rng=2))) == 3
+
+
+# ---------------------------------------------------------------- finite input never gives NaN
+
+COV_TYPES_EDGE = ("full", "tied", "diag", "spherical")
+
+
+def _fitted(ct, seed=0):
+    X = np.random.default_rng(seed).normal(size=(60, 2))
+    return GaussianMixture(2, covariance_type=ct, random_state=seed).fit(X)
+
+
+@pytest.mark.parametrize("ct", COV_TYPES_EDGE)
+def test_gmm_far_rows_score_minus_inf_and_posterior_refused(ct):
+    g = _fitted(ct)
+    far = np.array([[1e200, 1e200], [1e155, -1e155], [1e300, 0.0]])
+    near = np.array([[0.3, -0.2], [1e153, 0.0]])
+    got = g.score_samples(np.vstack([far, near]))
+    assert np.all(got[:3] == -np.inf)  # squared distances beyond float64: log p < -8.9e307
+    np.testing.assert_array_equal(got[3:], g.score_samples(near))
+    assert np.all(np.isfinite(got[3:]))
+    assert g.score(far) == -np.inf and g.bic(far) == np.inf and g.aic(far) == np.inf
+    for f in (g.predict_proba, g.predict):
+        with pytest.raises(ValueError, match="X row 0 is too far from every component"):
+            f(far)
+    params = {"weights": g.weights_, "means": g.means_,
+              "precisions_cholesky": g.precisions_cholesky_}
+    with pytest.raises(ValueError, match="X row 1 is too far"):
+        gmm.e_step(np.vstack([near[:1], far]), params, ct)
+
+
+def _mp_log_normal(x, mean, sd):
+    with mpmath.workdps(60):
+        x, m, s = (mpmath.mpf(float(t)) for t in (x, mean, sd))
+        return -mpmath.log(2 * mpmath.pi) / 2 - mpmath.log(s) - ((x - m) / s) ** 2 / 2
+
+
+def test_gmm_difference_overflow_recomputed_at_half_scale():
+    """x - mu = 2e308 overflows, but with sigma = 1e300 the answer is finite (z = 2e8):
+    log p and the posterior against a 60-digit mpmath evaluation."""
+    means = np.array([[-1e308], [1e308]])
+    sd = np.array([1e300, 2e300])
+    params = {"weights": np.array([0.3, 0.7]), "means": means,
+              "precisions_cholesky": (1.0 / sd)[:, None]}
+    X = np.array([[1e308], [-1.5e308], [0.0]])
+    resp, log_norm = gmm.e_step(X, params, "diag")
+    for i, x in enumerate(X[:, 0]):
+        with mpmath.workdps(60):
+            a = [mpmath.log(w) + _mp_log_normal(x, m, s)
+                 for w, m, s in zip((0.3, 0.7), means[:, 0], sd)]
+            lse = mpmath.log(sum(mpmath.exp(t) for t in a))
+            post = [float(mpmath.exp(t - lse)) for t in a]
+        assert abs(log_norm[i] - float(lse)) <= 1e-13 * abs(float(lse))
+        np.testing.assert_allclose(resp[i], post, rtol=1e-12, atol=1e-300)
+
+
+@pytest.mark.parametrize("ct", COV_TYPES_EDGE)
+def test_m_step_is_invariant_to_huge_responsibilities(ct):
+    """resp scaled by 2^1000 (sums overflow) gives exactly the parameters of resp: the
+    M-step rescales by a power of two; and 1e308 agrees to rounding."""
+    rng = np.random.default_rng(3)
+    X = rng.normal(size=(40, 3))
+    r = rng.random((40, 2))
+    r /= r.sum(axis=1, keepdims=True)
+    base = gmm.m_step(X, r, ct)
+    for k, v in gmm.m_step(X, np.ldexp(r, 1000), ct).items():
+        np.testing.assert_array_equal(v, base[k])
+    for k, v in gmm.m_step(X, r * (1e308 / r.max()), ct).items():
+        np.testing.assert_allclose(v, base[k], rtol=1e-13, atol=0)
+    with pytest.raises(ValueError, match="X values too large"):
+        gmm.m_step(X * 1e160, r, ct)
+
+
+@pytest.mark.parametrize("ct", COV_TYPES_EDGE)
+@pytest.mark.parametrize("init", ["kmeans", "k-means++", "random", "random_from_data"])
+def test_gmm_fit_on_overflowing_data_is_a_clear_error(ct, init):
+    X = np.random.default_rng(4).normal(size=(30, 2)) * 1e160
+    # "X values too large" (overflowing distances or scatter), or for one-point initial
+    # components the degenerate-covariance message; both say to rescale the data
+    with pytest.raises(ValueError, match="X values too large|rescale the data"):
+        GaussianMixture(2, covariance_type=ct, init_params=init, random_state=0).fit(X)

@@ -942,3 +942,42 @@ def test_save_load_bad_input(tmp_path):
     np.savez(tmp_path / "cut.npz", **d)
     with pytest.raises(ValueError, match="malformed"):
         load_vae(tmp_path / "cut.npz")
+
+
+# ---------------------------------------------------------------- finite input never gives NaN
+
+
+def test_vae_collapsed_unit_log_q_is_finite():
+    """log_var < -710 (e^{-s} = inf) with z == mean: the quadratic term is 0, not 0 * inf,
+    so log q = -1/2 sum (log 2 pi + s) exactly; the IWAE bound and the REINFORCE gradient
+    (kl="mc") built on it stay finite."""
+    vae = VAE(3, 2, hidden=())
+    p = vae.init_params(0)
+    p["enc.b0"][2:] = [-800.0, -1500.0]
+    x = np.array([[1.0, 0.0, 1.0]])
+    mean, lv = vae.encode(x, p)
+    got = vae.log_q(p, x, mean)[0]
+    want = -0.5 * np.sum(np.log(2 * np.pi) + lv)
+    assert abs(got - want) <= 4e-16 * abs(want)
+    z = np.repeat(mean[:, None, :], 3, axis=1)
+    est = vae.iwae_bound(p, x, k=3, z=z)
+    assert np.isfinite(est.value).all()
+    value, grads = vae.elbo_grad_reinforce(p, x, z=z[:, :2], kl="mc")
+    assert np.isfinite(value) and all(np.isfinite(g).all() for g in grads.values())
+
+
+def test_vae_gaussian_decoder_with_extreme_log_variance_is_finite():
+    """A Gaussian decoder output with v = -1500 at x == m: log-likelihood and its gradient
+    (8) from the scaled residual (no 0 * inf)."""
+    vae = VAE(2, 1, hidden=(), likelihood="gaussian")
+    p = {"enc.W0": np.zeros((2, 2)), "enc.b0": np.array([0.0, -3.0]),
+         "dec.W0": np.zeros((1, 4)), "dec.b0": np.array([0.25, -0.5, -1500.0, 0.0])}
+    x = np.array([[0.25, 1.0]])
+    eps = np.array([[0.3]])
+    value, grads = vae.elbo_grad_reparam(p, x, eps)
+    # x_0 == m_0 exactly (the decoder ignores z): that term is -1/2 (log 2 pi - 1500)
+    ll = -0.5 * (np.log(2 * np.pi) - 1500.0) - 0.5 * (np.log(2 * np.pi) + 0.0 + 1.5**2)
+    kl = 0.5 * (np.expm1(-3.0) + 3.0)
+    assert abs(value - (ll - kl)) <= 1e-13 * abs(ll)
+    assert all(np.isfinite(g).all() for g in grads.values())
+    assert grads["dec.b0"][0] == 0.0 and grads["dec.b0"][2] == -0.5

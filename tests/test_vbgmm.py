@@ -915,3 +915,29 @@ def test_bad_estimator_calls():
     warm = V.BayesianGaussianMixture(2, warm_start=True, random_state=0).fit(X)
     with pytest.raises(ValueError, match="X"):
         warm.fit(np.hstack([X, X]))
+
+
+# ---------------------------------------------------------------- finite input never gives NaN
+
+
+def test_vbgmm_far_rows_and_overflow():
+    rng = np.random.default_rng(5)
+    X = rng.normal(size=(60, 2))
+    v = V.BayesianGaussianMixture(2, random_state=0).fit(X)
+    far = np.array([[1e200, -1e200], [0.1, 0.2]])
+    log_rho = V.estimate_log_rho(far, v.state_)
+    assert np.all(log_rho[0] == -np.inf) and np.all(np.isfinite(log_rho[1]))
+    for f in (lambda: V.e_step(far, v.state_), lambda: v.predict_proba(far)):
+        with pytest.raises(ValueError, match="X row 0 is too far from every component"):
+            f()
+    with pytest.raises(ValueError, match="X values too large"):
+        V.BayesianGaussianMixture(2, random_state=0).fit(X * 1e160)
+    prior = V.make_prior(X, 2)
+    r = rng.random((60, 2))
+    with pytest.raises(ValueError, match="resp too large"):
+        V.m_step(X, r * 1e308, prior)
+    with pytest.raises(ValueError, match="X values too large"):
+        V.m_step(X * 1e160, r, prior)
+    # the bound of a q that puts a far row anywhere is -inf, not NaN
+    lr = np.log(np.full((2, 2), 0.5))
+    assert V.lower_bound(far, lr, v.state_, v.prior_) == -np.inf
