@@ -20,13 +20,6 @@ from hypothesis.extra import numpy as hnp
 
 from lvmref import estimators as E
 from lvmref.kernels.estimators import sbn_log_marginal_nb, sbn_log_marginal_np
-from lvmref.kernels.lse import (
-    lse_stream_finalize,
-    lse_stream_init,
-    lse_stream_update,
-    lse_stream_update_nb,
-    lse_stream_update_np,
-)
 
 EPS = np.finfo(np.float64).eps
 
@@ -627,60 +620,9 @@ def test_int_seed_reproducible():
 # ------------------------------------------------------------------ kernel twin
 
 
-def _stream(update, a, splits):
-    m, r = lse_stream_init(a.shape[0])
-    for blk in np.split(a, splits, axis=1):
-        m, r = update(m, r, blk)
-    return lse_stream_finalize(m, r)
 
 
-@given(
-    hnp.arrays(np.float64, st.tuples(st.integers(1, 4), st.integers(1, 30)),
-               elements=st.one_of(st.floats(-800, 800), st.just(-np.inf), st.just(3.0))),
-    st.lists(st.integers(0, 30), max_size=4),
-)
-def test_stream_kernel_twin_agree_and_match_scipy(a, cuts):
-    from scipy.special import logsumexp as sp_lse
 
-    splits = sorted(c for c in cuts if c <= a.shape[1])
-    got_nb = _stream(lse_stream_update_nb, a, splits)
-    got_np = _stream(lse_stream_update_np, a, splits)
-    with np.errstate(under="ignore"):
-        ref = sp_lse(a, axis=1)
-    fin = np.isfinite(ref)
-    assert np.array_equal(np.isneginf(got_nb), np.isneginf(ref))
-    assert np.array_equal(np.isneginf(got_np), np.isneginf(ref))
-    scale = 1.0 + np.abs(ref[fin])
-    tol = 4 * a.shape[1] * EPS * scale
-    assert np.all(np.abs(got_nb[fin] - got_np[fin]) <= tol)
-    assert np.all(np.abs(got_nb[fin] - ref[fin]) <= tol)
-
-
-def test_stream_kernel_keeps_small_terms_and_does_not_mutate():
-    a = np.array([[0.0, -40.0], [-np.inf, -np.inf]])
-    a0 = a.copy()
-    for upd in (lse_stream_update_nb, lse_stream_update_np, lse_stream_update):
-        m, r = lse_stream_init(2)
-        m2, r2 = upd(m, r, a)
-        out = lse_stream_finalize(m2, r2)
-        assert out[0] == math.log1p(math.exp(-40.0))  # 4e-18 kept via log1p
-        assert out[1] == -np.inf
-        np.testing.assert_array_equal(a, a0)
-        assert np.all(np.isneginf(m)) and np.all(r == 0)
-
-
-def test_dispatch_uses_twin_when_jit_disabled(monkeypatch):
-    import numba
-
-    from lvmref.kernels import lse
-
-    calls = []
-    monkeypatch.setattr(numba.config, "DISABLE_JIT", True)
-    monkeypatch.setattr(lse, "lse_stream_update_np",
-                        lambda m, r, a: calls.append(1) or lse_stream_update_np(m, r, a))
-    m, r = lse_stream_init(1)
-    lse.lse_stream_update(m, r, np.zeros((1, 3)))
-    assert calls == [1]
 
 
 @pytest.mark.parametrize("K,D,n,scale", [(1, 3, 2, 1.0), (2, 4, 3, 1.0), (4, 5, 3, 2.0),
