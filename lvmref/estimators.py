@@ -165,7 +165,7 @@ class Estimate:
         Its standard error (see the module docstring, eqs. 7, 8, 10); ``nan`` where it
         cannot be estimated (fewer than 2 samples or sample sets, or ``value = -inf``).
     n_samples : int
-        Number of samples per row used (for :func:`iwae_bound`: ``k * n_repeats``).
+        Number of samples drawn per row (for :func:`iwae_bound`: ``k * n_repeats``).
     log_weights : ndarray, shape (n, n_samples)
         The log weights the estimate was computed from (eq. 5).
     """
@@ -210,19 +210,18 @@ def _model_info(model):
     return k_lat, ltype, n_cat
 
 
-def _check_z(z, model, n: int, n_samples, name: str = "z"):
-    """Validate given samples: shape (n or 1, S, K), values in the latent domain."""
+def _check_z(z, model, n: int, k, name: str = "z"):
+    """Validate given samples: shape (n or 1, k, K), values in the latent domain."""
     k_lat, ltype, n_cat = _model_info(model)
     z = as_float_array(z, name, ndim=3)
     if z.shape[0] not in (1, n):
-        raise ValueError(f"{name} must have shape (n, S, K) or (1, S, K) with n = {n}, "
+        raise ValueError(f"{name} must have shape (n, k, K) or (1, k, K) with n = {n}, "
                          f"got {z.shape}")
     if z.shape[2] != k_lat:
         raise ValueError(f"{name} must have K = model.n_latent = {k_lat} columns in its last "
                          f"axis, got shape {z.shape}")
-    if n_samples is not None and z.shape[1] != n_samples:
-        raise ValueError(f"{name} has {z.shape[1]} samples per row (axis 1) but "
-                         f"n_samples = {n_samples}")
+    if k is not None and z.shape[1] != k:
+        raise ValueError(f"{name} has {z.shape[1]} samples per row (axis 1) but k = {k}")
     if ltype == "binary" and not np.all((z == 0) | (z == 1)):
         raise ValueError(f"{name} must be binary (0/1 entries) for model.latent_type 'binary'")
     if ltype == "categorical" and not np.all((z == np.round(z)) & (z >= 0) & (z < n_cat)):
@@ -545,15 +544,15 @@ def log_marginal_from_log_weights(log_w) -> Estimate:
 
     Parameters
     ----------
-    log_w : array_like, shape (n, S)
-        Log importance weights (eq. 5), S >= 1 per row. ``-inf`` (zero weight) is
+    log_w : array_like, shape (n, k)
+        Log importance weights (eq. 5), k >= 1 per row. ``-inf`` (zero weight) is
         allowed; NaN and ``+inf`` are refused.
 
     Returns
     -------
     Estimate
         ``value`` (n,) = log p_hat; ``stderr`` (n,) = se(p_hat) / p_hat (eq. 7), which is
-        the delta-method standard error of log p_hat; ``nan`` if S = 1 or p_hat = 0.
+        the delta-method standard error of log p_hat; ``nan`` if k = 1 or p_hat = 0.
     """
     log_w = _check_log_w(log_w)
     n, s = log_w.shape
@@ -561,24 +560,24 @@ def log_marginal_from_log_weights(log_w) -> Estimate:
     stderr = np.full(n, np.nan)
     ok = np.isfinite(value)
     if s >= 2 and ok.any():
-        rho = np.exp(log_w[ok] - value[ok, None])  # w_s / p_hat, in [0, S]
+        rho = np.exp(log_w[ok] - value[ok, None])  # w_s / p_hat, in [0, k]
         stderr[ok] = np.sqrt(np.sum((rho - 1.0) ** 2, axis=1) / (s - 1)) / np.sqrt(s)
     return Estimate(value=value, stderr=stderr, n_samples=s, log_weights=log_w)
 
 
 @benign_underflow
 def elbo_from_log_weights(log_w) -> Estimate:
-    """ELBO estimate mean(log w) with standard error sd(log w)/sqrt(S), eq. (8).
+    """ELBO estimate mean(log w) with standard error sd(log w)/sqrt(k), eq. (8).
 
     Parameters
     ----------
-    log_w : array_like, shape (n, S)
+    log_w : array_like, shape (n, k)
         Log weights ``log p(x, z_s) - log q(z_s | x)`` with ``z_s ~ q(z | x)``.
 
     Returns
     -------
     Estimate
-        ``stderr`` is ``nan`` if S = 1 or the value is ``-inf``.
+        ``stderr`` is ``nan`` if k = 1 or the value is ``-inf``.
     """
     log_w = _check_log_w(log_w)
     n, s = log_w.shape
@@ -633,11 +632,11 @@ def importance_log_weights(model, x, z) -> np.ndarray:
     ----------
     model : model following the protocol. Calls ``log_joint`` and ``log_q``.
     x : array_like, shape (n, D)
-    z : array_like, shape (n, S, K) or (1, S, K)
+    z : array_like, shape (n, k, K) or (1, k, K)
 
     Returns
     -------
-    ndarray, shape (n, S)
+    ndarray, shape (n, k)
     """
     x = _check_x(x)
     n = x.shape[0]
@@ -665,11 +664,11 @@ def prior_log_weights(model, x, z) -> np.ndarray:
     ----------
     model : model following the protocol plus ``log_likelihood`` or ``log_prior``.
     x : array_like, shape (n, D)
-    z : array_like, shape (n, S, K) or (1, S, K)
+    z : array_like, shape (n, k, K) or (1, k, K)
 
     Returns
     -------
-    ndarray, shape (n, S)
+    ndarray, shape (n, k)
     """
     x = _check_x(x)
     n = x.shape[0]
@@ -695,41 +694,41 @@ def _prior_log_w(model, x, z):
 # ----------------------------------------------------------- Monte Carlo estimators
 
 
-def _samples(model, x, n_samples, rng, z, sampler):
-    """Validated (n_samples, z) from given z or by calling the model's sampler."""
+def _samples(model, x, k, rng, z, sampler):
+    """Validated (k, z) from given z or by calling the model's sampler."""
     _check_rng_or_z(rng, z)
     n = x.shape[0]
     if z is not None:
-        if n_samples is not None:
-            n_samples = check_positive_int(n_samples, "n_samples")
-        z = _check_z(z, model, n, n_samples)
+        if k is not None:
+            k = check_positive_int(k, "k")
+        z = _check_z(z, model, n, k)
         if z.shape[1] == 0:
             raise ValueError("z must have at least one sample per row (axis 1)")
         return z.shape[1], z
-    if n_samples is None:
-        raise ValueError("n_samples is required when z is not given")
-    n_samples = check_positive_int(n_samples, "n_samples")
+    if k is None:
+        raise ValueError("k (samples per row) is required when z is not given")
+    k = check_positive_int(k, "k")
     gen = check_rng(rng)
     if sampler == "sample_prior":
-        out = _model_attr(model, "sample_prior")(n, n_samples, gen)
+        out = _model_attr(model, "sample_prior")(n, k, gen)
     else:
-        out = _model_attr(model, "sample_q")(x, n_samples, gen)
-    return n_samples, _check_sampled(out, model, n, n_samples, f"model.{sampler}")
+        out = _model_attr(model, "sample_q")(x, k, gen)
+    return k, _check_sampled(out, model, n, k, f"model.{sampler}")
 
 
 @benign_underflow
-def naive_mc_log_marginal(model, x, n_samples=None, rng=None, *, z=None) -> Estimate:
+def naive_mc_log_marginal(model, x, k=None, rng=None, *, z=None) -> Estimate:
     """Naive Monte Carlo log p(x): samples from the prior, weights p(x | z), eqs. (5)-(7).
 
     Parameters
     ----------
     model : model following the protocol plus ``log_likelihood`` or ``log_prior``.
     x : array_like, shape (n, D)
-    n_samples : int, optional
-        S, samples per row (required unless ``z`` is given; must match it if both are).
+    k : int, optional
+        Samples per row (required unless ``z`` is given; must match it if both are).
     rng : numpy.random.Generator, int or None
-        Passed (as a Generator) to ``model.sample_prior(n, S, rng)``.
-    z : array_like, shape (n, S, K) or (1, S, K), optional
+        Passed (as a Generator) to ``model.sample_prior(n, k, rng)``.
+    z : array_like, shape (n, k, K) or (1, k, K), optional
         Prior samples to use instead of sampling (then ``rng`` must be None).
 
     Returns
@@ -738,12 +737,12 @@ def naive_mc_log_marginal(model, x, n_samples=None, rng=None, *, z=None) -> Esti
         See :func:`log_marginal_from_log_weights`.
     """
     x = _check_x(x)
-    _, z = _samples(model, x, n_samples, rng, z, "sample_prior")
+    _, z = _samples(model, x, k, rng, z, "sample_prior")
     return log_marginal_from_log_weights(_prior_log_w(model, x, z))
 
 
 @benign_underflow
-def importance_log_marginal(model, x, n_samples=None, rng=None, *, z=None) -> Estimate:
+def importance_log_marginal(model, x, k=None, rng=None, *, z=None) -> Estimate:
     """Importance-sampling log p(x) with proposal q(z | x), eqs. (5)-(7).
 
     Parameters
@@ -751,10 +750,10 @@ def importance_log_marginal(model, x, n_samples=None, rng=None, *, z=None) -> Es
     model : model following the protocol. Calls ``log_joint``, ``log_q`` (and ``sample_q``
         unless ``z`` is given).
     x : array_like, shape (n, D)
-    n_samples : int, optional
-        S (required unless ``z`` is given; must match it if both are).
+    k : int, optional
+        Samples per row (required unless ``z`` is given; must match it if both are).
     rng : numpy.random.Generator, int or None
-    z : array_like, shape (n, S, K) or (1, S, K), optional
+    z : array_like, shape (n, k, K) or (1, k, K), optional
         Samples from q(z | x) to use instead of sampling.
 
     Returns
@@ -763,12 +762,12 @@ def importance_log_marginal(model, x, n_samples=None, rng=None, *, z=None) -> Es
         See :func:`log_marginal_from_log_weights`. ``exp(value)`` is unbiased for p(x).
     """
     x = _check_x(x)
-    _, z = _samples(model, x, n_samples, rng, z, "sample_q")
+    _, z = _samples(model, x, k, rng, z, "sample_q")
     return log_marginal_from_log_weights(_importance_log_w(model, x, z))
 
 
 @benign_underflow
-def elbo(model, x, n_samples=None, rng=None, *, z=None) -> Estimate:
+def elbo(model, x, k=None, rng=None, *, z=None) -> Estimate:
     """Monte Carlo ELBO, mean of log p(x, z) - log q(z | x) over z ~ q(z | x), eq. (8).
 
     Parameters and samples as in :func:`importance_log_marginal`.
@@ -779,7 +778,7 @@ def elbo(model, x, n_samples=None, rng=None, *, z=None) -> Estimate:
         See :func:`elbo_from_log_weights`.
     """
     x = _check_x(x)
-    _, z = _samples(model, x, n_samples, rng, z, "sample_q")
+    _, z = _samples(model, x, k, rng, z, "sample_q")
     return elbo_from_log_weights(_importance_log_w(model, x, z))
 
 
@@ -822,9 +821,9 @@ def iwae_bound(model, x, k, rng=None, *, n_repeats=None, z=None) -> Estimate:
         if n_repeats is not None and reps != n_repeats:
             raise ValueError(f"z has {z_arr.shape[1]} samples per row = {reps} sets of "
                              f"k = {k}, but n_repeats = {n_repeats}")
-        n_samples = None
+        n_draws = None
     else:
         reps = DEFAULT_IWAE_REPEATS if n_repeats is None else n_repeats
-        n_samples = reps * k
-    _, z = _samples(model, x, n_samples, rng, z, "sample_q")
+        n_draws = reps * k
+    _, z = _samples(model, x, n_draws, rng, z, "sample_q")
     return iwae_from_log_weights(_importance_log_w(model, x, z), k)
