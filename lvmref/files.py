@@ -7,11 +7,47 @@ what to fix; the CLI turns them into one-line messages and exit status 2.
 from __future__ import annotations
 
 import math
+import warnings
 from pathlib import Path
 
 import numpy as np
 
 __all__ = ["load_matrix", "jsonable"]
+
+
+def _csv_error(p, name) -> str:
+    """Where a comma-separated file stops being a rectangular table of numbers.
+
+    Lines and columns are counted from 1, as an editor shows them; comment lines
+    (``#``) and blank lines are skipped but counted.
+    """
+    width, first = None, None
+    with open(p, encoding="utf-8", errors="replace") as fh:
+        for lineno, raw in enumerate(fh, 1):
+            line = raw.split("#", 1)[0].strip()
+            if not line:
+                continue
+            fields = line.split(",")
+            for col, field in enumerate(fields, 1):
+                try:
+                    float(field)
+                except ValueError:
+                    hint = " (a header line? lvmref reads no header)" if width is None else ""
+                    sep = " (is the delimiter ',' ?)" if (";" in line or "\t" in raw) else ""
+                    return (f"{name} file {p}, line {lineno}, column {col}: {field.strip()!r} "
+                            f"is not a number{hint}{sep}")
+            if width is None:
+                width, first = len(fields), lineno
+            elif len(fields) != width:
+                return (f"{name} file {p}, line {lineno} has {len(fields)} columns but line "
+                        f"{first} has {width}")
+    return f"{name} file {p} is not a table of comma-separated numbers"
+
+
+def _first_bad(mask):
+    """(row, column) of the first True in a 2-D mask."""
+    i, j = np.unravel_index(int(np.argmax(mask)), mask.shape)
+    return int(i), int(j)
 
 
 def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray:
@@ -30,6 +66,14 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
     Returns
     -------
     X : ndarray of shape (n_samples, n_features), float64
+
+    Raises
+    ------
+    FileNotFoundError
+        If the file does not exist.
+    ValueError
+        Naming the file and, for a bad entry, where it is: line and column (from 1, as
+        an editor counts) in a ``.csv``, the index ``[i, j]`` in a ``.npy``.
     """
     p = Path(path)
     if not p.exists():
@@ -37,21 +81,31 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
     if p.is_dir():
         raise ValueError(f"{name} must be a file, got the directory {p}")
     suffix = p.suffix.lower()
+    csv = suffix in (".csv", ".txt")
     if suffix == ".npy":
         try:
             arr = np.load(p, allow_pickle=False)
-        except Exception as exc:
-            raise ValueError(f"{name} file {p} is not a readable .npy array: {exc}") from None
-    elif suffix in (".csv", ".txt"):
-        try:
-            arr = np.loadtxt(p, delimiter=",", dtype=np.float64, ndmin=2, comments="#")
         except ValueError as exc:
-            raise ValueError(
-                f"{name} file {p} must hold comma-separated numbers with no header "
-                f"(is the delimiter ',' ?): {exc}"
-            ) from None
+            if "allow_pickle" in str(exc) or "pickled" in str(exc):
+                raise ValueError(f"{name} file {p} holds pickled (object) data, which lvmref "
+                                 "never loads; save a numeric array") from None
+            raise ValueError(f"{name} file {p} is not a readable .npy array ({exc})") from None
+        except (OSError, EOFError) as exc:
+            raise ValueError(f"{name} file {p} is not a readable .npy array ({exc})") from None
+    elif csv:
+        with warnings.catch_warnings():  # an empty file warns; it is reported below
+            warnings.simplefilter("ignore")
+            try:
+                arr = np.loadtxt(p, delimiter=",", dtype=np.float64, ndmin=2, comments="#")
+            except ValueError:
+                raise ValueError(_csv_error(p, name)) from None
+            except UnicodeDecodeError:
+                raise ValueError(f"{name} file {p} is not a text file of comma-separated "
+                                 "numbers") from None
     else:
         raise ValueError(f"{name} file {p} must end in .npy or .csv, got {suffix or 'no suffix'!r}")
+    if np.issubdtype(arr.dtype, np.complexfloating):
+        raise ValueError(f"{name} file {p} holds complex numbers; lvmref needs real data")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise ValueError(f"{name} file {p} must hold numbers, got dtype {arr.dtype}")
     arr = np.asarray(arr, dtype=np.float64)
@@ -61,10 +115,25 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
         )
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} file {p} is empty (shape {arr.shape})")
-    if not np.all(np.isfinite(arr)):
-        raise ValueError(f"{name} file {p} contains NaN or infinite values")
-    if binary and not np.all((arr == 0) | (arr == 1)):
-        raise ValueError(f"{name} file {p} must be binary (0/1) for a Bernoulli model")
+
+    def where(mask):
+        i, j = _first_bad(mask)
+        if not csv:
+            return f"entry [{i}, {j}]"
+        with open(p, encoding="utf-8", errors="replace") as fh:  # row i -> its line number
+            lines = [n for n, raw in enumerate(fh, 1) if raw.split("#", 1)[0].strip()]
+        return f"line {lines[i]}, column {j + 1}"
+
+    bad = ~np.isfinite(arr)
+    if bad.any():
+        raise ValueError(f"{name} file {p} contains NaN or infinite values (first at "
+                         f"{where(bad)})")
+    if binary:
+        bad = (arr != 0) & (arr != 1)
+        if bad.any():
+            i, j = _first_bad(bad)
+            raise ValueError(f"{name} file {p} must be binary (0/1) for a Bernoulli model; "
+                             f"{where(bad)} is {arr[i, j]:g}")
     return arr
 
 

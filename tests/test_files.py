@@ -23,8 +23,12 @@ def test_bool_npy_is_binary(tmp_path):
 @pytest.mark.parametrize(
     ("content", "suffix", "match"),
     [
-        ("1;2;3\n4;5;6\n", ".csv", "delimiter"),
-        ("a,b\n1,2\n", ".csv", "delimiter"),
+        ("1;2;3\n4;5;6\n", ".csv", r"line 1, column 1: '1;2;3' is not a number.*delimiter"),
+        ("a,b\n1,2\n", ".csv", r"line 1, column 1: 'a' is not a number \(a header line"),
+        ("# c\n1,2\n\n3,x\n", ".csv", r"line 4, column 2: 'x' is not a number"),
+        ("1,2\n3,4,5\n", ".csv", "line 2 has 3 columns but line 1 has 2"),
+        ("", ".csv", "is empty"),
+        ("# only a comment\n", ".csv", "is empty"),
         ("1,2\n", ".json", "must end in .npy or .csv"),
     ],
 )
@@ -63,5 +67,30 @@ def test_non_binary_rejected(tmp_path):
 
 def test_pickled_object_array_refused(tmp_path):
     np.save(tmp_path / "o.npy", np.array([[{"a": 1}]], dtype=object), allow_pickle=True)
-    with pytest.raises(ValueError, match="not a readable .npy"):
+    with pytest.raises(ValueError, match="holds pickled") as info:
         load_matrix(tmp_path / "o.npy")
+    assert "allow_pickle" not in str(info.value)
+
+
+def test_complex_refused_and_bad_entries_located(tmp_path):
+    np.save(tmp_path / "c.npy", np.ones((2, 2)) + 1j)
+    with pytest.raises(ValueError, match="holds complex numbers"):
+        load_matrix(tmp_path / "c.npy")
+    X = np.zeros((3, 2))
+    X[2, 1] = np.nan
+    np.save(tmp_path / "n.npy", X)
+    with pytest.raises(ValueError, match=r"first at entry \[2, 1\]"):
+        load_matrix(tmp_path / "n.npy")
+    (tmp_path / "n.csv").write_text("# header comment\n0,1\n\n1,nan\n")
+    with pytest.raises(ValueError, match="first at line 4, column 2"):
+        load_matrix(tmp_path / "n.csv")
+    (tmp_path / "b.csv").write_text("0,1\n1,0.5\n")
+    with pytest.raises(ValueError, match="line 2, column 2 is 0.5"):
+        load_matrix(tmp_path / "b.csv", binary=True)
+
+
+def test_empty_csv_gives_no_numpy_warning(tmp_path, recwarn):
+    (tmp_path / "e.csv").write_text("")
+    with pytest.raises(ValueError, match="is empty"):
+        load_matrix(tmp_path / "e.csv")
+    assert len(recwarn) == 0
