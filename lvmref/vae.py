@@ -238,11 +238,11 @@ from .kernels.vae import (
     tanh_backward,
 )
 from .nn import ACTIVATIONS, MLP
+from .optim import Adam
 
 __all__ = [
     "VAE",
     "VAEModel",
-    "Adam",
     "AmortizationGap",
     "kl_normal_std_grad",
     "reparameterize",
@@ -353,55 +353,6 @@ def _as_eps3(eps, n, k, name="eps"):
         raise ValueError(f"{name} must have shape (n, K) = ({n}, {k}) or (n, S, K) with S >= 1, "
                          f"got {eps.shape}")
     return eps[:, None, :] if eps.ndim == 2 else eps
-
-
-# ------------------------------------------------------------------ optimizer
-
-
-@benign_underflow
-class Adam:
-    r"""Adam (Kingma & Ba 2015), updating a parameter dict in place.
-
-    ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
-    ``p <- p - (lr / (1-b1^t)) m / (sqrt(v) / sqrt(1-b2^t) + eps)`` — ``torch.optim.Adam``
-    (default, no weight decay, no amsgrad) up to rounding; one fused pass per array
-    (:func:`lvmref.kernels.vae.adam_update`).
-
-    Parameters
-    ----------
-    params : dict of str -> ndarray
-        Updated in place by :meth:`step` (C-contiguous float64 arrays; the caller's dict —
-        pass a copy to keep yours).
-    lr, beta1, beta2, eps : float
-    """
-
-    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr = check_positive_float(lr, "lr")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
-            raise ValueError(f"beta1, beta2 must be in [0, 1), got {beta1}, {beta2}")
-        for k, v in params.items():
-            if not (isinstance(v, np.ndarray) and v.dtype == np.float64
-                    and v.flags.c_contiguous and v.flags.writeable):
-                raise TypeError(f"params[{k!r}] must be a writeable C-contiguous float64 array")
-        self.params = params
-        self.m = {k: np.zeros_like(v) for k, v in params.items()}
-        self.v = {k: np.zeros_like(v) for k, v in params.items()}
-        self.t = 0
-
-    def step(self, grads, sign=1.0):
-        """One update with ``sign * grads`` as the gradient of the loss being minimized.
-
-        ``sign=-1`` takes an ascent gradient (e.g. of the ELBO). ``grads``: dict with the
-        keys and shapes of ``params`` (a subset is allowed).
-        """
-        self.t += 1
-        bc1 = 1.0 - self.beta1**self.t
-        bc2_sqrt = float(np.sqrt(1.0 - self.beta2**self.t))
-        for k, g in grads.items():
-            adam_update(self.params[k].reshape(-1), np.ascontiguousarray(g).reshape(-1),
-                        self.m[k].reshape(-1), self.v[k].reshape(-1), float(sign), self.lr,
-                        self.beta1, self.beta2, self.eps, bc1, bc2_sqrt)
 
 
 # ------------------------------------------------------------------ the model

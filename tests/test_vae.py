@@ -12,11 +12,10 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.special import expit
 
-from lvmref.kernels.optim import adam_update_nb, adam_update_np
+from lvmref.optim import Adam
 from lvmref.testing import assert_grad_close
 from lvmref.vae import (
     VAE,
-    Adam,
     VAEModel,
     _TrainWorkspace,
     kl_normal_std_grad,
@@ -203,42 +202,6 @@ def test_matmul_rows_blocks_cover_output(monkeypatch):
         out = np.full((11, 5), np.nan)
         vae_mod._matmul_rows(a.T.copy().T, b, out)  # a strided (transposed-view) operand
         np.testing.assert_allclose(out, np.einsum("ik,kj->ij", a, b), rtol=1e-14, atol=1e-14)
-
-
-# ------------------------------------------------------------------ Adam
-
-
-def test_adam_kernel_matches_twin_and_textbook():
-    rng = np.random.default_rng(17)
-    theta0 = rng.normal(size=50)
-    a = [theta0.copy(), np.zeros(50), np.zeros(50)]
-    b = [theta0.copy(), np.zeros(50), np.zeros(50)]
-    # textbook Adam (Kingma & Ba 2015, Algorithm 1), written independently
-    th, m, v = theta0.copy(), np.zeros(50), np.zeros(50)
-    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-8
-    for t in range(1, 6):
-        g = rng.normal(size=50)
-        bc1, bc2s = 1 - b1**t, np.sqrt(1 - b2**t)
-        adam_update_nb(a[0], g, a[1], a[2], -1.0, lr, b1, b2, eps, bc1, bc2s)
-        adam_update_np(b[0], g, b[1], b[2], -1.0, lr, b1, b2, eps, bc1, bc2s)
-        m = b1 * m + (1 - b1) * (-g)
-        v = b2 * v + (1 - b2) * g**2
-        th = th - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
-    np.testing.assert_allclose(a[0], b[0], rtol=1e-15, atol=0)
-    np.testing.assert_allclose(a[1:], b[1:], rtol=1e-15, atol=0)
-    np.testing.assert_allclose(a[0], th, rtol=1e-13)
-
-
-def test_adam_class_minimizes_quadratic():
-    p = {"w": np.array([3.0, -2.0])}
-    opt = Adam(p, lr=0.1)
-    for _ in range(500):
-        opt.step({"w": 2 * p["w"]})
-    assert np.all(np.abs(p["w"]) < 1e-2)
-    with pytest.raises(TypeError, match="params"):
-        Adam({"w": np.arange(3)})
-    with pytest.raises(ValueError, match="lr"):
-        Adam(p, lr=0.0)
 
 
 # ------------------------------------------------------------------ KL and sampler
