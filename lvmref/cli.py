@@ -169,7 +169,7 @@ def cmd_vae(args):
     if args.load:
         _require_file(args.load)
         vae, params = load_vae(args.load)
-        _check_features(X, vae.n_visible, "VAE")
+        _check_features(X, vae.n_features, "VAE")
         _say(args, f"loaded {vae!r} from {args.load}")
     else:
         vae = VAE(X.shape[1], args.latent, hidden=_int_list_or_empty(args.hidden, "--hidden"),
@@ -182,7 +182,7 @@ def cmd_vae(args):
         params = vae.params_
         out["history"] = vae.history_
     if X_test is not None:
-        _check_features(X_test, vae.n_visible, "VAE")
+        _check_features(X_test, vae.n_features, "VAE")
     out["data"] = _vae_eval(args, vae, params, X, f"DATA {args.data}")
     if X_test is not None:
         out["test"] = _vae_eval(args, vae, params, X_test, f"--test {args.test}")

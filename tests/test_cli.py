@@ -159,7 +159,7 @@ def test_vae_train_save_load(capsys, binary, tmp_path):
     # same parameters and the same evaluation noise: identical numbers
     assert r2["data"] == r["data"]
     vae, params = load_vae(model)
-    assert (vae.n_visible, vae.n_latent, vae.hidden) == (16, 2, (8,))
+    assert (vae.n_features, vae.n_latent, vae.hidden) == (16, 2, (8,))
     assert set(params) == set(vae.param_shapes())
 
 

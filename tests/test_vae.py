@@ -12,12 +12,12 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.special import expit
 
+from lvmref.kernels import kl_normal_std
 from lvmref.optim import Adam
 from lvmref.testing import assert_grad_close
 from lvmref.vae import (
     VAE,
     VAEModel,
-    _TrainWorkspace,
     kl_normal_std_grad,
     linear_gaussian_elbo,
     linear_gaussian_log_marginal,
@@ -46,8 +46,8 @@ def _perturbed(vae, rng, scale=0.3):
 
 def _data(vae, n, rng):
     if vae.likelihood == "bernoulli":
-        return (rng.random((n, vae.n_visible)) < 0.4).astype(float)
-    return rng.normal(size=(n, vae.n_visible))
+        return (rng.random((n, vae.n_features)) < 0.4).astype(float)
+    return rng.normal(size=(n, vae.n_features))
 
 
 def _ppca(rng, d=6, k=3, scales=(2.0, 1.0, 0.5), noise_var=0.3):
@@ -155,55 +155,6 @@ def test_log_q_matches_scipy():
     np.testing.assert_allclose(vae.log_q(params, x, z[:, 0]), expect[:, 0], rtol=1e-13)
 
 
-def test_workspace_gradient_equals_reference():
-    """The allocation-free training step computes the same gradient as elbo_grad_reparam."""
-    rng = np.random.default_rng(16)
-    for likelihood in ("bernoulli", "gaussian"):
-        for kl in ("analytic", "mc"):
-            for act in ("tanh", "relu", "sigmoid", "softplus"):
-                vae = VAE(7, 3, hidden=(5, 4), likelihood=likelihood, activation=act)
-                params = _perturbed(vae, rng, 0.2)
-                ws = _TrainWorkspace(vae, params, 10, kl, 1e-3)
-                x, eps = _data(vae, 8, rng), rng.normal(size=(8, 3))  # smaller than batch
-                value = ws.gradient(x, eps)
-                ref_value, ref = vae.elbo_grad_reparam(params, x, eps, kl)
-                assert value == pytest.approx(ref_value, rel=1e-13)
-                for k in ref:
-                    np.testing.assert_allclose(ws.grads[k], ref[k], rtol=1e-12,
-                                               atol=1e-14 * np.abs(ref[k]).max())
-
-
-def test_workspace_blocked_products_equal_reference(monkeypatch):
-    """With the small-matrix threshold lowered, every product is split into row blocks;
-    the gradient must still equal elbo_grad_reparam (the bench-size model takes this path)."""
-    import lvmref.vae as vae_mod
-
-    monkeypatch.setattr(vae_mod, "_SMALL_GEMM", 40)
-    rng = np.random.default_rng(34)
-    vae = VAE(7, 3, hidden=(5, 4))
-    params = _perturbed(vae, rng, 0.2)
-    ws = _TrainWorkspace(vae, params, 9, "analytic", 1e-3)
-    x, eps = _data(vae, 9, rng), rng.normal(size=(9, 3))
-    value = ws.gradient(x, eps)
-    ref_value, ref = vae.elbo_grad_reparam(params, x, eps, "analytic")
-    assert value == pytest.approx(ref_value, rel=1e-13)
-    for k in ref:
-        np.testing.assert_allclose(ws.grads[k], ref[k], rtol=1e-12,
-                                   atol=1e-14 * np.abs(ref[k]).max())
-
-
-def test_matmul_rows_blocks_cover_output(monkeypatch):
-    import lvmref.vae as vae_mod
-
-    rng = np.random.default_rng(35)
-    a, b = rng.normal(size=(11, 6)), rng.normal(size=(6, 5))
-    for limit in (1, 30, 100, 329, 330, 10**6):  # 1 row per block ... one block
-        monkeypatch.setattr(vae_mod, "_SMALL_GEMM", limit)
-        out = np.full((11, 5), np.nan)
-        vae_mod._matmul_rows(a.T.copy().T, b, out)  # a strided (transposed-view) operand
-        np.testing.assert_allclose(out, np.einsum("ik,kj->ij", a, b), rtol=1e-14, atol=1e-14)
-
-
 # ------------------------------------------------------------------ KL and sampler
 
 
@@ -263,12 +214,12 @@ def test_analytic_kl_equals_monte_carlo_kl_and_sampler_uses_log_var():
     params = _perturbed(vae, rng)
     x = _data(vae, 1, rng)
     e = rng.normal(size=(1, 20_000, 3))
-    from lvmref.vae import _log_normal_std
-
     mean_e, lv_e = vae.encode(x, params)
     zz = reparameterize(mean_e, lv_e, e)
-    per_a = vae._per_sample_elbo(params, x, mean_e, lv_e, e)[0]
-    per_m = per_a + _kl_rows(mean_e, lv_e)[0] + _log_normal_std(zz)[0] - vae.log_q(params, x, zz)[0]
+    # per-sample (7a): log p(x | z_t) - KL; (7b) adds KL + log p(z_t) - log q(z_t | x)
+    per_a = vae.as_model(params).log_likelihood(x, zz)[0] - _kl_rows(mean_e, lv_e)[0]
+    per_m = per_a + _kl_rows(mean_e, lv_e)[0] + stats.norm.logpdf(zz[0]).sum(1) \
+        - vae.log_q(params, x, zz)[0]
     d = per_m - per_a
     assert abs(d.mean()) < Z * d.std(ddof=1) / np.sqrt(d.size)
     np.testing.assert_allclose(vae.elbo(params, x, e, "analytic"), per_a.mean(), rtol=1e-12)
@@ -402,7 +353,8 @@ def test_closed_form_elbo_bounds_and_matches_monte_carlo():
     params["dec.W0"] = exact["dec.W0"] + 0.1 * rng.normal(size=exact["dec.W0"].shape)
     closed = linear_gaussian_elbo(vae, params, x)
     mean, log_var = vae.encode(x, params)
-    per = vae._per_sample_elbo(params, x, mean, log_var, rng.normal(size=(4, 100_000, 3)))
+    z = reparameterize(mean, log_var, rng.normal(size=(4, 100_000, 3)))
+    per = vae.as_model(params).log_likelihood(x, z) - kl_normal_std(mean, log_var)[:, None]
     se = per.std(axis=1, ddof=1) / np.sqrt(per.shape[1])
     assert np.all(np.abs(per.mean(1) - closed) < _zbound(4) * se)
     # exact inequality ELBO(q) <= log p(x) for the PPCA decoder and any encoder
@@ -477,8 +429,8 @@ def test_local_vi_closes_the_amortization_gap_in_ppca():
     params = _enc_perturbed(params, rng, 0.4)
     x = rng.normal(size=(4, 5))
     log_px = linear_gaussian_log_marginal(W, b, s2, x)
-    res = vae.amortization_gap(params, x, n_eval_samples=4000, rng=1, n_steps=1500, lr=0.05,
-                               lr_final=1e-4, n_samples=4)
+    res = vae.amortization_gap(params, x, k_eval=4000, rng=1, n_steps=1500, lr=0.05,
+                               lr_final=1e-4, k=4)
     closed_enc = linear_gaussian_elbo(vae, params, x)
     closed_loc = linear_gaussian_elbo(vae, params, x, res.mean, res.log_var)
     assert np.all(closed_loc > closed_enc)
@@ -531,8 +483,8 @@ def test_fit_improves_elbo_on_digits_and_is_deterministic():
         np.testing.assert_array_equal(vae.params_[k], again.params_[k])
 
 
-@pytest.mark.parametrize("kw", [dict(estimator="reinforce", n_samples=2, baseline="loo"),
-                                dict(n_samples=3, kl="mc")])
+@pytest.mark.parametrize("kw", [dict(estimator="reinforce", k=2, baseline="loo"),
+                                dict(k=3, kl="mc")])
 def test_fit_generic_paths_improve(kw):
     rng = np.random.default_rng(29)
     vae = VAE(8, 2, hidden=(6,))
@@ -600,7 +552,7 @@ def test_digits_data():
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="n_visible"):
+    with pytest.raises(ValueError, match="n_features"):
         VAE(0, 2)
     with pytest.raises(TypeError, match="n_latent"):
         VAE(3, 2.5)
@@ -632,7 +584,7 @@ def test_bad_x(x, match):
     for call in (lambda: vae.elbo(p, x, eps), lambda: vae.elbo_grad_reparam(p, x, eps),
                  lambda: vae.elbo_grad_reinforce(p, x, eps), lambda: vae.encode(x, p),
                  lambda: vae.iwae_bound(p, x, 2, 0), lambda: vae.fit(x, n_epochs=1),
-                 lambda: vae.amortization_gap(p, x, n_eval_samples=2, n_steps=1)):
+                 lambda: vae.amortization_gap(p, x, k_eval=2, n_steps=1)):
         with pytest.raises((ValueError, TypeError), match=match):
             call()
 
@@ -689,8 +641,8 @@ def test_bad_noise_params_and_options():
         vae.decode(np.zeros((2, 3)), p)
     with pytest.raises(ValueError, match="n"):
         vae.sample(0, 0, p)
-    with pytest.raises(ValueError, match="n_eval_samples"):
-        vae.amortization_gap(p, x, n_eval_samples=1)
+    with pytest.raises(ValueError, match="k_eval"):
+        vae.amortization_gap(p, x, k_eval=1)
     with pytest.raises(ValueError, match="mean"):
         reparameterize(np.zeros(3), np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match="eps"):
@@ -781,7 +733,7 @@ def test_save_load_roundtrip_gives_identical_elbo(tmp_path):
     params = vae.init_params(3)
     save_vae(tmp_path / "v.npz", vae, params)
     vae2, params2 = load_vae(tmp_path / "v.npz")
-    assert (vae2.n_visible, vae2.n_latent, vae2.hidden, vae2.likelihood, vae2.activation) == \
+    assert (vae2.n_features, vae2.n_latent, vae2.hidden, vae2.likelihood, vae2.activation) == \
         (6, 2, (5, 4), "gaussian", "relu")
     assert set(params2) == set(params)
     for k in params:

@@ -36,8 +36,8 @@ class TorchVAE(nn.Module):
     def __init__(self, vae, params):
         super().__init__()
         self.spec = vae
-        self.enc = _mlp(vae.encoder, params)
-        self.dec = _mlp(vae.decoder, params)
+        self.enc = _mlp(vae.arch.encoder, params)
+        self.dec = _mlp(vae.arch.decoder, params)
 
     def named_grads(self):
         """Gradients in our layout: dict name -> ndarray (W as (n_in, n_out))."""
