@@ -12,17 +12,17 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.special import expit
 
-from lvmref.kernels import kl_normal_std
+from lvmref.linear_gaussian import (
+    linear_gaussian_elbo,
+    linear_gaussian_log_marginal,
+    linear_gaussian_vae,
+)
 from lvmref.optim import Adam
 from lvmref.testing import assert_grad_close
 from lvmref.vae import (
     VAE,
     VAEModel,
     kl_normal_std_grad,
-    linear_gaussian_elbo,
-    linear_gaussian_log_marginal,
-    linear_gaussian_posterior,
-    linear_gaussian_vae,
     load_vae,
     reparameterize,
     save_vae,
@@ -286,7 +286,7 @@ def test_reinforce_matches_exact_gradient_linear_gaussian():
             def f(t, k=k, i=i):
                 p = {kk: vv.copy() for kk, vv in params.items()}
                 p[k].reshape(-1)[i] += t
-                return float(linear_gaussian_elbo(vae, p, x)[0])
+                return float(linear_gaussian_elbo(p, x, vae.arch)[0])
 
             fd.append((8 * (f(h) - f(-h)) - (f(2 * h) - f(-2 * h))) / (12 * h))
     fd = np.array(fd)
@@ -303,65 +303,6 @@ def test_reinforce_matches_exact_gradient_linear_gaussian():
             np.testing.assert_allclose(draws.mean(axis=0)[~ok], fd[~ok], atol=1e-7)
 
 
-# ------------------------------------------------------------------ linear-Gaussian oracle
-
-
-def test_ppca_log_marginal_and_posterior_match_independent_formulas():
-    rng = np.random.default_rng(21)
-    W, b, s2 = _ppca(rng)
-    x = rng.normal(size=(5, 6)) * 2
-    cov = W @ W.T + s2 * np.eye(6)
-    np.testing.assert_allclose(linear_gaussian_log_marginal(W, b, s2, x),
-                               stats.multivariate_normal(b, cov).logpdf(x), rtol=1e-13)
-    # Gaussian conditioning of the joint (z, x): E[z|x] = W^T C^-1 (x-b), Cov = I - W^T C^-1 W
-    mean, post_cov = linear_gaussian_posterior(W, b, s2, x)
-    np.testing.assert_allclose(mean, (W.T @ np.linalg.solve(cov, (x - b).T)).T, rtol=1e-12)
-    np.testing.assert_allclose(post_cov, np.eye(3) - W.T @ np.linalg.solve(cov, W),
-                               rtol=1e-12, atol=1e-14)
-
-
-def test_elbo_with_exact_posterior_equals_log_marginal():
-    """Eq. (4): KL(q || posterior) = 0, so every single-sample MC ELBO equals log p(x)."""
-    rng = np.random.default_rng(22)
-    W, b, s2 = _ppca(rng)
-    vae, params = linear_gaussian_vae(W, b, s2)
-    x = rng.normal(size=(7, 6)) * 2
-    log_px = stats.multivariate_normal(b, W @ W.T + s2 * np.eye(6)).logpdf(x)
-    for _ in range(3):
-        eps = rng.normal(size=(7, 3)) * 3
-        np.testing.assert_allclose(vae.elbo(params, x, eps, kl="mc"), log_px, rtol=0,
-                                   atol=1e-10)
-    np.testing.assert_allclose(linear_gaussian_elbo(vae, params, x), log_px, rtol=0, atol=1e-10)
-    mean, log_var = vae.encode(x, params)
-    post_mean, post_cov = linear_gaussian_posterior(W, b, s2, x)
-    np.testing.assert_allclose(mean, post_mean, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(np.exp(log_var), np.broadcast_to(np.diag(post_cov), (7, 3)),
-                               rtol=1e-12)
-    # IWAE through lvmref.estimators: every weight equals p(x), so L_k = log p(x)
-    est = vae.iwae_bound(params, x, 20, rng, n_repeats=2)
-    np.testing.assert_allclose(est.value, log_px, rtol=0, atol=1e-10)
-
-
-def test_closed_form_elbo_bounds_and_matches_monte_carlo():
-    rng = np.random.default_rng(23)
-    W, b, s2 = _ppca(rng)
-    vae, exact = linear_gaussian_vae(W, b, s2)
-    x = rng.normal(size=(4, 6)) * 2
-    log_px = linear_gaussian_log_marginal(W, b, s2, x)
-    # a generic linear VAE: decoder log-variance depends on z too
-    params = _perturbed(vae, rng, 0.2)
-    params["dec.W0"] = exact["dec.W0"] + 0.1 * rng.normal(size=exact["dec.W0"].shape)
-    closed = linear_gaussian_elbo(vae, params, x)
-    mean, log_var = vae.encode(x, params)
-    z = reparameterize(mean, log_var, rng.normal(size=(4, 100_000, 3)))
-    per = vae.as_model(params).log_likelihood(x, z) - kl_normal_std(mean, log_var)[:, None]
-    se = per.std(axis=1, ddof=1) / np.sqrt(per.shape[1])
-    assert np.all(np.abs(per.mean(1) - closed) < _zbound(4) * se)
-    # exact inequality ELBO(q) <= log p(x) for the PPCA decoder and any encoder
-    enc_only = _enc_perturbed(exact, rng, 0.3)
-    assert np.all(linear_gaussian_elbo(vae, enc_only, x) < log_px)
-
-
 def test_iwae_increases_towards_log_marginal():
     rng = np.random.default_rng(24)
     W, b, s2 = _ppca(rng)
@@ -369,7 +310,7 @@ def test_iwae_increases_towards_log_marginal():
     params = _enc_perturbed(params, rng, 0.1)
     x = rng.normal(size=(3, 6)) * 2
     log_px = linear_gaussian_log_marginal(W, b, s2, x)
-    elbo = linear_gaussian_elbo(vae, params, x)
+    elbo = linear_gaussian_elbo(params, x, vae.arch)
     e1 = vae.iwae_bound(params, x, 1, rng, n_repeats=4000)
     e_big = vae.iwae_bound(params, x, 2000, rng, n_repeats=10)
     # L_1 is the ELBO (closed form), L_k <= log p(x), and the gap shrinks with k
@@ -431,8 +372,8 @@ def test_local_vi_closes_the_amortization_gap_in_ppca():
     log_px = linear_gaussian_log_marginal(W, b, s2, x)
     res = vae.amortization_gap(params, x, k_eval=4000, rng=1, n_steps=1500, lr=0.05,
                                lr_final=1e-4, k=4)
-    closed_enc = linear_gaussian_elbo(vae, params, x)
-    closed_loc = linear_gaussian_elbo(vae, params, x, res.mean, res.log_var)
+    closed_enc = linear_gaussian_elbo(params, x, vae.arch)
+    closed_loc = linear_gaussian_elbo(params, x, vae.arch, res.mean, res.log_var)
     assert np.all(closed_loc > closed_enc)
     assert np.all(log_px - closed_loc < 0.01 * (log_px - closed_enc))
     assert np.all(np.abs(res.gap - (closed_loc - closed_enc)) < Z * res.gap_stderr)
@@ -647,21 +588,6 @@ def test_bad_noise_params_and_options():
         reparameterize(np.zeros(3), np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match="eps"):
         reparameterize(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 2)))
-
-
-def test_bad_linear_gaussian_input():
-    rng = np.random.default_rng(31)
-    W = rng.normal(size=(4, 2))  # not orthogonal
-    with pytest.raises(ValueError, match="W"):
-        linear_gaussian_vae(W, np.zeros(4), 0.5)
-    with pytest.raises(ValueError, match="noise_var"):
-        linear_gaussian_log_marginal(W, np.zeros(4), 0.0, np.zeros((1, 4)))
-    with pytest.raises(ValueError, match="b"):
-        linear_gaussian_posterior(W, np.zeros(3), 1.0, np.zeros((1, 4)))
-    with pytest.raises(ValueError, match="x"):
-        linear_gaussian_log_marginal(W, np.zeros(4), 1.0, np.zeros((1, 3)))
-    with pytest.raises(ValueError, match="vae"):
-        linear_gaussian_elbo(VAE(4, 2, hidden=(3,)), {}, np.zeros((1, 4)))
 
 
 def test_inputs_not_mutated():
