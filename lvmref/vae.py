@@ -244,6 +244,7 @@ from .kernels.densities import bernoulli_log_prob_np, sigmoid_np
 from .kernels.fpenv import benign_underflow
 from .nn import ACTIVATIONS, MLP
 from .optim import Adam
+from .persistence import read_model, save_model
 from .vae_training import TrainingWorkspace
 
 __all__ = [
@@ -264,12 +265,12 @@ __all__ = [
     "iwae_bound",
     "fit_local",
     "amortization_gap",
-    "save_vae",
-    "load_vae",
 ]
 
 _LIKELIHOODS = ("bernoulli", "gaussian")
 _KL = ("analytic", "mc")
+_FILE_VERSION = 1  # of the "VAE" kind in the lvmref.persistence format
+_HISTORY = ("epoch", "train_elbo", "test_elbo", "seconds")
 
 
 # ------------------------------------------------------------------ architecture
@@ -1331,6 +1332,103 @@ class VAE:
         m, v = out[:, :d], out[:, d:]
         return m.copy() if return_mean else _reparameterize(m, v, rng.standard_normal(m.shape))
 
+    # -------------------------------------------------------------- persistence
+
+    def save(self, path):
+        """Write the architecture, ``params_`` and ``history_`` to a model file.
+
+        The one lvmref ``.npz`` format (:mod:`lvmref.persistence`), kind ``"VAE"``,
+        format version 1: ``n_features``, ``n_latent``, ``hidden`` (1-D int array),
+        ``likelihood``, ``activation``; the parameters under their names (``"enc.W0"``,
+        ...); ``history_.epoch``, ``history_.train_elbo``, ``history_.test_elbo``,
+        ``history_.seconds`` (recorded as unset when there is no history).
+
+        Parameters
+        ----------
+        path : str or path-like
+            ``.npz`` is appended if missing.
+
+        Returns
+        -------
+        pathlib.Path
+            The file written.
+        """
+        if self.params_ is None:
+            raise ValueError("params_: save needs a fitted VAE (call fit(), or assign params_)")
+        params = self.arch.check_params(self.params_)
+        history = _check_history(self.history_)
+        a = self.arch
+        entries = {"n_features": a.n_features, "n_latent": a.n_latent,
+                   "hidden": np.array(a.hidden, dtype=np.int64), "likelihood": a.likelihood,
+                   "activation": a.activation, **params}
+        for key in _HISTORY:
+            entries[f"history_.{key}"] = None if history is None else np.asarray(history[key])
+        return save_model(path, "VAE", _FILE_VERSION, entries)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model file written by :meth:`save`: a VAE carrying ``params_`` (and
+        ``history_`` if one was saved).
+
+        Every entry is validated as the constructor and :meth:`fit` would (types, shapes,
+        finiteness; history lengths consistent). A missing file is ``FileNotFoundError``;
+        anything else wrong is a ``ValueError`` naming the file.
+        """
+        f = read_model(path, "VAE", versions=(_FILE_VERSION,))
+        arch = (f.int("n_features"), f.int("n_latent"), f.int_tuple("hidden"),
+                f.str("likelihood"), f.str("activation"))
+        try:
+            vae = cls(*arch)
+        except (TypeError, ValueError) as exc:
+            raise f.error(f"invalid architecture: {exc}") from None
+        shapes = vae.arch.param_shapes()
+        keys = [f"history_.{key}" for key in _HISTORY]
+        extra = sorted(set(f.keys()) - set(shapes) - set(keys)
+                       - {"n_features", "n_latent", "hidden", "likelihood", "activation"})
+        if extra:
+            raise f.error(f"unexpected entries {extra} for a VAE with parameters "
+                          f"{list(shapes)}")
+        params = {key: f.array(key) for key in shapes}
+        unset = [f.is_none(key) for key in keys]
+        history = None if all(unset) else \
+            {key: f.array(k) for key, k in zip(_HISTORY, keys, strict=True)}
+        try:
+            vae.params_ = vae.arch.check_params(params)
+            vae.history_ = _check_history(history)
+        except (TypeError, ValueError) as exc:
+            raise f.error(str(exc)) from None
+        return vae
+
+
+def _check_history(history):
+    """``history_`` validated -- None, or lists of equal length: epoch = 1..m, finite
+    train_elbo, test_elbo finite or NaN (no test data), seconds finite, >= 0 and
+    non-decreasing -- and returned as lists."""
+    if history is None:
+        return None
+    if not isinstance(history, dict) or set(history) != set(_HISTORY):
+        raise ValueError(f"history_ must be None or a dict with keys {list(_HISTORY)}")
+    epoch = np.asarray(history["epoch"])
+    if epoch.ndim != 1 or not (np.issubdtype(epoch.dtype, np.integer) or epoch.size == 0):
+        raise ValueError(f"history_['epoch'] must be a 1-D list of integers, got {epoch.dtype} "
+                        f"{epoch.shape}")
+    m = epoch.shape[0]
+    if not np.array_equal(epoch, np.arange(1, m + 1)):
+        raise ValueError("history_['epoch'] must be 1, 2, ..., n_epochs")
+    out = {"epoch": [int(e) for e in epoch]}
+    for key in _HISTORY[1:]:
+        v = as_float_array(history[key], f"history_[{key!r}]", shape=(m,), allow_empty=True,
+                           finite=False)
+        bad = np.isinf(v) if key == "test_elbo" else ~np.isfinite(v)
+        if bad.any():
+            raise ValueError(f"history_[{key!r}] must be finite"
+                             + (" (or NaN: no test data)" if key == "test_elbo" else ""))
+        out[key] = [float(e) for e in v]
+    s = np.asarray(out["seconds"])
+    if np.any(s < 0) or np.any(np.diff(s) < 0):
+        raise ValueError("history_['seconds'] must be non-negative and non-decreasing")
+    return out
+
 
 # ------------------------------------------------------------------ estimators protocol
 
@@ -1400,57 +1498,3 @@ class VAEModel:
         mean, log_var, _ = _encode(self.params, x, self.arch)
         eps = check_rng(rng).standard_normal((x.shape[0], k, self.n_latent))
         return _reparameterize(mean, log_var, eps)
-
-
-# ------------------------------------------------------------------ persistence
-
-_VAE_FORMAT = "lvmref.VAE/1"
-
-
-@benign_underflow
-def save_vae(path, vae: VAE, params: dict) -> None:
-    """Write a VAE's architecture and its parameters to ``.npz`` (no pickle).
-
-    Parameters
-    ----------
-    path : str or path-like
-        Destination; NumPy appends ``.npz`` if missing.
-    vae : VAE
-    params : dict
-        Parameters with the shapes of ``vae.param_shapes()`` (checked).
-    """
-    if not isinstance(vae, VAE):
-        raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
-    params = vae.arch.check_params(params)
-    np.savez(path, __format__=np.array(_VAE_FORMAT), __n_visible__=np.array(vae.n_features),
-             __n_latent__=np.array(vae.n_latent),
-             __hidden__=np.array(vae.hidden, dtype=np.int64),
-             __likelihood__=np.array(vae.likelihood), __activation__=np.array(vae.activation),
-             **params)
-
-
-@benign_underflow
-def load_vae(path):
-    """Inverse of :func:`save_vae`: returns ``(vae, params)``.
-
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming ``path``
-    for a file that is not a readable lvmref VAE file.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            d = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable .npz file: {exc}") from None
-    if str(d.pop("__format__", "")) != _VAE_FORMAT:
-        raise ValueError(f"{path} is not an lvmref VAE file (format {_VAE_FORMAT!r})")
-    try:
-        vae = VAE(int(d.pop("__n_visible__")), int(d.pop("__n_latent__")),
-                  hidden=tuple(int(h) for h in d.pop("__hidden__")),
-                  likelihood=str(d.pop("__likelihood__")),
-                  activation=str(d.pop("__activation__")))
-        params = vae.arch.check_params(d)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is a malformed VAE file: {exc}") from None
-    return vae, params

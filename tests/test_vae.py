@@ -23,9 +23,7 @@ from lvmref.vae import (
     VAE,
     VAEModel,
     kl_normal_std_grad,
-    load_vae,
     reparameterize,
-    save_vae,
 )
 
 # Two-sided z-bound for Monte Carlo checks. With fixed seeds the checks are
@@ -654,43 +652,111 @@ def test_iwae_bound_with_given_samples_matches_independent_computation():
 
 # ---------------------------------------------------------------- persistence
 
-def test_save_load_roundtrip_gives_identical_elbo(tmp_path):
+
+def _fitted(tmp_path):
+    rng = np.random.default_rng(43)
     vae = VAE(6, 2, hidden=(5, 4), likelihood="gaussian", activation="relu")
-    params = vae.init_params(3)
-    save_vae(tmp_path / "v.npz", vae, params)
-    vae2, params2 = load_vae(tmp_path / "v.npz")
-    assert (vae2.n_features, vae2.n_latent, vae2.hidden, vae2.likelihood, vae2.activation) == \
-        (6, 2, (5, 4), "gaussian", "relu")
-    assert set(params2) == set(params)
-    for k in params:
-        np.testing.assert_array_equal(params2[k], params[k])
+    x = rng.standard_normal((9, 6))
+    vae.fit(x, x[:4], n_epochs=2, batch_size=4, lr=1e-2, rng=3)
+    return vae, vae.save(tmp_path / "v")
+
+
+def test_save_load_roundtrip_gives_identical_predictions(tmp_path):
+    vae, path = _fitted(tmp_path)
+    assert path == tmp_path / "v.npz" and path.is_file()
+    vae2 = VAE.load(path)
+    assert vae2.arch == vae.arch and repr(vae2) == repr(vae)
+    assert list(vae2.params_) == list(vae.params_)
+    for k in vae.params_:
+        np.testing.assert_array_equal(vae2.params_[k], vae.params_[k])
+    assert vae2.history_ == vae.history_ and len(vae2.history_["epoch"]) == 2
     rng = np.random.default_rng(4)
     x, eps = rng.standard_normal((3, 6)), rng.standard_normal((3, 2, 2))
-    np.testing.assert_array_equal(vae2.elbo(params2, x, eps), vae.elbo(params, x, eps))
+    np.testing.assert_array_equal(vae2.elbo(None, x, eps), vae.elbo(None, x, eps))
+    np.testing.assert_array_equal(vae2.encode(x)[1], vae.encode(x)[1])
+    np.testing.assert_array_equal(vae2.sample(5, 7), vae.sample(5, 7))
+    # a VAE whose params_ were assigned (no history), Bernoulli, no hidden layer
+    b = VAE(4, 3, hidden=())
+    b.params_ = b.init_params(5)
+    b2 = VAE.load(b.save(tmp_path / "b.npz"))
+    assert b2.arch == b.arch and b2.history_ is None
+    xb = (rng.random((2, 4)) < 0.5).astype(float)
+    np.testing.assert_array_equal(b2.reconstruct(xb), b.reconstruct(xb))
 
 
-def test_save_load_bad_input(tmp_path):
+def test_save_needs_params(tmp_path):
+    with pytest.raises(ValueError, match="params_"):
+        VAE(4, 2, hidden=(3,)).save(tmp_path / "a.npz")
     vae = VAE(4, 2, hidden=(3,))
-    params = vae.init_params(0)
-    with pytest.raises(TypeError, match="vae"):
-        save_vae(tmp_path / "a.npz", "not a vae", params)
-    with pytest.raises(ValueError, match="params|missing"):
-        save_vae(tmp_path / "a.npz", vae, {k: v for k, v in list(params.items())[1:]})
+    vae.params_ = {"enc.W0": np.zeros((4, 3))}
+    with pytest.raises(ValueError, match="params"):
+        vae.save(tmp_path / "a.npz")
+    vae.params_ = vae.init_params(0)
+    vae.history_ = {"epoch": [1, 2], "train_elbo": [1.0], "test_elbo": [1.0, 2.0],
+                    "seconds": [0.1, 0.2]}
+    with pytest.raises(ValueError, match="train_elbo"):
+        vae.save(tmp_path / "a.npz")
     with pytest.raises(FileNotFoundError):
-        load_vae(tmp_path / "none.npz")
-    np.savez(tmp_path / "other.npz", a=np.zeros(2))
-    with pytest.raises(ValueError, match="not an lvmref VAE file"):
-        load_vae(tmp_path / "other.npz")
+        VAE.load(tmp_path / "none.npz")
+
+
+def _rewrite(src, dst, **changes):
+    """Copy model file src to dst with entries replaced (value) or removed (None)."""
+    with np.load(src) as f:
+        d = {k: f[k] for k in f.files}
+    for k, v in changes.items():
+        if v is None:
+            d.pop(k)
+        else:
+            d[k] = np.asarray(v)
+    np.savez(dst, **d)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"enc.W0": None}, "enc.W0 is missing"),
+        ({"n_latent": None}, "n_latent is missing"),
+        ({"dec.b2": np.zeros(5)}, r"params\['dec.b2'\] must have shape \(12\), got \(5,\)"),
+        ({"enc.b0": np.array([0.0, np.nan, 0, 0, 0])}, "enc.b0.*NaN"),
+        ({"dec.W0": np.full((2, 4), np.inf)}, "dec.W0.*infinite"),
+        ({"n_features": np.array(6.0)}, "n_features must be an integer"),
+        ({"n_features": np.array(0)}, "invalid architecture: n_features must be >= 1"),
+        ({"hidden": np.array([5.0, 4.0])}, "hidden must be a 1-D integer array"),
+        ({"likelihood": np.array("poisson")}, "invalid architecture: likelihood"),
+        ({"activation": np.array(3)}, "activation must be a string"),
+        ({"extra": np.zeros(2)}, r"unexpected entries \['extra'\]"),
+        ({"__kind__": np.array("GaussianMixture")}, "holds a GaussianMixture, not a VAE"),
+        ({"__format__": np.array(2)}, "format version 2 is not supported"),
+        ({"history_.epoch": np.array([1, 3])}, r"history_\['epoch'\] must be 1, 2"),
+        ({"history_.epoch": np.array([1.0, 2.0])}, "epoch.*integers"),
+        ({"history_.seconds": np.array([0.5])}, "seconds.*shape"),
+        ({"history_.train_elbo": np.array([-3.0, np.inf])}, "train_elbo.*must be finite"),
+        ({"history_.test_elbo": np.array([-3.0, -np.inf])}, "test_elbo.*finite"),
+        ({"history_.seconds": np.array([0.5, 0.1])}, "non-decreasing"),
+        ({"history_.test_elbo": None}, "history_.test_elbo is missing"),
+    ],
+)
+def test_load_rejects_bad_files_naming_them(tmp_path, changes, match):
+    _, good = _fitted(tmp_path)
+    bad = _rewrite(good, tmp_path / "bad.npz", **changes)
+    with pytest.raises(ValueError, match=match) as info:
+        VAE.load(bad)
+    assert str(info.value).startswith(f"{bad}: ")
+
+
+def test_load_accepts_nan_test_elbo_and_rejects_unreadable_files(tmp_path):
+    _, good = _fitted(tmp_path)
+    ok = _rewrite(good, tmp_path / "ok.npz", **{"history_.test_elbo": np.array([np.nan] * 2)})
+    assert np.isnan(VAE.load(ok).history_["test_elbo"]).all()  # fitted without x_test
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="junk.npz"):
-        load_vae(tmp_path / "junk.npz")
-    save_vae(tmp_path / "v.npz", vae, params)
-    with np.load(tmp_path / "v.npz") as f:
-        d = {k: f[k] for k in f.files}
-    d.pop(next(k for k in d if not k.startswith("__")))
-    np.savez(tmp_path / "cut.npz", **d)
-    with pytest.raises(ValueError, match="malformed"):
-        load_vae(tmp_path / "cut.npz")
+        VAE.load(tmp_path / "junk.npz")
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut.npz: truncated or corrupted"):
+        VAE.load(cut)
 
 
 # ---------------------------------------------------------------- finite input never gives NaN
