@@ -5,6 +5,8 @@ closed forms derived independently in the test (Gaussian conditioning for the PP
 posterior), and Monte Carlo with its own standard error and a stated z-bound.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,6 +14,7 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.special import expit
 
+import lvmref.vae as V
 from lvmref.linear_gaussian import (
     linear_gaussian_elbo,
     linear_gaussian_log_marginal,
@@ -21,6 +24,7 @@ from lvmref.optim import Adam
 from lvmref.testing import assert_grad_close
 from lvmref.vae import (
     VAE,
+    VAEArchitecture,
     VAEModel,
     kl_normal_std_grad,
     reparameterize,
@@ -56,6 +60,116 @@ def _ppca(rng, d=6, k=3, scales=(2.0, 1.0, 0.5), noise_var=0.3):
 def _enc_perturbed(params, rng, scale):
     return {k: (v + scale * rng.normal(size=v.shape) if k.startswith("enc.") else v.copy())
             for k, v in params.items()}
+
+
+# ------------------------------------------------------------------ architecture, functions
+
+
+def test_architecture_is_frozen_and_the_vae_views_it():
+    a = VAEArchitecture(5, 2, hidden=[4], likelihood="gaussian", activation="relu")
+    assert a.hidden == (4,) and a.encoder.sizes == (5, 4, 4) and a.decoder.sizes == (2, 4, 10)
+    assert a.encoder.activations == ("relu", "identity") and a.decoder.prefix == "dec."
+    b = VAEArchitecture(5, 2, (4,), "gaussian", "relu")
+    assert a == b and hash(a) == hash(b) and a != VAEArchitecture(5, 2, (4,), "gaussian")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.n_latent = 3
+    vae = VAE(5, 2, (4,), "gaussian", "relu")
+    assert vae.arch == a
+    assert (vae.n_features, vae.n_latent, vae.hidden, vae.likelihood, vae.activation) == \
+        (5, 2, (4,), "gaussian", "relu")
+    with pytest.raises(AttributeError):
+        vae.n_features = 6  # read-only views of the architecture
+    assert repr(vae) == ("VAE(n_features=5, n_latent=2, hidden=(4,), likelihood='gaussian', "
+                         "activation='relu')")
+    assert vae.param_shapes() == a.param_shapes()
+
+
+def test_methods_are_the_functions_and_params_none_means_fitted():
+    rng = np.random.default_rng(44)
+    vae = VAE(5, 2, hidden=(4,))
+    p = _perturbed(vae, rng)
+    x, eps = _data(vae, 4, rng), rng.normal(size=(4, 3, 2))
+    a = vae.arch
+    calls = [
+        (lambda q: vae.elbo(q, x, eps, "mc"), lambda: V.elbo(p, x, eps, a, "mc")),
+        (lambda q: vae.elbo_grad_reparam(q, x, eps)[1]["enc.W0"],
+         lambda: V.elbo_grad_reparam(p, x, eps, a)[1]["enc.W0"]),
+        (lambda q: vae.elbo_grad_reinforce(q, x, eps, baseline="loo")[1]["enc.b0"],
+         lambda: V.elbo_grad_reinforce(p, x, eps, a, baseline="loo")[1]["enc.b0"]),
+        (lambda q: vae.log_q(q, x, eps), lambda: V.log_q(p, x, eps, a)),
+        (lambda q: vae.iwae_bound(q, x, 3, 7).value, lambda: V.iwae_bound(p, x, a, 3, 7).value),
+        (lambda q: vae.fit_local(q, x, n_steps=3, rng=1, k=2)[0],
+         lambda: V.fit_local(p, x, a, n_steps=3, rng=1, k=2)[0]),
+        (lambda q: vae.amortization_gap(q, x, k_eval=5, rng=2, n_steps=2).gap,
+         lambda: V.amortization_gap(p, x, a, k_eval=5, rng=2, n_steps=2).gap),
+        (lambda q: vae.encode(x, q)[1], lambda: V.encode(p, x, a)[1]),
+        (lambda q: vae.as_model(q).log_joint(x, eps), lambda: VAEModel(a, p).log_joint(x, eps)),
+    ]
+    for method, function in calls:
+        np.testing.assert_array_equal(method(p), function())
+    for method, _ in calls:  # not fitted: params=None is an error naming params
+        with pytest.raises(ValueError, match="params"):
+            method(None)
+    for call in (lambda: vae.decode(np.zeros((1, 2))), lambda: vae.reconstruct(x),
+                 lambda: vae.sample(2, 0)):
+        with pytest.raises(ValueError, match="params"):
+            call()
+    vae.params_ = p
+    for method, function in calls:
+        np.testing.assert_array_equal(method(None), function())
+
+
+def test_log_prior_and_log_likelihood_against_scipy():
+    rng = np.random.default_rng(45)
+    vae = VAE(5, 3, hidden=(4,))
+    p = _perturbed(vae, rng)
+    x, z = _data(vae, 4, rng), rng.normal(size=(4, 6, 3))
+    np.testing.assert_allclose(V.log_prior(z), stats.norm.logpdf(z).sum(-1), rtol=1e-13)
+    np.testing.assert_allclose(V.log_prior(z[0, 0]), stats.norm.logpdf(z[0, 0]).sum(),
+                               rtol=1e-13)
+    logits = vae.decode(z.reshape(24, 3), p, raw=True)
+    expect = stats.bernoulli.logpmf(np.repeat(x, 6, 0), expit(logits)).sum(1).reshape(4, 6)
+    np.testing.assert_allclose(V.log_likelihood(p, x, z, vae.arch), expect, rtol=1e-12)
+    np.testing.assert_allclose(V.log_likelihood(p, x, z[:, 0], vae.arch), expect[:, 0],
+                               rtol=1e-12)
+
+
+def test_functions_check_arch_and_arguments():
+    vae = VAE(4, 2, hidden=(3,))
+    p, a = vae.init_params(0), vae.arch
+    x, eps = np.zeros((3, 4)), np.zeros((3, 2))
+    for call in (lambda arch: V.elbo(p, x, eps, arch), lambda arch: V.encode(p, x, arch),
+                 lambda arch: V.elbo_grad_reparam(p, x, eps, arch),
+                 lambda arch: V.elbo_grad_reinforce(p, x, eps, arch),
+                 lambda arch: V.log_q(p, x, eps, arch), lambda arch: V.iwae_bound(p, x, arch, 2),
+                 lambda arch: V.log_likelihood(p, x, eps, arch), lambda arch: V.init_params(arch),
+                 lambda arch: V.fit_local(p, x, arch), lambda arch: V.amortization_gap(p, x, arch),
+                 lambda arch: VAEModel(arch, p)):
+        with pytest.raises(TypeError, match="arch"):
+            call(vae)  # the estimator, not its architecture
+    with pytest.raises(ValueError, match="n_features"):
+        VAEArchitecture(0, 2)
+    with pytest.raises(ValueError, match="scheme"):
+        V.init_params(a, 0, "he")
+    with pytest.raises(ValueError, match="z"):
+        V.log_prior(np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="z"):
+        V.log_likelihood(p, x, np.zeros((3, 3)), a)
+    with pytest.raises(ValueError, match="x"):
+        V.encode(p, np.zeros((3, 5)), a)
+    with pytest.raises(ValueError, match="params"):
+        V.log_q({**p, "enc.W0": np.zeros((4, 4))}, x, eps, a)
+    with pytest.raises(ValueError, match="k"):
+        V.fit_local(p, x, a, k=0)
+    with pytest.raises(ValueError, match="k"):
+        vae.fit(x, k=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        V.iwae_bound(p, x, a, 2, 0, chunk_size=0)
+    with pytest.raises(ValueError, match="init"):
+        V.fit_local(p, x, a, init=(np.zeros((3, 2)), np.zeros((2, 2))))
+    with pytest.raises(ValueError, match="z"):
+        VAEModel(a, p).log_joint(x, np.zeros((2, 1, 2)))
+
 
 
 # ------------------------------------------------------------------ gradients vs FD
