@@ -111,7 +111,7 @@ def main() -> int:
                      kmax, e_grad[kmax]))
     print(f"lvmref.vae vs PyTorch {torch.__version__} twin: same weights, same noise, float64 "
           f"(n=50 rows, D=64, K=10)")
-    print(f"{'likelihood':<10} {'kl':<9}{'S':>2} {'net':<18}{'estimator':<17}{'ELBO rel':>10}"
+    print(f"{'likelihood':<10} {'kl':<9}{'k':>2} {'net':<18}{'estimator':<17}{'ELBO rel':>10}"
           f"{'rows rel':>10}  {'worst grad':<8}{'rel':>10}")
     for r in rows:
         print(f"{r[0]:<10} {r[1]:<9}{r[2]:>2} {r[3]:<18}{r[4]:<17}{r[5]:>10.1e}{r[6]:>10.1e}  "
