@@ -246,7 +246,7 @@ class TrainingWorkspace:
 
     def step(self, x, eps):
         """:meth:`gradient` at (x, eps), then one Adam step; returns the batch-mean ELBO."""
-        value = self.gradient(x, eps)
+        value = self._gradient(*self._check_batch(x, eps))
         self.t += 1
         b1, b2 = self.betas
         self._adam_update(self.theta, self.grad, self.m, self.v, -1.0, self.lr, b1, b2,
@@ -268,14 +268,20 @@ class TrainingWorkspace:
         -------
         float
         """
-        arch = self.arch
+        return self._gradient(*self._check_batch(x, eps))
+
+    def _check_batch(self, x, eps):
         x, eps = np.asarray(x, dtype=np.float64), np.asarray(eps, dtype=np.float64)
-        K, d = arch.n_latent, arch.n_features
+        K, d = self.arch.n_latent, self.arch.n_features
         if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
             raise ValueError(f"x must have shape (nb, {d}) with nb >= 1, got {x.shape}")
-        nb = x.shape[0]
-        if eps.shape != (nb, K):
-            raise ValueError(f"eps must have shape ({nb}, {K}), got {eps.shape}")
+        if eps.shape != (x.shape[0], K):
+            raise ValueError(f"eps must have shape ({x.shape[0]}, {K}), got {eps.shape}")
+        return x, eps
+
+    def _gradient(self, x, eps):
+        arch, nb = self.arch, x.shape[0]
+        K, d = arch.n_latent, arch.n_features
         enc, dec = self.nets
         bufs = self._bufs(nb)
         e_inp, e_grd, e_fwd, e_bwd = bufs[enc.prefix]
