@@ -377,6 +377,12 @@ def _check_arch(arch):
     return arch
 
 
+def _checked(params, x, arch):
+    """``(params, x)`` validated against ``arch``, which must be a VAEArchitecture."""
+    arch = _check_arch(arch)
+    return arch.check_params(params), arch.check_x(x)
+
+
 def _as_noise3(a, n, K, name="eps"):
     """Noise or samples of shape (n, K) or (n, k, K), checked, as (n, k, K)."""
     a = as_float_array(a, name, ndim=(2, 3))
@@ -534,9 +540,7 @@ def log_likelihood(params, x, z, arch):
     -------
     ndarray, shape (n,) or (n, k)
     """
-    arch = _check_arch(arch)
-    params = arch.check_params(params)
-    x = arch.check_x(x)
+    params, x = _checked(params, x, arch)
     z_in = as_float_array(z, "z", ndim=(2, 3))
     z3 = np.ascontiguousarray(_as_noise3(z_in, x.shape[0], arch.n_latent, name="z"))
     ll = _decoder_log_lik(params, x, z3, arch, False)[0]
@@ -569,9 +573,7 @@ def encode(params, x, arch):
     -------
     mean, log_var : ndarray, shape (n, K)
     """
-    arch = _check_arch(arch)
-    params = arch.check_params(params)
-    x = arch.check_x(x)
+    params, x = _checked(params, x, arch)
     mean, log_var, _ = _encode(params, x, arch)
     return mean.copy(), log_var.copy()
 
@@ -603,9 +605,7 @@ def log_q(params, x, z, arch):
     -------
     ndarray, shape (n,) or (n, k)
     """
-    arch = _check_arch(arch)
-    params = arch.check_params(params)
-    x = arch.check_x(x)
+    params, x = _checked(params, x, arch)
     z_in = as_float_array(z, "z", ndim=(2, 3))
     z3 = _as_noise3(z_in, x.shape[0], arch.n_latent, name="z")
     mean, log_var, _ = _encode(params, x, arch)
@@ -729,9 +729,7 @@ def elbo(params, x, eps, arch, kl="analytic"):
     ndarray, shape (n,)
         Deterministic in (params, x, eps); its expectation over eps is eq. (4).
     """
-    arch = _check_arch(arch)
-    params = arch.check_params(params)
-    x = arch.check_x(x)
+    params, x = _checked(params, x, arch)
     eps3 = _as_noise3(eps, x.shape[0], arch.n_latent)
     kl = check_choice(kl, "kl", _KL)
     mean, log_var, _ = _encode(params, x, arch)
@@ -769,9 +767,7 @@ def elbo_grad_reparam(params, x, eps, arch, kl="analytic"):
         d value / d params, same keys and shapes as ``params`` (gradient of the ELBO,
         i.e. the *ascent* direction; the loss gradient is its negative).
     """
-    arch = _check_arch(arch)
-    params = arch.check_params(params)
-    x = arch.check_x(x)
+    params, x = _checked(params, x, arch)
     eps3 = _as_noise3(eps, x.shape[0], arch.n_latent)
     kl = check_choice(kl, "kl", _KL)
     return _elbo_grad_reparam(params, x, eps3, arch, kl)
@@ -825,9 +821,7 @@ def elbo_grad_reinforce(params, x, eps, arch, *, z=None, baseline=None, kl="anal
     grads : dict
         Gradient estimate of the batch-mean ELBO (ascent direction).
     """
-    arch = _check_arch(arch)
-    params = arch.check_params(params)
-    x = arch.check_x(x)
+    params, x = _checked(params, x, arch)
     n, K = x.shape[0], arch.n_latent
     kl = check_choice(kl, "kl", _KL)
     if (eps is None) == (z is None):
@@ -971,9 +965,7 @@ def fit_local(params, x, arch, *, n_steps=500, lr=1e-2, lr_final=1e-4, k=1, rng=
     -------
     mean, log_var : ndarray, shape (n, K)
     """
-    arch = _check_arch(arch)
-    params = arch.check_params(params)
-    x = arch.check_x(x)
+    params, x = _checked(params, x, arch)
     n_steps = check_positive_int(n_steps, "n_steps")
     k = check_positive_int(k, "k")
     kl = check_choice(kl, "kl", _KL)
@@ -1028,9 +1020,7 @@ def amortization_gap(params, x, arch, *, k_eval=1000, rng=None, **local):
     -------
     AmortizationGap
     """
-    arch = _check_arch(arch)
-    params = arch.check_params(params)
-    x = arch.check_x(x)
+    params, x = _checked(params, x, arch)
     k_eval = check_positive_int(k_eval, "k_eval", minimum=2)
     rng = check_rng(rng)
     mean_l, lv_l = fit_local(params, x, arch, rng=rng, **local)
