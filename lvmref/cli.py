@@ -143,7 +143,7 @@ def cmd_gmm(args):
 
 
 # ----------------------------------------------------------------------------------------
-# vae (persistence lives here: lvmref.vae.VAE has no save/load of its own)
+# vae
 # ----------------------------------------------------------------------------------------
 
 def _vae_eval(args, vae, params, X, label):
@@ -161,15 +161,16 @@ def _vae_eval(args, vae, params, X, label):
 
 def cmd_vae(args):
     from .files import load_matrix
-    from .vae import VAE, load_vae, save_vae
+    from .vae import VAE
 
     X = load_matrix(args.data, binary=True)
     X_test = load_matrix(args.test, name="--test", binary=True) if args.test else None
     out = {}
     if args.load:
         _require_file(args.load)
-        vae, params = load_vae(args.load)
-        _check_features(X, vae.n_visible, "VAE")
+        vae = VAE.load(args.load)
+        params = vae.params_
+        _check_features(X, vae.n_features, "VAE")
         _say(args, f"loaded {vae!r} from {args.load}")
     else:
         vae = VAE(X.shape[1], args.latent, hidden=_int_list_or_empty(args.hidden, "--hidden"),
@@ -182,13 +183,12 @@ def cmd_vae(args):
         params = vae.params_
         out["history"] = vae.history_
     if X_test is not None:
-        _check_features(X_test, vae.n_visible, "VAE")
+        _check_features(X_test, vae.n_features, "VAE")
     out["data"] = _vae_eval(args, vae, params, X, f"DATA {args.data}")
     if X_test is not None:
         out["test"] = _vae_eval(args, vae, params, X_test, f"--test {args.test}")
     if args.save:
-        save_vae(args.save, vae, params)
-        _say(args, f"model saved to {args.save}")
+        _say(args, f"model saved to {vae.save(args.save)}")
     if args.json:
         _write_json(args.json, out)
     return 0

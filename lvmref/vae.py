@@ -2,7 +2,7 @@ r"""Variational autoencoder (MLP encoder and decoder) with hand-derived gradient
 
 Amortized variational inference (Kingma & Welling 2014, "Auto-Encoding Variational
 Bayes"; Rezende, Mohamed & Wierstra 2014). Everything is per data row ``x`` (D features)
-with K latent units; ``n`` rows are processed at once.
+with K latent units; ``n`` rows are processed at once, with ``k`` noise samples per row.
 
 Derivation
 ----------
@@ -48,15 +48,15 @@ Reparameterization (the sampler uses :math:`\sigma = e^{s/2}`, the KL uses
 :math:`e^{s}`; both come from the same ``log_var``):
 
 .. math::  z_t = \mu + e^{s/2} \odot \varepsilon_t, \quad
-           \varepsilon_t \sim \mathcal N(0, I_K), \ t = 1..S                      \tag{6}
+           \varepsilon_t \sim \mathcal N(0, I_K), \ t = 1..k                      \tag{6}
 
 Two estimators of (4), each a deterministic function of :math:`\varepsilon`:
 
 .. math::
 
-   \hat{\mathcal L}_{\text{analytic}} &= \tfrac1S \textstyle\sum_t
+   \hat{\mathcal L}_{\text{analytic}} &= \tfrac1k \textstyle\sum_t
         \log p_\theta(x \mid z_t) - \mathrm{KL}(q \,\|\, p(z)),                 \tag{7a} \\
-   \hat{\mathcal L}_{\text{mc}} &= \tfrac1S \textstyle\sum_t \left[
+   \hat{\mathcal L}_{\text{mc}} &= \tfrac1k \textstyle\sum_t \left[
         \log p_\theta(x \mid z_t) + \log p(z_t) - \log q(z_t \mid x)\right], \quad
         \log q(z_t \mid x) = -\tfrac12 \textstyle\sum_j (\log 2\pi + s_j
         + \varepsilon_{tj}^2).                                                   \tag{7b}
@@ -80,9 +80,9 @@ since :math:`\partial z_t / \partial \mu = I` and
 .. math::
 
    \frac{\partial \hat{\mathcal L}_{\text{analytic}}}{\partial \mu} =
-        \tfrac1S \textstyle\sum_t g_t - \mu, \qquad
+        \tfrac1k \textstyle\sum_t g_t - \mu, \qquad
    \frac{\partial \hat{\mathcal L}_{\text{analytic}}}{\partial s} =
-        \tfrac1S \textstyle\sum_t \tfrac12\, g_t \odot e^{s/2} \odot \varepsilon_t
+        \tfrac1k \textstyle\sum_t \tfrac12\, g_t \odot e^{s/2} \odot \varepsilon_t
         - \tfrac12 (e^{s} - 1);                                                  \tag{9a}
 
 for (7b) replace :math:`g_t` by :math:`g_t - z_t` (from :math:`\log p(z_t)`, eq. 1), drop
@@ -93,9 +93,9 @@ the KL terms and add :math:`+\tfrac12` to :math:`\partial/\partial s` (from
 .. math::
 
    \frac{\partial \hat{\mathcal L}_{\text{mc}}}{\partial \mu} =
-        \tfrac1S \textstyle\sum_t (g_t - z_t), \qquad
+        \tfrac1k \textstyle\sum_t (g_t - z_t), \qquad
    \frac{\partial \hat{\mathcal L}_{\text{mc}}}{\partial s} =
-        \tfrac1S \textstyle\sum_t \tfrac12 (g_t - z_t) \odot e^{s/2} \odot
+        \tfrac1k \textstyle\sum_t \tfrac12 (g_t - z_t) \odot e^{s/2} \odot
         \varepsilon_t + \tfrac12.                                                \tag{9b}
 
 :math:`(\partial/\partial\mu, \partial/\partial s)` are then back-propagated through the
@@ -109,7 +109,7 @@ depend on :math:`z_t` leaves the estimator unbiased:
 
 .. math::
 
-   \widehat{\nabla_\lambda} = \tfrac1S \textstyle\sum_t (f_t - b_t)\,
+   \widehat{\nabla_\lambda} = \tfrac1k \textstyle\sum_t (f_t - b_t)\,
         \nabla_\lambda \log q(z_t \mid x), \qquad
    \frac{\partial \log q}{\partial \mu} = (z - \mu) e^{-s}, \quad
    \frac{\partial \log q}{\partial s} = \tfrac12\left[(z - \mu)^2 e^{-s} - 1\right]  \tag{10}
@@ -117,7 +117,7 @@ depend on :math:`z_t` leaves the estimator unbiased:
 with :math:`f_t = \log p_\theta(x \mid z_t)` and the analytic KL gradient (5) subtracted
 (``kl="analytic"``), or :math:`f_t = \log p(x, z_t) - \log q(z_t \mid x)` (``kl="mc"``;
 the term :math:`-\mathbb E_q[\nabla_\lambda \log q] = 0` is dropped). Baselines: a
-constant per row, or leave-one-out :math:`b_t = \frac{1}{S-1}\sum_{u \ne t} f_u` (Mnih &
+constant per row, or leave-one-out :math:`b_t = \frac{1}{k-1}\sum_{u \ne t} f_u` (Mnih &
 Rezende 2016; Kool, van Hoof & Welling 2019), which is independent of :math:`z_t`. The
 samples :math:`z_t` are held fixed: no pathwise derivative flows through them. The
 decoder gradient is the ordinary one, (8), at those :math:`z_t`.
@@ -167,7 +167,7 @@ weight), and (4) follows with the KL (5).
 Parameter layout
 ----------------
 ``params`` is a plain dict ``name -> float64 array`` (all dense layers ``y = h @ W + b``,
-``W`` of shape ``(n_in, n_out)``). With ``hidden = (h_1, ..., h_L)``:
+``W`` of shape ``(n_in, n_out)``). With ``D = n_features`` and ``hidden = (h_1, ..., h_L)``:
 
 * encoder, keys ``"enc.W{i}"``, ``"enc.b{i}"`` for ``i = 0..L``; layer sizes
   ``D -> h_1 -> ... -> h_L -> 2K``; activation ``activation`` on hidden layers, identity
@@ -182,42 +182,54 @@ E.g. ``VAE(64, 10, hidden=(200,))``: ``enc.W0 (64, 200)``, ``enc.b0 (200,)``,
 ``dec.W1 (200, 64)``, ``dec.b1 (64,)``. A PyTorch ``nn.Linear`` stores the transpose:
 ``linear.weight = W.T``, ``linear.bias = b``.
 
-Noise layout: ``eps`` of shape ``(n, K)`` (one sample per row) or ``(n, S, K)`` (S samples
-per row, as in :mod:`lvmref.estimators`).
+Noise layout: ``eps`` of shape ``(n, K)`` (one sample per row) or ``(n, k, K)`` (k samples
+per row, as in :mod:`lvmref.estimators`); given samples ``z`` likewise.
+
+Functions and estimator
+-----------------------
+The mathematics is in module-level functions of ``(params, x, noise, arch, options)``,
+each a deterministic function of its arguments: ``noise`` is ``eps`` (or the samples
+``z``), ``arch`` a :class:`VAEArchitecture` (sizes, likelihood, activation and the two
+MLPs). Where the noise is drawn inside (``iwae_bound``, ``fit_local``,
+``amortization_gap``) an ``rng`` option replaces it. :class:`VAE` is a thin estimator: it
+holds an architecture (``.arch``) and, once fitted, ``params_``; its methods of the same
+names take ``params`` first, ``None`` meaning the fitted ``params_``. :class:`VAEModel`
+binds an architecture and parameters to the :mod:`lvmref.estimators` protocol.
 
 Where each equation lives
 -------------------------
 ==========================================  =============================================
-(1)-(3) densities                           :class:`VAEModel` ``log_prior``,
-                                            ``log_likelihood``, ``log_q``; :meth:`VAE.log_q`
+(1) prior                                   :func:`log_prior`
+(2a)/(2b) likelihood, (8) its gradient      :func:`log_likelihood` (``_log_lik_bernoulli``,
+                                            ``_log_lik_gaussian``, ``_gaussian_score``)
+(3) encoder and q density                   :func:`encode`, :func:`log_q`
 (5) KL and its gradient                     :func:`lvmref.kernels.kl_normal_std`,
                                             :func:`kl_normal_std_grad`
 (6) reparameterization                      :func:`reparameterize`
-(7a)/(7b) ELBO estimators                   :meth:`VAE.elbo`
-(8)-(9) reparameterization gradient         :meth:`VAE.elbo_grad_reparam`
-(10) REINFORCE with baselines               :meth:`VAE.elbo_grad_reinforce`
-(11) IWAE bound                             :meth:`VAE.iwae_bound` (:mod:`lvmref.estimators`)
-(12) per-data-point VI, amortization gap    :meth:`VAE.fit_local`, :meth:`VAE.amortization_gap`
-(13) PPCA marginal, posterior, exact VAE    :func:`linear_gaussian_log_marginal`,
-                                            :func:`linear_gaussian_posterior`,
-                                            :func:`linear_gaussian_vae`
-(14) closed-form ELBO of a linear VAE       :func:`linear_gaussian_elbo`
-training (Adam, Kingma & Ba 2015)           :meth:`VAE.fit`, :class:`Adam`
+(7a)/(7b) ELBO estimators                   :func:`elbo`
+(8)-(9) reparameterization gradient         :func:`elbo_grad_reparam`
+(10) REINFORCE with baselines               :func:`elbo_grad_reinforce`
+(11) IWAE bound                             :func:`iwae_bound` (:mod:`lvmref.estimators`)
+(12) per-data-point VI, amortization gap    :func:`fit_local`, :func:`amortization_gap`
+(13) PPCA marginal, posterior, exact VAE    :mod:`lvmref.linear_gaussian`
+(14) closed-form ELBO of a linear VAE       :func:`lvmref.linear_gaussian.linear_gaussian_elbo`
+training (Adam, Kingma & Ba 2015)           :meth:`VAE.fit`, :class:`lvmref.optim.Adam`
 ==========================================  =============================================
 
-:meth:`VAE.fit` runs the reparameterized gradient (9) with S = 1 through an
-allocation-free workspace (one flat parameter vector, fused Numba kernels from
-:mod:`lvmref.kernels.vae`); a test asserts it computes the same gradient as
-:meth:`VAE.elbo_grad_reparam` to rounding.
+:meth:`VAE.fit` runs the reparameterized gradient (9) with k = 1 through the
+allocation-free :class:`lvmref.vae_training.TrainingWorkspace` (one flat parameter
+vector, fused Numba kernels from :mod:`lvmref.kernels.vae`); a test asserts it computes
+the same gradient as :func:`elbo_grad_reparam` to rounding.
 """
 
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from . import estimators
 from .kernels import bernoulli_logit_grad, kl_normal_std, normal_log_prob_diag
 from .kernels.checks import (
     as_float_array,
@@ -227,101 +239,264 @@ from .kernels.checks import (
     check_positive_int,
     check_rng,
 )
+from .kernels.constants import LOG_2PI
 from .kernels.densities import bernoulli_log_prob_np, sigmoid_np
 from .kernels.fpenv import benign_underflow
-from .kernels.optim import adam_update
-from .kernels.vae import (
-    bernoulli_grad,
-    gaussian_reparam,
-    kl_grad_analytic,
-    neg_abs,
-    tanh_backward,
-)
 from .nn import ACTIVATIONS, MLP
+from .optim import Adam
+from .persistence import read_model, save_model
+from .vae_training import TrainingWorkspace
 
 __all__ = [
     "VAE",
+    "VAEArchitecture",
     "VAEModel",
-    "Adam",
     "AmortizationGap",
+    "init_params",
+    "log_prior",
+    "log_likelihood",
+    "encode",
+    "log_q",
     "kl_normal_std_grad",
     "reparameterize",
-    "linear_gaussian_vae",
-    "linear_gaussian_log_marginal",
-    "linear_gaussian_posterior",
-    "linear_gaussian_elbo",
-    "save_vae",
-    "load_vae",
+    "elbo",
+    "elbo_grad_reparam",
+    "elbo_grad_reinforce",
+    "iwae_bound",
+    "fit_local",
+    "amortization_gap",
 ]
 
-LOG_2PI = float(np.log(2.0 * np.pi))
 _LIKELIHOODS = ("bernoulli", "gaussian")
 _KL = ("analytic", "mc")
+_FILE_VERSION = 1  # of the "VAE" kind in the lvmref.persistence format
+_HISTORY = ("epoch", "train_elbo", "test_elbo", "seconds")
 
 
-# ------------------------------------------------------------------ small pure pieces
-
-
-@benign_underflow
-def reparameterize(mean, log_var, eps):
-    r"""z = mean + exp(log_var / 2) * eps, eq. (6).
-
-    Parameters
-    ----------
-    mean, log_var : ndarray, shape (n, K)
-    eps : ndarray, shape (n, K) or (n, S, K)
-
-    Returns
-    -------
-    z : ndarray, same shape as ``eps``
-    """
-    mean = as_float_array(mean, "mean", ndim=2)
-    log_var = as_float_array(log_var, "log_var", shape=mean.shape)
-    eps = as_float_array(eps, "eps", ndim=(2, 3))
-    if eps.shape[0] != mean.shape[0] or eps.shape[-1] != mean.shape[1]:
-        raise ValueError(f"eps must have shape (n, K) or (n, S, K) with (n, K) = {mean.shape}, "
-                         f"got {eps.shape}")
-    if eps.ndim == 2:
-        return mean + np.exp(0.5 * log_var) * eps
-    return mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps
+# ------------------------------------------------------------------ architecture
 
 
 @benign_underflow
-def kl_normal_std_grad(mean, log_var):
-    r"""Gradient of KL(N(mean, diag exp(log_var)) || N(0, I)) per row, eq. (5).
+@dataclass(frozen=True)
+class VAEArchitecture:
+    """Sizes, decoder likelihood and activation of a VAE, and its two MLPs.
 
     Parameters
     ----------
-    mean, log_var : ndarray, shape (n, K)
+    n_features : int
+        D, data dimension.
+    n_latent : int
+        K, latent dimension.
+    hidden : tuple of int
+        Hidden widths of the encoder (the decoder uses them reversed); ``()`` gives a
+        linear encoder/decoder (the linear-Gaussian case of eqs. 13-14).
+    likelihood : {"bernoulli", "gaussian"}
+        Decoder distribution, eq. (2a) or (2b).
+    activation : str
+        Hidden activation, one of :data:`lvmref.nn.ACTIVATIONS`.
+
+    Attributes
+    ----------
+    encoder : lvmref.nn.MLP
+        ``D -> hidden -> 2K``, keys ``"enc.*"``; output ``[mean, log_var]`` (eq. 3).
+    decoder : lvmref.nn.MLP
+        ``K -> reversed(hidden) -> D`` logits (Bernoulli) or ``2D`` mean and log variance
+        (Gaussian), keys ``"dec.*"`` (eq. 2).
+    """
+
+    n_features: int
+    n_latent: int
+    hidden: tuple = (200,)
+    likelihood: str = "bernoulli"
+    activation: str = "tanh"
+    encoder: MLP = field(init=False, repr=False, compare=False)
+    decoder: MLP = field(init=False, repr=False, compare=False)
+
+    def __post_init__(self):
+        d = check_positive_int(self.n_features, "n_features")
+        K = check_positive_int(self.n_latent, "n_latent")
+        try:
+            hidden = tuple(self.hidden)
+        except TypeError:
+            raise TypeError(f"hidden must be a tuple of ints, got {type(self.hidden).__name__}") \
+                from None
+        hidden = tuple(check_positive_int(h, "hidden") for h in hidden)
+        check_choice(self.likelihood, "likelihood", _LIKELIHOODS)
+        check_choice(self.activation, "activation", tuple(ACTIVATIONS))
+        d_out = d if self.likelihood == "bernoulli" else 2 * d
+        acts = (self.activation,) * len(hidden) + ("identity",)
+        for name, value in (("n_features", d), ("n_latent", K), ("hidden", hidden),
+                            ("encoder", MLP((d, *hidden, 2 * K), acts, prefix="enc.")),
+                            ("decoder", MLP((K, *hidden[::-1], d_out), acts, prefix="dec."))):
+            object.__setattr__(self, name, value)
+
+    def param_shapes(self) -> dict:
+        """Parameter names and shapes, encoder then decoder (the "Parameter layout")."""
+        out = {}
+        for net in (self.encoder, self.decoder):
+            for i in range(net.n_layers):
+                out[f"{net.prefix}W{i}"] = (net.sizes[i], net.sizes[i + 1])
+                out[f"{net.prefix}b{i}"] = (net.sizes[i + 1],)
+        return out
+
+    def check_params(self, params) -> dict:
+        """Validated float64 copies of ``params`` (keys and shapes as in the layout)."""
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict of str -> array, got {type(params).__name__}")
+        shapes = self.param_shapes()
+        missing = [k for k in shapes if k not in params]
+        extra = [k for k in params if k not in shapes]
+        if missing or extra:
+            raise ValueError(f"params keys do not match the layout: missing {missing}, "
+                             f"unexpected {extra}")
+        return {k: as_float_array(params[k], f"params[{k!r}]", shape=s) for k, s in shapes.items()}
+
+    def check_x(self, x, name="x"):
+        """``x`` as a float64 copy of shape (n, D), finite, binary for a Bernoulli decoder."""
+        x = as_float_array(x, name, ndim=2)
+        if x.shape[1] != self.n_features:
+            raise ValueError(f"{name} must have n_features = {self.n_features} columns, "
+                             f"got shape {x.shape}")
+        if self.likelihood == "bernoulli":
+            check_binary(x, name)
+        return x
+
+    def check_z(self, z, name="z"):
+        """``z`` as a finite float64 copy of shape (n, K)."""
+        z = as_float_array(z, name, ndim=2)
+        if z.shape[1] != self.n_latent:
+            raise ValueError(f"{name} must have n_latent = {self.n_latent} columns, "
+                             f"got shape {z.shape}")
+        return z
+
+
+def _check_arch(arch):
+    if not isinstance(arch, VAEArchitecture):
+        raise TypeError(f"arch must be a VAEArchitecture (a VAE's .arch), got "
+                        f"{type(arch).__name__}")
+    return arch
+
+
+def _checked(params, x, arch):
+    """``(params, x)`` validated against ``arch``, which must be a VAEArchitecture."""
+    arch = _check_arch(arch)
+    return arch.check_params(params), arch.check_x(x)
+
+
+def _as_noise3(a, n, K, name="eps"):
+    """Noise or samples of shape (n, K) or (n, k, K), checked, as (n, k, K)."""
+    a = as_float_array(a, name, ndim=(2, 3))
+    if a.shape[0] != n or a.shape[-1] != K or (a.ndim == 3 and a.shape[1] == 0):
+        raise ValueError(f"{name} must have shape (n, K) = ({n}, {K}) or (n, k, K) with "
+                         f"k >= 1, got {a.shape}")
+    return a[:, None, :] if a.ndim == 2 else a
+
+
+@benign_underflow
+def init_params(arch, rng=None, scheme="glorot") -> dict:
+    """Random initial parameters, encoder first, then decoder, drawn from ``rng``.
+
+    Parameters
+    ----------
+    arch : VAEArchitecture
+    rng : Generator, int or None
+    scheme : {"glorot", "torch"}
+        ``"glorot"``: Glorot-uniform weights, zero biases (:meth:`lvmref.nn.MLP.init`).
+        ``"torch"``: the distribution of PyTorch's ``nn.Linear`` default
+        (``kaiming_uniform_(a=sqrt(5))``): weights *and* biases ~ U(-1/sqrt(n_in),
+        1/sqrt(n_in)), drawn layer by layer, W then b, from ``rng``.
 
     Returns
     -------
-    d_mean, d_log_var : ndarray, shape (n, K)
-        ``mean`` and ``(exp(log_var) - 1) / 2``.
+    dict
+        Layout in the module docstring.
     """
-    mean = as_float_array(mean, "mean", ndim=2)
-    log_var = as_float_array(log_var, "log_var", shape=mean.shape)
-    return mean, 0.5 * np.expm1(log_var)
+    arch = _check_arch(arch)
+    rng = check_rng(rng)
+    check_choice(scheme, "scheme", ("glorot", "torch"))
+    if scheme == "glorot":
+        return {**arch.encoder.init(rng), **arch.decoder.init(rng)}
+    params = {}
+    for net in (arch.encoder, arch.decoder):
+        for i in range(net.n_layers):
+            n_in, n_out = net.sizes[i], net.sizes[i + 1]
+            r = 1.0 / np.sqrt(n_in)
+            params[f"{net.prefix}W{i}"] = rng.uniform(-r, r, size=(n_in, n_out))
+            params[f"{net.prefix}b{i}"] = rng.uniform(-r, r, size=n_out)
+    return params
 
 
-def _log_normal_std(z):
-    """Eq. (1): log N(z | 0, I) over the last axis."""
+# ------------------------------------------------------------------ eqs. (1)-(3): densities
+
+
+def _log_prior(z):
+    """Eq. (1), unchecked: log N(z | 0, I) over the last axis."""
     return -0.5 * np.sum(LOG_2PI + z * z, axis=-1)
 
 
+@benign_underflow
+def log_prior(z):
+    """log p(z) = log N(z | 0, I_K), eq. (1).
+
+    Parameters
+    ----------
+    z : array_like, shape (..., K)
+
+    Returns
+    -------
+    ndarray, shape (...,)
+    """
+    return _log_prior(as_float_array(z, "z", ndim=(1, 2, 3)))
+
+
 def _log_lik_bernoulli(x, logits, need_grad):
-    """Eq. (2a) per row and, if ``need_grad``, eq. (8) d ell / d logits = x - sigmoid_np(l)."""
+    """Eq. (2a) per row and, if ``need_grad``, eq. (8): d ell / d logits = x - sigmoid(l).
+
+    Parameters
+    ----------
+    x, logits : ndarray, shape (n, D)
+
+    Returns
+    -------
+    ll : ndarray, shape (n,)
+    grad : ndarray, shape (n, D), or None
+        Formed without cancellation (:func:`lvmref.kernels.bernoulli_logit_grad`).
+    """
     ll = bernoulli_log_prob_np(x, logits)
     return ll, (bernoulli_logit_grad(x, logits) if need_grad else None)
+
+
+def _gaussian_score(x, mean, log_var):
+    """d log N(x | mean, e^{log_var}) / d(mean, log_var): eq. (8) (Gaussian) and eq. (10).
+
+    ``(x - m) e^{-v}`` and ``((x - m)^2 e^{-v} - 1) / 2``, formed from the scaled residual
+    w = (x - m) e^{-v/2} as ``w e^{-v/2}`` and ``(w^2 - 1) / 2``; where x == m the
+    0 * inf of an extreme log-variance (v < -1419) is taken as its limit 0. All arrays
+    of one (broadcast) shape.
+    """
+    r = x - mean
+    with np.errstate(over="ignore", invalid="ignore"):  # x == mean handled by the where
+        s = np.exp(-0.5 * log_var)
+        w = np.where(r == 0.0, 0.0, r * s)
+        return np.where(r == 0.0, 0.0, w * s), 0.5 * (w * w - 1.0)
 
 
 def _log_lik_gaussian(x, out, need_grad):
     """Eq. (2b) per row and, if ``need_grad``, eq. (8) for (mean, log_var) = out[:, :D], [D:].
 
-    The log-density comes from :func:`lvmref.kernels.normal_log_prob_diag` (no 0 * inf for
-    x == m at extreme log-variances); the gradient (8) is formed from the same scaled
-    residual w = (x - m) e^{-v/2}: d/dm = w e^{-v/2}, d/dv = (w^2 - 1)/2, and 0 * inf
-    where x == m is taken as its limit 0.
+    Parameters
+    ----------
+    x : ndarray, shape (n, D)
+    out : ndarray, shape (n, 2D)
+        Decoder output.
+
+    Returns
+    -------
+    ll : ndarray, shape (n,)
+        From :func:`lvmref.kernels.normal_log_prob_diag` (no 0 * inf for x == m at extreme
+        log-variances).
+    grad : ndarray, shape (n, 2D), or None
+        :func:`_gaussian_score` of the decoder's mean and log variance.
     """
     d = x.shape[1]
     m, v = out[:, :d], out[:, d:]
@@ -333,83 +508,415 @@ def _log_lik_gaussian(x, out, need_grad):
     return ll, g
 
 
-def _gaussian_score(x, mean, log_var):
-    """d log N(x | mean, e^{log_var}) / d(mean, log_var): eq. (8) (Gaussian) and eq. (10).
-
-    ``(x - m) e^{-v}`` and ``((x - m)^2 e^{-v} - 1) / 2``, formed from the scaled residual
-    w = (x - m) e^{-v/2} as ``w e^{-v/2}`` and ``(w^2 - 1) / 2``; where x == m the
-    0 * inf of an extreme log-variance (v < -1419) is taken as its limit 0.
-    """
-    r = x - mean
-    with np.errstate(over="ignore", invalid="ignore"):  # x == mean handled by the where
-        s = np.exp(-0.5 * log_var)
-        w = np.where(r == 0.0, 0.0, r * s)
-        return np.where(r == 0.0, 0.0, w * s), 0.5 * (w * w - 1.0)
+_LOG_LIK = {"bernoulli": _log_lik_bernoulli, "gaussian": _log_lik_gaussian}
 
 
-def _as_eps3(eps, n, k, name="eps"):
-    eps = as_float_array(eps, name, ndim=(2, 3))
-    if eps.shape[0] != n or eps.shape[-1] != k or (eps.ndim == 3 and eps.shape[1] == 0):
-        raise ValueError(f"{name} must have shape (n, K) = ({n}, {k}) or (n, S, K) with S >= 1, "
-                         f"got {eps.shape}")
-    return eps[:, None, :] if eps.ndim == 2 else eps
-
-
-# ------------------------------------------------------------------ optimizer
+def _decoder_log_lik(params, x, z3, arch, need_grad, scale=1.0):
+    """Eq. (2) for z3 (n, k, K): ll (n, k), and if ``need_grad`` the decoder gradients and
+    g = d/dz of ``scale * sum_{i,t} ll[i, t]`` (eq. 8 back-propagated, :mod:`lvmref.nn`)."""
+    n, k, K = z3.shape
+    out, cache = arch.decoder.forward(params, z3.reshape(n * k, K))
+    xr = x if k == 1 else np.repeat(x, k, axis=0)
+    ll, g_out = _LOG_LIK[arch.likelihood](xr, out, need_grad)
+    if not need_grad:
+        return ll.reshape(n, k), None, None
+    g_out *= scale
+    grads, g_z = arch.decoder.backward(params, cache, g_out, need_input_grad=True)
+    return ll.reshape(n, k), grads, g_z.reshape(n, k, K)
 
 
 @benign_underflow
-class Adam:
-    r"""Adam (Kingma & Ba 2015), updating a parameter dict in place.
-
-    ``m <- b1 m + (1-b1) g``, ``v <- b2 v + (1-b2) g^2``,
-    ``p <- p - (lr / (1-b1^t)) m / (sqrt(v) / sqrt(1-b2^t) + eps)`` — ``torch.optim.Adam``
-    (default, no weight decay, no amsgrad) up to rounding; one fused pass per array
-    (:func:`lvmref.kernels.vae.adam_update`).
+def log_likelihood(params, x, z, arch):
+    """log p(x | z), eq. (2a) (Bernoulli) or (2b) (Gaussian).
 
     Parameters
     ----------
-    params : dict of str -> ndarray
-        Updated in place by :meth:`step` (C-contiguous float64 arrays; the caller's dict —
-        pass a copy to keep yours).
-    lr, beta1, beta2, eps : float
+    params : dict
+    x : array_like, shape (n, D)
+    z : array_like, shape (n, K) or (n, k, K)
+    arch : VAEArchitecture
+
+    Returns
+    -------
+    ndarray, shape (n,) or (n, k)
     """
-
-    def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
-        self.lr = check_positive_float(lr, "lr")
-        self.beta1, self.beta2, self.eps = float(beta1), float(beta2), float(eps)
-        if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
-            raise ValueError(f"beta1, beta2 must be in [0, 1), got {beta1}, {beta2}")
-        for k, v in params.items():
-            if not (isinstance(v, np.ndarray) and v.dtype == np.float64
-                    and v.flags.c_contiguous and v.flags.writeable):
-                raise TypeError(f"params[{k!r}] must be a writeable C-contiguous float64 array")
-        self.params = params
-        self.m = {k: np.zeros_like(v) for k, v in params.items()}
-        self.v = {k: np.zeros_like(v) for k, v in params.items()}
-        self.t = 0
-
-    def step(self, grads, sign=1.0):
-        """One update with ``sign * grads`` as the gradient of the loss being minimized.
-
-        ``sign=-1`` takes an ascent gradient (e.g. of the ELBO). ``grads``: dict with the
-        keys and shapes of ``params`` (a subset is allowed).
-        """
-        self.t += 1
-        bc1 = 1.0 - self.beta1**self.t
-        bc2_sqrt = float(np.sqrt(1.0 - self.beta2**self.t))
-        for k, g in grads.items():
-            adam_update(self.params[k].reshape(-1), np.ascontiguousarray(g).reshape(-1),
-                        self.m[k].reshape(-1), self.v[k].reshape(-1), float(sign), self.lr,
-                        self.beta1, self.beta2, self.eps, bc1, bc2_sqrt)
+    params, x = _checked(params, x, arch)
+    z_in = as_float_array(z, "z", ndim=(2, 3))
+    z3 = np.ascontiguousarray(_as_noise3(z_in, x.shape[0], arch.n_latent, name="z"))
+    ll = _decoder_log_lik(params, x, z3, arch, False)[0]
+    return ll[:, 0] if z_in.ndim == 2 else ll
 
 
-# ------------------------------------------------------------------ the model
+def _encode(params, x, arch):
+    """Eq. (3), unchecked: (mean, log_var) = f_lambda(x), and the encoder's forward cache."""
+    out, cache = arch.encoder.forward(params, x)
+    K = arch.n_latent
+    return out[:, :K], out[:, K:], cache
+
+
+def _encoder_backward(params, cache, g_mean, g_log_var, arch):
+    """Encoder parameter gradients from d/dmean and d/dlog_var (:mod:`lvmref.nn`, eq. 2)."""
+    return arch.encoder.backward(params, cache, np.concatenate([g_mean, g_log_var], 1))[0]
+
+
+@benign_underflow
+def encode(params, x, arch):
+    """Parameters of q(z | x), eq. (3): the encoder output split in two.
+
+    Parameters
+    ----------
+    params : dict
+    x : array_like, shape (n, D)
+    arch : VAEArchitecture
+
+    Returns
+    -------
+    mean, log_var : ndarray, shape (n, K)
+    """
+    params, x = _checked(params, x, arch)
+    mean, log_var, _ = _encode(params, x, arch)
+    return mean.copy(), log_var.copy()
+
+
+def _log_q3(z3, mean, log_var):
+    """Eq. (3) for z3 (n, k, K) and q parameters (n, K) -> (n, k).
+
+    Through :func:`lvmref.kernels.normal_log_prob_diag`, which forms the quadratic term as
+    ((z - mu) e^{-s/2})^2 and takes it as 0 where z == mu, so a collapsed unit
+    (s < -710, e^{-s} = inf) gives no 0 * inf.
+    """
+    shape = z3.shape
+    return normal_log_prob_diag(z3, np.broadcast_to(mean[:, None, :], shape),
+                                np.broadcast_to(log_var[:, None, :], shape))
+
+
+@benign_underflow
+def log_q(params, x, z, arch):
+    """log q(z | x), eq. (3).
+
+    Parameters
+    ----------
+    params : dict
+    x : array_like, shape (n, D)
+    z : array_like, shape (n, K) or (n, k, K)
+    arch : VAEArchitecture
+
+    Returns
+    -------
+    ndarray, shape (n,) or (n, k)
+    """
+    params, x = _checked(params, x, arch)
+    z_in = as_float_array(z, "z", ndim=(2, 3))
+    z3 = _as_noise3(z_in, x.shape[0], arch.n_latent, name="z")
+    mean, log_var, _ = _encode(params, x, arch)
+    out = _log_q3(z3, mean, log_var)
+    return out[:, 0] if z_in.ndim == 2 else out
+
+
+# ------------------------------------------------------------------ eqs. (5)-(6): KL, sampler
+
+
+def _kl_normal_std_grad(mean, log_var):
+    """Eq. (5), unchecked: d KL / d mean = mean, d KL / d log_var = (e^{log_var} - 1) / 2."""
+    return mean, 0.5 * np.expm1(log_var)
+
+
+@benign_underflow
+def kl_normal_std_grad(mean, log_var):
+    r"""Gradient of KL(N(mean, diag exp(log_var)) || N(0, I)) per row, eq. (5).
+
+    (The KL itself is :func:`lvmref.kernels.kl_normal_std`.)
+
+    Parameters
+    ----------
+    mean, log_var : array_like, shape (n, K)
+
+    Returns
+    -------
+    d_mean, d_log_var : ndarray, shape (n, K)
+        ``mean`` and ``(exp(log_var) - 1) / 2``.
+    """
+    mean = as_float_array(mean, "mean", ndim=2)
+    log_var = as_float_array(log_var, "log_var", shape=mean.shape)
+    return _kl_normal_std_grad(mean, log_var)
+
+
+def _reparameterize(mean, log_var, eps):
+    """Eq. (6), unchecked: mean (n, K), log_var (n, K), eps (n, K) or (n, k, K) -> z like eps."""
+    if eps.ndim == 2:
+        return mean + np.exp(0.5 * log_var) * eps
+    return mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps
+
+
+@benign_underflow
+def reparameterize(mean, log_var, eps):
+    r"""z = mean + exp(log_var / 2) * eps, eq. (6).
+
+    Parameters
+    ----------
+    mean, log_var : array_like, shape (n, K)
+    eps : array_like, shape (n, K) or (n, k, K)
+
+    Returns
+    -------
+    z : ndarray, same shape as ``eps``
+    """
+    mean = as_float_array(mean, "mean", ndim=2)
+    log_var = as_float_array(log_var, "log_var", shape=mean.shape)
+    eps = as_float_array(eps, "eps", ndim=(2, 3))
+    if eps.shape[0] != mean.shape[0] or eps.shape[-1] != mean.shape[1]:
+        raise ValueError(f"eps must have shape (n, K) or (n, k, K) with (n, K) = {mean.shape}, "
+                         f"got {eps.shape}")
+    return _reparameterize(mean, log_var, eps)
+
+
+# ------------------------------------------------------------------ eqs. (7)-(9): ELBO, gradient
+
+
+def _elbo_q(params, x, mean, log_var, eps3, arch, kl, need_grad, scale=1.0):
+    """ELBO estimate (7a)/(7b) per row for given q parameters, and gradients (8)-(9).
+
+    Parameters
+    ----------
+    mean, log_var : ndarray, shape (n, K)
+        q parameters (the encoder output, or free per-row parameters, eq. 12).
+    eps3 : ndarray, shape (n, k, K)
+
+    Returns
+    -------
+    elbo : ndarray, shape (n,)
+    grads : None, or (decoder grads, d/dmean, d/dlog_var) of ``scale * sum_i elbo_i``
+    """
+    k = eps3.shape[1]
+    z = _reparameterize(mean, log_var, eps3)                           # eq. (6)
+    ll, dec_grads, g_z = _decoder_log_lik(params, x, z, arch, need_grad, scale / k)
+    if kl == "analytic":
+        elbo_rows = ll.mean(axis=1) - kl_normal_std(mean, log_var)     # eq. (7a)
+    else:
+        log_qz = -0.5 * np.sum(LOG_2PI + log_var[:, None, :] + eps3 * eps3, axis=2)
+        elbo_rows = np.mean(ll + _log_prior(z) - log_qz, axis=1)       # eq. (7b)
+    if not need_grad:
+        return elbo_rows, None
+    if kl == "mc":
+        g_z = g_z - (scale / k) * z                                    # eq. (9b)
+    g_mean = g_z.sum(axis=1)
+    g_log_var = 0.5 * np.sum(g_z * eps3, axis=1) * np.exp(0.5 * log_var)
+    if kl == "analytic":                                               # eq. (9a), KL (5)
+        d_mean, d_log_var = _kl_normal_std_grad(mean, log_var)
+        g_mean -= scale * d_mean
+        g_log_var -= scale * d_log_var
+    else:
+        g_log_var += 0.5 * scale
+    return elbo_rows, (dec_grads, g_mean, g_log_var)
+
+
+@benign_underflow
+def elbo(params, x, eps, arch, kl="analytic"):
+    """Per-row ELBO estimate, eq. (7a) (``kl="analytic"``) or (7b) (``kl="mc"``).
+
+    Parameters
+    ----------
+    params : dict
+        Layout in the module docstring.
+    x : array_like, shape (n, D)
+    eps : array_like, shape (n, K) or (n, k, K)
+        Standard-normal noise of the reparameterization (6).
+    arch : VAEArchitecture
+    kl : {"analytic", "mc"}
+
+    Returns
+    -------
+    ndarray, shape (n,)
+        Deterministic in (params, x, eps); its expectation over eps is eq. (4).
+    """
+    params, x = _checked(params, x, arch)
+    eps3 = _as_noise3(eps, x.shape[0], arch.n_latent)
+    kl = check_choice(kl, "kl", _KL)
+    mean, log_var, _ = _encode(params, x, arch)
+    return _elbo_q(params, x, mean, log_var, eps3, arch, kl, False)[0]
+
+
+def _elbo_grad_reparam(params, x, eps3, arch, kl):
+    """Eqs. (7)-(9), unchecked: batch-mean ELBO and its gradient at eps3 (n, k, K)."""
+    n = x.shape[0]
+    mean, log_var, cache = _encode(params, x, arch)
+    elbo_rows, (dec_grads, g_mean, g_lv) = _elbo_q(params, x, mean, log_var, eps3, arch, kl,
+                                                   True, scale=1.0 / n)
+    grads = _encoder_backward(params, cache, g_mean, g_lv, arch)
+    grads.update(dec_grads)
+    return float(np.mean(elbo_rows)), grads
+
+
+@benign_underflow
+def elbo_grad_reparam(params, x, eps, arch, kl="analytic"):
+    """Batch-mean ELBO and its exact gradient at fixed eps, eqs. (7)-(9).
+
+    Parameters
+    ----------
+    params : dict
+    x : array_like, shape (n, D)
+    eps : array_like, shape (n, K) or (n, k, K)
+    arch : VAEArchitecture
+    kl : {"analytic", "mc"}
+
+    Returns
+    -------
+    value : float
+        ``mean(elbo(params, x, eps, arch, kl))``.
+    grads : dict
+        d value / d params, same keys and shapes as ``params`` (gradient of the ELBO,
+        i.e. the *ascent* direction; the loss gradient is its negative).
+    """
+    params, x = _checked(params, x, arch)
+    eps3 = _as_noise3(eps, x.shape[0], arch.n_latent)
+    kl = check_choice(kl, "kl", _KL)
+    return _elbo_grad_reparam(params, x, eps3, arch, kl)
+
+
+# ------------------------------------------------------------------ eq. (10): REINFORCE
+
+
+def _baseline(baseline, n, k):
+    if baseline is None:
+        return 0.0
+    if isinstance(baseline, str):
+        check_choice(baseline, "baseline", ("loo",))
+        if k < 2:
+            raise ValueError("baseline='loo' needs k >= 2 samples per row")
+        return "loo"
+    b = as_float_array(baseline, "baseline", ndim=(0, 1))
+    if b.ndim == 1 and b.shape != (n,):
+        raise ValueError(f"baseline must be a number or have shape (n,) = ({n},), got {b.shape}")
+    return b if b.ndim == 0 else b[:, None]
+
+
+@benign_underflow
+def elbo_grad_reinforce(params, x, eps, arch, *, z=None, baseline=None, kl="analytic"):
+    """Batch-mean ELBO and a REINFORCE gradient estimate, eq. (10).
+
+    Decoder gradient: the ordinary one, (8), at the samples. Encoder gradient: the
+    score-function estimator (10) -- samples are held fixed, no pathwise derivative.
+
+    Parameters
+    ----------
+    params : dict
+    x : array_like, shape (n, D)
+    eps : array_like, shape (n, K) or (n, k, K), or None
+        Noise; the samples are ``z = mean + exp(log_var/2) * eps`` (eq. 6).
+    arch : VAEArchitecture
+    z : array_like, shape (n, K) or (n, k, K), optional
+        The samples themselves (from q(z | x) for an unbiased estimate). Exactly one
+        of ``eps`` and ``z``.
+    baseline : None, "loo", float or array_like of shape (n,)
+        ``None``: b = 0; ``"loo"``: leave-one-out mean of the other k - 1 samples'
+        f (needs k >= 2); a number or per-row array: a constant b (it must not be
+        computed from these samples for the estimate to stay unbiased).
+    kl : {"analytic", "mc"}
+        Which f in (10), see the module docstring.
+
+    Returns
+    -------
+    value : float
+        Batch mean of the ELBO estimate at these samples ((7a)/(7b)).
+    grads : dict
+        Gradient estimate of the batch-mean ELBO (ascent direction).
+    """
+    params, x = _checked(params, x, arch)
+    n, K = x.shape[0], arch.n_latent
+    kl = check_choice(kl, "kl", _KL)
+    if (eps is None) == (z is None):
+        raise ValueError("pass exactly one of eps and z")
+    mean, log_var, cache = _encode(params, x, arch)
+    if z is None:
+        z3 = _reparameterize(mean, log_var, _as_noise3(eps, n, K))      # eq. (6)
+    else:
+        z3 = _as_noise3(z, n, K, name="z")
+    k = z3.shape[1]
+    b = _baseline(baseline, n, k)
+    ll, dec_grads, _ = _decoder_log_lik(params, x, z3, arch, True, 1.0 / (n * k))
+    if kl == "analytic":
+        f = ll
+        elbo_rows = ll.mean(axis=1) - kl_normal_std(mean, log_var)
+    else:
+        f = ll + _log_prior(z3) - _log_q3(z3, mean, log_var)
+        elbo_rows = f.mean(axis=1)
+    if isinstance(b, str):  # leave-one-out
+        b = (f.sum(axis=1, keepdims=True) - f) / (k - 1)
+    w = (f - b) / (n * k)                                              # (n, k)
+    score_mean, score_lv = _gaussian_score(z3, mean[:, None, :], log_var[:, None, :])
+    g_mean = np.sum(w[:, :, None] * score_mean, axis=1)               # eq. (10)
+    g_lv = np.sum(w[:, :, None] * score_lv, axis=1)
+    if kl == "analytic":                                               # minus the KL (5)
+        d_mean, d_log_var = _kl_normal_std_grad(mean, log_var)
+        g_mean -= d_mean / n
+        g_lv -= d_log_var / n
+    grads = _encoder_backward(params, cache, g_mean, g_lv, arch)
+    grads.update(dec_grads)
+    return float(np.mean(elbo_rows)), grads
+
+
+# ------------------------------------------------------------------ eq. (11): IWAE
+
+
+@benign_underflow
+def iwae_bound(params, x, arch, k, rng=None, *, n_repeats=1, chunk_size=None, z=None):
+    """Importance-weighted bound L_k per row, eq. (11), via lvmref.estimators.iwae_bound.
+
+    Rows are processed in chunks so that at most ``chunk_size`` rows x
+    ``n_repeats * k`` samples are held at once; the chunks draw from ``rng`` in order.
+
+    Parameters
+    ----------
+    params : dict
+    x : array_like, shape (n, D)
+    arch : VAEArchitecture
+    k : int
+        Importance samples inside the log-mean (k = 1 gives the ELBO).
+    rng : Generator, int or None
+    n_repeats : int
+        Independent sets of k samples per row (their spread is the standard error;
+        ``nan`` for 1).
+    chunk_size : int, optional
+        Rows per chunk (default: 50000 // (n_repeats * k), at least 1).
+    z : array_like, shape (n, n_repeats * k, K), optional
+        Samples from q(z | x) to use instead of ``rng`` (oracle use; not chunked).
+
+    Returns
+    -------
+    lvmref.estimators.Estimate
+        ``value`` and ``stderr`` of shape (n,); ``log_weights`` (n, n_repeats * k).
+    """
+    model = VAEModel(arch, params)
+    x = arch.check_x(x)
+    k = check_positive_int(k, "k")
+    n_repeats = check_positive_int(n_repeats, "n_repeats")
+    if z is not None:
+        if rng is not None:
+            raise ValueError("pass either rng (to sample) or z (given samples), not both")
+        z = as_float_array(z, "z", shape=(x.shape[0], n_repeats * k, arch.n_latent))
+        return estimators.iwae_bound(model, x, k, n_repeats=n_repeats, z=z)
+    rng = check_rng(rng)
+    if chunk_size is None:
+        chunk_size = max(1, 50_000 // (k * n_repeats))
+    chunk_size = check_positive_int(chunk_size, "chunk_size")
+    parts = [estimators.iwae_bound(model, x[i:i + chunk_size], k, rng, n_repeats=n_repeats)
+             for i in range(0, x.shape[0], chunk_size)]
+    if len(parts) == 1:
+        return parts[0]
+    return estimators.Estimate(
+        value=np.concatenate([p.value for p in parts]),
+        stderr=np.concatenate([p.stderr for p in parts]),
+        n_samples=parts[0].n_samples,
+        log_weights=np.concatenate([p.log_weights for p in parts]),
+    )
+
+
+# ------------------------------------------------------------------ eq. (12): amortization
 
 
 @dataclass(frozen=True)
 class AmortizationGap:
-    """Per-row result of :meth:`VAE.amortization_gap`, eq. (12).
+    """Per-row result of :func:`amortization_gap`, eq. (12).
 
     Attributes
     ----------
@@ -429,17 +936,126 @@ class AmortizationGap:
 
 
 @benign_underflow
-class VAE:
-    """Variational autoencoder with MLP encoder/decoder; derivation in the module docstring.
+def fit_local(params, x, arch, *, n_steps=500, lr=1e-2, lr_final=1e-4, k=1, rng=None,
+              init=None, kl="analytic"):
+    """Per-data-point (non-amortized) VI for the fixed decoder in ``params``, eq. (12).
 
-    The object describes the architecture; every method taking ``params`` is a pure
-    function of ``(params, x, noise)``. :meth:`fit` stores the trained parameters in
-    ``params_`` and the learning curves in ``history_``; :meth:`encode`, :meth:`decode`,
-    :meth:`reconstruct` and :meth:`sample` use ``params_`` unless ``params`` is given.
+    Each row gets its own (mean, log_var), optimized by Adam on the reparameterized
+    ELBO (7a)/(7b) with gradient (9) (no encoder). Rows are independent. The step size
+    decays geometrically from ``lr`` to ``lr_final`` (with a constant step, Adam keeps
+    jittering at a noise floor set by the gradient noise).
 
     Parameters
     ----------
-    n_visible : int
+    params : dict
+        Only the decoder entries are used (the encoder gives the default start).
+    x : array_like, shape (n, D)
+    arch : VAEArchitecture
+    n_steps : int
+    lr, lr_final : float
+        First and last Adam step size (geometric schedule).
+    k : int
+        Noise samples per row and step; each step draws ``rng.standard_normal((n, k, K))``.
+    rng : Generator, int or None
+    init : tuple (mean, log_var) of arrays (n, K), optional
+        Start; default the encoder output.
+    kl : {"analytic", "mc"}
+
+    Returns
+    -------
+    mean, log_var : ndarray, shape (n, K)
+    """
+    params, x = _checked(params, x, arch)
+    n_steps = check_positive_int(n_steps, "n_steps")
+    k = check_positive_int(k, "k")
+    kl = check_choice(kl, "kl", _KL)
+    rng = check_rng(rng)
+    n, K = x.shape[0], arch.n_latent
+    if init is None:
+        mean, log_var, _ = _encode(params, x, arch)
+        phi = {"mean": mean.copy(), "log_var": log_var.copy()}
+    else:
+        phi = {"mean": as_float_array(init[0], "init[0]", shape=(n, K)),
+               "log_var": as_float_array(init[1], "init[1]", shape=(n, K))}
+    lr = check_positive_float(lr, "lr")
+    decay = (check_positive_float(lr_final, "lr_final") / lr) ** (1.0 / max(n_steps - 1, 1))
+    opt = Adam(phi, lr=lr)
+    for step in range(n_steps):
+        opt.lr = lr * decay**step
+        eps3 = rng.standard_normal((n, k, K))
+        _, (_, g_mean, g_lv) = _elbo_q(params, x, phi["mean"], phi["log_var"], eps3, arch, kl,
+                                       True)
+        opt.step({"mean": g_mean, "log_var": g_lv}, sign=-1.0)
+    return phi["mean"], phi["log_var"]
+
+
+def _per_sample_elbo(params, x, mean, log_var, eps3, arch):
+    """Eq. (7a) per sample: log p(x | z_t) - KL, shape (n, k)."""
+    z = _reparameterize(mean, log_var, eps3)
+    ll = _decoder_log_lik(params, x, z, arch, False)[0]
+    return ll - kl_normal_std(mean, log_var)[:, None]
+
+
+@benign_underflow
+def amortization_gap(params, x, arch, *, k_eval=1000, rng=None, **local):
+    """Per-row amortization gap (12): local-optimum ELBO minus encoder ELBO.
+
+    Both ELBOs use eq. (7a) with the same ``k_eval`` noise draws per row (common random
+    numbers), so the standard error is that of the paired difference.
+
+    Parameters
+    ----------
+    params : dict
+    x : array_like, shape (n, D)
+    arch : VAEArchitecture
+    k_eval : int
+        Noise samples per row for the evaluation (>= 2).
+    rng : Generator, int or None
+        Used for :func:`fit_local` and then for the evaluation noise.
+    **local
+        Passed to :func:`fit_local` (``n_steps``, ``lr``, ``lr_final``, ``k``, ``init``,
+        ``kl``).
+
+    Returns
+    -------
+    AmortizationGap
+    """
+    params, x = _checked(params, x, arch)
+    k_eval = check_positive_int(k_eval, "k_eval", minimum=2)
+    rng = check_rng(rng)
+    mean_l, lv_l = fit_local(params, x, arch, rng=rng, **local)
+    mean_e, lv_e, _ = _encode(params, x, arch)
+    n, K = x.shape[0], arch.n_latent
+    diffs, e_loc, e_enc = [], [], []
+    step = max(1, 100_000 // n)
+    for start in range(0, k_eval, step):
+        eps3 = rng.standard_normal((n, min(step, k_eval - start), K))
+        a = _per_sample_elbo(params, x, mean_l, lv_l, eps3, arch)
+        b = _per_sample_elbo(params, x, mean_e, lv_e, eps3, arch)
+        e_loc.append(a)
+        e_enc.append(b)
+        diffs.append(a - b)
+    d = np.concatenate(diffs, axis=1)
+    return AmortizationGap(
+        elbo_local=np.concatenate(e_loc, axis=1).mean(axis=1),
+        elbo_encoder=np.concatenate(e_enc, axis=1).mean(axis=1),
+        gap=d.mean(axis=1),
+        gap_stderr=d.std(axis=1, ddof=1) / np.sqrt(k_eval),
+        mean=mean_l, log_var=lv_l,
+    )
+
+
+# ------------------------------------------------------------------ the estimator
+
+
+@benign_underflow
+class VAE:
+    """Variational autoencoder with MLP encoder and decoder: a thin estimator around the
+    functions of this module (derivation in the module docstring).
+
+    Parameters
+    ----------
+    n_features : int
         D, data dimension.
     n_latent : int
         K, latent dimension.
@@ -453,389 +1069,124 @@ class VAE:
 
     Attributes
     ----------
-    encoder, decoder : lvmref.nn.MLP
-    params_ : dict
-        Set by :meth:`fit`; layout in the module docstring.
-    history_ : dict of lists
+    arch : VAEArchitecture
+        The architecture (``n_features`` ... ``activation`` are read-only views of it).
+    params_ : dict or None
+        The fitted parameters (layout in the module docstring), set by :meth:`fit` or
+        :meth:`load`; may also be assigned.
+    history_ : dict of lists or None
         Set by :meth:`fit`: ``epoch``, ``train_elbo``, ``test_elbo``, ``seconds``.
+
+    Notes
+    -----
+    The methods ``elbo``, ``elbo_grad_reparam``, ``elbo_grad_reinforce``, ``log_q``,
+    ``iwae_bound``, ``fit_local`` and ``amortization_gap`` are the module-level functions
+    of the same names with ``arch=self.arch``, taking ``(params, x, noise, ...)``.
+    Everywhere, ``params=None`` means the fitted ``params_`` (a ``ValueError`` naming
+    ``params`` if there are none); the conveniences ``encode``, ``decode``,
+    ``reconstruct``, ``sample`` and ``as_model`` take ``params`` as an optional keyword.
     """
 
     latent_type = "continuous"
 
-    def __init__(self, n_visible, n_latent, hidden=(200,), likelihood="bernoulli",
+    def __init__(self, n_features, n_latent, hidden=(200,), likelihood="bernoulli",
                  activation="tanh"):
-        self.n_visible = check_positive_int(n_visible, "n_visible")
-        self.n_latent = check_positive_int(n_latent, "n_latent")
-        try:
-            hidden = tuple(hidden)
-        except TypeError:
-            raise TypeError(f"hidden must be a tuple of ints, got {type(hidden).__name__}") \
-                from None
-        self.hidden = tuple(check_positive_int(h, "hidden") for h in hidden)
-        self.likelihood = check_choice(likelihood, "likelihood", _LIKELIHOODS)
-        self.activation = check_choice(activation, "activation", tuple(ACTIVATIONS))
-        d, k = self.n_visible, self.n_latent
-        d_out = d if self.likelihood == "bernoulli" else 2 * d
-        acts = (self.activation,) * len(self.hidden) + ("identity",)
-        self.encoder = MLP((d, *self.hidden, 2 * k), acts, prefix="enc.")
-        self.decoder = MLP((k, *self.hidden[::-1], d_out), acts, prefix="dec.")
-        self._log_lik = _log_lik_bernoulli if self.likelihood == "bernoulli" \
-            else _log_lik_gaussian
+        self.arch = VAEArchitecture(n_features, n_latent, hidden, likelihood, activation)
         self.params_ = None
         self.history_ = None
 
+    n_features = property(lambda self: self.arch.n_features, doc="D, data dimension.")
+    n_latent = property(lambda self: self.arch.n_latent, doc="K, latent dimension.")
+    hidden = property(lambda self: self.arch.hidden, doc="Hidden widths of the encoder.")
+    likelihood = property(lambda self: self.arch.likelihood, doc="Decoder distribution.")
+    activation = property(lambda self: self.arch.activation, doc="Hidden activation.")
+
     def __repr__(self):
-        return (f"VAE(n_visible={self.n_visible}, n_latent={self.n_latent}, "
-                f"hidden={self.hidden}, likelihood={self.likelihood!r}, "
-                f"activation={self.activation!r})")
+        a = self.arch
+        return (f"VAE(n_features={a.n_features}, n_latent={a.n_latent}, hidden={a.hidden}, "
+                f"likelihood={a.likelihood!r}, activation={a.activation!r})")
+
+    def _params(self, params):
+        """``params``, or the fitted ``params_`` for ``None`` (the rule of the class)."""
+        if params is not None:
+            return params
+        if self.params_ is None:
+            raise ValueError("params: this VAE has no fitted params_ (pass params, call fit() "
+                             "or load a saved model)")
+        return self.params_
 
     # -------------------------------------------------------------- parameters
 
     def param_shapes(self) -> dict:
-        """Parameter names and shapes (module docstring, "Parameter layout")."""
-        out = {}
-        for net in (self.encoder, self.decoder):
-            for i in range(net.n_layers):
-                out[f"{net.prefix}W{i}"] = (net.sizes[i], net.sizes[i + 1])
-                out[f"{net.prefix}b{i}"] = (net.sizes[i + 1],)
-        return out
-
-    def init_params(self, rng=None, scheme="glorot") -> dict:
-        """Random initial parameters, encoder first, then decoder, drawn from ``rng``.
-
-        Parameters
-        ----------
-        rng : Generator, int or None
-        scheme : {"glorot", "torch"}
-            ``"glorot"``: Glorot-uniform weights, zero biases (:meth:`lvmref.nn.MLP.init`).
-            ``"torch"``: the distribution of PyTorch's ``nn.Linear`` default
-            (``kaiming_uniform_(a=sqrt(5))``): weights *and* biases ~ U(-1/sqrt(n_in),
-            1/sqrt(n_in)), drawn layer by layer, W then b, from ``rng``.
-
-        Returns
-        -------
-        dict
-            Layout in the module docstring.
-        """
-        rng = check_rng(rng)
-        check_choice(scheme, "scheme", ("glorot", "torch"))
-        if scheme == "glorot":
-            return {**self.encoder.init(rng), **self.decoder.init(rng)}
-        params = {}
-        for net in (self.encoder, self.decoder):
-            for i in range(net.n_layers):
-                n_in, n_out = net.sizes[i], net.sizes[i + 1]
-                r = 1.0 / np.sqrt(n_in)
-                params[f"{net.prefix}W{i}"] = rng.uniform(-r, r, size=(n_in, n_out))
-                params[f"{net.prefix}b{i}"] = rng.uniform(-r, r, size=n_out)
-        return params
+        """Parameter names and shapes (:meth:`VAEArchitecture.param_shapes`)."""
+        return self.arch.param_shapes()
 
     def check_params(self, params) -> dict:
-        """Validated float64 copies of ``params`` (keys and shapes as in the layout)."""
-        if not isinstance(params, dict):
-            raise TypeError(f"params must be a dict of str -> array, got {type(params).__name__}")
-        shapes = self.param_shapes()
-        missing = [k for k in shapes if k not in params]
-        extra = [k for k in params if k not in shapes]
-        if missing or extra:
-            raise ValueError(f"params keys do not match the layout: missing {missing}, "
-                             f"unexpected {extra}")
-        return {k: as_float_array(params[k], f"params[{k!r}]", shape=s) for k, s in shapes.items()}
+        """Validated float64 copies of ``params`` (:meth:`VAEArchitecture.check_params`)."""
+        return self.arch.check_params(params)
 
-    def _params_or_fitted(self, params):
-        if params is None:
-            if self.params_ is None:
-                raise ValueError("params is required before fit() has been called")
-            return self.params_
-        return self.check_params(params)
+    def init_params(self, rng=None, scheme="glorot") -> dict:
+        """Random initial parameters: :func:`init_params` with this architecture."""
+        return init_params(self.arch, rng, scheme)
 
-    def _check_x(self, x, name="x"):
-        x = as_float_array(x, name, ndim=2)
-        if x.shape[1] != self.n_visible:
-            raise ValueError(f"{name} must have n_visible = {self.n_visible} columns, "
-                             f"got shape {x.shape}")
-        if self.likelihood == "bernoulli":
-            check_binary(x, name)
-        return x
-
-    def _check_z(self, z, name="z"):
-        z = as_float_array(z, name, ndim=2)
-        if z.shape[1] != self.n_latent:
-            raise ValueError(f"{name} must have n_latent = {self.n_latent} columns, "
-                             f"got shape {z.shape}")
-        return z
-
-    # -------------------------------------------------------------- core math
-
-    def _encode(self, params, x):
-        out, cache = self.encoder.forward(params, x)
-        k = self.n_latent
-        return out[:, :k], out[:, k:], cache
-
-    def _encoder_backward(self, params, cache, g_mean, g_log_var):
-        return self.encoder.backward(params, cache, np.concatenate([g_mean, g_log_var], 1))[0]
-
-    def _decoder_log_lik(self, params, x, z3, need_grad, scale=1.0):
-        """log p(x|z) for z3 (n, S, K): returns ll (n, S), decoder grads, d(sum ll*scale)/dz.
-
-        Gradients are of ``scale * sum_{i,t} ll[i, t]`` (``None`` unless ``need_grad``).
-        """
-        n, s, k = z3.shape
-        out, cache = self.decoder.forward(params, z3.reshape(n * s, k))
-        xr = x if s == 1 else np.repeat(x, s, axis=0)
-        ll, g_out = self._log_lik(xr, out, need_grad)
-        if not need_grad:
-            return ll.reshape(n, s), None, None
-        g_out *= scale
-        grads, g_z = self.decoder.backward(params, cache, g_out, need_input_grad=True)
-        return ll.reshape(n, s), grads, g_z.reshape(n, s, k)
-
-    def _elbo_q(self, params, x, mean, log_var, eps3, kl, need_grad, scale=1.0):
-        """ELBO estimate (7a)/(7b) per row for given q parameters, and gradients (8)-(9).
-
-        Returns ``elbo (n,)`` and, if ``need_grad``, (decoder grads, d/dmean, d/dlog_var)
-        of ``scale * sum_i elbo_i``.
-        """
-        s = eps3.shape[1]
-        std = np.exp(0.5 * log_var)
-        z = mean[:, None, :] + std[:, None, :] * eps3                     # eq. (6)
-        ll, dec_grads, g_z = self._decoder_log_lik(params, x, z, need_grad, scale / s)
-        if kl == "analytic":
-            elbo = ll.mean(axis=1) - kl_normal_std(mean, log_var)              # eq. (7a)
-        else:
-            log_pz = _log_normal_std(z)
-            log_qz = -0.5 * np.sum(LOG_2PI + log_var[:, None, :] + eps3 * eps3, axis=2)
-            elbo = np.mean(ll + log_pz - log_qz, axis=1)                 # eq. (7b)
-        if not need_grad:
-            return elbo, None
-        if kl == "mc":
-            g_z = g_z - (scale / s) * z                                   # eq. (9b)
-        g_mean = g_z.sum(axis=1)
-        g_log_var = 0.5 * np.sum(g_z * eps3, axis=1) * std
-        if kl == "analytic":                                              # eq. (9a)
-            g_mean -= scale * mean
-            g_log_var -= (0.5 * scale) * np.expm1(log_var)
-        else:
-            g_log_var += 0.5 * scale
-        return elbo, (dec_grads, g_mean, g_log_var)
-
-    # -------------------------------------------------------------- pure public API
+    # -------------------------------------------------------------- the functions, bound
 
     def elbo(self, params, x, eps, kl="analytic"):
-        """Per-row ELBO estimate, eq. (7a) (``kl="analytic"``) or (7b) (``kl="mc"``).
-
-        Parameters
-        ----------
-        params : dict
-            Layout in the module docstring.
-        x : array_like, shape (n, D)
-        eps : array_like, shape (n, K) or (n, S, K)
-            Standard-normal noise of the reparameterization (6).
-        kl : {"analytic", "mc"}
-
-        Returns
-        -------
-        ndarray, shape (n,)
-            Deterministic in (params, x, eps); its expectation over eps is eq. (4).
-        """
-        params = self.check_params(params)
-        x = self._check_x(x)
-        eps3 = _as_eps3(eps, x.shape[0], self.n_latent)
-        kl = check_choice(kl, "kl", _KL)
-        mean, log_var, _ = self._encode(params, x)
-        return self._elbo_q(params, x, mean, log_var, eps3, kl, False)[0]
+        """Per-row ELBO estimate (7a)/(7b): :func:`elbo`."""
+        return elbo(self._params(params), x, eps, self.arch, kl)
 
     def elbo_grad_reparam(self, params, x, eps, kl="analytic"):
-        """Batch-mean ELBO and its exact gradient at fixed eps, eqs. (7)-(9).
-
-        Parameters
-        ----------
-        params : dict
-        x : array_like, shape (n, D)
-        eps : array_like, shape (n, K) or (n, S, K)
-        kl : {"analytic", "mc"}
-
-        Returns
-        -------
-        value : float
-            ``mean(self.elbo(params, x, eps, kl))``.
-        grads : dict
-            d value / d params, same keys and shapes as ``params`` (gradient of the ELBO,
-            i.e. the *ascent* direction; the loss gradient is its negative).
-        """
-        params = self.check_params(params)
-        x = self._check_x(x)
-        eps3 = _as_eps3(eps, x.shape[0], self.n_latent)
-        kl = check_choice(kl, "kl", _KL)
-        return self._reparam(params, x, eps3, kl)
-
-    def _reparam(self, params, x, eps3, kl):
-        n = x.shape[0]
-        mean, log_var, cache = self._encode(params, x)
-        elbo, (dec_grads, g_mean, g_lv) = self._elbo_q(
-            params, x, mean, log_var, eps3, kl, True, scale=1.0 / n)
-        grads = self._encoder_backward(params, cache, g_mean, g_lv)
-        grads.update(dec_grads)
-        return float(np.mean(elbo)), grads
-
-    def log_q(self, params, x, z):
-        """log q(z | x), eq. (3).
-
-        Parameters
-        ----------
-        params : dict
-        x : array_like, shape (n, D)
-        z : array_like, shape (n, K) or (n, S, K)
-
-        Returns
-        -------
-        ndarray, shape (n,) or (n, S)
-        """
-        params = self.check_params(params)
-        x = self._check_x(x)
-        z_in = as_float_array(z, "z", ndim=(2, 3))
-        z3 = _as_eps3(z_in, x.shape[0], self.n_latent, name="z")
-        mean, log_var, _ = self._encode(params, x)
-        out = _log_q3(z3, mean, log_var)
-        return out[:, 0] if z_in.ndim == 2 else out
+        """Batch-mean ELBO and its exact gradient at fixed eps, (7)-(9):
+        :func:`elbo_grad_reparam`."""
+        return elbo_grad_reparam(self._params(params), x, eps, self.arch, kl)
 
     def elbo_grad_reinforce(self, params, x, eps=None, *, z=None, baseline=None,
                             kl="analytic"):
-        """Batch-mean ELBO and a REINFORCE gradient estimate, eq. (10).
+        """Batch-mean ELBO and a REINFORCE gradient estimate (10):
+        :func:`elbo_grad_reinforce`."""
+        return elbo_grad_reinforce(self._params(params), x, eps, self.arch, z=z,
+                                   baseline=baseline, kl=kl)
 
-        Decoder gradient: the ordinary one, (8), at the samples. Encoder gradient: the
-        score-function estimator (10) — samples are held fixed, no pathwise derivative.
+    def log_q(self, params, x, z):
+        """log q(z | x), eq. (3): :func:`log_q`."""
+        return log_q(self._params(params), x, z, self.arch)
 
-        Parameters
-        ----------
-        params : dict
-        x : array_like, shape (n, D)
-        eps : array_like, shape (n, K) or (n, S, K), optional
-            Noise; the samples are ``z = mean + exp(log_var/2) * eps`` (eq. 6).
-        z : array_like, shape (n, K) or (n, S, K), optional
-            The samples themselves (from q(z | x) for an unbiased estimate). Exactly one
-            of ``eps`` and ``z``.
-        baseline : None, "loo", float or array_like of shape (n,)
-            ``None``: b = 0; ``"loo"``: leave-one-out mean of the other S - 1 samples'
-            f (needs S >= 2); a number or per-row array: a constant b (it must not be
-            computed from these samples for the estimate to stay unbiased).
-        kl : {"analytic", "mc"}
-            Which f in (10), see the module docstring.
+    def iwae_bound(self, params, x, k, rng=None, *, n_repeats=1, chunk_size=None, z=None):
+        """Importance-weighted bound L_k per row (11): :func:`iwae_bound`."""
+        return iwae_bound(self._params(params), x, self.arch, k, rng, n_repeats=n_repeats,
+                          chunk_size=chunk_size, z=z)
 
-        Returns
-        -------
-        value : float
-            Batch mean of the ELBO estimate at these samples ((7a)/(7b)).
-        grads : dict
-            Gradient estimate of the batch-mean ELBO (ascent direction).
-        """
-        params = self.check_params(params)
-        x = self._check_x(x)
-        n, k = x.shape[0], self.n_latent
-        kl = check_choice(kl, "kl", _KL)
-        if (eps is None) == (z is None):
-            raise ValueError("pass exactly one of eps and z")
-        mean, log_var, cache = self._encode(params, x)
-        if z is None:
-            eps3 = _as_eps3(eps, n, k)
-            z3 = mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps3
-        else:
-            z3 = _as_eps3(z, n, k, name="z")
-        s = z3.shape[1]
-        b = _baseline(baseline, n, s)
-        ll, dec_grads, _ = self._decoder_log_lik(params, x, z3, True, 1.0 / (n * s))
-        log_q = _log_q3(z3, mean, log_var)
-        if kl == "analytic":
-            f = ll
-            elbo = ll.mean(axis=1) - kl_normal_std(mean, log_var)
-        else:
-            f = ll + _log_normal_std(z3) - log_q
-            elbo = f.mean(axis=1)
-        if isinstance(b, str):  # leave-one-out
-            b = (f.sum(axis=1, keepdims=True) - f) / (s - 1)
-        w = (f - b) / (n * s)                                             # (n, S)
-        score_mean, score_lv = _gaussian_score(z3, mean[:, None, :], log_var[:, None, :])
-        g_mean = np.sum(w[:, :, None] * score_mean, axis=1)               # eq. (10)
-        g_lv = np.sum(w[:, :, None] * score_lv, axis=1)
-        if kl == "analytic":
-            g_mean -= mean / n
-            g_lv -= 0.5 * np.expm1(log_var) / n
-        grads = self._encoder_backward(params, cache, g_mean, g_lv)
-        grads.update(dec_grads)
-        return float(np.mean(elbo)), grads
+    def fit_local(self, params, x, *, n_steps=500, lr=1e-2, lr_final=1e-4, k=1, rng=None,
+                  init=None, kl="analytic"):
+        """Per-data-point VI for the fixed decoder (12): :func:`fit_local`."""
+        return fit_local(self._params(params), x, self.arch, n_steps=n_steps, lr=lr,
+                         lr_final=lr_final, k=k, rng=rng, init=init, kl=kl)
 
-    # -------------------------------------------------------------- estimators protocol
+    def amortization_gap(self, params, x, *, k_eval=1000, rng=None, **local):
+        """Per-row amortization gap (12): :func:`amortization_gap`."""
+        return amortization_gap(self._params(params), x, self.arch, k_eval=k_eval, rng=rng,
+                                **local)
 
     def as_model(self, params=None) -> VAEModel:
         """This VAE bound to ``params``, following the :mod:`lvmref.estimators` protocol."""
-        return VAEModel(self, self._params_or_fitted(params))
-
-    def iwae_bound(self, params, x, k, rng=None, *, n_repeats=1, chunk_size=None, z=None):
-        """Importance-weighted bound L_k per row, eq. (11), via lvmref.estimators.iwae_bound.
-
-        Rows are processed in chunks so that at most ``chunk_size`` rows x
-        ``n_repeats * k`` samples are held at once; the chunks draw from ``rng`` in order.
-
-        Parameters
-        ----------
-        params : dict
-        x : array_like, shape (n, D)
-        k : int
-            Importance samples inside the log-mean (k = 1 gives the ELBO).
-        rng : Generator, int or None
-        n_repeats : int
-            Independent sets of k samples per row (their spread is the standard error;
-            ``nan`` for 1).
-        chunk_size : int, optional
-            Rows per chunk (default: 50000 // (n_repeats * k), at least 1).
-        z : array_like, shape (n, n_repeats * k, K), optional
-            Samples from q(z | x) to use instead of ``rng`` (oracle use; not chunked).
-
-        Returns
-        -------
-        lvmref.estimators.Estimate
-            ``value`` and ``stderr`` of shape (n,); ``log_weights`` (n, n_repeats * k).
-        """
-        from . import estimators
-
-        model = self.as_model(params)
-        x = self._check_x(x)
-        k = check_positive_int(k, "k")
-        n_repeats = check_positive_int(n_repeats, "n_repeats")
-        if z is not None:
-            if rng is not None:
-                raise ValueError("pass either rng (to sample) or z (given samples), not both")
-            z = as_float_array(z, "z", shape=(x.shape[0], n_repeats * k, self.n_latent))
-            return estimators.iwae_bound(model, x, k, n_repeats=n_repeats, z=z)
-        rng = check_rng(rng)
-        if chunk_size is None:
-            chunk_size = max(1, 50_000 // (k * n_repeats))
-        chunk_size = check_positive_int(chunk_size, "chunk_size")
-        parts = [estimators.iwae_bound(model, x[i:i + chunk_size], k, rng, n_repeats=n_repeats)
-                 for i in range(0, x.shape[0], chunk_size)]
-        if len(parts) == 1:
-            return parts[0]
-        return estimators.Estimate(
-            value=np.concatenate([p.value for p in parts]),
-            stderr=np.concatenate([p.stderr for p in parts]),
-            n_samples=parts[0].n_samples,
-            log_weights=np.concatenate([p.log_weights for p in parts]),
-        )
+        return VAEModel(self.arch, self._params(params))
 
     # -------------------------------------------------------------- training
 
     def fit(self, x, x_test=None, *, n_epochs=100, batch_size=100, lr=1e-3, rng=None,
-            params=None, init="glorot", estimator="reparam", kl="analytic", n_samples=1,
+            params=None, init="glorot", estimator="reparam", kl="analytic", k=1,
             baseline=None, verbose=False):
-        """Maximize the ELBO with minibatch Adam.
+        """Maximize the ELBO with minibatch Adam; sets ``params_`` and ``history_``.
 
         Noise protocol (so another implementation can replay it): ``rng`` draws, in
-        order, the initial parameters (``init_params(rng, init)``, unless ``params`` is given),
-        then per epoch a permutation ``rng.permutation(n)`` and per minibatch (consecutive
-        slices of the permutation, the last one possibly smaller) ``eps =
-        rng.standard_normal((b, K))`` (or ``(b, S, K)`` for ``n_samples = S > 1``). The
-        test ELBO of each epoch uses a separate stream ``rng.spawn(1)[0]`` created at the
-        start, so evaluation does not change the training noise.
+        order, the initial parameters (``init_params(rng, init)``, unless ``params`` is
+        given), then per epoch a permutation ``rng.permutation(n)`` and per minibatch
+        (consecutive slices of the permutation, the last one possibly smaller) ``eps =
+        rng.standard_normal((b, K))`` (or ``(b, k, K)`` for ``k > 1``). The test ELBO of
+        each epoch uses a separate stream ``rng.spawn(1)[0]`` created at the start, so
+        evaluation does not change the training noise. With ``estimator="reparam"`` and
+        ``k=1`` the steps run in :class:`lvmref.vae_training.TrainingWorkspace` (the same
+        gradient, allocation-free).
 
         Parameters
         ----------
@@ -850,13 +1201,13 @@ class VAE:
         params : dict, optional
             Initial parameters (copied); default ``init_params(rng, init)``.
         init : {"glorot", "torch"}
-            Initialization scheme when ``params`` is not given (see :meth:`init_params`).
+            Initialization scheme when ``params`` is not given (see :func:`init_params`).
         estimator : {"reparam", "reinforce"}
             Gradient estimator for the encoder.
         kl : {"analytic", "mc"}
-        n_samples : int
-            S, noise samples per row and step.
-        baseline : see :meth:`elbo_grad_reinforce` (only for ``estimator="reinforce"``).
+        k : int
+            Noise samples per row and step.
+        baseline : see :func:`elbo_grad_reinforce` (only for ``estimator="reinforce"``).
         verbose : bool
             Print one line per epoch.
 
@@ -864,12 +1215,13 @@ class VAE:
         -------
         self
         """
-        x = self._check_x(x)
+        arch = self.arch
+        x = arch.check_x(x)
         if x_test is not None:
-            x_test = self._check_x(x_test, "x_test")
+            x_test = arch.check_x(x_test, "x_test")
         n_epochs = check_positive_int(n_epochs, "n_epochs")
         batch_size = check_positive_int(batch_size, "batch_size")
-        n_samples = check_positive_int(n_samples, "n_samples")
+        k = check_positive_int(k, "k")
         check_positive_float(lr, "lr")
         estimator = check_choice(estimator, "estimator", ("reparam", "reinforce"))
         kl = check_choice(kl, "kl", _KL)
@@ -878,14 +1230,14 @@ class VAE:
         rng = check_rng(rng)
         eval_rng = rng.spawn(1)[0]
         check_choice(init, "init", ("glorot", "torch"))
-        params = self.init_params(rng, init) if params is None else self.check_params(params)
-        fast = estimator == "reparam" and n_samples == 1
-        if fast:  # same mathematics, allocation-free (tested equal to _reparam)
-            ws = _TrainWorkspace(self, params, batch_size, kl, lr)
+        params = init_params(arch, rng, init) if params is None else arch.check_params(params)
+        fast = estimator == "reparam" and k == 1
+        if fast:  # same mathematics, allocation-free (tested equal to elbo_grad_reparam)
+            ws = TrainingWorkspace(arch, params, batch_size, kl, lr)
             params = ws.params
         else:
             opt = Adam(params, lr=lr)
-        n, k = x.shape[0], self.n_latent
+        n, K = x.shape[0], arch.n_latent
         hist = {"epoch": [], "train_elbo": [], "test_elbo": [], "seconds": []}
         t0 = time.perf_counter()
         for epoch in range(1, n_epochs + 1):
@@ -893,17 +1245,16 @@ class VAE:
             total = 0.0
             for start in range(0, n, batch_size):
                 xb = x[perm[start:start + batch_size]]
-                shape = (xb.shape[0], k) if n_samples == 1 else (xb.shape[0], n_samples, k)
-                eps = rng.standard_normal(shape)
+                eps = rng.standard_normal((xb.shape[0], K) if k == 1 else (xb.shape[0], k, K))
                 if fast:
                     value = ws.step(xb, eps)
                 else:
                     eps3 = eps[:, None, :] if eps.ndim == 2 else eps
                     if estimator == "reparam":
-                        value, grads = self._reparam(params, xb, eps3, kl)
+                        value, grads = _elbo_grad_reparam(params, xb, eps3, arch, kl)
                     else:
-                        value, grads = self.elbo_grad_reinforce(params, xb, eps3,
-                                                                baseline=baseline, kl=kl)
+                        value, grads = elbo_grad_reinforce(params, xb, eps3, arch,
+                                                           baseline=baseline, kl=kl)
                     opt.step(grads, sign=-1.0)
                 if not np.isfinite(value):
                     raise FloatingPointError(f"ELBO became {value} at epoch {epoch}; "
@@ -913,10 +1264,10 @@ class VAE:
             hist["train_elbo"].append(total / n)
             test = np.nan
             if x_test is not None:
-                eps_t = eval_rng.standard_normal((x_test.shape[0], 1, k))
-                mean, log_var, _ = self._encode(params, x_test)
-                test = float(np.mean(self._elbo_q(params, x_test, mean, log_var, eps_t,
-                                                  "analytic", False)[0]))
+                eps_t = eval_rng.standard_normal((x_test.shape[0], 1, K))
+                mean, log_var, _ = _encode(params, x_test, arch)
+                test = float(np.mean(_elbo_q(params, x_test, mean, log_var, eps_t, arch,
+                                             "analytic", False)[0]))
             hist["test_elbo"].append(test)
             hist["seconds"].append(time.perf_counter() - t0)
             if verbose:
@@ -930,31 +1281,28 @@ class VAE:
 
     def encode(self, x, params=None):
         """Mean and log variance of q(z | x), eq. (3); each of shape (n, K)."""
-        params = self._params_or_fitted(params)
-        x = self._check_x(x)
-        mean, log_var, _ = self._encode(params, x)
-        return mean.copy(), log_var.copy()
+        return encode(self._params(params), x, self.arch)
 
     def decode(self, z, params=None, *, raw=False):
-        """Mean of p(x | z), shape (n, D): sigmoid_np(logits) or the Gaussian mean.
+        """Mean of p(x | z), shape (n, D): sigmoid(logits) or the Gaussian mean.
 
         With ``raw=True``: the logits (n, D) (Bernoulli), or ``(mean, log_var)``
         (Gaussian), eq. (2).
         """
-        params = self._params_or_fitted(params)
-        z = self._check_z(z)
-        out, _ = self.decoder.forward(params, z)
-        d = self.n_visible
-        if self.likelihood == "bernoulli":
+        params = self.arch.check_params(self._params(params))
+        z = self.arch.check_z(z)
+        out, _ = self.arch.decoder.forward(params, z)
+        d = self.arch.n_features
+        if self.arch.likelihood == "bernoulli":
             return out if raw else sigmoid_np(out)
         return (out[:, :d].copy(), out[:, d:].copy()) if raw else out[:, :d].copy()
 
     def reconstruct(self, x, params=None, rng=None):
         """Decoder mean at the encoder mean (``rng=None``) or at one sample z ~ q(z | x)."""
-        params = self._params_or_fitted(params)
+        params = self.arch.check_params(self._params(params))
         mean, log_var = self.encode(x, params)
         z = mean if rng is None else \
-            mean + np.exp(0.5 * log_var) * check_rng(rng).standard_normal(mean.shape)
+            _reparameterize(mean, log_var, check_rng(rng).standard_normal(mean.shape))
         return self.decode(z, params)
 
     def sample(self, n, rng=None, params=None, *, return_mean=False):
@@ -962,389 +1310,144 @@ class VAE:
 
         With ``return_mean``, return the decoder means instead of sampling x.
         """
-        params = self._params_or_fitted(params)
+        params = self.arch.check_params(self._params(params))
         n = check_positive_int(n, "n")
         rng = check_rng(rng)
-        z = rng.standard_normal((n, self.n_latent))
-        out, _ = self.decoder.forward(params, z)
-        d = self.n_visible
-        if self.likelihood == "bernoulli":
+        z = rng.standard_normal((n, self.arch.n_latent))
+        out, _ = self.arch.decoder.forward(params, z)
+        d = self.arch.n_features
+        if self.arch.likelihood == "bernoulli":
             p = sigmoid_np(out)
             return p if return_mean else (rng.random(p.shape) < p).astype(np.float64)
         m, v = out[:, :d], out[:, d:]
-        return m.copy() if return_mean else m + np.exp(0.5 * v) * rng.standard_normal(m.shape)
+        return m.copy() if return_mean else _reparameterize(m, v, rng.standard_normal(m.shape))
 
-    # -------------------------------------------------------------- amortization
+    # -------------------------------------------------------------- persistence
 
-    def fit_local(self, params, x, *, n_steps=500, lr=1e-2, lr_final=1e-4, n_samples=1,
-                  rng=None, init=None, kl="analytic"):
-        """Per-data-point (non-amortized) VI for the fixed decoder in ``params``, eq. (12).
+    def save(self, path):
+        """Write the architecture, ``params_`` and ``history_`` to a model file.
 
-        Each row gets its own (mean, log_var), optimized by Adam on the reparameterized
-        ELBO (7a)/(7b) with gradient (9) (no encoder). Rows are independent. The step size
-        decays geometrically from ``lr`` to ``lr_final`` (with a constant step, Adam keeps
-        jittering at a noise floor set by the gradient noise).
-
-        Parameters
-        ----------
-        params : dict
-            Only the decoder entries are used (the encoder gives the default start).
-        x : array_like, shape (n, D)
-        n_steps : int
-        lr, lr_final : float
-            First and last Adam step size (geometric schedule).
-        n_samples : int
-            S noise samples per row and step.
-        rng : Generator, int or None
-        init : tuple (mean, log_var) of arrays (n, K), optional
-            Start; default the encoder output.
-        kl : {"analytic", "mc"}
-
-        Returns
-        -------
-        mean, log_var : ndarray, shape (n, K)
-        """
-        params = self.check_params(params)
-        x = self._check_x(x)
-        n_steps = check_positive_int(n_steps, "n_steps")
-        n_samples = check_positive_int(n_samples, "n_samples")
-        kl = check_choice(kl, "kl", _KL)
-        rng = check_rng(rng)
-        n, k = x.shape[0], self.n_latent
-        if init is None:
-            mean, log_var, _ = self._encode(params, x)
-            phi = {"mean": mean.copy(), "log_var": log_var.copy()}
-        else:
-            phi = {"mean": as_float_array(init[0], "init[0]", shape=(n, k)),
-                   "log_var": as_float_array(init[1], "init[1]", shape=(n, k))}
-        lr = check_positive_float(lr, "lr")
-        decay = (check_positive_float(lr_final, "lr_final") / lr) ** (1.0 / max(n_steps - 1, 1))
-        opt = Adam(phi, lr=lr)
-        for step in range(n_steps):
-            opt.lr = lr * decay**step
-            eps3 = rng.standard_normal((n, n_samples, k))
-            _, (_, g_mean, g_lv) = self._elbo_q(params, x, phi["mean"], phi["log_var"], eps3,
-                                                kl, True)
-            opt.step({"mean": g_mean, "log_var": g_lv}, sign=-1.0)
-        return phi["mean"], phi["log_var"]
-
-    def amortization_gap(self, params, x, *, n_eval_samples=1000, rng=None, **local):
-        """Per-row amortization gap (12): local-optimum ELBO minus encoder ELBO.
-
-        Both ELBOs use eq. (7a) with the same ``n_eval_samples`` noise draws per row
-        (common random numbers), so the standard error is that of the paired difference.
+        The one lvmref ``.npz`` format (:mod:`lvmref.persistence`), kind ``"VAE"``,
+        format version 1: ``n_features``, ``n_latent``, ``hidden`` (1-D int array),
+        ``likelihood``, ``activation``; the parameters under their names (``"enc.W0"``,
+        ...); ``history_.epoch``, ``history_.train_elbo``, ``history_.test_elbo``,
+        ``history_.seconds`` (recorded as unset when there is no history).
 
         Parameters
         ----------
-        params : dict
-        x : array_like, shape (n, D)
-        n_eval_samples : int
-        rng : Generator, int or None
-            Used for :meth:`fit_local` and then for the evaluation noise.
-        **local
-            Passed to :meth:`fit_local` (``n_steps``, ``lr``, ``n_samples``, ``kl``).
+        path : str or path-like
+            ``.npz`` is appended if missing.
 
         Returns
         -------
-        AmortizationGap
+        pathlib.Path
+            The file written.
         """
-        params = self.check_params(params)
-        x = self._check_x(x)
-        n_eval = check_positive_int(n_eval_samples, "n_eval_samples", minimum=2)
-        rng = check_rng(rng)
-        mean_l, lv_l = self.fit_local(params, x, rng=rng, **local)
-        mean_e, lv_e, _ = self._encode(params, x)
-        n, k = x.shape[0], self.n_latent
-        diffs, e_loc, e_enc = [], [], []
-        step = max(1, 100_000 // n)
-        for start in range(0, n_eval, step):
-            s = min(step, n_eval - start)
-            eps3 = rng.standard_normal((n, s, k))
-            a = self._per_sample_elbo(params, x, mean_l, lv_l, eps3)
-            b = self._per_sample_elbo(params, x, mean_e, lv_e, eps3)
-            e_loc.append(a)
-            e_enc.append(b)
-            diffs.append(a - b)
-        d = np.concatenate(diffs, axis=1)
-        return AmortizationGap(
-            elbo_local=np.concatenate(e_loc, axis=1).mean(axis=1),
-            elbo_encoder=np.concatenate(e_enc, axis=1).mean(axis=1),
-            gap=d.mean(axis=1),
-            gap_stderr=d.std(axis=1, ddof=1) / np.sqrt(n_eval),
-            mean=mean_l, log_var=lv_l,
-        )
+        if self.params_ is None:
+            raise ValueError("params_: save needs a fitted VAE (call fit(), or assign params_)")
+        params = self.arch.check_params(self.params_)
+        history = _check_history(self.history_)
+        a = self.arch
+        entries = {"n_features": a.n_features, "n_latent": a.n_latent,
+                   "hidden": np.array(a.hidden, dtype=np.int64), "likelihood": a.likelihood,
+                   "activation": a.activation, **params}
+        for key in _HISTORY:
+            entries[f"history_.{key}"] = None if history is None else np.asarray(history[key])
+        return save_model(path, "VAE", _FILE_VERSION, entries)
 
-    def _per_sample_elbo(self, params, x, mean, log_var, eps3):
-        """Eq. (7a) per sample: log p(x | z_t) - KL, shape (n, S)."""
-        z = mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps3
-        ll = self._decoder_log_lik(params, x, z, False)[0]
-        return ll - kl_normal_std(mean, log_var)[:, None]
+    @classmethod
+    def load(cls, path):
+        """Read a model file written by :meth:`save`: a VAE carrying ``params_`` (and
+        ``history_`` if one was saved).
 
-
-# OpenBLAS (SkylakeX kernels) runs dgemm on an unpacked "small matrix" path when M*N*K <=
-# 100**3 and the product is not of the Fortran "TN" kind with a large output; for the 64-200
-# layers at batch 100 (M*N*K ~ 1.3e6) two half-size products on that path are ~30 % faster
-# than one packed product (measured while tuning validation/bench_vae.py).
-_SMALL_GEMM = 1_000_000
-
-
-def _gemm_blocks(a, b, out):
-    """Row blocks of out = a @ b small enough for BLAS's small-matrix path.
-
-    a (m, k), b (k, n), out (m, n) C-contiguous. Returns a list of ``(a_r, b, out_r)`` view
-    triples; each block is an exact sub-product, so running them equals one ``np.matmul``
-    up to the summation order inside BLAS. The views stay valid as long as the arrays do,
-    so the training workspace builds them once.
-    """
-    m, k = a.shape
-    n = b.shape[1]
-    blocks = -(-(m * n * k) // _SMALL_GEMM)
-    if blocks <= 1:
-        return [(a, b, out)]
-    step = -(-m // blocks)
-    return [(a[r:r + step], b, out[r:r + step]) for r in range(0, m, step)]
+        Every entry is validated as the constructor and :meth:`fit` would (types, shapes,
+        finiteness; history lengths consistent). A missing file is ``FileNotFoundError``;
+        anything else wrong is a ``ValueError`` naming the file.
+        """
+        f = read_model(path, "VAE", versions=(_FILE_VERSION,))
+        arch = (f.int("n_features"), f.int("n_latent"), f.int_tuple("hidden"),
+                f.str("likelihood"), f.str("activation"))
+        try:
+            vae = cls(*arch)
+        except (TypeError, ValueError) as exc:
+            raise f.error(f"invalid architecture: {exc}") from None
+        shapes = vae.arch.param_shapes()
+        keys = [f"history_.{key}" for key in _HISTORY]
+        extra = sorted(set(f.keys()) - set(shapes) - set(keys)
+                       - {"n_features", "n_latent", "hidden", "likelihood", "activation"})
+        if extra:
+            raise f.error(f"unexpected entries {extra} for a VAE with parameters "
+                          f"{list(shapes)}")
+        params = {key: f.array(key) for key in shapes}
+        unset = [f.is_none(key) for key in keys]
+        history = None if all(unset) else \
+            {key: f.array(k) for key, k in zip(_HISTORY, keys, strict=True)}
+        try:
+            vae.params_ = vae.arch.check_params(params)
+            vae.history_ = _check_history(history)
+        except (TypeError, ValueError) as exc:
+            raise f.error(str(exc)) from None
+        return vae
 
 
-def _matmul_rows(a, b, out):
-    """out = a @ b computed in the row blocks of :func:`_gemm_blocks`."""
-    for a_r, b_r, out_r in _gemm_blocks(a, b, out):
-        np.matmul(a_r, b_r, out=out_r)
+def _check_history(history):
+    """``history_`` validated -- None, or lists of equal length: epoch = 1..m, finite
+    train_elbo, test_elbo finite or NaN (no test data), seconds finite, >= 0 and
+    non-decreasing -- and returned as lists."""
+    if history is None:
+        return None
+    if not isinstance(history, dict) or set(history) != set(_HISTORY):
+        raise ValueError(f"history_ must be None or a dict with keys {list(_HISTORY)}")
+    epoch = np.asarray(history["epoch"])
+    if epoch.ndim != 1 or not (np.issubdtype(epoch.dtype, np.integer) or epoch.size == 0):
+        raise ValueError(f"history_['epoch'] must be a 1-D list of integers, got {epoch.dtype} "
+                        f"{epoch.shape}")
+    m = epoch.shape[0]
+    if not np.array_equal(epoch, np.arange(1, m + 1)):
+        raise ValueError("history_['epoch'] must be 1, 2, ..., n_epochs")
+    out = {"epoch": [int(e) for e in epoch]}
+    for key in _HISTORY[1:]:
+        v = as_float_array(history[key], f"history_[{key!r}]", shape=(m,), allow_empty=True,
+                           finite=False)
+        bad = np.isinf(v) if key == "test_elbo" else ~np.isfinite(v)
+        if bad.any():
+            raise ValueError(f"history_[{key!r}] must be finite"
+                             + (" (or NaN: no test data)" if key == "test_elbo" else ""))
+        out[key] = [float(e) for e in v]
+    s = np.asarray(out["seconds"])
+    if np.any(s < 0) or np.any(np.diff(s) < 0):
+        raise ValueError("history_['seconds'] must be non-negative and non-decreasing")
+    return out
 
 
-class _TrainWorkspace:
-    """Allocation-free training step: reparameterized gradient (9) with S = 1, then Adam.
-
-    The same mathematics as :meth:`VAE.elbo_grad_reparam` (a test asserts they agree),
-    arranged for speed:
-
-    * all parameters live in one flat vector ``theta`` (``self.params`` holds views into
-      it) and all gradients in ``grad``, so Adam is one fused pass
-      (:func:`lvmref.kernels.vae.adam_update`);
-    * activations are stored feature-major, ``(n_features, n_rows)``, each layer input with
-      an extra row of ones. Because ``W_i`` and ``b_i`` are adjacent in ``theta``, the
-      ``(n_in + 1, n_out)`` block ``[W_i; b_i]`` is a view, so one matrix product gives
-      ``a_i = [W_i; b_i]^T [h_i; 1]`` (bias included) and one gives
-      ``[dW_i; db_i] = [h_i; 1] delta_i^T`` (bias gradient included);
-    * every buffer is preallocated (per batch size) and written with ``out=``, and the
-      views each matrix product reads and writes are built once per batch size (a "plan"
-      per network), so a step does no slicing or allocation in Python;
-    * the weight-gradient product takes delta from a batch-major copy (written directly by
-      the Bernoulli and KL kernels for the output layers), so BLAS sees no transposed
-      operand; products with M*N*K > ``_SMALL_GEMM`` are split into row blocks
-      (:func:`_gemm_blocks`). Both keep OpenBLAS on its faster small-matrix path;
-    * exp, expm1, tanh and log1p run as vectorized NumPy ufuncs (Numba 0.68 has no SVML,
-      its scalar versions are several times slower); Numba kernels fuse the rest.
-
-    ``validation/bench_vae.py`` times this step against a PyTorch twin.
-    """
-
-    def __init__(self, vae, params, batch_size, kl, lr, betas=(0.9, 0.999), eps=1e-8):
-        self.vae, self.kl = vae, kl
-        shapes = vae.param_shapes()
-        total = sum(int(np.prod(s)) for s in shapes.values())
-        self.theta, self.grad = np.empty(total), np.zeros(total)
-        self.m, self.v = np.zeros(total), np.zeros(total)
-        self.params, self.grads = {}, {}
-        off = 0
-        self._aug = {}  # prefix -> list of ([W; b] view, [dW; db] view) per layer
-        for net in (vae.encoder, vae.decoder):
-            views = []
-            for i in range(net.n_layers):
-                n_in, n_out = net.sizes[i], net.sizes[i + 1]
-                size = (n_in + 1) * n_out
-                w_aug = self.theta[off:off + size].reshape(n_in + 1, n_out)
-                g_aug = self.grad[off:off + size].reshape(n_in + 1, n_out)
-                for key, sl in ((f"{net.prefix}W{i}", slice(0, n_in)),
-                                (f"{net.prefix}b{i}", n_in)):
-                    self.params[key] = w_aug[sl]
-                    self.grads[key] = g_aug[sl]
-                    self.params[key][...] = params[key]
-                views.append((w_aug, g_aug))
-                off += size
-            self._aug[net.prefix] = views
-        if off != total or list(self.params) != list(shapes):
-            raise RuntimeError("parameter layout mismatch in the training workspace")
-        self.lr, self.betas, self.eps, self.t = lr, betas, eps, 0
-        self.nets = (vae.encoder, vae.decoder)
-        self._buffers = {}
-        self._bufs(batch_size)
-
-    def _bufs(self, nb):
-        """Buffers and precomputed GEMM views for a batch of nb rows (built once per nb)."""
-        if nb not in self._buffers:
-            bufs = {}
-            for net in self.nets:
-                views = self._aug[net.prefix]
-                # inp[i]: input of layer i with a row of ones; inp[L] holds the output
-                inp = [np.ones((w + 1, nb)) for w in net.sizes[:-1]]
-                inp.append(np.empty((net.sizes[-1], nb)))
-                grd = [np.empty((w, nb)) for w in net.sizes]  # d value / d inp[i]
-                fwd, bwd = [], []
-                for i, act in enumerate(net.activations):
-                    out = inp[i + 1][:net.sizes[i + 1]]
-                    fwd.append((_gemm_blocks(views[i][0].T, inp[i], out), out, act))
-                    w_aug, g_aug = views[i]
-                    # [dW; db] = [h; 1] delta^T, eq. (2), with a batch-major copy of delta:
-                    # the product is then NN for BLAS (no transposed operand), which
-                    # OpenBLAS runs on its small-matrix path; with delta.T it takes the
-                    # slower packed path.
-                    delta_t = np.empty((nb, net.sizes[i + 1]))
-                    wgrad = _gemm_blocks(inp[i], delta_t, g_aug)
-                    need_input = i > 0 or net is self.vae.decoder  # d/dz for the encoder
-                    igrad = _gemm_blocks(w_aug[:-1], grd[i + 1], grd[i]) if need_input else []
-                    bwd.append((grd[i + 1], out, act, delta_t, wgrad, igrad))
-                bufs[net.prefix] = (inp, grd, fwd, bwd[::-1])
-            bufs["e"] = np.empty((self.vae.n_visible, nb))
-            bufs["std"] = np.empty((self.vae.n_latent, nb))
-            bufs["em1"] = np.empty((self.vae.n_latent, nb))
-            self._buffers[nb] = bufs
-        return self._buffers[nb]
-
-    @staticmethod
-    def _forward(fwd):
-        """Eq. (1) of lvmref.nn, feature-major, over the precomputed layer plan ``fwd``."""
-        for blocks, out, act in fwd:
-            for a, b, o in blocks:
-                np.matmul(a, b, out=o)
-            if act == "tanh":
-                np.tanh(out, out=out)
-            elif act != "identity":
-                out[...] = ACTIVATIONS[act][0](out)
-
-    @staticmethod
-    def _backward(bwd, top_transposed):
-        """Eq. (2) of lvmref.nn over the plan ``bwd`` (top layer first); the upstream
-        gradient is in the top layer's delta buffer, and if ``top_transposed`` also in its
-        batch-major copy (valid for an identity output layer)."""
-        for layer, (delta, h, act, delta_t, wgrad, igrad) in enumerate(bwd):
-            if act == "tanh":                    # f' = 1 - h^2
-                tanh_backward(delta, h)
-            elif act == "relu":                  # f' = [h > 0]
-                delta *= h > 0.0
-            elif act == "sigmoid":               # f' = h (1 - h)
-                delta *= h - h * h
-            elif act == "softplus":              # f' = sigmoid_np(a) = 1 - exp(-h)
-                delta *= -np.expm1(-h)
-            if layer or not top_transposed or act != "identity":
-                np.copyto(delta_t, delta.T)
-            for a, b, o in wgrad:
-                np.matmul(a, b, out=o)
-            for a, b, o in igrad:
-                np.matmul(a, b, out=o)
-
-    def step(self, x, eps):
-        """ELBO gradient at (x, eps), then one Adam step; returns the batch-mean ELBO."""
-        value = self.gradient(x, eps)
-        self.t += 1
-        b1, b2 = self.betas
-        adam_update(self.theta, self.grad, self.m, self.v, -1.0, self.lr, b1, b2, self.eps,
-                    1.0 - b1**self.t, float(np.sqrt(1.0 - b2**self.t)))
-        return value
-
-    def gradient(self, x, eps):
-        """Batch-mean ELBO (7) at (x (nb, D), eps (nb, K)); its gradient (9) into ``grad``."""
-        vae, nb, k, d = self.vae, x.shape[0], self.vae.n_latent, self.vae.n_visible
-        enc, dec = self.nets
-        bufs = self._bufs(nb)
-        e_inp, e_grd, e_fwd, e_bwd = bufs[enc.prefix]
-        d_inp, d_grd, d_fwd, d_bwd = bufs[dec.prefix]
-        xt = e_inp[0][:d]
-        xt[...] = x.T
-        self._forward(e_fwd)
-        out = e_inp[-1]
-        mean, log_var = out[:k], out[k:]
-        eps_t = eps.T
-        std = bufs["std"]
-        z = d_inp[0][:k]
-        np.multiply(log_var, 0.5, out=std)
-        np.exp(std, out=std)
-        gaussian_reparam(mean, std, eps_t, z)                             # eq. (6)
-        self._forward(d_fwd)
-        dec_out = d_inp[-1]
-        g_out = d_grd[-1]
-        if vae.likelihood == "bernoulli":                                # eq. (2a), (8)
-            e = bufs["e"]
-            neg_abs(dec_out, e)
-            np.exp(e, out=e)
-            ll = bernoulli_grad(xt, dec_out, e, 1.0 / nb, g_out, d_bwd[0][3])
-            np.log1p(e, out=e)
-            ll -= float(e.sum())
-            dec_top_t = True                 # the kernel wrote the batch-major copy too
-        else:                                                            # eq. (2b), (8)
-            m, v = dec_out[:d], dec_out[d:]
-            r = xt - m
-            iv = np.exp(-v)
-            r2iv = r * r * iv
-            ll = -0.5 * float(np.sum(LOG_2PI + v + r2iv))
-            np.multiply(r * iv, 1.0 / nb, out=g_out[:d])
-            np.multiply(r2iv - 1.0, 0.5 / nb, out=g_out[d:])
-            dec_top_t = False
-        self._backward(d_bwd, dec_top_t)
-        g_z = d_grd[0]
-        g_enc = e_grd[-1]
-        if self.kl == "analytic":                                        # eq. (9a)
-            em1 = bufs["em1"]
-            np.expm1(log_var, out=em1)
-            kl = kl_grad_analytic(mean, log_var, em1, std, eps_t, g_z, 1.0 / nb, g_enc[:k],
-                                  g_enc[k:], e_bwd[0][3])
-            value = (ll - kl) / nb
-            enc_top_t = True
-        else:                                                            # eq. (9b)
-            value = (ll - 0.5 * float(np.sum(z * z))
-                     + 0.5 * float(np.sum(log_var + eps_t * eps_t))) / nb
-            np.subtract(g_z, z / nb, out=g_enc[:k])
-            np.multiply(g_enc[:k] * eps_t, 0.5 * std, out=g_enc[k:])
-            g_enc[k:] += 0.5 / nb
-            enc_top_t = False
-        self._backward(e_bwd, enc_top_t)
-        return float(value)
-
-
-def _log_q3(z3, mean, log_var):
-    """Eq. (3) for z3 (n, S, K) and q parameters (n, K) -> (n, S).
-
-    Through :func:`lvmref.kernels.normal_log_prob_diag`, which forms the quadratic term as
-    ((z - mu) e^{-s/2})^2 and takes it as 0 where z == mu, so a collapsed unit
-    (s < -710, e^{-s} = inf) gives no 0 * inf.
-    """
-    shape = z3.shape
-    return normal_log_prob_diag(z3, np.broadcast_to(mean[:, None, :], shape),
-                                np.broadcast_to(log_var[:, None, :], shape))
-
-
-def _baseline(baseline, n, s):
-    if baseline is None:
-        return 0.0
-    if isinstance(baseline, str):
-        check_choice(baseline, "baseline", ("loo",))
-        if s < 2:
-            raise ValueError("baseline='loo' needs S >= 2 samples per row")
-        return "loo"
-    b = as_float_array(baseline, "baseline", ndim=(0, 1))
-    if b.ndim == 1 and b.shape != (n,):
-        raise ValueError(f"baseline must be a number or have shape (n,) = ({n},), got {b.shape}")
-    return b if b.ndim == 0 else b[:, None]
+# ------------------------------------------------------------------ estimators protocol
 
 
 @benign_underflow
 class VAEModel:
-    """A :class:`VAE` bound to parameters: the :mod:`lvmref.estimators` model protocol.
+    """A VAE architecture bound to parameters: the :mod:`lvmref.estimators` model protocol.
 
     ``log_joint(x, z)``, ``log_likelihood(x, z)``, ``log_q(x, z)`` take ``z`` of shape
     (n, k, K) or (1, k, K) and return (n, k); ``log_prior(z)`` returns (m, k) for z of
     shape (m, k, K); ``sample_prior(n, k, rng)`` and ``sample_q(x, k, rng)`` return
     (n, k, K).
+
+    Parameters
+    ----------
+    arch : VAEArchitecture
+    params : dict
+        Validated and copied.
     """
 
     latent_type = "continuous"
 
-    def __init__(self, vae: VAE, params: dict):
-        self.vae = vae
-        self.params = vae.check_params(params)
-        self.n_latent = vae.n_latent
+    def __init__(self, arch, params):
+        self.arch = _check_arch(arch)
+        self.params = arch.check_params(params)
+        self.n_latent = arch.n_latent
 
     def _xz(self, x, z):
-        x = self.vae._check_x(x)
+        x = self.arch.check_x(x)
         z = as_float_array(z, "z", ndim=3)
         n = x.shape[0]
         if z.shape[0] not in (1, n) or z.shape[2] != self.n_latent:
@@ -1357,22 +1460,22 @@ class VAEModel:
     def log_likelihood(self, x, z):
         """log p(x | z), eq. (2)."""
         x, z = self._xz(x, z)
-        return self.vae._decoder_log_lik(self.params, x, np.ascontiguousarray(z), False)[0]
+        return _decoder_log_lik(self.params, x, np.ascontiguousarray(z), self.arch, False)[0]
 
     def log_prior(self, z):
         """log p(z), eq. (1)."""
-        return _log_normal_std(as_float_array(z, "z", ndim=3))
+        return _log_prior(as_float_array(z, "z", ndim=3))
 
     def log_joint(self, x, z):
         """log p(x, z) = log p(x | z) + log p(z), eqs. (1)-(2)."""
         x, z = self._xz(x, z)
         zc = np.ascontiguousarray(z)
-        return self.vae._decoder_log_lik(self.params, x, zc, False)[0] + _log_normal_std(zc)
+        return _decoder_log_lik(self.params, x, zc, self.arch, False)[0] + _log_prior(zc)
 
     def log_q(self, x, z):
         """log q(z | x), eq. (3)."""
         x, z = self._xz(x, z)
-        mean, log_var, _ = self.vae._encode(self.params, x)
+        mean, log_var, _ = _encode(self.params, x, self.arch)
         return _log_q3(z, mean, log_var)
 
     def sample_prior(self, n, k, rng):
@@ -1381,193 +1484,7 @@ class VAEModel:
 
     def sample_q(self, x, k, rng):
         """z ~ q(z | x) by eq. (6), shape (n, k, K)."""
-        x = self.vae._check_x(x)
-        mean, log_var, _ = self.vae._encode(self.params, x)
+        x = self.arch.check_x(x)
+        mean, log_var, _ = _encode(self.params, x, self.arch)
         eps = check_rng(rng).standard_normal((x.shape[0], k, self.n_latent))
-        return mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps
-
-
-# ------------------------------------------------------------------ linear-Gaussian oracle
-
-
-def _check_ppca(W, b, noise_var):
-    W = as_float_array(W, "W", ndim=2)
-    d, k = W.shape
-    b = as_float_array(b, "b", shape=(d,))
-    noise_var = check_positive_float(noise_var, "noise_var")
-    return W, b, noise_var
-
-
-@benign_underflow
-def linear_gaussian_log_marginal(W, b, noise_var, x):
-    """log p(x) = log N(x | b, W W^T + noise_var I), eq. (13), via a Cholesky factor.
-
-    Parameters
-    ----------
-    W : array_like, shape (D, K)
-    b : array_like, shape (D,)
-    noise_var : float
-    x : array_like, shape (n, D)
-
-    Returns
-    -------
-    ndarray, shape (n,)
-    """
-    W, b, noise_var = _check_ppca(W, b, noise_var)
-    x = as_float_array(x, "x", shape=(None, W.shape[0]))
-    d = W.shape[0]
-    cov = W @ W.T + noise_var * np.eye(d)
-    chol = np.linalg.cholesky(cov)
-    r = np.linalg.solve(chol, (x - b).T)
-    return -0.5 * (d * LOG_2PI + np.sum(r * r, axis=0)) - np.sum(np.log(np.diag(chol)))
-
-
-@benign_underflow
-def linear_gaussian_posterior(W, b, noise_var, x):
-    """Exact posterior p(z | x) = N(M^-1 W^T (x - b), noise_var M^-1), eq. (13).
-
-    Returns
-    -------
-    mean : ndarray, shape (n, K)
-    cov : ndarray, shape (K, K)
-        The same for every row.
-    """
-    W, b, noise_var = _check_ppca(W, b, noise_var)
-    x = as_float_array(x, "x", shape=(None, W.shape[0]))
-    m = W.T @ W + noise_var * np.eye(W.shape[1])
-    mean = np.linalg.solve(m, W.T @ (x - b).T).T
-    return mean, noise_var * np.linalg.inv(m)
-
-
-@benign_underflow
-def linear_gaussian_vae(W, b, noise_var):
-    """A linear Gaussian VAE whose decoder is PPCA (W, b, noise_var) and whose encoder is
-    the exact posterior, eq. (13).
-
-    Requires orthogonal columns of W (so the posterior covariance is diagonal and a
-    diagonal-Gaussian encoder can be exact).
-
-    Parameters
-    ----------
-    W : array_like, shape (D, K)
-    b : array_like, shape (D,)
-    noise_var : float
-
-    Returns
-    -------
-    vae : VAE
-        ``VAE(D, K, hidden=(), likelihood="gaussian")``.
-    params : dict
-    """
-    W, b, noise_var = _check_ppca(W, b, noise_var)
-    d, k = W.shape
-    gram = W.T @ W
-    off = gram - np.diag(np.diag(gram))
-    if np.max(np.abs(off), initial=0.0) > 1e-12 * max(1.0, np.max(np.abs(gram))):
-        raise ValueError("W must have orthogonal columns (W^T W diagonal) for the exact "
-                         "posterior to be a diagonal Gaussian")
-    m_diag = np.diag(gram) + noise_var
-    vae = VAE(d, k, hidden=(), likelihood="gaussian")
-    a = W / m_diag                                   # (D, K) = W M^-1, so mean = x @ a + c
-    params = {
-        "enc.W0": np.concatenate([a, np.zeros((d, k))], axis=1),
-        "enc.b0": np.concatenate([-(b @ a), np.log(noise_var / m_diag)]),
-        "dec.W0": np.concatenate([W.T, np.zeros((k, d))], axis=1),
-        "dec.b0": np.concatenate([b, np.full(d, np.log(noise_var))]),
-    }
-    return vae, params
-
-
-@benign_underflow
-def linear_gaussian_elbo(vae, params, x, mean=None, log_var=None):
-    """Exact ELBO (4) of a linear Gaussian VAE, eq. (14) plus the KL (5).
-
-    Parameters
-    ----------
-    vae : VAE
-        With ``hidden=()`` and ``likelihood="gaussian"``.
-    params : dict
-    x : array_like, shape (n, D)
-    mean, log_var : array_like, shape (n, K), optional
-        q parameters; default the encoder output.
-
-    Returns
-    -------
-    ndarray, shape (n,)
-    """
-    if not isinstance(vae, VAE) or vae.hidden != () or vae.likelihood != "gaussian":
-        raise ValueError("vae must be a VAE with hidden=() and likelihood='gaussian'")
-    params = vae.check_params(params)
-    x = vae._check_x(x)
-    d, k = vae.n_visible, vae.n_latent
-    if mean is None or log_var is None:
-        mean, log_var, _ = vae._encode(params, x)
-    else:
-        mean = as_float_array(mean, "mean", shape=(x.shape[0], k))
-        log_var = as_float_array(log_var, "log_var", shape=(x.shape[0], k))
-    A, C = params["dec.W0"][:, :d], params["dec.W0"][:, d:]     # (K, D) each
-    a, c = params["dec.b0"][:d], params["dec.b0"][d:]
-    tau = np.exp(log_var)                                      # (n, K)
-    c_mu = mean @ C + c                                        # (n, D): E[v]
-    tc = tau[:, :, None] * C[None, :, :]                       # (n, K, D): T c_d
-    c_t_c = np.einsum("kd,nkd->nd", C, tc)
-    shifted = mean[:, :, None] - tc                            # (n, K, D): mu - T c_d
-    resid = x - a - np.einsum("kd,nkd->nd", A, shifted)
-    a_t_a = (A * A).T @ tau.T                                  # (D, n)
-    e_ll = -0.5 * np.sum(LOG_2PI + c_mu + np.exp(-c_mu + 0.5 * c_t_c)
-                         * (resid**2 + a_t_a.T), axis=1)
-    return e_ll - kl_normal_std(mean, log_var)
-
-
-# ------------------------------------------------------------------ persistence
-
-_VAE_FORMAT = "lvmref.VAE/1"
-
-
-@benign_underflow
-def save_vae(path, vae: VAE, params: dict) -> None:
-    """Write a VAE's architecture and its parameters to ``.npz`` (no pickle).
-
-    Parameters
-    ----------
-    path : str or path-like
-        Destination; NumPy appends ``.npz`` if missing.
-    vae : VAE
-    params : dict
-        Parameters with the shapes of ``vae.param_shapes()`` (checked).
-    """
-    if not isinstance(vae, VAE):
-        raise TypeError(f"vae must be a VAE, got {type(vae).__name__}")
-    params = vae.check_params(params)
-    np.savez(path, __format__=np.array(_VAE_FORMAT), __n_visible__=np.array(vae.n_visible),
-             __n_latent__=np.array(vae.n_latent),
-             __hidden__=np.array(vae.hidden, dtype=np.int64),
-             __likelihood__=np.array(vae.likelihood), __activation__=np.array(vae.activation),
-             **params)
-
-
-@benign_underflow
-def load_vae(path):
-    """Inverse of :func:`save_vae`: returns ``(vae, params)``.
-
-    Raises ``FileNotFoundError`` for a missing file and ``ValueError`` naming ``path``
-    for a file that is not a readable lvmref VAE file.
-    """
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            d = {k: f[k] for k in f.files}
-    except FileNotFoundError:
-        raise
-    except (OSError, ValueError, EOFError) as exc:
-        raise ValueError(f"{path} is not a readable .npz file: {exc}") from None
-    if str(d.pop("__format__", "")) != _VAE_FORMAT:
-        raise ValueError(f"{path} is not an lvmref VAE file (format {_VAE_FORMAT!r})")
-    try:
-        vae = VAE(int(d.pop("__n_visible__")), int(d.pop("__n_latent__")),
-                  hidden=tuple(int(h) for h in d.pop("__hidden__")),
-                  likelihood=str(d.pop("__likelihood__")),
-                  activation=str(d.pop("__activation__")))
-        params = vae.check_params(d)
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ValueError(f"{path} is a malformed VAE file: {exc}") from None
-    return vae, params
+        return _reparameterize(mean, log_var, eps)

@@ -13,7 +13,7 @@ from scipy.stats import multivariate_normal
 
 from lvmref import cli
 from lvmref.datasets import bars
-from lvmref.vae import load_vae
+from lvmref.vae import VAE
 
 
 def run(capsys, *argv):
@@ -158,9 +158,10 @@ def test_vae_train_save_load(capsys, binary, tmp_path):
     r2 = json.loads(js2.read_text())
     # same parameters and the same evaluation noise: identical numbers
     assert r2["data"] == r["data"]
-    vae, params = load_vae(model)
-    assert (vae.n_visible, vae.n_latent, vae.hidden) == (16, 2, (8,))
-    assert set(params) == set(vae.param_shapes())
+    vae = VAE.load(model)
+    assert (vae.n_features, vae.n_latent, vae.hidden) == (16, 2, (8,))
+    assert set(vae.params_) == set(vae.param_shapes())
+    assert vae.history_["train_elbo"] == r["history"]["train_elbo"]
 
 
 def test_vae_bad_inputs(capsys, binary, blobs, tmp_path):
@@ -169,7 +170,9 @@ def test_vae_bad_inputs(capsys, binary, blobs, tmp_path):
     assert_user_error(capsys, "not found", "vae", tmp_path / "x.npy")
     gmm_model = tmp_path / "g.npz"
     assert run(capsys, "gmm", blobs[2], "-k", 1, "--save", gmm_model, "-q")[0] == 0
-    assert_user_error(capsys, "not an lvmref VAE file", "vae", path, "--load", gmm_model)
+    # a GaussianMixture file (in the old GMM format, or the one format with another kind)
+    line = assert_user_error(capsys, str(gmm_model), "vae", path, "--load", gmm_model)
+    assert "not an lvmref model file" in line or "holds a GaussianMixture, not a VAE" in line
     assert_user_error(capsys, "not found", "vae", path, "--load", tmp_path / "none.npz")
     assert_user_error(capsys, "--hidden", "vae", path, "--hidden", "a,b", "--epochs", 1)
     other = tmp_path / "other.npy"

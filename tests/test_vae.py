@@ -5,6 +5,8 @@ closed forms derived independently in the test (Gaussian conditioning for the PP
 posterior), and Monte Carlo with its own standard error and a stated z-bound.
 """
 
+import dataclasses
+
 import numpy as np
 import pytest
 from hypothesis import given
@@ -12,21 +14,20 @@ from hypothesis import strategies as st
 from scipy import stats
 from scipy.special import expit
 
-from lvmref.kernels.optim import adam_update_nb, adam_update_np
+import lvmref.vae as V
+from lvmref.linear_gaussian import (
+    linear_gaussian_elbo,
+    linear_gaussian_log_marginal,
+    linear_gaussian_vae,
+)
+from lvmref.optim import Adam
 from lvmref.testing import assert_grad_close
 from lvmref.vae import (
     VAE,
-    Adam,
+    VAEArchitecture,
     VAEModel,
-    _TrainWorkspace,
     kl_normal_std_grad,
-    linear_gaussian_elbo,
-    linear_gaussian_log_marginal,
-    linear_gaussian_posterior,
-    linear_gaussian_vae,
-    load_vae,
     reparameterize,
-    save_vae,
 )
 
 # Two-sided z-bound for Monte Carlo checks. With fixed seeds the checks are
@@ -47,8 +48,8 @@ def _perturbed(vae, rng, scale=0.3):
 
 def _data(vae, n, rng):
     if vae.likelihood == "bernoulli":
-        return (rng.random((n, vae.n_visible)) < 0.4).astype(float)
-    return rng.normal(size=(n, vae.n_visible))
+        return (rng.random((n, vae.n_features)) < 0.4).astype(float)
+    return rng.normal(size=(n, vae.n_features))
 
 
 def _ppca(rng, d=6, k=3, scales=(2.0, 1.0, 0.5), noise_var=0.3):
@@ -59,6 +60,116 @@ def _ppca(rng, d=6, k=3, scales=(2.0, 1.0, 0.5), noise_var=0.3):
 def _enc_perturbed(params, rng, scale):
     return {k: (v + scale * rng.normal(size=v.shape) if k.startswith("enc.") else v.copy())
             for k, v in params.items()}
+
+
+# ------------------------------------------------------------------ architecture, functions
+
+
+def test_architecture_is_frozen_and_the_vae_views_it():
+    a = VAEArchitecture(5, 2, hidden=[4], likelihood="gaussian", activation="relu")
+    assert a.hidden == (4,) and a.encoder.sizes == (5, 4, 4) and a.decoder.sizes == (2, 4, 10)
+    assert a.encoder.activations == ("relu", "identity") and a.decoder.prefix == "dec."
+    b = VAEArchitecture(5, 2, (4,), "gaussian", "relu")
+    assert a == b and hash(a) == hash(b) and a != VAEArchitecture(5, 2, (4,), "gaussian")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        a.n_latent = 3
+    vae = VAE(5, 2, (4,), "gaussian", "relu")
+    assert vae.arch == a
+    assert (vae.n_features, vae.n_latent, vae.hidden, vae.likelihood, vae.activation) == \
+        (5, 2, (4,), "gaussian", "relu")
+    with pytest.raises(AttributeError):
+        vae.n_features = 6  # read-only views of the architecture
+    assert repr(vae) == ("VAE(n_features=5, n_latent=2, hidden=(4,), likelihood='gaussian', "
+                         "activation='relu')")
+    assert vae.param_shapes() == a.param_shapes()
+
+
+def test_methods_are_the_functions_and_params_none_means_fitted():
+    rng = np.random.default_rng(44)
+    vae = VAE(5, 2, hidden=(4,))
+    p = _perturbed(vae, rng)
+    x, eps = _data(vae, 4, rng), rng.normal(size=(4, 3, 2))
+    a = vae.arch
+    calls = [
+        (lambda q: vae.elbo(q, x, eps, "mc"), lambda: V.elbo(p, x, eps, a, "mc")),
+        (lambda q: vae.elbo_grad_reparam(q, x, eps)[1]["enc.W0"],
+         lambda: V.elbo_grad_reparam(p, x, eps, a)[1]["enc.W0"]),
+        (lambda q: vae.elbo_grad_reinforce(q, x, eps, baseline="loo")[1]["enc.b0"],
+         lambda: V.elbo_grad_reinforce(p, x, eps, a, baseline="loo")[1]["enc.b0"]),
+        (lambda q: vae.log_q(q, x, eps), lambda: V.log_q(p, x, eps, a)),
+        (lambda q: vae.iwae_bound(q, x, 3, 7).value, lambda: V.iwae_bound(p, x, a, 3, 7).value),
+        (lambda q: vae.fit_local(q, x, n_steps=3, rng=1, k=2)[0],
+         lambda: V.fit_local(p, x, a, n_steps=3, rng=1, k=2)[0]),
+        (lambda q: vae.amortization_gap(q, x, k_eval=5, rng=2, n_steps=2).gap,
+         lambda: V.amortization_gap(p, x, a, k_eval=5, rng=2, n_steps=2).gap),
+        (lambda q: vae.encode(x, q)[1], lambda: V.encode(p, x, a)[1]),
+        (lambda q: vae.as_model(q).log_joint(x, eps), lambda: VAEModel(a, p).log_joint(x, eps)),
+    ]
+    for method, function in calls:
+        np.testing.assert_array_equal(method(p), function())
+    for method, _ in calls:  # not fitted: params=None is an error naming params
+        with pytest.raises(ValueError, match="params"):
+            method(None)
+    for call in (lambda: vae.decode(np.zeros((1, 2))), lambda: vae.reconstruct(x),
+                 lambda: vae.sample(2, 0)):
+        with pytest.raises(ValueError, match="params"):
+            call()
+    vae.params_ = p
+    for method, function in calls:
+        np.testing.assert_array_equal(method(None), function())
+
+
+def test_log_prior_and_log_likelihood_against_scipy():
+    rng = np.random.default_rng(45)
+    vae = VAE(5, 3, hidden=(4,))
+    p = _perturbed(vae, rng)
+    x, z = _data(vae, 4, rng), rng.normal(size=(4, 6, 3))
+    np.testing.assert_allclose(V.log_prior(z), stats.norm.logpdf(z).sum(-1), rtol=1e-13)
+    np.testing.assert_allclose(V.log_prior(z[0, 0]), stats.norm.logpdf(z[0, 0]).sum(),
+                               rtol=1e-13)
+    logits = vae.decode(z.reshape(24, 3), p, raw=True)
+    expect = stats.bernoulli.logpmf(np.repeat(x, 6, 0), expit(logits)).sum(1).reshape(4, 6)
+    np.testing.assert_allclose(V.log_likelihood(p, x, z, vae.arch), expect, rtol=1e-12)
+    np.testing.assert_allclose(V.log_likelihood(p, x, z[:, 0], vae.arch), expect[:, 0],
+                               rtol=1e-12)
+
+
+def test_functions_check_arch_and_arguments():
+    vae = VAE(4, 2, hidden=(3,))
+    p, a = vae.init_params(0), vae.arch
+    x, eps = np.zeros((3, 4)), np.zeros((3, 2))
+    for call in (lambda arch: V.elbo(p, x, eps, arch), lambda arch: V.encode(p, x, arch),
+                 lambda arch: V.elbo_grad_reparam(p, x, eps, arch),
+                 lambda arch: V.elbo_grad_reinforce(p, x, eps, arch),
+                 lambda arch: V.log_q(p, x, eps, arch), lambda arch: V.iwae_bound(p, x, arch, 2),
+                 lambda arch: V.log_likelihood(p, x, eps, arch), lambda arch: V.init_params(arch),
+                 lambda arch: V.fit_local(p, x, arch), lambda arch: V.amortization_gap(p, x, arch),
+                 lambda arch: VAEModel(arch, p)):
+        with pytest.raises(TypeError, match="arch"):
+            call(vae)  # the estimator, not its architecture
+    with pytest.raises(ValueError, match="n_features"):
+        VAEArchitecture(0, 2)
+    with pytest.raises(ValueError, match="scheme"):
+        V.init_params(a, 0, "he")
+    with pytest.raises(ValueError, match="z"):
+        V.log_prior(np.array([0.0, np.nan]))
+    with pytest.raises(ValueError, match="z"):
+        V.log_likelihood(p, x, np.zeros((3, 3)), a)
+    with pytest.raises(ValueError, match="x"):
+        V.encode(p, np.zeros((3, 5)), a)
+    with pytest.raises(ValueError, match="params"):
+        V.log_q({**p, "enc.W0": np.zeros((4, 4))}, x, eps, a)
+    with pytest.raises(ValueError, match="k"):
+        V.fit_local(p, x, a, k=0)
+    with pytest.raises(ValueError, match="k"):
+        vae.fit(x, k=0)
+    with pytest.raises(ValueError, match="chunk_size"):
+        V.iwae_bound(p, x, a, 2, 0, chunk_size=0)
+    with pytest.raises(ValueError, match="init"):
+        V.fit_local(p, x, a, init=(np.zeros((3, 2)), np.zeros((2, 2))))
+    with pytest.raises(ValueError, match="z"):
+        VAEModel(a, p).log_joint(x, np.zeros((2, 1, 2)))
+
 
 
 # ------------------------------------------------------------------ gradients vs FD
@@ -156,91 +267,6 @@ def test_log_q_matches_scipy():
     np.testing.assert_allclose(vae.log_q(params, x, z[:, 0]), expect[:, 0], rtol=1e-13)
 
 
-def test_workspace_gradient_equals_reference():
-    """The allocation-free training step computes the same gradient as elbo_grad_reparam."""
-    rng = np.random.default_rng(16)
-    for likelihood in ("bernoulli", "gaussian"):
-        for kl in ("analytic", "mc"):
-            for act in ("tanh", "relu", "sigmoid", "softplus"):
-                vae = VAE(7, 3, hidden=(5, 4), likelihood=likelihood, activation=act)
-                params = _perturbed(vae, rng, 0.2)
-                ws = _TrainWorkspace(vae, params, 10, kl, 1e-3)
-                x, eps = _data(vae, 8, rng), rng.normal(size=(8, 3))  # smaller than batch
-                value = ws.gradient(x, eps)
-                ref_value, ref = vae.elbo_grad_reparam(params, x, eps, kl)
-                assert value == pytest.approx(ref_value, rel=1e-13)
-                for k in ref:
-                    np.testing.assert_allclose(ws.grads[k], ref[k], rtol=1e-12,
-                                               atol=1e-14 * np.abs(ref[k]).max())
-
-
-def test_workspace_blocked_products_equal_reference(monkeypatch):
-    """With the small-matrix threshold lowered, every product is split into row blocks;
-    the gradient must still equal elbo_grad_reparam (the bench-size model takes this path)."""
-    import lvmref.vae as vae_mod
-
-    monkeypatch.setattr(vae_mod, "_SMALL_GEMM", 40)
-    rng = np.random.default_rng(34)
-    vae = VAE(7, 3, hidden=(5, 4))
-    params = _perturbed(vae, rng, 0.2)
-    ws = _TrainWorkspace(vae, params, 9, "analytic", 1e-3)
-    x, eps = _data(vae, 9, rng), rng.normal(size=(9, 3))
-    value = ws.gradient(x, eps)
-    ref_value, ref = vae.elbo_grad_reparam(params, x, eps, "analytic")
-    assert value == pytest.approx(ref_value, rel=1e-13)
-    for k in ref:
-        np.testing.assert_allclose(ws.grads[k], ref[k], rtol=1e-12,
-                                   atol=1e-14 * np.abs(ref[k]).max())
-
-
-def test_matmul_rows_blocks_cover_output(monkeypatch):
-    import lvmref.vae as vae_mod
-
-    rng = np.random.default_rng(35)
-    a, b = rng.normal(size=(11, 6)), rng.normal(size=(6, 5))
-    for limit in (1, 30, 100, 329, 330, 10**6):  # 1 row per block ... one block
-        monkeypatch.setattr(vae_mod, "_SMALL_GEMM", limit)
-        out = np.full((11, 5), np.nan)
-        vae_mod._matmul_rows(a.T.copy().T, b, out)  # a strided (transposed-view) operand
-        np.testing.assert_allclose(out, np.einsum("ik,kj->ij", a, b), rtol=1e-14, atol=1e-14)
-
-
-# ------------------------------------------------------------------ Adam
-
-
-def test_adam_kernel_matches_twin_and_textbook():
-    rng = np.random.default_rng(17)
-    theta0 = rng.normal(size=50)
-    a = [theta0.copy(), np.zeros(50), np.zeros(50)]
-    b = [theta0.copy(), np.zeros(50), np.zeros(50)]
-    # textbook Adam (Kingma & Ba 2015, Algorithm 1), written independently
-    th, m, v = theta0.copy(), np.zeros(50), np.zeros(50)
-    lr, b1, b2, eps = 1e-2, 0.9, 0.999, 1e-8
-    for t in range(1, 6):
-        g = rng.normal(size=50)
-        bc1, bc2s = 1 - b1**t, np.sqrt(1 - b2**t)
-        adam_update_nb(a[0], g, a[1], a[2], -1.0, lr, b1, b2, eps, bc1, bc2s)
-        adam_update_np(b[0], g, b[1], b[2], -1.0, lr, b1, b2, eps, bc1, bc2s)
-        m = b1 * m + (1 - b1) * (-g)
-        v = b2 * v + (1 - b2) * g**2
-        th = th - lr * (m / (1 - b1**t)) / (np.sqrt(v / (1 - b2**t)) + eps)
-    np.testing.assert_allclose(a[0], b[0], rtol=1e-15, atol=0)
-    np.testing.assert_allclose(a[1:], b[1:], rtol=1e-15, atol=0)
-    np.testing.assert_allclose(a[0], th, rtol=1e-13)
-
-
-def test_adam_class_minimizes_quadratic():
-    p = {"w": np.array([3.0, -2.0])}
-    opt = Adam(p, lr=0.1)
-    for _ in range(500):
-        opt.step({"w": 2 * p["w"]})
-    assert np.all(np.abs(p["w"]) < 1e-2)
-    with pytest.raises(TypeError, match="params"):
-        Adam({"w": np.arange(3)})
-    with pytest.raises(ValueError, match="lr"):
-        Adam(p, lr=0.0)
-
-
 # ------------------------------------------------------------------ KL and sampler
 
 
@@ -300,12 +326,12 @@ def test_analytic_kl_equals_monte_carlo_kl_and_sampler_uses_log_var():
     params = _perturbed(vae, rng)
     x = _data(vae, 1, rng)
     e = rng.normal(size=(1, 20_000, 3))
-    from lvmref.vae import _log_normal_std
-
     mean_e, lv_e = vae.encode(x, params)
     zz = reparameterize(mean_e, lv_e, e)
-    per_a = vae._per_sample_elbo(params, x, mean_e, lv_e, e)[0]
-    per_m = per_a + _kl_rows(mean_e, lv_e)[0] + _log_normal_std(zz)[0] - vae.log_q(params, x, zz)[0]
+    # per-sample (7a): log p(x | z_t) - KL; (7b) adds KL + log p(z_t) - log q(z_t | x)
+    per_a = vae.as_model(params).log_likelihood(x, zz)[0] - _kl_rows(mean_e, lv_e)[0]
+    per_m = per_a + _kl_rows(mean_e, lv_e)[0] + stats.norm.logpdf(zz[0]).sum(1) \
+        - vae.log_q(params, x, zz)[0]
     d = per_m - per_a
     assert abs(d.mean()) < Z * d.std(ddof=1) / np.sqrt(d.size)
     np.testing.assert_allclose(vae.elbo(params, x, e, "analytic"), per_a.mean(), rtol=1e-12)
@@ -372,7 +398,7 @@ def test_reinforce_matches_exact_gradient_linear_gaussian():
             def f(t, k=k, i=i):
                 p = {kk: vv.copy() for kk, vv in params.items()}
                 p[k].reshape(-1)[i] += t
-                return float(linear_gaussian_elbo(vae, p, x)[0])
+                return float(linear_gaussian_elbo(p, x, vae.arch)[0])
 
             fd.append((8 * (f(h) - f(-h)) - (f(2 * h) - f(-2 * h))) / (12 * h))
     fd = np.array(fd)
@@ -389,64 +415,6 @@ def test_reinforce_matches_exact_gradient_linear_gaussian():
             np.testing.assert_allclose(draws.mean(axis=0)[~ok], fd[~ok], atol=1e-7)
 
 
-# ------------------------------------------------------------------ linear-Gaussian oracle
-
-
-def test_ppca_log_marginal_and_posterior_match_independent_formulas():
-    rng = np.random.default_rng(21)
-    W, b, s2 = _ppca(rng)
-    x = rng.normal(size=(5, 6)) * 2
-    cov = W @ W.T + s2 * np.eye(6)
-    np.testing.assert_allclose(linear_gaussian_log_marginal(W, b, s2, x),
-                               stats.multivariate_normal(b, cov).logpdf(x), rtol=1e-13)
-    # Gaussian conditioning of the joint (z, x): E[z|x] = W^T C^-1 (x-b), Cov = I - W^T C^-1 W
-    mean, post_cov = linear_gaussian_posterior(W, b, s2, x)
-    np.testing.assert_allclose(mean, (W.T @ np.linalg.solve(cov, (x - b).T)).T, rtol=1e-12)
-    np.testing.assert_allclose(post_cov, np.eye(3) - W.T @ np.linalg.solve(cov, W),
-                               rtol=1e-12, atol=1e-14)
-
-
-def test_elbo_with_exact_posterior_equals_log_marginal():
-    """Eq. (4): KL(q || posterior) = 0, so every single-sample MC ELBO equals log p(x)."""
-    rng = np.random.default_rng(22)
-    W, b, s2 = _ppca(rng)
-    vae, params = linear_gaussian_vae(W, b, s2)
-    x = rng.normal(size=(7, 6)) * 2
-    log_px = stats.multivariate_normal(b, W @ W.T + s2 * np.eye(6)).logpdf(x)
-    for _ in range(3):
-        eps = rng.normal(size=(7, 3)) * 3
-        np.testing.assert_allclose(vae.elbo(params, x, eps, kl="mc"), log_px, rtol=0,
-                                   atol=1e-10)
-    np.testing.assert_allclose(linear_gaussian_elbo(vae, params, x), log_px, rtol=0, atol=1e-10)
-    mean, log_var = vae.encode(x, params)
-    post_mean, post_cov = linear_gaussian_posterior(W, b, s2, x)
-    np.testing.assert_allclose(mean, post_mean, rtol=1e-12, atol=1e-13)
-    np.testing.assert_allclose(np.exp(log_var), np.broadcast_to(np.diag(post_cov), (7, 3)),
-                               rtol=1e-12)
-    # IWAE through lvmref.estimators: every weight equals p(x), so L_k = log p(x)
-    est = vae.iwae_bound(params, x, 20, rng, n_repeats=2)
-    np.testing.assert_allclose(est.value, log_px, rtol=0, atol=1e-10)
-
-
-def test_closed_form_elbo_bounds_and_matches_monte_carlo():
-    rng = np.random.default_rng(23)
-    W, b, s2 = _ppca(rng)
-    vae, exact = linear_gaussian_vae(W, b, s2)
-    x = rng.normal(size=(4, 6)) * 2
-    log_px = linear_gaussian_log_marginal(W, b, s2, x)
-    # a generic linear VAE: decoder log-variance depends on z too
-    params = _perturbed(vae, rng, 0.2)
-    params["dec.W0"] = exact["dec.W0"] + 0.1 * rng.normal(size=exact["dec.W0"].shape)
-    closed = linear_gaussian_elbo(vae, params, x)
-    mean, log_var = vae.encode(x, params)
-    per = vae._per_sample_elbo(params, x, mean, log_var, rng.normal(size=(4, 100_000, 3)))
-    se = per.std(axis=1, ddof=1) / np.sqrt(per.shape[1])
-    assert np.all(np.abs(per.mean(1) - closed) < _zbound(4) * se)
-    # exact inequality ELBO(q) <= log p(x) for the PPCA decoder and any encoder
-    enc_only = _enc_perturbed(exact, rng, 0.3)
-    assert np.all(linear_gaussian_elbo(vae, enc_only, x) < log_px)
-
-
 def test_iwae_increases_towards_log_marginal():
     rng = np.random.default_rng(24)
     W, b, s2 = _ppca(rng)
@@ -454,7 +422,7 @@ def test_iwae_increases_towards_log_marginal():
     params = _enc_perturbed(params, rng, 0.1)
     x = rng.normal(size=(3, 6)) * 2
     log_px = linear_gaussian_log_marginal(W, b, s2, x)
-    elbo = linear_gaussian_elbo(vae, params, x)
+    elbo = linear_gaussian_elbo(params, x, vae.arch)
     e1 = vae.iwae_bound(params, x, 1, rng, n_repeats=4000)
     e_big = vae.iwae_bound(params, x, 2000, rng, n_repeats=10)
     # L_1 is the ELBO (closed form), L_k <= log p(x), and the gap shrinks with k
@@ -514,10 +482,10 @@ def test_local_vi_closes_the_amortization_gap_in_ppca():
     params = _enc_perturbed(params, rng, 0.4)
     x = rng.normal(size=(4, 5))
     log_px = linear_gaussian_log_marginal(W, b, s2, x)
-    res = vae.amortization_gap(params, x, n_eval_samples=4000, rng=1, n_steps=1500, lr=0.05,
-                               lr_final=1e-4, n_samples=4)
-    closed_enc = linear_gaussian_elbo(vae, params, x)
-    closed_loc = linear_gaussian_elbo(vae, params, x, res.mean, res.log_var)
+    res = vae.amortization_gap(params, x, k_eval=4000, rng=1, n_steps=1500, lr=0.05,
+                               lr_final=1e-4, k=4)
+    closed_enc = linear_gaussian_elbo(params, x, vae.arch)
+    closed_loc = linear_gaussian_elbo(params, x, vae.arch, res.mean, res.log_var)
     assert np.all(closed_loc > closed_enc)
     assert np.all(log_px - closed_loc < 0.01 * (log_px - closed_enc))
     assert np.all(np.abs(res.gap - (closed_loc - closed_enc)) < Z * res.gap_stderr)
@@ -568,8 +536,8 @@ def test_fit_improves_elbo_on_digits_and_is_deterministic():
         np.testing.assert_array_equal(vae.params_[k], again.params_[k])
 
 
-@pytest.mark.parametrize("kw", [dict(estimator="reinforce", n_samples=2, baseline="loo"),
-                                dict(n_samples=3, kl="mc")])
+@pytest.mark.parametrize("kw", [dict(estimator="reinforce", k=2, baseline="loo"),
+                                dict(k=3, kl="mc")])
 def test_fit_generic_paths_improve(kw):
     rng = np.random.default_rng(29)
     vae = VAE(8, 2, hidden=(6,))
@@ -637,7 +605,7 @@ def test_digits_data():
 
 
 def test_bad_constructor_arguments():
-    with pytest.raises(ValueError, match="n_visible"):
+    with pytest.raises(ValueError, match="n_features"):
         VAE(0, 2)
     with pytest.raises(TypeError, match="n_latent"):
         VAE(3, 2.5)
@@ -669,7 +637,7 @@ def test_bad_x(x, match):
     for call in (lambda: vae.elbo(p, x, eps), lambda: vae.elbo_grad_reparam(p, x, eps),
                  lambda: vae.elbo_grad_reinforce(p, x, eps), lambda: vae.encode(x, p),
                  lambda: vae.iwae_bound(p, x, 2, 0), lambda: vae.fit(x, n_epochs=1),
-                 lambda: vae.amortization_gap(p, x, n_eval_samples=2, n_steps=1)):
+                 lambda: vae.amortization_gap(p, x, k_eval=2, n_steps=1)):
         with pytest.raises((ValueError, TypeError), match=match):
             call()
 
@@ -726,27 +694,12 @@ def test_bad_noise_params_and_options():
         vae.decode(np.zeros((2, 3)), p)
     with pytest.raises(ValueError, match="n"):
         vae.sample(0, 0, p)
-    with pytest.raises(ValueError, match="n_eval_samples"):
-        vae.amortization_gap(p, x, n_eval_samples=1)
+    with pytest.raises(ValueError, match="k_eval"):
+        vae.amortization_gap(p, x, k_eval=1)
     with pytest.raises(ValueError, match="mean"):
         reparameterize(np.zeros(3), np.zeros(3), np.zeros(3))
     with pytest.raises(ValueError, match="eps"):
         reparameterize(np.zeros((2, 3)), np.zeros((2, 3)), np.zeros((2, 2)))
-
-
-def test_bad_linear_gaussian_input():
-    rng = np.random.default_rng(31)
-    W = rng.normal(size=(4, 2))  # not orthogonal
-    with pytest.raises(ValueError, match="W"):
-        linear_gaussian_vae(W, np.zeros(4), 0.5)
-    with pytest.raises(ValueError, match="noise_var"):
-        linear_gaussian_log_marginal(W, np.zeros(4), 0.0, np.zeros((1, 4)))
-    with pytest.raises(ValueError, match="b"):
-        linear_gaussian_posterior(W, np.zeros(3), 1.0, np.zeros((1, 4)))
-    with pytest.raises(ValueError, match="x"):
-        linear_gaussian_log_marginal(W, np.zeros(4), 1.0, np.zeros((1, 3)))
-    with pytest.raises(ValueError, match="vae"):
-        linear_gaussian_elbo(VAE(4, 2, hidden=(3,)), {}, np.zeros((1, 4)))
 
 
 def test_inputs_not_mutated():
@@ -764,98 +717,6 @@ def test_inputs_not_mutated():
         np.testing.assert_array_equal(p[k], copies[0][k])
     np.testing.assert_array_equal(x, copies[1])
     np.testing.assert_array_equal(eps, copies[2])
-
-
-# ------------------------------------------------------------------ kernels vs twins
-
-
-def test_training_kernels_match_twins():
-    from lvmref.kernels.vae import (
-        bernoulli_grad_nb,
-        bernoulli_grad_np,
-        tanh_backward_nb,
-        tanh_backward_np,
-    )
-
-    rng = np.random.default_rng(33)
-    delta, h = rng.normal(size=(7, 5)), np.tanh(rng.normal(size=(7, 5)))
-    a, b = delta.copy(), delta.copy()
-    tanh_backward_nb(a, h)
-    tanh_backward_np(b, h)
-    np.testing.assert_allclose(a, delta * (1 - h**2), rtol=1e-15)
-    np.testing.assert_array_equal(a, b)
-    strided = delta.T.copy().T  # Fortran-ordered input works too
-    tanh_backward_nb(strided, h)
-    np.testing.assert_array_equal(strided, a)
-    # Bernoulli: extreme logits (|l| up to 1e4) must not overflow; compare with scipy
-    logits = np.concatenate([rng.normal(size=(3, 6)) * 5, [[-1e4, 1e4, -745.0, 745.0, 0, -0.0]]])
-    x = (rng.random(logits.shape) < 0.5).astype(float)
-    with np.errstate(under="ignore"):
-        e = np.exp(-np.abs(logits))
-    ga, gb = np.empty_like(x), np.empty_like(x)
-    ga_t, gb_t = np.full(x.shape[::-1], np.nan), np.full(x.shape[::-1], np.nan)
-    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
-        va = bernoulli_grad_nb(x, logits, e, 0.5, ga, ga_t) - np.log1p(e).sum()
-        vb = bernoulli_grad_np(x, logits, e, 0.5, gb, gb_t) - np.log1p(e).sum()
-    np.testing.assert_array_equal(ga_t, ga.T)
-    np.testing.assert_array_equal(gb_t, gb.T)
-    # independent: log p = x*l - softplus(l) with softplus from np.logaddexp(0, l)
-    with np.errstate(under="ignore"):
-        ref = float(np.sum(x * logits - np.logaddexp(0.0, logits)))
-    assert va == pytest.approx(ref, rel=1e-14) and vb == pytest.approx(ref, rel=1e-14)
-    # x - sigmoid(l) in its exact form for binary x (SciPy's expit, an independent sigmoid);
-    # (the literal difference loses digits wherever sigmoid(l) is close to x)
-    exact = np.where(x == 1.0, expit(-logits), -expit(logits))
-    with np.errstate(under="ignore"):
-        np.testing.assert_allclose(ga, 0.5 * exact, rtol=4e-16, atol=0)
-    np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
-
-
-def test_kl_kernel_matches_twin_and_formulas():
-    from lvmref.kernels.vae import kl_grad_analytic_nb, kl_grad_analytic_np
-
-    rng = np.random.default_rng(36)
-    mean, eps, g_z = rng.normal(size=(3, 4, 6))
-    log_var = np.concatenate([rng.normal(size=(3, 6)) * 3, [[1e-12, -1e-12, 0, 30, -30, 2]]])
-    eps_t = eps.T.copy().T  # strided operands work too
-    em1, std = np.expm1(log_var), np.exp(0.5 * log_var)
-    sigma = np.sqrt(np.exp(log_var))  # independent form of exp(log_var / 2)
-    ga, gb = np.empty((2, 4, 6)), np.empty((2, 4, 6))
-    ga_t, gb_t = np.full((6, 8), np.nan), np.full((6, 8), np.nan)
-    kla = kl_grad_analytic_nb(mean, log_var, em1, std, eps_t, g_z, 0.25, ga[0], ga[1], ga_t)
-    klb = kl_grad_analytic_np(mean, log_var, em1, std, eps_t, g_z, 0.25, gb[0], gb[1], gb_t)
-    np.testing.assert_array_equal(ga_t, np.concatenate([ga[0], ga[1]]).T)
-    np.testing.assert_array_equal(gb_t, np.concatenate([gb[0], gb[1]]).T)
-    # independent: KL(N(m, s^2) || N(0, 1)) = (s^2 + m^2 - 1 - log s^2) / 2, written with
-    # sigma (not expm1)
-    kl_ref = 0.5 * np.sum(sigma**2 + mean**2 - 1.0 - log_var)
-    assert kla == pytest.approx(kl_ref, rel=1e-12) and klb == pytest.approx(kla, rel=1e-14)
-    # d/dm [g_z z - scale KL] = g_z - scale m; d/dlog_var = g_z eps s / 2 - scale (s^2 - 1) / 2
-    np.testing.assert_allclose(ga[0], g_z - 0.25 * mean, rtol=1e-14, atol=1e-15)
-    np.testing.assert_allclose(ga[1], 0.5 * g_z * eps * sigma - 0.125 * (sigma**2 - 1.0),
-                               rtol=1e-12, atol=1e-15)
-    np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
-
-
-def test_small_elementwise_kernels_match_twins():
-    from lvmref.kernels.vae import gaussian_reparam_nb, gaussian_reparam_np, neg_abs_nb, neg_abs_np
-
-    rng = np.random.default_rng(38)
-    a = np.concatenate([rng.normal(size=(3, 5)), [[0.0, -0.0, np.inf, -np.inf, 1e300]]])
-    out_a, out_b = np.empty_like(a), np.empty_like(a)
-    neg_abs_nb(a, out_a)
-    neg_abs_np(a, out_b)
-    np.testing.assert_array_equal(out_a, [[-abs(float(v)) for v in row] for row in a])
-    np.testing.assert_array_equal(out_b, out_a)
-    mean, std, eps = rng.normal(size=(3, 4, 6))
-    std = np.abs(std)
-    eps_t = eps.T.copy().T  # strided operand
-    z_a, z_b = np.empty((4, 6)), np.empty((4, 6))
-    gaussian_reparam_nb(mean, std, eps_t, z_a)
-    gaussian_reparam_np(mean, std, eps_t, z_b)
-    expect = [[m + s * e for m, s, e in zip(*rows)] for rows in zip(mean, std, eps)]
-    np.testing.assert_allclose(z_a, expect, rtol=1e-15, atol=1e-16)
-    np.testing.assert_allclose(z_b, z_a, rtol=1e-15, atol=1e-16)
 
 
 def test_init_schemes():
@@ -905,43 +766,111 @@ def test_iwae_bound_with_given_samples_matches_independent_computation():
 
 # ---------------------------------------------------------------- persistence
 
-def test_save_load_roundtrip_gives_identical_elbo(tmp_path):
+
+def _fitted(tmp_path):
+    rng = np.random.default_rng(43)
     vae = VAE(6, 2, hidden=(5, 4), likelihood="gaussian", activation="relu")
-    params = vae.init_params(3)
-    save_vae(tmp_path / "v.npz", vae, params)
-    vae2, params2 = load_vae(tmp_path / "v.npz")
-    assert (vae2.n_visible, vae2.n_latent, vae2.hidden, vae2.likelihood, vae2.activation) == \
-        (6, 2, (5, 4), "gaussian", "relu")
-    assert set(params2) == set(params)
-    for k in params:
-        np.testing.assert_array_equal(params2[k], params[k])
+    x = rng.standard_normal((9, 6))
+    vae.fit(x, x[:4], n_epochs=2, batch_size=4, lr=1e-2, rng=3)
+    return vae, vae.save(tmp_path / "v")
+
+
+def test_save_load_roundtrip_gives_identical_predictions(tmp_path):
+    vae, path = _fitted(tmp_path)
+    assert path == tmp_path / "v.npz" and path.is_file()
+    vae2 = VAE.load(path)
+    assert vae2.arch == vae.arch and repr(vae2) == repr(vae)
+    assert list(vae2.params_) == list(vae.params_)
+    for k in vae.params_:
+        np.testing.assert_array_equal(vae2.params_[k], vae.params_[k])
+    assert vae2.history_ == vae.history_ and len(vae2.history_["epoch"]) == 2
     rng = np.random.default_rng(4)
     x, eps = rng.standard_normal((3, 6)), rng.standard_normal((3, 2, 2))
-    np.testing.assert_array_equal(vae2.elbo(params2, x, eps), vae.elbo(params, x, eps))
+    np.testing.assert_array_equal(vae2.elbo(None, x, eps), vae.elbo(None, x, eps))
+    np.testing.assert_array_equal(vae2.encode(x)[1], vae.encode(x)[1])
+    np.testing.assert_array_equal(vae2.sample(5, 7), vae.sample(5, 7))
+    # a VAE whose params_ were assigned (no history), Bernoulli, no hidden layer
+    b = VAE(4, 3, hidden=())
+    b.params_ = b.init_params(5)
+    b2 = VAE.load(b.save(tmp_path / "b.npz"))
+    assert b2.arch == b.arch and b2.history_ is None
+    xb = (rng.random((2, 4)) < 0.5).astype(float)
+    np.testing.assert_array_equal(b2.reconstruct(xb), b.reconstruct(xb))
 
 
-def test_save_load_bad_input(tmp_path):
+def test_save_needs_params(tmp_path):
+    with pytest.raises(ValueError, match="params_"):
+        VAE(4, 2, hidden=(3,)).save(tmp_path / "a.npz")
     vae = VAE(4, 2, hidden=(3,))
-    params = vae.init_params(0)
-    with pytest.raises(TypeError, match="vae"):
-        save_vae(tmp_path / "a.npz", "not a vae", params)
-    with pytest.raises(ValueError, match="params|missing"):
-        save_vae(tmp_path / "a.npz", vae, {k: v for k, v in list(params.items())[1:]})
+    vae.params_ = {"enc.W0": np.zeros((4, 3))}
+    with pytest.raises(ValueError, match="params"):
+        vae.save(tmp_path / "a.npz")
+    vae.params_ = vae.init_params(0)
+    vae.history_ = {"epoch": [1, 2], "train_elbo": [1.0], "test_elbo": [1.0, 2.0],
+                    "seconds": [0.1, 0.2]}
+    with pytest.raises(ValueError, match="train_elbo"):
+        vae.save(tmp_path / "a.npz")
     with pytest.raises(FileNotFoundError):
-        load_vae(tmp_path / "none.npz")
-    np.savez(tmp_path / "other.npz", a=np.zeros(2))
-    with pytest.raises(ValueError, match="not an lvmref VAE file"):
-        load_vae(tmp_path / "other.npz")
+        VAE.load(tmp_path / "none.npz")
+
+
+def _rewrite(src, dst, **changes):
+    """Copy model file src to dst with entries replaced (value) or removed (None)."""
+    with np.load(src) as f:
+        d = {k: f[k] for k in f.files}
+    for k, v in changes.items():
+        if v is None:
+            d.pop(k)
+        else:
+            d[k] = np.asarray(v)
+    np.savez(dst, **d)
+    return dst
+
+
+@pytest.mark.parametrize(
+    ("changes", "match"),
+    [
+        ({"enc.W0": None}, "enc.W0 is missing"),
+        ({"n_latent": None}, "n_latent is missing"),
+        ({"dec.b2": np.zeros(5)}, r"params\['dec.b2'\] must have shape \(12\), got \(5,\)"),
+        ({"enc.b0": np.array([0.0, np.nan, 0, 0, 0])}, "enc.b0.*NaN"),
+        ({"dec.W0": np.full((2, 4), np.inf)}, "dec.W0.*infinite"),
+        ({"n_features": np.array(6.0)}, "n_features must be an integer"),
+        ({"n_features": np.array(0)}, "invalid architecture: n_features must be >= 1"),
+        ({"hidden": np.array([5.0, 4.0])}, "hidden must be a 1-D integer array"),
+        ({"likelihood": np.array("poisson")}, "invalid architecture: likelihood"),
+        ({"activation": np.array(3)}, "activation must be a string"),
+        ({"extra": np.zeros(2)}, r"unexpected entries \['extra'\]"),
+        ({"__kind__": np.array("GaussianMixture")}, "holds a GaussianMixture, not a VAE"),
+        ({"__format__": np.array(2)}, "format version 2 is not supported"),
+        ({"history_.epoch": np.array([1, 3])}, r"history_\['epoch'\] must be 1, 2"),
+        ({"history_.epoch": np.array([1.0, 2.0])}, "epoch.*integers"),
+        ({"history_.seconds": np.array([0.5])}, "seconds.*shape"),
+        ({"history_.train_elbo": np.array([-3.0, np.inf])}, "train_elbo.*must be finite"),
+        ({"history_.test_elbo": np.array([-3.0, -np.inf])}, "test_elbo.*finite"),
+        ({"history_.seconds": np.array([0.5, 0.1])}, "non-decreasing"),
+        ({"history_.test_elbo": None}, "history_.test_elbo is missing"),
+    ],
+)
+def test_load_rejects_bad_files_naming_them(tmp_path, changes, match):
+    _, good = _fitted(tmp_path)
+    bad = _rewrite(good, tmp_path / "bad.npz", **changes)
+    with pytest.raises(ValueError, match=match) as info:
+        VAE.load(bad)
+    assert str(info.value).startswith(f"{bad}: ")
+
+
+def test_load_accepts_nan_test_elbo_and_rejects_unreadable_files(tmp_path):
+    _, good = _fitted(tmp_path)
+    ok = _rewrite(good, tmp_path / "ok.npz", **{"history_.test_elbo": np.array([np.nan] * 2)})
+    assert np.isnan(VAE.load(ok).history_["test_elbo"]).all()  # fitted without x_test
     (tmp_path / "junk.npz").write_bytes(b"not a zip")
     with pytest.raises(ValueError, match="junk.npz"):
-        load_vae(tmp_path / "junk.npz")
-    save_vae(tmp_path / "v.npz", vae, params)
-    with np.load(tmp_path / "v.npz") as f:
-        d = {k: f[k] for k in f.files}
-    d.pop(next(k for k in d if not k.startswith("__")))
-    np.savez(tmp_path / "cut.npz", **d)
-    with pytest.raises(ValueError, match="malformed"):
-        load_vae(tmp_path / "cut.npz")
+        VAE.load(tmp_path / "junk.npz")
+    cut = tmp_path / "cut.npz"
+    cut.write_bytes(good.read_bytes()[:200])
+    with pytest.raises(ValueError, match="cut.npz: truncated or corrupted"):
+        VAE.load(cut)
 
 
 # ---------------------------------------------------------------- finite input never gives NaN

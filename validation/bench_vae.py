@@ -2,7 +2,7 @@
 
 64-200-10 tanh VAE, Bernoulli decoder, analytic KL, one noise sample per row, float64,
 batch 100 of the bundled binarized digits; both sides get the same initial weights, the
-same minibatches and the same noise. Our step is :class:`lvmref.vae._TrainWorkspace`
+same minibatches and the same noise. Our step is :class:`lvmref.vae_training.TrainingWorkspace`
 (what ``VAE.fit`` runs); the twin is ``validation/vae_torch_twin.py`` with
 ``torch.optim.Adam``. NumPy/OpenBLAS, Numba and torch are pinned to the same thread
 count (``--threads``, default 1) before they are imported. JIT compile time (or cache
@@ -43,7 +43,8 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vae_torch_twin import TorchVAE  # noqa: E402
 
 from lvmref.datasets import load_digits_binarized  # noqa: E402
-from lvmref.vae import VAE, _TrainWorkspace  # noqa: E402
+from lvmref.vae import VAE  # noqa: E402
+from lvmref.vae_training import TrainingWorkspace  # noqa: E402
 
 
 def main() -> int:
@@ -59,10 +60,10 @@ def main() -> int:
     # JIT compile (or on-disk cache load) of our Numba kernels (Adam, fused tanh backward,
     # Bernoulli gradient): the first step on a throw-away workspace, excluded from timings.
     t0 = time.perf_counter()
-    _TrainWorkspace(vae, params, 100, "analytic", 1e-3).step(batches[0], noise[0])
+    TrainingWorkspace(vae.arch, params, 100, "analytic", 1e-3).step(batches[0], noise[0])
     compile_s = time.perf_counter() - t0
 
-    ws = _TrainWorkspace(vae, params, 100, "analytic", 1e-3)
+    ws = TrainingWorkspace(vae.arch, params, 100, "analytic", 1e-3)
     twin = TorchVAE(vae, params)
     opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
     tb = [torch.from_numpy(b) for b in batches]

@@ -2,7 +2,7 @@
 
 Trains the VAE of ``vae_digits.py`` (torch-style init, seed 0, 100 epochs), then for the
 first ``--rows`` test digits runs per-data-point VI (``VAE.fit_local``: Adam on the
-reparameterized ELBO (7a) with S = 8, lr 1e-2 -> 1e-4 over 1000 steps, started at the
+reparameterized ELBO (7a) with k = 8, lr 1e-2 -> 1e-4 over 1000 steps, started at the
 encoder output) and reports, per row, the ELBO at the encoder output, at the local
 optimum, and their difference (the amortization gap, Cremer et al. 2018) with its
 standard error (both ELBOs use the same 4000 noise draws). The IWAE bound L_5000 is
@@ -33,8 +33,8 @@ def main() -> int:
     train, test = load_digits_binarized()
     vae = VAE(64, 10, hidden=(200,)).fit(train, n_epochs=args.epochs, rng=0, init="torch")
     x = test[: args.rows]
-    res = vae.amortization_gap(vae.params_, x, n_eval_samples=4000, rng=1, n_steps=1000,
-                               lr=1e-2, lr_final=1e-4, n_samples=8)
+    res = vae.amortization_gap(vae.params_, x, k_eval=4000, rng=1, n_steps=1000,
+                               lr=1e-2, lr_final=1e-4, k=8)
     iw = vae.iwae_bound(vae.params_, x, 5000, 2).value
     print(f"amortization gap per test row (VAE 64-200-10, {args.epochs} epochs, seed 0)")
     print(f"{'row':>4}{'ELBO enc':>10}{'ELBO local':>12}{'gap':>8}{'se':>7}{'IWAE 5000':>11}")

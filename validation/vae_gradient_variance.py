@@ -6,14 +6,14 @@ minibatch of 20 test rows, draws M independent gradient estimates of each kind o
 
 * the total variance of the encoder gradient (sum over encoder parameters of the
   per-coordinate variance across draws), as a ratio to the reparameterization
-  gradient with S = 1;
+  gradient with k = 1 sample per row;
 * an unbiasedness check: max over encoder coordinates of |mean(REINFORCE - reparam)| /
   its standard error (paired draws), against the Bonferroni z-bound for that many
   coordinates at family level 1e-3. Exit 1 if any estimator fails it.
 
 Baselines: none; a constant per row (the mean of f over 64 *independent* draws, so it
-does not depend on the samples it is used with); leave-one-out over S = 2 and S = 8.
-Costs differ: an S-sample estimate evaluates the decoder S times.
+does not depend on the samples it is used with); leave-one-out over k = 2 and k = 8
+samples per row. Costs differ: a k-sample estimate evaluates the decoder k times.
 
     python validation/vae_gradient_variance.py [--draws 400]
 """
@@ -42,9 +42,9 @@ def main() -> int:
     vae = VAE(64, 10, hidden=(200,))
     x = test[:20]
     ok = True
-    print(f"encoder-gradient variance ratio to reparam (S=1); {args.draws} draws, "
+    print(f"encoder-gradient variance ratio to reparam (k=1); {args.draws} draws, "
           f"batch of 20 test rows")
-    print(f"{'model':<16}{'estimator':<28}{'S':>3}{'var ratio':>12}{'max |z|':>9}{'bound':>7}")
+    print(f"{'model':<16}{'estimator':<28}{'k':>3}{'var ratio':>12}{'max |z|':>9}{'bound':>7}")
     for label, epochs in (("init", 0), ("trained 20 ep", 20)):
         if epochs:
             params = vae.fit(train, n_epochs=epochs, rng=0).params_

@@ -36,8 +36,8 @@ class TorchVAE(nn.Module):
     def __init__(self, vae, params):
         super().__init__()
         self.spec = vae
-        self.enc = _mlp(vae.encoder, params)
-        self.dec = _mlp(vae.decoder, params)
+        self.enc = _mlp(vae.arch.encoder, params)
+        self.dec = _mlp(vae.arch.decoder, params)
 
     def named_grads(self):
         """Gradients in our layout: dict name -> ndarray (W as (n_in, n_out))."""
@@ -64,7 +64,7 @@ class TorchVAE(nn.Module):
         return h[:, :k], h[:, k:]
 
     def log_lik(self, x, z):
-        """log p(x | z) for x (n, D) and z (n, S, K) -> (n, S)."""
+        """log p(x | z) for x (n, D) and z (n, k, K) -> (n, k)."""
         n, s, k = z.shape
         out = self.dec(z.reshape(n * s, k))
         xr = x.repeat_interleave(s, dim=0)
@@ -77,7 +77,7 @@ class TorchVAE(nn.Module):
         return ll.sum(1).reshape(n, s)
 
     def elbo(self, x, eps, kl="analytic"):
-        """Per-row ELBO estimate for eps (n, S, K), eq. (7a)/(7b) of lvmref.vae."""
+        """Per-row ELBO estimate for eps (n, k, K), eq. (7a)/(7b) of lvmref.vae."""
         mu, lv = self.encode(x)
         z = mu[:, None, :] + torch.exp(0.5 * lv)[:, None, :] * eps
         ll = self.log_lik(x, z)

@@ -25,7 +25,8 @@ except ImportError:
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from vae_torch_twin import TorchVAE, torch_grads  # noqa: E402
 
-from lvmref.vae import VAE, _TrainWorkspace  # noqa: E402
+from lvmref.vae import VAE  # noqa: E402
+from lvmref.vae_training import TrainingWorkspace  # noqa: E402
 
 RTOL = 1e-10
 
@@ -90,14 +91,14 @@ def main() -> int:
         worst = max(worst, worst_here)
         rows.append((lik, kl, s, f"{act}{list(hidden)}", est + (f"/{baseline}" if baseline
                      else ""), e_val, e_rows, kmax, e_grad[kmax]))
-    # the allocation-free training step that fit() runs (lvmref.vae._TrainWorkspace)
+    # the allocation-free training step that fit() runs (lvmref.vae_training)
     for lik in ("bernoulli", "gaussian"):
         vae = VAE(64, 10, hidden=(200,), likelihood=lik)
         params = vae.init_params(rng)
         x = ((rng.random((100, 64)) < 0.3).astype(float) if lik == "bernoulli"
              else rng.normal(size=(100, 64)))
         eps = rng.normal(size=(100, 10))
-        ws = _TrainWorkspace(vae, params, 100, "analytic", 1e-3)
+        ws = TrainingWorkspace(vae.arch, params, 100, "analytic", 1e-3)
         ours_v = ws.gradient(x, eps)
         twin = TorchVAE(vae, params)
         t_v, t_g = torch_grads(twin, twin.elbo(torch.from_numpy(x),
@@ -110,7 +111,7 @@ def main() -> int:
                      kmax, e_grad[kmax]))
     print(f"lvmref.vae vs PyTorch {torch.__version__} twin: same weights, same noise, float64 "
           f"(n=50 rows, D=64, K=10)")
-    print(f"{'likelihood':<10} {'kl':<9}{'S':>2} {'net':<18}{'estimator':<17}{'ELBO rel':>10}"
+    print(f"{'likelihood':<10} {'kl':<9}{'k':>2} {'net':<18}{'estimator':<17}{'ELBO rel':>10}"
           f"{'rows rel':>10}  {'worst grad':<8}{'rel':>10}")
     for r in rows:
         print(f"{r[0]:<10} {r[1]:<9}{r[2]:>2} {r[3]:<18}{r[4]:<17}{r[5]:>10.1e}{r[6]:>10.1e}  "

@@ -1,0 +1,338 @@
+r"""The allocation-free VAE training step: gradient (9) of :mod:`lvmref.vae` with k = 1, then Adam.
+
+This is performance machinery, kept apart so that a reader of the derivation in
+:mod:`lvmref.vae` never meets it. It computes exactly what
+:func:`lvmref.vae.elbo_grad_reparam` computes for one noise sample per row (a test asserts
+they agree to rounding), followed by one Adam step (:mod:`lvmref.optim`'s update rule),
+arranged for speed:
+
+* all parameters live in one flat vector ``theta`` (``params`` holds views into it) and
+  all gradients in ``grad``, so Adam is one fused pass
+  (:func:`lvmref.kernels.optim.adam_update_nb`);
+* activations are stored feature-major, ``(n_units, n_rows)``, each layer input with an
+  extra row of ones. Because ``W_i`` and ``b_i`` are adjacent in ``theta``, the
+  ``(n_in + 1, n_out)`` block ``[W_i; b_i]`` is a view, so one matrix product gives
+  ``a_i = [W_i; b_i]^T [h_i; 1]`` (bias included) and one gives
+  ``[dW_i; db_i] = [h_i; 1] delta_i^T`` (bias gradient included);
+* every buffer is preallocated (per batch size) and written with ``out=``, and the views
+  each matrix product reads and writes are built once per batch size (a "plan" per
+  network), so a step does no slicing or allocation in Python;
+* the weight-gradient product takes delta from a batch-major copy (written directly by
+  the Bernoulli and KL kernels for the output layers), so BLAS sees no transposed
+  operand; products with M*N*K > :data:`SMALL_GEMM` are split into row blocks
+  (:func:`gemm_blocks`). Both keep OpenBLAS on its faster small-matrix path (below);
+* exp, expm1, tanh and log1p run as vectorized NumPy ufuncs (Numba 0.68 has no SVML, its
+  scalar versions are several times slower); the Numba kernels of
+  :mod:`lvmref.kernels.vae` fuse the rest. The kernel-or-twin choice
+  (:func:`lvmref.kernels.dispatch.pick`) is made once, when a workspace is built.
+
+OpenBLAS notes. OpenBLAS (SkylakeX kernels) runs dgemm on an unpacked "small matrix" path
+when M*N*K <= 100**3 and the product is not of the Fortran "TN" kind with a large output;
+for the 64-200 layers at batch 100 (M*N*K ~ 1.3e6) two half-size products on that path
+are ~30 % faster than one packed product (measured while tuning
+``validation/bench_vae.py``, which times this step against a PyTorch twin).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .kernels.checks import (
+    check_choice,
+    check_nonnegative_float,
+    check_positive_float,
+    check_positive_int,
+    check_real,
+)
+from .kernels.constants import LOG_2PI
+from .kernels.dispatch import pick
+from .kernels.fpenv import benign_underflow
+from .kernels.optim import adam_update_nb, adam_update_np
+from .kernels.vae import (
+    bernoulli_grad_nb,
+    bernoulli_grad_np,
+    gaussian_reparam_nb,
+    gaussian_reparam_np,
+    kl_grad_analytic_nb,
+    kl_grad_analytic_np,
+    neg_abs_nb,
+    neg_abs_np,
+    tanh_backward_nb,
+    tanh_backward_np,
+)
+from .nn import ACTIVATIONS
+
+__all__ = ["TrainingWorkspace", "gemm_blocks", "SMALL_GEMM"]
+
+#: Largest M*N*K of a matrix product run in one piece (see the OpenBLAS notes).
+SMALL_GEMM = 1_000_000
+
+
+def gemm_blocks(a, b, out):
+    """Row blocks of ``out = a @ b`` small enough for BLAS's small-matrix path.
+
+    Parameters
+    ----------
+    a : ndarray, shape (m, k)
+    b : ndarray, shape (k, n)
+    out : ndarray, shape (m, n)
+
+    Returns
+    -------
+    list of (a_r, b, out_r)
+        View triples; each block is an exact sub-product (at most :data:`SMALL_GEMM`
+        multiply-adds unless it is a single row), so running them equals one
+        ``np.matmul`` up to the summation order inside BLAS. The views stay valid as
+        long as the arrays do, so the training workspace builds them once.
+    """
+    m, k = a.shape
+    n = b.shape[1]
+    blocks = -(-(m * n * k) // SMALL_GEMM)
+    if blocks <= 1:
+        return [(a, b, out)]
+    step = -(-m // blocks)
+    return [(a[r:r + step], b, out[r:r + step]) for r in range(0, m, step)]
+
+
+_ARCH_ATTRS = ("encoder", "decoder", "n_features", "n_latent", "likelihood", "param_shapes",
+               "check_params")
+
+
+@benign_underflow
+class TrainingWorkspace:
+    """Buffers and plans of the allocation-free training step (see the module docstring).
+
+    Parameters
+    ----------
+    arch : lvmref.vae.VAEArchitecture
+        The architecture (``VAE.arch``).
+    params : dict
+        Initial parameters (layout of :mod:`lvmref.vae`; validated, copied into
+        ``theta``).
+    batch_size : int
+        Rows of the largest batch; buffers for other sizes are built on first use.
+    kl : {"analytic", "mc"}
+        ELBO estimator (7a) or (7b) of :mod:`lvmref.vae`.
+    lr : float
+        Adam step size (may be changed between steps).
+    betas : (float, float)
+        Adam's beta1, beta2 in [0, 1).
+    adam_eps : float
+        Adam's epsilon (added to the denominator).
+
+    Attributes
+    ----------
+    theta, grad, m, v : ndarray, shape (n_params,)
+        Flat parameters, gradient of the last :meth:`gradient` call (ascent direction of
+        the batch-mean ELBO), Adam's moment estimates.
+    params, grads : dict
+        Views into ``theta`` and ``grad`` under the parameter names and shapes.
+    t : int
+        Adam steps taken.
+    """
+
+    def __init__(self, arch, params, batch_size, kl="analytic", lr=1e-3, betas=(0.9, 0.999),
+                 adam_eps=1e-8):
+        if not all(hasattr(arch, a) for a in _ARCH_ATTRS):
+            raise TypeError(f"arch must be a lvmref.vae.VAEArchitecture (a VAE's .arch), got "
+                            f"{type(arch).__name__}")
+        params = arch.check_params(params)
+        batch_size = check_positive_int(batch_size, "batch_size")
+        self.arch, self.kl = arch, check_choice(kl, "kl", ("analytic", "mc"))
+        self.lr = check_positive_float(lr, "lr")
+        if not isinstance(betas, (tuple, list)) or len(betas) != 2:
+            raise TypeError(f"betas must be a pair (beta1, beta2), got {betas!r}")
+        b1, b2 = (check_real(b, "betas") for b in betas)
+        if not (0.0 <= b1 < 1.0 and 0.0 <= b2 < 1.0):
+            raise ValueError(f"betas must be in [0, 1), got {betas}")
+        self.betas, self.t = (b1, b2), 0
+        self.adam_eps = check_nonnegative_float(adam_eps, "adam_eps")
+        shapes = arch.param_shapes()
+        total = sum(int(np.prod(s)) for s in shapes.values())
+        self.theta, self.grad = np.empty(total), np.zeros(total)
+        self.m, self.v = np.zeros(total), np.zeros(total)
+        self.params, self.grads = {}, {}
+        off = 0
+        self._aug = {}  # prefix -> list of ([W; b] view, [dW; db] view) per layer
+        for net in (arch.encoder, arch.decoder):
+            views = []
+            for i in range(net.n_layers):
+                n_in, n_out = net.sizes[i], net.sizes[i + 1]
+                size = (n_in + 1) * n_out
+                w_aug = self.theta[off:off + size].reshape(n_in + 1, n_out)
+                g_aug = self.grad[off:off + size].reshape(n_in + 1, n_out)
+                for key, sl in ((f"{net.prefix}W{i}", slice(0, n_in)),
+                                (f"{net.prefix}b{i}", n_in)):
+                    self.params[key] = w_aug[sl]
+                    self.grads[key] = g_aug[sl]
+                    self.params[key][...] = params[key]
+                views.append((w_aug, g_aug))
+                off += size
+            self._aug[net.prefix] = views
+        if off != total or list(self.params) != list(shapes):
+            raise RuntimeError("parameter layout mismatch in the training workspace")
+        self.nets = (arch.encoder, arch.decoder)
+        # the kernel-or-twin choice, made once (lvmref.kernels.dispatch)
+        self._tanh_backward = pick(tanh_backward_nb, tanh_backward_np)
+        self._bernoulli_grad = pick(bernoulli_grad_nb, bernoulli_grad_np)
+        self._kl_grad_analytic = pick(kl_grad_analytic_nb, kl_grad_analytic_np)
+        self._neg_abs = pick(neg_abs_nb, neg_abs_np)
+        self._gaussian_reparam = pick(gaussian_reparam_nb, gaussian_reparam_np)
+        self._adam_update = pick(adam_update_nb, adam_update_np)
+        self._buffers = {}
+        self._bufs(batch_size)
+
+    def _bufs(self, nb):
+        """Buffers and precomputed GEMM views for a batch of nb rows (built once per nb)."""
+        if nb not in self._buffers:
+            bufs = {}
+            for net in self.nets:
+                views = self._aug[net.prefix]
+                # inp[i]: input of layer i with a row of ones; inp[L] holds the output
+                inp = [np.ones((w + 1, nb)) for w in net.sizes[:-1]]
+                inp.append(np.empty((net.sizes[-1], nb)))
+                grd = [np.empty((w, nb)) for w in net.sizes]  # d value / d inp[i]
+                fwd, bwd = [], []
+                for i, act in enumerate(net.activations):
+                    out = inp[i + 1][:net.sizes[i + 1]]
+                    fwd.append((gemm_blocks(views[i][0].T, inp[i], out), out, act))
+                    w_aug, g_aug = views[i]
+                    # [dW; db] = [h; 1] delta^T, eq. (2), with a batch-major copy of delta:
+                    # the product is then NN for BLAS (no transposed operand), which
+                    # OpenBLAS runs on its small-matrix path; with delta.T it takes the
+                    # slower packed path.
+                    delta_t = np.empty((nb, net.sizes[i + 1]))
+                    wgrad = gemm_blocks(inp[i], delta_t, g_aug)
+                    need_input = i > 0 or net is self.arch.decoder  # d/dz for the encoder
+                    igrad = gemm_blocks(w_aug[:-1], grd[i + 1], grd[i]) if need_input else []
+                    bwd.append((grd[i + 1], out, act, delta_t, wgrad, igrad))
+                bufs[net.prefix] = (inp, grd, fwd, bwd[::-1])
+            bufs["e"] = np.empty((self.arch.n_features, nb))
+            bufs["std"] = np.empty((self.arch.n_latent, nb))
+            bufs["em1"] = np.empty((self.arch.n_latent, nb))
+            self._buffers[nb] = bufs
+        return self._buffers[nb]
+
+    @staticmethod
+    def _forward(fwd):
+        """Eq. (1) of lvmref.nn, feature-major, over the precomputed layer plan ``fwd``."""
+        for blocks, out, act in fwd:
+            for a, b, o in blocks:
+                np.matmul(a, b, out=o)
+            if act == "tanh":
+                np.tanh(out, out=out)
+            elif act != "identity":
+                out[...] = ACTIVATIONS[act][0](out)
+
+    def _backward(self, bwd, top_transposed):
+        """Eq. (2) of lvmref.nn over the plan ``bwd`` (top layer first); the upstream
+        gradient is in the top layer's delta buffer, and if ``top_transposed`` also in its
+        batch-major copy (valid for an identity output layer)."""
+        for layer, (delta, h, act, delta_t, wgrad, igrad) in enumerate(bwd):
+            if act == "tanh":                    # f' = 1 - h^2
+                self._tanh_backward(delta, h)
+            elif act == "relu":                  # f' = [h > 0]
+                delta *= h > 0.0
+            elif act == "sigmoid":               # f' = h (1 - h)
+                delta *= h - h * h
+            elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
+                delta *= -np.expm1(-h)
+            if layer or not top_transposed or act != "identity":
+                np.copyto(delta_t, delta.T)
+            for a, b, o in wgrad:
+                np.matmul(a, b, out=o)
+            for a, b, o in igrad:
+                np.matmul(a, b, out=o)
+
+    def step(self, x, eps):
+        """:meth:`gradient` at (x, eps), then one Adam step; returns the batch-mean ELBO."""
+        value = self._gradient(*self._check_batch(x, eps))
+        self.t += 1
+        b1, b2 = self.betas
+        self._adam_update(self.theta, self.grad, self.m, self.v, -1.0, self.lr, b1, b2,
+                          self.adam_eps, 1.0 - b1**self.t, float(np.sqrt(1.0 - b2**self.t)))
+        return value
+
+    def gradient(self, x, eps):
+        """Batch-mean ELBO (7) at (x, eps) and its gradient (9) into ``grad``/``grads``.
+
+        Parameters
+        ----------
+        x : ndarray, shape (nb, D)
+            A batch of data (not copied; not re-checked for finiteness or binary values --
+            ``VAE.fit`` validated it).
+        eps : ndarray, shape (nb, K)
+            Standard-normal noise, one sample per row (eq. 6).
+
+        Returns
+        -------
+        float
+        """
+        return self._gradient(*self._check_batch(x, eps))
+
+    def _check_batch(self, x, eps):
+        x, eps = np.asarray(x, dtype=np.float64), np.asarray(eps, dtype=np.float64)
+        K, d = self.arch.n_latent, self.arch.n_features
+        if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
+            raise ValueError(f"x must have shape (nb, {d}) with nb >= 1, got {x.shape}")
+        if eps.shape != (x.shape[0], K):
+            raise ValueError(f"eps must have shape ({x.shape[0]}, {K}), got {eps.shape}")
+        return x, eps
+
+    def _gradient(self, x, eps):
+        arch, nb = self.arch, x.shape[0]
+        K, d = arch.n_latent, arch.n_features
+        enc, dec = self.nets
+        bufs = self._bufs(nb)
+        e_inp, e_grd, e_fwd, e_bwd = bufs[enc.prefix]
+        d_inp, d_grd, d_fwd, d_bwd = bufs[dec.prefix]
+        xt = e_inp[0][:d]
+        xt[...] = x.T
+        self._forward(e_fwd)
+        out = e_inp[-1]
+        mean, log_var = out[:K], out[K:]
+        eps_t = eps.T
+        std = bufs["std"]
+        z = d_inp[0][:K]
+        np.multiply(log_var, 0.5, out=std)
+        np.exp(std, out=std)
+        self._gaussian_reparam(mean, std, eps_t, z)                       # eq. (6)
+        self._forward(d_fwd)
+        dec_out = d_inp[-1]
+        g_out = d_grd[-1]
+        if arch.likelihood == "bernoulli":                               # eq. (2a), (8)
+            e = bufs["e"]
+            self._neg_abs(dec_out, e)
+            np.exp(e, out=e)
+            ll = self._bernoulli_grad(xt, dec_out, e, 1.0 / nb, g_out, d_bwd[0][3])
+            np.log1p(e, out=e)
+            ll -= float(e.sum())
+            dec_top_t = True                 # the kernel wrote the batch-major copy too
+        else:                                                            # eq. (2b), (8)
+            m, v = dec_out[:d], dec_out[d:]
+            r = xt - m
+            iv = np.exp(-v)
+            r2iv = r * r * iv
+            ll = -0.5 * float(np.sum(LOG_2PI + v + r2iv))
+            np.multiply(r * iv, 1.0 / nb, out=g_out[:d])
+            np.multiply(r2iv - 1.0, 0.5 / nb, out=g_out[d:])
+            dec_top_t = False
+        self._backward(d_bwd, dec_top_t)
+        g_z = d_grd[0]
+        g_enc = e_grd[-1]
+        if self.kl == "analytic":                                        # eq. (9a)
+            em1 = bufs["em1"]
+            np.expm1(log_var, out=em1)
+            kl = self._kl_grad_analytic(mean, log_var, em1, std, eps_t, g_z, 1.0 / nb,
+                                        g_enc[:K], g_enc[K:], e_bwd[0][3])
+            value = (ll - kl) / nb
+            enc_top_t = True
+        else:                                                            # eq. (9b)
+            value = (ll - 0.5 * float(np.sum(z * z))
+                     + 0.5 * float(np.sum(log_var + eps_t * eps_t))) / nb
+            np.subtract(g_z, z / nb, out=g_enc[:K])
+            np.multiply(g_enc[:K] * eps_t, 0.5 * std, out=g_enc[K:])
+            g_enc[K:] += 0.5 / nb
+            enc_top_t = False
+        self._backward(e_bwd, enc_top_t)
+        return float(value)

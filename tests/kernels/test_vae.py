@@ -1,0 +1,135 @@
+"""The fused VAE training kernels of lvmref.kernels.vae against their NumPy twins and
+against formulas written out independently (SciPy's expit, textbook KL, Python loops)."""
+
+import numpy as np
+import pytest
+from scipy.special import expit
+
+from lvmref.kernels.vae import (
+    bernoulli_grad,
+    bernoulli_grad_nb,
+    bernoulli_grad_np,
+    gaussian_reparam,
+    gaussian_reparam_nb,
+    gaussian_reparam_np,
+    kl_grad_analytic,
+    kl_grad_analytic_nb,
+    kl_grad_analytic_np,
+    neg_abs,
+    neg_abs_nb,
+    neg_abs_np,
+    tanh_backward,
+    tanh_backward_nb,
+    tanh_backward_np,
+)
+
+
+def test_training_kernels_match_twins():
+    rng = np.random.default_rng(33)
+    delta, h = rng.normal(size=(7, 5)), np.tanh(rng.normal(size=(7, 5)))
+    a, b = delta.copy(), delta.copy()
+    tanh_backward_nb(a, h)
+    tanh_backward_np(b, h)
+    np.testing.assert_allclose(a, delta * (1 - h**2), rtol=1e-15)
+    np.testing.assert_array_equal(a, b)
+    strided = delta.T.copy().T  # Fortran-ordered input works too
+    tanh_backward_nb(strided, h)
+    np.testing.assert_array_equal(strided, a)
+    # Bernoulli: extreme logits (|l| up to 1e4) must not overflow; compare with scipy
+    logits = np.concatenate([rng.normal(size=(3, 6)) * 5, [[-1e4, 1e4, -745.0, 745.0, 0, -0.0]]])
+    x = (rng.random(logits.shape) < 0.5).astype(float)
+    with np.errstate(under="ignore"):
+        e = np.exp(-np.abs(logits))
+    ga, gb = np.empty_like(x), np.empty_like(x)
+    ga_t, gb_t = np.full(x.shape[::-1], np.nan), np.full(x.shape[::-1], np.nan)
+    with np.errstate(over="raise", invalid="raise", divide="raise", under="ignore"):
+        va = bernoulli_grad_nb(x, logits, e, 0.5, ga, ga_t) - np.log1p(e).sum()
+        vb = bernoulli_grad_np(x, logits, e, 0.5, gb, gb_t) - np.log1p(e).sum()
+    np.testing.assert_array_equal(ga_t, ga.T)
+    np.testing.assert_array_equal(gb_t, gb.T)
+    # independent: log p = x*l - softplus(l) with softplus from np.logaddexp(0, l)
+    with np.errstate(under="ignore"):
+        ref = float(np.sum(x * logits - np.logaddexp(0.0, logits)))
+    assert va == pytest.approx(ref, rel=1e-14) and vb == pytest.approx(ref, rel=1e-14)
+    # x - sigmoid(l) in its exact form for binary x (SciPy's expit, an independent sigmoid);
+    # (the literal difference loses digits wherever sigmoid(l) is close to x)
+    exact = np.where(x == 1.0, expit(-logits), -expit(logits))
+    with np.errstate(under="ignore"):
+        np.testing.assert_allclose(ga, 0.5 * exact, rtol=4e-16, atol=0)
+    np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
+
+
+def test_kl_kernel_matches_twin_and_formulas():
+    rng = np.random.default_rng(36)
+    mean, eps, g_z = rng.normal(size=(3, 4, 6))
+    log_var = np.concatenate([rng.normal(size=(3, 6)) * 3, [[1e-12, -1e-12, 0, 30, -30, 2]]])
+    eps_t = eps.T.copy().T  # strided operands work too
+    em1, std = np.expm1(log_var), np.exp(0.5 * log_var)
+    sigma = np.sqrt(np.exp(log_var))  # independent form of exp(log_var / 2)
+    ga, gb = np.empty((2, 4, 6)), np.empty((2, 4, 6))
+    ga_t, gb_t = np.full((6, 8), np.nan), np.full((6, 8), np.nan)
+    kla = kl_grad_analytic_nb(mean, log_var, em1, std, eps_t, g_z, 0.25, ga[0], ga[1], ga_t)
+    klb = kl_grad_analytic_np(mean, log_var, em1, std, eps_t, g_z, 0.25, gb[0], gb[1], gb_t)
+    np.testing.assert_array_equal(ga_t, np.concatenate([ga[0], ga[1]]).T)
+    np.testing.assert_array_equal(gb_t, np.concatenate([gb[0], gb[1]]).T)
+    # independent: KL(N(m, s^2) || N(0, 1)) = (s^2 + m^2 - 1 - log s^2) / 2, written with
+    # sigma (not expm1)
+    kl_ref = 0.5 * np.sum(sigma**2 + mean**2 - 1.0 - log_var)
+    assert kla == pytest.approx(kl_ref, rel=1e-12) and klb == pytest.approx(kla, rel=1e-14)
+    # d/dm [g_z z - scale KL] = g_z - scale m; d/dlog_var = g_z eps s / 2 - scale (s^2 - 1) / 2
+    np.testing.assert_allclose(ga[0], g_z - 0.25 * mean, rtol=1e-14, atol=1e-15)
+    np.testing.assert_allclose(ga[1], 0.5 * g_z * eps * sigma - 0.125 * (sigma**2 - 1.0),
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
+
+
+def test_small_elementwise_kernels_match_twins():
+    rng = np.random.default_rng(38)
+    a = np.concatenate([rng.normal(size=(3, 5)), [[0.0, -0.0, np.inf, -np.inf, 1e300]]])
+    out_a, out_b = np.empty_like(a), np.empty_like(a)
+    neg_abs_nb(a, out_a)
+    neg_abs_np(a, out_b)
+    np.testing.assert_array_equal(out_a, [[-abs(float(v)) for v in row] for row in a])
+    np.testing.assert_array_equal(out_b, out_a)
+    mean, std, eps = rng.normal(size=(3, 4, 6))
+    std = np.abs(std)
+    eps_t = eps.T.copy().T  # strided operand
+    z_a, z_b = np.empty((4, 6)), np.empty((4, 6))
+    gaussian_reparam_nb(mean, std, eps_t, z_a)
+    gaussian_reparam_np(mean, std, eps_t, z_b)
+    expect = [[m + s * e for m, s, e in zip(*rows)] for rows in zip(mean, std, eps)]
+    np.testing.assert_allclose(z_a, expect, rtol=1e-15, atol=1e-16)
+    np.testing.assert_allclose(z_b, z_a, rtol=1e-15, atol=1e-16)
+
+
+def test_dispatchers_run_the_kernel_or_the_twin():
+    """Each dispatcher computes what its kernel (JIT) or its twin (no JIT) computes."""
+    rng = np.random.default_rng(39)
+    delta, h = rng.normal(size=(4, 3)), np.tanh(rng.normal(size=(4, 3)))
+    a, b = delta.copy(), delta.copy()
+    tanh_backward(a, h)
+    tanh_backward_np(b, h)
+    np.testing.assert_array_equal(a, b)
+    logits = rng.normal(size=(4, 3)) * 3
+    x = (rng.random((4, 3)) < 0.5).astype(float)
+    e = np.exp(-np.abs(logits))
+    g1, g1_t, g2, g2_t = np.empty((4, 3)), np.empty((3, 4)), np.empty((4, 3)), np.empty((3, 4))
+    v1 = bernoulli_grad(x, logits, e, 0.25, g1, g1_t)
+    v2 = bernoulli_grad_np(x, logits, e, 0.25, g2, g2_t)
+    assert v1 == pytest.approx(v2, rel=1e-15)
+    np.testing.assert_allclose(g1, g2, rtol=1e-15, atol=0)
+    mean, log_var, eps, g_z = rng.normal(size=(4, 4, 3))
+    em1, std = np.expm1(log_var), np.exp(0.5 * log_var)
+    out1, out2 = np.empty((2, 4, 3)), np.empty((2, 4, 3))
+    t1, t2 = np.empty((3, 8)), np.empty((3, 8))
+    k1 = kl_grad_analytic(mean, log_var, em1, std, eps, g_z, 0.5, out1[0], out1[1], t1)
+    k2 = kl_grad_analytic_np(mean, log_var, em1, std, eps, g_z, 0.5, out2[0], out2[1], t2)
+    assert k1 == pytest.approx(k2, rel=1e-14)
+    np.testing.assert_allclose(out1, out2, rtol=1e-15, atol=0)
+    o1, o2 = np.empty((4, 3)), np.empty((4, 3))
+    neg_abs(logits, o1)
+    neg_abs_np(logits, o2)
+    np.testing.assert_array_equal(o1, o2)
+    gaussian_reparam(mean, std, eps, o1)
+    gaussian_reparam_np(mean, std, eps, o2)
+    np.testing.assert_allclose(o1, o2, rtol=1e-15, atol=1e-16)

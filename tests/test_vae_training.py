@@ -1,0 +1,136 @@
+"""The allocation-free training step (lvmref.vae_training) against the reference gradient
+of lvmref.vae, lvmref.optim.Adam, and plain matrix products."""
+
+import numpy as np
+import pytest
+
+import lvmref.vae_training as vt
+from lvmref.optim import Adam
+from lvmref.vae import VAE, elbo_grad_reparam
+from lvmref.vae_training import TrainingWorkspace, gemm_blocks
+
+
+def _perturbed(vae, rng, scale=0.3):
+    p = vae.init_params(rng)
+    return {k: v + scale * rng.normal(size=v.shape) for k, v in p.items()}
+
+
+def _data(vae, n, rng):
+    if vae.likelihood == "bernoulli":
+        return (rng.random((n, vae.n_features)) < 0.4).astype(float)
+    return rng.normal(size=(n, vae.n_features))
+
+
+def _assert_same_gradient(ws, vae, params, x, eps, kl):
+    value = ws.gradient(x, eps)
+    ref_value, ref = elbo_grad_reparam(params, x, eps, vae.arch, kl)
+    assert value == pytest.approx(ref_value, rel=1e-13)
+    for k in ref:
+        np.testing.assert_allclose(ws.grads[k], ref[k], rtol=1e-12,
+                                   atol=1e-14 * np.abs(ref[k]).max())
+
+
+def test_workspace_gradient_equals_reference():
+    """The allocation-free training step computes the same gradient as elbo_grad_reparam."""
+    rng = np.random.default_rng(16)
+    for likelihood in ("bernoulli", "gaussian"):
+        for kl in ("analytic", "mc"):
+            for act in ("tanh", "relu", "sigmoid", "softplus"):
+                vae = VAE(7, 3, hidden=(5, 4), likelihood=likelihood, activation=act)
+                params = _perturbed(vae, rng, 0.2)
+                ws = TrainingWorkspace(vae.arch, params, 10, kl, 1e-3)
+                x, eps = _data(vae, 8, rng), rng.normal(size=(8, 3))  # smaller than batch
+                _assert_same_gradient(ws, vae, params, x, eps, kl)
+
+
+def test_workspace_with_numpy_twins_equals_reference(monkeypatch):
+    """With every kernel replaced by its NumPy twin (what NUMBA_DISABLE_JIT=1 runs), the
+    workspace still computes the reference gradient."""
+    monkeypatch.setattr(vt, "pick", lambda kernel_nb, twin_np: twin_np)
+    rng = np.random.default_rng(37)
+    for likelihood, kl in (("bernoulli", "analytic"), ("gaussian", "mc")):
+        vae = VAE(6, 2, hidden=(5,), likelihood=likelihood)
+        params = _perturbed(vae, rng, 0.2)
+        ws = TrainingWorkspace(vae.arch, params, 7, kl, 1e-3)
+        assert ws._bernoulli_grad is vt.bernoulli_grad_np
+        _assert_same_gradient(ws, vae, params, _data(vae, 7, rng), rng.normal(size=(7, 2)), kl)
+
+
+def test_workspace_blocked_products_equal_reference(monkeypatch):
+    """With the small-matrix threshold lowered, every product is split into row blocks;
+    the gradient must still equal elbo_grad_reparam (the bench-size model takes this path)."""
+    monkeypatch.setattr(vt, "SMALL_GEMM", 40)
+    rng = np.random.default_rng(34)
+    vae = VAE(7, 3, hidden=(5, 4))
+    params = _perturbed(vae, rng, 0.2)
+    ws = TrainingWorkspace(vae.arch, params, 9, "analytic", 1e-3)
+    _assert_same_gradient(ws, vae, params, _data(vae, 9, rng), rng.normal(size=(9, 3)),
+                          "analytic")
+
+
+def test_gemm_blocks_cover_output(monkeypatch):
+    rng = np.random.default_rng(35)
+    a, b = rng.normal(size=(11, 6)), rng.normal(size=(6, 5))
+    for limit in (1, 30, 100, 329, 330, 10**6):  # 1 row per block ... one block
+        monkeypatch.setattr(vt, "SMALL_GEMM", limit)
+        out = np.full((11, 5), np.nan)
+        blocks = gemm_blocks(a.T.copy().T, b, out)  # a strided (transposed-view) operand
+        for a_r, b_r, out_r in blocks:
+            assert a_r.shape[0] == 1 or a_r.shape[0] * 6 * 5 <= limit
+            np.matmul(a_r, b_r, out=out_r)
+        assert sum(a_r.shape[0] for a_r, _, _ in blocks) == 11
+        np.testing.assert_allclose(out, np.einsum("ik,kj->ij", a, b), rtol=1e-14, atol=1e-14)
+
+
+def test_steps_equal_adam_on_the_reference_gradient():
+    """step() = gradient (9) then Adam: the same as lvmref.optim.Adam on the reference
+    gradient, over several steps and two batch sizes (buffers built per batch size)."""
+    rng = np.random.default_rng(36)
+    vae = VAE(6, 2, hidden=(4,))
+    params = _perturbed(vae, rng, 0.2)
+    ws = TrainingWorkspace(vae.arch, params, 5, "analytic", 1e-2)
+    ref = {k: v.copy() for k, v in params.items()}
+    opt = Adam(ref, lr=1e-2)
+    for nb in (5, 3, 5, 7):
+        x, eps = _data(vae, nb, rng), rng.normal(size=(nb, 2))
+        value = ws.step(x, eps)
+        ref_value, g = elbo_grad_reparam(ref, x, eps, vae.arch)
+        opt.step(g, sign=-1.0)
+        assert value == pytest.approx(ref_value, rel=1e-12)
+    assert ws.t == 4
+    for k in ref:
+        np.testing.assert_allclose(ws.params[k], ref[k], rtol=1e-11, atol=1e-13)
+    # params are views into theta
+    assert all(np.shares_memory(v, ws.theta) for v in ws.params.values())
+
+
+def test_bad_arguments_name_themselves():
+    vae = VAE(4, 2, hidden=(3,))
+    p = vae.init_params(0)
+    with pytest.raises(TypeError, match="arch"):
+        TrainingWorkspace(vae, p, 4)  # the estimator, not its architecture
+    with pytest.raises(ValueError, match="params"):
+        TrainingWorkspace(vae.arch, {k: v for k, v in p.items() if k != "dec.b0"}, 4)
+    with pytest.raises(ValueError, match="params"):
+        TrainingWorkspace(vae.arch, {**p, "dec.b0": np.full(4, np.nan)}, 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        TrainingWorkspace(vae.arch, p, 0)
+    with pytest.raises(ValueError, match="kl"):
+        TrainingWorkspace(vae.arch, p, 4, kl="exact")
+    with pytest.raises(ValueError, match="lr"):
+        TrainingWorkspace(vae.arch, p, 4, lr=0.0)
+    with pytest.raises(ValueError, match="betas"):
+        TrainingWorkspace(vae.arch, p, 4, betas=(0.9, 1.0))
+    with pytest.raises(TypeError, match="betas"):
+        TrainingWorkspace(vae.arch, p, 4, betas=0.9)
+    with pytest.raises(ValueError, match="adam_eps"):
+        TrainingWorkspace(vae.arch, p, 4, adam_eps=-1.0)
+    ws = TrainingWorkspace(vae.arch, p, 4)
+    with pytest.raises(ValueError, match="x"):
+        ws.gradient(np.zeros((3, 5)), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="x"):
+        ws.gradient(np.zeros((0, 4)), np.zeros((0, 2)))
+    with pytest.raises(ValueError, match="eps"):
+        ws.step(np.zeros((3, 4)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="eps"):
+        ws.step(np.zeros((3, 4)), np.zeros((3, 1, 2)))
