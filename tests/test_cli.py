@@ -95,7 +95,7 @@ def test_gmm_bad_inputs(capsys, blobs, tmp_path):
     assert_user_error(capsys, "delimiter", "gmm", semi, "-k", 2)
     header = tmp_path / "header.csv"
     header.write_text("a,b\n1,2\n3,4\n")
-    assert_user_error(capsys, "delimiter", "gmm", header, "-k", 2)
+    assert_user_error(capsys, "is not a number (a header line", "gmm", header, "-k", 2)
     flat = tmp_path / "flat.npy"
     np.save(flat, np.arange(5.0))
     assert_user_error(capsys, "2-D", "gmm", flat, "-k", 2)
