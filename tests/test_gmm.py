@@ -8,7 +8,6 @@ Round-off tolerances used below, and why:
   ~64 eps (|log p(x_i)| + 1); we allow 64 eps * sum_i (|log p(x_i)| + 1).
 """
 
-import io
 import warnings
 
 import mpmath
@@ -20,10 +19,7 @@ from scipy import stats
 
 from lvmref import gmm
 from lvmref.gmm import (
-    ConvergenceWarning,
     GaussianMixture,
-    NotFittedError,
-    compute_precision_cholesky,
     e_step,
     elbo,
     kl_to_posterior,
@@ -31,7 +27,12 @@ from lvmref.gmm import (
     log_likelihood,
     m_step,
     n_parameters,
-    precision_cholesky_from_precisions,
+)
+from lvmref.mixture import (
+    INIT_PARAMS,
+    ConvergenceWarning,
+    NotFittedError,
+    compute_precision_cholesky,
 )
 
 EPS = np.finfo(float).eps
@@ -88,7 +89,7 @@ def test_log_density_matches_scipy(ct):
     k, d = 3, 4
     p = random_params(rng, ct, k, d)
     X = rng.normal(size=(50, d)) * 3.0
-    got = log_gaussian_prob(X, p["means"], p["precisions_cholesky"], ct)
+    got = log_gaussian_prob(p, X, ct)
     covs = dense_cov(p["covariances"], ct, k, d)
     ref = np.stack(
         [stats.multivariate_normal(p["means"][j], covs[j]).logpdf(X) for j in range(k)], axis=1
@@ -113,29 +114,7 @@ def test_per_type_log_density_functions_are_the_generic_one():
             [stats.multivariate_normal(p["means"][j], covs[j]).logpdf(X) for j in range(2)],
             axis=1,
         )
-        np.testing.assert_allclose(f(X, p["means"], p["precisions_cholesky"]), ref, rtol=1e-12)
-
-
-@pytest.mark.parametrize("ct", TYPES)
-def test_precision_cholesky_conventions(ct):
-    rng = np.random.default_rng(3)
-    k, d = 3, 4
-    cov = random_covariances(rng, ct, k, d)
-    u = compute_precision_cholesky(cov, ct)
-    covs = dense_cov(cov, ct, k, d)
-    prec = np.linalg.inv(covs)
-    if ct in ("full", "tied"):
-        uk = u if ct == "full" else u[None]
-        prec = prec if ct == "full" else prec[:1]
-        assert np.all(np.tril(uk, -1) == 0.0)  # upper triangular, eq. (13)
-        np.testing.assert_allclose(uk @ np.swapaxes(uk, 1, 2), prec, rtol=1e-12, atol=1e-13)
-        # from the precisions (flipped Cholesky): the same unique factor
-        u2 = precision_cholesky_from_precisions(prec if ct == "full" else prec[0], ct)
-        np.testing.assert_allclose(u2, u, rtol=1e-11, atol=1e-12)
-    else:
-        np.testing.assert_allclose(u**2, 1.0 / cov, rtol=1e-14)
-        np.testing.assert_allclose(precision_cholesky_from_precisions(1.0 / cov, ct), u,
-                                   rtol=1e-14)
+        np.testing.assert_allclose(f(p, X), ref, rtol=1e-12)
 
 
 # ----------------------------------------------------------------------------------------
@@ -164,19 +143,19 @@ def _problems(draw):
 @given(_problems())
 def test_kl_identity_and_elbo_bound(prob):
     X, p, q, ct = prob
-    ll = log_likelihood(X, p, ct, reduce=False)
-    lo = elbo(X, p, q, ct, reduce=False)
-    kl = kl_to_posterior(X, p, q, ct, reduce=False)
+    ll = log_likelihood(p, X, ct, reduce=False)
+    lo = elbo(p, X, q, ct, reduce=False)
+    kl = kl_to_posterior(p, X, q, ct, reduce=False)
     tol = 1e-12 * (1.0 + np.abs(ll))
     assert np.all(np.abs(ll - (lo + kl)) <= tol)  # eq. (6)
     assert np.all(lo <= ll + tol)  # eq. (5)
     assert np.all(kl >= -tol)
     # tight at the responsibilities, eq. (7)
-    resp, log_norm = e_step(X, p, ct)
+    resp, log_norm = e_step(p, X, ct)
     assert np.all(np.abs(log_norm - ll) <= tol)
-    assert np.all(np.abs(elbo(X, p, resp, ct, reduce=False) - ll) <= tol)
-    assert np.all(np.abs(kl_to_posterior(X, p, resp, ct, reduce=False)) <= tol)
-    assert abs(log_likelihood(X, p, ct) - ll.sum()) <= tol.sum()
+    assert np.all(np.abs(elbo(p, X, resp, ct, reduce=False) - ll) <= tol)
+    assert np.all(np.abs(kl_to_posterior(p, X, resp, ct, reduce=False)) <= tol)
+    assert abs(log_likelihood(p, X, ct) - ll.sum()) <= tol.sum()
 
 
 def test_elbo_strictly_below_for_non_posterior_q():
@@ -185,12 +164,12 @@ def test_elbo_strictly_below_for_non_posterior_q():
     p = random_params(rng, "full", 3, 2)
     X = rng.normal(size=(30, 2))
     q = np.full((30, 3), 1.0 / 3.0)
-    gap = log_likelihood(X, p) - elbo(X, p, q)
+    gap = log_likelihood(p, X) - elbo(p, X, q)
     assert gap > 1e-3
-    resp, _ = e_step(X, p)
+    resp, _ = e_step(p, X)
     exact = np.sum(resp * (np.log(resp) + np.log(3.0)))  # KL(resp || q) is not it; KL(q||post)
     post_kl = np.sum(q * (np.log(q) - np.log(resp)))
-    assert abs(gap - post_kl) <= 1e-12 * abs(log_likelihood(X, p))
+    assert abs(gap - post_kl) <= 1e-12 * abs(log_likelihood(p, X))
     assert exact != post_kl
 
 
@@ -243,7 +222,7 @@ def test_m_step_maximises_expected_complete_loglik(ct):
     p = m_step(X, resp, ct, 0.0)
 
     def q_fun(params):
-        lp = log_gaussian_prob(X, params["means"], params["precisions_cholesky"], ct)
+        lp = log_gaussian_prob(params, X, ct)
         return np.sum(resp * (np.log(params["weights"]) + lp))
 
     best = q_fun(p)
@@ -282,9 +261,9 @@ def test_em_never_decreases_log_likelihood(ct, seed):
     p = m_step(X, resp0, ct, 0.0)
     lls = []
     for _ in range(40):
-        ll_rows = log_likelihood(X, p, ct, reduce=False)
+        ll_rows = log_likelihood(p, X, ct, reduce=False)
         lls.append((ll_rows.sum(), 64 * EPS * np.sum(np.abs(ll_rows) + 1.0)))
-        resp, _ = e_step(X, p, ct)
+        resp, _ = e_step(p, X, ct)
         p = m_step(X, resp, ct, 0.0)
     for (a, tol_a), (b, _) in zip(lls, lls[1:]):
         assert b >= a - tol_a
@@ -361,7 +340,7 @@ def test_sample_recovers_parameters(fitted, ct):
         assert np.all(np.abs(s - covs[j]) <= 5 * se_cov)
 
 
-@pytest.mark.parametrize("init", gmm.INIT_PARAMS)
+@pytest.mark.parametrize("init", INIT_PARAMS)
 def test_same_random_state_identical_fit(init):
     X = blobs(np.random.default_rng(13))
     a = GaussianMixture(3, init_params=init, random_state=5, n_init=2).fit(X)
@@ -417,7 +396,7 @@ def test_user_initial_parameters_are_used():
                               precisions_init=1.0 / p["covariances"]).fit(X)
     # the precisions_init path gives U = sqrt(Lambda) (not 1/sqrt(Sigma)): use the same
     p0 = {**p, "precisions_cholesky": np.sqrt(1.0 / p["covariances"])}
-    resp, log_norm = e_step(X, p0, "diag")
+    resp, log_norm = e_step(p0, X, "diag")
     q = m_step(X, resp, "diag", 1e-6)
     np.testing.assert_array_equal(gm1.means_, q["means"])
     assert gm1.lower_bound_ == np.mean(log_norm)
@@ -447,26 +426,25 @@ def test_save_load_roundtrip(tmp_path, fitted, ct):
 def test_load_malformed_files(tmp_path, fitted):
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip file")
-    with pytest.raises(ValueError, match="path"):
+    with pytest.raises(ValueError, match=r"not an \.npz") as info:
         GaussianMixture.load(bad)
+    assert str(bad) in str(info.value)
     other = tmp_path / "other.npz"
     np.savez(other, a=np.zeros(3))
-    with pytest.raises(ValueError, match="not an lvmref GaussianMixture"):
+    with pytest.raises(ValueError, match="not an lvmref model file"):
         GaussianMixture.load(other)
     gm, _ = fitted["full"]
-    buf = io.BytesIO()
-    gm.save(buf)
-    buf.seek(0)
-    with np.load(buf) as f:
+    with np.load(gm.save(tmp_path / "good.npz")) as f:
         data = dict(f)
     data["means_"] = data["means_"][:, :2]
     broken = tmp_path / "broken.npz"
     np.savez(broken, **data)
-    with pytest.raises(ValueError, match="malformed"):
+    with pytest.raises(ValueError, match="means_") as info:
         GaussianMixture.load(broken)
+    assert str(broken) in str(info.value)
     pick = tmp_path / "pickled.npz"
     np.savez(pick, format=np.array([{"x": 1}], dtype=object))
-    with pytest.raises(ValueError, match="path"):
+    with pytest.raises(ValueError, match="pickled"):
         GaussianMixture.load(pick)
 
 
@@ -515,7 +493,7 @@ def test_bad_input_estimator():
         GaussianMixture(2, covariance_type="banana").fit(X)
     with pytest.raises(ValueError, match="init_params"):
         GaussianMixture(2, init_params="nope").fit(X)
-    with pytest.raises(TypeError, match="random_state|rng"):
+    with pytest.raises(TypeError, match="random_state"):
         GaussianMixture(2, random_state="seed").fit(X)
     with pytest.raises(NotFittedError, match="fit"):
         GaussianMixture(2).predict(X)
@@ -547,23 +525,23 @@ def test_bad_input_functions():
     X = rng.normal(size=(10, 3))
     q = np.full((10, 2), 0.5)
     with pytest.raises(ValueError, match="X contains NaN"):
-        e_step(np.where(X > 1, np.nan, X), p)
+        e_step(p, np.where(X > 1, np.nan, X))
     with pytest.raises(ValueError, match="X must be 2-D"):
-        log_likelihood(X[0], p)
+        log_likelihood(p, X[0])
     with pytest.raises(ValueError, match="precisions_cholesky.*covariance_type"):
-        e_step(X, p, "diag")
+        e_step(p, X, "diag")
     with pytest.raises(ValueError, match="upper triangular"):
-        e_step(X, {**p, "precisions_cholesky": np.swapaxes(p["precisions_cholesky"], 1, 2)})
+        e_step({**p, "precisions_cholesky": np.swapaxes(p["precisions_cholesky"], 1, 2)}, X)
     with pytest.raises(ValueError, match="weights"):
-        e_step(X, {**p, "weights": np.array([0.9, 0.9])})
+        e_step({**p, "weights": np.array([0.9, 0.9])}, X)
     with pytest.raises(ValueError, match="missing the key 'means'"):
-        e_step(X, {"weights": p["weights"], "precisions_cholesky": p["precisions_cholesky"]})
+        e_step({"weights": p["weights"], "precisions_cholesky": p["precisions_cholesky"]}, X)
     with pytest.raises(ValueError, match="q must be row-stochastic"):
-        elbo(X, p, q * 1.5)
+        elbo(p, X, q * 1.5)
     with pytest.raises(ValueError, match="q must be non-negative"):
-        kl_to_posterior(X, p, np.tile([1.5, -0.5], (10, 1)))
+        kl_to_posterior(p, X, np.tile([1.5, -0.5], (10, 1)))
     with pytest.raises(ValueError, match="q must have shape"):
-        elbo(X, p, q[:, :1])
+        elbo(p, X, q[:, :1])
     with pytest.raises(ValueError, match="resp must have 10 rows"):
         m_step(X, q[:5])
     with pytest.raises(ValueError, match="reg_covar"):
@@ -572,29 +550,6 @@ def test_bad_input_functions():
         m_step(X, q, "round")
     with pytest.raises(ValueError, match="resp contains NaN"):
         m_step(X, np.full((10, 2), np.nan))
-    with pytest.raises(ValueError, match="covariances"):
-        compute_precision_cholesky(-np.ones((2, 3)), "diag")
-    with pytest.raises(ValueError, match="component 0"):
-        compute_precision_cholesky(np.zeros((1, 3, 3)), "full")
-    with pytest.raises(ValueError, match="n_clusters"):
-        gmm.kmeans_plusplus(X, 11, rng=0)
-
-
-def test_kmeans_init_recovers_separated_clusters():
-    """Our k-means (k-means++ seeding + Lloyd) finds well-separated blobs exactly."""
-    rng = np.random.default_rng(21)
-    centers = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]])
-    truth = np.repeat(np.arange(3), 50)
-    X = centers[truth] + rng.normal(size=(150, 2))
-    lab = gmm.kmeans(X, 3, rng=0)
-    # same partition up to relabelling: each true cluster maps to exactly one label
-    pairs = {(t, p) for t, p in zip(truth, lab)}
-    assert len(pairs) == 3 and len({p for _, p in pairs}) == 3
-    idx = gmm.kmeans_plusplus(X, 3, rng=1)
-    assert len(set(truth[idx])) == 3  # D^2 seeding picks one seed per blob here
-    # duplicated data: seeding still returns distinct rows
-    Xd = np.repeat(X[:2], 5, axis=0)
-    assert len(set(gmm.kmeans_plusplus(Xd, 3, rng=2))) == 3
 
 
 # ---------------------------------------------------------------- finite input never gives NaN
@@ -623,7 +578,7 @@ def test_gmm_far_rows_score_minus_inf_and_posterior_refused(ct):
     params = {"weights": g.weights_, "means": g.means_,
               "precisions_cholesky": g.precisions_cholesky_}
     with pytest.raises(ValueError, match="X row 1 is too far"):
-        gmm.e_step(np.vstack([near[:1], far]), params, ct)
+        gmm.e_step(params, np.vstack([near[:1], far]), ct)
 
 
 def _mp_log_normal(x, mean, sd):
@@ -640,7 +595,7 @@ def test_gmm_difference_overflow_recomputed_at_half_scale():
     params = {"weights": np.array([0.3, 0.7]), "means": means,
               "precisions_cholesky": (1.0 / sd)[:, None]}
     X = np.array([[1e308], [-1.5e308], [0.0]])
-    resp, log_norm = gmm.e_step(X, params, "diag")
+    resp, log_norm = gmm.e_step(params, X, "diag")
     for i, x in enumerate(X[:, 0]):
         with mpmath.workdps(60):
             a = [mpmath.log(w) + _mp_log_normal(x, m, s)

@@ -17,7 +17,8 @@ from sklearn.datasets import load_iris, load_wine
 from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning
 from sklearn.mixture import GaussianMixture as SkGM
 
-from lvmref.gmm import ConvergenceWarning, GaussianMixture
+from lvmref.gmm import GaussianMixture
+from lvmref.mixture import ConvergenceWarning
 
 TYPES = ("full", "tied", "diag", "spherical")
 N_STEPS = 20

@@ -25,7 +25,7 @@ from lvmref.testing import check_grad
 
 EPS = np.finfo(np.float64).eps
 # Runs with a fixed iteration budget (tol=0 or a small max_iter) stop unconverged on purpose.
-_FIXED_ITERATIONS = pytest.mark.filterwarnings("ignore::lvmref.gmm.ConvergenceWarning")
+_FIXED_ITERATIONS = pytest.mark.filterwarnings("ignore::lvmref.mixture.ConvergenceWarning")
 
 
 # ---------------------------------------------------------------------------
@@ -118,11 +118,11 @@ def test_k1_bound_equals_log_evidence(seed, n, d):
     # The two oracles are independent derivations; they must agree first.
     assert exact == pytest.approx(_log_evidence_chain_rule(X, prior), rel=1e-11, abs=1e-11)
     state = V.m_step(X, np.ones((n, 1)), prior)
-    bound = V.lower_bound(X, np.zeros((n, 1)), state, prior)
+    bound = V.lower_bound(state, X, np.zeros((n, 1)), prior)
     assert bound == pytest.approx(exact, rel=1e-11, abs=1e-11)
     # A q that is not the posterior gives a strictly smaller bound (exact inequality).
     worse = dict(state, means=state["means"] + 0.1)
-    assert V.lower_bound(X, np.zeros((n, 1)), worse, prior) < exact
+    assert V.lower_bound(worse, X, np.zeros((n, 1)), prior) < exact
 
 
 @_FIXED_ITERATIONS
@@ -189,11 +189,11 @@ def test_each_half_step_increases_bound(seed):
     state = _random_state(rng, 4, 2)
     log_resp = np.log(_random_resp(rng, len(X), 4))
     for _ in range(10):
-        new_log_resp = V.e_step(X, state)
-        before = V.lower_bound(X, log_resp, state, prior)
-        mid = V.lower_bound(X, new_log_resp, state, prior)
+        new_log_resp = V.e_step(state, X)
+        before = V.lower_bound(state, X, log_resp, prior)
+        mid = V.lower_bound(state, X, new_log_resp, prior)
         new_state = V.m_step(X, np.exp(new_log_resp), prior)
-        after = V.lower_bound(X, new_log_resp, new_state, prior)
+        after = V.lower_bound(new_state, X, new_log_resp, prior)
         slack = 8 * EPS * X.size * 4 * abs(after)
         assert mid >= before - slack
         assert after >= mid - slack
@@ -237,10 +237,10 @@ def test_e_step_zeroes_gradient_in_q_z(seed):
     state = _random_state(rng, k, X.shape[1])
 
     def f(p):
-        return V.lower_bound(X, log_softmax(p["logits"], axis=1), state, prior)
+        return V.lower_bound(state, X, log_softmax(p["logits"], axis=1), prior)
 
     # Softmax logits parameterise the simplex; the E-step (12) sets them to ln ρ.
-    opt = {"logits": V.estimate_log_rho(X, state)}
+    opt = {"logits": V.estimate_log_rho(state, X)}
     away = {"logits": opt["logits"] + rng.normal(size=opt["logits"].shape)}
     _assert_stationary(f, opt, away)
 
@@ -258,7 +258,7 @@ def test_m_step_weights_zero_gradient_in_q_pi(seed, prior_type):
     rng, X, prior, log_resp, opt_state = _m_problem(seed, prior_type)
 
     def f(p):
-        return V.lower_bound(X, log_resp, dict(opt_state, weight_concentration=p["alpha"]), prior)
+        return V.lower_bound(dict(opt_state, weight_concentration=p["alpha"]), X, log_resp, prior)
 
     alpha = opt_state["weight_concentration"]
     _assert_stationary(f, {"alpha": alpha}, {"alpha": alpha * rng.uniform(0.7, 1.3, alpha.shape)})
@@ -281,7 +281,7 @@ def _gw_objective(X, log_resp, prior, alpha):
         low = np.tril(p["L"])
         w = low @ np.swapaxes(low, 1, 2)
         state = V.make_state(alpha, p["beta"], p["m"], p["nu"], np.linalg.inv(w))
-        return V.lower_bound(X, log_resp, state, prior)
+        return V.lower_bound(state, X, log_resp, prior)
 
     return f
 
@@ -363,9 +363,9 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
     state = V.m_step(X, resp, prior, reg_covar)
     ours_bounds = []
     for sk_state, _ in sk_traj:
-        log_resp = V.e_step(X, state)
+        log_resp = V.e_step(state, X)
         state = V.m_step(X, np.exp(log_resp), prior, reg_covar)
-        ours_bounds.append(V.lower_bound(X, log_resp, state, prior))
+        ours_bounds.append(V.lower_bound(state, X, log_resp, prior))
         for key, value in sk_state.items():
             np.testing.assert_allclose(state[key], value, rtol=0, atol=1e-9, err_msg=key)
     if reg_covar == 0.0:
@@ -467,7 +467,7 @@ def test_expectations_match_monte_carlo():
     log_lam = V.expected_log_det_precision(
         state["degrees_of_freedom"], state["precisions_cholesky"]
     )
-    maha = V.expected_mahalanobis(X, state)
+    maha = V.expected_mahalanobis(state, X)
     for j in range(k):
         w = np.linalg.inv(state["covariances"][j] * state["degrees_of_freedom"][j])
         lam = stats.wishart(df=state["degrees_of_freedom"][j], scale=w).rvs(s, random_state=rng)
@@ -547,9 +547,9 @@ def test_log_rho_is_eq_11_assembled_from_eqs_8_to_10():
                 state["degrees_of_freedom"], state["precisions_cholesky"]
             )
             - 1.5 * np.log(2 * np.pi)
-            - 0.5 * V.expected_mahalanobis(X, state)
+            - 0.5 * V.expected_mahalanobis(state, X)
         )
-        np.testing.assert_allclose(V.estimate_log_rho(X, state), expected, rtol=1e-12)
+        np.testing.assert_allclose(V.estimate_log_rho(state, X), expected, rtol=1e-12)
 
 
 def test_empty_component_returns_to_the_prior():
@@ -573,7 +573,7 @@ def test_empty_component_returns_to_the_prior():
     assert V.kl_gauss_wishart(state, prior)[1] == pytest.approx(0.0, abs=1e-12)
     with np.errstate(divide="ignore"):
         log_resp = np.log(resp)
-    assert np.isfinite(V.lower_bound(X, log_resp, state, prior))
+    assert np.isfinite(V.lower_bound(state, X, log_resp, prior))
 
 
 def test_m_step_matches_bishop_batch_form():
@@ -661,7 +661,7 @@ def test_predict_proba_is_the_e_step():
     X = _two_blobs()
     model = V.BayesianGaussianMixture(3, random_state=1).fit(X)
     proba = model.predict_proba(X)
-    np.testing.assert_allclose(proba, np.exp(V.e_step(X, model.state_)), rtol=1e-15)
+    np.testing.assert_allclose(proba, np.exp(V.e_step(model.state_, X)), rtol=1e-15)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-14)
     np.testing.assert_array_equal(model.predict(X), np.argmax(proba, axis=1))
     np.testing.assert_array_equal(
@@ -692,7 +692,7 @@ def test_n_init_keeps_the_best_run():
 
 
 def test_unconverged_fit_warns():
-    from lvmref.gmm import ConvergenceWarning
+    from lvmref.mixture import ConvergenceWarning
 
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
         model = V.BayesianGaussianMixture(2, tol=0.0, max_iter=2, random_state=0)
@@ -806,12 +806,12 @@ def _bad_calls():
          ValueError, "precisions_cholesky"),
         (lambda: V.expected_log_det_precision(s["degrees_of_freedom"], -s["precisions_cholesky"]),
          ValueError, "precisions_cholesky"),
-        (lambda: V.expected_mahalanobis(X[:, :1], s), ValueError, "X"),
-        (lambda: V.expected_mahalanobis(nan_X, s), ValueError, "X"),
-        (lambda: V.estimate_log_rho(X, {"means": s["means"]}), ValueError, "state"),
-        (lambda: V.estimate_log_rho(X, [1, 2]), TypeError, "state"),
-        (lambda: V.e_step(X, _bad_state(s, means=s["means"][:2])), ValueError, "state"),
-        (lambda: V.e_step(X, _bad_state(s, degrees_of_freedom=np.full(3, np.nan))), ValueError,
+        (lambda: V.expected_mahalanobis(s, X[:, :1]), ValueError, "X"),
+        (lambda: V.expected_mahalanobis(s, nan_X), ValueError, "X"),
+        (lambda: V.estimate_log_rho({"means": s["means"]}, X), ValueError, "state"),
+        (lambda: V.estimate_log_rho([1, 2], X), TypeError, "state"),
+        (lambda: V.e_step(_bad_state(s, means=s["means"][:2]), X), ValueError, "state"),
+        (lambda: V.e_step(_bad_state(s, degrees_of_freedom=np.full(3, np.nan)), X), ValueError,
          "degrees_of_freedom"),
         # m_step
         (lambda: V.m_step(X, -resp, prior), ValueError, "resp"),
@@ -832,20 +832,20 @@ def _bad_calls():
         (lambda: V.kl_stick_breaking([[1.0], [1.0]], -1.0), ValueError,
          "weight_concentration_prior"),
         (lambda: V.expected_log_weights(np.ones((3, 2))), ValueError, "weight_concentration"),
-        (lambda: V.lower_bound(X, log_resp, s, dict(
+        (lambda: V.lower_bound(s, X, log_resp, dict(
             prior, weight_concentration_prior_type="dirichlet_process")), ValueError,
          "weight_concentration"),
         (lambda: V.m_step(X, resp, dict(prior, weight_concentration_prior_type="dp")),
          ValueError, "weight_concentration_prior_type"),
         (lambda: V.kl_gauss_wishart(_bad_state(s, covariances=s["covariances"][:, :1]), prior),
          ValueError, "covariances"),
-        (lambda: V.lower_bound(X, log_resp + 1.0, s, prior), ValueError, "log_resp"),
-        (lambda: V.lower_bound(X, np.full_like(log_resp, np.nan), s, prior), ValueError,
+        (lambda: V.lower_bound(s, X, log_resp + 1.0, prior), ValueError, "log_resp"),
+        (lambda: V.lower_bound(s, X, np.full_like(log_resp, np.nan), prior), ValueError,
          "log_resp"),
-        (lambda: V.lower_bound(X, log_resp[:, :2] - logsumexp(log_resp[:, :2], axis=1,
-                                                                keepdims=True), s, prior),
+        (lambda: V.lower_bound(s, X, log_resp[:, :2] - logsumexp(log_resp[:, :2], axis=1,
+                                                                keepdims=True), prior),
          ValueError, "log_resp"),
-        (lambda: V.lower_bound(X[:, :1], log_resp, s, prior), ValueError, "X"),
+        (lambda: V.lower_bound(s, X[:, :1], log_resp, prior), ValueError, "X"),
     ]
 
 
@@ -925,9 +925,9 @@ def test_vbgmm_far_rows_and_overflow():
     X = rng.normal(size=(60, 2))
     v = V.BayesianGaussianMixture(2, random_state=0).fit(X)
     far = np.array([[1e200, -1e200], [0.1, 0.2]])
-    log_rho = V.estimate_log_rho(far, v.state_)
+    log_rho = V.estimate_log_rho(v.state_, far)
     assert np.all(log_rho[0] == -np.inf) and np.all(np.isfinite(log_rho[1]))
-    for f in (lambda: V.e_step(far, v.state_), lambda: v.predict_proba(far)):
+    for f in (lambda: V.e_step(v.state_, far), lambda: v.predict_proba(far)):
         with pytest.raises(ValueError, match="X row 0 is too far from every component"):
             f()
     with pytest.raises(ValueError, match="X values too large"):
@@ -940,4 +940,4 @@ def test_vbgmm_far_rows_and_overflow():
         V.m_step(X * 1e160, r, prior)
     # the bound of a q that puts a far row anywhere is -inf, not NaN
     lr = np.log(np.full((2, 2), 0.5))
-    assert V.lower_bound(far, lr, v.state_, v.prior_) == -np.inf
+    assert V.lower_bound(v.state_, far, lr, v.prior_) == -np.inf
