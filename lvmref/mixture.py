@@ -281,8 +281,9 @@ def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
     return n_features * np.log(u)
 
 
-#: Largest |Sigma U U^T - I|-type residual :func:`check_covariances` accepts (round-off of
-#: the triangular inverse and of the products, far below any real inconsistency).
+#: Largest relative residual :func:`check_covariances` accepts between a covariance and
+#: its precision factor (round-off of the triangular inverse and the products is ~1e-15;
+#: any real inconsistency is far larger).
 PAIR_RTOL = 1e-6
 
 
@@ -292,10 +293,13 @@ def check_covariances(covariances, precisions_cholesky, covariance_type, *,
     """Validate covariances against their (already validated) precision factors.
 
     The covariances must have the factors' shape, be finite, symmetric (to 1e-8 on the
-    correlation scale), positive definite, and be the inverse pair of the factors, eq.
-    (13): with Sigma_k = L_k L_k^T (Cholesky), ``max |L_k^T U_k - I| <= PAIR_RTOL``
-    (full/tied; for a consistent pair L^T U = I exactly), ``max |U^2 Sigma - 1| <=
-    PAIR_RTOL`` (diag/spherical).
+    correlation scale), positive definite, and form an inverse pair with the factors, eq.
+    (13). lvmref computes one of the pair from the other -- U from Sigma after an M-step,
+    Sigma from U when starting from ``precisions_init`` -- and whichever was derived
+    carries the round-off, so the pair is accepted when either direction agrees to
+    ``PAIR_RTOL``: full/tied, with Sigma_k = L_k L_k^T (Cholesky), ``max |L_k^T U_k - I|``
+    or ``max |Sigma_k - (U_k U_k^T)^{-1}|_ij / sqrt(Sigma_k,ii Sigma_k,jj)``; diag and
+    spherical, ``max |U^2 Sigma - 1|``.
 
     Parameters
     ----------
@@ -314,30 +318,32 @@ def check_covariances(covariances, precisions_cholesky, covariance_type, *,
     """
     u = np.asarray(precisions_cholesky, dtype=np.float64)
     cov = as_float_array(covariances, name, shape=u.shape)
-    if covariance_type in ("full", "tied"):
-        mats = cov if covariance_type == "full" else cov[None]
-        facs = u if covariance_type == "full" else u[None]
-        d = mats.shape[-1]
-        for k, (s, uk) in enumerate(zip(mats, facs)):
-            label = name if covariance_type == "tied" else f"{name}[{k}]"
-            diag = np.diag(s)
-            if np.any(diag <= 0.0):
-                raise ValueError(f"{label} is not positive definite (non-positive diagonal)")
-            scale = np.sqrt(np.outer(diag, diag))
-            if np.any(np.abs(s - s.T) > 1e-8 * scale):
-                raise ValueError(f"{label} is not symmetric")
-            try:
-                low = linalg.cholesky(s, lower=True)
-            except linalg.LinAlgError:
-                raise ValueError(f"{label} is not positive definite") from None
-            if not np.max(np.abs(low.T @ uk - np.eye(d))) <= PAIR_RTOL:
-                raise ValueError(f"{label} is not the inverse of {factor_name} "
-                                 "(Sigma^-1 = U U^T, eq. 13)")
+    if covariance_type not in ("full", "tied"):
+        if np.any(cov <= 0.0):
+            raise ValueError(f"{name} must be > 0")
+        if not np.max(np.abs(u * u * cov - 1.0)) <= PAIR_RTOL:
+            raise ValueError(f"{name} is not the inverse of {factor_name}**2 (eq. 13)")
         return cov
-    if np.any(cov <= 0.0):
-        raise ValueError(f"{name} must be > 0")
-    if not np.max(np.abs(u * u * cov - 1.0)) <= PAIR_RTOL:
-        raise ValueError(f"{name} is not the inverse of {factor_name}**2 (eq. 13)")
+    mats = cov if covariance_type == "full" else cov[None]
+    facs = u if covariance_type == "full" else u[None]
+    eye = np.eye(mats.shape[-1])
+    for k, (s, uk) in enumerate(zip(mats, facs)):
+        label = name if covariance_type == "tied" else f"{name}[{k}]"
+        diag = np.diag(s)
+        if np.any(diag <= 0.0):
+            raise ValueError(f"{label} is not positive definite (non-positive diagonal)")
+        scale = np.sqrt(np.outer(diag, diag))
+        if np.any(np.abs(s - s.T) > 1e-8 * scale):
+            raise ValueError(f"{label} is not symmetric")
+        try:
+            low = linalg.cholesky(s, lower=True)
+        except linalg.LinAlgError:
+            raise ValueError(f"{label} is not positive definite") from None
+        inv = triangular_inverse(uk, lower=False)
+        if not min(np.max(np.abs(low.T @ uk - eye)),
+                   np.max(np.abs(s - inv.T @ inv) / scale)) <= PAIR_RTOL:
+            raise ValueError(f"{label} is not the inverse of {factor_name} "
+                             "(Sigma^-1 = U U^T, eq. 13)")
     return cov
 
 
