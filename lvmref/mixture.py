@@ -748,20 +748,17 @@ class MixtureBase:
         """
         f = read_model(path, cls.__name__, versions=(FORMAT_VERSION,))
         try:
-            kwargs = {}
-            for name, kind in cls._HYPER.items():
-                if kind in ("array", "seed"):
-                    getter = f.array if kind == "array" else f.int
-                    kwargs[name] = getter(name, optional=True)
-                else:
-                    kwargs[name] = getattr(f, kind)(name)
-            model = cls(**kwargs)
+            # None where recorded as unset; _check_hyper refuses it where None is invalid
+            getters = {"array": f.array, "seed": f.int, "int": f.int, "float": f.float,
+                       "str": f.str, "bool": f.bool}
+            model = cls(**{name: getters[kind](name, optional=True)
+                           for name, kind in cls._HYPER.items()})
             k = model._check_hyper()
             d = check_positive_int(f.int("n_features_in_"), "n_features_in_")
             model._load_fitted(f, k, d)
             model._load_em_result(f)
             model.n_features_in_ = d
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, NotImplementedError) as exc:
             if str(exc).startswith(f"{f.path}: "):
                 raise
             raise f.error(str(exc)) from None

@@ -411,19 +411,183 @@ def test_convergence_flag_and_warning_names_initialization():
         GaussianMixture(3, tol=0.0, max_iter=2, n_init=3, random_state=0).fit(X)
 
 
+# ----------------------------------------------------------------------------------------
+# Persistence (lvmref.persistence: kind GaussianMixture, format 1)
+# ----------------------------------------------------------------------------------------
+
+FITTED_ATTRS = ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_")
+EM_ATTRS = ("converged_", "n_iter_", "lower_bound_", "lower_bounds_", "n_features_in_")
+
+
+def _assert_same_model(a, b, X):
+    for attr in FITTED_ATTRS:
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+    for attr in EM_ATTRS:
+        assert getattr(a, attr) == getattr(b, attr), attr
+    # identical predictions
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    assert a.bic(X) == b.bic(X) and a.aic(X) == b.aic(X)
+    np.testing.assert_array_equal(a.sample(25, rng=3)[0], b.sample(25, rng=3)[0])
+
+
 @pytest.mark.parametrize("ct", TYPES)
 def test_save_load_roundtrip(tmp_path, fitted, ct):
     gm, X = fitted[ct]
-    path = tmp_path / f"gm_{ct}.npz"
-    gm.save(path)
+    path = gm.save(tmp_path / f"gm_{ct}")
+    assert path == tmp_path / f"gm_{ct}.npz" and path.is_file()  # .npz appended, returned
     g2 = GaussianMixture.load(path)
-    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_", "precisions_"):
-        assert np.array_equal(getattr(g2, attr), getattr(gm, attr))
-    assert g2.covariance_type == ct and g2.lower_bounds_ == gm.lower_bounds_
-    assert np.array_equal(g2.score_samples(X), gm.score_samples(X))
+    assert type(g2) is GaussianMixture
+    _assert_same_model(gm, g2, X)
+    for name in GaussianMixture._param_names():
+        assert getattr(g2, name) == getattr(gm, name), name  # None or scalars here
 
 
-def test_load_malformed_files(tmp_path, fitted):
+def test_save_load_keeps_initial_parameters_and_seeds(tmp_path):
+    rng = np.random.default_rng(30)
+    X = blobs(rng)
+    p = random_params(rng, "diag", 3, 3)
+    inits = dict(weights_init=p["weights"], means_init=p["means"],
+                 precisions_init=1.0 / p["covariances"])
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(3, covariance_type="diag", max_iter=3, tol=0.0, random_state=7,
+                             **inits).fit(X)
+        g2 = GaussianMixture.load(gm.save(tmp_path / "inits.npz"))
+    _assert_same_model(gm, g2, X)
+    for key, value in inits.items():
+        np.testing.assert_array_equal(getattr(g2, key), value)
+    assert g2.random_state == 7 and g2.max_iter == 3 and g2.tol == 0.0
+    # a Generator cannot be stored: recorded as None
+    gm.random_state = np.random.default_rng(1)
+    assert GaussianMixture.load(gm.save(tmp_path / "gen.npz")).random_state is None
+    # a model fitted with max_iter=0 (lower_bound_ = -inf, no history) round-trips too
+    g0 = GaussianMixture(3, covariance_type="full", max_iter=0, random_state=0).fit(X)
+    g0b = GaussianMixture.load(g0.save(tmp_path / "g0.npz"))
+    assert g0b.lower_bound_ == -np.inf and g0b.lower_bounds_ == [] and g0b.n_iter_ == 0
+    _assert_same_model(g0, g0b, X)
+
+
+def test_loaded_model_continues_a_warm_start_exactly(tmp_path):
+    X = blobs(np.random.default_rng(31))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm = GaussianMixture(3, tol=0.0, max_iter=2, random_state=0, warm_start=True).fit(X)
+        g2 = GaussianMixture.load(gm.save(tmp_path / "warm.npz"))
+        gm.fit(X)
+        g2.fit(X)
+    _assert_same_model(gm, g2, X)
+
+
+def _entries(tmp_path, model):
+    with np.load(model.save(tmp_path / "good.npz"), allow_pickle=False) as f:
+        return dict(f)
+
+
+def _write(tmp_path, entries, **changes):
+    """A copy of a model file with entries changed (``None``: removed)."""
+    entries = dict(entries)
+    nones = [v for v in entries["__none__"].tolist() if v not in changes]
+    entries["__none__"] = np.array(nones, dtype=np.str_)
+    for key, value in changes.items():
+        if value is None:
+            entries.pop(key)
+        else:
+            entries[key] = np.asarray(value)
+    path = tmp_path / "bad.npz"
+    np.savez(path, **entries)
+    return path
+
+
+def _nan_first(a):
+    a = np.array(a, dtype=float)
+    a.flat[0] = np.nan
+    return a
+
+
+BAD_GMM_FILES = [
+    ("missing entry", dict(covariances_=None), r"covariances_ is missing"),
+    ("missing hyper-parameter", dict(tol=None), r"tol is missing"),
+    ("means_ wrong shape", lambda e: dict(means_=e["means_"][:, :1]), r"means_ must have shape"),
+    ("means_ NaN", lambda e: dict(means_=_nan_first(e["means_"])), r"means_ contains NaN"),
+    ("weights_ inf", lambda e: dict(weights_=np.full(3, np.inf)), r"weights_ contains NaN"),
+    ("covariances_ = -I", lambda e: dict(covariances_=-np.broadcast_to(np.eye(2), (3, 2, 2))),
+     r"covariances_\[0\] is not positive definite"),
+    ("covariances_ not the inverse", lambda e: dict(covariances_=e["covariances_"] * 1.01),
+     r"covariances_\[0\] is not the inverse of precisions_cholesky_"),
+    ("covariances_ indefinite", lambda e: dict(covariances_=e["covariances_"]
+                                               - 2 * np.max(e["covariances_"]) * np.eye(2)),
+     r"covariances_\[0\] is not positive definite"),
+    ("weights_ off the simplex", lambda e: dict(weights_=e["weights_"] * 1.5),
+     r"weights_ must be non-negative and sum to 1"),
+    ("precisions_cholesky_ lower", lambda e: dict(
+        precisions_cholesky_=np.swapaxes(e["precisions_cholesky_"], 1, 2)),
+     r"precisions_cholesky_ must be upper triangular"),
+    ("precisions_cholesky_ negative diagonal", lambda e: dict(
+        precisions_cholesky_=-e["precisions_cholesky_"]), r"must have a positive diagonal"),
+    ("n_iter_ not an integer", dict(n_iter_=2.5), r"n_iter_ must be an integer"),
+    ("n_iter_ negative", dict(n_iter_=-1), r"n_iter_ must lie in \[0, max_iter=100\]"),
+    ("n_iter_ beyond max_iter", dict(max_iter=1), r"n_iter_ must lie in \[0, max_iter=1\]"),
+    ("converged_ not a bool", dict(converged_=1), r"converged_ must be True or False"),
+    ("lower_bounds_ NaN", lambda e: dict(lower_bounds_=_nan_first(e["lower_bounds_"])),
+     r"lower_bounds_ contains NaN"),
+    ("lower_bounds_ 2-D", lambda e: dict(lower_bounds_=e["lower_bounds_"][None]),
+     r"lower_bounds_ must be 1-D"),
+    ("lower_bounds_ too short", lambda e: dict(lower_bounds_=e["lower_bounds_"][:-1]),
+     r"lower_bounds_ must hold n_iter_=\d+ values"),
+    ("lower_bound_ not the last", lambda e: dict(lower_bound_=e["lower_bound_"] + 1.0),
+     r"lower_bound_ must be the last of lower_bounds_"),
+    ("lower_bound_ NaN", dict(lower_bound_=np.nan), r"lower_bound_ must be the last"),
+    ("n_components not an integer", dict(n_components=3.0), r"n_components must be an integer"),
+    ("n_components inconsistent", dict(n_components=2), r"means_ must have shape \(2, 2\)"),
+    ("n_features_in_ inconsistent", dict(n_features_in_=3), r"means_ must have shape \(3, 3\)"),
+    ("n_features_in_ zero", dict(n_features_in_=0), r"n_features_in_ must be >= 1"),
+    ("covariance_type unknown", dict(covariance_type="banana"), r"covariance_type must be one"),
+    ("covariance_type of other arrays", dict(covariance_type="diag"),
+     r"precisions_cholesky_ has shape \(3, 2, 2\), but covariance_type='diag'"),
+    ("covariance_type not a string", dict(covariance_type=1), r"covariance_type must be a string"),
+    ("warm_start not a bool", dict(warm_start=1), r"warm_start must be True or False"),
+    ("tol negative", dict(tol=-1.0), r"tol must be >= 0"),
+    ("means_init wrong shape", dict(means_init=np.zeros((2, 2))), r"means_init must have shape"),
+    ("precisions_init not positive definite", dict(precisions_init=-np.ones((3, 2, 2))),
+     r"precisions_init: precisions\[0\] must be positive definite"),
+    ("random_state negative", dict(random_state=-3), r"random_state seed must be non-negative"),
+    ("old v0.1 file", lambda e: {k: None for k in e if k.startswith("__")} | dict(
+        format="lvmref.GaussianMixture/1"), r"not an lvmref model file"),
+    ("newer format version", dict(__format__=2), r"format version 2 is not supported"),
+]
+
+
+@pytest.fixture(scope="module")
+def good_file_entries(tmp_path_factory):
+    """Entries of a valid file: full covariances, 3 components, 2 features, 100 max_iter."""
+    gm = GaussianMixture(3, random_state=0).fit(blobs(np.random.default_rng(32), d=2))
+    entries = _entries(tmp_path_factory.mktemp("gm"), gm)
+    assert entries["means_"].shape == (3, 2) and 1 < entries["n_iter_"] < 100
+    GaussianMixture.load(_write(tmp_path_factory.mktemp("gm"), entries))  # loads unchanged
+    return entries
+
+
+@pytest.mark.parametrize("change, match", [c[1:] for c in BAD_GMM_FILES],
+                         ids=[c[0] for c in BAD_GMM_FILES])
+def test_load_refuses_bad_files_naming_the_file(tmp_path, good_file_entries, change, match):
+    entries = good_file_entries
+    path = _write(tmp_path, entries, **(change(entries) if callable(change) else change))
+    with pytest.raises(ValueError, match=match) as info:
+        GaussianMixture.load(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_load_refuses_other_kinds_and_non_model_files(tmp_path):
+    from lvmref.vbgmm import BayesianGaussianMixture
+
+    X = blobs(np.random.default_rng(33), d=2)
+    vb = BayesianGaussianMixture(2, random_state=0).fit(X).save(tmp_path / "vb.npz")
+    with pytest.raises(ValueError, match="holds a BayesianGaussianMixture, not a "
+                                         "GaussianMixture") as info:
+        GaussianMixture.load(vb)
+    assert str(info.value).startswith(f"{vb}: ")
     bad = tmp_path / "bad.npz"
     bad.write_bytes(b"not a zip file")
     with pytest.raises(ValueError, match=r"not an \.npz") as info:
@@ -433,19 +597,12 @@ def test_load_malformed_files(tmp_path, fitted):
     np.savez(other, a=np.zeros(3))
     with pytest.raises(ValueError, match="not an lvmref model file"):
         GaussianMixture.load(other)
-    gm, _ = fitted["full"]
-    with np.load(gm.save(tmp_path / "good.npz")) as f:
-        data = dict(f)
-    data["means_"] = data["means_"][:, :2]
-    broken = tmp_path / "broken.npz"
-    np.savez(broken, **data)
-    with pytest.raises(ValueError, match="means_") as info:
-        GaussianMixture.load(broken)
-    assert str(broken) in str(info.value)
     pick = tmp_path / "pickled.npz"
     np.savez(pick, format=np.array([{"x": 1}], dtype=object))
     with pytest.raises(ValueError, match="pickled"):
         GaussianMixture.load(pick)
+    with pytest.raises(FileNotFoundError):
+        GaussianMixture.load(tmp_path / "absent.npz")
 
 
 @pytest.mark.parametrize("ct", TYPES)

@@ -394,6 +394,11 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
         model.weight_concentration_, np.array(sk.weight_concentration_), atol=1e-9
     )
     np.testing.assert_allclose(model.predict_proba(X), sk.predict_proba(X), atol=1e-9)
+    with np.errstate(under="ignore"):  # scikit-learn's own log-sum-exp may underflow
+        sk_score = sk.score_samples(X)
+    # score_samples is ln Σ_k ρ_nk of eq. (11), scikit-learn's quantity for this model
+    np.testing.assert_allclose(model.score_samples(X), sk_score, rtol=0, atol=1e-9)
+    assert model.score(X) == pytest.approx(np.mean(sk_score), abs=1e-9)
     np.testing.assert_array_equal(model.predict(X), sk.predict(X))
 
 
@@ -917,6 +922,166 @@ def test_bad_estimator_calls():
         warm.fit(np.hstack([X, X]))
 
 
+# ---------------------------------------------------------------------------
+# persistence (lvmref.persistence: kind BayesianGaussianMixture, format 1)
+# ---------------------------------------------------------------------------
+
+_VB_ATTRS = (
+    "weights_", "means_", "covariances_", "covariance_posterior_means_", "precisions_",
+    "precisions_cholesky_", "weight_concentration_", "mean_precision_", "degrees_of_freedom_",
+    "mean_prior_", "covariance_prior_",
+)
+_VB_SCALARS = (
+    "weight_concentration_prior_type_", "weight_concentration_prior_", "mean_precision_prior_",
+    "degrees_of_freedom_prior_", "converged_", "n_iter_", "lower_bound_", "lower_bounds_",
+    "n_features_in_",
+)
+
+
+def _assert_same_vb(a, b, X):
+    for attr in _VB_ATTRS:
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+    for attr in _VB_SCALARS:
+        assert getattr(a, attr) == getattr(b, attr), attr
+    for name in V.BayesianGaussianMixture._param_names():
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+
+
+@_FIXED_ITERATIONS
+@pytest.mark.parametrize("prior_type", ["dirichlet_process", "dirichlet_distribution"])
+@pytest.mark.parametrize("given_priors", [False, True])
+def test_save_load_roundtrip(tmp_path, prior_type, given_priors):
+    X = _two_blobs(6)
+    priors = dict(mean_prior=np.array([1.0, -1.0]), covariance_prior=2.0 * np.eye(2),
+                  weight_concentration_prior=0.2, mean_precision_prior=0.5,
+                  degrees_of_freedom_prior=3.0) if given_priors else {}
+    model = V.BayesianGaussianMixture(3, weight_concentration_prior_type=prior_type,
+                                      random_state=4, max_iter=40, **priors).fit(X)
+    path = model.save(tmp_path / "vb")
+    assert path == tmp_path / "vb.npz"
+    loaded = V.BayesianGaussianMixture.load(path)
+    _assert_same_vb(model, loaded, X)
+    for key, value in model.state_.items():
+        np.testing.assert_array_equal(loaded.state_[key], value)
+    for key, value in model.prior_.items():
+        np.testing.assert_array_equal(loaded.prior_[key], value)
+
+
+@_FIXED_ITERATIONS
+def test_loaded_model_continues_a_warm_start_exactly(tmp_path):
+    X = _two_blobs(7)
+    model = V.BayesianGaussianMixture(2, tol=0.0, max_iter=3, random_state=1,
+                                      warm_start=True).fit(X)
+    loaded = V.BayesianGaussianMixture.load(model.save(tmp_path / "warm.npz"))
+    model.fit(X)
+    loaded.fit(X)
+    _assert_same_vb(model, loaded, X)
+
+
+@pytest.fixture(scope="module")
+def good_vb_entries(tmp_path_factory):
+    """Entries of a valid file: DP prior, 3 components, 2 features."""
+    d = tmp_path_factory.mktemp("vb")
+    model = V.BayesianGaussianMixture(3, random_state=0, max_iter=200).fit(_two_blobs(8))
+    with np.load(model.save(d / "good.npz"), allow_pickle=False) as f:
+        entries = dict(f)
+    assert entries["weight_concentration_"].shape == (2, 3) and entries["n_iter_"] > 1
+    V.BayesianGaussianMixture.load(_write_vb(d, entries))  # loads unchanged
+    return entries
+
+
+def _write_vb(directory, entries, **changes):
+    """A copy of a model file with entries changed (``None``: removed)."""
+    entries = dict(entries)
+    nones = [v for v in entries["__none__"].tolist() if v not in changes]
+    entries["__none__"] = np.array(nones, dtype=np.str_)
+    for key, value in changes.items():
+        if value is None:
+            entries.pop(key)
+        else:
+            entries[key] = np.asarray(value)
+    path = directory / "bad.npz"
+    np.savez(path, **entries)
+    return path
+
+
+def _with_nan(a):
+    a = np.array(a, dtype=float)
+    a.flat[0] = np.nan
+    return a
+
+
+_BAD_VB_FILES = [
+    ("missing prior", dict(mean_prior_=None), r"mean_prior_ is missing"),
+    ("missing state", dict(degrees_of_freedom_=None), r"degrees_of_freedom_ is missing"),
+    ("means_ NaN", lambda e: dict(means_=_with_nan(e["means_"])), r"means_ contains NaN"),
+    ("means_ wrong shape", lambda e: dict(means_=e["means_"][:2]), r"means_ must have shape"),
+    ("weight_concentration_ of the other prior",
+     lambda e: dict(weight_concentration_=e["weight_concentration_"][0]),
+     r"weight_concentration_ must have shape \(2, K\) for the dirichlet_process"),
+    ("weight_concentration_ negative",
+     lambda e: dict(weight_concentration_=-e["weight_concentration_"]),
+     r"weight_concentration_ must be > 0"),
+    ("mean_precision_ zero", lambda e: dict(mean_precision_=0 * e["mean_precision_"]),
+     r"mean_precision_ must be > 0"),
+    ("degrees_of_freedom_ too small", dict(degrees_of_freedom_=np.full(3, 0.5)),
+     r"degrees_of_freedom_ must exceed n_features - 1 = 1"),
+    ("covariances_ = -I", dict(covariances_=-np.broadcast_to(np.eye(2), (3, 2, 2))),
+     r"covariances_\[0\] is not positive definite"),
+    ("covariances_ not the inverse", lambda e: dict(covariances_=1.01 * e["covariances_"]),
+     r"covariances_\[0\] is not the inverse of precisions_cholesky_"),
+    ("precisions_cholesky_ lower", lambda e: dict(
+        precisions_cholesky_=np.swapaxes(e["precisions_cholesky_"], 1, 2)),
+     r"precisions_cholesky_ must be upper triangular"),
+    ("covariance_prior_ not PD", dict(covariance_prior_=-np.eye(2)),
+     r"covariance_prior_ must be symmetric positive definite"),
+    ("covariance_prior_ not symmetric", dict(covariance_prior_=[[1.0, 0.5], [0.0, 1.0]]),
+     r"covariance_prior_ must be symmetric"),
+    ("mean_prior_ wrong shape", dict(mean_prior_=np.zeros(3)), r"mean_prior_ must have shape"),
+    ("degrees_of_freedom_prior_ too small", dict(degrees_of_freedom_prior_=0.5),
+     r"degrees_of_freedom_prior_ must be > n_features - 1"),
+    ("prior type differs from the constructor's",
+     dict(weight_concentration_prior_type="dirichlet_distribution"),
+     r"weight_concentration_prior_type_ differs"),
+    ("constructor prior not PD", dict(covariance_prior=-np.eye(2)),
+     r"covariance_prior must be symmetric positive definite"),
+    ("constructor prior wrong shape", dict(mean_prior=np.zeros(5)), r"mean_prior must have"),
+    ("n_iter_ zero", dict(n_iter_=0, lower_bounds_=np.zeros(0)),
+     r"n_iter_ must lie in \[1, max_iter=200\]"),
+    ("max_iter zero", dict(max_iter=0), r"max_iter must be >= 1"),
+    ("covariance_type diag", dict(covariance_type="diag"), r"'diag' is not implemented"),
+    ("lower_bounds_ inf", lambda e: dict(lower_bounds_=np.full_like(e["lower_bounds_"], np.inf)),
+     r"lower_bounds_ contains NaN or infinite"),
+    ("converged_ a string", dict(converged_="yes"), r"converged_ must be True or False"),
+    ("random_state a float", dict(random_state=1.5), r"random_state must be an integer"),
+]
+
+
+@pytest.mark.parametrize("change, match", [c[1:] for c in _BAD_VB_FILES],
+                         ids=[c[0] for c in _BAD_VB_FILES])
+def test_load_refuses_bad_files_naming_the_file(tmp_path, good_vb_entries, change, match):
+    entries = good_vb_entries
+    path = _write_vb(tmp_path, entries, **(change(entries) if callable(change) else change))
+    with pytest.raises(ValueError, match=match) as info:
+        V.BayesianGaussianMixture.load(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_load_refuses_other_kinds(tmp_path):
+    from lvmref.gmm import GaussianMixture
+
+    gm = GaussianMixture(2, random_state=0).fit(_two_blobs()).save(tmp_path / "gm.npz")
+    with pytest.raises(ValueError, match="holds a GaussianMixture, not a "
+                                         "BayesianGaussianMixture") as info:
+        V.BayesianGaussianMixture.load(gm)
+    assert str(info.value).startswith(f"{gm}: ")
+    with pytest.raises(FileNotFoundError):
+        V.BayesianGaussianMixture.load(tmp_path / "absent.npz")
+
+
 # ---------------------------------------------------------------- finite input never gives NaN
 
 
@@ -930,6 +1095,8 @@ def test_vbgmm_far_rows_and_overflow():
     for f in (lambda: V.e_step(v.state_, far), lambda: v.predict_proba(far)):
         with pytest.raises(ValueError, match="X row 0 is too far from every component"):
             f()
+    score = v.score_samples(far)  # ln Σ_k ρ_nk: -inf for the far row, as for the GMM
+    assert score[0] == -np.inf and np.isfinite(score[1])
     with pytest.raises(ValueError, match="X values too large"):
         V.BayesianGaussianMixture(2, random_state=0).fit(X * 1e160)
     prior = V.make_prior(X, 2)
