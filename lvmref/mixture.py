@@ -563,11 +563,13 @@ def run_em(initialize, iterate, *, n_init, max_iter, tol):
     not_converged = []
     for i in range(n_init):
         state, bound = initialize(i)
+        bound = float(bound)
         history = []
         converged = False
         for _ in range(max_iter):
             previous = bound
             state, bound = iterate(state)
+            bound = float(bound)
             history.append(bound)
             if abs(bound - previous) < tol:
                 converged = True
@@ -622,8 +624,7 @@ class MixtureBase:
     ``"str"``, ``"bool"``, ``"array"`` or ``"seed"``), ``_check_hyper()`` (validate, return
     ``n_components``), ``_posterior(X)`` and ``_log_norm(X)`` on validated ``X``,
     ``_fitted_entries()`` and ``_load_fitted(f, n_components, n_features)`` for
-    persistence, and
-    ``fit``, which ends with :meth:`_set_em_result`.
+    persistence, and ``fit``, which ends with :meth:`_set_em_result`.
     """
 
     _HYPER: dict = {}
