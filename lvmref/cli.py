@@ -96,7 +96,8 @@ def cmd_demo(args):
 
 def cmd_gmm(args):
     from .files import load_matrix
-    from .gmm import ConvergenceWarning, GaussianMixture
+    from .gmm import GaussianMixture
+    from .mixture import ConvergenceWarning
 
     X = load_matrix(args.data)
     if args.load:
@@ -130,8 +131,7 @@ def cmd_gmm(args):
     _say(args, f"log-likelihood per point: {ll:.10f}   total: {ll * X.shape[0]:.6f}")
     _say(args, f"BIC: {bic:.6f}   AIC: {aic:.6f}")
     if args.save:
-        gm.save(args.save)
-        _say(args, f"model saved to {args.save}")
+        _say(args, f"model saved to {gm.save(args.save)}")
     if args.json:
         _write_json(args.json, {
             "n_components": gm.n_components, "covariance_type": gm.covariance_type,

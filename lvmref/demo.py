@@ -77,7 +77,7 @@ class _Progress:
 def _initial_gmm_params(X, k, rng):
     """A deliberately crude start (so the staircase is visible): k distinct data points as
     means, the data covariance for every component, equal weights."""
-    from .gmm import compute_precision_cholesky
+    from .mixture import compute_precision_cholesky
 
     means = X[rng.choice(X.shape[0], size=k, replace=False)].copy()
     cov = np.cov(X, rowvar=False, bias=True)
@@ -108,19 +108,19 @@ def run_gmm(rng, max_iter=300, tol=1e-8, bic_ks=(1, 2, 3, 4, 5, 6), progress=Non
     resp_prev = None
     for it in range(max_iter):
         if resp_prev is not None:  # KL(q_{t-1} || p(z|x, theta_t)) closed by this E-step
-            kl_before_e.append(G.kl_to_posterior(X, params, resp_prev) / n)
-        resp, log_norm = G.e_step(X, params)
+            kl_before_e.append(G.kl_to_posterior(params, X, resp_prev) / n)
+        resp, log_norm = G.e_step(params, X)
         ll = float(np.mean(log_norm))
         loglik.append(ll)
-        elbo_e.append(G.elbo(X, params, resp) / n)
+        elbo_e.append(G.elbo(params, X, resp) / n)
         params = G.m_step(X, resp, reg_covar=0.0)
-        elbo_m.append(G.elbo(X, params, resp) / n)
+        elbo_m.append(G.elbo(params, X, resp) / n)
         resp_prev = resp
         if it % 10 == 0:
             progress(f"  EM iteration {it + 1:3d}: log-likelihood per point {ll:.6f}")
         if it > 0 and abs(loglik[-1] - loglik[-2]) < tol:
             break
-    final_ll = G.log_likelihood(X, params) / n
+    final_ll = G.log_likelihood(params, X) / n
     n_par = G.n_parameters(k, 2, "full")
     bic = -2.0 * final_ll * n + n_par * math.log(n)
     seconds = time.perf_counter() - t0

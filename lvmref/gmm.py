@@ -79,10 +79,17 @@ Parameter layout (plain dict, interchangeable with scikit-learn's fitted attribu
 diag ``(K, d)``, spherical ``(K,)``), ``precisions_cholesky`` (same shapes; full/tied are
 the *upper*-triangular U of (13)).
 
+The functions below take ``(params, X, ...)`` then ``covariance_type`` (the M-step, which
+produces parameters, takes ``(X, resp, ...)``). What this model shares with the Bayesian
+mixture -- the factors of (13), initialisation, input checks, the EM driver with
+``n_init`` restarts and ``warm_start``, warnings and errors -- is in
+:mod:`lvmref.mixture`.
+
 Initialisation. ``init_params='kmeans'`` runs our own k-means (k-means++ seeding from the
-given ``rng`` plus a few Lloyd iterations); its result differs from scikit-learn's
-``KMeans``, so equality with scikit-learn is tested from the *same initial parameters*
-(``weights_init``, ``means_init``, ``precisions_init``), not from the same seed.
+given ``random_state`` plus a few Lloyd iterations, :func:`lvmref.mixture.kmeans`); its
+result differs from scikit-learn's ``KMeans``, so equality with scikit-learn is tested
+from the *same initial parameters* (``weights_init``, ``means_init``,
+``precisions_init``), not from the same seed.
 
 References: Dempster, Laird & Rubin (1977), JRSS-B 39:1-38; Neal & Hinton (1998),
 "A view of the EM algorithm that justifies incremental, sparse, and other variants";
@@ -92,14 +99,12 @@ Bishop (2006), *Pattern Recognition and Machine Learning*, sections 9.2-9.4.
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from scipy import linalg
-from scipy.linalg import lapack
 
+from lvmref.kernels import LOG_2PI, logsumexp
 from lvmref.kernels import gmm as kg
-from lvmref.kernels import logsumexp
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
@@ -107,233 +112,95 @@ from lvmref.kernels.checks import (
     check_positive_int,
     check_rng,
 )
+from lvmref.kernels.constants import EPS
 from lvmref.kernels.fpenv import benign_underflow
+from lvmref.mixture import (
+    COVARIANCE_TYPES,
+    SINGULAR_HINT,
+    MixtureBase,
+    check_covariances,
+    check_resp,
+    check_X,
+    covariance_shape,
+    covariances_from_cholesky,
+    initial_resp,
+    log_det_cholesky,
+    precision_cholesky_from_precisions,
+    precisions_from_cholesky,
+    run_em,
+    triangular_inverse,
+)
 
 __all__ = [
-    "COVARIANCE_TYPES",
-    "ConvergenceWarning",
-    "NotFittedError",
-    "GaussianMixture",
-    "compute_precision_cholesky",
-    "precision_cholesky_from_precisions",
-    "log_det_cholesky",
+    "log_gaussian_prob",
     "log_gaussian_prob_full",
     "log_gaussian_prob_tied",
     "log_gaussian_prob_diag",
     "log_gaussian_prob_spherical",
-    "log_gaussian_prob",
     "weighted_log_prob",
     "e_step",
+    "elbo",
+    "kl_to_posterior",
+    "log_likelihood",
     "m_step",
     "m_step_full",
     "m_step_tied",
     "m_step_diag",
     "m_step_spherical",
-    "elbo",
-    "kl_to_posterior",
-    "log_likelihood",
     "n_parameters",
-    "kmeans_plusplus",
-    "kmeans",
+    "GaussianMixture",
 ]
 
-COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
-INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
-LOG_2PI = math.log(2.0 * math.pi)
-_EPS = np.finfo(np.float64).eps
-
-
-class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
-
-
-class NotFittedError(ValueError, AttributeError):
-    """An estimator method that needs fitted parameters was called before ``fit``."""
-
 
 # ----------------------------------------------------------------------------------------
-# Cholesky factors of the precision, eq. (13)
+# Parameter validation (the layout in the module docstring)
 # ----------------------------------------------------------------------------------------
 
-_SINGULAR_HINT = (
-    "the covariance is singular or numerically degenerate (components collapsed onto "
-    "fewer distinct points than dimensions, e.g. duplicated samples or more components "
-    "than distinct points); increase reg_covar, reduce n_components, or rescale the data"
-)
+
+def _params_label(key):
+    return f"params[{key!r}]"
 
 
-def _tri_inv(t, lower):
-    """Inverse of a non-singular triangular matrix (LAPACK ``dtrtri``).
+def _check_params(params, covariance_type, n_features, *, need_weights=True,
+                  label=_params_label):
+    """Validate a parameter dict; return float64 copies (weights, means, prec_chol).
 
-    Used instead of ``scipy.linalg.solve_triangular(t, I)``: same result, but for the
-    small matrices of a mixture the multi-threaded BLAS ``trsm`` behind the latter can
-    cost milliseconds per call on a busy machine (thread wake-ups), ``dtrtri`` microseconds.
+    ``label(key)`` names an entry in messages (``params['means']``; ``means_`` on load).
     """
-    inv, info = lapack.dtrtri(t, lower=int(lower))
-    if info != 0:
-        raise ValueError(f"triangular factor is singular ({_SINGULAR_HINT})")
-    return np.tril(inv) if lower else np.triu(inv)
-
-
-@benign_underflow
-def compute_precision_cholesky(covariances, covariance_type):
-    """Upper-triangular precision factors U with U U^T = Sigma^{-1}, eq. (13).
-
-    Parameters
-    ----------
-    covariances : ndarray
-        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}
-
-    Returns
-    -------
-    precisions_cholesky : ndarray, same shape as ``covariances``
-        full/tied: ``U = L^{-T}`` for the lower Cholesky factor ``L`` of the covariance;
-        diag/spherical: ``1 / sqrt(covariances)``.
-
-    Raises
-    ------
-    ValueError
-        If a covariance is not positive definite (message suggests raising ``reg_covar``).
-    """
-    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-    cov = as_float_array(covariances, "covariances", ndim=_COV_NDIM[covariance_type])
-    if covariance_type in ("full", "tied"):
-        mats = cov if covariance_type == "full" else cov[None]
-        if mats.shape[-1] != mats.shape[-2]:
-            raise ValueError(f"covariances must be square matrices, got shape {cov.shape}")
-        out = np.empty_like(mats)
-        for k, s in enumerate(mats):
-            try:
-                low = linalg.cholesky(s, lower=True)
-            except linalg.LinAlgError:
-                raise ValueError(f"component {k}: {_SINGULAR_HINT}") from None
-            out[k] = _tri_inv(low, lower=True).T
-        return out if covariance_type == "full" else out[0]
-    if np.any(cov <= 0.0):
-        raise ValueError(f"covariances must be > 0: {_SINGULAR_HINT}")
-    return 1.0 / np.sqrt(cov)
-
-
-@benign_underflow
-def precision_cholesky_from_precisions(precisions, covariance_type):
-    """Upper-triangular U with U U^T = Lambda from precision matrices, eq. (13).
-
-    Uses U = J chol(J Lambda J) J (J reverses rows and columns), so that the same
-    convention holds whether the model was specified by covariances or precisions.
-
-    Parameters
-    ----------
-    precisions : ndarray
-        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``;
-        symmetric positive definite (full/tied) or positive (diag/spherical).
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}
-
-    Returns
-    -------
-    precisions_cholesky : ndarray, same shape as ``precisions``
-    """
-    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-    prec = as_float_array(precisions, "precisions", ndim=_COV_NDIM[covariance_type])
-    if covariance_type in ("full", "tied"):
-        mats = prec if covariance_type == "full" else prec[None]
-        if mats.shape[-1] != mats.shape[-2]:
-            raise ValueError(f"precisions must be square matrices, got shape {prec.shape}")
-        out = np.empty_like(mats)
-        for k, p in enumerate(mats):
-            if not np.allclose(p, p.T, rtol=1e-12, atol=0.0):
-                raise ValueError(f"precisions[{k}] must be symmetric")
-            try:
-                low = linalg.cholesky(p[::-1, ::-1], lower=True)
-            except linalg.LinAlgError:
-                raise ValueError(f"precisions[{k}] must be positive definite") from None
-            out[k] = low[::-1, ::-1]
-        return out if covariance_type == "full" else out[0]
-    if np.any(prec <= 0.0):
-        raise ValueError("precisions must be > 0")
-    return np.sqrt(prec)
-
-
-@benign_underflow
-def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
-    """log|Lambda_k|^{1/2} = sum_j log U_k,jj for each component, eq. (14).
-
-    Parameters
-    ----------
-    precisions_cholesky : ndarray
-        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
-    covariance_type : {'full', 'tied', 'diag', 'spherical'}
-    n_features : int
-        ``d`` (needed for spherical).
-
-    Returns
-    -------
-    ndarray of shape ``(K,)`` (a 0-d array for tied, which broadcasts over K)
-    """
-    u = precisions_cholesky
-    if covariance_type == "full":
-        return np.sum(np.log(np.diagonal(u, axis1=1, axis2=2)), axis=1)
-    if covariance_type == "tied":
-        return np.asarray(np.sum(np.log(np.diag(u))))
-    if covariance_type == "diag":
-        return np.sum(np.log(u), axis=1)
-    return n_features * np.log(u)
-
-
-# ----------------------------------------------------------------------------------------
-# Parameter validation
-# ----------------------------------------------------------------------------------------
-
-_COV_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
-
-
-def _cov_shape(covariance_type, k, d):
-    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[
-        covariance_type
-    ]
-
-
-def _check_X(X, name="X"):
-    return as_float_array(X, name, ndim=2)
-
-
-def _check_params(params, covariance_type, n_features, *, need_weights=True):
-    """Validate a parameter dict; return float64 copies (weights, means, prec_chol)."""
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     if not isinstance(params, dict):
         raise TypeError(f"params must be a dict, got {type(params).__name__}")
     for key in (("weights",) if need_weights else ()) + ("means", "precisions_cholesky"):
         if key not in params:
             raise ValueError(f"params is missing the key {key!r}")
-    means = as_float_array(params["means"], "params['means']", ndim=2)
+    means = as_float_array(params["means"], label("means"), ndim=2)
     k = means.shape[0]
     if means.shape[1] != n_features:
         raise ValueError(
-            f"params['means'] has {means.shape[1]} features but X has {n_features}"
+            f"{label('means')} has {means.shape[1]} features but X has {n_features}"
         )
-    u = as_float_array(params["precisions_cholesky"], "params['precisions_cholesky']")
-    want = _cov_shape(covariance_type, k, n_features)
+    name_u = label("precisions_cholesky")
+    u = as_float_array(params["precisions_cholesky"], name_u)
+    want = covariance_shape(covariance_type, k, n_features)
     if u.shape != want:
         raise ValueError(
-            f"params['precisions_cholesky'] has shape {u.shape}, but "
-            f"covariance_type={covariance_type!r} with {k} components and {n_features} "
-            f"features needs {want}; pass the matching covariance_type"
+            f"{name_u} has shape {u.shape}, but covariance_type={covariance_type!r} with "
+            f"{k} components and {n_features} features needs {want}; pass the matching "
+            "covariance_type"
         )
     if covariance_type in ("full", "tied"):
         if np.any(np.tril(u, -1) != 0.0):
-            raise ValueError(
-                "params['precisions_cholesky'] must be upper triangular (Lambda = U U^T)"
-            )
+            raise ValueError(f"{name_u} must be upper triangular (Lambda = U U^T)")
         diag = np.diagonal(u, axis1=-2, axis2=-1)
     else:
         diag = u
     if np.any(diag <= 0.0):
-        raise ValueError("params['precisions_cholesky'] must have a positive diagonal")
+        raise ValueError(f"{name_u} must have a positive diagonal")
     weights = None
     if need_weights:
-        weights = as_float_array(params["weights"], "params['weights']", shape=(k,))
+        weights = as_float_array(params["weights"], label("weights"), shape=(k,))
         if np.any(weights < 0.0) or abs(weights.sum() - 1.0) > 1e-8:
-            raise ValueError("params['weights'] must be non-negative and sum to 1")
+            raise ValueError(f"{label('weights')} must be non-negative and sum to 1")
     return weights, means, u
 
 
@@ -346,12 +213,18 @@ def _check_q(q, n, k, name="q"):
     return q
 
 
+def _log_weights(w):
+    """log pi_k (-inf for an empty component)."""
+    with np.errstate(divide="ignore"):
+        return np.log(w)
+
+
 # ----------------------------------------------------------------------------------------
 # Log densities, eq. (14), and the fused E-step, eqs. (10)-(12)
 # ----------------------------------------------------------------------------------------
 
 
-def _kernel_args(means, u, covariance_type, log_weights):
+def _kernel_args(means, u, log_weights, covariance_type):
     """Arguments for the full/diag kernels: (factor array, const (K,), is_full)."""
     k, d = means.shape
     const = log_weights + log_det_cholesky(u, covariance_type, d) - 0.5 * d * LOG_2PI
@@ -365,15 +238,15 @@ def _kernel_args(means, u, covariance_type, log_weights):
     return np.ascontiguousarray(np.broadcast_to(u[:, None], (k, d))), const, False
 
 
-def _weighted_log_prob(X, means, u, covariance_type, log_weights):
+def _weighted_log_prob(means, u, log_weights, X, covariance_type):
     """(n, K) matrix a_ik of eq. (10) (validated input)."""
-    fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
+    fac, const, full = _kernel_args(means, u, log_weights, covariance_type)
     if full:
         return kg.weighted_log_prob_full(X, means, fac, const)
     return kg.weighted_log_prob_diag(X, means, fac, const)
 
 
-def _e_step(X, means, u, covariance_type, log_weights, *, need_resp=True):
+def _e_step(means, u, log_weights, X, covariance_type, *, need_resp=True):
     """Fused eqs. (10)-(12) on validated input: (resp (n, K), log_norm (n,)).
 
     Far rows. If ``x_i - mu_k`` or the squared Mahalanobis distance overflows float64
@@ -384,7 +257,7 @@ def _e_step(X, means, u, covariance_type, log_weights, *, need_resp=True):
     If that holds for every component, log p(x_i) = -inf and the posterior of row i is
     undefined: a ``ValueError`` naming X when ``need_resp`` (resp row NaN otherwise).
     """
-    fac, const, full = _kernel_args(means, u, covariance_type, log_weights)
+    fac, const, full = _kernel_args(means, u, log_weights, covariance_type)
     estep = kg.estep_full if full else kg.estep_diag
     with np.errstate(over="ignore", invalid="ignore"):  # far rows (NumPy twin path)
         resp, log_norm = estep(X, means, fac, const)
@@ -408,87 +281,80 @@ def _e_step(X, means, u, covariance_type, log_weights, *, need_resp=True):
 
 
 @benign_underflow
-def log_gaussian_prob(X, means, precisions_cholesky, covariance_type):
+def log_gaussian_prob(params, X, covariance_type):
     """log N(x_i | mu_k, Sigma_k) for every row and component, eq. (14).
 
     Parameters
     ----------
+    params : dict
+        ``means (K, d)`` and ``precisions_cholesky``: full ``(K, d, d)`` / tied ``(d, d)``
+        upper-triangular U (Lambda = U U^T), diag ``(K, d)`` / spherical ``(K,)`` =
+        1/sigma. Other keys (``weights``) are ignored.
     X : array_like of shape (n, d)
-    means : array_like of shape (K, d)
-    precisions_cholesky : array_like
-        full ``(K, d, d)`` / tied ``(d, d)`` upper-triangular U (Lambda = U U^T),
-        diag ``(K, d)`` / spherical ``(K,)`` = 1/sigma.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
 
     Returns
     -------
     ndarray of shape (n, K)
     """
-    X = _check_X(X)
-    _, means, u = _check_params(
-        {"means": means, "precisions_cholesky": precisions_cholesky},
-        covariance_type,
-        X.shape[1],
-        need_weights=False,
-    )
-    return _weighted_log_prob(X, means, u, covariance_type, 0.0)
+    X = check_X(X)
+    _, means, u = _check_params(params, covariance_type, X.shape[1], need_weights=False)
+    return _weighted_log_prob(means, u, 0.0, X, covariance_type)
 
 
 @benign_underflow
-def log_gaussian_prob_full(X, means, precisions_cholesky):
+def log_gaussian_prob_full(params, X):
     """Full-covariance log densities, eq. (14); U has shape (K, d, d). Returns (n, K)."""
-    return log_gaussian_prob(X, means, precisions_cholesky, "full")
+    return log_gaussian_prob(params, X, "full")
 
 
 @benign_underflow
-def log_gaussian_prob_tied(X, means, precisions_cholesky):
+def log_gaussian_prob_tied(params, X):
     """Tied-covariance log densities, eq. (14); U has shape (d, d). Returns (n, K)."""
-    return log_gaussian_prob(X, means, precisions_cholesky, "tied")
+    return log_gaussian_prob(params, X, "tied")
 
 
 @benign_underflow
-def log_gaussian_prob_diag(X, means, precisions_cholesky):
+def log_gaussian_prob_diag(params, X):
     """Diagonal log densities, eq. (14); 1/sigma has shape (K, d). Returns (n, K)."""
-    return log_gaussian_prob(X, means, precisions_cholesky, "diag")
+    return log_gaussian_prob(params, X, "diag")
 
 
 @benign_underflow
-def log_gaussian_prob_spherical(X, means, precisions_cholesky):
+def log_gaussian_prob_spherical(params, X):
     """Spherical log densities, eq. (14); 1/sigma has shape (K,). Returns (n, K)."""
-    return log_gaussian_prob(X, means, precisions_cholesky, "spherical")
+    return log_gaussian_prob(params, X, "spherical")
 
 
 @benign_underflow
-def weighted_log_prob(X, params, covariance_type="full"):
+def weighted_log_prob(params, X, covariance_type="full"):
     """a_ik = log pi_k + log N(x_i | mu_k, Sigma_k), eq. (10).
 
     Parameters
     ----------
-    X : array_like of shape (n, d)
     params : dict
         ``weights (K,)``, ``means (K, d)``, ``precisions_cholesky`` (see module docstring).
+    X : array_like of shape (n, d)
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
 
     Returns
     -------
     ndarray of shape (n, K)
     """
-    X = _check_X(X)
+    X = check_X(X)
     w, means, u = _check_params(params, covariance_type, X.shape[1])
-    with np.errstate(divide="ignore"):
-        logw = np.log(w)
-    return _weighted_log_prob(X, means, u, covariance_type, logw)
+    return _weighted_log_prob(means, u, _log_weights(w), X, covariance_type)
 
 
 @benign_underflow
-def e_step(X, params, covariance_type="full"):
+def e_step(params, X, covariance_type="full"):
     """E-step, eq. (7): responsibilities q = p(z | x, theta) and log p(x_i), eqs. (10)-(12).
 
     Parameters
     ----------
-    X : array_like of shape (n, d)
     params : dict
         ``weights (K,)``, ``means (K, d)``, ``precisions_cholesky``.
+    X : array_like of shape (n, d)
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
 
     Returns
@@ -498,11 +364,9 @@ def e_step(X, params, covariance_type="full"):
     log_norm : ndarray of shape (n,)
         log p(x_i | theta).
     """
-    X = _check_X(X)
+    X = check_X(X)
     w, means, u = _check_params(params, covariance_type, X.shape[1])
-    with np.errstate(divide="ignore"):
-        logw = np.log(w)
-    return _e_step(X, means, u, covariance_type, logw)
+    return _e_step(means, u, _log_weights(w), X, covariance_type)
 
 
 # ----------------------------------------------------------------------------------------
@@ -516,22 +380,22 @@ def _xlogy_rows(q, v):
 
 
 @benign_underflow
-def elbo(X, params, q, covariance_type="full", reduce=True):
+def elbo(params, X, q, covariance_type="full", reduce=True):
     """ELBO(q, theta) = sum_i sum_k q_ik [log pi_k + log N(x_i|k) - log q_ik], eq. (5).
 
     Parameters
     ----------
-    X : array_like of shape (n, d)
     params : dict
         ``weights (K,)``, ``means (K, d)``, ``precisions_cholesky``.
+    X : array_like of shape (n, d)
     q : array_like of shape (n, K)
         Any row-stochastic matrix (entries >= 0, rows sum to 1); zeros allowed.
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
     reduce : bool
         Return the sum over rows (float) or the per-row values ``(n,)``.
     """
-    X = _check_X(X)
-    a = weighted_log_prob(X, params, covariance_type)
+    X = check_X(X)
+    a = weighted_log_prob(params, X, covariance_type)
     q = _check_q(q, *a.shape)
     with np.errstate(divide="ignore"):
         logq = np.log(q)
@@ -540,7 +404,7 @@ def elbo(X, params, q, covariance_type="full", reduce=True):
 
 
 @benign_underflow
-def kl_to_posterior(X, params, q, covariance_type="full", reduce=True):
+def kl_to_posterior(params, X, q, covariance_type="full", reduce=True):
     """KL(q_i || p(z | x_i, theta)) = sum_k q_ik [log q_ik - log p(k | x_i)], eq. (6).
 
     Computed directly from log q and log p(k | x_i) = a_ik - lse_i (not as a difference
@@ -548,8 +412,8 @@ def kl_to_posterior(X, params, q, covariance_type="full", reduce=True):
 
     Parameters and return as in :func:`elbo`.
     """
-    X = _check_X(X)
-    a = weighted_log_prob(X, params, covariance_type)
+    X = check_X(X)
+    a = weighted_log_prob(params, X, covariance_type)
     q = _check_q(q, *a.shape)
     log_post = a - logsumexp(a, axis=1, keepdims=True)
     with np.errstate(divide="ignore"):
@@ -559,18 +423,18 @@ def kl_to_posterior(X, params, q, covariance_type="full", reduce=True):
 
 
 @benign_underflow
-def log_likelihood(X, params, covariance_type="full", reduce=True):
+def log_likelihood(params, X, covariance_type="full", reduce=True):
     """log p(X | theta) = sum_i log sum_k pi_k N(x_i | mu_k, Sigma_k), eq. (4).
 
     Parameters
     ----------
-    X : array_like of shape (n, d)
     params : dict
+    X : array_like of shape (n, d)
     covariance_type : {'full', 'tied', 'diag', 'spherical'}
     reduce : bool
         Sum over rows (float) or per-row ``log p(x_i)`` of shape ``(n,)``.
     """
-    per_row = logsumexp(weighted_log_prob(X, params, covariance_type), axis=1)
+    per_row = logsumexp(weighted_log_prob(params, X, covariance_type), axis=1)
     return float(per_row.sum()) if reduce else per_row
 
 
@@ -582,7 +446,7 @@ def log_likelihood(X, params, covariance_type="full", reduce=True):
 def _moments(X, resp):
     """N_k (with the 10 eps guard) and mu_k, eqs. (15)-(16)."""
     nk, sk = kg.first_moments(X, resp)
-    nk = nk + 10.0 * _EPS
+    nk = nk + 10.0 * EPS
     return nk, sk / nk[:, None]
 
 
@@ -599,7 +463,7 @@ def _roundoff_floor(means, nk):
     that size squared. Anything at or below 16x this floor is numerically zero.
     """
     d = means.shape[1]
-    return (16.0 * _EPS * (d + 10.0 / nk[:, None]) * np.abs(means)) ** 2
+    return (16.0 * EPS * (d + 10.0 / nk[:, None]) * np.abs(means)) ** 2
 
 
 def _finish_full(covs, means, nk, reg_covar, tied=False):
@@ -621,25 +485,15 @@ def _finish_full(covs, means, nk, reg_covar, tied=False):
             _raise_singular(k, reg_covar, tied)
         # Rank test on the correlation scale: a pivot L_jj^2 that is a round-off
         # fraction of Sigma_jj means Sigma is numerically singular.
-        if np.any(np.diag(low) ** 2 <= 16.0 * d * _EPS * np.diag(mats[k])):
+        if np.any(np.diag(low) ** 2 <= 16.0 * d * EPS * np.diag(mats[k])):
             _raise_singular(k, reg_covar, tied)
-        u[k] = _tri_inv(low, lower=True).T
+        u[k] = triangular_inverse(low, lower=True).T
     return (mats[0], u[0]) if tied else (mats, u)
 
 
 def _raise_singular(k, reg_covar, tied):
     which = "the tied covariance" if tied else f"component {k}"
-    raise ValueError(f"EM failed at {which} (reg_covar={reg_covar:g}): {_SINGULAR_HINT}")
-
-
-def _check_resp(X, resp):
-    X = _check_X(X)
-    resp = as_float_array(resp, "resp", ndim=2)
-    if resp.shape[0] != X.shape[0]:
-        raise ValueError(f"resp must have {X.shape[0]} rows (one per sample), got {resp.shape}")
-    if np.any(resp < 0.0):
-        raise ValueError("resp must be non-negative")
-    return X, resp
+    raise ValueError(f"EM failed at {which} (reg_covar={reg_covar:g}): {SINGULAR_HINT}")
 
 
 def _params(nk, means, covs, u):
@@ -669,28 +523,28 @@ def m_step_full(X, resp, reg_covar=1e-6):
         ``weights (K,)``, ``means (K, d)``, ``covariances (K, d, d)``,
         ``precisions_cholesky (K, d, d)`` (upper triangular).
     """
-    X, resp = _check_resp(X, resp)
+    X, resp = check_resp(X, resp)
     return _m_step(X, resp, "full", check_nonnegative_float(reg_covar, "reg_covar"))
 
 
 @benign_underflow
 def m_step_tied(X, resp, reg_covar=1e-6):
     """M-step for one shared covariance, eqs. (15), (16), (19); covariances (d, d)."""
-    X, resp = _check_resp(X, resp)
+    X, resp = check_resp(X, resp)
     return _m_step(X, resp, "tied", check_nonnegative_float(reg_covar, "reg_covar"))
 
 
 @benign_underflow
 def m_step_diag(X, resp, reg_covar=1e-6):
     """M-step for diagonal covariances, eqs. (15), (16), (18); covariances (K, d)."""
-    X, resp = _check_resp(X, resp)
+    X, resp = check_resp(X, resp)
     return _m_step(X, resp, "diag", check_nonnegative_float(reg_covar, "reg_covar"))
 
 
 @benign_underflow
 def m_step_spherical(X, resp, reg_covar=1e-6):
     """M-step for spherical covariances, eqs. (15), (16), (20); covariances (K,)."""
-    X, resp = _check_resp(X, resp)
+    X, resp = check_resp(X, resp)
     return _m_step(X, resp, "spherical", check_nonnegative_float(reg_covar, "reg_covar"))
 
 
@@ -710,7 +564,7 @@ def m_step(X, resp, covariance_type="full", reg_covar=1e-6):
     dict with ``weights``, ``means``, ``covariances``, ``precisions_cholesky``.
     """
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
-    X, resp = _check_resp(X, resp)
+    X, resp = check_resp(X, resp)
     return _m_step(X, resp, covariance_type, check_nonnegative_float(reg_covar, "reg_covar"))
 
 
@@ -773,109 +627,12 @@ def n_parameters(n_components, n_features, covariance_type):
 
 
 # ----------------------------------------------------------------------------------------
-# k-means initialisation (our own; differs from scikit-learn's KMeans)
-# ----------------------------------------------------------------------------------------
-
-
-def _sq_dists(X, centers):
-    """Squared Euclidean distances (n, K) from centred differences (no expansion).
-
-    ``ValueError`` naming X if a distance overflows float64 (k-means cannot rank them).
-    """
-    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
-        d2 = np.stack([np.einsum("ij,ij->i", X - c, X - c) for c in centers], axis=1)
-    if not np.all(np.isfinite(d2)):
-        raise ValueError(
-            "X values too large: squared distances between rows overflow float64 "
-            f"(max |X| = {np.max(np.abs(X)):.3g}); rescale X"
-        )
-    return d2
-
-
-@benign_underflow
-def kmeans_plusplus(X, n_clusters, rng=None):
-    """k-means++ seeding (Arthur & Vassilvitskii, 2007): indices of ``n_clusters`` rows.
-
-    The first index is uniform; each next one is drawn with probability proportional
-    to the squared distance to the nearest chosen centre (uniform over the not-yet-chosen
-    rows if all distances are zero, e.g. duplicated data).
-
-    Parameters
-    ----------
-    X : array_like of shape (n, d)
-    n_clusters : int, <= n
-    rng : numpy.random.Generator, int or None
-
-    Returns
-    -------
-    ndarray of int, shape (n_clusters,)
-    """
-    X = _check_X(X)
-    k = check_positive_int(n_clusters, "n_clusters")
-    if k > X.shape[0]:
-        raise ValueError(f"n_clusters={k} must be <= n_samples={X.shape[0]}")
-    rng = check_rng(rng)
-    n = X.shape[0]
-    idx = [int(rng.integers(n))]
-    d2 = _sq_dists(X, X[idx])[:, 0]
-    for _ in range(1, k):
-        p = d2.copy()
-        p[idx] = 0.0
-        total = p.sum()
-        if total > 0.0:
-            nxt = int(rng.choice(n, p=p / total))
-        else:
-            free = np.setdiff1d(np.arange(n), idx)
-            nxt = int(rng.choice(free))
-        idx.append(nxt)
-        d2 = np.minimum(d2, _sq_dists(X, X[nxt][None])[:, 0])
-    return np.asarray(idx)
-
-
-@benign_underflow
-def kmeans(X, n_clusters, rng=None, n_iter=10):
-    """k-means++ seeding then at most ``n_iter`` Lloyd iterations; returns labels (n,).
-
-    Empty clusters keep their previous centre. This is the ``init_params='kmeans'``
-    initialiser; it is deliberately simple and differs from scikit-learn's ``KMeans``.
-    """
-    X = _check_X(X)
-    n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
-    centers = X[kmeans_plusplus(X, n_clusters, rng)]
-    labels = np.argmin(_sq_dists(X, centers), axis=1)
-    for _ in range(n_iter):
-        for c in range(centers.shape[0]):
-            members = labels == c
-            if members.any():
-                centers[c] = X[members].mean(axis=0)
-        new = np.argmin(_sq_dists(X, centers), axis=1)
-        if np.array_equal(new, labels):
-            break
-        labels = new
-    return labels
-
-
-# ----------------------------------------------------------------------------------------
 # Estimator
 # ----------------------------------------------------------------------------------------
 
-_FITTED = (
-    "weights_",
-    "means_",
-    "covariances_",
-    "precisions_cholesky_",
-    "precisions_",
-    "converged_",
-    "n_iter_",
-    "lower_bound_",
-    "lower_bounds_",
-    "n_features_in_",
-)
-_FORMAT = "lvmref.GaussianMixture/1"
-
 
 @benign_underflow
-class GaussianMixture:
+class GaussianMixture(MixtureBase):
     """Gaussian mixture fitted by EM; scikit-learn's constructor names and attributes.
 
     Parameters
@@ -887,10 +644,11 @@ class GaussianMixture:
     reg_covar : float, default 1e-6
         c in eqs. (17)-(20).
     max_iter : int, default 100
+        0 only initialises.
     n_init : int, default 1
         Restarts; the one with the largest final lower bound is kept.
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}, default 'kmeans'
-        How initial responsibilities are formed (our own k-means, see :func:`kmeans`).
+        How initial responsibilities are formed (:func:`lvmref.mixture.initial_resp`).
     weights_init : array_like of shape (K,), optional
     means_init : array_like of shape (K, d), optional
     precisions_init : array_like, optional
@@ -906,7 +664,19 @@ class GaussianMixture:
     shapes as in the module docstring;  converged_ : bool;  n_iter_ : int;
     lower_bound_ : float, eq. (21);  lower_bounds_ : list of float, one per iteration of
     the kept initialisation;  n_features_in_ : int.
+
+    Notes
+    -----
+    ``predict_proba`` is the posterior (12), ``score_samples`` is log p(x_i | theta) (12):
+    -inf for a row so far from every component that its squared Mahalanobis distances
+    overflow float64 (log p(x_i) < -8.9e307), whose posterior is then refused.
+    ``save(path)`` / ``GaussianMixture.load(path)``: :meth:`MixtureBase.save`.
     """
+
+    _HYPER = {"n_components": "int", "covariance_type": "str", "tol": "float",
+              "reg_covar": "float", "max_iter": "int", "n_init": "int",
+              "init_params": "str", "weights_init": "array", "means_init": "array",
+              "precisions_init": "array", "random_state": "seed", "warm_start": "bool"}
 
     def __init__(
         self,
@@ -937,19 +707,9 @@ class GaussianMixture:
         self.random_state = random_state
         self.warm_start = warm_start
 
-    # -- validation ---------------------------------------------------------------------
-
     def _check_hyper(self):
-        k = check_positive_int(self.n_components, "n_components")
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
-        check_nonnegative_float(self.tol, "tol")
-        check_nonnegative_float(self.reg_covar, "reg_covar")
-        check_positive_int(self.max_iter, "max_iter", minimum=0)
-        check_positive_int(self.n_init, "n_init")
-        check_choice(self.init_params, "init_params", INIT_PARAMS)
-        if not isinstance(self.warm_start, (bool, np.bool_)):
-            raise TypeError(f"warm_start must be a bool, got {type(self.warm_start).__name__}")
-        return k
+        return self._check_common_hyper()
 
     def _check_inits(self, k, d):
         ct = self.covariance_type
@@ -962,51 +722,22 @@ class GaussianMixture:
             m = as_float_array(self.means_init, "means_init", shape=(k, d))
         if self.precisions_init is not None:
             p = as_float_array(self.precisions_init, "precisions_init",
-                               shape=_cov_shape(ct, k, d))
+                               shape=covariance_shape(ct, k, d))
             try:
                 u = precision_cholesky_from_precisions(p, ct)
             except ValueError as exc:
                 raise ValueError(f"precisions_init: {exc}") from None
         return w, m, u
 
-    def _validate_X(self, X, name="X"):
-        X = as_float_array(X, name, ndim=2)
-        if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
-            raise ValueError(
-                f"{name} has {X.shape[1]} features, but the model was fitted with "
-                f"{self.n_features_in_}"
-            )
-        return X
-
-    def _check_fitted(self):
-        if not hasattr(self, "precisions_cholesky_"):
-            raise NotFittedError(
-                "This GaussianMixture is not fitted yet; call fit(X) first (or load())."
-            )
-
-    # -- initialisation -----------------------------------------------------------------
-
-    def _initial_resp(self, X, rng):
-        n, k = X.shape[0], self.n_components
-        resp = np.zeros((n, k))
-        if self.init_params == "kmeans":
-            resp[np.arange(n), kmeans(X, k, rng)] = 1.0
-        elif self.init_params == "k-means++":
-            resp[kmeans_plusplus(X, k, rng), np.arange(k)] = 1.0
-        elif self.init_params == "random":
-            resp = rng.uniform(size=(n, k))
-            resp /= resp.sum(axis=1, keepdims=True)
-        else:
-            resp[rng.choice(n, size=k, replace=False), np.arange(k)] = 1.0
-        return resp
-
     def _initialize(self, X, rng, inits):
+        """Initial parameters: the M-step (8) on :func:`initial_resp`, then the user's."""
         w0, m0, u0 = inits
         ct = self.covariance_type
         if w0 is not None and m0 is not None and u0 is not None:
             p = {"weights": w0, "means": m0, "precisions_cholesky": u0}
         else:
-            p = _m_step(X, self._initial_resp(X, rng), ct, self.reg_covar)
+            resp = initial_resp(X, self.n_components, self.init_params, rng)
+            p = _m_step(X, resp, ct, self.reg_covar)
             if w0 is not None:
                 p["weights"] = w0
             if m0 is not None:
@@ -1014,99 +745,48 @@ class GaussianMixture:
             if u0 is not None:
                 p["precisions_cholesky"] = u0
         if u0 is not None:
-            p["covariances"] = _covariances_from_cholesky(u0, ct)
+            p["covariances"] = covariances_from_cholesky(u0, ct)
         return p
-
-    # -- fitting ------------------------------------------------------------------------
 
     def fit(self, X, y=None):
         """Fit by EM (eqs. 7, 8) with ``n_init`` restarts; returns ``self``.
+
+        Each iteration is an E-step (10)-(12) and an M-step (15)-(20); its bound (21) is
+        the mean log-likelihood at the E-step. A warm start continues from the fitted
+        parameters and compares its first bound with the ``lower_bound_`` it ended with.
 
         Parameters
         ----------
         X : array_like of shape (n_samples, n_features); not modified.
         y : ignored
         """
-        self._fit(X)
-        return self
-
-    def fit_predict(self, X, y=None):
-        """Fit, then return the component labels of ``X`` (n_samples,) from a final E-step."""
-        X = self._fit(X)
-        resp, _ = self._estep(X)
-        return np.argmax(resp, axis=1)
-
-    def _fit(self, X):
         k = self._check_hyper()
-        X = as_float_array(X, "X", ndim=2)
+        X = check_X(X)
         n, d = X.shape
         if n < 2:
             raise ValueError(f"X must have at least 2 samples, got {n}")
         if k > n:
             raise ValueError(f"n_components={k} must be <= n_samples={n}")
-        ct = self.covariance_type
-        do_init = not (self.warm_start and hasattr(self, "converged_"))
-        if not do_init:
-            if self.n_features_in_ != d:
-                raise ValueError(
-                    f"X has {d} features, but the warm-started model has {self.n_features_in_}"
-                )
-            if self.means_.shape[0] != k or np.shape(self.precisions_cholesky_) != _cov_shape(
-                ct, k, d
-            ):
-                raise ValueError(
-                    "warm_start: n_components/covariance_type changed since the last fit"
-                )
-        inits = self._check_inits(k, d) if do_init else (None, None, None)
-        rng = check_rng(self.random_state)
-        n_init = self.n_init if do_init else 1
-        best = None
-        best_lb = -np.inf
-        not_converged = []
-        for init in range(n_init):
-            if do_init:
-                p = self._initialize(X, rng, inits)
-                lb = -np.inf
-            else:
-                p = self._get_params()
-                lb = self.lower_bound_
-            history = []
-            converged = False
-            n_iter = 0
-            for n_iter in range(1, self.max_iter + 1):  # noqa: B007
-                prev = lb
-                logw = _log_weights(p["weights"])
-                resp, log_norm = _e_step(X, p["means"], p["precisions_cholesky"], ct, logw)
-                p = _m_step(X, resp, ct, self.reg_covar)
-                lb = float(np.mean(log_norm))
-                history.append(lb)
-                if abs(lb - prev) < self.tol:
-                    converged = True
-                    break
-            if self.max_iter > 0 and not converged:
-                not_converged.append(init)
-            if best is None or lb > best_lb or best_lb == -np.inf:
-                best_lb = lb
-                best = (p, n_iter, history, converged, init)
-        p, n_iter, history, converged, kept = best
-        if self.max_iter > 0 and not converged:
-            others = [i for i in not_converged if i != kept]
-            extra = f"; initializations {others} did not converge either" if others else ""
-            warnings.warn(
-                f"Initialization {kept} of n_init={n_init} (the one kept, lower bound "
-                f"{best_lb:.6g}) did not converge within max_iter={self.max_iter} "
-                f"iterations (tol={self.tol:g}){extra}. Increase max_iter or tol, try other "
-                "init_params, or check for degenerate data.",
-                ConvergenceWarning,
-                stacklevel=3,
-            )
-        self._set_params(p)
-        self.converged_ = bool(converged)
-        self.n_iter_ = int(n_iter)
-        self.lower_bound_ = float(best_lb)
-        self.lower_bounds_ = list(history)
-        self.n_features_in_ = d
-        return X
+        warm = self._continues(X, k)
+        inits = None if warm else self._check_inits(k, d)
+        rng = check_rng(self.random_state, name="random_state")
+        ct, reg_covar = self.covariance_type, self.reg_covar
+
+        def initialize(_):
+            if warm:
+                return self._get_params(), self.lower_bound_
+            return self._initialize(X, rng, inits), -np.inf
+
+        def iterate(p):
+            resp, log_norm = _e_step(p["means"], p["precisions_cholesky"],
+                                     _log_weights(p["weights"]), X, ct)
+            return _m_step(X, resp, ct, reg_covar), float(np.mean(log_norm))
+
+        result = run_em(initialize, iterate, n_init=1 if warm else self.n_init,
+                        max_iter=self.max_iter, tol=self.tol)
+        self._set_params(result.state)
+        self._set_em_result(result, d)
+        return self
 
     def _get_params(self):
         return {
@@ -1123,47 +803,19 @@ class GaussianMixture:
         self.precisions_cholesky_ = np.asarray(p["precisions_cholesky"], dtype=np.float64)
         cov = p.get("covariances")
         if cov is None:
-            cov = _covariances_from_cholesky(self.precisions_cholesky_, ct)
+            cov = covariances_from_cholesky(self.precisions_cholesky_, ct)
         self.covariances_ = np.asarray(cov, dtype=np.float64)
-        u = self.precisions_cholesky_
-        if ct == "full":
-            self.precisions_ = u @ np.swapaxes(u, 1, 2)
-        elif ct == "tied":
-            self.precisions_ = u @ u.T
-        else:
-            self.precisions_ = u**2
+        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, ct)
 
-    # -- inference ----------------------------------------------------------------------
+    def _e_step_fitted(self, X, need_resp=True):
+        return _e_step(self.means_, self.precisions_cholesky_, _log_weights(self.weights_),
+                       X, self.covariance_type, need_resp=need_resp)
 
-    def _estep(self, X):
-        return _e_step(
-            X, self.means_, self.precisions_cholesky_, self.covariance_type,
-            _log_weights(self.weights_),
-        )
+    def _posterior(self, X):
+        return self._e_step_fitted(X)[0]
 
-    def predict_proba(self, X):
-        """Posterior p(z = k | x_i), eq. (12); shape (n_samples, n_components)."""
-        self._check_fitted()
-        return self._estep(self._validate_X(X))[0]
-
-    def predict(self, X):
-        """Most probable component of each row, argmax_k p(z = k | x_i); shape (n,)."""
-        return np.argmax(self.predict_proba(X), axis=1)
-
-    def score_samples(self, X):
-        """log p(x_i | theta), eq. (12); shape (n_samples,).
-
-        -inf for a row so far from every component that its squared Mahalanobis
-        distances overflow float64 (log p(x_i) < -8.9e307).
-        """
-        self._check_fitted()
-        X = self._validate_X(X)
-        return _e_step(X, self.means_, self.precisions_cholesky_, self.covariance_type,
-                       _log_weights(self.weights_), need_resp=False)[1]
-
-    def score(self, X, y=None):
-        """Mean log-likelihood (1/n) sum_i log p(x_i | theta) (float)."""
-        return float(np.mean(self.score_samples(X)))
+    def _log_norm(self, X):
+        return self._e_step_fitted(X, need_resp=False)[1]
 
     def _n_parameters(self):
         return n_parameters(self.means_.shape[0], self.means_.shape[1], self.covariance_type)
@@ -1207,108 +859,28 @@ class GaussianMixture:
             elif ct == "tied":
                 low = linalg.cholesky(self.covariances_, lower=True)
                 out.append(self.means_[k] + eps @ low.T)
-            elif ct == "diag":
-                out.append(self.means_[k] + eps * np.sqrt(self.covariances_[k]))
             else:
                 out.append(self.means_[k] + eps * np.sqrt(self.covariances_[k]))
         labels = np.repeat(np.arange(len(counts)), counts)
         return np.vstack(out), labels
 
-    # -- persistence --------------------------------------------------------------------
+    # -- persistence (the frame is MixtureBase.save / load) -----------------------------
 
-    def save(self, path):
-        """Write hyper-parameters and fitted arrays to an ``.npz`` file (no pickle)."""
-        self._check_fitted()
-        np.savez(
-            path,
-            format=np.array(_FORMAT),
-            n_components=np.array(self.n_components),
-            covariance_type=np.array(self.covariance_type),
-            tol=np.array(float(self.tol)),
-            reg_covar=np.array(float(self.reg_covar)),
-            max_iter=np.array(self.max_iter),
-            n_init=np.array(self.n_init),
-            init_params=np.array(self.init_params),
-            warm_start=np.array(bool(self.warm_start)),
-            weights_=self.weights_,
-            means_=self.means_,
-            covariances_=self.covariances_,
-            precisions_cholesky_=self.precisions_cholesky_,
-            converged_=np.array(self.converged_),
-            n_iter_=np.array(self.n_iter_),
-            lower_bound_=np.array(self.lower_bound_),
-            lower_bounds_=np.asarray(self.lower_bounds_, dtype=np.float64),
-        )
+    def _fitted_entries(self):
+        return {"weights_": self.weights_, "means_": self.means_,
+                "covariances_": self.covariances_,
+                "precisions_cholesky_": self.precisions_cholesky_}
 
-    @classmethod
-    def load(cls, path):
-        """Read a model written by :meth:`save` (``allow_pickle=False``).
-
-        Raises
-        ------
-        ValueError
-            If the file is not a valid lvmref GaussianMixture archive.
-        """
-        try:
-            with np.load(path, allow_pickle=False) as f:
-                data = {key: f[key] for key in f.files}
-        except (OSError, ValueError, EOFError) as exc:
-            raise ValueError(f"path: cannot read a GaussianMixture .npz file: {exc}") from None
-        if "format" not in data or str(data["format"]) != _FORMAT:
-            raise ValueError(f"path: not an lvmref GaussianMixture file (format {_FORMAT!r})")
-        needed = ("n_components", "covariance_type", "weights_", "means_", "covariances_",
-                  "precisions_cholesky_", "converged_", "n_iter_", "lower_bound_",
-                  "lower_bounds_", "tol", "reg_covar", "max_iter", "n_init", "init_params",
-                  "warm_start")
-        missing = [k for k in needed if k not in data]
-        if missing:
-            raise ValueError(f"path: malformed GaussianMixture file, missing {missing}")
-        try:
-            gm = cls(
-                int(data["n_components"]),
-                covariance_type=str(data["covariance_type"]),
-                tol=float(data["tol"]),
-                reg_covar=float(data["reg_covar"]),
-                max_iter=int(data["max_iter"]),
-                n_init=int(data["n_init"]),
-                init_params=str(data["init_params"]),
-                warm_start=bool(data["warm_start"]),
-            )
-            k = gm._check_hyper()
-            ct = gm.covariance_type
-            means = as_float_array(data["means_"], "means_", ndim=2)
-            d = means.shape[1]
-            if means.shape[0] != k:
-                raise ValueError(f"means_ must have {k} rows")
-            w, means, u = _check_params(
-                {"weights": data["weights_"], "means": means,
-                 "precisions_cholesky": data["precisions_cholesky_"]}, ct, d)
-            cov = as_float_array(data["covariances_"], "covariances_",
-                                 shape=_cov_shape(ct, k, d))
-        except (TypeError, ValueError) as exc:
-            raise ValueError(f"path: malformed GaussianMixture file: {exc}") from None
-        gm._set_params({"weights": w, "means": means, "covariances": cov,
-                        "precisions_cholesky": u})
-        gm.converged_ = bool(data["converged_"])
-        gm.n_iter_ = int(data["n_iter_"])
-        gm.lower_bound_ = float(data["lower_bound_"])
-        gm.lower_bounds_ = [float(v) for v in np.atleast_1d(data["lower_bounds_"])]
-        gm.n_features_in_ = d
-        return gm
-
-
-def _log_weights(w):
-    with np.errstate(divide="ignore"):
-        return np.log(w)
-
-
-def _covariances_from_cholesky(u, covariance_type):
-    """Sigma = (U U^T)^{-1} from the precision factors, eq. (13)."""
-    if covariance_type in ("full", "tied"):
-        mats = u if covariance_type == "full" else u[None]
-        out = np.empty_like(mats)
-        for k, uk in enumerate(mats):
-            inv = _tri_inv(uk, lower=False)  # U^{-1}
-            out[k] = inv.T @ inv
-        return out if covariance_type == "full" else out[0]
-    return 1.0 / u**2
+    def _load_fitted(self, f, k, d):
+        """Fitted arrays of a file, checked as ``fit`` checks its parameters."""
+        ct = self.covariance_type
+        means = as_float_array(f.array("means_"), "means_", shape=(k, d))
+        self._check_inits(k, d)
+        w, means, u = _check_params(
+            {"weights": f.array("weights_"), "means": means,
+             "precisions_cholesky": f.array("precisions_cholesky_")},
+            ct, d, label=lambda key: key + "_")
+        cov = check_covariances(f.array("covariances_"), u, ct, name="covariances_",
+                                factor_name="precisions_cholesky_")
+        self._set_params({"weights": w, "means": means, "covariances": cov,
+                          "precisions_cholesky": u})

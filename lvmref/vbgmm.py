@@ -134,6 +134,12 @@ if absent, or "dirichlet_process"), ``weight_concentration_prior`` (scalar α0),
 (scalar ν0) and ``covariance_prior`` (D, D) = W0^{-1}; :func:`make_prior` fills in
 scikit-learn's data-dependent defaults.
 
+The functions take the state first -- ``estimate_log_rho(state, X)``, ``e_step(state,
+X)``, ``expected_mahalanobis(state, X)``, ``lower_bound(state, X, log_resp, prior)`` --
+and the M-step, which produces a state, ``(X, resp, prior, reg_covar)``. Initialisation,
+input checks, the EM driver (restarts, ``tol``, ``warm_start``, the bound history) and
+the estimator frame are shared with :mod:`lvmref.gmm` in :mod:`lvmref.mixture`.
+
 No Numba kernel: the work per iteration is BLAS. The Mahalanobis terms of (10) are
 ``(X - m_k) @ P_k`` per component; measured single-threaded against :mod:`lvmref.gmm`'s
 jitted full-covariance log-density kernel (same quantity up to per-component constants),
@@ -145,24 +151,12 @@ this path took 0.23 vs 0.33 ms (N=2000, D=3, K=6), 5.2 vs 5.0 ms (N=20000, D=5, 
 from __future__ import annotations
 
 import math
-import warnings
 
 import numpy as np
 from scipy.linalg import LinAlgError, cholesky
 from scipy.special import betaln, digamma, gammaln, multigammaln
 
-from lvmref.gmm import (
-    INIT_PARAMS,
-    ConvergenceWarning,
-    NotFittedError,
-    _check_resp,
-    _check_X,
-    compute_precision_cholesky,
-    kmeans,
-    kmeans_plusplus,
-    log_det_cholesky,
-)
-from lvmref.kernels import log_softmax, logsumexp
+from lvmref.kernels import LOG_2PI, log_softmax, logsumexp
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
@@ -172,6 +166,17 @@ from lvmref.kernels.checks import (
     check_rng,
 )
 from lvmref.kernels.fpenv import benign_underflow
+from lvmref.mixture import (
+    MixtureBase,
+    check_covariances,
+    check_resp,
+    check_X,
+    compute_precision_cholesky,
+    initial_resp,
+    log_det_cholesky,
+    precisions_from_cholesky,
+    run_em,
+)
 
 __all__ = [
     "make_prior",
@@ -197,7 +202,13 @@ _STATE_KEYS = (
     "covariances",
     "precisions_cholesky",
 )
-_LOG_2PI = math.log(2.0 * math.pi)
+_PRIOR_KEYS = (
+    "weight_concentration_prior",
+    "mean_precision_prior",
+    "mean_prior",
+    "degrees_of_freedom_prior",
+    "covariance_prior",
+)
 _LOG_2 = math.log(2.0)
 _PRIOR_TYPES = ("dirichlet_distribution", "dirichlet_process")
 
@@ -224,81 +235,84 @@ def _log_wishart_norm(log_det_w: np.ndarray, dof: np.ndarray, n_features: int) -
     )
 
 
-def _check_X_state(X, state):
-    X = _check_X(X)
-    return X, _check_state(state, X.shape[1])
+def _check_state_X(state, X):
+    X = check_X(X)
+    return _check_state(state, X.shape[1]), X
 
 
-def _check_state(state, n_features: int | None = None) -> dict:
-    """Validate a state dict (see the module docstring); return float64 copies."""
+def _state_label(key):
+    return f"state[{key!r}]"
+
+
+def _check_state(state, n_features: int | None = None, label=_state_label) -> dict:
+    """Validate a state dict (see the module docstring); return float64 copies.
+
+    ``label(key)`` names an entry in messages (``state['means']``; ``means_`` on load).
+    """
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, got {type(state).__name__}")
     missing = [k for k in _STATE_KEYS if k not in state]
     if missing:
         raise ValueError(f"state is missing keys {missing}")
-    means = as_float_array(state["means"], "state['means']", ndim=2)
+    means = as_float_array(state["means"], label("means"), ndim=2)
     n_components, d = means.shape
     if n_features is not None and d != n_features:
         raise ValueError(
-            f"state['means'] has {d} features but X has {n_features}"
+            f"{label('means')} has {d} features but X has {n_features}"
         )
     out = {"means": means}
     for key in ("weight_concentration", "mean_precision", "degrees_of_freedom"):
-        out[key] = as_float_array(state[key], f"state[{key!r}]", ndim=(1, 2))
+        out[key] = as_float_array(state[key], label(key), ndim=(1, 2))
         shapes = [(n_components,)] + ([(2, n_components)] if key == "weight_concentration" else [])
         if out[key].shape not in shapes:
             want = " or ".join(str(sh) for sh in shapes)
-            raise ValueError(f"state[{key!r}] must have shape {want}, got {out[key].shape}")
+            raise ValueError(f"{label(key)} must have shape {want}, got {out[key].shape}")
         if np.any(out[key] <= 0):
-            raise ValueError(f"state[{key!r}] must be > 0")
+            raise ValueError(f"{label(key)} must be > 0")
     if np.any(out["degrees_of_freedom"] <= d - 1):
-        raise ValueError(f"state['degrees_of_freedom'] must exceed n_features - 1 = {d - 1}")
+        raise ValueError(f"{label('degrees_of_freedom')} must exceed n_features - 1 = {d - 1}")
     for key in ("covariances", "precisions_cholesky"):
-        out[key] = as_float_array(state[key], f"state[{key!r}]", shape=(n_components, d, d))
+        out[key] = as_float_array(state[key], label(key), shape=(n_components, d, d))
     if np.any(np.diagonal(out["precisions_cholesky"], axis1=1, axis2=2) <= 0):
-        raise ValueError("state['precisions_cholesky'] must have a positive diagonal")
+        raise ValueError(f"{label('precisions_cholesky')} must have a positive diagonal")
     return out
 
 
-def _check_prior(prior, n_features: int | None = None) -> dict:
-    """Validate a prior dict (see :func:`make_prior`); return float64 copies."""
+def _check_prior(prior, n_features: int | None = None, suffix: str = "") -> dict:
+    """Validate a prior dict (see :func:`make_prior`); return float64 copies.
+
+    Messages name the keys with ``suffix`` appended (``"_"`` for the fitted attributes).
+    """
     if not isinstance(prior, dict):
         raise TypeError(f"prior must be a dict, got {type(prior).__name__}")
-    keys = (
-        "weight_concentration_prior",
-        "mean_precision_prior",
-        "mean_prior",
-        "degrees_of_freedom_prior",
-        "covariance_prior",
-    )
-    missing = [k for k in keys if k not in prior]
+    missing = [k for k in _PRIOR_KEYS if k not in prior]
     if missing:
         raise ValueError(f"prior is missing keys {missing}")
     prior_type = check_choice(
         prior.get("weight_concentration_prior_type", _PRIOR_TYPES[0]),
-        "weight_concentration_prior_type",
+        "weight_concentration_prior_type" + suffix,
         _PRIOR_TYPES,
     )
-    m0 = as_float_array(prior["mean_prior"], "mean_prior", ndim=1)
+    m0 = as_float_array(prior["mean_prior"], "mean_prior" + suffix, ndim=1)
     d = m0.shape[0]
     if n_features is not None and d != n_features:
-        raise ValueError(f"mean_prior must have shape ({n_features},), got {m0.shape}")
-    cov0 = as_float_array(prior["covariance_prior"], "covariance_prior", shape=(d, d))
+        raise ValueError(f"mean_prior{suffix} must have shape ({n_features},), got {m0.shape}")
+    name = "covariance_prior" + suffix
+    cov0 = as_float_array(prior["covariance_prior"], name, shape=(d, d))
     if not np.allclose(cov0, cov0.T, rtol=1e-12, atol=0.0):
-        raise ValueError("covariance_prior must be symmetric")
-    _cholesky_lower(cov0, "covariance_prior")
-    nu0 = check_positive_float(prior["degrees_of_freedom_prior"], "degrees_of_freedom_prior")
+        raise ValueError(f"{name} must be symmetric")
+    _cholesky_lower(cov0, name)
+    name = "degrees_of_freedom_prior" + suffix
+    nu0 = check_positive_float(prior["degrees_of_freedom_prior"], name)
     if nu0 <= d - 1:
-        raise ValueError(
-            f"degrees_of_freedom_prior must be > n_features - 1 = {d - 1}, got {nu0}"
-        )
+        raise ValueError(f"{name} must be > n_features - 1 = {d - 1}, got {nu0}")
     return {
         "weight_concentration_prior_type": prior_type,
         "weight_concentration_prior": check_positive_float(
-            prior["weight_concentration_prior"], "weight_concentration_prior"
+            prior["weight_concentration_prior"], "weight_concentration_prior" + suffix
         ),
         "mean_precision_prior": check_positive_float(
-            prior["mean_precision_prior"], "mean_precision_prior"
+            prior["mean_precision_prior"], "mean_precision_prior" + suffix
         ),
         "mean_prior": m0,
         "degrees_of_freedom_prior": nu0,
@@ -359,7 +373,7 @@ def make_prior(
     dict
         Keys as the parameter names above, float64 values.
     """
-    X = _check_X(X)
+    X = check_X(X)
     n_components = check_positive_int(n_components, "n_components")
     n_samples, n_features = X.shape
     if covariance_prior is None:
@@ -511,7 +525,7 @@ def expected_log_det_precision(degrees_of_freedom, precisions_cholesky) -> np.nd
     return _expected_log_det_precision(dof, chol)
 
 
-def _expected_mahalanobis(X, state):
+def _expected_mahalanobis(state, X):
     n_features = X.shape[1]
     out = np.empty((X.shape[0], state["means"].shape[0]))
     for k, (mean, chol) in enumerate(zip(state["means"], state["precisions_cholesky"])):
@@ -540,62 +554,62 @@ def _check_defined_rows(log_rho, name="X"):
 
 
 @benign_underflow
-def expected_mahalanobis(X, state) -> np.ndarray:
+def expected_mahalanobis(state, X) -> np.ndarray:
     """``E[(x_n - μ_k)^T Λ_k (x_n - μ_k)] = D/β_k + ||(x_n - m_k)^T P_k||^2``, eq. (10).
 
     Parameters
     ----------
-    X : array_like of shape (N, D)
     state : dict
         Variational state (module docstring).
+    X : array_like of shape (N, D)
 
     Returns
     -------
     ndarray of shape (N, K)
     """
-    return _expected_mahalanobis(*_check_X_state(X, state))
+    return _expected_mahalanobis(*_check_state_X(state, X))
 
 
-def _log_rho(X, state):
+def _log_rho(state, X):
     log_w = _expected_log_weights(state["weight_concentration"])
     log_lam = _expected_log_det_precision(state["degrees_of_freedom"], state["precisions_cholesky"])
-    maha = _expected_mahalanobis(X, state)
-    return log_w + 0.5 * log_lam - 0.5 * X.shape[1] * _LOG_2PI - 0.5 * maha  # (11)
+    maha = _expected_mahalanobis(state, X)
+    return log_w + 0.5 * log_lam - 0.5 * X.shape[1] * LOG_2PI - 0.5 * maha  # (11)
 
 
 @benign_underflow
-def estimate_log_rho(X, state) -> np.ndarray:
+def estimate_log_rho(state, X) -> np.ndarray:
     """Unnormalised log responsibilities ``ln ρ_nk``, eq. (11).
 
     Parameters
     ----------
-    X : array_like of shape (N, D)
     state : dict
         Variational state (module docstring).
+    X : array_like of shape (N, D)
 
     Returns
     -------
     ndarray of shape (N, K)
     """
-    return _log_rho(*_check_X_state(X, state))
+    return _log_rho(*_check_state_X(state, X))
 
 
 @benign_underflow
-def e_step(X, state) -> np.ndarray:
+def e_step(state, X) -> np.ndarray:
     """Variational E-step: ``ln r_nk``, eqs. (11)-(12).
 
     Parameters
     ----------
-    X : array_like of shape (N, D)
     state : dict
         Variational state (module docstring).
+    X : array_like of shape (N, D)
 
     Returns
     -------
     log_resp : ndarray of shape (N, K)
         Rows log-sum-exp to 0.
     """
-    log_rho = estimate_log_rho(X, state)
+    log_rho = estimate_log_rho(state, X)
     _check_defined_rows(log_rho)
     return log_softmax(log_rho, axis=1)
 
@@ -663,7 +677,7 @@ def m_step(X, resp, prior, reg_covar: float = 0.0) -> dict:
     dict
         The new variational state (module docstring).
     """
-    X, resp = _check_resp(X, resp)
+    X, resp = check_resp(X, resp)
     prior = _check_prior(prior, X.shape[1])
     reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
     return _m_step(X, resp, prior, reg_covar)
@@ -795,7 +809,7 @@ def kl_gauss_wishart(state, prior) -> np.ndarray:
     return _kl_gauss_wishart(state, _check_prior(prior, state["means"].shape[1]))
 
 
-def _lower_bound(log_resp, log_rho, state, prior):
+def _lower_bound(state, log_resp, log_rho, prior):
     resp = np.exp(log_resp)
     # r ln r -> 0 as r -> 0; where r == 0 exactly, log_resp may be -inf.
     with np.errstate(invalid="ignore"):  # resp = 0 where ln rho = -inf: masked below
@@ -806,17 +820,27 @@ def _lower_bound(log_resp, log_rho, state, prior):
     return float(data_term - kl_pi - np.sum(_kl_gauss_wishart(state, prior)))  # (19)
 
 
+def _check_prior_type(state, prior, label=_state_label):
+    if (state["weight_concentration"].ndim == 2) != (
+        prior["weight_concentration_prior_type"] == "dirichlet_process"
+    ):
+        raise ValueError(
+            f"{label('weight_concentration')} must have shape (2, K) for the "
+            "dirichlet_process prior and (K,) for the dirichlet_distribution prior"
+        )
+
+
 @benign_underflow
-def lower_bound(X, log_resp, state, prior) -> float:
+def lower_bound(state, X, log_resp, prior) -> float:
     """The evidence lower bound L(q), eqs. (19)-(22), for any q of the form (6).
 
     Parameters
     ----------
+    state : dict
+        Variational state of q(π) q(μ, Λ) (module docstring).
     X : array_like of shape (N, D)
     log_resp : array_like of shape (N, K)
         ``ln r_nk`` of q(Z); rows must log-sum-exp to 0 (entries may be -inf).
-    state : dict
-        Variational state of q(π) q(μ, Λ) (module docstring).
     prior : dict
         Prior hyperparameters, see :func:`make_prior`.
 
@@ -825,7 +849,7 @@ def lower_bound(X, log_resp, state, prior) -> float:
     float
         L(q) <= ln p(X), including every constant.
     """
-    X, state = _check_X_state(X, state)
+    state, X = _check_state_X(state, X)
     log_resp = _check_log_resp(log_resp, X.shape[0])
     if log_resp.shape[1] != state["means"].shape[0]:
         raise ValueError(
@@ -833,36 +857,8 @@ def lower_bound(X, log_resp, state, prior) -> float:
             f"{state['means'].shape[0]} components"
         )
     prior = _check_prior(prior, X.shape[1])
-    if (state["weight_concentration"].ndim == 2) != (
-        prior["weight_concentration_prior_type"] == "dirichlet_process"
-    ):
-        raise ValueError(
-            "state['weight_concentration'] must have shape (2, K) for the dirichlet_process "
-            "prior and (K,) for the dirichlet_distribution prior"
-        )
-    return _lower_bound(log_resp, _log_rho(X, state), state, prior)
-
-
-# ---------------------------------------------------------------------------
-# Initialisation
-# ---------------------------------------------------------------------------
-
-
-def _initial_resp(X, n_components, init_params, rng):
-    """Initial responsibilities (N, K) for ``init_params`` (scikit-learn's meanings)."""
-    n_samples = X.shape[0]
-    resp = np.zeros((n_samples, n_components))
-    if init_params == "kmeans":
-        resp[np.arange(n_samples), kmeans(X, n_components, rng)] = 1.0
-    elif init_params == "k-means++":
-        resp[kmeans_plusplus(X, n_components, rng), np.arange(n_components)] = 1.0
-    elif init_params == "random_from_data":
-        idx = rng.choice(n_samples, size=n_components, replace=False)
-        resp[idx, np.arange(n_components)] = 1.0
-    else:  # "random"
-        resp = rng.uniform(size=(n_samples, n_components))
-        resp /= resp.sum(axis=1, keepdims=True)
-    return resp
+    _check_prior_type(state, prior)
+    return _lower_bound(state, log_resp, _log_rho(state, X), prior)
 
 
 # ---------------------------------------------------------------------------
@@ -871,7 +867,7 @@ def _initial_resp(X, n_components, init_params, rng):
 
 
 @benign_underflow
-class BayesianGaussianMixture:
+class BayesianGaussianMixture(MixtureBase):
     """Variational Bayesian Gaussian mixture, eqs. (1)-(22) (and (3')-(21') for the DP).
 
     Constructor names, fitted attributes and their conventions follow
@@ -892,14 +888,13 @@ class BayesianGaussianMixture:
         does. The conjugate prior already keeps W_k^{-1} ⪰ W0^{-1} ≻ 0, so 0 is safe and
         makes every update an exact coordinate-ascent step.
     max_iter : int
-        Iterations (E-step + M-step) per initialisation.
+        Iterations (E-step + M-step) per initialisation, >= 1.
     n_init : int
         Initialisations; the run with the largest final bound is kept.
     init_params : {"kmeans", "k-means++", "random", "random_from_data"}
-        How the initial responsibilities are drawn (scikit-learn's meanings; "kmeans"
-        and "k-means++" use :func:`lvmref.gmm.kmeans` / :func:`lvmref.gmm.kmeans_plusplus`,
-        so they do not reproduce scikit-learn's labels). ``fit(X, resp_init=...)``
-        bypasses it.
+        How the initial responsibilities are drawn (:func:`lvmref.mixture.initial_resp`;
+        "kmeans" and "k-means++" are lvmref's own and do not reproduce scikit-learn's
+        labels). ``fit(X, resp_init=...)`` bypasses it.
     weight_concentration_prior_type : {"dirichlet_process", "dirichlet_distribution"}
         Truncated stick-breaking prior (3') (scikit-learn's default) or the Dirichlet
         distribution prior (3) on the weights.
@@ -943,6 +938,7 @@ degrees_of_freedom_prior_, covariance_prior_
         The bound after every iteration of the kept run.
     converged_ : bool
     n_iter_ : int
+    n_features_in_ : int
 
     Notes
     -----
@@ -952,7 +948,20 @@ degrees_of_freedom_prior_, covariance_prior_
     Starting from given responsibilities: ``fit(X, resp_init=R)``, which performs the
     M-step (13)-(18) on ``R`` and then iterates (E-step, M-step, bound); scikit-learn's
     equivalent is its private ``_initialize(X, R)`` followed by its EM loop.
+    ``predict_proba`` is the E-step (12) under the fitted q; ``score_samples`` is
+    ``ln Σ_k ρ_nk`` of (11), scikit-learn's ``score_samples`` for this model (a
+    normaliser of the responsibilities, not a predictive log density).
+    ``save(path)`` / ``BayesianGaussianMixture.load(path)``: :meth:`MixtureBase.save`
+    (the fitted state, the prior used, the hyper-parameters and the bound history).
     """
+
+    _HYPER = {"n_components": "int", "covariance_type": "str", "tol": "float",
+              "reg_covar": "float", "max_iter": "int", "n_init": "int",
+              "init_params": "str", "weight_concentration_prior_type": "str",
+              "weight_concentration_prior": "float", "mean_precision_prior": "float",
+              "mean_prior": "array", "degrees_of_freedom_prior": "float",
+              "covariance_prior": "array", "random_state": "seed", "warm_start": "bool"}
+    _MIN_MAX_ITER = 1
 
     def __init__(
         self,
@@ -989,9 +998,7 @@ degrees_of_freedom_prior_, covariance_prior_
         self.random_state = random_state
         self.warm_start = warm_start
 
-    # -- validation ---------------------------------------------------------
-
-    def _check_params(self):
+    def _check_hyper(self):
         if self.covariance_type in ("tied", "diag", "spherical"):
             raise NotImplementedError(
                 f"covariance_type={self.covariance_type!r} is not implemented; use 'full'"
@@ -1000,50 +1007,16 @@ degrees_of_freedom_prior_, covariance_prior_
         check_choice(
             self.weight_concentration_prior_type, "weight_concentration_prior_type", _PRIOR_TYPES
         )
-        check_choice(self.init_params, "init_params", INIT_PARAMS)
-        check_positive_int(self.n_components, "n_components")
-        check_positive_int(self.max_iter, "max_iter")
-        check_positive_int(self.n_init, "n_init")
-        check_nonnegative_float(self.tol, "tol")
-        check_nonnegative_float(self.reg_covar, "reg_covar")
-        if not isinstance(self.warm_start, bool):
-            raise TypeError(f"warm_start must be a bool, got {type(self.warm_start).__name__}")
-        if self.random_state is not None and not isinstance(
-            self.random_state, np.random.Generator
-        ):
-            try:
-                check_rng(self.random_state)
-            except (TypeError, ValueError) as exc:
-                raise type(exc)(str(exc).replace("rng", "random_state", 1)) from None
+        return self._check_common_hyper()
 
-    def _is_fitted(self):
-        return hasattr(self, "means_")
-
-    def _check_fitted(self):
-        if not self._is_fitted():
-            raise NotFittedError(
-                f"this {type(self).__name__} instance is not fitted yet; call fit first"
-            )
-
-    # -- fitting ------------------------------------------------------------
-
-    def _run(self, X, state, prior, reg_covar):
-        """Iterate E-step (12), M-step (13)-(18), bound (19) from ``state``."""
-        log_rho = _log_rho(X, state)
-        bounds = []
-        converged = False
-        for _ in range(self.max_iter):
-            log_resp = log_softmax(log_rho, axis=1)  # (12)
-            state = _m_step(X, np.exp(log_resp), prior, reg_covar)  # (13)-(18)
-            log_rho = _log_rho(X, state)  # (11), shared by the bound and the next E-step
-            bounds.append(_lower_bound(log_resp, log_rho, state, prior))  # (19)
-            if len(bounds) > 1 and abs(bounds[-1] - bounds[-2]) < self.tol:
-                converged = True
-                break
-        return state, bounds, converged
+    def _prior_kwargs(self):
+        return {key: getattr(self, key) for key in _PRIOR_KEYS}
 
     def fit(self, X, y=None, *, resp_init=None):
         """Fit q by coordinate ascent on the bound (19).
+
+        Each iteration is the E-step (12), the M-step (13)-(18) and the bound (19) of the
+        new state; a warm start continues from the fitted state.
 
         Parameters
         ----------
@@ -1057,65 +1030,49 @@ degrees_of_freedom_prior_, covariance_prior_
         -------
         self
         """
-        self._check_params()
-        X = _check_X(X)
+        k = self._check_hyper()
+        X = check_X(X)
         n_samples = X.shape[0]
-        if n_samples < self.n_components:
-            raise ValueError(
-                f"X has {n_samples} samples, fewer than n_components={self.n_components}"
-            )
+        if n_samples < k:
+            raise ValueError(f"X has {n_samples} samples, fewer than n_components={k}")
         if resp_init is not None:
-            resp_init = as_float_array(
-                resp_init, "resp_init", shape=(n_samples, self.n_components)
-            )
+            resp_init = as_float_array(resp_init, "resp_init", shape=(n_samples, k))
             if np.any(resp_init < 0):
                 raise ValueError("resp_init must be non-negative")
-        warm = self.warm_start and self._is_fitted()
-        if warm and self.means_.shape[1] != X.shape[1]:
-            raise ValueError(
-                f"X has {X.shape[1]} features but the fitted model has {self.means_.shape[1]}"
-            )
+        warm = self._continues(X, k)
         prior = make_prior(
-            X,
-            self.n_components,
-            weight_concentration_prior=self.weight_concentration_prior,
-            mean_precision_prior=self.mean_precision_prior,
-            mean_prior=self.mean_prior,
-            degrees_of_freedom_prior=self.degrees_of_freedom_prior,
-            covariance_prior=self.covariance_prior,
-            weight_concentration_prior_type=self.weight_concentration_prior_type,
+            X, k, weight_concentration_prior_type=self.weight_concentration_prior_type,
+            **self._prior_kwargs(),
         )
-        rng = check_rng(self.random_state)
+        rng = check_rng(self.random_state, name="random_state")
         reg_covar = float(self.reg_covar)
-        best = None
-        n_runs = 1 if (warm or resp_init is not None) else self.n_init
-        for _ in range(n_runs):
+
+        def initialize(_):
             if warm:
                 state = self.state_
             else:
-                resp = (
-                    resp_init
-                    if resp_init is not None
-                    else _initial_resp(X, self.n_components, self.init_params, rng)
-                )
+                resp = (resp_init if resp_init is not None
+                        else initial_resp(X, k, self.init_params, rng))
                 state = _m_step(X, resp, prior, reg_covar)
-            run = self._run(X, state, prior, reg_covar)
-            if best is None or run[1][-1] > best[1][-1]:
-                best = run
-        state, bounds, converged = best
-        if not converged:
-            warnings.warn(
-                f"the kept run did not converge within max_iter={self.max_iter} iterations "
-                f"(tol={self.tol:g}, final bound {bounds[-1]:.6g}); increase max_iter or tol",
-                ConvergenceWarning,
-                stacklevel=2,
-            )
-        self._set_state(state, prior)
-        self.lower_bounds_ = bounds
-        self.lower_bound_ = bounds[-1]
-        self.converged_ = converged
-        self.n_iter_ = len(bounds)
+            return (state, _log_rho(state, X)), -np.inf
+
+        def iterate(carry):
+            state, log_rho = carry
+            log_resp = log_softmax(log_rho, axis=1)  # (12)
+            state = _m_step(X, np.exp(log_resp), prior, reg_covar)  # (13)-(18)
+            log_rho = _log_rho(state, X)  # (11), shared by the bound and the next E-step
+            return (state, log_rho), _lower_bound(state, log_resp, log_rho, prior)  # (19)
+
+        n_init = 1 if (warm or resp_init is not None) else self.n_init
+        result = run_em(initialize, iterate, n_init=n_init, max_iter=self.max_iter,
+                        tol=self.tol)
+        self._set_state(result.state[0], prior)
+        self._set_em_result(result, X.shape[1])
         return self
+
+    def fit_predict(self, X, y=None, *, resp_init=None) -> np.ndarray:
+        """``fit(X, resp_init=resp_init).predict(X)``; shape (n_samples,)."""
+        return self.fit(X, resp_init=resp_init).predict(X)
 
     def _set_state(self, state, prior):
         d = state["means"].shape[1]
@@ -1126,8 +1083,7 @@ degrees_of_freedom_prior_, covariance_prior_
         self.degrees_of_freedom_ = dof
         self.covariances_ = state["covariances"]
         self.precisions_cholesky_ = state["precisions_cholesky"]
-        chol = self.precisions_cholesky_
-        self.precisions_ = chol @ np.swapaxes(chol, 1, 2)
+        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, "full")
         if alpha.ndim == 2:  # stick breaking: E[v_k] Π_{j<k} E[1 - v_j]
             stick = alpha[0] / alpha.sum(axis=0)
             weights = stick * np.concatenate(([1.0], np.cumprod(1.0 - stick)[:-1]))
@@ -1149,14 +1105,7 @@ degrees_of_freedom_prior_, covariance_prior_
     def state_(self) -> dict:
         """The fitted variational state as a dict (module docstring layout; copies)."""
         self._check_fitted()
-        return {
-            "weight_concentration": self.weight_concentration_.copy(),
-            "mean_precision": self.mean_precision_.copy(),
-            "means": self.means_.copy(),
-            "degrees_of_freedom": self.degrees_of_freedom_.copy(),
-            "covariances": self.covariances_.copy(),
-            "precisions_cholesky": self.precisions_cholesky_.copy(),
-        }
+        return {key: getattr(self, key + "_").copy() for key in _STATE_KEYS}
 
     @property
     def prior_(self) -> dict:
@@ -1171,25 +1120,46 @@ degrees_of_freedom_prior_, covariance_prior_
             "covariance_prior": self.covariance_prior_.copy(),
         }
 
-    # -- prediction ---------------------------------------------------------
+    def _log_rho_fitted(self, X):
+        return _log_rho(self.state_, X)
 
-    def predict_proba(self, X) -> np.ndarray:
-        """Responsibilities r_nk of eq. (12) under the fitted q; shape (n_samples, K)."""
-        self._check_fitted()
-        X = _check_X(X)
-        if X.shape[1] != self.means_.shape[1]:
-            raise ValueError(
-                f"X has {X.shape[1]} features but the model was fitted with "
-                f"{self.means_.shape[1]}"
-            )
-        log_rho = _log_rho(X, self.state_)
+    def _posterior(self, X):
+        log_rho = self._log_rho_fitted(X)
         _check_defined_rows(log_rho)
         return np.exp(log_softmax(log_rho, axis=1))
 
-    def predict(self, X) -> np.ndarray:
-        """Most responsible component ``argmax_k r_nk``; shape (n_samples,)."""
-        return np.argmax(self.predict_proba(X), axis=1)
+    def _log_norm(self, X):
+        return logsumexp(self._log_rho_fitted(X), axis=1)
 
-    def fit_predict(self, X, y=None, *, resp_init=None) -> np.ndarray:
-        """``fit(X, resp_init=resp_init).predict(X)``; shape (n_samples,)."""
-        return self.fit(X, resp_init=resp_init).predict(X)
+    # -- persistence (the frame is MixtureBase.save / load) -----------------------------
+
+    def _fitted_entries(self):
+        out = {key + "_": getattr(self, key + "_") for key in _STATE_KEYS}
+        out.update({key + "_": value for key, value in self.prior_.items()})
+        return out
+
+    def _load_fitted(self, f, k, d):
+        """Fitted state and prior of a file, checked as ``fit`` and the functions check them."""
+        as_float_array(f.array("means_"), "means_", shape=(k, d))
+        prior = _check_prior({
+            "weight_concentration_prior_type": f.str("weight_concentration_prior_type_"),
+            "weight_concentration_prior": f.float("weight_concentration_prior_"),
+            "mean_precision_prior": f.float("mean_precision_prior_"),
+            "mean_prior": f.array("mean_prior_"),
+            "degrees_of_freedom_prior": f.float("degrees_of_freedom_prior_"),
+            "covariance_prior": f.array("covariance_prior_"),
+        }, d, suffix="_")
+        if prior["weight_concentration_prior_type"] != self.weight_concentration_prior_type:
+            raise ValueError("weight_concentration_prior_type_ differs from "
+                             "weight_concentration_prior_type")
+        given = {key: v for key, v in self._prior_kwargs().items() if v is not None}
+        _check_prior({**prior, **given}, d)  # the constructor's priors, as fit checks them
+        state = _check_state({key: f.array(key + "_") for key in _STATE_KEYS}, d,
+                             label=lambda key: key + "_")
+        _check_prior_type(state, prior, label=lambda key: key + "_")
+        u = state["precisions_cholesky"]
+        if np.any(np.tril(u, -1) != 0.0):
+            raise ValueError("precisions_cholesky_ must be upper triangular")
+        check_covariances(state["covariances"], u, "full", name="covariances_",
+                          factor_name="precisions_cholesky_")
+        self._set_state(state, prior)

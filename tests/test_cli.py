@@ -111,7 +111,7 @@ def test_gmm_bad_inputs(capsys, blobs, tmp_path):
     assert_user_error(capsys, "not found", "gmm", csv, "--load", tmp_path / "none.npz")
     bad_model = tmp_path / "bad.npz"
     np.savez(bad_model, a=np.zeros(3))
-    assert_user_error(capsys, "GaussianMixture", "gmm", csv, "--load", bad_model)
+    assert_user_error(capsys, "not an lvmref model file", "gmm", csv, "--load", bad_model)
     three = tmp_path / "three.npy"
     np.save(three, np.ones((5, 3)))
     model = tmp_path / "m.npz"

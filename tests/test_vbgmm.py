@@ -25,7 +25,7 @@ from lvmref.testing import check_grad
 
 EPS = np.finfo(np.float64).eps
 # Runs with a fixed iteration budget (tol=0 or a small max_iter) stop unconverged on purpose.
-_FIXED_ITERATIONS = pytest.mark.filterwarnings("ignore::lvmref.gmm.ConvergenceWarning")
+_FIXED_ITERATIONS = pytest.mark.filterwarnings("ignore::lvmref.mixture.ConvergenceWarning")
 
 
 # ---------------------------------------------------------------------------
@@ -118,11 +118,11 @@ def test_k1_bound_equals_log_evidence(seed, n, d):
     # The two oracles are independent derivations; they must agree first.
     assert exact == pytest.approx(_log_evidence_chain_rule(X, prior), rel=1e-11, abs=1e-11)
     state = V.m_step(X, np.ones((n, 1)), prior)
-    bound = V.lower_bound(X, np.zeros((n, 1)), state, prior)
+    bound = V.lower_bound(state, X, np.zeros((n, 1)), prior)
     assert bound == pytest.approx(exact, rel=1e-11, abs=1e-11)
     # A q that is not the posterior gives a strictly smaller bound (exact inequality).
     worse = dict(state, means=state["means"] + 0.1)
-    assert V.lower_bound(X, np.zeros((n, 1)), worse, prior) < exact
+    assert V.lower_bound(worse, X, np.zeros((n, 1)), prior) < exact
 
 
 @_FIXED_ITERATIONS
@@ -189,11 +189,11 @@ def test_each_half_step_increases_bound(seed):
     state = _random_state(rng, 4, 2)
     log_resp = np.log(_random_resp(rng, len(X), 4))
     for _ in range(10):
-        new_log_resp = V.e_step(X, state)
-        before = V.lower_bound(X, log_resp, state, prior)
-        mid = V.lower_bound(X, new_log_resp, state, prior)
+        new_log_resp = V.e_step(state, X)
+        before = V.lower_bound(state, X, log_resp, prior)
+        mid = V.lower_bound(state, X, new_log_resp, prior)
         new_state = V.m_step(X, np.exp(new_log_resp), prior)
-        after = V.lower_bound(X, new_log_resp, new_state, prior)
+        after = V.lower_bound(new_state, X, new_log_resp, prior)
         slack = 8 * EPS * X.size * 4 * abs(after)
         assert mid >= before - slack
         assert after >= mid - slack
@@ -237,10 +237,10 @@ def test_e_step_zeroes_gradient_in_q_z(seed):
     state = _random_state(rng, k, X.shape[1])
 
     def f(p):
-        return V.lower_bound(X, log_softmax(p["logits"], axis=1), state, prior)
+        return V.lower_bound(state, X, log_softmax(p["logits"], axis=1), prior)
 
     # Softmax logits parameterise the simplex; the E-step (12) sets them to ln ρ.
-    opt = {"logits": V.estimate_log_rho(X, state)}
+    opt = {"logits": V.estimate_log_rho(state, X)}
     away = {"logits": opt["logits"] + rng.normal(size=opt["logits"].shape)}
     _assert_stationary(f, opt, away)
 
@@ -258,7 +258,7 @@ def test_m_step_weights_zero_gradient_in_q_pi(seed, prior_type):
     rng, X, prior, log_resp, opt_state = _m_problem(seed, prior_type)
 
     def f(p):
-        return V.lower_bound(X, log_resp, dict(opt_state, weight_concentration=p["alpha"]), prior)
+        return V.lower_bound(dict(opt_state, weight_concentration=p["alpha"]), X, log_resp, prior)
 
     alpha = opt_state["weight_concentration"]
     _assert_stationary(f, {"alpha": alpha}, {"alpha": alpha * rng.uniform(0.7, 1.3, alpha.shape)})
@@ -281,7 +281,7 @@ def _gw_objective(X, log_resp, prior, alpha):
         low = np.tril(p["L"])
         w = low @ np.swapaxes(low, 1, 2)
         state = V.make_state(alpha, p["beta"], p["m"], p["nu"], np.linalg.inv(w))
-        return V.lower_bound(X, log_resp, state, prior)
+        return V.lower_bound(state, X, log_resp, prior)
 
     return f
 
@@ -363,9 +363,9 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
     state = V.m_step(X, resp, prior, reg_covar)
     ours_bounds = []
     for sk_state, _ in sk_traj:
-        log_resp = V.e_step(X, state)
+        log_resp = V.e_step(state, X)
         state = V.m_step(X, np.exp(log_resp), prior, reg_covar)
-        ours_bounds.append(V.lower_bound(X, log_resp, state, prior))
+        ours_bounds.append(V.lower_bound(state, X, log_resp, prior))
         for key, value in sk_state.items():
             np.testing.assert_allclose(state[key], value, rtol=0, atol=1e-9, err_msg=key)
     if reg_covar == 0.0:
@@ -394,6 +394,11 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
         model.weight_concentration_, np.array(sk.weight_concentration_), atol=1e-9
     )
     np.testing.assert_allclose(model.predict_proba(X), sk.predict_proba(X), atol=1e-9)
+    with np.errstate(under="ignore"):  # scikit-learn's own log-sum-exp may underflow
+        sk_score = sk.score_samples(X)
+    # score_samples is ln Σ_k ρ_nk of eq. (11), scikit-learn's quantity for this model
+    np.testing.assert_allclose(model.score_samples(X), sk_score, rtol=0, atol=1e-9)
+    assert model.score(X) == pytest.approx(np.mean(sk_score), abs=1e-9)
     np.testing.assert_array_equal(model.predict(X), sk.predict(X))
 
 
@@ -467,7 +472,7 @@ def test_expectations_match_monte_carlo():
     log_lam = V.expected_log_det_precision(
         state["degrees_of_freedom"], state["precisions_cholesky"]
     )
-    maha = V.expected_mahalanobis(X, state)
+    maha = V.expected_mahalanobis(state, X)
     for j in range(k):
         w = np.linalg.inv(state["covariances"][j] * state["degrees_of_freedom"][j])
         lam = stats.wishart(df=state["degrees_of_freedom"][j], scale=w).rvs(s, random_state=rng)
@@ -547,9 +552,9 @@ def test_log_rho_is_eq_11_assembled_from_eqs_8_to_10():
                 state["degrees_of_freedom"], state["precisions_cholesky"]
             )
             - 1.5 * np.log(2 * np.pi)
-            - 0.5 * V.expected_mahalanobis(X, state)
+            - 0.5 * V.expected_mahalanobis(state, X)
         )
-        np.testing.assert_allclose(V.estimate_log_rho(X, state), expected, rtol=1e-12)
+        np.testing.assert_allclose(V.estimate_log_rho(state, X), expected, rtol=1e-12)
 
 
 def test_empty_component_returns_to_the_prior():
@@ -573,7 +578,7 @@ def test_empty_component_returns_to_the_prior():
     assert V.kl_gauss_wishart(state, prior)[1] == pytest.approx(0.0, abs=1e-12)
     with np.errstate(divide="ignore"):
         log_resp = np.log(resp)
-    assert np.isfinite(V.lower_bound(X, log_resp, state, prior))
+    assert np.isfinite(V.lower_bound(state, X, log_resp, prior))
 
 
 def test_m_step_matches_bishop_batch_form():
@@ -661,7 +666,7 @@ def test_predict_proba_is_the_e_step():
     X = _two_blobs()
     model = V.BayesianGaussianMixture(3, random_state=1).fit(X)
     proba = model.predict_proba(X)
-    np.testing.assert_allclose(proba, np.exp(V.e_step(X, model.state_)), rtol=1e-15)
+    np.testing.assert_allclose(proba, np.exp(V.e_step(model.state_, X)), rtol=1e-15)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-14)
     np.testing.assert_array_equal(model.predict(X), np.argmax(proba, axis=1))
     np.testing.assert_array_equal(
@@ -692,7 +697,7 @@ def test_n_init_keeps_the_best_run():
 
 
 def test_unconverged_fit_warns():
-    from lvmref.gmm import ConvergenceWarning
+    from lvmref.mixture import ConvergenceWarning
 
     with pytest.warns(ConvergenceWarning, match="max_iter=2"):
         model = V.BayesianGaussianMixture(2, tol=0.0, max_iter=2, random_state=0)
@@ -806,12 +811,12 @@ def _bad_calls():
          ValueError, "precisions_cholesky"),
         (lambda: V.expected_log_det_precision(s["degrees_of_freedom"], -s["precisions_cholesky"]),
          ValueError, "precisions_cholesky"),
-        (lambda: V.expected_mahalanobis(X[:, :1], s), ValueError, "X"),
-        (lambda: V.expected_mahalanobis(nan_X, s), ValueError, "X"),
-        (lambda: V.estimate_log_rho(X, {"means": s["means"]}), ValueError, "state"),
-        (lambda: V.estimate_log_rho(X, [1, 2]), TypeError, "state"),
-        (lambda: V.e_step(X, _bad_state(s, means=s["means"][:2])), ValueError, "state"),
-        (lambda: V.e_step(X, _bad_state(s, degrees_of_freedom=np.full(3, np.nan))), ValueError,
+        (lambda: V.expected_mahalanobis(s, X[:, :1]), ValueError, "X"),
+        (lambda: V.expected_mahalanobis(s, nan_X), ValueError, "X"),
+        (lambda: V.estimate_log_rho({"means": s["means"]}, X), ValueError, "state"),
+        (lambda: V.estimate_log_rho([1, 2], X), TypeError, "state"),
+        (lambda: V.e_step(_bad_state(s, means=s["means"][:2]), X), ValueError, "state"),
+        (lambda: V.e_step(_bad_state(s, degrees_of_freedom=np.full(3, np.nan)), X), ValueError,
          "degrees_of_freedom"),
         # m_step
         (lambda: V.m_step(X, -resp, prior), ValueError, "resp"),
@@ -832,20 +837,20 @@ def _bad_calls():
         (lambda: V.kl_stick_breaking([[1.0], [1.0]], -1.0), ValueError,
          "weight_concentration_prior"),
         (lambda: V.expected_log_weights(np.ones((3, 2))), ValueError, "weight_concentration"),
-        (lambda: V.lower_bound(X, log_resp, s, dict(
+        (lambda: V.lower_bound(s, X, log_resp, dict(
             prior, weight_concentration_prior_type="dirichlet_process")), ValueError,
          "weight_concentration"),
         (lambda: V.m_step(X, resp, dict(prior, weight_concentration_prior_type="dp")),
          ValueError, "weight_concentration_prior_type"),
         (lambda: V.kl_gauss_wishart(_bad_state(s, covariances=s["covariances"][:, :1]), prior),
          ValueError, "covariances"),
-        (lambda: V.lower_bound(X, log_resp + 1.0, s, prior), ValueError, "log_resp"),
-        (lambda: V.lower_bound(X, np.full_like(log_resp, np.nan), s, prior), ValueError,
+        (lambda: V.lower_bound(s, X, log_resp + 1.0, prior), ValueError, "log_resp"),
+        (lambda: V.lower_bound(s, X, np.full_like(log_resp, np.nan), prior), ValueError,
          "log_resp"),
-        (lambda: V.lower_bound(X, log_resp[:, :2] - logsumexp(log_resp[:, :2], axis=1,
-                                                                keepdims=True), s, prior),
+        (lambda: V.lower_bound(s, X, log_resp[:, :2] - logsumexp(log_resp[:, :2], axis=1,
+                                                                keepdims=True), prior),
          ValueError, "log_resp"),
-        (lambda: V.lower_bound(X[:, :1], log_resp, s, prior), ValueError, "X"),
+        (lambda: V.lower_bound(s, X[:, :1], log_resp, prior), ValueError, "X"),
     ]
 
 
@@ -917,6 +922,166 @@ def test_bad_estimator_calls():
         warm.fit(np.hstack([X, X]))
 
 
+# ---------------------------------------------------------------------------
+# persistence (lvmref.persistence: kind BayesianGaussianMixture, format 1)
+# ---------------------------------------------------------------------------
+
+_VB_ATTRS = (
+    "weights_", "means_", "covariances_", "covariance_posterior_means_", "precisions_",
+    "precisions_cholesky_", "weight_concentration_", "mean_precision_", "degrees_of_freedom_",
+    "mean_prior_", "covariance_prior_",
+)
+_VB_SCALARS = (
+    "weight_concentration_prior_type_", "weight_concentration_prior_", "mean_precision_prior_",
+    "degrees_of_freedom_prior_", "converged_", "n_iter_", "lower_bound_", "lower_bounds_",
+    "n_features_in_",
+)
+
+
+def _assert_same_vb(a, b, X):
+    for attr in _VB_ATTRS:
+        np.testing.assert_array_equal(getattr(a, attr), getattr(b, attr), err_msg=attr)
+    for attr in _VB_SCALARS:
+        assert getattr(a, attr) == getattr(b, attr), attr
+    for name in V.BayesianGaussianMixture._param_names():
+        np.testing.assert_array_equal(getattr(a, name), getattr(b, name), err_msg=name)
+    np.testing.assert_array_equal(a.predict_proba(X), b.predict_proba(X))
+    np.testing.assert_array_equal(a.predict(X), b.predict(X))
+    np.testing.assert_array_equal(a.score_samples(X), b.score_samples(X))
+
+
+@_FIXED_ITERATIONS
+@pytest.mark.parametrize("prior_type", ["dirichlet_process", "dirichlet_distribution"])
+@pytest.mark.parametrize("given_priors", [False, True])
+def test_save_load_roundtrip(tmp_path, prior_type, given_priors):
+    X = _two_blobs(6)
+    priors = dict(mean_prior=np.array([1.0, -1.0]), covariance_prior=2.0 * np.eye(2),
+                  weight_concentration_prior=0.2, mean_precision_prior=0.5,
+                  degrees_of_freedom_prior=3.0) if given_priors else {}
+    model = V.BayesianGaussianMixture(3, weight_concentration_prior_type=prior_type,
+                                      random_state=4, max_iter=40, **priors).fit(X)
+    path = model.save(tmp_path / "vb")
+    assert path == tmp_path / "vb.npz"
+    loaded = V.BayesianGaussianMixture.load(path)
+    _assert_same_vb(model, loaded, X)
+    for key, value in model.state_.items():
+        np.testing.assert_array_equal(loaded.state_[key], value)
+    for key, value in model.prior_.items():
+        np.testing.assert_array_equal(loaded.prior_[key], value)
+
+
+@_FIXED_ITERATIONS
+def test_loaded_model_continues_a_warm_start_exactly(tmp_path):
+    X = _two_blobs(7)
+    model = V.BayesianGaussianMixture(2, tol=0.0, max_iter=3, random_state=1,
+                                      warm_start=True).fit(X)
+    loaded = V.BayesianGaussianMixture.load(model.save(tmp_path / "warm.npz"))
+    model.fit(X)
+    loaded.fit(X)
+    _assert_same_vb(model, loaded, X)
+
+
+@pytest.fixture(scope="module")
+def good_vb_entries(tmp_path_factory):
+    """Entries of a valid file: DP prior, 3 components, 2 features."""
+    d = tmp_path_factory.mktemp("vb")
+    model = V.BayesianGaussianMixture(3, random_state=0, max_iter=200).fit(_two_blobs(8))
+    with np.load(model.save(d / "good.npz"), allow_pickle=False) as f:
+        entries = dict(f)
+    assert entries["weight_concentration_"].shape == (2, 3) and entries["n_iter_"] > 1
+    V.BayesianGaussianMixture.load(_write_vb(d, entries))  # loads unchanged
+    return entries
+
+
+def _write_vb(directory, entries, **changes):
+    """A copy of a model file with entries changed (``None``: removed)."""
+    entries = dict(entries)
+    nones = [v for v in entries["__none__"].tolist() if v not in changes]
+    entries["__none__"] = np.array(nones, dtype=np.str_)
+    for key, value in changes.items():
+        if value is None:
+            entries.pop(key)
+        else:
+            entries[key] = np.asarray(value)
+    path = directory / "bad.npz"
+    np.savez(path, **entries)
+    return path
+
+
+def _with_nan(a):
+    a = np.array(a, dtype=float)
+    a.flat[0] = np.nan
+    return a
+
+
+_BAD_VB_FILES = [
+    ("missing prior", dict(mean_prior_=None), r"mean_prior_ is missing"),
+    ("missing state", dict(degrees_of_freedom_=None), r"degrees_of_freedom_ is missing"),
+    ("means_ NaN", lambda e: dict(means_=_with_nan(e["means_"])), r"means_ contains NaN"),
+    ("means_ wrong shape", lambda e: dict(means_=e["means_"][:2]), r"means_ must have shape"),
+    ("weight_concentration_ of the other prior",
+     lambda e: dict(weight_concentration_=e["weight_concentration_"][0]),
+     r"weight_concentration_ must have shape \(2, K\) for the dirichlet_process"),
+    ("weight_concentration_ negative",
+     lambda e: dict(weight_concentration_=-e["weight_concentration_"]),
+     r"weight_concentration_ must be > 0"),
+    ("mean_precision_ zero", lambda e: dict(mean_precision_=0 * e["mean_precision_"]),
+     r"mean_precision_ must be > 0"),
+    ("degrees_of_freedom_ too small", dict(degrees_of_freedom_=np.full(3, 0.5)),
+     r"degrees_of_freedom_ must exceed n_features - 1 = 1"),
+    ("covariances_ = -I", dict(covariances_=-np.broadcast_to(np.eye(2), (3, 2, 2))),
+     r"covariances_\[0\] is not positive definite"),
+    ("covariances_ not the inverse", lambda e: dict(covariances_=1.01 * e["covariances_"]),
+     r"covariances_\[0\] is not the inverse of precisions_cholesky_"),
+    ("precisions_cholesky_ lower", lambda e: dict(
+        precisions_cholesky_=np.swapaxes(e["precisions_cholesky_"], 1, 2)),
+     r"precisions_cholesky_ must be upper triangular"),
+    ("covariance_prior_ not PD", dict(covariance_prior_=-np.eye(2)),
+     r"covariance_prior_ must be symmetric positive definite"),
+    ("covariance_prior_ not symmetric", dict(covariance_prior_=[[1.0, 0.5], [0.0, 1.0]]),
+     r"covariance_prior_ must be symmetric"),
+    ("mean_prior_ wrong shape", dict(mean_prior_=np.zeros(3)), r"mean_prior_ must have shape"),
+    ("degrees_of_freedom_prior_ too small", dict(degrees_of_freedom_prior_=0.5),
+     r"degrees_of_freedom_prior_ must be > n_features - 1"),
+    ("prior type differs from the constructor's",
+     dict(weight_concentration_prior_type="dirichlet_distribution"),
+     r"weight_concentration_prior_type_ differs"),
+    ("constructor prior not PD", dict(covariance_prior=-np.eye(2)),
+     r"covariance_prior must be symmetric positive definite"),
+    ("constructor prior wrong shape", dict(mean_prior=np.zeros(5)), r"mean_prior must have"),
+    ("n_iter_ zero", dict(n_iter_=0, lower_bounds_=np.zeros(0)),
+     r"n_iter_ must lie in \[1, max_iter=200\]"),
+    ("max_iter zero", dict(max_iter=0), r"max_iter must be >= 1"),
+    ("covariance_type diag", dict(covariance_type="diag"), r"'diag' is not implemented"),
+    ("lower_bounds_ inf", lambda e: dict(lower_bounds_=np.full_like(e["lower_bounds_"], np.inf)),
+     r"lower_bounds_ contains NaN or infinite"),
+    ("converged_ a string", dict(converged_="yes"), r"converged_ must be True or False"),
+    ("random_state a float", dict(random_state=1.5), r"random_state must be an integer"),
+]
+
+
+@pytest.mark.parametrize("change, match", [c[1:] for c in _BAD_VB_FILES],
+                         ids=[c[0] for c in _BAD_VB_FILES])
+def test_load_refuses_bad_files_naming_the_file(tmp_path, good_vb_entries, change, match):
+    entries = good_vb_entries
+    path = _write_vb(tmp_path, entries, **(change(entries) if callable(change) else change))
+    with pytest.raises(ValueError, match=match) as info:
+        V.BayesianGaussianMixture.load(path)
+    assert str(info.value).startswith(f"{path}: ")
+
+
+def test_load_refuses_other_kinds(tmp_path):
+    from lvmref.gmm import GaussianMixture
+
+    gm = GaussianMixture(2, random_state=0).fit(_two_blobs()).save(tmp_path / "gm.npz")
+    with pytest.raises(ValueError, match="holds a GaussianMixture, not a "
+                                         "BayesianGaussianMixture") as info:
+        V.BayesianGaussianMixture.load(gm)
+    assert str(info.value).startswith(f"{gm}: ")
+    with pytest.raises(FileNotFoundError):
+        V.BayesianGaussianMixture.load(tmp_path / "absent.npz")
+
+
 # ---------------------------------------------------------------- finite input never gives NaN
 
 
@@ -925,11 +1090,13 @@ def test_vbgmm_far_rows_and_overflow():
     X = rng.normal(size=(60, 2))
     v = V.BayesianGaussianMixture(2, random_state=0).fit(X)
     far = np.array([[1e200, -1e200], [0.1, 0.2]])
-    log_rho = V.estimate_log_rho(far, v.state_)
+    log_rho = V.estimate_log_rho(v.state_, far)
     assert np.all(log_rho[0] == -np.inf) and np.all(np.isfinite(log_rho[1]))
-    for f in (lambda: V.e_step(far, v.state_), lambda: v.predict_proba(far)):
+    for f in (lambda: V.e_step(v.state_, far), lambda: v.predict_proba(far)):
         with pytest.raises(ValueError, match="X row 0 is too far from every component"):
             f()
+    score = v.score_samples(far)  # ln Σ_k ρ_nk: -inf for the far row, as for the GMM
+    assert score[0] == -np.inf and np.isfinite(score[1])
     with pytest.raises(ValueError, match="X values too large"):
         V.BayesianGaussianMixture(2, random_state=0).fit(X * 1e160)
     prior = V.make_prior(X, 2)
@@ -940,4 +1107,4 @@ def test_vbgmm_far_rows_and_overflow():
         V.m_step(X * 1e160, r, prior)
     # the bound of a q that puts a far row anywhere is -inf, not NaN
     lr = np.log(np.full((2, 2), 0.5))
-    assert V.lower_bound(far, lr, v.state_, v.prior_) == -np.inf
+    assert V.lower_bound(v.state_, far, lr, v.prior_) == -np.inf

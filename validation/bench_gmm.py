@@ -41,7 +41,8 @@ from sklearn.exceptions import ConvergenceWarning as SkConvergenceWarning  # noq
 from sklearn.mixture import GaussianMixture as SkGM  # noqa: E402
 from threadpoolctl import threadpool_limits  # noqa: E402
 
-from lvmref.gmm import ConvergenceWarning, GaussianMixture  # noqa: E402
+from lvmref.gmm import GaussianMixture  # noqa: E402
+from lvmref.mixture import ConvergenceWarning  # noqa: E402
 
 N_ITER = 20
 

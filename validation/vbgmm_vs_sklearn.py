@@ -73,9 +73,9 @@ def cross_check(iters, prior_type):
         log_prob_norm, sk_log_resp = sk._e_step(X)
         sk._m_step(X, sk_log_resp)
         sk_b.append(sk._compute_lower_bound(sk_log_resp, log_prob_norm))
-        log_resp = e_step(X, state)
+        log_resp = e_step(state, X)
         state = m_step(X, np.exp(log_resp), prior)
-        ours_b.append(lower_bound(X, log_resp, state, prior))
+        ours_b.append(lower_bound(state, X, log_resp, prior))
         for key in KEYS:
             diff = np.max(np.abs(state[key] - np.array(getattr(sk, key + "_"))))
             worst[key] = max(worst[key], float(diff))

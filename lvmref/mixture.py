@@ -1,0 +1,794 @@
+r"""What the Gaussian mixture (:mod:`lvmref.gmm`) and the Bayesian Gaussian mixture
+(:mod:`lvmref.vbgmm`) share: one implementation of each, used by both.
+
+Equation numbers "(n)" refer to the derivation in :mod:`lvmref.gmm`.
+
+Contents
+--------
+* Names: ``COVARIANCE_TYPES``, ``INIT_PARAMS``; ``ConvergenceWarning``, ``NotFittedError``.
+* Cholesky factors of the precision, eq. (13): Sigma_k = L_k L_k^T, U_k = L_k^{-T} upper
+  triangular, Lambda_k = U_k U_k^T; :func:`compute_precision_cholesky` (from covariances),
+  :func:`precision_cholesky_from_precisions` (from precisions, U = J chol(J Lambda J) J),
+  :func:`covariances_from_cholesky`, :func:`precisions_from_cholesky`,
+  :func:`log_det_cholesky` (log|Lambda_k|^{1/2} = sum_j log U_k,jj, eq. 14),
+  :func:`triangular_inverse`, and :func:`check_covariances` (a covariance / factor pair
+  read from a file).
+* Input checks: :func:`check_X`, :func:`check_resp` (on top of
+  :mod:`lvmref.kernels.checks`).
+* Initial responsibilities: :func:`kmeans_plusplus`, :func:`kmeans` (our own; they differ
+  from scikit-learn's ``KMeans``) and :func:`initial_resp`.
+* The EM driver :func:`run_em`: ``n_init`` restarts, convergence on ``tol`` within
+  ``max_iter`` iterations, warm starts, the bound history, the ``ConvergenceWarning``,
+  keeping the best restart. What the bound *means* is the model's: the Gaussian mixture
+  reports the mean log-likelihood at the E-step of each iteration (eq. 21 of
+  :mod:`lvmref.gmm`, scikit-learn's definition), the Bayesian mixture its evidence lower
+  bound after the M-step (eq. 19 of :mod:`lvmref.vbgmm`).
+* :class:`MixtureBase`, the frame of both estimators: hyper-parameter checks they share,
+  ``X`` validation against ``n_features_in_``, ``predict`` / ``predict_proba`` /
+  ``score_samples`` / ``score`` / ``fit_predict``, and ``save`` / ``load`` in the one
+  ``.npz`` format of :mod:`lvmref.persistence`.
+"""
+
+from __future__ import annotations
+
+import inspect
+import math
+import numbers
+import sys
+import warnings
+from typing import Any, NamedTuple
+
+import numpy as np
+from scipy import linalg
+from scipy.linalg import lapack
+
+from lvmref.kernels.checks import (
+    as_float_array,
+    check_choice,
+    check_flag,
+    check_nonnegative_float,
+    check_positive_int,
+    check_rng,
+)
+from lvmref.kernels.fpenv import benign_underflow
+from lvmref.persistence import read_model, save_model
+
+__all__ = [
+    "COVARIANCE_TYPES",
+    "INIT_PARAMS",
+    "SINGULAR_HINT",
+    "ConvergenceWarning",
+    "NotFittedError",
+    "covariance_shape",
+    "triangular_inverse",
+    "compute_precision_cholesky",
+    "precision_cholesky_from_precisions",
+    "covariances_from_cholesky",
+    "precisions_from_cholesky",
+    "log_det_cholesky",
+    "PAIR_RTOL",
+    "check_covariances",
+    "check_X",
+    "check_resp",
+    "kmeans_plusplus",
+    "kmeans",
+    "initial_resp",
+    "EMResult",
+    "run_em",
+    "FORMAT_VERSION",
+    "MixtureBase",
+]
+
+COVARIANCE_TYPES = ("full", "tied", "diag", "spherical")
+INIT_PARAMS = ("kmeans", "k-means++", "random", "random_from_data")
+
+#: What to tell a user whose covariance is singular (the M-step and the factor helpers).
+SINGULAR_HINT = (
+    "the covariance is singular or numerically degenerate (components collapsed onto "
+    "fewer distinct points than dimensions, e.g. duplicated samples or more components "
+    "than distinct points); increase reg_covar, reduce n_components, or rescale the data"
+)
+
+
+class ConvergenceWarning(UserWarning):
+    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+
+
+class NotFittedError(ValueError, AttributeError):
+    """An estimator method that needs fitted parameters was called before ``fit``."""
+
+
+# ----------------------------------------------------------------------------------------
+# Cholesky factors of the precision, eq. (13)
+# ----------------------------------------------------------------------------------------
+
+_COV_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
+
+
+def covariance_shape(covariance_type, n_components, n_features):
+    """Shape of ``covariances`` / ``precisions_cholesky`` for a covariance type.
+
+    full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
+    """
+    k, d = n_components, n_features
+    return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[
+        covariance_type
+    ]
+
+
+def triangular_inverse(t, lower):
+    """Inverse of a non-singular triangular matrix (LAPACK ``dtrtri``).
+
+    Used instead of ``scipy.linalg.solve_triangular(t, I)``: same result, but for the
+    small matrices of a mixture the multi-threaded BLAS ``trsm`` behind the latter can
+    cost milliseconds per call on a busy machine (thread wake-ups), ``dtrtri`` microseconds.
+
+    Parameters
+    ----------
+    t : ndarray of shape (d, d)
+        Lower (``lower=True``) or upper triangular, non-singular.
+    lower : bool
+
+    Returns
+    -------
+    ndarray of shape (d, d), triangular like ``t`` (exact zeros in the other triangle).
+    """
+    inv, info = lapack.dtrtri(t, lower=int(lower))
+    if info != 0:
+        raise ValueError(f"triangular factor is singular ({SINGULAR_HINT})")
+    return np.tril(inv) if lower else np.triu(inv)
+
+
+@benign_underflow
+def compute_precision_cholesky(covariances, covariance_type):
+    """Upper-triangular precision factors U with U U^T = Sigma^{-1}, eq. (13).
+
+    Parameters
+    ----------
+    covariances : ndarray
+        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    precisions_cholesky : ndarray, same shape as ``covariances``
+        full/tied: ``U = L^{-T}`` for the lower Cholesky factor ``L`` of the covariance;
+        diag/spherical: ``1 / sqrt(covariances)``.
+
+    Raises
+    ------
+    ValueError
+        If a covariance is not positive definite (message suggests raising ``reg_covar``).
+    """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    cov = as_float_array(covariances, "covariances", ndim=_COV_NDIM[covariance_type])
+    if covariance_type in ("full", "tied"):
+        mats = cov if covariance_type == "full" else cov[None]
+        if mats.shape[-1] != mats.shape[-2]:
+            raise ValueError(f"covariances must be square matrices, got shape {cov.shape}")
+        out = np.empty_like(mats)
+        for k, s in enumerate(mats):
+            try:
+                low = linalg.cholesky(s, lower=True)
+            except linalg.LinAlgError:
+                raise ValueError(f"component {k}: {SINGULAR_HINT}") from None
+            out[k] = triangular_inverse(low, lower=True).T
+        return out if covariance_type == "full" else out[0]
+    if np.any(cov <= 0.0):
+        raise ValueError(f"covariances must be > 0: {SINGULAR_HINT}")
+    return 1.0 / np.sqrt(cov)
+
+
+@benign_underflow
+def precision_cholesky_from_precisions(precisions, covariance_type):
+    """Upper-triangular U with U U^T = Lambda from precision matrices, eq. (13).
+
+    Uses U = J chol(J Lambda J) J (J reverses rows and columns), so that the same
+    convention holds whether the model was specified by covariances or precisions.
+
+    Parameters
+    ----------
+    precisions : ndarray
+        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``;
+        symmetric positive definite (full/tied) or positive (diag/spherical).
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    precisions_cholesky : ndarray, same shape as ``precisions``
+    """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    prec = as_float_array(precisions, "precisions", ndim=_COV_NDIM[covariance_type])
+    if covariance_type in ("full", "tied"):
+        mats = prec if covariance_type == "full" else prec[None]
+        if mats.shape[-1] != mats.shape[-2]:
+            raise ValueError(f"precisions must be square matrices, got shape {prec.shape}")
+        out = np.empty_like(mats)
+        for k, p in enumerate(mats):
+            if not np.allclose(p, p.T, rtol=1e-12, atol=0.0):
+                raise ValueError(f"precisions[{k}] must be symmetric")
+            try:
+                low = linalg.cholesky(p[::-1, ::-1], lower=True)
+            except linalg.LinAlgError:
+                raise ValueError(f"precisions[{k}] must be positive definite") from None
+            out[k] = low[::-1, ::-1]
+        return out if covariance_type == "full" else out[0]
+    if np.any(prec <= 0.0):
+        raise ValueError("precisions must be > 0")
+    return np.sqrt(prec)
+
+
+@benign_underflow
+def covariances_from_cholesky(precisions_cholesky, covariance_type):
+    """Sigma = (U U^T)^{-1} from the precision factors, eq. (13).
+
+    Parameters
+    ----------
+    precisions_cholesky : ndarray
+        full ``(K, d, d)`` / tied ``(d, d)`` upper triangular with a non-zero diagonal,
+        diag ``(K, d)`` / spherical ``(K,)`` non-zero (already validated).
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    covariances : ndarray, same shape
+    """
+    u = precisions_cholesky
+    if covariance_type in ("full", "tied"):
+        mats = u if covariance_type == "full" else u[None]
+        out = np.empty_like(mats)
+        for k, uk in enumerate(mats):
+            inv = triangular_inverse(uk, lower=False)  # U^{-1}
+            out[k] = inv.T @ inv
+        return out if covariance_type == "full" else out[0]
+    return 1.0 / u**2
+
+
+@benign_underflow
+def precisions_from_cholesky(precisions_cholesky, covariance_type):
+    """Lambda = U U^T from the precision factors, eq. (13); same shape as the factors."""
+    u = precisions_cholesky
+    if covariance_type == "full":
+        return u @ np.swapaxes(u, 1, 2)
+    if covariance_type == "tied":
+        return u @ u.T
+    return u**2
+
+
+@benign_underflow
+def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
+    """log|Lambda_k|^{1/2} = sum_j log U_k,jj for each component, eq. (14).
+
+    Parameters
+    ----------
+    precisions_cholesky : ndarray
+        full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    n_features : int
+        ``d`` (needed for spherical).
+
+    Returns
+    -------
+    ndarray of shape ``(K,)`` (a 0-d array for tied, which broadcasts over K)
+    """
+    u = precisions_cholesky
+    if covariance_type == "full":
+        return np.sum(np.log(np.diagonal(u, axis1=1, axis2=2)), axis=1)
+    if covariance_type == "tied":
+        return np.asarray(np.sum(np.log(np.diag(u))))
+    if covariance_type == "diag":
+        return np.sum(np.log(u), axis=1)
+    return n_features * np.log(u)
+
+
+#: Largest relative residual :func:`check_covariances` accepts between a covariance and
+#: its precision factor (round-off of the triangular inverse and the products is ~1e-15;
+#: any real inconsistency is far larger).
+PAIR_RTOL = 1e-6
+
+
+@benign_underflow
+def check_covariances(covariances, precisions_cholesky, covariance_type, *,
+                      name="covariances", factor_name="precisions_cholesky"):
+    """Validate covariances against their (already validated) precision factors.
+
+    The covariances must have the factors' shape, be finite, symmetric (to 1e-8 on the
+    correlation scale), positive definite, and form an inverse pair with the factors, eq.
+    (13). lvmref computes one of the pair from the other -- U from Sigma after an M-step,
+    Sigma from U when starting from ``precisions_init`` -- and whichever was derived
+    carries the round-off, so the pair is accepted when either direction agrees to
+    ``PAIR_RTOL``: full/tied, with Sigma_k = L_k L_k^T (Cholesky), ``max |L_k^T U_k - I|``
+    or ``max |Sigma_k - (U_k U_k^T)^{-1}|_ij / sqrt(Sigma_k,ii Sigma_k,jj)``; diag and
+    spherical, ``max |U^2 Sigma - 1|``.
+
+    Parameters
+    ----------
+    covariances : array_like
+        Same shape as ``precisions_cholesky`` (see :func:`covariance_shape`).
+    precisions_cholesky : ndarray
+        Validated factors (upper triangular with a positive diagonal, or positive).
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    name, factor_name : str
+        Names used in error messages.
+
+    Returns
+    -------
+    ndarray
+        ``covariances`` as float64.
+    """
+    u = np.asarray(precisions_cholesky, dtype=np.float64)
+    cov = as_float_array(covariances, name, shape=u.shape)
+    if covariance_type not in ("full", "tied"):
+        if np.any(cov <= 0.0):
+            raise ValueError(f"{name} must be > 0")
+        if not np.max(np.abs(u * u * cov - 1.0)) <= PAIR_RTOL:
+            raise ValueError(f"{name} is not the inverse of {factor_name}**2 (eq. 13)")
+        return cov
+    mats = cov if covariance_type == "full" else cov[None]
+    facs = u if covariance_type == "full" else u[None]
+    eye = np.eye(mats.shape[-1])
+    for k, (s, uk) in enumerate(zip(mats, facs)):
+        label = name if covariance_type == "tied" else f"{name}[{k}]"
+        diag = np.diag(s)
+        if np.any(diag <= 0.0):
+            raise ValueError(f"{label} is not positive definite (non-positive diagonal)")
+        scale = np.sqrt(np.outer(diag, diag))
+        if np.any(np.abs(s - s.T) > 1e-8 * scale):
+            raise ValueError(f"{label} is not symmetric")
+        try:
+            low = linalg.cholesky(s, lower=True)
+        except linalg.LinAlgError:
+            raise ValueError(f"{label} is not positive definite") from None
+        inv = triangular_inverse(uk, lower=False)
+        if not min(np.max(np.abs(low.T @ uk - eye)),
+                   np.max(np.abs(s - inv.T @ inv) / scale)) <= PAIR_RTOL:
+            raise ValueError(f"{label} is not the inverse of {factor_name} "
+                             "(Sigma^-1 = U U^T, eq. 13)")
+    return cov
+
+
+# ----------------------------------------------------------------------------------------
+# Input checks
+# ----------------------------------------------------------------------------------------
+
+
+def check_X(X, name="X"):
+    """``X`` as a 2-D finite float64 copy of shape (n, d), or an error naming ``name``."""
+    return as_float_array(X, name, ndim=2)
+
+
+def check_resp(X, resp):
+    """Validate data and responsibilities for an M-step; float64 copies ``(X, resp)``.
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    resp : array_like of shape (n, K)
+        Non-negative, finite (rows normally sum to 1).
+    """
+    X = check_X(X)
+    resp = as_float_array(resp, "resp", ndim=2)
+    if resp.shape[0] != X.shape[0]:
+        raise ValueError(f"resp must have {X.shape[0]} rows (one per sample), got {resp.shape}")
+    if np.any(resp < 0.0):
+        raise ValueError("resp must be non-negative")
+    return X, resp
+
+
+# ----------------------------------------------------------------------------------------
+# Initialisation: k-means++ seeding, k-means, initial responsibilities
+# ----------------------------------------------------------------------------------------
+
+
+def _sq_dists(X, centers):
+    """Squared Euclidean distances (n, K) from centred differences (no expansion).
+
+    ``ValueError`` naming X if a distance overflows float64 (k-means cannot rank them).
+    """
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        d2 = np.stack([np.einsum("ij,ij->i", X - c, X - c) for c in centers], axis=1)
+    if not np.all(np.isfinite(d2)):
+        raise ValueError(
+            "X values too large: squared distances between rows overflow float64 "
+            f"(max |X| = {np.max(np.abs(X)):.3g}); rescale X"
+        )
+    return d2
+
+
+@benign_underflow
+def kmeans_plusplus(X, n_clusters, rng=None):
+    """k-means++ seeding (Arthur & Vassilvitskii, 2007): indices of ``n_clusters`` rows.
+
+    The first index is uniform; each next one is drawn with probability proportional
+    to the squared distance to the nearest chosen centre (uniform over the not-yet-chosen
+    rows if all distances are zero, e.g. duplicated data).
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    n_clusters : int, <= n
+    rng : numpy.random.Generator, int or None
+
+    Returns
+    -------
+    ndarray of int, shape (n_clusters,)
+    """
+    X = check_X(X)
+    k = check_positive_int(n_clusters, "n_clusters")
+    if k > X.shape[0]:
+        raise ValueError(f"n_clusters={k} must be <= n_samples={X.shape[0]}")
+    rng = check_rng(rng)
+    n = X.shape[0]
+    idx = [int(rng.integers(n))]
+    d2 = _sq_dists(X, X[idx])[:, 0]
+    for _ in range(1, k):
+        p = d2.copy()
+        p[idx] = 0.0
+        total = p.sum()
+        if total > 0.0:
+            nxt = int(rng.choice(n, p=p / total))
+        else:
+            free = np.setdiff1d(np.arange(n), idx)
+            nxt = int(rng.choice(free))
+        idx.append(nxt)
+        d2 = np.minimum(d2, _sq_dists(X, X[nxt][None])[:, 0])
+    return np.asarray(idx)
+
+
+@benign_underflow
+def kmeans(X, n_clusters, rng=None, n_iter=10):
+    """k-means++ seeding then at most ``n_iter`` Lloyd iterations; returns labels (n,).
+
+    Empty clusters keep their previous centre. This is the ``init_params='kmeans'``
+    initialiser; it is deliberately simple and differs from scikit-learn's ``KMeans``.
+    """
+    X = check_X(X)
+    n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
+    centers = X[kmeans_plusplus(X, n_clusters, rng)]
+    labels = np.argmin(_sq_dists(X, centers), axis=1)
+    for _ in range(n_iter):
+        for c in range(centers.shape[0]):
+            members = labels == c
+            if members.any():
+                centers[c] = X[members].mean(axis=0)
+        new = np.argmin(_sq_dists(X, centers), axis=1)
+        if np.array_equal(new, labels):
+            break
+        labels = new
+    return labels
+
+
+@benign_underflow
+def initial_resp(X, n_components, init_params, rng):
+    """Initial responsibilities (n, K) for ``init_params`` (scikit-learn's meanings).
+
+    * ``"kmeans"``: one-hot labels of :func:`kmeans`;
+    * ``"k-means++"``: one row per component, chosen by :func:`kmeans_plusplus`, has
+      responsibility 1 for it (all other rows 0);
+    * ``"random"``: uniform(0, 1) entries, rows normalised;
+    * ``"random_from_data"``: like ``"k-means++"`` with ``n_components`` distinct rows
+      drawn uniformly.
+
+    Parameters
+    ----------
+    X : array_like of shape (n, d)
+    n_components : int, <= n
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}
+    rng : numpy.random.Generator, int or None
+
+    Returns
+    -------
+    ndarray of shape (n, n_components)
+    """
+    X = check_X(X)
+    k = check_positive_int(n_components, "n_components")
+    check_choice(init_params, "init_params", INIT_PARAMS)
+    rng = check_rng(rng)
+    n = X.shape[0]
+    if k > n:
+        raise ValueError(f"n_components={k} must be <= n_samples={n}")
+    resp = np.zeros((n, k))
+    if init_params == "kmeans":
+        resp[np.arange(n), kmeans(X, k, rng)] = 1.0
+    elif init_params == "k-means++":
+        resp[kmeans_plusplus(X, k, rng), np.arange(k)] = 1.0
+    elif init_params == "random":
+        resp = rng.uniform(size=(n, k))
+        resp /= resp.sum(axis=1, keepdims=True)
+    else:  # "random_from_data"
+        resp[rng.choice(n, size=k, replace=False), np.arange(k)] = 1.0
+    return resp
+
+
+# ----------------------------------------------------------------------------------------
+# The EM driver
+# ----------------------------------------------------------------------------------------
+
+
+class EMResult(NamedTuple):
+    """The kept restart of :func:`run_em`."""
+
+    state: Any
+    """The model state after the last iteration (the start if ``max_iter`` is 0)."""
+    lower_bound: float
+    """The last bound of the kept restart (its starting bound if it ran no iteration)."""
+    lower_bounds: list
+    """One bound per iteration of the kept restart."""
+    n_iter: int
+    converged: bool
+
+
+def _stacklevel_outside_lvmref():
+    """``stacklevel`` for ``warnings.warn`` in the caller that names the first frame
+    outside lvmref (the user's ``fit`` call, whatever wrappers lie in between)."""
+    level, frame = 1, sys._getframe(1)  # the frame that calls warnings.warn
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] == (
+        "lvmref"
+    ):
+        frame, level = frame.f_back, level + 1
+    return level
+
+
+@benign_underflow
+def run_em(initialize, iterate, *, n_init, max_iter, tol):
+    """Run ``n_init`` restarts of an EM-type iteration; keep the one with the best bound.
+
+    Restart ``i`` starts from ``state, bound = initialize(i)`` and repeats ``state, bound
+    = iterate(state)`` until ``|bound - previous bound| < tol`` (converged) or
+    ``max_iter`` iterations have run. The "previous bound" of the first iteration is the
+    starting bound: ``-inf`` for a fresh start (so one iteration never converges), or
+    whatever the model's warm start defines. A restart replaces the kept one if its last
+    bound is larger (or the kept one's is ``-inf``); ties keep the earlier restart. If
+    the kept restart did not converge (and ``max_iter > 0``), a
+    :class:`ConvergenceWarning` names it and the other restarts that did not converge.
+
+    Parameters
+    ----------
+    initialize : callable ``i -> (state, bound)``
+        Starting state of restart ``i`` (``0 <= i < n_init``) and its starting bound.
+    iterate : callable ``state -> (state, bound)``
+        One iteration and the bound it reports (a float).
+    n_init : int, >= 1
+    max_iter : int, >= 0
+    tol : float, >= 0
+
+    Returns
+    -------
+    EMResult
+    """
+    n_init = check_positive_int(n_init, "n_init")
+    max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
+    tol = check_nonnegative_float(tol, "tol")
+    best = None
+    not_converged = []
+    for i in range(n_init):
+        state, bound = initialize(i)
+        bound = float(bound)
+        history = []
+        converged = False
+        for _ in range(max_iter):
+            previous = bound
+            state, bound = iterate(state)
+            bound = float(bound)
+            history.append(bound)
+            if abs(bound - previous) < tol:
+                converged = True
+                break
+        if max_iter > 0 and not converged:
+            not_converged.append(i)
+        if best is None or bound > best[0].lower_bound or best[0].lower_bound == -np.inf:
+            best = (EMResult(state, bound, history, len(history), converged), i)
+    result, kept = best
+    if max_iter > 0 and not result.converged:
+        others = [i for i in not_converged if i != kept]
+        extra = f"; initializations {others} did not converge either" if others else ""
+        warnings.warn(
+            f"Initialization {kept} of n_init={n_init} (the one kept, lower bound "
+            f"{result.lower_bound:.6g}) did not converge within max_iter={max_iter} "
+            f"iterations (tol={tol:g}){extra}. Increase max_iter or tol, try other "
+            "init_params, or check for degenerate data.",
+            ConvergenceWarning,
+            stacklevel=_stacklevel_outside_lvmref(),
+        )
+    return result
+
+
+# ----------------------------------------------------------------------------------------
+# The estimator frame
+# ----------------------------------------------------------------------------------------
+
+#: Format version of the mixture model files written by :meth:`MixtureBase.save`.
+FORMAT_VERSION = 1
+
+
+def _hyper_entry(value, kind):
+    """A constructor argument as stored in a model file (see :meth:`MixtureBase.save`)."""
+    if value is None:
+        return None
+    if kind == "seed":  # an int seed is stored; a Generator cannot be (recorded as None)
+        if isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_)):
+            return int(value)
+        return None
+    if kind == "array":
+        return np.asarray(value, dtype=np.float64)
+    return {"int": int, "float": float, "str": str, "bool": bool}[kind](value)
+
+
+@benign_underflow
+class MixtureBase:
+    """The frame shared by :class:`lvmref.gmm.GaussianMixture` and
+    :class:`lvmref.vbgmm.BayesianGaussianMixture` (not used on its own).
+
+    Subclasses store their constructor arguments unmodified under their own names and
+    provide: ``_HYPER`` (constructor argument -> stored kind: ``"int"``, ``"float"``,
+    ``"str"``, ``"bool"``, ``"array"`` or ``"seed"``), ``_check_hyper()`` (validate, return
+    ``n_components``), ``_posterior(X)`` and ``_log_norm(X)`` on validated ``X``,
+    ``_fitted_entries()`` and ``_load_fitted(f, n_components, n_features)`` for
+    persistence, and ``fit``, which ends with :meth:`_set_em_result`.
+    """
+
+    _HYPER: dict = {}
+    #: smallest accepted ``max_iter`` (0: ``fit`` only initialises)
+    _MIN_MAX_ITER = 0
+
+    # -- validation ---------------------------------------------------------------------
+
+    def _check_common_hyper(self):
+        """Checks shared by both mixtures; returns ``n_components``."""
+        k = check_positive_int(self.n_components, "n_components")
+        check_nonnegative_float(self.tol, "tol")
+        check_nonnegative_float(self.reg_covar, "reg_covar")
+        check_positive_int(self.max_iter, "max_iter", minimum=self._MIN_MAX_ITER)
+        check_positive_int(self.n_init, "n_init")
+        check_choice(self.init_params, "init_params", INIT_PARAMS)
+        check_flag(self.warm_start, "warm_start")
+        check_rng(self.random_state, name="random_state")
+        return k
+
+    def _is_fitted(self):
+        return hasattr(self, "converged_")
+
+    def _check_fitted(self):
+        if not self._is_fitted():
+            raise NotFittedError(
+                f"This {type(self).__name__} is not fitted yet; call fit(X) first (or load())."
+            )
+
+    def _validate_X(self, X, name="X"):
+        """``X`` as float64 (2-D, finite), with ``n_features_in_`` columns once fitted."""
+        X = check_X(X, name)
+        if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
+            raise ValueError(
+                f"{name} has {X.shape[1]} features, but the model was fitted with "
+                f"{self.n_features_in_}"
+            )
+        return X
+
+    def _continues(self, X, n_components):
+        """Whether this ``fit`` continues from the fitted state (``warm_start``)."""
+        if not (self.warm_start and self._is_fitted()):
+            return False
+        d = X.shape[1]
+        if d != self.n_features_in_:
+            raise ValueError(
+                f"X has {d} features, but the warm-started model has {self.n_features_in_}"
+            )
+        if self.means_.shape[0] != n_components or np.shape(
+            self.precisions_cholesky_
+        ) != covariance_shape(self.covariance_type, n_components, d):
+            raise ValueError("warm_start: n_components/covariance_type changed since the last fit")
+        return True
+
+    def _set_em_result(self, result, n_features):
+        self.converged_ = bool(result.converged)
+        self.n_iter_ = int(result.n_iter)
+        self.lower_bound_ = float(result.lower_bound)
+        self.lower_bounds_ = [float(b) for b in result.lower_bounds]
+        self.n_features_in_ = int(n_features)
+
+    # -- inference ----------------------------------------------------------------------
+
+    def predict_proba(self, X):
+        """Posterior responsibilities of each row; shape (n_samples, n_components)."""
+        self._check_fitted()
+        return self._posterior(self._validate_X(X))
+
+    def predict(self, X):
+        """Most probable component of each row (argmax of :meth:`predict_proba`); (n,)."""
+        return np.argmax(self.predict_proba(X), axis=1)
+
+    def score_samples(self, X):
+        """Per-row log normaliser of the responsibilities; shape (n_samples,)."""
+        self._check_fitted()
+        return self._log_norm(self._validate_X(X))
+
+    def score(self, X, y=None):
+        """Mean of :meth:`score_samples` over the rows (float)."""
+        return float(np.mean(self.score_samples(X)))
+
+    def fit_predict(self, X, y=None):
+        """``fit(X)``, then the component labels of ``X`` (a final E-step); shape (n,)."""
+        return self.fit(X).predict(X)
+
+    # -- persistence --------------------------------------------------------------------
+
+    def save(self, path):
+        """Write the model to an ``.npz`` file (:mod:`lvmref.persistence`); returns its path.
+
+        Kind: the class name; format version 1. Entries: the constructor arguments under
+        their names (``None`` listed as unset; ``random_state`` only if it is an int
+        seed -- a ``Generator`` is recorded as ``None``), the fitted arrays under their
+        attribute names, and ``n_features_in_``, ``converged_``, ``n_iter_``,
+        ``lower_bound_``, ``lower_bounds_``.
+        """
+        self._check_fitted()
+        self._check_hyper()
+        entries = {name: _hyper_entry(getattr(self, name), kind)
+                   for name, kind in self._HYPER.items()}
+        entries.update(self._fitted_entries())
+        entries.update(n_features_in_=int(self.n_features_in_),
+                       converged_=bool(self.converged_), n_iter_=int(self.n_iter_),
+                       lower_bound_=float(self.lower_bound_),
+                       lower_bounds_=np.asarray(self.lower_bounds_, dtype=np.float64))
+        return save_model(path, type(self).__name__, FORMAT_VERSION, entries)
+
+    @classmethod
+    def load(cls, path):
+        """Read a model written by :meth:`save`, validated as strictly as ``fit`` would.
+
+        Raises
+        ------
+        FileNotFoundError
+            If ``path`` does not exist.
+        ValueError
+            Anything else: not a model file of this class or format, a missing entry, an
+            entry of the wrong type or shape, non-finite values, covariances that are not
+            positive definite or not the inverse pair of the precision factors, weights
+            off the simplex, inconsistent ``n_iter_`` / ``lower_bounds_``; the message
+            names the file.
+        """
+        f = read_model(path, cls.__name__, versions=(FORMAT_VERSION,))
+        try:
+            # None where recorded as unset; _check_hyper refuses it where None is invalid
+            getters = {"array": f.array, "seed": f.int, "int": f.int, "float": f.float,
+                       "str": f.str, "bool": f.bool}
+            model = cls(**{name: getters[kind](name, optional=True)
+                           for name, kind in cls._HYPER.items()})
+            k = model._check_hyper()
+            d = check_positive_int(f.int("n_features_in_"), "n_features_in_")
+            model._load_fitted(f, k, d)
+            model._load_em_result(f)
+            model.n_features_in_ = d
+        except (TypeError, ValueError, NotImplementedError) as exc:
+            if str(exc).startswith(f"{f.path}: "):
+                raise
+            raise f.error(str(exc)) from None
+        return model
+
+    def _load_em_result(self, f):
+        converged = f.bool("converged_")
+        n_iter = f.int("n_iter_")
+        bound = f.float("lower_bound_")
+        bounds = as_float_array(f.array("lower_bounds_"), "lower_bounds_", ndim=1,
+                                allow_empty=True)
+        if not self._MIN_MAX_ITER <= n_iter <= self.max_iter:
+            raise ValueError(f"n_iter_ must lie in [{self._MIN_MAX_ITER}, max_iter="
+                             f"{self.max_iter}], got {n_iter}")
+        if bounds.shape != (n_iter,):
+            raise ValueError(f"lower_bounds_ must hold n_iter_={n_iter} values, got "
+                             f"{bounds.shape[0]}")
+        if math.isnan(bound) or bound == math.inf or (n_iter and bound != bounds[-1]):
+            raise ValueError("lower_bound_ must be the last of lower_bounds_ (or, with no "
+                             "iteration, a number or -inf)")
+        if converged and n_iter == 0:
+            raise ValueError("converged_ is True but n_iter_ is 0")
+        self.converged_ = converged
+        self.n_iter_ = n_iter
+        self.lower_bound_ = bound
+        self.lower_bounds_ = [float(b) for b in bounds]
+
+    @classmethod
+    def _param_names(cls):
+        """The constructor's argument names (``_HYPER`` must list exactly these)."""
+        sig = inspect.signature(cls.__init__)
+        return [p.name for p in sig.parameters.values() if p.name != "self"]

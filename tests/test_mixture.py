@@ -1,0 +1,420 @@
+"""lvmref.mixture: the layer shared by the Gaussian mixture and the Bayesian mixture.
+
+Precision factors (eq. 13 of lvmref.gmm), initialisation, input checks, the EM driver and
+the estimator frame. Expected values are derived independently (NumPy inverses, explicit
+loops, hand-written restarts), never by calling the function under test.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+from lvmref import mixture
+from lvmref.mixture import (
+    compute_precision_cholesky,
+    precision_cholesky_from_precisions,
+)
+
+TYPES = ("full", "tied", "diag", "spherical")
+
+
+def random_covariances(rng, ct, k, d):
+    if ct == "full":
+        a = rng.normal(size=(k, d, d))
+        return a @ np.swapaxes(a, 1, 2) + 0.5 * np.eye(d)
+    if ct == "tied":
+        a = rng.normal(size=(d, d))
+        return a @ a.T + 0.5 * np.eye(d)
+    if ct == "diag":
+        return rng.uniform(0.3, 3.0, size=(k, d))
+    return rng.uniform(0.3, 3.0, size=k)
+
+
+def dense_cov(cov, ct, k, d):
+    """(K, d, d) covariance matrices from any covariance_type layout."""
+    if ct == "full":
+        return cov
+    if ct == "tied":
+        return np.broadcast_to(cov, (k, d, d))
+    if ct == "diag":
+        return np.stack([np.diag(c) for c in cov])
+    return np.stack([c * np.eye(d) for c in cov])
+
+
+# ----------------------------------------------------------------------------------------
+# Cholesky factors of the precision, eq. (13)
+# ----------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_precision_cholesky_conventions(ct):
+    rng = np.random.default_rng(3)
+    k, d = 3, 4
+    cov = random_covariances(rng, ct, k, d)
+    u = compute_precision_cholesky(cov, ct)
+    covs = dense_cov(cov, ct, k, d)
+    prec = np.linalg.inv(covs)
+    if ct in ("full", "tied"):
+        uk = u if ct == "full" else u[None]
+        prec = prec if ct == "full" else prec[:1]
+        assert np.all(np.tril(uk, -1) == 0.0)  # upper triangular, eq. (13)
+        np.testing.assert_allclose(uk @ np.swapaxes(uk, 1, 2), prec, rtol=1e-12, atol=1e-13)
+        # from the precisions (flipped Cholesky): the same unique factor
+        u2 = precision_cholesky_from_precisions(prec if ct == "full" else prec[0], ct)
+        np.testing.assert_allclose(u2, u, rtol=1e-11, atol=1e-12)
+    else:
+        np.testing.assert_allclose(u**2, 1.0 / cov, rtol=1e-14)
+        np.testing.assert_allclose(precision_cholesky_from_precisions(1.0 / cov, ct), u,
+                                   rtol=1e-14)
+
+
+def test_bad_input_factors_and_kmeans():
+    X = np.random.default_rng(20).normal(size=(10, 3))
+    with pytest.raises(ValueError, match="covariances"):
+        compute_precision_cholesky(-np.ones((2, 3)), "diag")
+    with pytest.raises(ValueError, match="component 0"):
+        compute_precision_cholesky(np.zeros((1, 3, 3)), "full")
+    with pytest.raises(ValueError, match="n_clusters"):
+        mixture.kmeans_plusplus(X, 11, rng=0)
+
+
+# ----------------------------------------------------------------------------------------
+# Initialisation
+# ----------------------------------------------------------------------------------------
+
+
+def test_kmeans_init_recovers_separated_clusters():
+    """Our k-means (k-means++ seeding + Lloyd) finds well-separated blobs exactly."""
+    rng = np.random.default_rng(21)
+    centers = np.array([[0.0, 0.0], [20.0, 0.0], [0.0, 20.0]])
+    truth = np.repeat(np.arange(3), 50)
+    X = centers[truth] + rng.normal(size=(150, 2))
+    lab = mixture.kmeans(X, 3, rng=0)
+    # same partition up to relabelling: each true cluster maps to exactly one label
+    pairs = {(t, p) for t, p in zip(truth, lab)}
+    assert len(pairs) == 3 and len({p for _, p in pairs}) == 3
+    idx = mixture.kmeans_plusplus(X, 3, rng=1)
+    assert len(set(truth[idx])) == 3  # D^2 seeding picks one seed per blob here
+    # duplicated data: seeding still returns distinct rows
+    Xd = np.repeat(X[:2], 5, axis=0)
+    assert len(set(mixture.kmeans_plusplus(Xd, 3, rng=2))) == 3
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_covariances_precisions_and_log_det_from_the_factors(ct):
+    """(U U^T)^{-1}, U U^T and log|Lambda|^{1/2} against NumPy inverses/slogdet."""
+    rng = np.random.default_rng(4)
+    k, d = 3, 4
+    cov = random_covariances(rng, ct, k, d)
+    u = compute_precision_cholesky(cov, ct)
+    np.testing.assert_allclose(mixture.covariances_from_cholesky(u, ct), cov, rtol=1e-11,
+                               atol=1e-13)
+    prec = mixture.precisions_from_cholesky(u, ct)
+    dense_prec = np.linalg.inv(dense_cov(cov, ct, k, d))
+    np.testing.assert_allclose(dense_cov(prec, ct, k, d), dense_prec, rtol=1e-11, atol=1e-13)
+    half_logdet = 0.5 * np.linalg.slogdet(dense_prec)[1]
+    got = np.broadcast_to(mixture.log_det_cholesky(u, ct, d), (k,))
+    np.testing.assert_allclose(got, half_logdet, rtol=1e-12)
+    assert mixture.covariance_shape(ct, k, d) == u.shape == np.shape(cov)
+
+
+def test_triangular_inverse():
+    rng = np.random.default_rng(5)
+    low = np.tril(rng.normal(size=(5, 5))) + 3 * np.eye(5)
+    inv = mixture.triangular_inverse(low, lower=True)
+    np.testing.assert_allclose(inv, np.linalg.inv(low), rtol=1e-13, atol=1e-15)
+    assert np.all(np.triu(inv, 1) == 0.0)
+    up = mixture.triangular_inverse(low.T, lower=False)
+    np.testing.assert_allclose(up, np.linalg.inv(low.T), rtol=1e-13, atol=1e-15)
+    singular = low.copy()
+    singular[2, 2] = 0.0
+    with pytest.raises(ValueError, match="singular"):
+        mixture.triangular_inverse(singular, lower=True)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_check_covariances_accepts_pairs_and_refuses_inconsistent_ones(ct):
+    rng = np.random.default_rng(6)
+    k, d = 3, 3
+    cov = random_covariances(rng, ct, k, d)
+    u = compute_precision_cholesky(cov, ct)
+    out = mixture.check_covariances(cov.tolist(), u, ct, name="covariances_")
+    assert out.dtype == np.float64 and np.array_equal(out, cov)
+    # the other direction of eq. (13): covariances derived from the factors
+    mixture.check_covariances(mixture.covariances_from_cholesky(u, ct), u, ct)
+    bad = {"scaled by 1.0001": (cov * 1.0001, "not the inverse"),
+           "NaN": (np.where(np.arange(cov.size).reshape(cov.shape) == 0, np.nan, cov),
+                   "NaN"),
+           "wrong shape": (cov[..., :1], "shape")}
+    if ct in ("full", "tied"):
+        e = np.eye(d) if ct == "tied" else np.broadcast_to(np.eye(d), (k, d, d))
+        bad["-I"] = (-e, "not positive definite")
+        asym = cov.copy()
+        asym[..., 0, 1] += 0.1
+        bad["asymmetric"] = (asym, "not symmetric")
+        indefinite = np.array(e)
+        indefinite[..., 0, 1] = indefinite[..., 1, 0] = 2.0
+        bad["indefinite"] = (indefinite, "not positive definite")
+    else:
+        bad["negative"] = (-cov, "> 0")
+    for what, (c, match) in bad.items():
+        with pytest.raises(ValueError, match=match) as info:
+            mixture.check_covariances(c, u, ct, name="covariances_")
+        assert "covariances_" in str(info.value), what
+
+
+def test_check_covariances_accepts_ill_conditioned_pairs_from_either_direction():
+    """A nearly singular covariance (cond ~ 1e14) and its factor, computed in either
+    direction as lvmref does, are accepted; a 1e-4 relative change is not."""
+    rng = np.random.default_rng(7)
+    q, _ = np.linalg.qr(rng.normal(size=(4, 4)))
+    cov = (q * np.array([1.0, 1e-3, 1e-8, 1e-14])) @ q.T
+    cov = 0.5 * (cov + cov.T)
+    u = compute_precision_cholesky(cov[None], "full")
+    mixture.check_covariances(cov[None], u, "full")
+    u2 = precision_cholesky_from_precisions(
+        mixture.precisions_from_cholesky(u, "full"), "full")
+    mixture.check_covariances(mixture.covariances_from_cholesky(u2, "full"), u2, "full")
+    with pytest.raises(ValueError, match="not the inverse"):
+        mixture.check_covariances(cov[None] * (1 + 1e-4), u, "full")
+
+
+# ----------------------------------------------------------------------------------------
+# Input checks
+# ----------------------------------------------------------------------------------------
+
+
+def test_check_X_and_check_resp():
+    X = np.arange(12).reshape(6, 2)
+    out = mixture.check_X(X)
+    assert out.dtype == np.float64 and np.array_equal(out, X) and out is not X
+    with pytest.raises(ValueError, match="Y must be 2-D"):
+        mixture.check_X(X[0], name="Y")
+    with pytest.raises(ValueError, match="X contains NaN"):
+        mixture.check_X([[1.0, np.nan]])
+    with pytest.raises(TypeError, match="X must be a numeric array"):
+        mixture.check_X("abc")
+    resp = np.full((6, 3), 1 / 3)
+    Xc, rc = mixture.check_resp(X, resp)
+    assert rc is not resp and np.array_equal(rc, resp)
+    with pytest.raises(ValueError, match="resp must have 6 rows"):
+        mixture.check_resp(X, resp[:5])
+    with pytest.raises(ValueError, match="resp must be non-negative"):
+        mixture.check_resp(X, -resp)
+    with pytest.raises(ValueError, match="resp must be 2-D"):
+        mixture.check_resp(X, resp[:, 0])
+
+
+@pytest.mark.parametrize("init", mixture.INIT_PARAMS)
+def test_initial_resp_follows_its_definition(init):
+    """Each option against the documented construction, replayed on a same-seeded
+    generator (the draws are the same; the construction is written out here)."""
+    rng = np.random.default_rng(8)
+    X = np.concatenate([rng.normal(size=(20, 2)), rng.normal(size=(20, 2)) + 8.0])
+    n, k = X.shape[0], 3
+    resp = mixture.initial_resp(X, k, init, np.random.default_rng(1))
+    assert resp.shape == (n, k)
+    replay = np.random.default_rng(1)
+    if init == "random":
+        u = replay.uniform(size=(n, k))
+        np.testing.assert_array_equal(resp, u / u.sum(axis=1, keepdims=True))
+    elif init == "random_from_data":
+        rows = replay.choice(n, size=k, replace=False)
+        expected = np.zeros((n, k))
+        expected[rows, np.arange(k)] = 1.0
+        np.testing.assert_array_equal(resp, expected)
+    elif init == "k-means++":
+        rows = mixture.kmeans_plusplus(X, k, replay)
+        assert len(set(rows.tolist())) == k
+        assert np.array_equal(np.flatnonzero(resp.sum(axis=1)), np.sort(rows))
+        np.testing.assert_array_equal(resp[rows, np.arange(k)], 1.0)
+        assert resp.sum() == k
+    else:
+        labels = mixture.kmeans(X, k, replay)
+        np.testing.assert_array_equal(resp, np.eye(k)[labels])
+    # same seed, same result; the int seed and a Generator with that seed agree
+    np.testing.assert_array_equal(resp, mixture.initial_resp(X, k, init, 1))
+
+
+def test_initial_resp_bad_input():
+    X = np.zeros((4, 2))
+    with pytest.raises(ValueError, match="n_components=5 must be <= n_samples=4"):
+        mixture.initial_resp(X, 5, "random", 0)
+    with pytest.raises(ValueError, match="init_params"):
+        mixture.initial_resp(X, 2, "kmeans++", 0)
+    with pytest.raises(TypeError, match="rng"):
+        mixture.initial_resp(X, 2, "random", "seed")
+    with pytest.raises(ValueError, match="n_components"):
+        mixture.initial_resp(X, 0, "random", 0)
+
+
+# ----------------------------------------------------------------------------------------
+# The EM driver
+# ----------------------------------------------------------------------------------------
+
+
+_UNCONVERGED_ON_PURPOSE = pytest.mark.filterwarnings(
+    "ignore::lvmref.mixture.ConvergenceWarning")
+
+
+def _halving(start=1.0):
+    """A toy EM: state s -> s/2 with bound -s/2 (increases towards 0; steps 2^-t)."""
+    return (lambda i: (start, -np.inf)), (lambda s: (s / 2, -s / 2))
+
+
+def test_run_em_stops_on_tol_and_records_every_bound():
+    init, step = _halving()
+    res = mixture.run_em(init, step, n_init=1, max_iter=100, tol=0.01)
+    # bounds -2^-t; the change 2^-t first drops below 0.01 at t = 7
+    assert res.n_iter == 7 and res.converged
+    assert res.lower_bounds == [-(2.0 ** -t) for t in range(1, 8)]
+    assert res.lower_bound == -(2.0 ** -7) and res.state == 2.0 ** -7
+
+
+@_UNCONVERGED_ON_PURPOSE
+def test_run_em_first_iteration_compares_with_the_starting_bound():
+    """A fresh start (-inf) never converges in one iteration; a warm start whose
+    starting bound is close does."""
+    _, step = _halving()
+    fresh = mixture.run_em(lambda i: (1.0, -np.inf), step, n_init=1, max_iter=1, tol=1e9)
+    assert not fresh.converged and fresh.n_iter == 1
+    warm = mixture.run_em(lambda i: (1.0, -0.5 - 1e-3), step, n_init=1, max_iter=50,
+                          tol=1e-2)
+    assert warm.converged and warm.n_iter == 1 and warm.lower_bounds == [-0.5]
+
+
+@_UNCONVERGED_ON_PURPOSE
+def test_run_em_keeps_the_best_restart_and_the_first_of_equals():
+    starts = [4.0, 1.0, 8.0, 1.0]
+    seen = []
+
+    def init(i):
+        seen.append(i)
+        return [starts[i], i], -np.inf
+
+    def step(state):
+        s, i = state
+        return [s / 2, i], -s / 2
+
+    res = mixture.run_em(init, step, n_init=4, max_iter=3, tol=0.0)
+    assert seen == [0, 1, 2, 3]
+    assert res.state == [1.0 / 8, 1] and res.lower_bound == -1.0 / 8  # restart 1, not 3
+    assert res.lower_bounds == [-0.5, -0.25, -0.125]
+
+
+@_UNCONVERGED_ON_PURPOSE
+def test_run_em_minus_inf_bound_is_replaced_and_max_iter_zero_only_initialises():
+    minus_inf = np.float64(-np.inf)  # NumPy scalars: -inf - -inf must not raise "invalid"
+    res = mixture.run_em(lambda i: (i, minus_inf),
+                         lambda s: (s, minus_inf if s == 0 else np.float64(-5.0)),
+                         n_init=2, max_iter=2, tol=0.0)
+    assert res.state == 1 and res.lower_bound == -5.0 and res.lower_bounds == [-5.0, -5.0]
+    assert type(res.lower_bound) is float
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # max_iter = 0: no ConvergenceWarning
+        res = mixture.run_em(lambda i: ("start", -np.inf), None, n_init=3, max_iter=0,
+                             tol=1.0)
+    assert res == ("start", -np.inf, [], 0, False)
+
+
+def test_run_em_warning_names_the_kept_and_the_other_unconverged_restarts():
+    starts = [4.0, 1.0, 8.0]
+    with pytest.warns(mixture.ConvergenceWarning) as rec:
+        mixture.run_em(lambda i: (starts[i], -np.inf), lambda s: (s / 2, -s / 2),
+                       n_init=3, max_iter=2, tol=1e-9)
+    assert len(rec) == 1
+    msg = str(rec[0].message)
+    assert msg.startswith("Initialization 1 of n_init=3 (the one kept, lower bound -0.25)")
+    assert "max_iter=2" in msg and "tol=1e-09" in msg
+    assert "initializations [0, 2] did not converge either" in msg
+    assert rec[0].filename == __file__  # points at the caller, not at lvmref
+
+
+def test_run_em_bad_arguments():
+    init, step = _halving()
+    with pytest.raises(ValueError, match="n_init"):
+        mixture.run_em(init, step, n_init=0, max_iter=1, tol=0.0)
+    with pytest.raises(ValueError, match="max_iter"):
+        mixture.run_em(init, step, n_init=1, max_iter=-1, tol=0.0)
+    with pytest.raises(ValueError, match="tol"):
+        mixture.run_em(init, step, n_init=1, max_iter=1, tol=-1.0)
+
+
+# ----------------------------------------------------------------------------------------
+# The estimator frame, for both mixtures
+# ----------------------------------------------------------------------------------------
+
+ESTIMATORS = ["GaussianMixture", "BayesianGaussianMixture"]
+
+
+def _cls(name):
+    if name == "GaussianMixture":
+        from lvmref.gmm import GaussianMixture
+
+        return GaussianMixture
+    from lvmref.vbgmm import BayesianGaussianMixture
+
+    return BayesianGaussianMixture
+
+
+def _blobs():
+    rng = np.random.default_rng(9)
+    return np.concatenate([rng.normal(size=(30, 2)), rng.normal(size=(30, 2)) + 5.0])
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_constructor_arguments_are_stored_unmodified_and_all_persisted(name):
+    cls = _cls(name)
+    params = cls._param_names()
+    assert list(cls._HYPER) == params  # save/load cover every constructor argument
+    marker = {p: object() for p in params if p != "n_components"}
+    est = cls(3, **marker)
+    assert est.n_components == 3
+    assert all(getattr(est, p) is v for p, v in marker.items())
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_not_fitted_error_and_random_state_messages(name):
+    cls = _cls(name)
+    X = _blobs()
+    assert issubclass(mixture.NotFittedError, ValueError)
+    assert issubclass(mixture.NotFittedError, AttributeError)
+    for method in ("predict", "predict_proba", "score_samples", "score"):
+        with pytest.raises(mixture.NotFittedError, match=f"This {name} is not fitted yet"):
+            getattr(cls(2), method)(X)
+    with pytest.raises(mixture.NotFittedError):
+        cls(2).save("never_written.npz")
+    with pytest.raises(TypeError, match="random_state must be"):
+        cls(2, random_state="seed").fit(X)
+    with pytest.raises(ValueError, match="random_state seed must be non-negative"):
+        cls(2, random_state=-1).fit(X)
+    with pytest.raises(TypeError, match="warm_start must be True or False"):
+        cls(2, warm_start=1).fit(X)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_frame_methods_agree_and_warm_start_checks_the_data(name):
+    cls = _cls(name)
+    X = _blobs()
+    est = cls(2, random_state=0).fit(X)
+    assert est.n_features_in_ == 2
+    proba = est.predict_proba(X)
+    np.testing.assert_array_equal(est.predict(X), np.argmax(proba, axis=1))
+    assert est.score(X) == float(np.mean(est.score_samples(X)))
+    np.testing.assert_array_equal(cls(2, random_state=0).fit_predict(X), est.predict(X))
+    with pytest.raises(ValueError, match="X has 3 features, but the model was fitted with 2"):
+        est.predict(np.zeros((2, 3)))
+    warm = cls(2, random_state=0, warm_start=True).fit(X)
+    with pytest.raises(ValueError, match="X has 3 features, but the warm-started model has 2"):
+        warm.fit(np.zeros((60, 3)))
+    warm.n_components = 3
+    with pytest.raises(ValueError, match="n_components/covariance_type changed"):
+        warm.fit(X)
+
+
+@pytest.mark.parametrize("name", ESTIMATORS)
+def test_estimator_convergence_warning_points_at_the_caller(name):
+    with pytest.warns(mixture.ConvergenceWarning, match="max_iter=1") as rec:
+        _cls(name)(2, tol=0.0, max_iter=1, random_state=0).fit(_blobs())
+    assert rec[0].filename == __file__
