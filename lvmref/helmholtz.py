@@ -157,9 +157,11 @@ for l = 0..L-1, with ``y = x @ W + b`` and the hidden activation ``activation``
 baseline, when used, lives in the separate dict ``baseline_params_`` with keys
 ``base.W{i}``, ``base.b{i}`` (sizes (D, m_1..m_H, 1)).
 
-Functions and the equations they implement: :func:`log_joint` (3), :func:`log_prior`
-(latent terms of 3), :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
-:func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`rws_grads` (10),
+Functions and the equations they implement, all in the argument order
+``(params, x, z, arch)`` -- ``(params, x, u, arch)`` for samplers, whose noise is the
+uniforms ``u`` -- then options: :func:`log_joint` (3), :func:`log_prior` (latent terms of
+3), :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
+:func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`log_weights` and :func:`rws_grads` (10),
 :func:`reinforce_grads` (11, 12), :func:`exact_elbo` (E_q[l] by enumeration, through
 :mod:`lvmref.estimators`).
 The batch-size-1 paths of (9), (10) and (11, 12) for sigmoid belief nets (no hidden
@@ -199,6 +201,7 @@ __all__ = [
     "sample_q",
     "wake_grad",
     "sleep_grad",
+    "log_weights",
     "rws_grads",
     "reinforce_grads",
     "exact_elbo",
@@ -377,7 +380,7 @@ def _rec_logits(params, arch, l, h):
 
 
 @benign_underflow
-def log_joint(params: dict, arch: Architecture, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+def log_joint(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) -> np.ndarray:
     """log p(x, z), eq. (3).
 
     Parameters
@@ -399,7 +402,7 @@ def log_joint(params: dict, arch: Architecture, x: np.ndarray, z: np.ndarray) ->
 
 
 @benign_underflow
-def log_prior(params: dict, arch: Architecture, z: np.ndarray) -> np.ndarray:
+def log_prior(params: dict, z: np.ndarray, arch: Architecture) -> np.ndarray:
     """log p(z): the latent terms of eq. (3) (prior (1) and the latent-to-latent
     conditionals (2), l < L - 1). z (n, K) -> (n,)."""
     layers = _split(arch, z)
@@ -412,8 +415,8 @@ def log_prior(params: dict, arch: Architecture, z: np.ndarray) -> np.ndarray:
 
 
 @benign_underflow
-def log_q(params: dict, arch: Architecture, z: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """log q(z | x), eq. (5). Shapes: z (n, K), x (n, D) -> (n,)."""
+def log_q(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) -> np.ndarray:
+    """log q(z | x), eq. (5). Shapes: x (n, D), z (n, K) -> (n,)."""
     layers = _split(arch, np.concatenate([z, x], axis=1))
     out = np.zeros(x.shape[0])
     for l in range(arch.n_layers):
@@ -423,7 +426,7 @@ def log_q(params: dict, arch: Architecture, z: np.ndarray, x: np.ndarray) -> np.
 
 
 @benign_underflow
-def sample_prior(params: dict, arch: Architecture, u: np.ndarray):
+def sample_prior(params: dict, u: np.ndarray, arch: Architecture):
     """Ancestral sample of (z, x) from eqs. (1), (2), (6).
 
     Parameters
@@ -449,7 +452,7 @@ def sample_prior(params: dict, arch: Architecture, u: np.ndarray):
 
 
 @benign_underflow
-def sample_q(params: dict, arch: Architecture, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+def sample_q(params: dict, x: np.ndarray, u: np.ndarray, arch: Architecture) -> np.ndarray:
     """Sample z ~ q(z | x) bottom-up, eqs. (5), (6). x (n, D), u (n, K) -> z (n, K)."""
     off = arch.offsets
     z = np.empty((x.shape[0], arch.n_latent))
@@ -466,7 +469,7 @@ def sample_q(params: dict, arch: Architecture, x: np.ndarray, u: np.ndarray) -> 
 # ----------------------------------------------------------------------------------------
 
 @benign_underflow
-def wake_grad(params, arch, x, z, weights=None) -> dict:
+def wake_grad(params, x, z, arch, weights=None) -> dict:
     """Gradient of ``sum_i w_i log p(x_i, z_i)`` w.r.t. β and the generative MLPs, eq. (7).
 
     Parameters
@@ -494,7 +497,7 @@ def wake_grad(params, arch, x, z, weights=None) -> dict:
 
 
 @benign_underflow
-def sleep_grad(params, arch, x, z, weights=None) -> dict:
+def sleep_grad(params, x, z, arch, weights=None) -> dict:
     """Gradient of ``sum_i w_i log q(z_i | x_i)`` w.r.t. the recognition MLPs, eq. (8).
 
     Shapes as :func:`wake_grad`; returns keys ``rec{l}.*``.
@@ -510,16 +513,20 @@ def sleep_grad(params, arch, x, z, weights=None) -> dict:
     return grads
 
 
-def _log_weights(params, arch, x, z):
-    """log w = log p(x, z) - log q(z | x) for z (n, S, K), x (n, D) -> (n, S)."""
+@benign_underflow
+def log_weights(params, x, z, arch):
+    """Importance log weights ``log w = log p(x, z) - log q(z | x)`` of eq. (10).
+
+    x (n, D), z (n, k, K): k samples per row -> (n, k).
+    """
     n, S, K = z.shape
     xr = np.repeat(x, S, axis=0)
     zr = z.reshape(n * S, K)
-    return (log_joint(params, arch, xr, zr) - log_q(params, arch, zr, xr)).reshape(n, S)
+    return (log_joint(params, xr, zr, arch) - log_q(params, xr, zr, arch)).reshape(n, S)
 
 
 @benign_underflow
-def rws_grads(params, arch, x, z):
+def rws_grads(params, x, z, arch):
     """Reweighted wake-sleep wake-phase gradients, eq. (10).
 
     Parameters
@@ -537,18 +544,18 @@ def rws_grads(params, arch, x, z):
         The IWAE estimate ``log mean_s w_is`` of log p(x_i) on these samples.
     """
     n, S, K = z.shape
-    logw = _log_weights(params, arch, x, z)
+    logw = log_weights(params, x, z, arch)
     lse = logsumexp(logw, axis=1)
     omega = np.exp(logw - lse[:, None]).reshape(n * S)
     xr = np.repeat(x, S, axis=0)
     zr = z.reshape(n * S, K)
-    grads = wake_grad(params, arch, xr, zr, omega)
-    grads.update(sleep_grad(params, arch, xr, zr, omega))
+    grads = wake_grad(params, xr, zr, arch, omega)
+    grads.update(sleep_grad(params, xr, zr, arch, omega))
     return grads, lse - np.log(S)
 
 
 @benign_underflow
-def reinforce_grads(params, arch, x, z, baseline=0.0, scale=1.0):
+def reinforce_grads(params, x, z, arch, baseline=0.0, scale=1.0):
     """Score-function (REINFORCE) ELBO gradients, eqs. (11), (12).
 
     Parameters
@@ -569,14 +576,14 @@ def reinforce_grads(params, arch, x, z, baseline=0.0, scale=1.0):
     signal : ndarray (n,)
         The learning signal l_i = log p(x_i, z_i) - log q(z_i | x_i).
     """
-    signal = log_joint(params, arch, x, z) - log_q(params, arch, z, x)
-    grads = wake_grad(params, arch, x, z)
-    grads.update(sleep_grad(params, arch, x, z, (signal - baseline) / scale))
+    signal = log_joint(params, x, z, arch) - log_q(params, x, z, arch)
+    grads = wake_grad(params, x, z, arch)
+    grads.update(sleep_grad(params, x, z, arch, (signal - baseline) / scale))
     return grads, signal
 
 
 @benign_underflow
-def exact_elbo(params, arch, x) -> np.ndarray:
+def exact_elbo(params, x, arch) -> np.ndarray:
     """ELBO = log p(x) - KL(q || p(z | x)) by enumeration over all 2**K latents.
 
     Uses :func:`lvmref.estimators.exact_log_marginal` and
@@ -692,19 +699,19 @@ class HelmholtzMachine:
     def log_joint(self, x, z) -> np.ndarray:
         """log p(x, z), eq. (3); x (n, D), z (n or 1, k, K) -> (n, k)."""
         xr, zr, shape = self._broadcast(x, z)
-        return log_joint(self.params, self.arch, xr, zr).reshape(shape)
+        return log_joint(self.params, xr, zr, self.arch).reshape(shape)
 
     def log_prior(self, z) -> np.ndarray:
         """log p(z) (latent terms of eq. (3)); z (m, k, K) -> (m, k)."""
         z = as_float_array(z, "z", ndim=3, shape=(None, None, self.n_latent))
         check_binary(z, "z")
         m, k = z.shape[:2]
-        return log_prior(self.params, self.arch, z.reshape(m * k, -1)).reshape(m, k)
+        return log_prior(self.params, z.reshape(m * k, -1), self.arch).reshape(m, k)
 
     def log_q(self, x, z) -> np.ndarray:
         """log q(z | x), eq. (5); x (n, D), z (n or 1, k, K) -> (n, k)."""
         xr, zr, shape = self._broadcast(x, z)
-        return log_q(self.params, self.arch, zr, xr).reshape(shape)
+        return log_q(self.params, xr, zr, self.arch).reshape(shape)
 
     def sample_q(self, x, k, rng=None, *, u=None) -> np.ndarray:
         """z ~ q(z | x), eqs. (5), (6): x (n, D) -> (n, k, K).
@@ -715,7 +722,7 @@ class HelmholtzMachine:
         k = check_positive_int(k, "k")
         n, K = x.shape[0], self.n_latent
         u = self._uniforms(u, (n, k, K), rng)
-        z = sample_q(self.params, self.arch, np.repeat(x, k, axis=0), u.reshape(n * k, K))
+        z = sample_q(self.params, np.repeat(x, k, axis=0), u.reshape(n * k, K), self.arch)
         return z.reshape(n, k, K)
 
     def sample_prior(self, n, k, rng=None, *, u=None) -> np.ndarray:
@@ -738,7 +745,7 @@ class HelmholtzMachine:
         K, D = self.n_latent, self.n_features
         shape = (n, K + D) if k is None else (n, kk, K + D)
         u = self._uniforms(u, shape, rng)
-        z, x = sample_prior(self.params, self.arch, u.reshape(n * kk, K + D))
+        z, x = sample_prior(self.params, u.reshape(n * kk, K + D), self.arch)
         if k is None:
             return z, x
         return z.reshape(n, kk, K), x.reshape(n, kk, D)
@@ -966,24 +973,24 @@ class HelmholtzMachine:
         p, arch = self.params, self.arch
         B, S, K = uq.shape
         if method == "wake-sleep":                                        # eq. (9)
-            z = sample_q(p, arch, x, uq[:, 0])
-            obj = float(np.mean(log_joint(p, arch, x, z) - log_q(p, arch, z, x)))
-            _add(p, wake_grad(p, arch, x, z), lr / B)
-            zd, xd = sample_prior(p, arch, us)
-            _add(p, sleep_grad(p, arch, xd, zd), lr_q / B)
+            z = sample_q(p, x, uq[:, 0], arch)
+            obj = float(np.mean(log_joint(p, x, z, arch) - log_q(p, x, z, arch)))
+            _add(p, wake_grad(p, x, z, arch), lr / B)
+            zd, xd = sample_prior(p, us, arch)
+            _add(p, sleep_grad(p, xd, zd, arch), lr_q / B)
             return obj
         if method == "reweighted":                                        # eq. (10)
             xr = np.repeat(x, S, axis=0)
-            z = sample_q(p, arch, xr, uq.reshape(B * S, K)).reshape(B, S, K)
-            grads, log_px = rws_grads(p, arch, x, z)
+            z = sample_q(p, xr, uq.reshape(B * S, K), arch).reshape(B, S, K)
+            grads, log_px = rws_grads(p, x, z, arch)
             _add(p, {k: v for k, v in grads.items() if not k.startswith("rec")}, lr / B)
             _add(p, {k: v for k, v in grads.items() if k.startswith("rec")}, lr_q / B)
             if sleep:
-                zd, xd = sample_prior(p, arch, us)
-                _add(p, sleep_grad(p, arch, xd, zd), lr_q / B)
+                zd, xd = sample_prior(p, us, arch)
+                _add(p, sleep_grad(p, xd, zd, arch), lr_q / B)
             return float(np.mean(log_px))
         # REINFORCE with NVIL baselines, eqs. (11), (12)
-        z = sample_q(p, arch, x, uq[:, 0])
+        z = sample_q(p, x, uq[:, 0], arch)
         if bnet is not None:
             bx, bcache = bnet.forward(self.baseline_params_, x)
             bx = bx[:, 0]
@@ -991,7 +998,7 @@ class HelmholtzMachine:
             bx = np.zeros(B)
         b = (state["c"] if baseline != "none" else 0.0) + bx
         scale = max(1.0, np.sqrt(state["v"])) if normalize_variance else 1.0
-        grads, signal = reinforce_grads(p, arch, x, z, b, scale)
+        grads, signal = reinforce_grads(p, x, z, arch, b, scale)
         _add(p, {k: v for k, v in grads.items() if not k.startswith("rec")}, lr / B)
         _add(p, {k: v for k, v in grads.items() if k.startswith("rec")}, lr_q / B)
         if baseline != "none":

@@ -55,7 +55,7 @@ def test_log_joint_matches_explicit_product(arch):
     rng = np.random.default_rng(1)
     x = (rng.random((6, arch.n_features)) < 0.5).astype(float)
     z = (rng.random((6, arch.n_latent)) < 0.5).astype(float)
-    got = H.log_joint(m.params, arch, x, z)
+    got = H.log_joint(m.params, x, z, arch)
     want = [_brute_log_joint_sbn(m.params, arch.layer_sizes, x[i], z[i]) for i in range(6)]
     np.testing.assert_allclose(got, want, rtol=1e-13)
 
@@ -92,8 +92,8 @@ def test_broadcast_z_over_rows_matches_per_row():
     np.testing.assert_array_equal(m.log_q(x, z), m.log_q(x, full))
     for i in range(3):
         np.testing.assert_array_equal(
-            m.log_joint(x, z)[i], H.log_joint(m.params, m.arch, np.repeat(x[i:i + 1], 5, 0),
-                                              z[0]))
+            m.log_joint(x, z)[i], H.log_joint(m.params, np.repeat(x[i:i + 1], 5, 0), z[0],
+                                              m.arch))
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=["single", "layered", "mlp"])
@@ -102,7 +102,7 @@ def test_elbo_below_exact_log_marginal(arch):
     m = _model(arch)
     xs = _all_binary(arch.n_features)
     log_px = logsumexp(m.log_joint(xs, _all_binary(arch.n_latent)[None]), axis=1)
-    elbo = H.exact_elbo(m.params, arch, xs)
+    elbo = H.exact_elbo(m.params, xs, arch)
     assert np.all(elbo <= log_px + 1e-12)
     assert np.all(elbo < log_px)  # q is not the posterior here
 
@@ -123,7 +123,7 @@ def test_plugs_into_estimators():
     assert np.all(np.abs(naive.value - brute) < 4.5 * naive.stderr)
     naive = E.naive_mc_log_marginal(m, xs, 4000, rng=np.random.default_rng(2))
     assert np.all(np.abs(naive.value - brute) < 4.5 * naive.stderr)
-    elbo = H.exact_elbo(m.params, arch, xs)
+    elbo = H.exact_elbo(m.params, xs, arch)
     np.testing.assert_allclose(elbo, E.exact_log_marginal(m, xs)
                                - E.exact_kl_to_posterior(m, xs), rtol=1e-12)
     # ELBO <= L_5 <= log p(x) (Burda et al. 2015, Thm 1); the estimate is unbiased for
@@ -154,7 +154,7 @@ def test_ancestral_samples_match_exact_distribution(arch):
     codes = (zx @ (2 ** np.arange(zx.shape[1])[::-1])).astype(int)
     allzx = _all_binary(zx.shape[1])  # same code order
     K = arch.n_latent
-    p = np.exp(H.log_joint(m.params, arch, allzx[:, K:], allzx[:, :K]))
+    p = np.exp(H.log_joint(m.params, allzx[:, K:], allzx[:, :K], arch))
     assert _chi2_pvalue(np.bincount(codes, minlength=len(p)), p) > 1e-3
 
 
@@ -196,9 +196,9 @@ def test_wake_gradient_matches_finite_differences(arch):
     gen = {k: v for k, v in m.params.items() if not k.startswith("rec")}
 
     def f(p):
-        return float(w @ H.log_joint({**m.params, **p}, arch, x, z))
+        return float(w @ H.log_joint({**m.params, **p}, x, z, arch))
 
-    grad = H.wake_grad(m.params, arch, x, z, w)
+    grad = H.wake_grad(m.params, x, z, arch, w)
     assert set(grad) == set(gen)
     assert_grad_close(f, gen, grad, richardson=True, rtol=1e-8)
 
@@ -210,9 +210,9 @@ def test_sleep_gradient_matches_finite_differences(arch):
     rec = {k: v for k, v in m.params.items() if k.startswith("rec")}
 
     def f(p):
-        return float(np.sum(H.log_q({**m.params, **p}, arch, z, x)))
+        return float(np.sum(H.log_q({**m.params, **p}, x, z, arch)))
 
-    grad = H.sleep_grad(m.params, arch, x, z)
+    grad = H.sleep_grad(m.params, x, z, arch)
     assert set(grad) == set(rec)
     assert_grad_close(f, rec, grad, richardson=True, rtol=1e-8)
 
@@ -222,7 +222,7 @@ def test_wake_delta_rule_for_sigmoid_units():
     arch = Architecture((3, 5))
     m = _model(arch)
     x, z = _data(arch)
-    g = H.wake_grad(m.params, arch, x, z)
+    g = H.wake_grad(m.params, x, z, arch)
     r = x - expit(z @ m.params["gen0.W0"] + m.params["gen0.b0"])
     np.testing.assert_allclose(g["gen0.W0"], z.T @ r, rtol=1e-13)
     np.testing.assert_allclose(g["prior"], np.sum(z - expit(m.params["prior"]), 0), rtol=1e-13)
@@ -238,10 +238,10 @@ def test_rws_gradients_are_gradients_of_iwae_bound_at_fixed_samples(arch):
     z = m.sample_q(x, 4, rng)
 
     def iwae(p):
-        return float(np.sum(logsumexp(H._log_weights({**m.params, **p}, arch, x, z), axis=1)))
+        return float(np.sum(logsumexp(H.log_weights({**m.params, **p}, x, z, arch), axis=1)))
 
-    grads, log_px = H.rws_grads(m.params, arch, x, z)
-    np.testing.assert_allclose(log_px, logsumexp(H._log_weights(m.params, arch, x, z), 1)
+    grads, log_px = H.rws_grads(m.params, x, z, arch)
+    np.testing.assert_allclose(log_px, logsumexp(H.log_weights(m.params, x, z, arch), 1)
                                - np.log(4), rtol=1e-13)
     gen = {k: v for k, v in m.params.items() if not k.startswith("rec")}
     rec = {k: v for k, v in m.params.items() if k.startswith("rec")}
@@ -255,7 +255,7 @@ def _exact_elbo_grad(m, x):
     """Exact ELBO gradient: Richardson central differences of the enumerated ELBO."""
 
     def f(k, v):
-        return float(np.sum(H.exact_elbo({**m.params, k: v}, m.arch, x)))
+        return float(np.sum(H.exact_elbo({**m.params, k: v}, x, m.arch)))
 
     out = {}
     h = np.finfo(float).eps ** 0.2
@@ -284,13 +284,13 @@ def test_reinforce_gradient_unbiased_and_baseline_reduces_variance():
     exact = _flat(_exact_elbo_grad(m, x), keys)
     n = 40_000
     z = m.sample_q(x, n, rng=np.random.default_rng(10))[0]
-    elbo = float(H.exact_elbo(m.params, arch, x)[0])
+    elbo = float(H.exact_elbo(m.params, x, arch)[0])
     results = {}
     zs = _all_binary(arch.n_latent)
     codes = (z @ (2 ** np.arange(arch.n_latent)[::-1])).astype(int)
     for name, b in (("none", 0.0), ("baseline", elbo)):
         # z takes 2^K values: per-sample gradient rows are looked up, not recomputed
-        table = np.array([_flat(H.reinforce_grads(m.params, arch, x, zs[j:j + 1], b)[0], keys)
+        table = np.array([_flat(H.reinforce_grads(m.params, x, zs[j:j + 1], arch, b)[0], keys)
                           for j in range(len(zs))])
         per = table[codes]
         mean, se = per.mean(0), per.std(0, ddof=1) / np.sqrt(n)
@@ -315,10 +315,10 @@ def test_reinforce_exact_variance_reduction_by_enumeration():
     zs = _all_binary(arch.n_latent)
     q = np.exp(m.log_q(x, zs[None])[0])
     keys = [k for k in m.params if k.startswith("rec")]
-    elbo = float(H.exact_elbo(m.params, arch, x)[0])
+    elbo = float(H.exact_elbo(m.params, x, arch)[0])
 
     def total_var(b):
-        g = np.array([_flat(H.reinforce_grads(m.params, arch, x, zs[i:i + 1], b)[0], keys)
+        g = np.array([_flat(H.reinforce_grads(m.params, x, zs[i:i + 1], arch, b)[0], keys)
                       for i in range(len(zs))])
         mean = q @ g
         return float(np.sum(q @ (g - mean) ** 2)), mean

@@ -164,7 +164,7 @@ def test_confident_case_is_in_the_cancelling_regime():
     exact = np.where(x_ == 1.0, expit(-a), -expit(a))
     literal = x_ - 1.0 / (1.0 + np.exp(-a))
     assert np.max(np.abs(literal - exact) / np.abs(exact)) > 1e-3
-    g = H.wake_grad(p, arch, x, z)[f"gen1.b{len(arch.hidden)}"]
+    g = H.wake_grad(p, x, z, arch)[f"gen1.b{len(arch.hidden)}"]
     np.testing.assert_allclose(g, exact[0], rtol=4 * U, atol=0)
 
 
@@ -175,10 +175,10 @@ def test_wake_and_sleep_gradients_equal_autograd(i, kind, seed):
     tp = _t(p)
     xt, zt, wt = (torch.tensor(v) for v in (x, z, w))
     want = _grads(tp, (wt * torch_log_joint(tp, arch, xt, zt)).sum(), _gen_keys(arch))
-    assert_normwise_close(H.wake_grad(p, arch, x, z, w), want, _gen_keys(arch))
+    assert_normwise_close(H.wake_grad(p, x, z, arch, w), want, _gen_keys(arch))
     tp = _t(p)
     want = _grads(tp, (wt * torch_log_q(tp, arch, xt, zt)).sum(), _rec_keys(arch))
-    assert_normwise_close(H.sleep_grad(p, arch, x, z, w), want, _rec_keys(arch))
+    assert_normwise_close(H.sleep_grad(p, x, z, arch, w), want, _rec_keys(arch))
 
 
 @pytest.mark.parametrize(("i", "kind", "seed"), CASES)
@@ -196,7 +196,7 @@ def test_rws_gradients_equal_autograd(i, kind, seed):
     lp, lq = torch_log_joint(tp, arch, xr, zr), torch_log_q(tp, arch, xr, zr)
     omega = torch.softmax((lp - lq).detach().reshape(n, S), dim=1).reshape(-1)
     want = _grads(tp, (omega * (lp + lq)).sum(), arch.keys())
-    got, log_px = H.rws_grads(p, arch, x, zs)
+    got, log_px = H.rws_grads(p, x, zs, arch)
     assert_normwise_close(got, want, arch.keys())
     ref = torch.logsumexp((lp - lq).detach().reshape(n, S), dim=1) - np.log(S)
     np.testing.assert_allclose(log_px, ref.numpy(), rtol=1e-14, atol=1e-14)
@@ -214,7 +214,7 @@ def test_reinforce_gradients_equal_autograd(i, kind, seed):
     signal = (lp - lq).detach()
     coef = (signal - torch.tensor(baseline)) / scale
     want = _grads(tp, lp.sum() + (coef * lq).sum(), arch.keys())
-    got, sig = H.reinforce_grads(p, arch, x, z, baseline, scale)
+    got, sig = H.reinforce_grads(p, x, z, arch, baseline, scale)
     assert_normwise_close(got, want, arch.keys())
     np.testing.assert_allclose(sig, signal.numpy(), rtol=1e-14, atol=1e-13)
 

@@ -142,10 +142,10 @@ def ml_polish(model, table, steps=2000, lr=0.05):
     m1 = {k: np.zeros_like(p[k]) for k in keys}
     m2 = {k: np.zeros_like(p[k]) for k in keys}
     for t in range(1, steps + 1):
-        lj = log_joint(p, arch, XR, ZR).reshape(len(images), len(Z))
+        lj = log_joint(p, XR, ZR, arch).reshape(len(images), len(Z))
         post = np.exp(lj - lj.max(axis=1, keepdims=True))
         post /= post.sum(axis=1, keepdims=True)
-        g = wake_grad(p, arch, XR, ZR, weights=(probs[:, None] * post).reshape(-1))
+        g = wake_grad(p, XR, ZR, arch, weights=(probs[:, None] * post).reshape(-1))
         for k in keys:
             m1[k] = 0.9 * m1[k] + 0.1 * g[k]
             m2[k] = 0.999 * m2[k] + 0.001 * g[k] ** 2
