@@ -89,7 +89,11 @@ kernels and their NumPy twins) evaluates the right-hand side
 units are the normal state late in training, and for :math:`h = 1, a \gg 0` the
 difference :math:`1 - \sigma(a)` cancels: its relative error is about
 :math:`10^{-16} e^{a}` (2e-11 at a = 12, 1e-3 at a = 30, and exactly 0 instead of
-4e-18 at a = 40), while (8a) is accurate to a few ulp for every :math:`a`.
+4e-18 at a = 40), while (8a) is accurate to a few ulp for every :math:`a`. Likewise every
+Bernoulli log-probability of (3) and (5), the prior's included, is evaluated as
+:math:`(h a - \max(a, 0)) - \log(1 + e^{-|a|})`, exact for binary :math:`h`
+(:func:`lvmref.kernels.bernoulli_log_prob`): :math:`h a - \mathrm{softplus}(a)` would give
+0 instead of -6.3e-16 for h = 1, a = 35.
 
 Training algorithms
 -------------------
@@ -186,7 +190,7 @@ from .kernels.checks import (
     check_positive_int,
     check_rng,
 )
-from .kernels.densities import bernoulli_log_prob_np, sigmoid_np, softplus_np
+from .kernels.densities import bernoulli_log_prob_np, sigmoid_np
 from .kernels.fpenv import benign_underflow
 from .nn import ACTIVATIONS, MLP
 
@@ -393,8 +397,7 @@ def log_joint(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) ->
     ndarray (n,)
     """
     layers = _split(arch, np.concatenate([z, x], axis=1))
-    beta = params["prior"]
-    out = np.sum(layers[0] * beta - softplus_np(beta), axis=1)
+    out = bernoulli_log_prob_np(layers[0], params["prior"])
     for l in range(arch.n_layers):
         a, _ = _gen_logits(params, arch, l, layers[l])
         out = out + bernoulli_log_prob_np(layers[l + 1], a)
@@ -406,8 +409,7 @@ def log_prior(params: dict, z: np.ndarray, arch: Architecture) -> np.ndarray:
     """log p(z): the latent terms of eq. (3) (prior (1) and the latent-to-latent
     conditionals (2), l < L - 1). z (n, K) -> (n,)."""
     layers = _split(arch, z)
-    beta = params["prior"]
-    out = np.sum(layers[0] * beta - softplus_np(beta), axis=1)
+    out = bernoulli_log_prob_np(layers[0], params["prior"])
     for l in range(arch.n_layers - 1):
         a, _ = _gen_logits(params, arch, l, layers[l])
         out = out + bernoulli_log_prob_np(layers[l + 1], a)

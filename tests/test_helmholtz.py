@@ -60,6 +60,19 @@ def test_log_joint_matches_explicit_product(arch):
     np.testing.assert_allclose(got, want, rtol=1e-13)
 
 
+def test_confident_prior_terms_keep_full_relative_accuracy():
+    """log sigma(35) = -log1p(e^-35) = -6.3e-16: the prior term of eq. (3) in the form
+    h b - softplus(b) would give 0 (35 - 35.000...), losing everything."""
+    m = HelmholtzMachine((2, 3), init_scale=0.0)
+    m.params["prior"][:] = [35.0, -35.0]
+    z = np.array([[[1.0, 0.0]]])
+    exact = -2.0 * np.log1p(np.exp(-35.0))
+    assert m.log_prior(z)[0, 0] == pytest.approx(exact, rel=1e-15, abs=0)
+    m.params["gen0.b0"][:] = 35.0                      # confident pixels, all on
+    want = 5 * -np.log1p(np.exp(-35.0))
+    assert m.log_joint(np.ones((1, 3)), z)[0, 0] == pytest.approx(want, rel=1e-15, abs=0)
+
+
 @pytest.mark.parametrize("arch", ARCHS, ids=["single", "layered", "mlp"])
 def test_joint_and_q_are_normalised(arch):
     """sum_x sum_z p(x, z) = 1 and sum_z q(z | x) = 1, by enumeration."""
