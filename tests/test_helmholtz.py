@@ -1,5 +1,7 @@
 """Helmholtz machine: densities vs brute force, gradients vs finite differences,
-REINFORCE unbiasedness vs enumeration, sampler chi-square, Numba vs NumPy paths."""
+REINFORCE unbiasedness vs enumeration, sampler chi-square, the SGD update, the two fit
+engines, persistence and bad input. (Kernels vs sgd_update: tests/kernels/test_helmholtz.py;
+the noise protocol: tests/test_helmholtz_training.py.)"""
 
 import itertools
 
@@ -11,9 +13,7 @@ from scipy.special import expit, logsumexp
 from lvmref import helmholtz as H
 from lvmref.datasets import bars, bars_table
 from lvmref.estimators import kl_data_model
-from lvmref.helmholtz import Architecture, HelmholtzMachine
-from lvmref.kernels import helmholtz as KH
-from lvmref.kernels.helmholtz import pack_params, unpack_params
+from lvmref.helmholtz import Architecture, HelmholtzMachine, NVILBaseline, NVILState
 from lvmref.testing import assert_grad_close
 
 ARCHS = [
@@ -342,58 +342,147 @@ def test_reinforce_exact_variance_reduction_by_enumeration():
     assert v1 < v0
 
 
-# ---------------------------------------------------------------- Numba vs NumPy
+# ---------------------------------------------------------------- the SGD update and engines
 
-@pytest.mark.parametrize("kind", ["ws", "rws", "rws-sleep", "reinforce", "reinforce-none"])
-def test_numba_kernels_match_numpy_twins(kind):
-    sizes = (2, 3, 5)
-    m = _model(Architecture(sizes), seed=11)
-    flat, layout = pack_params(m.params, sizes)
-    flat_np = flat.copy()
-    rng = np.random.default_rng(12)
-    T = 300
-    X = (rng.random((T, 5)) < 0.4).astype(float)
-    UQ, US = rng.random((T, 5)), rng.random((T, 10))
-    if kind == "ws":
-        w_nb = KH.ws_online(flat, layout, X, UQ, US, 0.05, 0.07)
-        w_np = KH.ws_online_np(flat_np, layout, X, UQ, US, 0.05, 0.07)
-    elif kind.startswith("rws"):
-        UQ3 = rng.random((T, 4, 5))
-        sleep = kind == "rws-sleep"
-        w_nb = KH.rws_online(flat, layout, X, UQ3, US, 0.05, 0.07, sleep)
-        w_np = KH.rws_online_np(flat_np, layout, X, UQ3, US, 0.05, 0.07, sleep)
-    else:
-        use = kind == "reinforce"
-        s_nb, s_np = np.array([0.0, 1.0]), np.array([0.0, 1.0])
-        w_nb = KH.reinforce_online(flat, layout, X, UQ, 0.02, 0.01, use, use, 0.9, s_nb)
-        w_np = KH.reinforce_online_np(flat_np, layout, X, UQ, 0.02, 0.01, use, use, 0.9, s_np)
-        assert np.max(np.abs(s_nb - s_np)) <= 1e-12
-    assert np.max(np.abs(flat - flat_np)) <= 1e-12
-    assert np.max(np.abs(w_nb - w_np)) <= 1e-12
-    assert np.max(np.abs(flat - pack_params(m.params, sizes)[0])) > 1e-3  # it did learn
+def _sbn_wake_sleep_by_hand(p, x, uq, us, lr, lr_q):
+    """Eq. (9) for a one-latent-layer sigmoid belief net written out with expit: the
+    delta rules of eqs. (7), (8) on a q sample and on a dream, steps lr/B and lr_q/B."""
+    B, K = x.shape[0], p["prior"].size
+    p = {k: v.copy() for k, v in p.items()}
+    z = (uq < expit(x @ p["rec0.W0"] + p["rec0.b0"])).astype(float)
+    dx = x - expit(z @ p["gen0.W0"] + p["gen0.b0"])
+    p["prior"] += lr / B * np.sum(z - expit(p["prior"]), axis=0)
+    p["gen0.W0"] += lr / B * z.T @ dx
+    p["gen0.b0"] += lr / B * dx.sum(axis=0)
+    zd = (us[:, :K] < expit(p["prior"])).astype(float)
+    xd = (us[:, K:] < expit(zd @ p["gen0.W0"] + p["gen0.b0"])).astype(float)
+    dz = zd - expit(xd @ p["rec0.W0"] + p["rec0.b0"])
+    p["rec0.W0"] += lr_q / B * xd.T @ dz
+    p["rec0.b0"] += lr_q / B * dz.sum(axis=0)
+    return p
 
 
-def test_pack_unpack_roundtrip_layout():
-    arch = Architecture((1, 8, 16))
-    m = _model(arch)
-    flat, layout = pack_params(m.params, arch.layer_sizes)
-    back = unpack_params(flat, layout)
-    assert list(back) == arch.keys()
+def test_sgd_update_wake_sleep_is_the_delta_rule_on_a_minibatch():
+    arch = Architecture((3, 5))
+    m = _model(arch, seed=13)
+    rng = np.random.default_rng(14)
+    x = (rng.random((4, 5)) < 0.5).astype(float)
+    uq, us = rng.random((4, 1, 3)), rng.random((4, 8))
+    got, state, obj = H.sgd_update(m.params, x, uq, us, arch, "wake-sleep", 0.3, 0.2)
+    want = _sbn_wake_sleep_by_hand(m.params, x, uq[:, 0], us, 0.3, 0.2)
     for k in arch.keys():
-        np.testing.assert_array_equal(back[k], m.params[k])
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-14)
+    z = (uq[:, 0] < expit(x @ m.params["rec0.W0"] + m.params["rec0.b0"])).astype(float)
+    assert obj == pytest.approx(float(np.mean(
+        [_brute_log_joint_sbn(m.params, arch.layer_sizes, x[i], z[i]) for i in range(4)]
+        - np.sum(np.where(z == 1, np.log(expit(x @ m.params["rec0.W0"] + m.params["rec0.b0"])),
+                          np.log(expit(-(x @ m.params["rec0.W0"] + m.params["rec0.b0"])))),
+                 axis=1))), rel=1e-12)
+    assert state == NVILState()
+
+
+@pytest.mark.parametrize("method, kw", [
+    ("wake-sleep", {}),
+    ("reweighted", {"sleep": True}),
+    ("reinforce", {"baseline": NVILBaseline("input-dependent", hidden=(2,),
+                                            normalize_variance=True)}),
+])
+def test_sgd_update_returns_new_dicts_and_leaves_its_arguments(method, kw):
+    arch = ARCHS[2]
+    m = _model(arch, seed=15)
+    rng = np.random.default_rng(16)
+    x = (rng.random((3, 4)) < 0.5).astype(float)
+    k = 2 if method == "reweighted" else 1
+    uq, us = rng.random((3, k, 5)), rng.random((3, 9))
+    state = kw["baseline"].init_state(arch, 0) if "baseline" in kw else None
+    before = {name: v.copy() for name, v in m.params.items()}
+    psi = None if state is None else {name: v.copy() for name, v in state.psi.items()}
+    new, new_state, _ = H.sgd_update(m.params, x, uq, us, arch, method, 0.1, 0.05,
+                                     state=state, **kw)
+    for name in before:
+        np.testing.assert_array_equal(m.params[name], before[name])
+    assert any(not np.array_equal(new[name], before[name]) for name in before)
+    if state is not None:
+        for name in psi:
+            np.testing.assert_array_equal(state.psi[name], psi[name])
+        assert (state.c, state.v) == (0.0, 1.0) and new_state.c != 0.0
+        assert any(not np.array_equal(new_state.psi[n], psi[n]) for n in psi)
+
+
+def test_sgd_update_nvil_moving_averages_eq_12():
+    """c and v after one REINFORCE update are the moving averages of eq. (12) of the
+    learning signals of the minibatch (recomputed independently from log p and log q)."""
+    arch = Architecture((1, 2, 3))
+    m = _model(arch, seed=17)
+    rng = np.random.default_rng(18)
+    x = (rng.random((5, 3)) < 0.5).astype(float)
+    uq = rng.random((5, 1, 3))
+    base = NVILBaseline(decay=0.75, normalize_variance=True)
+    state = NVILState(c=-2.0, v=9.0)
+    _, new, obj = H.sgd_update(m.params, x, uq, None, arch, "reinforce", 0.1, baseline=base,
+                               state=state)
+    z = m.sample_q(x, 1, u=uq)
+    signal = (m.log_joint(x, z) - m.log_q(x, z))[:, 0]
+    assert obj == pytest.approx(signal.mean(), rel=1e-13)
+    assert new.c == pytest.approx(0.75 * -2.0 + 0.25 * signal.mean(), rel=1e-13)
+    assert new.v == pytest.approx(0.75 * 9.0 + 0.25 * np.mean((signal + 2.0) ** 2), rel=1e-13)
+    # the recognition step is (l - c) / max(1, sqrt(v)) times the score, eq. (12)
+    got, _, _ = H.sgd_update(m.params, x, uq, None, arch, "reinforce", 0.1, baseline=base,
+                             state=state)
+    g, _ = H.reinforce_grads(m.params, x, z[:, 0], arch, -2.0, 3.0)
+    np.testing.assert_allclose(got["rec0.b0"], m.params["rec0.b0"] + 0.1 / 5 * g["rec0.b0"],
+                               rtol=1e-13)
+
+
+def test_nvil_baseline_options_are_checked():
+    with pytest.raises(ValueError, match="kind"):
+        NVILBaseline("ema")
+    with pytest.raises(ValueError, match="hidden"):
+        NVILBaseline("moving-average", hidden=(3,))
+    with pytest.raises(ValueError, match="hidden"):
+        NVILBaseline("input-dependent", hidden=(0,))
+    with pytest.raises(ValueError, match="decay"):
+        NVILBaseline(decay=1.0)
+    with pytest.raises(ValueError, match="decay"):
+        NVILBaseline(decay=-0.1)
+    with pytest.raises(TypeError, match="normalize_variance"):
+        NVILBaseline(normalize_variance=1)
+    arch = Architecture((1, 2, 3))
+    with pytest.raises(ValueError, match="psi"):
+        H.sgd_update(H.init_params(arch, 0), np.zeros((1, 3)), np.zeros((1, 1, 3)), None,
+                     arch, "reinforce", 0.1, baseline=NVILBaseline("input-dependent"))
+    assert NVILBaseline("input-dependent").init_state(arch, 0).psi["base.W0"].shape == (3, 1)
+
+
+@pytest.mark.parametrize("short, full", [("moving-average", NVILBaseline()),
+                                         ("none", None)])
+def test_fit_baseline_names_are_the_default_options(short, full):
+    kw = dict(n_updates=300, learning_rate=0.05, rng=3, engine="numpy", record_every=100)
+    a = HelmholtzMachine((1, 2, 3), rng=0).fit(bars_like(3), "reinforce", baseline=short, **kw)
+    b = HelmholtzMachine((1, 2, 3), rng=0).fit(bars_like(3), "reinforce", baseline=full, **kw)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert a.history_["objective"] == b.history_["objective"]
+
+
+def bars_like(d):
+    """A fixed little binary data set of d columns."""
+    rng = np.random.default_rng(19)
+    return (rng.random((32, d)) < np.linspace(0.2, 0.8, d)).astype(float)
 
 
 @pytest.mark.parametrize("method, extra", [
     ("wake-sleep", {}),
-    ("reweighted", {"n_samples": 3, "sleep": True}),
-    ("reinforce", {"normalize_variance": True}),
+    ("reweighted", {"k": 3, "sleep": True}),
+    ("reinforce", {"baseline": NVILBaseline(normalize_variance=True)}),
 ])
 def test_fit_numba_and_numpy_engines_agree(method, extra):
     """The kernels equal the library's general path (eqs. 7-12) on the same noise.
 
     (Horizon kept short: these are stochastic maps, so over very long runs one flipped
     threshold comparison u < sigmoid(a) would make the two trajectories part.)"""
-    kw = dict(n_updates=400, learning_rate=0.05, recognition_learning_rate=0.02, block=200)
+    kw = dict(n_updates=400, learning_rate=0.05, recognition_learning_rate=0.02,
+              record_every=200)
     a = HelmholtzMachine((1, 8, 16), rng=0).fit(bars, method, engine="numba", rng=5,
                                                 **extra, **kw)
     b = HelmholtzMachine((1, 8, 16), rng=0).fit(bars, method, engine="numpy", rng=5,
@@ -416,9 +505,9 @@ def test_wake_sleep_learns_bars():
 
 
 @pytest.mark.parametrize("method, extra", [
-    ("reweighted", {"n_samples": 5, "sleep": True}),
-    ("reinforce", {"baseline": "input-dependent", "normalize_variance": True}),
-    ("reinforce", {"baseline": "input-dependent", "baseline_hidden": (4,)}),
+    ("reweighted", {"k": 5, "sleep": True}),
+    ("reinforce", {"baseline": NVILBaseline("input-dependent", normalize_variance=True)}),
+    ("reinforce", {"baseline": NVILBaseline("input-dependent", hidden=(4,))}),
     ("reinforce", {"baseline": "none"}),
     ("wake-sleep", {"batch_size": 4}),
 ])
@@ -522,12 +611,16 @@ def test_bad_z(small, z):
     ({"learning_rate": 0.0}, "learning_rate"),
     ({"learning_rate": np.nan}, "learning_rate"),
     ({"recognition_learning_rate": -1.0}, "recognition_learning_rate"),
-    ({"n_samples": 0, "method": "reweighted"}, "n_samples"),
+    ({"k": 0, "method": "reweighted"}, "^k must"),
+    ({"sleep": 1, "method": "reweighted"}, "sleep"),
     ({"baseline": "ema"}, "baseline"),
-    ({"baseline_decay": 1.0}, "baseline_decay"),
+    ({"baseline": 0.9, "method": "reinforce"}, "baseline"),
+    ({"record_every": 0}, "record_every"),
     ({"engine": "cuda"}, "engine"),
     ({"engine": "numba", "batch_size": 2}, "engine"),
     ({"engine": "numba", "method": "reinforce", "baseline": "input-dependent"}, "engine"),
+    ({"engine": "numba", "method": "reinforce",
+      "baseline": NVILBaseline("input-dependent")}, "engine"),
     ({"rng": -3}, "rng"),
 ])
 def test_fit_bad_arguments(small, kwargs, match):

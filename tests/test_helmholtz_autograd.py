@@ -10,14 +10,15 @@ of 4e-18 at a = 40), which these tests see: finite differences cannot.
 
 Target (issue "CI green ... oracle precision at the edges"): every wake, sleep, RWS and
 REINFORCE gradient equals autograd to <= 1e-12 relative, normwise per parameter, for logits
-up to +-40; the Numba online kernels and their NumPy twins likewise for one update.
+up to +-40; one online update likewise, by both training engines: the Numba kernels and the
+NumPy engine ``sgd_update``.
 """
 
 import numpy as np
 import pytest
 
 from lvmref import helmholtz as H
-from lvmref.helmholtz import Architecture, init_params
+from lvmref.helmholtz import Architecture, NVILBaseline, init_params
 from lvmref.kernels import helmholtz as KH
 
 torch = pytest.importorskip("torch")
@@ -219,7 +220,7 @@ def test_reinforce_gradients_equal_autograd(i, kind, seed):
     np.testing.assert_allclose(sig, signal.numpy(), rtol=1e-14, atol=1e-13)
 
 
-# ---------------------------------------------------------------- online kernels
+# ---------------------------------------------------------------- online updates (both engines)
 
 
 def _torch_update(tp, grads_keys, value, lr):
@@ -317,26 +318,22 @@ def test_online_update_equals_autograd_for_confident_units(method, engine, seed)
     want, zs = _online_reference(method, arch, p, x, uq, us[None], lr, lr_q)
     for zq in zs:  # the regime of the test: q reproduces z exactly
         np.testing.assert_array_equal(zq.numpy(), z)
-    flat, layout = KH.pack_params(p, arch.layer_sizes)
-    before = KH.unpack_params(flat.copy(), layout)
-    X = x.copy()
+    before = {k: v.copy() for k, v in p.items()}
     if engine == "numba":
+        flat, layout = KH.pack_params(p, arch.layer_sizes)
+        X = x.copy()
         run = {"ws": lambda: KH.ws_online(flat, layout, X, uq[None, 0], us[None], lr, lr_q),
                "rws": lambda: KH.rws_online(flat, layout, X, uq[None], us[None], lr, lr_q,
                                             True),
                "reinforce": lambda: KH.reinforce_online(flat, layout, X, uq[None, 0], lr, lr_q,
                                                         True, False, 0.9,
                                                         np.array([0.0, 1.0]))}
-    else:
-        run = {"ws": lambda: KH.ws_online_np(flat, layout, X, uq[None, 0], us[None], lr,
-                                             lr_q),
-               "rws": lambda: KH.rws_online_np(flat, layout, X, uq[None], us[None], lr, lr_q,
-                                               True),
-               "reinforce": lambda: KH.reinforce_online_np(flat, layout, X, uq[None, 0], lr,
-                                                           lr_q, True, False, 0.9,
-                                                           np.array([0.0, 1.0]))}
-    run[method]()
-    after = KH.unpack_params(flat, layout)
+        run[method]()
+        after = KH.unpack_params(flat, layout)
+    else:  # the NumPy engine: one sgd_update on a minibatch of one row
+        name = {"ws": "wake-sleep", "rws": "reweighted", "reinforce": "reinforce"}[method]
+        after, _, _ = H.sgd_update(p, x, uq[None], us[None], arch, name, lr, lr_q, sleep=True,
+                                   baseline=NVILBaseline(decay=0.9))
     for k in arch.keys():
         d_got = after[k] - before[k]
         d_want = want[k] - before[k]
