@@ -214,6 +214,7 @@ from .kernels.checks import (
 from .kernels.densities import bernoulli_log_prob_np, sigmoid_np
 from .kernels.fpenv import benign_underflow
 from .nn import ACTIVATIONS, MLP
+from .persistence import read_model, save_model
 
 __all__ = [
     "Architecture",
@@ -822,6 +823,9 @@ def exact_elbo(params: dict, x, arch: Architecture) -> np.ndarray:
 # the estimator shell
 # ----------------------------------------------------------------------------------------
 
+_ARCH_ENTRIES = ("layer_sizes", "hidden", "recognition_hidden", "activation")
+
+
 @benign_underflow
 class HelmholtzMachine:
     """Layered Bernoulli LVM with a bottom-up recognition network.
@@ -972,30 +976,44 @@ class HelmholtzMachine:
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path):
-        """Write the parameters and architecture to ``path`` (.npz)."""
+        """Write an lvmref model file (:mod:`lvmref.persistence`); return its path.
+
+        Kind ``"HelmholtzMachine"``, format 1: ``layer_sizes``, ``hidden``,
+        ``recognition_hidden`` (1-D int arrays), ``activation`` (string) and every
+        parameter under its name (``prior``, ``gen0.W0``, ...). ``history_`` and
+        ``baseline_params_`` are not stored.
+        """
         a = self.arch
-        np.savez(
-            path,
-            __layer_sizes__=np.array(a.layer_sizes),
-            __hidden__=np.array(a.hidden, dtype=np.int64),
-            __recognition_hidden__=np.array(a.recognition_hidden, dtype=np.int64),
-            __activation__=np.array(a.activation),
-            **self.params,
-        )
+        entries = {"layer_sizes": np.array(a.layer_sizes, dtype=np.int64),
+                   "hidden": np.array(a.hidden, dtype=np.int64),
+                   "recognition_hidden": np.array(a.recognition_hidden, dtype=np.int64),
+                   "activation": a.activation}
+        return save_model(path, "HelmholtzMachine", 1, {**entries, **self.params})
 
     @classmethod
     def load(cls, path):
-        """Inverse of :meth:`save`; a malformed file raises ``ValueError``."""
+        """The model saved by :meth:`save`; validated as strictly as the constructor.
+
+        A missing file is ``FileNotFoundError``; anything else wrong (not a model file,
+        another kind, a missing, unexpected, non-integer or wrongly shaped entry, a
+        non-finite parameter) is a ``ValueError`` naming the file.
+        """
+        f = read_model(path, "HelmholtzMachine", versions=(1,))
+        sizes = [f.int_tuple(name) for name in _ARCH_ENTRIES[:3]]
+        activation = f.str("activation")
         try:
-            with np.load(path, allow_pickle=False) as f:
-                d = {k: f[k] for k in f.files}
-            arch = (tuple(int(s) for s in d.pop("__layer_sizes__")),
-                    tuple(int(s) for s in d.pop("__hidden__")),
-                    tuple(int(s) for s in d.pop("__recognition_hidden__")),
-                    str(d.pop("__activation__")))
-        except (KeyError, OSError, ValueError) as exc:
-            raise ValueError(f"{path} is not a HelmholtzMachine file: {exc}") from None
-        return cls(*arch, params=d)
+            arch = Architecture(*sizes, activation)
+        except (TypeError, ValueError) as exc:
+            raise f.error(f"invalid architecture: {exc}") from None
+        extra = sorted(set(f.keys()) - set(_ARCH_ENTRIES) - set(arch.keys()))
+        if extra:
+            raise f.error(f"unexpected entries {extra} for layer_sizes {arch.layer_sizes}")
+        params = {k: f.array(k) for k in arch.keys()}
+        try:
+            params = arch.check_params(params, "parameter")
+        except (TypeError, ValueError) as exc:
+            raise f.error(str(exc)) from None
+        return cls(*sizes, activation, params=params)
 
     # -- training ------------------------------------------------------------------------
     def fit(

@@ -14,6 +14,7 @@ from lvmref import helmholtz as H
 from lvmref.datasets import bars, bars_table
 from lvmref.estimators import kl_data_model
 from lvmref.helmholtz import Architecture, HelmholtzMachine, NVILBaseline, NVILState
+from lvmref.persistence import save_model
 from lvmref.testing import assert_grad_close
 
 ARCHS = [
@@ -562,16 +563,88 @@ def test_init_bias_bad_input(bias, err, match):
         HelmholtzMachine((1, 3, 4), params=m.params, init_bias=-1.0)
 
 
-def test_save_load_roundtrip(tmp_path):
+def test_save_load_roundtrip_gives_identical_predictions(tmp_path):
     m = _model(ARCHS[2])
-    m.save(tmp_path / "hm.npz")
-    m2 = HelmholtzMachine.load(tmp_path / "hm.npz")
-    assert m2.arch == m.arch
+    path = m.save(tmp_path / "hm")
+    assert path == tmp_path / "hm.npz"
+    m2 = HelmholtzMachine.load(path)
+    assert m2.arch == m.arch and list(m2.params) == list(m.params)
     for k in m.params:
         np.testing.assert_array_equal(m.params[k], m2.params[k])
-    np.savez(tmp_path / "bad.npz", a=np.zeros(2))
-    with pytest.raises(ValueError, match="bad.npz"):
-        HelmholtzMachine.load(tmp_path / "bad.npz")
+    rng = np.random.default_rng(20)
+    x = (rng.random((6, 4)) < 0.5).astype(float)
+    z = (rng.random((6, 3, 5)) < 0.5).astype(float)
+    u, uq = rng.random((7, 9)), rng.random((6, 3, 5))
+    np.testing.assert_array_equal(m2.log_joint(x, z), m.log_joint(x, z))
+    np.testing.assert_array_equal(m2.log_q(x, z), m.log_q(x, z))
+    np.testing.assert_array_equal(m2.sample_q(x, 3, u=uq), m.sample_q(x, 3, u=uq))
+    for a, b in zip(m2.sample(7, u=u), m.sample(7, u=u)):
+        np.testing.assert_array_equal(a, b)
+    sbn = _model(ARCHS[1])                      # empty hidden tuples round-trip too
+    again = HelmholtzMachine.load(sbn.save(tmp_path / "sbn.npz"))
+    assert again.arch == sbn.arch and again.arch.hidden == ()
+
+
+def _entries(m):
+    a = m.arch
+    return {"layer_sizes": np.array(a.layer_sizes), "hidden": np.array(a.hidden, dtype=int),
+            "recognition_hidden": np.array(a.recognition_hidden, dtype=int),
+            "activation": a.activation, **m.params}
+
+
+def _bad(e, key, value):
+    e = dict(e)
+    if value is _DROP:
+        del e[key]
+    else:
+        e[key] = value
+    return e
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda e: _bad(e, "gen0.W0", _DROP), "gen0.W0 is missing"),
+    (lambda e: _bad(e, "layer_sizes", _DROP), "layer_sizes is missing"),
+    (lambda e: _bad(e, "gen0.W0", np.zeros((3, 4))), r"parameter\['gen0.W0'\] must have shape"),
+    (lambda e: _bad(e, "prior", np.array([np.nan])), "prior.*NaN"),
+    (lambda e: _bad(e, "rec1.b0", np.array([np.inf, 0.0])), "rec1.b0.*infinite"),
+    (lambda e: _bad(e, "prior", "abc"), "prior must be numeric"),
+    (lambda e: _bad(e, "layer_sizes", np.array([1.0, 2.0, 4.0])), "layer_sizes must be a 1-D "
+                                                                  "integer array"),
+    (lambda e: _bad(e, "layer_sizes", np.array([1, 0, 4])), "invalid architecture.*layer_sizes"),
+    (lambda e: _bad(e, "layer_sizes", np.array([2, 4])), "unexpected entries"),
+    (lambda e: _bad(e, "activation", "gelu"), "invalid architecture.*activation"),
+    (lambda e: _bad(e, "activation", np.array(3)), "activation must be a string"),
+    (lambda e: _bad(e, "gen2.W0", np.zeros((4, 4))), r"unexpected entries \['gen2.W0'\]"),
+], ids=["missing-param", "missing-arch", "shape", "nan", "inf", "string", "float-sizes",
+        "zero-size", "inconsistent", "activation", "activation-type", "extra"])
+def test_load_bad_files_are_value_errors_naming_the_file(tmp_path, change, match):
+    m = _model(ARCHS[1])
+    path = save_model(tmp_path / "bad.npz", "HelmholtzMachine", 1, change(_entries(m)))
+    with pytest.raises(ValueError, match=match) as info:
+        HelmholtzMachine.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_wrong_kind_old_format_and_missing_file(tmp_path):
+    m = _model(ARCHS[1])
+    other = save_model(tmp_path / "vae.npz", "VAE", 1, _entries(m))
+    with pytest.raises(ValueError, match="holds a VAE, not a HelmholtzMachine"):
+        HelmholtzMachine.load(other)
+    old = tmp_path / "old.npz"                  # the tag-less layout of lvmref 0.1
+    np.savez(old, __layer_sizes__=np.array([1, 2, 4]), __hidden__=np.array([], dtype=int),
+             __recognition_hidden__=np.array([], dtype=int), __activation__=np.array("tanh"),
+             **m.params)
+    with pytest.raises(ValueError, match="not an lvmref model file") as info:
+        HelmholtzMachine.load(old)
+    assert str(old) in str(info.value)
+    newer = save_model(tmp_path / "v2.npz", "HelmholtzMachine", 2, _entries(m))
+    with pytest.raises(ValueError, match="version 2 is not supported"):
+        HelmholtzMachine.load(newer)
+    with pytest.raises(FileNotFoundError):
+        HelmholtzMachine.load(tmp_path / "absent.npz")
 
 
 # ---------------------------------------------------------------- bad input
