@@ -236,7 +236,7 @@ __all__ = [
     "exact_elbo",
 ]
 
-METHODS = ("wake-sleep", "reweighted", "reinforce")
+_METHODS = ("wake-sleep", "reweighted", "reinforce")
 
 
 # ----------------------------------------------------------------------------------------
@@ -757,7 +757,7 @@ def sgd_update(params: dict, x, uq, us, arch: Architecture, method="wake-sleep",
         Eq. (13): the minibatch mean of log w on the wake samples ("wake-sleep"), of the
         IWAE estimate ("reweighted") or of the learning signal ("reinforce").
     """
-    method = check_choice(method, "method", METHODS)
+    method = check_choice(method, "method", _METHODS)
     lr_q = lr if lr_q is None else lr_q
     state = NVILState() if state is None else state
     B = x.shape[0]
@@ -1086,7 +1086,7 @@ class HelmholtzMachine:
         log q(z | x) on the wake samples, an ELBO estimate; for "reweighted" the IWAE
         estimate log mean_s w_s), ``seconds`` and ``monitor``.
         """
-        method = check_choice(method, "method", METHODS)
+        method = check_choice(method, "method", _METHODS)
         n_updates = check_positive_int(n_updates, "n_updates")
         batch_size = check_positive_int(batch_size, "batch_size")
         lr = check_positive_float(learning_rate, "learning_rate")
@@ -1094,18 +1094,20 @@ class HelmholtzMachine:
             recognition_learning_rate, "recognition_learning_rate")
         k = check_positive_int(k, "k") if method == "reweighted" else 1
         sleep = check_flag(sleep, "sleep")
-        nvil = _as_baseline(baseline)
-        nvil = nvil if method == "reinforce" else None
+        nvil = _as_baseline(baseline)          # checked for every method, used by "reinforce"
+        if method != "reinforce":
+            nvil = None
         engine = check_choice(engine, "engine", ENGINES)
         record_every = NOISE_BLOCK if record_every is None else check_positive_int(
             record_every, "record_every")
         rng = check_rng(rng)
         input_dependent = nvil is not None and nvil.kind == "input-dependent"
-        kernel = use_kernel(engine, kernel_supported(self.arch, batch_size, input_dependent))
+        numba = use_kernel(engine, kernel_supported(self.arch, batch_size, input_dependent))
         draw = data_sampler(X, self.n_features)
         K, D = self.n_latent, self.n_features
         state = NVILState() if nvil is None else nvil.init_state(self.arch, rng)
-        if kernel:
+        kernel = None
+        if numba:
             kernel = KernelEngine(
                 self.params, self.arch.layer_sizes, method, lr, lr_q, sleep=sleep,
                 baseline=nvil is not None,
@@ -1116,7 +1118,7 @@ class HelmholtzMachine:
         done, t0, obj_acc, obj_n = 0, time.perf_counter(), 0.0, 0
         for m, record in noise_blocks(n_updates, record_every):
             xb, uq, us = draw_noise(draw, rng, m, batch_size, k, K, D)
-            if kernel:
+            if kernel is not None:
                 obj_acc += float(np.sum(kernel.run(xb, uq, us)))
                 obj_n += m
                 self.params = kernel.params()
@@ -1135,7 +1137,7 @@ class HelmholtzMachine:
                 if monitor is not None:
                     hist["monitor"].append(float(monitor(self)))
                 obj_acc, obj_n = 0.0, 0
-        if kernel:
+        if kernel is not None:
             self.params = kernel.params(copy=True)
         if input_dependent:
             self.baseline_params_ = state.psi
