@@ -1064,7 +1064,8 @@ class HelmholtzMachine:
             (needs ``batch_size=1``, no hidden layers and, for "reinforce", no
             input-dependent baseline); "auto" picks them whenever allowed and Numba
             compiles, else :func:`sgd_update`. Both engines consume identical noise and
-            agree to rounding.
+            agree to rounding (over long runs one comparison u < sigmoid(a) decided
+            differently by a rounding error makes two trajectories part).
         record_every : int, optional
             Record the objective every this many updates (default: once per block of
             :data:`lvmref.helmholtz_training.NOISE_BLOCK` updates).

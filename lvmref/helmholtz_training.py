@@ -10,9 +10,12 @@ updates (9)-(12) of :mod:`lvmref.helmholtz`, which exist twice:
   (no deterministic hidden layers), run by :class:`KernelEngine` on a flat copy of the
   parameters.
 
-Both consume identical noise and agree to 1e-12 (``tests/kernels/test_helmholtz.py``,
-``tests/test_helmholtz.py``). This module holds what serves speed and reproducibility:
-the order in which the noise is drawn, the engine choice and the flat-buffer engine.
+Both consume identical noise and agree to 1e-12 over hundreds of updates
+(``tests/kernels/test_helmholtz.py``, ``tests/test_helmholtz.py``); over long runs one
+threshold comparison u < sigmoid(a) decided differently by a rounding error makes two
+trajectories part, as for any two implementations of a stochastic map. This module holds
+what serves speed and reproducibility: the order in which the noise is drawn, the engine
+choice and the flat-buffer engine.
 
 Noise protocol
 --------------
