@@ -1,16 +1,33 @@
-r"""Batch-size-1 wake-sleep for sigmoid belief nets: Numba kernel and its NumPy twin.
+r"""Batch-size-1 training kernels of the Helmholtz machine (sigmoid belief nets).
 
-Implements eq. (9) of :mod:`lvmref.helmholtz` (wake: delta rule (7) on a sample of q;
-sleep: delta rule (8) on a dream) for networks without deterministic hidden layers,
-one data vector per update. All noise comes in as arrays (eq. (6): a unit with logit
-a is on iff u < sigmoid(a)), so both implementations consume the same uniforms and
-agree to rounding.
+Numba kernels for eqs. (9)-(12) of :mod:`lvmref.helmholtz`, one data vector per update,
+for networks without deterministic hidden layers:
+
+- :func:`ws_online`: wake-sleep (9): wake delta rule (7) on a sample of q, sleep delta
+  rule (8) on a dream;
+- :func:`rws_online`: reweighted wake-sleep (10), optionally with the sleep phase;
+- :func:`reinforce_online`: REINFORCE on the ELBO (11) with the NVIL moving-average
+  baseline and variance normalisation (12).
+
+All noise comes in as arrays (eq. (6): a unit with logit a is on iff u < sigmoid(a)), in
+the layout of :func:`lvmref.helmholtz.sgd_update`, and every Bernoulli delta is formed as
+in eq. (8a) (:func:`lvmref.kernels.densities.bernoulli_logit_grad1_nb`).
+
+Why there is no ``_np`` twin here
+---------------------------------
+The readable NumPy implementation of these updates is the model's own:
+:func:`lvmref.helmholtz.sgd_update` (any batch size and architecture) is the twin of
+every kernel in this module, and ``tests/kernels/test_helmholtz.py`` asserts that the
+kernels and it agree to 1e-12 on the same noise. A third, kernel-shaped NumPy copy of
+the algorithm would only be one more thing to keep equal. Under ``NUMBA_DISABLE_JIT=1``
+``HelmholtzMachine.fit(engine="auto")`` runs ``sgd_update``; calling these functions
+directly then runs the kernel bodies as (slow) plain Python.
 
 Flat parameter buffer
 ---------------------
 :func:`pack_params` concatenates ``prior`` (n_0,), then ``gen{l}.W0`` (n_l, n_{l+1})
 and ``gen{l}.b0`` (n_{l+1},) for l = 0..L-1, then ``rec{l}.W0`` (n_{l+1}, n_l) and
-``rec{l}.b0`` (n_l,) — the canonical key order of ``Architecture.keys()`` — each
+``rec{l}.b0`` (n_l,) -- the canonical key order of ``Architecture.keys()`` -- each
 C-ordered. :func:`unpack_params` returns views into that buffer.
 """
 
@@ -21,14 +38,7 @@ import math
 import numpy as np
 from numba import njit
 
-from .densities import (
-    bernoulli_log_prob1_nb,
-    bernoulli_log_prob_np,
-    bernoulli_logit_grad1_nb,
-    bernoulli_logit_grad_np,
-    sigmoid_np,
-)
-from .dispatch import jit_enabled
+from .densities import bernoulli_log_prob1_nb, bernoulli_logit_grad1_nb
 from .fpenv import benign_underflow
 
 __all__ = [
@@ -36,13 +46,10 @@ __all__ = [
     "unpack_params",
     "ws_online",
     "ws_online_nb",
-    "ws_online_np",
     "rws_online",
     "rws_online_nb",
-    "rws_online_np",
     "reinforce_online",
     "reinforce_online_nb",
-    "reinforce_online_np",
 ]
 
 
@@ -79,7 +86,7 @@ def pack_params(params: dict, sizes):
     return flat, (sizes, gW, gb, rW, rb)
 
 
-def unpack_params(flat: np.ndarray, layout, sizes=None) -> dict:
+def unpack_params(flat: np.ndarray, layout) -> dict:
     """Dict of views into ``flat`` in the layout of :mod:`lvmref.helmholtz`."""
     sizes, gW, gb, rW, rb = layout
     L = len(sizes) - 1
@@ -96,139 +103,7 @@ def unpack_params(flat: np.ndarray, layout, sizes=None) -> dict:
 
 
 # ----------------------------------------------------------------------------------------
-# NumPy twins (readable references; what runs under NUMBA_DISABLE_JIT=1)
-# ----------------------------------------------------------------------------------------
-
-def _offsets(sizes):
-    return np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
-
-
-def _q_sample_np(p, off, L, h, u, drec):
-    """Fill the latent part of h (x already in place) from q, eqs. (5), (6).
-
-    Stores the recognition deltas h^l - sigmoid(c^l) of eq. (8), in their exact form, in
-    ``drec``; returns log q(z | x)."""
-    lq = 0.0
-    for l in range(L - 1, -1, -1):
-        c = h[off[l + 1]:off[l + 2]] @ p[f"rec{l}.W0"] + p[f"rec{l}.b0"]
-        hl = (u[off[l]:off[l + 1]] < sigmoid_np(c)).astype(np.float64)
-        h[off[l]:off[l + 1]] = hl
-        drec[off[l]:off[l + 1]] = bernoulli_logit_grad_np(hl, c)
-        lq += float(np.sum(bernoulli_log_prob_np(hl, c, False)))
-    return lq
-
-
-def _log_joint_np(p, off, L, h, dgen):
-    """log p(x, z), eq. (3); stores the generative deltas of eq. (7) in ``dgen``."""
-    beta = p["prior"]
-    h0 = h[: off[1]]
-    lp = float(np.sum(bernoulli_log_prob_np(h0, beta, False)))
-    dgen[: off[1]] = bernoulli_logit_grad_np(h0, beta)
-    for l in range(L):
-        a = h[off[l]:off[l + 1]] @ p[f"gen{l}.W0"] + p[f"gen{l}.b0"]
-        hn = h[off[l + 1]:off[l + 2]]
-        lp += float(np.sum(bernoulli_log_prob_np(hn, a, False)))
-        dgen[off[l + 1]:off[l + 2]] = bernoulli_logit_grad_np(hn, a)
-    return lp
-
-
-def _apply_gen_np(p, off, L, h, dgen, step):
-    """Delta rule (7): beta += step d0; W_l += step h^l (d^{l+1})^T; b_l += step d^{l+1}."""
-    p["prior"] += step * dgen[: off[1]]
-    for l in range(L):
-        p[f"gen{l}.W0"] += step * np.outer(h[off[l]:off[l + 1]], dgen[off[l + 1]:off[l + 2]])
-        p[f"gen{l}.b0"] += step * dgen[off[l + 1]:off[l + 2]]
-
-
-def _apply_rec_np(p, off, L, h, drec, step):
-    """Delta rule (8): R_l += step h^{l+1} (d^l)^T; c_l += step d^l."""
-    for l in range(L):
-        p[f"rec{l}.W0"] += step * np.outer(h[off[l + 1]:off[l + 2]], drec[off[l]:off[l + 1]])
-        p[f"rec{l}.b0"] += step * drec[off[l]:off[l + 1]]
-
-
-def _sleep_np(p, off, L, h, u, drec, lr_q):
-    """Dream (z, x) ~ p top-down (eqs. 1, 2, 6) and apply the sleep delta rule (8)."""
-    h[: off[1]] = (u[: off[1]] < sigmoid_np(p["prior"])).astype(np.float64)
-    for l in range(L):
-        a = h[off[l]:off[l + 1]] @ p[f"gen{l}.W0"] + p[f"gen{l}.b0"]
-        h[off[l + 1]:off[l + 2]] = (u[off[l + 1]:off[l + 2]] < sigmoid_np(a)).astype(np.float64)
-    for l in range(L):
-        c = h[off[l + 1]:off[l + 2]] @ p[f"rec{l}.W0"] + p[f"rec{l}.b0"]
-        drec[off[l]:off[l + 1]] = bernoulli_logit_grad_np(h[off[l]:off[l + 1]], c)
-    _apply_rec_np(p, off, L, h, drec, lr_q)
-
-
-@benign_underflow
-def ws_online_np(flat, layout, X, UQ, US, lr, lr_q):
-    """NumPy twin of :func:`ws_online` (same arguments, same in-place update)."""
-    p = unpack_params(flat, layout)
-    off = _offsets(layout[0])
-    L, K = len(layout[0]) - 1, int(off[-2])
-    h, dgen, drec = np.empty(off[-1]), np.empty(off[-1]), np.empty(off[-1])
-    logw = np.empty(X.shape[0])
-    for t in range(X.shape[0]):
-        h[K:] = X[t]
-        lq = _q_sample_np(p, off, L, h, UQ[t], drec)
-        logw[t] = _log_joint_np(p, off, L, h, dgen) - lq
-        _apply_gen_np(p, off, L, h, dgen, lr)
-        _sleep_np(p, off, L, h, US[t], drec, lr_q)
-    return logw
-
-
-@benign_underflow
-def rws_online_np(flat, layout, X, UQ, US, lr, lr_q, sleep):
-    """NumPy twin of :func:`rws_online`."""
-    p = unpack_params(flat, layout)
-    off = _offsets(layout[0])
-    L, K = len(layout[0]) - 1, int(off[-2])
-    T, S = UQ.shape[0], UQ.shape[1]
-    hs, dgen, drec = (np.empty((S, off[-1])) for _ in range(3))
-    lw = np.empty(S)
-    out = np.empty(T)
-    for t in range(T):
-        for s in range(S):
-            hs[s, K:] = X[t]
-            lq = _q_sample_np(p, off, L, hs[s], UQ[t, s], drec[s])
-            lw[s] = _log_joint_np(p, off, L, hs[s], dgen[s]) - lq
-        mx = lw.max()
-        tot = float(np.sum(np.exp(lw - mx)))
-        omega = np.exp(lw - mx) / tot                        # eq. (10)
-        out[t] = mx + np.log(tot) - np.log(S)
-        for s in range(S):
-            _apply_gen_np(p, off, L, hs[s], dgen[s], lr * omega[s])
-            _apply_rec_np(p, off, L, hs[s], drec[s], lr_q * omega[s])
-        if sleep:
-            _sleep_np(p, off, L, hs[0], US[t], drec[0], lr_q)
-    return out
-
-
-@benign_underflow
-def reinforce_online_np(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize, alpha,
-                        state):
-    """NumPy twin of :func:`reinforce_online` (``state`` = [c, v] updated in place)."""
-    p = unpack_params(flat, layout)
-    off = _offsets(layout[0])
-    L, K = len(layout[0]) - 1, int(off[-2])
-    h, dgen, drec = np.empty(off[-1]), np.empty(off[-1]), np.empty(off[-1])
-    out = np.empty(X.shape[0])
-    for t in range(X.shape[0]):
-        h[K:] = X[t]
-        lq = _q_sample_np(p, off, L, h, UQ[t], drec)
-        sig = _log_joint_np(p, off, L, h, dgen) - lq           # learning signal, eq. (11)
-        out[t] = sig
-        b = state[0] if use_baseline else 0.0
-        scale = max(1.0, np.sqrt(state[1])) if normalize else 1.0
-        _apply_gen_np(p, off, L, h, dgen, lr)
-        _apply_rec_np(p, off, L, h, drec, lr_q * (sig - b) / scale)
-        if use_baseline:                                        # eq. (12)
-            state[0] = alpha * state[0] + (1.0 - alpha) * sig
-            state[1] = alpha * state[1] + (1.0 - alpha) * (sig - b) ** 2
-    return out
-
-
-# ----------------------------------------------------------------------------------------
-# Numba kernels (same steps, scalar loops over the flat buffer)
+# Numba kernels (the steps of lvmref.helmholtz.sgd_update as scalar loops over the buffer)
 # ----------------------------------------------------------------------------------------
 
 @njit(cache=True, inline="always")
@@ -406,7 +281,7 @@ def reinforce_online_nb(flat, sizes, gW, gb, rW, rb, X, UQ, lr, lr_q, use_baseli
 
 
 # ----------------------------------------------------------------------------------------
-# public dispatchers
+# public entry points (contiguous float64 arguments for the kernels; no twin to pick)
 # ----------------------------------------------------------------------------------------
 
 def _c(a):
@@ -437,8 +312,6 @@ def ws_online(flat, layout, X, UQ, US, lr, lr_q):
     logw : ndarray (T,)
         log p(x_t, z_t) - log q(z_t | x_t) at each wake sample, before its update.
     """
-    if not jit_enabled():
-        return ws_online_np(flat, layout, X, UQ, US, lr, lr_q)
     return ws_online_nb(flat, *layout, _c(X), _c(UQ), _c(US), float(lr), float(lr_q))
 
 
@@ -446,11 +319,9 @@ def ws_online(flat, layout, X, UQ, US, lr, lr_q):
 def rws_online(flat, layout, X, UQ, US, lr, lr_q, sleep):
     """Online reweighted wake-sleep (eq. 10, plus the sleep phase (9) if ``sleep``).
 
-    ``UQ`` has shape (T, S, K): S samples from q per update. Returns (T,) IWAE
+    ``UQ`` has shape (T, k, K): k samples from q per update. Returns (T,) IWAE
     estimates log mean_s w_s before each update. Other arguments as :func:`ws_online`.
     """
-    if not jit_enabled():
-        return rws_online_np(flat, layout, X, UQ, US, lr, lr_q, sleep)
     return rws_online_nb(flat, *layout, _c(X), _c(UQ), _c(US), float(lr), float(lr_q),
                           bool(sleep))
 
@@ -462,8 +333,5 @@ def reinforce_online(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize, alp
     ``state`` (2,) float64 = [c, v] (moving mean and variance) is updated in place.
     Returns the (T,) learning signals. Other arguments as :func:`ws_online`.
     """
-    if not jit_enabled():
-        return reinforce_online_np(flat, layout, X, UQ, lr, lr_q, use_baseline, normalize,
-                                   alpha, state)
     return reinforce_online_nb(flat, *layout, _c(X), _c(UQ), float(lr), float(lr_q),
                                 bool(use_baseline), bool(normalize), float(alpha), state)

@@ -224,7 +224,7 @@ def run_bars(rng, n_updates=2_000_000, n_records=40, n_runs=1, progress=None):
     train_seconds = time.perf_counter() - t0
     hist = model.history_
     log_px = np.asarray(E.exact_log_marginal(model, images))          # nats, (30,)
-    elbo_x = exact_elbo(model.params, model.arch, images)              # nats, (30,)
+    elbo_x = exact_elbo(model.params, images, model.arch)              # nats, (30,)
     iw = E.iwae_bound(model, images, 100, rng_eval, n_repeats=5)
     z_s, x_s = model.sample(64, rng=rng_eval)
     data_s = bars(64, rng_eval)

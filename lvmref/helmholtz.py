@@ -83,13 +83,17 @@ back-propagated through :math:`r_\ell` (again a delta rule without hidden layers
 .. math::  h - \sigma(a) = \begin{cases} \sigma(-a) & h = 1 \\
            -\sigma(a) & h = 0 \end{cases}                                       \tag{8a}
 
-and every implementation here (the NumPy functions, the prior gradient, the Numba online
-kernels and their NumPy twins) evaluates the right-hand side
+and every implementation here (the NumPy functions, the prior gradient and the Numba
+online kernels) evaluates the right-hand side
 (:func:`lvmref.kernels.bernoulli_logit_grad`), never the literal difference. Confident
 units are the normal state late in training, and for :math:`h = 1, a \gg 0` the
 difference :math:`1 - \sigma(a)` cancels: its relative error is about
 :math:`10^{-16} e^{a}` (2e-11 at a = 12, 1e-3 at a = 30, and exactly 0 instead of
-4e-18 at a = 40), while (8a) is accurate to a few ulp for every :math:`a`.
+4e-18 at a = 40), while (8a) is accurate to a few ulp for every :math:`a`. Likewise every
+Bernoulli log-probability of (3) and (5), the prior's included, is evaluated as
+:math:`(h a - \max(a, 0)) - \log(1 + e^{-|a|})`, exact for binary :math:`h`
+(:func:`lvmref.kernels.bernoulli_log_prob`): :math:`h a - \mathrm{softplus}(a)` would give
+0 instead of -6.3e-16 for h = 1, a = 35.
 
 Training algorithms
 -------------------
@@ -98,8 +102,8 @@ Training algorithms
 \log p(x, z)` (eq. 7; θ includes β). Sleep: :math:`(z, x) \sim p` ("dreams"),
 :math:`\phi \mathrel{+}= \eta_q \nabla_\phi \log q(z \mid x)` (eq. 8).       (9)
 
-**Reweighted wake-sleep** (Bornschein & Bengio 2015). With
-:math:`z_1, \dots, z_S \sim q(\cdot \mid x)`,
+**Reweighted wake-sleep** (Bornschein & Bengio 2015). With k samples
+:math:`z_1, \dots, z_k \sim q(\cdot \mid x)`,
 :math:`\log w_s = \log p(x, z_s) - \log q(z_s \mid x)` and self-normalised weights
 :math:`\omega_s = w_s / \sum_t w_t`:
 
@@ -134,7 +138,13 @@ regress the centred signal; optionally the signal is divided by
     \quad \psi \mathrel{+}= \eta\, (l - c - b_\psi(x)) \nabla_\psi b_\psi(x)      \tag{12}
 
 c, v and ψ used for a minibatch are those from before it, so (11) stays unbiased
-(up to the positive scale of the variance normalisation).
+(up to the positive scale of the variance normalisation). They start at c = 0, v = 1 and
+a zero output layer of :math:`b_\psi` (:class:`NVILBaseline`, :class:`NVILState`).
+
+**Plain SGD.** Each of (9)-(12) is one update from a minibatch of B rows with the
+gradients averaged over the rows (steps η/B, η_q/B); the wake-phase objective recorded
+is the mean of :math:`\log w` (an ELBO estimate), of the IWAE estimate
+:math:`\log \frac1k \sum_s w_s` for reweighted wake-sleep.                       (13)
 
 Parameter layout
 ----------------
@@ -157,14 +167,20 @@ for l = 0..L-1, with ``y = x @ W + b`` and the hidden activation ``activation``
 baseline, when used, lives in the separate dict ``baseline_params_`` with keys
 ``base.W{i}``, ``base.b{i}`` (sizes (D, m_1..m_H, 1)).
 
-Functions and the equations they implement: :func:`log_joint` (3), :func:`log_prior`
-(latent terms of 3), :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
-:func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`rws_grads` (10),
-:func:`reinforce_grads` (11, 12), :func:`exact_elbo` (E_q[l] by enumeration, through
-:mod:`lvmref.estimators`).
-The batch-size-1 paths of (9), (10) and (11, 12) for sigmoid belief nets (no hidden
-layers) run in the Numba kernels ``ws_online``, ``rws_online`` and
-``reinforce_online`` of :mod:`lvmref.kernels.helmholtz`, beside their NumPy twins.
+Functions and the equations they implement, all in the argument order
+``(params, x, z, arch)`` -- ``(params, x, u, arch)`` for samplers, whose noise is the
+uniforms ``u`` -- then options: :func:`log_joint` (3), :func:`log_prior` (latent terms of
+3), :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
+:func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`log_weights` and :func:`rws_grads`
+(10), :func:`reinforce_grads` (11, 12), :func:`sgd_update` (9)-(13), :func:`exact_elbo`
+(E_q[l] by enumeration, through :mod:`lvmref.estimators`).
+
+:func:`sgd_update` is the one NumPy implementation of the training updates (any batch
+size and architecture; what ``HelmholtzMachine.fit(engine="numpy")`` runs, and
+``engine="auto"`` under ``NUMBA_DISABLE_JIT=1``). The batch-size-1 updates of sigmoid
+belief nets also run in the Numba kernels of :mod:`lvmref.kernels.helmholtz`, which are
+tested against it to 1e-12; the noise protocol of ``fit`` and the engine choice live in
+:mod:`lvmref.helmholtz_training`.
 """
 
 from __future__ import annotations
@@ -174,23 +190,37 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from .helmholtz_training import (
+    ENGINES,
+    NOISE_BLOCK,
+    KernelEngine,
+    data_sampler,
+    draw_noise,
+    kernel_supported,
+    noise_blocks,
+    use_kernel,
+)
 from .kernels import bernoulli_logit_grad, logsumexp
 from .kernels.checks import (
     as_float_array,
     check_binary,
     check_choice,
+    check_flag,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
     check_rng,
 )
-from .kernels.densities import bernoulli_log_prob_np, sigmoid_np, softplus_np
+from .kernels.densities import bernoulli_log_prob_np, sigmoid_np
 from .kernels.fpenv import benign_underflow
 from .nn import ACTIVATIONS, MLP
+from .persistence import read_model, save_model
 
 __all__ = [
     "Architecture",
     "HelmholtzMachine",
+    "NVILBaseline",
+    "NVILState",
     "init_params",
     "log_joint",
     "log_prior",
@@ -199,14 +229,18 @@ __all__ = [
     "sample_q",
     "wake_grad",
     "sleep_grad",
+    "log_weights",
     "rws_grads",
     "reinforce_grads",
+    "sgd_update",
     "exact_elbo",
 ]
 
+_METHODS = ("wake-sleep", "reweighted", "reinforce")
+
 
 # ----------------------------------------------------------------------------------------
-# architecture
+# architecture and parameters
 # ----------------------------------------------------------------------------------------
 
 @benign_underflow
@@ -290,6 +324,7 @@ class Architecture:
         return out
 
     def shapes(self) -> dict:
+        """Parameter name -> shape, in the canonical order of :meth:`keys`."""
         out = {"prior": (self.layer_sizes[0],)}
         for l in range(self.n_layers):
             for net in (self.gen(l), self.rec(l)):
@@ -297,6 +332,19 @@ class Architecture:
                     out[f"{net.prefix}W{i}"] = (net.sizes[i], net.sizes[i + 1])
                     out[f"{net.prefix}b{i}"] = (net.sizes[i + 1],)
         return {k: out[k] for k in self.keys()}
+
+    def check_params(self, params, name: str = "params") -> dict:
+        """Validated float64 copies of ``params`` (exactly the keys and shapes of this
+        architecture, finite values), in canonical order."""
+        if not isinstance(params, dict):
+            raise TypeError(f"{name} must be a dict name -> array")
+        shapes = self.shapes()
+        missing = [k for k in shapes if k not in params]
+        extra = [k for k in params if k not in shapes]
+        if missing or extra:
+            raise ValueError(f"{name} keys mismatch: missing {missing}, unexpected {extra}")
+        return {k: as_float_array(params[k], f"{name}[{k!r}]", shape=s)
+                for k, s in shapes.items()}
 
 
 def _int_tuple(v, name, empty=False):
@@ -358,7 +406,7 @@ def _layer_floats(v, n, name):
 
 
 # ----------------------------------------------------------------------------------------
-# densities, eqs. (3) and (5); all on 2-D (rows, features) arrays
+# densities and samplers, eqs. (1)-(6); all on 2-D (rows, features) arrays
 # ----------------------------------------------------------------------------------------
 
 def _split(arch, v):
@@ -368,68 +416,63 @@ def _split(arch, v):
     return [v[..., off[l]:off[l + 1]] for l in range(arch.n_layers + 1) if off[l + 1] <= n]
 
 
-def _gen_logits(params, arch, l, h):
-    return arch.gen(l).forward(params, h)
-
-
-def _rec_logits(params, arch, l, h):
-    return arch.rec(l).forward(params, h)
-
-
 @benign_underflow
-def log_joint(params: dict, arch: Architecture, x: np.ndarray, z: np.ndarray) -> np.ndarray:
+def log_joint(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) -> np.ndarray:
     """log p(x, z), eq. (3).
 
     Parameters
     ----------
+    params : dict
+        Layout of the module docstring.
     x : ndarray (n, D)
     z : ndarray (n, K)
+    arch : Architecture
 
     Returns
     -------
     ndarray (n,)
     """
     layers = _split(arch, np.concatenate([z, x], axis=1))
-    beta = params["prior"]
-    out = np.sum(layers[0] * beta - softplus_np(beta), axis=1)
+    out = bernoulli_log_prob_np(layers[0], params["prior"])
     for l in range(arch.n_layers):
-        a, _ = _gen_logits(params, arch, l, layers[l])
+        a, _ = arch.gen(l).forward(params, layers[l])
         out = out + bernoulli_log_prob_np(layers[l + 1], a)
     return out
 
 
 @benign_underflow
-def log_prior(params: dict, arch: Architecture, z: np.ndarray) -> np.ndarray:
+def log_prior(params: dict, z: np.ndarray, arch: Architecture) -> np.ndarray:
     """log p(z): the latent terms of eq. (3) (prior (1) and the latent-to-latent
     conditionals (2), l < L - 1). z (n, K) -> (n,)."""
     layers = _split(arch, z)
-    beta = params["prior"]
-    out = np.sum(layers[0] * beta - softplus_np(beta), axis=1)
+    out = bernoulli_log_prob_np(layers[0], params["prior"])
     for l in range(arch.n_layers - 1):
-        a, _ = _gen_logits(params, arch, l, layers[l])
+        a, _ = arch.gen(l).forward(params, layers[l])
         out = out + bernoulli_log_prob_np(layers[l + 1], a)
     return out
 
 
 @benign_underflow
-def log_q(params: dict, arch: Architecture, z: np.ndarray, x: np.ndarray) -> np.ndarray:
-    """log q(z | x), eq. (5). Shapes: z (n, K), x (n, D) -> (n,)."""
+def log_q(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) -> np.ndarray:
+    """log q(z | x), eq. (5). Shapes: x (n, D), z (n, K) -> (n,)."""
     layers = _split(arch, np.concatenate([z, x], axis=1))
     out = np.zeros(x.shape[0])
     for l in range(arch.n_layers):
-        c, _ = _rec_logits(params, arch, l, layers[l + 1])
+        c, _ = arch.rec(l).forward(params, layers[l + 1])
         out = out + bernoulli_log_prob_np(layers[l], c)
     return out
 
 
 @benign_underflow
-def sample_prior(params: dict, arch: Architecture, u: np.ndarray):
+def sample_prior(params: dict, u: np.ndarray, arch: Architecture):
     """Ancestral sample of (z, x) from eqs. (1), (2), (6).
 
     Parameters
     ----------
+    params : dict
     u : ndarray (n, K + D)
-        Uniforms in (z, x) column order.
+        Uniforms in [0, 1), in (z, x) column order.
+    arch : Architecture
 
     Returns
     -------
@@ -441,7 +484,7 @@ def sample_prior(params: dict, arch: Architecture, u: np.ndarray):
     h = (u[:, : off[1]] < sigmoid_np(params["prior"])).astype(np.float64)
     out[:, : off[1]] = h
     for l in range(arch.n_layers):
-        a, _ = _gen_logits(params, arch, l, h)
+        a, _ = arch.gen(l).forward(params, h)
         h = (u[:, off[l + 1]:off[l + 2]] < sigmoid_np(a)).astype(np.float64)
         out[:, off[l + 1]:off[l + 2]] = h
     K = arch.n_latent
@@ -449,13 +492,13 @@ def sample_prior(params: dict, arch: Architecture, u: np.ndarray):
 
 
 @benign_underflow
-def sample_q(params: dict, arch: Architecture, x: np.ndarray, u: np.ndarray) -> np.ndarray:
+def sample_q(params: dict, x: np.ndarray, u: np.ndarray, arch: Architecture) -> np.ndarray:
     """Sample z ~ q(z | x) bottom-up, eqs. (5), (6). x (n, D), u (n, K) -> z (n, K)."""
     off = arch.offsets
     z = np.empty((x.shape[0], arch.n_latent))
     h = x
     for l in range(arch.n_layers - 1, -1, -1):
-        c, _ = _rec_logits(params, arch, l, h)
+        c, _ = arch.rec(l).forward(params, h)
         h = (u[:, off[l]:off[l + 1]] < sigmoid_np(c)).astype(np.float64)
         z[:, off[l]:off[l + 1]] = h
     return z
@@ -466,13 +509,15 @@ def sample_q(params: dict, arch: Architecture, x: np.ndarray, u: np.ndarray) -> 
 # ----------------------------------------------------------------------------------------
 
 @benign_underflow
-def wake_grad(params, arch, x, z, weights=None) -> dict:
+def wake_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
     """Gradient of ``sum_i w_i log p(x_i, z_i)`` w.r.t. β and the generative MLPs, eq. (7).
 
     Parameters
     ----------
+    params : dict
     x : ndarray (n, D)
     z : ndarray (n, K)
+    arch : Architecture
     weights : ndarray (n,), optional
         Per-row weights w_i (default 1).
 
@@ -494,7 +539,7 @@ def wake_grad(params, arch, x, z, weights=None) -> dict:
 
 
 @benign_underflow
-def sleep_grad(params, arch, x, z, weights=None) -> dict:
+def sleep_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
     """Gradient of ``sum_i w_i log q(z_i | x_i)`` w.r.t. the recognition MLPs, eq. (8).
 
     Shapes as :func:`wake_grad`; returns keys ``rec{l}.*``.
@@ -510,23 +555,29 @@ def sleep_grad(params, arch, x, z, weights=None) -> dict:
     return grads
 
 
-def _log_weights(params, arch, x, z):
-    """log w = log p(x, z) - log q(z | x) for z (n, S, K), x (n, D) -> (n, S)."""
-    n, S, K = z.shape
-    xr = np.repeat(x, S, axis=0)
-    zr = z.reshape(n * S, K)
-    return (log_joint(params, arch, xr, zr) - log_q(params, arch, zr, xr)).reshape(n, S)
+@benign_underflow
+def log_weights(params: dict, x, z, arch: Architecture) -> np.ndarray:
+    """Importance log weights ``log w = log p(x, z) - log q(z | x)`` of eq. (10).
+
+    x (n, D), z (n, k, K): k samples per row -> (n, k).
+    """
+    n, k, K = z.shape
+    xr = np.repeat(x, k, axis=0)
+    zr = z.reshape(n * k, K)
+    return (log_joint(params, xr, zr, arch) - log_q(params, xr, zr, arch)).reshape(n, k)
 
 
 @benign_underflow
-def rws_grads(params, arch, x, z):
+def rws_grads(params: dict, x, z, arch: Architecture):
     """Reweighted wake-sleep wake-phase gradients, eq. (10).
 
     Parameters
     ----------
+    params : dict
     x : ndarray (n, D)
-    z : ndarray (n, S, K)
-        S samples from q(. | x_i) per row.
+    z : ndarray (n, k, K)
+        k samples from q(. | x_i) per row.
+    arch : Architecture
 
     Returns
     -------
@@ -536,26 +587,28 @@ def rws_grads(params, arch, x, z):
     log_px : ndarray (n,)
         The IWAE estimate ``log mean_s w_is`` of log p(x_i) on these samples.
     """
-    n, S, K = z.shape
-    logw = _log_weights(params, arch, x, z)
+    n, k, K = z.shape
+    logw = log_weights(params, x, z, arch)
     lse = logsumexp(logw, axis=1)
-    omega = np.exp(logw - lse[:, None]).reshape(n * S)
-    xr = np.repeat(x, S, axis=0)
-    zr = z.reshape(n * S, K)
-    grads = wake_grad(params, arch, xr, zr, omega)
-    grads.update(sleep_grad(params, arch, xr, zr, omega))
-    return grads, lse - np.log(S)
+    omega = np.exp(logw - lse[:, None]).reshape(n * k)
+    xr = np.repeat(x, k, axis=0)
+    zr = z.reshape(n * k, K)
+    grads = wake_grad(params, xr, zr, arch, omega)
+    grads.update(sleep_grad(params, xr, zr, arch, omega))
+    return grads, lse - np.log(k)
 
 
 @benign_underflow
-def reinforce_grads(params, arch, x, z, baseline=0.0, scale=1.0):
+def reinforce_grads(params: dict, x, z, arch: Architecture, baseline=0.0, scale=1.0):
     """Score-function (REINFORCE) ELBO gradients, eqs. (11), (12).
 
     Parameters
     ----------
+    params : dict
     x : ndarray (n, D)
     z : ndarray (n, K)
         One sample from q(. | x_i) per row.
+    arch : Architecture
     baseline : float or ndarray (n,)
         b(x_i), must not depend on z_i.
     scale : float
@@ -569,14 +622,190 @@ def reinforce_grads(params, arch, x, z, baseline=0.0, scale=1.0):
     signal : ndarray (n,)
         The learning signal l_i = log p(x_i, z_i) - log q(z_i | x_i).
     """
-    signal = log_joint(params, arch, x, z) - log_q(params, arch, z, x)
-    grads = wake_grad(params, arch, x, z)
-    grads.update(sleep_grad(params, arch, x, z, (signal - baseline) / scale))
+    signal = log_joint(params, x, z, arch) - log_q(params, x, z, arch)
+    grads = wake_grad(params, x, z, arch)
+    grads.update(sleep_grad(params, x, z, arch, (signal - baseline) / scale))
     return grads, signal
 
 
+# ----------------------------------------------------------------------------------------
+# one SGD update of wake-sleep (9), reweighted wake-sleep (10), REINFORCE/NVIL (11, 12)
+# ----------------------------------------------------------------------------------------
+
+_BASELINE_KINDS = ("moving-average", "input-dependent")
+
+
 @benign_underflow
-def exact_elbo(params, arch, x) -> np.ndarray:
+@dataclass(frozen=True)
+class NVILBaseline:
+    """The NVIL baseline of REINFORCE, eq. (12) (Mnih & Gregor 2014, sec. 3).
+
+    Parameters
+    ----------
+    kind : {"moving-average", "input-dependent"}
+        ``b(x) = c`` (a moving average of the learning signal) or ``b(x) = c + b_psi(x)``
+        with an MLP ``b_psi`` trained to regress the centred signal. No baseline at all
+        is ``baseline=None`` (or ``"none"``) in :meth:`HelmholtzMachine.fit`.
+    hidden : tuple of int
+        Hidden widths of ``b_psi`` (``"input-dependent"`` only): sizes (D, *hidden, 1),
+        hidden activation that of the model, identity output.
+    decay : float in [0, 1)
+        α of the moving averages c and v.
+    normalize_variance : bool
+        Divide the centred signal by ``max(1, sqrt(v))``.
+    """
+
+    kind: str = "moving-average"
+    hidden: tuple = ()
+    decay: float = 0.9
+    normalize_variance: bool = False
+
+    def __post_init__(self):
+        check_choice(self.kind, "kind", _BASELINE_KINDS)
+        hidden = _int_tuple(self.hidden, "hidden", empty=True)
+        if hidden and self.kind != "input-dependent":
+            raise ValueError("hidden is only used by kind='input-dependent'")
+        object.__setattr__(self, "hidden", hidden)
+        decay = check_nonnegative_float(self.decay, "decay")
+        if decay >= 1.0:
+            raise ValueError(f"decay must be < 1, got {decay}")
+        object.__setattr__(self, "decay", decay)
+        object.__setattr__(self, "normalize_variance",
+                           check_flag(self.normalize_variance, "normalize_variance"))
+
+    def net(self, arch: Architecture) -> MLP:
+        """The MLP b_psi (keys ``base.W{i}``, ``base.b{i}``)."""
+        acts = (arch.activation,) * len(self.hidden) + ("identity",)
+        return MLP((arch.n_features, *self.hidden, 1), acts, prefix="base.")
+
+    def init_state(self, arch: Architecture, rng=None) -> NVILState:
+        """c = 0, v = 1 and, for ``"input-dependent"``, psi with Glorot hidden layers
+        (drawn from ``rng``) and a zero output layer, so that b_psi(x) = 0 at the start."""
+        if self.kind != "input-dependent":
+            return NVILState()
+        psi = self.net(arch).init(check_rng(rng))
+        psi[f"base.W{len(self.hidden)}"][...] = 0.0
+        return NVILState(psi=psi)
+
+
+@dataclass(frozen=True)
+class NVILState:
+    """Running state of an NVIL baseline before an update, eq. (12).
+
+    Attributes
+    ----------
+    c : float
+        Moving average of ``l - b_psi(x)``.
+    v : float
+        Moving average of the squared centred signal ``(l - c - b_psi(x))**2``.
+    psi : dict or None
+        Parameters of ``b_psi`` (``"input-dependent"`` baselines only).
+    """
+
+    c: float = 0.0
+    v: float = 1.0
+    psi: dict | None = None
+
+
+def _stepped(params, grads, step, step_rec=None):
+    """New dict: ``params + step * grads`` (``step_rec`` for the ``rec*`` keys)."""
+    out = dict(params)
+    for k, g in grads.items():
+        s = step_rec if step_rec is not None and k.startswith("rec") else step
+        out[k] = params[k] + s * g
+    return out
+
+
+@benign_underflow
+def sgd_update(params: dict, x, uq, us, arch: Architecture, method="wake-sleep", lr=0.01,
+               lr_q=None, *, sleep=False, baseline=None, state=None):
+    """One plain-SGD update, eqs. (9)-(13), from given noise (the NumPy engine).
+
+    The arguments are not modified; new dicts are returned.
+
+    Parameters
+    ----------
+    params : dict
+        Parameters before the update.
+    x : ndarray (B, D)
+        The minibatch.
+    uq : ndarray (B, k, K)
+        Uniforms of the samples from q (eq. 6); k = 1 except for "reweighted".
+    us : ndarray (B, K + D)
+        Uniforms of the dreams, (z, x) column order ("wake-sleep"; "reweighted" with
+        ``sleep``; ignored otherwise).
+    arch : Architecture
+    method : {"wake-sleep", "reweighted", "reinforce"}
+        Eq. (9), (10) or (11)-(12).
+    lr, lr_q : float
+        η (β, generative MLPs and b_psi) and η_q (recognition MLPs; default ``lr``).
+    sleep : bool
+        Add the sleep phase (9) to "reweighted".
+    baseline : NVILBaseline or None
+        The NVIL baseline of "reinforce"; None: no baseline.
+    state : NVILState, optional
+        The baseline's state before the update (default: its start,
+        ``baseline.init_state``; required for an input-dependent baseline).
+
+    Returns
+    -------
+    params : dict
+        Parameters after the update.
+    state : NVILState
+        The baseline's state after it (unchanged without a baseline).
+    objective : float
+        Eq. (13): the minibatch mean of log w on the wake samples ("wake-sleep"), of the
+        IWAE estimate ("reweighted") or of the learning signal ("reinforce").
+    """
+    method = check_choice(method, "method", _METHODS)
+    lr_q = lr if lr_q is None else lr_q
+    state = NVILState() if state is None else state
+    B = x.shape[0]
+    if method == "wake-sleep":                                            # eq. (9)
+        z = sample_q(params, x, uq[:, 0], arch)
+        obj = float(np.mean(log_joint(params, x, z, arch) - log_q(params, x, z, arch)))
+        params = _stepped(params, wake_grad(params, x, z, arch), lr / B)
+        zd, xd = sample_prior(params, us, arch)
+        return _stepped(params, sleep_grad(params, xd, zd, arch), lr_q / B), state, obj
+    if method == "reweighted":                                            # eq. (10)
+        k, K = uq.shape[1], uq.shape[2]
+        z = sample_q(params, np.repeat(x, k, axis=0), uq.reshape(B * k, K), arch)
+        grads, log_px = rws_grads(params, x, z.reshape(B, k, K), arch)
+        params = _stepped(params, grads, lr / B, lr_q / B)
+        if sleep:
+            zd, xd = sample_prior(params, us, arch)
+            params = _stepped(params, sleep_grad(params, xd, zd, arch), lr_q / B)
+        return params, state, float(np.mean(log_px))
+    z = sample_q(params, x, uq[:, 0], arch)                               # eqs. (11), (12)
+    psi = state.psi
+    if baseline is not None and baseline.kind == "input-dependent":
+        if psi is None:
+            raise ValueError("an input-dependent baseline needs state.psi "
+                             "(NVILBaseline.init_state)")
+        net = baseline.net(arch)
+        bx, bcache = net.forward(psi, x)
+        bx = bx[:, 0]
+    else:
+        bx = np.zeros(B)
+    b = (state.c if baseline is not None else 0.0) + bx
+    scale = (max(1.0, np.sqrt(state.v))
+             if baseline is not None and baseline.normalize_variance else 1.0)
+    grads, signal = reinforce_grads(params, x, z, arch, b, scale)
+    params = _stepped(params, grads, lr / B, lr_q / B)
+    if baseline is not None:
+        resid = signal - b
+        if baseline.kind == "input-dependent":
+            g, _ = net.backward(psi, bcache, resid[:, None])
+            psi = _stepped(psi, g, lr / B)
+        alpha = baseline.decay
+        state = NVILState(c=alpha * state.c + (1 - alpha) * float(np.mean(signal - bx)),
+                          v=alpha * state.v + (1 - alpha) * float(np.mean(resid**2)),
+                          psi=psi)
+    return params, state, float(np.mean(signal))
+
+
+@benign_underflow
+def exact_elbo(params: dict, x, arch: Architecture) -> np.ndarray:
     """ELBO = log p(x) - KL(q || p(z | x)) by enumeration over all 2**K latents.
 
     Uses :func:`lvmref.estimators.exact_log_marginal` and
@@ -594,7 +823,7 @@ def exact_elbo(params, arch, x) -> np.ndarray:
 # the estimator shell
 # ----------------------------------------------------------------------------------------
 
-_METHODS = ("wake-sleep", "reweighted", "reinforce")
+_ARCH_ENTRIES = ("layer_sizes", "hidden", "recognition_hidden", "activation")
 
 
 @benign_underflow
@@ -603,7 +832,7 @@ class HelmholtzMachine:
 
     Implements the protocol of :mod:`lvmref.estimators` (``n_latent``,
     ``latent_type``, ``log_joint``, ``log_q``, ``sample_prior``, ``sample_q``, and
-    ``log_prior`` for naive Monte Carlo).
+    ``log_prior`` for naive Monte Carlo) by the module-level functions.
 
     Parameters
     ----------
@@ -626,8 +855,11 @@ class HelmholtzMachine:
 
     Attributes
     ----------
+    arch : Architecture
     params : dict
     history_ : dict of lists, set by :meth:`fit`
+    baseline_params_ : dict
+        Parameters psi of an input-dependent NVIL baseline, set by :meth:`fit`.
     """
 
     latent_type = "binary"
@@ -652,7 +884,7 @@ class HelmholtzMachine:
             raise ValueError("init_scale and init_bias set the default initialisation; "
                              "they cannot be combined with params")
         else:
-            self.params = self._check_params(params)
+            self.params = self.arch.check_params(params)
         self.history_ = {}
 
     # -- protocol ------------------------------------------------------------------------
@@ -663,16 +895,6 @@ class HelmholtzMachine:
     @property
     def n_features(self) -> int:
         return self.arch.n_features
-
-    def _check_params(self, params):
-        if not isinstance(params, dict):
-            raise TypeError("params must be a dict name -> array")
-        shapes = self.arch.shapes()
-        missing = [k for k in shapes if k not in params]
-        extra = [k for k in params if k not in shapes]
-        if missing or extra:
-            raise ValueError(f"params keys mismatch: missing {missing}, unexpected {extra}")
-        return {k: as_float_array(params[k], f"params[{k!r}]", shape=s) for k, s in shapes.items()}
 
     def _check_x(self, x, name="x"):
         x = as_float_array(x, name, ndim=2, shape=(None, self.n_features))
@@ -692,19 +914,19 @@ class HelmholtzMachine:
     def log_joint(self, x, z) -> np.ndarray:
         """log p(x, z), eq. (3); x (n, D), z (n or 1, k, K) -> (n, k)."""
         xr, zr, shape = self._broadcast(x, z)
-        return log_joint(self.params, self.arch, xr, zr).reshape(shape)
+        return log_joint(self.params, xr, zr, self.arch).reshape(shape)
 
     def log_prior(self, z) -> np.ndarray:
         """log p(z) (latent terms of eq. (3)); z (m, k, K) -> (m, k)."""
         z = as_float_array(z, "z", ndim=3, shape=(None, None, self.n_latent))
         check_binary(z, "z")
         m, k = z.shape[:2]
-        return log_prior(self.params, self.arch, z.reshape(m * k, -1)).reshape(m, k)
+        return log_prior(self.params, z.reshape(m * k, -1), self.arch).reshape(m, k)
 
     def log_q(self, x, z) -> np.ndarray:
         """log q(z | x), eq. (5); x (n, D), z (n or 1, k, K) -> (n, k)."""
         xr, zr, shape = self._broadcast(x, z)
-        return log_q(self.params, self.arch, zr, xr).reshape(shape)
+        return log_q(self.params, xr, zr, self.arch).reshape(shape)
 
     def sample_q(self, x, k, rng=None, *, u=None) -> np.ndarray:
         """z ~ q(z | x), eqs. (5), (6): x (n, D) -> (n, k, K).
@@ -715,7 +937,7 @@ class HelmholtzMachine:
         k = check_positive_int(k, "k")
         n, K = x.shape[0], self.n_latent
         u = self._uniforms(u, (n, k, K), rng)
-        z = sample_q(self.params, self.arch, np.repeat(x, k, axis=0), u.reshape(n * k, K))
+        z = sample_q(self.params, np.repeat(x, k, axis=0), u.reshape(n * k, K), self.arch)
         return z.reshape(n, k, K)
 
     def sample_prior(self, n, k, rng=None, *, u=None) -> np.ndarray:
@@ -738,7 +960,7 @@ class HelmholtzMachine:
         K, D = self.n_latent, self.n_features
         shape = (n, K + D) if k is None else (n, kk, K + D)
         u = self._uniforms(u, shape, rng)
-        z, x = sample_prior(self.params, self.arch, u.reshape(n * kk, K + D))
+        z, x = sample_prior(self.params, u.reshape(n * kk, K + D), self.arch)
         if k is None:
             return z, x
         return z.reshape(n, kk, K), x.reshape(n, kk, D)
@@ -754,30 +976,44 @@ class HelmholtzMachine:
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path):
-        """Write the parameters and architecture to ``path`` (.npz)."""
+        """Write an lvmref model file (:mod:`lvmref.persistence`); return its path.
+
+        Kind ``"HelmholtzMachine"``, format 1: ``layer_sizes``, ``hidden``,
+        ``recognition_hidden`` (1-D int arrays), ``activation`` (string) and every
+        parameter under its name (``prior``, ``gen0.W0``, ...). ``history_`` and
+        ``baseline_params_`` are not stored.
+        """
         a = self.arch
-        np.savez(
-            path,
-            __layer_sizes__=np.array(a.layer_sizes),
-            __hidden__=np.array(a.hidden, dtype=np.int64),
-            __recognition_hidden__=np.array(a.recognition_hidden, dtype=np.int64),
-            __activation__=np.array(a.activation),
-            **self.params,
-        )
+        entries = {"layer_sizes": np.array(a.layer_sizes, dtype=np.int64),
+                   "hidden": np.array(a.hidden, dtype=np.int64),
+                   "recognition_hidden": np.array(a.recognition_hidden, dtype=np.int64),
+                   "activation": a.activation}
+        return save_model(path, "HelmholtzMachine", 1, {**entries, **self.params})
 
     @classmethod
     def load(cls, path):
-        """Inverse of :meth:`save`; a malformed file raises ``ValueError``."""
+        """The model saved by :meth:`save`; validated as strictly as the constructor.
+
+        A missing file is ``FileNotFoundError``; anything else wrong (not a model file,
+        another kind, a missing, unexpected, non-integer or wrongly shaped entry, a
+        non-finite parameter) is a ``ValueError`` naming the file.
+        """
+        f = read_model(path, "HelmholtzMachine", versions=(1,))
+        sizes = [f.int_tuple(name) for name in _ARCH_ENTRIES[:3]]
+        activation = f.str("activation")
         try:
-            with np.load(path, allow_pickle=False) as f:
-                d = {k: f[k] for k in f.files}
-            arch = (tuple(int(s) for s in d.pop("__layer_sizes__")),
-                    tuple(int(s) for s in d.pop("__hidden__")),
-                    tuple(int(s) for s in d.pop("__recognition_hidden__")),
-                    str(d.pop("__activation__")))
-        except (KeyError, OSError, ValueError) as exc:
-            raise ValueError(f"{path} is not a HelmholtzMachine file: {exc}") from None
-        return cls(*arch, params=d)
+            arch = Architecture(*sizes, activation)
+        except (TypeError, ValueError) as exc:
+            raise f.error(f"invalid architecture: {exc}") from None
+        extra = sorted(set(f.keys()) - set(_ARCH_ENTRIES) - set(arch.keys()))
+        if extra:
+            raise f.error(f"unexpected entries {extra} for layer_sizes {arch.layer_sizes}")
+        params = {k: f.array(k) for k in arch.keys()}
+        try:
+            params = arch.check_params(params, "parameter")
+        except (TypeError, ValueError) as exc:
+            raise f.error(str(exc)) from None
+        return cls(*sizes, activation, params=params)
 
     # -- training ------------------------------------------------------------------------
     def fit(
@@ -789,21 +1025,17 @@ class HelmholtzMachine:
         batch_size=1,
         learning_rate=0.01,
         recognition_learning_rate=None,
-        n_samples=5,
+        k=5,
         sleep=False,
         baseline="moving-average",
-        baseline_hidden=(),
-        baseline_decay=0.9,
-        normalize_variance=False,
         engine="auto",
-        block=10_000,
         record_every=None,
         monitor=None,
         rng=None,
     ):
         """Train by wake-sleep (9), reweighted wake-sleep (10) or REINFORCE (11, 12).
 
-        Plain SGD; each update averages its gradient over the minibatch.
+        Plain SGD, one :func:`sgd_update` (or its Numba kernel) per minibatch.
 
         Parameters
         ----------
@@ -819,31 +1051,30 @@ class HelmholtzMachine:
             η for β and the generative MLPs (and the NVIL baseline net).
         recognition_learning_rate : float, optional
             η_q for the recognition MLPs (default ``learning_rate``).
-        n_samples : int
-            S, samples from q per data row for "reweighted".
+        k : int
+            Samples from q per data row for "reweighted".
         sleep : bool
             Add the sleep-phase q update to "reweighted".
-        baseline : {"none", "moving-average", "input-dependent"}
-            NVIL baseline for "reinforce", eq. (12).
-        baseline_hidden : sequence of int
-            Hidden widths of the input-dependent baseline MLP.
-        baseline_decay : float in [0, 1)
-            α of the moving averages in eq. (12).
-        normalize_variance : bool
-            NVIL variance normalisation, eq. (12).
+        baseline : NVILBaseline, {"moving-average", "input-dependent", "none"} or None
+            NVIL baseline of "reinforce", eq. (12): an :class:`NVILBaseline` (its kind,
+            the hidden widths of b_psi, the decay α, variance normalisation), a kind
+            with the default options, or ``None`` / ``"none"`` for no baseline.
         engine : {"auto", "numpy", "numba"}
             "numba" runs the batch-size-1 kernels of :mod:`lvmref.kernels.helmholtz`
             (needs ``batch_size=1``, no hidden layers and, for "reinforce", no
-            input-dependent baseline); "auto" picks them whenever allowed. Both engines
-            consume identical noise and agree to rounding.
-        block : int
-            Updates per block of pre-drawn noise.
+            input-dependent baseline); "auto" picks them whenever allowed and Numba
+            compiles, else :func:`sgd_update`. Both engines consume identical noise and
+            agree to rounding (over long runs one comparison u < sigmoid(a) decided
+            differently by a rounding error makes two trajectories part).
         record_every : int, optional
-            Record the objective every this many updates (default: once per block).
+            Record the objective every this many updates (default: once per block of
+            :data:`lvmref.helmholtz_training.NOISE_BLOCK` updates).
         monitor : callable, optional
             ``monitor(model) -> float`` appended to ``history_["monitor"]`` at each
             record (e.g. exact KL on bars).
         rng : Generator, int or None
+            All the noise, drawn in the order of the noise protocol of
+            :mod:`lvmref.helmholtz_training` (so that a twin can replay the run).
 
         Returns
         -------
@@ -851,13 +1082,10 @@ class HelmholtzMachine:
 
         Notes
         -----
-        Noise is drawn from ``rng``: first the initial weights of an input-dependent
-        baseline (if any), then per block of updates the data (row indices or the
-        sampler's draws), the q uniforms (block, batch, S, K) (S = 1 unless
-        "reweighted") and the dream uniforms (block, batch, K + D).
-        ``history_["objective"]`` holds, per record, the mean since the previous record
-        of log w = log p(x, z) - log q(z | x) on the wake samples (an ELBO estimate;
-        for "reweighted" the IWAE estimate log mean_s w_s).
+        ``history_`` holds per record ``update`` (updates done), ``objective`` (the mean
+        since the previous record of eq. (13)'s objective: log w = log p(x, z) -
+        log q(z | x) on the wake samples, an ELBO estimate; for "reweighted" the IWAE
+        estimate log mean_s w_s), ``seconds`` and ``monitor``.
         """
         method = check_choice(method, "method", _METHODS)
         n_updates = check_positive_int(n_updates, "n_updates")
@@ -865,146 +1093,65 @@ class HelmholtzMachine:
         lr = check_positive_float(learning_rate, "learning_rate")
         lr_q = lr if recognition_learning_rate is None else check_positive_float(
             recognition_learning_rate, "recognition_learning_rate")
-        S = check_positive_int(n_samples, "n_samples") if method == "reweighted" else 1
-        baseline = check_choice(baseline, "baseline",
-                                ("none", "moving-average", "input-dependent"))
-        alpha = check_nonnegative_float(baseline_decay, "baseline_decay")
-        if alpha >= 1.0:
-            raise ValueError(f"baseline_decay must be < 1, got {alpha}")
-        engine = check_choice(engine, "engine", ("auto", "numpy", "numba"))
-        block = check_positive_int(block, "block")
-        record_every = block if record_every is None else check_positive_int(
+        k = check_positive_int(k, "k") if method == "reweighted" else 1
+        sleep = check_flag(sleep, "sleep")
+        nvil = _as_baseline(baseline)          # checked for every method, used by "reinforce"
+        if method != "reinforce":
+            nvil = None
+        engine = check_choice(engine, "engine", ENGINES)
+        record_every = NOISE_BLOCK if record_every is None else check_positive_int(
             record_every, "record_every")
-        block = min(block, record_every)
         rng = check_rng(rng)
-        numba_ok = (batch_size == 1 and self.arch.is_sigmoid_belief_net
-                    and not (method == "reinforce" and baseline == "input-dependent"))
-        if engine == "numba" and not numba_ok:
-            raise ValueError(
-                "engine='numba' needs batch_size=1, no hidden layers and (for 'reinforce') "
-                "no input-dependent baseline"
-            )
-        use_numba = numba_ok and engine in ("auto", "numba")
-        draw = self._data_sampler(X)
+        input_dependent = nvil is not None and nvil.kind == "input-dependent"
+        numba = use_kernel(engine, kernel_supported(self.arch, batch_size, input_dependent))
+        draw = data_sampler(X, self.n_features)
         K, D = self.n_latent, self.n_features
+        state = NVILState() if nvil is None else nvil.init_state(self.arch, rng)
+        kernel = None
+        if numba:
+            kernel = KernelEngine(
+                self.params, self.arch.layer_sizes, method, lr, lr_q, sleep=sleep,
+                baseline=nvil is not None,
+                normalize_variance=nvil is not None and nvil.normalize_variance,
+                decay=0.9 if nvil is None else nvil.decay)
 
         hist = {"update": [], "objective": [], "seconds": [], "monitor": []}
-        state = {"c": 0.0, "v": 1.0, "n": 0}
-        if method == "reinforce" and baseline == "input-dependent":
-            bh = _int_tuple(baseline_hidden, "baseline_hidden", empty=True)
-            bnet = MLP((D, *bh, 1), (self.arch.activation,) * len(bh) + ("identity",),
-                       prefix="base.")
-            # Glorot hidden layers; zero output layer so that b_psi(x) = 0 at the start
-            self.baseline_params_ = bnet.init(rng)
-            self.baseline_params_[f"base.W{len(bh)}"][...] = 0.0
-        else:
-            bnet = None
-
-        if use_numba:
-            from .kernels import helmholtz as kh
-            flat, layout = kh.pack_params(self.params, self.arch.layer_sizes)
-            kstate = np.array([0.0, 1.0])
-
-        done, t0 = 0, time.perf_counter()
-        since_record, obj_acc, obj_n = 0, 0.0, 0
-        while done < n_updates:
-            m = min(block, n_updates - done, record_every - since_record)
-            xb = draw(m * batch_size, rng).reshape(m, batch_size, D)
-            uq = rng.random((m, batch_size, S, K))
-            us = rng.random((m, batch_size, K + D))
-            if use_numba:
-                if method == "wake-sleep":
-                    logw = kh.ws_online(flat, layout, xb[:, 0], uq[:, 0, 0], us[:, 0], lr, lr_q)
-                elif method == "reweighted":
-                    logw = kh.rws_online(flat, layout, xb[:, 0], uq[:, 0], us[:, 0], lr, lr_q,
-                                         sleep)
-                else:
-                    logw = kh.reinforce_online(flat, layout, xb[:, 0], uq[:, 0, 0], lr, lr_q,
-                                               baseline != "none", normalize_variance, alpha,
-                                               kstate)
-                self.params = kh.unpack_params(flat, layout)
-                obj_acc += float(np.sum(logw))
+        done, t0, obj_acc, obj_n = 0, time.perf_counter(), 0.0, 0
+        for m, record in noise_blocks(n_updates, record_every):
+            xb, uq, us = draw_noise(draw, rng, m, batch_size, k, K, D)
+            if kernel is not None:
+                obj_acc += float(np.sum(kernel.run(xb, uq, us)))
                 obj_n += m
+                self.params = kernel.params()
             else:
                 for t in range(m):
-                    val = self._update(method, xb[t], uq[t], us[t], lr, lr_q, sleep,
-                                       baseline, bnet, alpha, normalize_variance, state)
+                    self.params, state, val = sgd_update(
+                        self.params, xb[t], uq[t], us[t], self.arch, method, lr, lr_q,
+                        sleep=sleep, baseline=nvil, state=state)
                     obj_acc += val
                     obj_n += 1
             done += m
-            since_record += m
-            if since_record == record_every or done == n_updates:
+            if record:
                 hist["update"].append(done)
                 hist["objective"].append(obj_acc / max(obj_n, 1))
                 hist["seconds"].append(time.perf_counter() - t0)
                 if monitor is not None:
                     hist["monitor"].append(float(monitor(self)))
-                since_record, obj_acc, obj_n = 0, 0.0, 0
-        if use_numba:
-            self.params = {k: v.copy() for k, v in self.params.items()}
+                obj_acc, obj_n = 0.0, 0
+        if kernel is not None:
+            self.params = kernel.params(copy=True)
+        if input_dependent:
+            self.baseline_params_ = state.psi
         self.history_ = hist
         return self
 
-    def _data_sampler(self, X):
-        if callable(X):
-            def draw(m, rng):
-                out = as_float_array(X(m, rng), "X(m, rng)", shape=(m, self.n_features))
-                return check_binary(out, "X(m, rng)")
-            return draw
-        Xa = self._check_x(X, "X")
 
-        def draw_rows(m, rng):
-            return Xa[rng.integers(0, Xa.shape[0], size=m)]
-        return draw_rows
-
-    def _update(self, method, x, uq, us, lr, lr_q, sleep, baseline, bnet, alpha,
-                normalize_variance, state):
-        """One SGD update from one minibatch; x (B, D), uq (B, S, K), us (B, K + D).
-
-        Returns the mean of the objective on the wake samples (see fit Notes).
-        """
-        p, arch = self.params, self.arch
-        B, S, K = uq.shape
-        if method == "wake-sleep":                                        # eq. (9)
-            z = sample_q(p, arch, x, uq[:, 0])
-            obj = float(np.mean(log_joint(p, arch, x, z) - log_q(p, arch, z, x)))
-            _add(p, wake_grad(p, arch, x, z), lr / B)
-            zd, xd = sample_prior(p, arch, us)
-            _add(p, sleep_grad(p, arch, xd, zd), lr_q / B)
-            return obj
-        if method == "reweighted":                                        # eq. (10)
-            xr = np.repeat(x, S, axis=0)
-            z = sample_q(p, arch, xr, uq.reshape(B * S, K)).reshape(B, S, K)
-            grads, log_px = rws_grads(p, arch, x, z)
-            _add(p, {k: v for k, v in grads.items() if not k.startswith("rec")}, lr / B)
-            _add(p, {k: v for k, v in grads.items() if k.startswith("rec")}, lr_q / B)
-            if sleep:
-                zd, xd = sample_prior(p, arch, us)
-                _add(p, sleep_grad(p, arch, xd, zd), lr_q / B)
-            return float(np.mean(log_px))
-        # REINFORCE with NVIL baselines, eqs. (11), (12)
-        z = sample_q(p, arch, x, uq[:, 0])
-        if bnet is not None:
-            bx, bcache = bnet.forward(self.baseline_params_, x)
-            bx = bx[:, 0]
-        else:
-            bx = np.zeros(B)
-        b = (state["c"] if baseline != "none" else 0.0) + bx
-        scale = max(1.0, np.sqrt(state["v"])) if normalize_variance else 1.0
-        grads, signal = reinforce_grads(p, arch, x, z, b, scale)
-        _add(p, {k: v for k, v in grads.items() if not k.startswith("rec")}, lr / B)
-        _add(p, {k: v for k, v in grads.items() if k.startswith("rec")}, lr_q / B)
-        if baseline != "none":
-            resid = signal - b
-            if bnet is not None:
-                g, _ = bnet.backward(self.baseline_params_, bcache, resid[:, None])
-                _add(self.baseline_params_, g, lr / B)
-            state["c"] = alpha * state["c"] + (1 - alpha) * float(np.mean(signal - bx))
-            state["v"] = alpha * state["v"] + (1 - alpha) * float(np.mean(resid**2))
-        return float(np.mean(signal))
-
-
-def _add(params, grads, step):
-    for k, g in grads.items():
-        params[k] += step * g
-
+def _as_baseline(baseline):
+    """``fit(baseline=...)`` as an :class:`NVILBaseline` or None."""
+    if baseline is None or isinstance(baseline, NVILBaseline):
+        return baseline
+    if isinstance(baseline, str):
+        kind = check_choice(baseline, "baseline", ("none", *_BASELINE_KINDS))
+        return None if kind == "none" else NVILBaseline(kind)
+    raise TypeError("baseline must be an NVILBaseline, 'moving-average', 'input-dependent', "
+                    f"'none' or None, got {type(baseline).__name__}")

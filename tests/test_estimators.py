@@ -803,3 +803,47 @@ def test_bad_models():
     badsampler.sample_q = lambda x, k, rng: np.zeros((x.shape[0], k, 2))
     with pytest.raises(ValueError, match="model.sample_q"):
         E.elbo(badsampler, x, 3, 0)
+
+
+# ------------------------------------------------------- kl_data_model (from tests/test_bars.py)
+
+class _TableModel:
+    """A 'model' whose exact marginal is a given table (one latent bit that is ignored)."""
+
+    n_latent = 1
+    latent_type = "binary"
+
+    def __init__(self, images, probs):
+        self.lookup = {im.tobytes(): p for im, p in zip(images, probs)}
+
+    def log_joint(self, x, z):
+        lp = np.array([np.log(self.lookup.get(r.tobytes(), 1e-300)) for r in x])
+        return np.broadcast_to(lp[:, None] + np.log(0.5), (x.shape[0], z.shape[1])).copy()
+
+
+def test_kl_data_model_exact_values():
+    from lvmref.datasets import bars_table
+
+    images, probs = bars_table()
+    assert E.kl_data_model((images, probs), _TableModel(images, probs)) == pytest.approx(
+        0.0, abs=1e-12)
+    q = probs.copy()
+    q[0], q[1] = probs[1], probs[0]
+    expected = np.sum(probs * np.log2(probs / q))
+    assert E.kl_data_model((images, probs), _TableModel(images, q)) == pytest.approx(
+        expected, rel=1e-12)
+
+
+def test_kl_data_model_bad_input():
+    from lvmref.datasets import bars_table
+
+    images, probs = bars_table()
+    model = _TableModel(images, probs)
+    with pytest.raises(TypeError, match="table"):
+        E.kl_data_model(images, model)
+    with pytest.raises(ValueError, match="table probs"):
+        E.kl_data_model((images, probs[:-1]), model)
+    with pytest.raises(ValueError, match="table images"):
+        E.kl_data_model((np.full_like(images, np.nan), probs), model)
+    with pytest.raises(ValueError, match="table probs"):
+        E.kl_data_model((images, probs * 2), model)

@@ -1,5 +1,7 @@
 """Helmholtz machine: densities vs brute force, gradients vs finite differences,
-REINFORCE unbiasedness vs enumeration, sampler chi-square, Numba vs NumPy paths."""
+REINFORCE unbiasedness vs enumeration, sampler chi-square, the SGD update, the two fit
+engines, persistence and bad input. (Kernels vs sgd_update: tests/kernels/test_helmholtz.py;
+the noise protocol: tests/test_helmholtz_training.py.)"""
 
 import itertools
 
@@ -11,9 +13,8 @@ from scipy.special import expit, logsumexp
 from lvmref import helmholtz as H
 from lvmref.datasets import bars, bars_table
 from lvmref.estimators import kl_data_model
-from lvmref.helmholtz import Architecture, HelmholtzMachine
-from lvmref.kernels import helmholtz as KH
-from lvmref.kernels.helmholtz import pack_params, unpack_params
+from lvmref.helmholtz import Architecture, HelmholtzMachine, NVILBaseline, NVILState
+from lvmref.persistence import save_model
 from lvmref.testing import assert_grad_close
 
 ARCHS = [
@@ -55,9 +56,22 @@ def test_log_joint_matches_explicit_product(arch):
     rng = np.random.default_rng(1)
     x = (rng.random((6, arch.n_features)) < 0.5).astype(float)
     z = (rng.random((6, arch.n_latent)) < 0.5).astype(float)
-    got = H.log_joint(m.params, arch, x, z)
+    got = H.log_joint(m.params, x, z, arch)
     want = [_brute_log_joint_sbn(m.params, arch.layer_sizes, x[i], z[i]) for i in range(6)]
     np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+def test_confident_prior_terms_keep_full_relative_accuracy():
+    """log sigma(35) = -log1p(e^-35) = -6.3e-16: the prior term of eq. (3) in the form
+    h b - softplus(b) would give 0 (35 - 35.000...), losing everything."""
+    m = HelmholtzMachine((2, 3), init_scale=0.0)
+    m.params["prior"][:] = [35.0, -35.0]
+    z = np.array([[[1.0, 0.0]]])
+    exact = -2.0 * np.log1p(np.exp(-35.0))
+    assert m.log_prior(z)[0, 0] == pytest.approx(exact, rel=1e-15, abs=0)
+    m.params["gen0.b0"][:] = 35.0                      # confident pixels, all on
+    want = 5 * -np.log1p(np.exp(-35.0))
+    assert m.log_joint(np.ones((1, 3)), z)[0, 0] == pytest.approx(want, rel=1e-15, abs=0)
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=["single", "layered", "mlp"])
@@ -92,8 +106,8 @@ def test_broadcast_z_over_rows_matches_per_row():
     np.testing.assert_array_equal(m.log_q(x, z), m.log_q(x, full))
     for i in range(3):
         np.testing.assert_array_equal(
-            m.log_joint(x, z)[i], H.log_joint(m.params, m.arch, np.repeat(x[i:i + 1], 5, 0),
-                                              z[0]))
+            m.log_joint(x, z)[i], H.log_joint(m.params, np.repeat(x[i:i + 1], 5, 0), z[0],
+                                              m.arch))
 
 
 @pytest.mark.parametrize("arch", ARCHS, ids=["single", "layered", "mlp"])
@@ -102,7 +116,7 @@ def test_elbo_below_exact_log_marginal(arch):
     m = _model(arch)
     xs = _all_binary(arch.n_features)
     log_px = logsumexp(m.log_joint(xs, _all_binary(arch.n_latent)[None]), axis=1)
-    elbo = H.exact_elbo(m.params, arch, xs)
+    elbo = H.exact_elbo(m.params, xs, arch)
     assert np.all(elbo <= log_px + 1e-12)
     assert np.all(elbo < log_px)  # q is not the posterior here
 
@@ -123,7 +137,7 @@ def test_plugs_into_estimators():
     assert np.all(np.abs(naive.value - brute) < 4.5 * naive.stderr)
     naive = E.naive_mc_log_marginal(m, xs, 4000, rng=np.random.default_rng(2))
     assert np.all(np.abs(naive.value - brute) < 4.5 * naive.stderr)
-    elbo = H.exact_elbo(m.params, arch, xs)
+    elbo = H.exact_elbo(m.params, xs, arch)
     np.testing.assert_allclose(elbo, E.exact_log_marginal(m, xs)
                                - E.exact_kl_to_posterior(m, xs), rtol=1e-12)
     # ELBO <= L_5 <= log p(x) (Burda et al. 2015, Thm 1); the estimate is unbiased for
@@ -154,7 +168,7 @@ def test_ancestral_samples_match_exact_distribution(arch):
     codes = (zx @ (2 ** np.arange(zx.shape[1])[::-1])).astype(int)
     allzx = _all_binary(zx.shape[1])  # same code order
     K = arch.n_latent
-    p = np.exp(H.log_joint(m.params, arch, allzx[:, K:], allzx[:, :K]))
+    p = np.exp(H.log_joint(m.params, allzx[:, K:], allzx[:, :K], arch))
     assert _chi2_pvalue(np.bincount(codes, minlength=len(p)), p) > 1e-3
 
 
@@ -196,9 +210,9 @@ def test_wake_gradient_matches_finite_differences(arch):
     gen = {k: v for k, v in m.params.items() if not k.startswith("rec")}
 
     def f(p):
-        return float(w @ H.log_joint({**m.params, **p}, arch, x, z))
+        return float(w @ H.log_joint({**m.params, **p}, x, z, arch))
 
-    grad = H.wake_grad(m.params, arch, x, z, w)
+    grad = H.wake_grad(m.params, x, z, arch, w)
     assert set(grad) == set(gen)
     assert_grad_close(f, gen, grad, richardson=True, rtol=1e-8)
 
@@ -210,9 +224,9 @@ def test_sleep_gradient_matches_finite_differences(arch):
     rec = {k: v for k, v in m.params.items() if k.startswith("rec")}
 
     def f(p):
-        return float(np.sum(H.log_q({**m.params, **p}, arch, z, x)))
+        return float(np.sum(H.log_q({**m.params, **p}, x, z, arch)))
 
-    grad = H.sleep_grad(m.params, arch, x, z)
+    grad = H.sleep_grad(m.params, x, z, arch)
     assert set(grad) == set(rec)
     assert_grad_close(f, rec, grad, richardson=True, rtol=1e-8)
 
@@ -222,7 +236,7 @@ def test_wake_delta_rule_for_sigmoid_units():
     arch = Architecture((3, 5))
     m = _model(arch)
     x, z = _data(arch)
-    g = H.wake_grad(m.params, arch, x, z)
+    g = H.wake_grad(m.params, x, z, arch)
     r = x - expit(z @ m.params["gen0.W0"] + m.params["gen0.b0"])
     np.testing.assert_allclose(g["gen0.W0"], z.T @ r, rtol=1e-13)
     np.testing.assert_allclose(g["prior"], np.sum(z - expit(m.params["prior"]), 0), rtol=1e-13)
@@ -238,10 +252,10 @@ def test_rws_gradients_are_gradients_of_iwae_bound_at_fixed_samples(arch):
     z = m.sample_q(x, 4, rng)
 
     def iwae(p):
-        return float(np.sum(logsumexp(H._log_weights({**m.params, **p}, arch, x, z), axis=1)))
+        return float(np.sum(logsumexp(H.log_weights({**m.params, **p}, x, z, arch), axis=1)))
 
-    grads, log_px = H.rws_grads(m.params, arch, x, z)
-    np.testing.assert_allclose(log_px, logsumexp(H._log_weights(m.params, arch, x, z), 1)
+    grads, log_px = H.rws_grads(m.params, x, z, arch)
+    np.testing.assert_allclose(log_px, logsumexp(H.log_weights(m.params, x, z, arch), 1)
                                - np.log(4), rtol=1e-13)
     gen = {k: v for k, v in m.params.items() if not k.startswith("rec")}
     rec = {k: v for k, v in m.params.items() if k.startswith("rec")}
@@ -255,7 +269,7 @@ def _exact_elbo_grad(m, x):
     """Exact ELBO gradient: Richardson central differences of the enumerated ELBO."""
 
     def f(k, v):
-        return float(np.sum(H.exact_elbo({**m.params, k: v}, m.arch, x)))
+        return float(np.sum(H.exact_elbo({**m.params, k: v}, x, m.arch)))
 
     out = {}
     h = np.finfo(float).eps ** 0.2
@@ -284,13 +298,13 @@ def test_reinforce_gradient_unbiased_and_baseline_reduces_variance():
     exact = _flat(_exact_elbo_grad(m, x), keys)
     n = 40_000
     z = m.sample_q(x, n, rng=np.random.default_rng(10))[0]
-    elbo = float(H.exact_elbo(m.params, arch, x)[0])
+    elbo = float(H.exact_elbo(m.params, x, arch)[0])
     results = {}
     zs = _all_binary(arch.n_latent)
     codes = (z @ (2 ** np.arange(arch.n_latent)[::-1])).astype(int)
     for name, b in (("none", 0.0), ("baseline", elbo)):
         # z takes 2^K values: per-sample gradient rows are looked up, not recomputed
-        table = np.array([_flat(H.reinforce_grads(m.params, arch, x, zs[j:j + 1], b)[0], keys)
+        table = np.array([_flat(H.reinforce_grads(m.params, x, zs[j:j + 1], arch, b)[0], keys)
                           for j in range(len(zs))])
         per = table[codes]
         mean, se = per.mean(0), per.std(0, ddof=1) / np.sqrt(n)
@@ -315,10 +329,10 @@ def test_reinforce_exact_variance_reduction_by_enumeration():
     zs = _all_binary(arch.n_latent)
     q = np.exp(m.log_q(x, zs[None])[0])
     keys = [k for k in m.params if k.startswith("rec")]
-    elbo = float(H.exact_elbo(m.params, arch, x)[0])
+    elbo = float(H.exact_elbo(m.params, x, arch)[0])
 
     def total_var(b):
-        g = np.array([_flat(H.reinforce_grads(m.params, arch, x, zs[i:i + 1], b)[0], keys)
+        g = np.array([_flat(H.reinforce_grads(m.params, x, zs[i:i + 1], arch, b)[0], keys)
                       for i in range(len(zs))])
         mean = q @ g
         return float(np.sum(q @ (g - mean) ** 2)), mean
@@ -329,58 +343,147 @@ def test_reinforce_exact_variance_reduction_by_enumeration():
     assert v1 < v0
 
 
-# ---------------------------------------------------------------- Numba vs NumPy
+# ---------------------------------------------------------------- the SGD update and engines
 
-@pytest.mark.parametrize("kind", ["ws", "rws", "rws-sleep", "reinforce", "reinforce-none"])
-def test_numba_kernels_match_numpy_twins(kind):
-    sizes = (2, 3, 5)
-    m = _model(Architecture(sizes), seed=11)
-    flat, layout = pack_params(m.params, sizes)
-    flat_np = flat.copy()
-    rng = np.random.default_rng(12)
-    T = 300
-    X = (rng.random((T, 5)) < 0.4).astype(float)
-    UQ, US = rng.random((T, 5)), rng.random((T, 10))
-    if kind == "ws":
-        w_nb = KH.ws_online(flat, layout, X, UQ, US, 0.05, 0.07)
-        w_np = KH.ws_online_np(flat_np, layout, X, UQ, US, 0.05, 0.07)
-    elif kind.startswith("rws"):
-        UQ3 = rng.random((T, 4, 5))
-        sleep = kind == "rws-sleep"
-        w_nb = KH.rws_online(flat, layout, X, UQ3, US, 0.05, 0.07, sleep)
-        w_np = KH.rws_online_np(flat_np, layout, X, UQ3, US, 0.05, 0.07, sleep)
-    else:
-        use = kind == "reinforce"
-        s_nb, s_np = np.array([0.0, 1.0]), np.array([0.0, 1.0])
-        w_nb = KH.reinforce_online(flat, layout, X, UQ, 0.02, 0.01, use, use, 0.9, s_nb)
-        w_np = KH.reinforce_online_np(flat_np, layout, X, UQ, 0.02, 0.01, use, use, 0.9, s_np)
-        assert np.max(np.abs(s_nb - s_np)) <= 1e-12
-    assert np.max(np.abs(flat - flat_np)) <= 1e-12
-    assert np.max(np.abs(w_nb - w_np)) <= 1e-12
-    assert np.max(np.abs(flat - pack_params(m.params, sizes)[0])) > 1e-3  # it did learn
+def _sbn_wake_sleep_by_hand(p, x, uq, us, lr, lr_q):
+    """Eq. (9) for a one-latent-layer sigmoid belief net written out with expit: the
+    delta rules of eqs. (7), (8) on a q sample and on a dream, steps lr/B and lr_q/B."""
+    B, K = x.shape[0], p["prior"].size
+    p = {k: v.copy() for k, v in p.items()}
+    z = (uq < expit(x @ p["rec0.W0"] + p["rec0.b0"])).astype(float)
+    dx = x - expit(z @ p["gen0.W0"] + p["gen0.b0"])
+    p["prior"] += lr / B * np.sum(z - expit(p["prior"]), axis=0)
+    p["gen0.W0"] += lr / B * z.T @ dx
+    p["gen0.b0"] += lr / B * dx.sum(axis=0)
+    zd = (us[:, :K] < expit(p["prior"])).astype(float)
+    xd = (us[:, K:] < expit(zd @ p["gen0.W0"] + p["gen0.b0"])).astype(float)
+    dz = zd - expit(xd @ p["rec0.W0"] + p["rec0.b0"])
+    p["rec0.W0"] += lr_q / B * xd.T @ dz
+    p["rec0.b0"] += lr_q / B * dz.sum(axis=0)
+    return p
 
 
-def test_pack_unpack_roundtrip_layout():
-    arch = Architecture((1, 8, 16))
-    m = _model(arch)
-    flat, layout = pack_params(m.params, arch.layer_sizes)
-    back = unpack_params(flat, layout)
-    assert list(back) == arch.keys()
+def test_sgd_update_wake_sleep_is_the_delta_rule_on_a_minibatch():
+    arch = Architecture((3, 5))
+    m = _model(arch, seed=13)
+    rng = np.random.default_rng(14)
+    x = (rng.random((4, 5)) < 0.5).astype(float)
+    uq, us = rng.random((4, 1, 3)), rng.random((4, 8))
+    got, state, obj = H.sgd_update(m.params, x, uq, us, arch, "wake-sleep", 0.3, 0.2)
+    want = _sbn_wake_sleep_by_hand(m.params, x, uq[:, 0], us, 0.3, 0.2)
     for k in arch.keys():
-        np.testing.assert_array_equal(back[k], m.params[k])
+        np.testing.assert_allclose(got[k], want[k], rtol=1e-12, atol=1e-14)
+    z = (uq[:, 0] < expit(x @ m.params["rec0.W0"] + m.params["rec0.b0"])).astype(float)
+    assert obj == pytest.approx(float(np.mean(
+        [_brute_log_joint_sbn(m.params, arch.layer_sizes, x[i], z[i]) for i in range(4)]
+        - np.sum(np.where(z == 1, np.log(expit(x @ m.params["rec0.W0"] + m.params["rec0.b0"])),
+                          np.log(expit(-(x @ m.params["rec0.W0"] + m.params["rec0.b0"])))),
+                 axis=1))), rel=1e-12)
+    assert state == NVILState()
+
+
+@pytest.mark.parametrize("method, kw", [
+    ("wake-sleep", {}),
+    ("reweighted", {"sleep": True}),
+    ("reinforce", {"baseline": NVILBaseline("input-dependent", hidden=(2,),
+                                            normalize_variance=True)}),
+])
+def test_sgd_update_returns_new_dicts_and_leaves_its_arguments(method, kw):
+    arch = ARCHS[2]
+    m = _model(arch, seed=15)
+    rng = np.random.default_rng(16)
+    x = (rng.random((3, 4)) < 0.5).astype(float)
+    k = 2 if method == "reweighted" else 1
+    uq, us = rng.random((3, k, 5)), rng.random((3, 9))
+    state = kw["baseline"].init_state(arch, 0) if "baseline" in kw else None
+    before = {name: v.copy() for name, v in m.params.items()}
+    psi = None if state is None else {name: v.copy() for name, v in state.psi.items()}
+    new, new_state, _ = H.sgd_update(m.params, x, uq, us, arch, method, 0.1, 0.05,
+                                     state=state, **kw)
+    for name in before:
+        np.testing.assert_array_equal(m.params[name], before[name])
+    assert any(not np.array_equal(new[name], before[name]) for name in before)
+    if state is not None:
+        for name in psi:
+            np.testing.assert_array_equal(state.psi[name], psi[name])
+        assert (state.c, state.v) == (0.0, 1.0) and new_state.c != 0.0
+        assert any(not np.array_equal(new_state.psi[n], psi[n]) for n in psi)
+
+
+def test_sgd_update_nvil_moving_averages_eq_12():
+    """c and v after one REINFORCE update are the moving averages of eq. (12) of the
+    learning signals of the minibatch (recomputed independently from log p and log q)."""
+    arch = Architecture((1, 2, 3))
+    m = _model(arch, seed=17)
+    rng = np.random.default_rng(18)
+    x = (rng.random((5, 3)) < 0.5).astype(float)
+    uq = rng.random((5, 1, 3))
+    base = NVILBaseline(decay=0.75, normalize_variance=True)
+    state = NVILState(c=-2.0, v=9.0)
+    _, new, obj = H.sgd_update(m.params, x, uq, None, arch, "reinforce", 0.1, baseline=base,
+                               state=state)
+    z = m.sample_q(x, 1, u=uq)
+    signal = (m.log_joint(x, z) - m.log_q(x, z))[:, 0]
+    assert obj == pytest.approx(signal.mean(), rel=1e-13)
+    assert new.c == pytest.approx(0.75 * -2.0 + 0.25 * signal.mean(), rel=1e-13)
+    assert new.v == pytest.approx(0.75 * 9.0 + 0.25 * np.mean((signal + 2.0) ** 2), rel=1e-13)
+    # the recognition step is (l - c) / max(1, sqrt(v)) times the score, eq. (12)
+    got, _, _ = H.sgd_update(m.params, x, uq, None, arch, "reinforce", 0.1, baseline=base,
+                             state=state)
+    g, _ = H.reinforce_grads(m.params, x, z[:, 0], arch, -2.0, 3.0)
+    np.testing.assert_allclose(got["rec0.b0"], m.params["rec0.b0"] + 0.1 / 5 * g["rec0.b0"],
+                               rtol=1e-13)
+
+
+def test_nvil_baseline_options_are_checked():
+    with pytest.raises(ValueError, match="kind"):
+        NVILBaseline("ema")
+    with pytest.raises(ValueError, match="hidden"):
+        NVILBaseline("moving-average", hidden=(3,))
+    with pytest.raises(ValueError, match="hidden"):
+        NVILBaseline("input-dependent", hidden=(0,))
+    with pytest.raises(ValueError, match="decay"):
+        NVILBaseline(decay=1.0)
+    with pytest.raises(ValueError, match="decay"):
+        NVILBaseline(decay=-0.1)
+    with pytest.raises(TypeError, match="normalize_variance"):
+        NVILBaseline(normalize_variance=1)
+    arch = Architecture((1, 2, 3))
+    with pytest.raises(ValueError, match="psi"):
+        H.sgd_update(H.init_params(arch, 0), np.zeros((1, 3)), np.zeros((1, 1, 3)), None,
+                     arch, "reinforce", 0.1, baseline=NVILBaseline("input-dependent"))
+    assert NVILBaseline("input-dependent").init_state(arch, 0).psi["base.W0"].shape == (3, 1)
+
+
+@pytest.mark.parametrize("short, full", [("moving-average", NVILBaseline()),
+                                         ("none", None)])
+def test_fit_baseline_names_are_the_default_options(short, full):
+    kw = dict(n_updates=300, learning_rate=0.05, rng=3, engine="numpy", record_every=100)
+    a = HelmholtzMachine((1, 2, 3), rng=0).fit(bars_like(3), "reinforce", baseline=short, **kw)
+    b = HelmholtzMachine((1, 2, 3), rng=0).fit(bars_like(3), "reinforce", baseline=full, **kw)
+    for k in a.params:
+        np.testing.assert_array_equal(a.params[k], b.params[k])
+    assert a.history_["objective"] == b.history_["objective"]
+
+
+def bars_like(d):
+    """A fixed little binary data set of d columns."""
+    rng = np.random.default_rng(19)
+    return (rng.random((32, d)) < np.linspace(0.2, 0.8, d)).astype(float)
 
 
 @pytest.mark.parametrize("method, extra", [
     ("wake-sleep", {}),
-    ("reweighted", {"n_samples": 3, "sleep": True}),
-    ("reinforce", {"normalize_variance": True}),
+    ("reweighted", {"k": 3, "sleep": True}),
+    ("reinforce", {"baseline": NVILBaseline(normalize_variance=True)}),
 ])
 def test_fit_numba_and_numpy_engines_agree(method, extra):
     """The kernels equal the library's general path (eqs. 7-12) on the same noise.
 
     (Horizon kept short: these are stochastic maps, so over very long runs one flipped
     threshold comparison u < sigmoid(a) would make the two trajectories part.)"""
-    kw = dict(n_updates=400, learning_rate=0.05, recognition_learning_rate=0.02, block=200)
+    kw = dict(n_updates=400, learning_rate=0.05, recognition_learning_rate=0.02,
+              record_every=200)
     a = HelmholtzMachine((1, 8, 16), rng=0).fit(bars, method, engine="numba", rng=5,
                                                 **extra, **kw)
     b = HelmholtzMachine((1, 8, 16), rng=0).fit(bars, method, engine="numpy", rng=5,
@@ -403,9 +506,9 @@ def test_wake_sleep_learns_bars():
 
 
 @pytest.mark.parametrize("method, extra", [
-    ("reweighted", {"n_samples": 5, "sleep": True}),
-    ("reinforce", {"baseline": "input-dependent", "normalize_variance": True}),
-    ("reinforce", {"baseline": "input-dependent", "baseline_hidden": (4,)}),
+    ("reweighted", {"k": 5, "sleep": True}),
+    ("reinforce", {"baseline": NVILBaseline("input-dependent", normalize_variance=True)}),
+    ("reinforce", {"baseline": NVILBaseline("input-dependent", hidden=(4,))}),
     ("reinforce", {"baseline": "none"}),
     ("wake-sleep", {"batch_size": 4}),
 ])
@@ -460,16 +563,88 @@ def test_init_bias_bad_input(bias, err, match):
         HelmholtzMachine((1, 3, 4), params=m.params, init_bias=-1.0)
 
 
-def test_save_load_roundtrip(tmp_path):
+def test_save_load_roundtrip_gives_identical_predictions(tmp_path):
     m = _model(ARCHS[2])
-    m.save(tmp_path / "hm.npz")
-    m2 = HelmholtzMachine.load(tmp_path / "hm.npz")
-    assert m2.arch == m.arch
+    path = m.save(tmp_path / "hm")
+    assert path == tmp_path / "hm.npz"
+    m2 = HelmholtzMachine.load(path)
+    assert m2.arch == m.arch and list(m2.params) == list(m.params)
     for k in m.params:
         np.testing.assert_array_equal(m.params[k], m2.params[k])
-    np.savez(tmp_path / "bad.npz", a=np.zeros(2))
-    with pytest.raises(ValueError, match="bad.npz"):
-        HelmholtzMachine.load(tmp_path / "bad.npz")
+    rng = np.random.default_rng(20)
+    x = (rng.random((6, 4)) < 0.5).astype(float)
+    z = (rng.random((6, 3, 5)) < 0.5).astype(float)
+    u, uq = rng.random((7, 9)), rng.random((6, 3, 5))
+    np.testing.assert_array_equal(m2.log_joint(x, z), m.log_joint(x, z))
+    np.testing.assert_array_equal(m2.log_q(x, z), m.log_q(x, z))
+    np.testing.assert_array_equal(m2.sample_q(x, 3, u=uq), m.sample_q(x, 3, u=uq))
+    for a, b in zip(m2.sample(7, u=u), m.sample(7, u=u)):
+        np.testing.assert_array_equal(a, b)
+    sbn = _model(ARCHS[1])                      # empty hidden tuples round-trip too
+    again = HelmholtzMachine.load(sbn.save(tmp_path / "sbn.npz"))
+    assert again.arch == sbn.arch and again.arch.hidden == ()
+
+
+def _entries(m):
+    a = m.arch
+    return {"layer_sizes": np.array(a.layer_sizes), "hidden": np.array(a.hidden, dtype=int),
+            "recognition_hidden": np.array(a.recognition_hidden, dtype=int),
+            "activation": a.activation, **m.params}
+
+
+def _bad(e, key, value):
+    e = dict(e)
+    if value is _DROP:
+        del e[key]
+    else:
+        e[key] = value
+    return e
+
+
+_DROP = object()
+
+
+@pytest.mark.parametrize("change, match", [
+    (lambda e: _bad(e, "gen0.W0", _DROP), "gen0.W0 is missing"),
+    (lambda e: _bad(e, "layer_sizes", _DROP), "layer_sizes is missing"),
+    (lambda e: _bad(e, "gen0.W0", np.zeros((3, 4))), r"parameter\['gen0.W0'\] must have shape"),
+    (lambda e: _bad(e, "prior", np.array([np.nan])), "prior.*NaN"),
+    (lambda e: _bad(e, "rec1.b0", np.array([np.inf, 0.0])), "rec1.b0.*infinite"),
+    (lambda e: _bad(e, "prior", "abc"), "prior must be numeric"),
+    (lambda e: _bad(e, "layer_sizes", np.array([1.0, 2.0, 4.0])), "layer_sizes must be a 1-D "
+                                                                  "integer array"),
+    (lambda e: _bad(e, "layer_sizes", np.array([1, 0, 4])), "invalid architecture.*layer_sizes"),
+    (lambda e: _bad(e, "layer_sizes", np.array([2, 4])), "unexpected entries"),
+    (lambda e: _bad(e, "activation", "gelu"), "invalid architecture.*activation"),
+    (lambda e: _bad(e, "activation", np.array(3)), "activation must be a string"),
+    (lambda e: _bad(e, "gen2.W0", np.zeros((4, 4))), r"unexpected entries \['gen2.W0'\]"),
+], ids=["missing-param", "missing-arch", "shape", "nan", "inf", "string", "float-sizes",
+        "zero-size", "inconsistent", "activation", "activation-type", "extra"])
+def test_load_bad_files_are_value_errors_naming_the_file(tmp_path, change, match):
+    m = _model(ARCHS[1])
+    path = save_model(tmp_path / "bad.npz", "HelmholtzMachine", 1, change(_entries(m)))
+    with pytest.raises(ValueError, match=match) as info:
+        HelmholtzMachine.load(path)
+    assert str(path) in str(info.value)
+
+
+def test_load_wrong_kind_old_format_and_missing_file(tmp_path):
+    m = _model(ARCHS[1])
+    other = save_model(tmp_path / "vae.npz", "VAE", 1, _entries(m))
+    with pytest.raises(ValueError, match="holds a VAE, not a HelmholtzMachine"):
+        HelmholtzMachine.load(other)
+    old = tmp_path / "old.npz"                  # the tag-less layout of lvmref 0.1
+    np.savez(old, __layer_sizes__=np.array([1, 2, 4]), __hidden__=np.array([], dtype=int),
+             __recognition_hidden__=np.array([], dtype=int), __activation__=np.array("tanh"),
+             **m.params)
+    with pytest.raises(ValueError, match="not an lvmref model file") as info:
+        HelmholtzMachine.load(old)
+    assert str(old) in str(info.value)
+    newer = save_model(tmp_path / "v2.npz", "HelmholtzMachine", 2, _entries(m))
+    with pytest.raises(ValueError, match="version 2 is not supported"):
+        HelmholtzMachine.load(newer)
+    with pytest.raises(FileNotFoundError):
+        HelmholtzMachine.load(tmp_path / "absent.npz")
 
 
 # ---------------------------------------------------------------- bad input
@@ -509,12 +684,16 @@ def test_bad_z(small, z):
     ({"learning_rate": 0.0}, "learning_rate"),
     ({"learning_rate": np.nan}, "learning_rate"),
     ({"recognition_learning_rate": -1.0}, "recognition_learning_rate"),
-    ({"n_samples": 0, "method": "reweighted"}, "n_samples"),
+    ({"k": 0, "method": "reweighted"}, "^k must"),
+    ({"sleep": 1, "method": "reweighted"}, "sleep"),
     ({"baseline": "ema"}, "baseline"),
-    ({"baseline_decay": 1.0}, "baseline_decay"),
+    ({"baseline": 0.9, "method": "reinforce"}, "baseline"),
+    ({"record_every": 0}, "record_every"),
     ({"engine": "cuda"}, "engine"),
     ({"engine": "numba", "batch_size": 2}, "engine"),
     ({"engine": "numba", "method": "reinforce", "baseline": "input-dependent"}, "engine"),
+    ({"engine": "numba", "method": "reinforce",
+      "baseline": NVILBaseline("input-dependent")}, "engine"),
     ({"rng": -3}, "rng"),
 ])
 def test_fit_bad_arguments(small, kwargs, match):

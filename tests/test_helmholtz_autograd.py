@@ -10,14 +10,15 @@ of 4e-18 at a = 40), which these tests see: finite differences cannot.
 
 Target (issue "CI green ... oracle precision at the edges"): every wake, sleep, RWS and
 REINFORCE gradient equals autograd to <= 1e-12 relative, normwise per parameter, for logits
-up to +-40; the Numba online kernels and their NumPy twins likewise for one update.
+up to +-40; one online update likewise, by both training engines: the Numba kernels and the
+NumPy engine ``sgd_update``.
 """
 
 import numpy as np
 import pytest
 
 from lvmref import helmholtz as H
-from lvmref.helmholtz import Architecture, init_params
+from lvmref.helmholtz import Architecture, NVILBaseline, init_params
 from lvmref.kernels import helmholtz as KH
 
 torch = pytest.importorskip("torch")
@@ -164,7 +165,7 @@ def test_confident_case_is_in_the_cancelling_regime():
     exact = np.where(x_ == 1.0, expit(-a), -expit(a))
     literal = x_ - 1.0 / (1.0 + np.exp(-a))
     assert np.max(np.abs(literal - exact) / np.abs(exact)) > 1e-3
-    g = H.wake_grad(p, arch, x, z)[f"gen1.b{len(arch.hidden)}"]
+    g = H.wake_grad(p, x, z, arch)[f"gen1.b{len(arch.hidden)}"]
     np.testing.assert_allclose(g, exact[0], rtol=4 * U, atol=0)
 
 
@@ -175,10 +176,10 @@ def test_wake_and_sleep_gradients_equal_autograd(i, kind, seed):
     tp = _t(p)
     xt, zt, wt = (torch.tensor(v) for v in (x, z, w))
     want = _grads(tp, (wt * torch_log_joint(tp, arch, xt, zt)).sum(), _gen_keys(arch))
-    assert_normwise_close(H.wake_grad(p, arch, x, z, w), want, _gen_keys(arch))
+    assert_normwise_close(H.wake_grad(p, x, z, arch, w), want, _gen_keys(arch))
     tp = _t(p)
     want = _grads(tp, (wt * torch_log_q(tp, arch, xt, zt)).sum(), _rec_keys(arch))
-    assert_normwise_close(H.sleep_grad(p, arch, x, z, w), want, _rec_keys(arch))
+    assert_normwise_close(H.sleep_grad(p, x, z, arch, w), want, _rec_keys(arch))
 
 
 @pytest.mark.parametrize(("i", "kind", "seed"), CASES)
@@ -196,7 +197,7 @@ def test_rws_gradients_equal_autograd(i, kind, seed):
     lp, lq = torch_log_joint(tp, arch, xr, zr), torch_log_q(tp, arch, xr, zr)
     omega = torch.softmax((lp - lq).detach().reshape(n, S), dim=1).reshape(-1)
     want = _grads(tp, (omega * (lp + lq)).sum(), arch.keys())
-    got, log_px = H.rws_grads(p, arch, x, zs)
+    got, log_px = H.rws_grads(p, x, zs, arch)
     assert_normwise_close(got, want, arch.keys())
     ref = torch.logsumexp((lp - lq).detach().reshape(n, S), dim=1) - np.log(S)
     np.testing.assert_allclose(log_px, ref.numpy(), rtol=1e-14, atol=1e-14)
@@ -214,12 +215,12 @@ def test_reinforce_gradients_equal_autograd(i, kind, seed):
     signal = (lp - lq).detach()
     coef = (signal - torch.tensor(baseline)) / scale
     want = _grads(tp, lp.sum() + (coef * lq).sum(), arch.keys())
-    got, sig = H.reinforce_grads(p, arch, x, z, baseline, scale)
+    got, sig = H.reinforce_grads(p, x, z, arch, baseline, scale)
     assert_normwise_close(got, want, arch.keys())
     np.testing.assert_allclose(sig, signal.numpy(), rtol=1e-14, atol=1e-13)
 
 
-# ---------------------------------------------------------------- online kernels
+# ---------------------------------------------------------------- online updates (both engines)
 
 
 def _torch_update(tp, grads_keys, value, lr):
@@ -317,26 +318,22 @@ def test_online_update_equals_autograd_for_confident_units(method, engine, seed)
     want, zs = _online_reference(method, arch, p, x, uq, us[None], lr, lr_q)
     for zq in zs:  # the regime of the test: q reproduces z exactly
         np.testing.assert_array_equal(zq.numpy(), z)
-    flat, layout = KH.pack_params(p, arch.layer_sizes)
-    before = KH.unpack_params(flat.copy(), layout)
-    X = x.copy()
+    before = {k: v.copy() for k, v in p.items()}
     if engine == "numba":
+        flat, layout = KH.pack_params(p, arch.layer_sizes)
+        X = x.copy()
         run = {"ws": lambda: KH.ws_online(flat, layout, X, uq[None, 0], us[None], lr, lr_q),
                "rws": lambda: KH.rws_online(flat, layout, X, uq[None], us[None], lr, lr_q,
                                             True),
                "reinforce": lambda: KH.reinforce_online(flat, layout, X, uq[None, 0], lr, lr_q,
                                                         True, False, 0.9,
                                                         np.array([0.0, 1.0]))}
-    else:
-        run = {"ws": lambda: KH.ws_online_np(flat, layout, X, uq[None, 0], us[None], lr,
-                                             lr_q),
-               "rws": lambda: KH.rws_online_np(flat, layout, X, uq[None], us[None], lr, lr_q,
-                                               True),
-               "reinforce": lambda: KH.reinforce_online_np(flat, layout, X, uq[None, 0], lr,
-                                                           lr_q, True, False, 0.9,
-                                                           np.array([0.0, 1.0]))}
-    run[method]()
-    after = KH.unpack_params(flat, layout)
+        run[method]()
+        after = KH.unpack_params(flat, layout)
+    else:  # the NumPy engine: one sgd_update on a minibatch of one row
+        name = {"ws": "wake-sleep", "rws": "reweighted", "reinforce": "reinforce"}[method]
+        after, _, _ = H.sgd_update(p, x, uq[None], us[None], arch, name, lr, lr_q, sleep=True,
+                                   baseline=NVILBaseline(decay=0.9))
     for k in arch.keys():
         d_got = after[k] - before[k]
         d_want = want[k] - before[k]

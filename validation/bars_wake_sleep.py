@@ -34,7 +34,13 @@ import numpy as np
 
 from lvmref.datasets import bars, bars_table, entropy_bits
 from lvmref.estimators import exact_log_marginal, kl_data_model
-from lvmref.helmholtz import HelmholtzMachine, log_joint, wake_grad
+from lvmref.helmholtz import HelmholtzMachine, NVILBaseline, log_joint, wake_grad
+from lvmref.helmholtz_training import (
+    KernelEngine,
+    data_sampler,
+    draw_noise,
+    noise_blocks,
+)
 
 SIZES = (1, 8, 16)
 
@@ -89,11 +95,10 @@ INIT_BIAS = {"glorot": None, "sparse": (-1.5, -3.0)}
 METHODS = {
     "wake-sleep": dict(method="wake-sleep", learning_rate=0.1,
                        recognition_learning_rate=0.1),
-    "reweighted": dict(method="reweighted", n_samples=10, sleep=True, learning_rate=0.03,
+    "reweighted": dict(method="reweighted", k=10, sleep=True, learning_rate=0.03,
                        recognition_learning_rate=0.03),
-    "reinforce": dict(method="reinforce", baseline="moving-average",
-                      normalize_variance=True, learning_rate=0.03,
-                      recognition_learning_rate=0.03),
+    "reinforce": dict(method="reinforce", baseline=NVILBaseline(normalize_variance=True),
+                      learning_rate=0.03, recognition_learning_rate=0.03),
 }
 
 
@@ -142,10 +147,10 @@ def ml_polish(model, table, steps=2000, lr=0.05):
     m1 = {k: np.zeros_like(p[k]) for k in keys}
     m2 = {k: np.zeros_like(p[k]) for k in keys}
     for t in range(1, steps + 1):
-        lj = log_joint(p, arch, XR, ZR).reshape(len(images), len(Z))
+        lj = log_joint(p, XR, ZR, arch).reshape(len(images), len(Z))
         post = np.exp(lj - lj.max(axis=1, keepdims=True))
         post /= post.sum(axis=1, keepdims=True)
-        g = wake_grad(p, arch, XR, ZR, weights=(probs[:, None] * post).reshape(-1))
+        g = wake_grad(p, XR, ZR, arch, weights=(probs[:, None] * post).reshape(-1))
         for k in keys:
             m1[k] = 0.9 * m1[k] + 0.1 * g[k]
             m2[k] = 0.999 * m2[k] + 0.001 * g[k] ** 2
@@ -160,6 +165,21 @@ def train(name, seed, n_updates, table, record_every, init_bias):
               monitor=lambda m: kl_data_model(table, m), **METHODS[name])
     wall = time.perf_counter() - t0
     return model, wall
+
+
+def wake_sleep_blocks(model, n_updates, rng, block):
+    """Online wake-sleep as ``model.fit(bars, rng=rng, **METHODS["wake-sleep"])`` runs it
+    (Numba engine, same noise protocol), but with the noise drawn in blocks of ``block``
+    updates instead of ``NOISE_BLOCK``: the restarts row below was recorded that way (with
+    lvmref 0.1's ``fit(block=...)``), and the block size orders the random numbers."""
+    s = METHODS["wake-sleep"]
+    engine = KernelEngine(model.params, model.arch.layer_sizes, "wake-sleep",
+                          s["learning_rate"], s["recognition_learning_rate"])
+    draw = data_sampler(bars, model.n_features)
+    for m, _ in noise_blocks(n_updates, block, block):
+        engine.run(*draw_noise(draw, rng, m, 1, 1, model.n_latent, model.n_features))
+    model.params = engine.params(copy=True)
+    return model
 
 
 def train_restarts(seed, n_updates, n_restarts, n_probe, init_bias, n_heldout=10_000):
@@ -180,21 +200,19 @@ def train_restarts(seed, n_updates, n_restarts, n_probe, init_bias, n_heldout=10
     best = None
     for r in range(n_restarts):
         g = np.random.default_rng(streams[r])
-        m = HelmholtzMachine(SIZES, rng=g, init_bias=init_bias)
-        m.fit(bars, n_updates=n_probe, rng=g, block=min(n_probe, 100_000),
-              **METHODS["wake-sleep"])
+        m = wake_sleep_blocks(HelmholtzMachine(SIZES, rng=g, init_bias=init_bias), n_probe, g,
+                              min(n_probe, 100_000))
         score = float(counts @ exact_log_marginal(m, images)) / n_heldout
         if best is None or score > best[0]:
             best = (score, r, m, g)
     _, r, m, g = best
-    m.fit(bars, n_updates=n_updates - n_restarts * n_probe, rng=g, block=100_000,
-          **METHODS["wake-sleep"])
+    wake_sleep_blocks(m, n_updates - n_restarts * n_probe, g, 100_000)
     return m, r, time.perf_counter() - t0
 
 
 def time_wake_sleep(n_updates, repeats):
     """(compile seconds, median seconds for n_updates online wake-sleep updates)."""
-    kw = dict(n_updates=n_updates, block=100_000, **METHODS["wake-sleep"])
+    kw = dict(n_updates=n_updates, **METHODS["wake-sleep"])
     t0 = time.perf_counter()
     HelmholtzMachine(SIZES, rng=0).fit(bars, n_updates=10, rng=0,
                                        **{k: v for k, v in kw.items() if k != "n_updates"})
@@ -209,7 +227,7 @@ def time_wake_sleep(n_updates, repeats):
 
 
 def time_numpy_engine(n_updates, repeats):
-    kw = dict(n_updates=n_updates, block=n_updates, engine="numpy", **METHODS["wake-sleep"])
+    kw = dict(n_updates=n_updates, engine="numpy", **METHODS["wake-sleep"])
     times = []
     for r in range(repeats):
         m = HelmholtzMachine(SIZES, rng=r)

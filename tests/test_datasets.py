@@ -1,4 +1,6 @@
-"""Bars data set (Hinton et al. 1995): generator vs its exact table, table vs closed form."""
+"""lvmref.datasets: the bars data set (Hinton et al. 1995), generator vs its exact table,
+table vs closed form. (The exact KL of a model to the table, estimators.kl_data_model, is
+tested in tests/test_estimators.py.)"""
 
 import itertools
 
@@ -7,7 +9,6 @@ import pytest
 from scipy import stats
 
 from lvmref.datasets import bars, bars_table, entropy_bits
-from lvmref.estimators import kl_data_model
 
 
 def _closed_form_probs(pv=2 / 3, pb=0.2, s=4):
@@ -67,31 +68,6 @@ def test_generator_reproducible_with_seed():
     np.testing.assert_array_equal(bars(10, 7), bars(10, np.random.default_rng(7)))
 
 
-class _TableModel:
-    """A 'model' whose exact marginal is a given table (one latent bit that is ignored)."""
-
-    n_latent = 1
-    latent_type = "binary"
-
-    def __init__(self, images, probs):
-        self.lookup = {im.tobytes(): p for im, p in zip(images, probs)}
-
-    def log_joint(self, x, z):
-        lp = np.array([np.log(self.lookup.get(r.tobytes(), 1e-300)) for r in x])
-        return np.broadcast_to(lp[:, None] + np.log(0.5), (x.shape[0], z.shape[1])).copy()
-
-
-def test_kl_data_model_exact_values():
-    images, probs = bars_table()
-    assert kl_data_model((images, probs), _TableModel(images, probs)) == pytest.approx(
-        0.0, abs=1e-12)
-    q = probs.copy()
-    q[0], q[1] = probs[1], probs[0]
-    expected = np.sum(probs * np.log2(probs / q))
-    assert kl_data_model((images, probs), _TableModel(images, q)) == pytest.approx(
-        expected, rel=1e-12)
-
-
 @pytest.mark.parametrize(
     "kwargs, match",
     [
@@ -109,18 +85,8 @@ def test_bars_bad_input(kwargs, match):
         bars(**kwargs)
 
 
-def test_table_and_kl_bad_input():
+def test_table_and_entropy_bad_input():
     with pytest.raises(ValueError, match="p_vertical"):
         bars_table(p_vertical=-1)
-    images, probs = bars_table()
-    model = _TableModel(images, probs)
-    with pytest.raises(TypeError, match="table"):
-        kl_data_model(images, model)
-    with pytest.raises(ValueError, match="table probs"):
-        kl_data_model((images, probs[:-1]), model)
-    with pytest.raises(ValueError, match="table images"):
-        kl_data_model((np.full_like(images, np.nan), probs), model)
-    with pytest.raises(ValueError, match="table probs"):
-        kl_data_model((images, probs * 2), model)
     with pytest.raises(ValueError, match="probs"):
         entropy_bits([0.5, 0.6])
