@@ -164,21 +164,21 @@ class Estimate:
     stderr : ndarray, shape (n,)
         Its standard error (see the module docstring, eqs. 7, 8, 10); ``nan`` where it
         cannot be estimated (fewer than 2 samples or sample sets, or ``value = -inf``).
-    n_samples : int
+    n_draws : int
         Number of samples drawn per row (for :func:`iwae_bound`: ``k * n_repeats``).
-    log_weights : ndarray, shape (n, n_samples)
+    log_weights : ndarray, shape (n, n_draws)
         The log weights the estimate was computed from (eq. 5).
     """
 
     value: np.ndarray
     stderr: np.ndarray
-    n_samples: int
+    n_draws: int
     log_weights: np.ndarray
 
     def __repr__(self) -> str:
         return (f"Estimate(value={np.array2string(self.value, precision=6)}, "
                 f"stderr={np.array2string(self.stderr, precision=3)}, "
-                f"n_samples={self.n_samples})")
+                f"n_draws={self.n_draws})")
 
 
 # --------------------------------------------------------------------------- checks
@@ -562,7 +562,7 @@ def log_marginal_from_log_weights(log_w) -> Estimate:
     if s >= 2 and ok.any():
         rho = np.exp(log_w[ok] - value[ok, None])  # w_s / p_hat, in [0, k]
         stderr[ok] = np.sqrt(np.sum((rho - 1.0) ** 2, axis=1) / (s - 1)) / np.sqrt(s)
-    return Estimate(value=value, stderr=stderr, n_samples=s, log_weights=log_w)
+    return Estimate(value=value, stderr=stderr, n_draws=s, log_weights=log_w)
 
 
 @benign_underflow
@@ -586,7 +586,7 @@ def elbo_from_log_weights(log_w) -> Estimate:
     ok = np.isfinite(value)
     if s >= 2:
         stderr[ok] = log_w[ok].std(axis=1, ddof=1) / np.sqrt(s)
-    return Estimate(value=value, stderr=stderr, n_samples=s, log_weights=log_w)
+    return Estimate(value=value, stderr=stderr, n_draws=s, log_weights=log_w)
 
 
 @benign_underflow
@@ -604,7 +604,7 @@ def iwae_from_log_weights(log_w, k: int) -> Estimate:
     -------
     Estimate
         ``value`` = mean over sets of logmeanexp within the set; ``stderr`` = sd over
-        sets / sqrt(R) (``nan`` if R = 1 or the value is ``-inf``); ``n_samples = R*k``.
+        sets / sqrt(R) (``nan`` if R = 1 or the value is ``-inf``); ``n_draws = R*k``.
     """
     log_w = _check_log_w(log_w)
     k = check_positive_int(k, "k")
@@ -618,7 +618,7 @@ def iwae_from_log_weights(log_w, k: int) -> Estimate:
     ok = np.isfinite(value)
     if reps >= 2:
         stderr[ok] = per_set[ok].std(axis=1, ddof=1) / np.sqrt(reps)
-    return Estimate(value=value, stderr=stderr, n_samples=s, log_weights=log_w)
+    return Estimate(value=value, stderr=stderr, n_draws=s, log_weights=log_w)
 
 
 # ------------------------------------------------------------------ log weights
@@ -805,7 +805,7 @@ def iwae_bound(model, x, k, rng=None, *, n_repeats=None, z=None) -> Estimate:
     -------
     Estimate
         ``value`` = mean over sets of L_k estimates; ``stderr`` = their sd / sqrt(R)
-        (``nan`` for R = 1); ``n_samples = R * k``.
+        (``nan`` for R = 1); ``n_draws = R * k``.
     """
     x = _check_x(x)
     k = check_positive_int(k, "k")

@@ -906,7 +906,7 @@ def iwae_bound(params, x, arch, k, rng=None, *, n_repeats=1, chunk_size=None, z=
     return estimators.Estimate(
         value=np.concatenate([p.value for p in parts]),
         stderr=np.concatenate([p.stderr for p in parts]),
-        n_samples=parts[0].n_samples,
+        n_draws=parts[0].n_draws,
         log_weights=np.concatenate([p.log_weights for p in parts]),
     )
 

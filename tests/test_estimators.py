@@ -512,7 +512,7 @@ def test_iwae_uniform_q_all_tuples_is_exact_Lk():
         z = configs[tuples.reshape(-1)][None]  # (1, 4**k * k, 2), set r = tuple r
         est = E.iwae_bound(model, x, k, z=z)
         np.testing.assert_allclose(est.value, _exact_Lk(model, x, k), rtol=0, atol=1e-12)
-        assert est.n_samples == 4**k * k
+        assert est.n_draws == 4**k * k
 
 
 # ------------------------------------------------- Monte Carlo with z-bounds
@@ -568,7 +568,7 @@ def test_iwae_k1_equals_elbo_on_same_samples():
     l1 = E.iwae_bound(model, x, 1, z=z)
     np.testing.assert_allclose(l1.value, el.value, rtol=0, atol=1e-13)
     np.testing.assert_allclose(l1.stderr, el.stderr, rtol=1e-12)
-    assert l1.n_samples == 50
+    assert l1.n_draws == 50
 
 
 # ------------------------------------------------------------------ determinism
@@ -614,7 +614,7 @@ def test_int_seed_reproducible():
         c = fn(model, x, *args, np.random.default_rng(0))
         np.testing.assert_array_equal(a.value, b.value)
         np.testing.assert_array_equal(a.value, c.value)
-    assert E.iwae_bound(model, x, 5, 0).n_samples == 5 * E.DEFAULT_IWAE_REPEATS
+    assert E.iwae_bound(model, x, 5, 0).n_draws == 5 * E.DEFAULT_IWAE_REPEATS
 
 
 # ------------------------------------------------------------------ kernel twin
