@@ -61,4 +61,5 @@ def _wrap(func):
         with np.errstate(under="ignore"):
             return func(*args, **kwargs)
 
+    wrapper.benign_underflow = True  # marks the contract (tests/test_architecture.py)
     return wrapper

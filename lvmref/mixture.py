@@ -105,6 +105,7 @@ class NotFittedError(ValueError, AttributeError):
 _COV_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
 
 
+@benign_underflow
 def covariance_shape(covariance_type, n_components, n_features):
     """Shape of ``covariances`` / ``precisions_cholesky`` for a covariance type.
 
@@ -116,6 +117,7 @@ def covariance_shape(covariance_type, n_components, n_features):
     ]
 
 
+@benign_underflow
 def triangular_inverse(t, lower):
     """Inverse of a non-singular triangular matrix (LAPACK ``dtrtri``).
 
@@ -352,11 +354,13 @@ def check_covariances(covariances, precisions_cholesky, covariance_type, *,
 # ----------------------------------------------------------------------------------------
 
 
+@benign_underflow
 def check_X(X, name="X"):
     """``X`` as a 2-D finite float64 copy of shape (n, d), or an error naming ``name``."""
     return as_float_array(X, name, ndim=2)
 
 
+@benign_underflow
 def check_resp(X, resp):
     """Validate data and responsibilities for an M-step; float64 copies ``(X, resp)``.
 

@@ -35,6 +35,7 @@ __all__ = ["check_grad", "assert_grad_close", "GradCheckReport"]
 _EPS = np.finfo(np.float64).eps
 
 
+@benign_underflow
 @dataclass
 class GradCheckReport:
     """Result of :func:`check_grad`.
