@@ -1,6 +1,6 @@
 """Print lvmref's import graph and module sizes, and check the layering rules.
 
-    python validation/import_graph.py          # table, graph, layering check (exit 1 on a violation)
+    python validation/import_graph.py     # table, graph, layering check (exit 1 on a violation)
 
 Rules checked (package docstring of ``lvmref``; ``tests/test_architecture.py`` runs the
 same checks):
