@@ -19,7 +19,10 @@ Modules
 
 Naming rule: ``foo`` public (validating) function or dispatcher, ``foo_nb`` the jitted
 kernel, ``foo_np`` its NumPy twin, side by side in one module; the tests assert they agree,
-and the twin is what runs under ``NUMBA_DISABLE_JIT=1``.
+and the twin is what runs under ``NUMBA_DISABLE_JIT=1``. One exception: the online
+Helmholtz kernels (``kernels.helmholtz``) have no ``_np`` twin here, because their NumPy
+reference is the model module's own update, :func:`lvmref.helmholtz.sgd_update` (a third,
+flat-buffer NumPy copy would only repeat it); the tests assert the two agree.
 
 Floating-point contract (:mod:`lvmref.kernels.fpenv`, for all of lvmref): under a
 caller's ``np.errstate(all="raise")`` valid input never raises ``FloatingPointError`` on
