@@ -174,12 +174,12 @@ def check_flag(value, name: str) -> bool:
     return bool(value)
 
 
-def check_axis(axis, ndim: int, name: str = "axis"):
-    """Normalise ``axis`` (int or None) for an array of ``ndim`` dimensions."""
+def check_axis(axis, ndim: int, name: str = "axis", array: str = "the array"):
+    """Normalise ``axis`` (int or None) for ``array`` of ``ndim`` dimensions."""
     if axis is None:
         return None
     if isinstance(axis, (bool, np.bool_)) or not isinstance(axis, (int, np.integer)):
         raise TypeError(f"{name} must be an int or None, got {type(axis).__name__}")
     if not -ndim <= axis < ndim:
-        raise ValueError(f"{name}={axis} is out of bounds for an array of ndim {ndim}")
+        raise ValueError(f"{name}={axis} is out of bounds for {array} of ndim {ndim}")
     return int(axis) % ndim

@@ -242,9 +242,9 @@ def bernoulli_log_prob_np(x: np.ndarray, logits: np.ndarray, reduce: bool = True
     Evaluated as (x*l - max(l, 0)) - log1p(exp(-|l|)): for binary x the bracket is exact,
     so e.g. x = 1, l = 40 gives -4.2e-18 rather than 0.
     """
-    with np.errstate(invalid="ignore"):
+    with np.errstate(invalid="ignore", over="ignore"):  # a sum below -1.8e308 is -inf
         lp = (x * logits - np.maximum(logits, 0.0)) - np.log1p(np.exp(-np.abs(logits)))
-    return lp.sum(axis=-1) if reduce else lp
+        return lp.sum(axis=-1) if reduce else lp
 
 
 @benign_underflow
@@ -272,7 +272,7 @@ def bernoulli_log_prob(x, logits, reduce=True):
     reduce = check_flag(reduce, "reduce")
     _need_last_axis(x, "x")
     _same_shape(x, logits, "x", "logits")
-    if np.any((x < 0.0) | (x > 1.0)):
+    if np.any((x < 0.0) | (x > 1.0)):  # NaN propagates (module docstring)
         raise ValueError("x must lie in [0, 1] (Bernoulli observations)")
     # NumPy path in both modes (faster, see the module docstring)
     return bernoulli_log_prob_np(x, logits, reduce)
@@ -326,7 +326,7 @@ def bernoulli_logit_grad(x, logits):
     """
     x, logits = _arr(x, "x"), _arr(logits, "logits")
     _same_shape(x, logits, "x", "logits")
-    if np.any((x < 0.0) | (x > 1.0)):
+    if np.any((x < 0.0) | (x > 1.0)):  # NaN propagates (module docstring)
         raise ValueError("x must lie in [0, 1] (Bernoulli observations)")
     # NumPy path in both modes (SIMD exp, as bernoulli_log_prob)
     return bernoulli_logit_grad_np(x, logits)
@@ -476,6 +476,8 @@ def expm1_minus_x1_nb(s):
     """
     if abs(s) <= EXPM1_SERIES_MAX:
         return expm1_minus_x_small_nb(s)
+    if s == np.inf:  # the limit; expm1(inf) - inf would be NaN
+        return np.inf
     return math.expm1(s) - s
 
 
@@ -496,12 +498,13 @@ def expm1_minus_x_np(s: np.ndarray) -> np.ndarray:
     """
     s = np.asarray(s, dtype=np.float64)
     small = np.abs(s) <= EXPM1_SERIES_MAX
+    t = np.where(small, s, 0.0)  # the series only where it is used (no overflow elsewhere)
     q = np.full(s.shape, _INV_FACT[-1])
     for c in _INV_FACT[-2::-1]:
-        q = q * s + c
-    with np.errstate(over="ignore"):  # e^s beyond float64 for s > 709.78: the KL is +inf
-        big = np.expm1(s) - s
-    return np.where(small, (s * s) * q, big)
+        q = q * t + c
+    with np.errstate(over="ignore", invalid="ignore"):  # e^s > float64 (s > 709.78): +inf
+        big = np.where(s == np.inf, np.inf, np.expm1(s) - s)
+    return np.where(small, (t * t) * q, big)
 
 
 @benign_underflow

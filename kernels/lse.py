@@ -405,7 +405,7 @@ def logsumexp(a, axis=None, keepdims=False):
     """
     a = as_float_array(a, "a", allow_empty=True, finite=False, copy=False)
     keepdims = check_flag(keepdims, "keepdims")
-    ax = check_axis(axis, a.ndim)
+    ax = check_axis(axis, a.ndim, array="a")
     mx, lg = lse_parts(_as_rows(a, ax))
     return (mx + lg).reshape(_reduced_shape(a.shape, ax, keepdims))
 
@@ -432,7 +432,7 @@ def log_mean_exp(a, axis=None, keepdims=False):
     """
     a = as_float_array(a, "a", allow_empty=True, finite=False, copy=False)
     keepdims = check_flag(keepdims, "keepdims")
-    ax = check_axis(axis, a.ndim)
+    ax = check_axis(axis, a.ndim, array="a")
     n = a.size if ax is None else a.shape[ax]
     if n == 0:
         raise ValueError(f"a must have at least one element along the reduced axis, got {a.shape}")
@@ -463,7 +463,7 @@ def log_softmax(a, axis=-1):
         raise ValueError("a must have at least 1 dimension for log_softmax, got a 0-d array")
     if axis is None:
         raise TypeError("axis must be an int for log_softmax, got NoneType")
-    ax = check_axis(axis, a.ndim)
+    ax = check_axis(axis, a.ndim, array="a")
     if not jit_enabled():
         return log_softmax_np(a, ax)
     rows = _as_rows(a, ax)

@@ -12,8 +12,17 @@ from importlib.resources import files
 
 import numpy as np
 
-from .kernels.checks import as_float_array, check_positive_int, check_real, check_rng
+from .kernels.checks import as_float_array, check_flag, check_positive_int, check_real, check_rng
 from .kernels.fpenv import benign_underflow
+
+__all__ = [
+    "load_digits_binarized",
+    "bars",
+    "bars_table",
+    "entropy_bits",
+    "gmm_demo_data",
+    "GMM_TRUE",
+]
 
 # ----------------------------------------------------------------------------------------
 # Digits (VAE)
@@ -40,6 +49,7 @@ def load_digits_binarized(return_labels: bool = False):
     train_labels, test_labels : ndarray of int64, shapes (1500,), (297,)
         Only when ``return_labels``.
     """
+    return_labels = check_flag(return_labels, "return_labels")
     with files("lvmref").joinpath("data/digits_binarized.npz").open("rb") as fh:
         with np.load(fh, allow_pickle=False) as d:
             train = d["train"].astype(np.float64)
@@ -161,8 +171,8 @@ def entropy_bits(probs) -> float:
     """Shannon entropy ``-sum p log2 p`` in bits of a probability vector (0 log 0 = 0)."""
 
     p = as_float_array(probs, "probs", ndim=1)
-    if np.any(p < 0) or abs(p.sum() - 1.0) > 1e-9:
-        raise ValueError("probs must be non-negative and sum to 1")
+    if np.any((p < 0) | (p > 1)) or abs(p.sum() - 1.0) > 1e-9:
+        raise ValueError("probs must lie in [0, 1] and sum to 1")
     nz = p[p > 0]
     return float(-np.sum(nz * np.log2(nz)))
 

@@ -115,7 +115,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from lvmref.kernels import log_mean_exp, logsumexp
-from lvmref.kernels.checks import as_float_array, check_choice, check_positive_int, check_rng
+from lvmref.kernels.checks import (
+    as_float_array,
+    check_choice,
+    check_flag,
+    check_positive_int,
+    check_rng,
+)
 from lvmref.kernels.estimators import sbn_log_marginal, sbn_log_marginal_np
 from lvmref.kernels.fpenv import benign_underflow
 from lvmref.kernels.lse import lse_stream_finalize, lse_stream_init, lse_stream_update
@@ -388,6 +394,7 @@ def exact_posterior(model, x, *, log: bool = False, chunk_size=None) -> np.ndarr
         If p(x) = 0 for some row (the posterior is undefined there).
     """
     x = _check_x(x)
+    log = check_flag(log, "log")
     n = x.shape[0]
     blocks = []
     for start, stop, z in _chunks(model, x, chunk_size):
@@ -525,8 +532,20 @@ def sbn_exact_log_marginal(x, prior_logits, W, b, *, method="block", chunk_size=
     a = as_float_array(prior_logits, "prior_logits", ndim=1)
     k_lat = _check_enum_k(a.shape[0], "len(prior_logits)")
     d = x.shape[1]
-    W = as_float_array(W, "W", shape=(k_lat, d))
-    b = as_float_array(b, "b", shape=(d,))
+    W = as_float_array(W, "W", ndim=2)
+    if W.shape != (k_lat, d):
+        raise ValueError(f"W must have shape (K, D) = ({k_lat}, {d}) to match prior_logits "
+                         f"(K = {k_lat}) and x (D = {d}), got {W.shape}")
+    b = as_float_array(b, "b", ndim=1)
+    if b.shape != (d,):
+        raise ValueError(f"b must have shape (D,) = ({d},) to match x, got {b.shape}")
+    # every logit is bounded by sum_k |W_kd| + |b_d| (and |a_k|); keep their sums finite
+    with np.errstate(over="ignore"):  # an overflow here is exactly what is refused
+        bound = max(np.abs(a).max(initial=0.0) * k_lat,
+                    (np.abs(W).sum(axis=0) + np.abs(b)).max(initial=0.0))
+    if bound > 1e300:
+        raise ValueError("prior_logits, W or b too large: the logits (sums of up to K "
+                         "weights) would overflow float64")
     check_choice(method, "method", ("block", "gray"))
     if chunk_size is not None:
         chunk_size = check_positive_int(chunk_size, "chunk_size")
@@ -565,6 +584,34 @@ def log_marginal_from_log_weights(log_w) -> Estimate:
     return Estimate(value=value, stderr=stderr, n_draws=s, log_weights=log_w)
 
 
+def _mean_and_stderr(v, ok):
+    """Row means of ``v`` (n, m) and sd / sqrt(m) of the rows in ``ok`` (nan elsewhere).
+
+    Rows whose entries reach 1e150 in magnitude (a sum or a square could overflow
+    although the mean and sd are finite) are computed on ``v / scale`` and scaled back;
+    every other row is the plain ``mean``/``std``, unchanged.
+    """
+    n, m = v.shape
+    with np.errstate(invalid="ignore"):
+        scale = np.max(np.where(np.isfinite(v), np.abs(v), 0.0), axis=1, initial=0.0)
+    big = scale > 1e150
+    mean = np.empty(n)
+    sd = np.full(n, np.nan)
+    plain = ~big
+    mean[plain] = v[plain].mean(axis=1)
+    if m >= 2:
+        sd[plain & ok] = v[plain & ok].std(axis=1, ddof=1)
+    if big.any():
+        w = v[big] / scale[big, None]
+        mean[big] = w.mean(axis=1) * scale[big]
+        if m >= 2:
+            sub = ok[big]
+            sd_big = np.full(w.shape[0], np.nan)
+            sd_big[sub] = w[sub].std(axis=1, ddof=1) * scale[big][sub]
+            sd[big] = sd_big
+    return mean, sd / np.sqrt(m)
+
+
 @benign_underflow
 def elbo_from_log_weights(log_w) -> Estimate:
     """ELBO estimate mean(log w) with standard error sd(log w)/sqrt(k), eq. (8).
@@ -581,11 +628,7 @@ def elbo_from_log_weights(log_w) -> Estimate:
     """
     log_w = _check_log_w(log_w)
     n, s = log_w.shape
-    value = log_w.mean(axis=1)
-    stderr = np.full(n, np.nan)
-    ok = np.isfinite(value)
-    if s >= 2:
-        stderr[ok] = log_w[ok].std(axis=1, ddof=1) / np.sqrt(s)
+    value, stderr = _mean_and_stderr(log_w, np.all(np.isfinite(log_w), axis=1))
     return Estimate(value=value, stderr=stderr, n_draws=s, log_weights=log_w)
 
 
@@ -613,11 +656,7 @@ def iwae_from_log_weights(log_w, k: int) -> Estimate:
         raise ValueError(f"log_w has {s} columns, not a multiple of k = {k}")
     reps = s // k
     per_set = np.asarray(log_mean_exp(log_w.reshape(n * reps, k), axis=1)).reshape(n, reps)
-    value = per_set.mean(axis=1)
-    stderr = np.full(n, np.nan)
-    ok = np.isfinite(value)
-    if reps >= 2:
-        stderr[ok] = per_set[ok].std(axis=1, ddof=1) / np.sqrt(reps)
+    value, stderr = _mean_and_stderr(per_set, np.all(np.isfinite(per_set), axis=1))
     return Estimate(value=value, stderr=stderr, n_draws=s, log_weights=log_w)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .kernels.checks import check_flag
+
 __all__ = ["load_matrix", "jsonable"]
 
 
@@ -75,6 +77,7 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
         Naming the file and, for a bad entry, where it is: line and column (from 1, as
         an editor counts) in a ``.csv``, the index ``[i, j]`` in a ``.npy``.
     """
+    binary = check_flag(binary, "binary")
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{name} file not found: {p}")

@@ -33,9 +33,21 @@ __all__ = [
 ]
 
 
+#: Largest magnitude accepted in W, b and x: their products and squares (W W^T, (x - b)^2
+#: summed over D features) must stay inside float64 for these closed forms.
+MAX_ABS = 1e150
+
+
+def _check_scale(a, name):
+    if np.max(np.abs(a), initial=0.0) > MAX_ABS:
+        raise ValueError(f"{name} values too large (beyond {MAX_ABS:g}): their products "
+                         "and squares overflow float64; rescale the data and the model")
+    return a
+
+
 def _check_ppca(W, b, noise_var):
-    W = as_float_array(W, "W", ndim=2)
-    b = as_float_array(b, "b", shape=(W.shape[0],))
+    W = _check_scale(as_float_array(W, "W", ndim=2), "W")
+    b = _check_scale(as_float_array(b, "b", shape=(W.shape[0],)), "b")
     noise_var = check_positive_float(noise_var, "noise_var")
     return W, b, noise_var
 
@@ -56,7 +68,7 @@ def linear_gaussian_log_marginal(W, b, noise_var, x):
     ndarray, shape (n,)
     """
     W, b, noise_var = _check_ppca(W, b, noise_var)
-    x = as_float_array(x, "x", shape=(None, W.shape[0]))
+    x = _check_scale(as_float_array(x, "x", shape=(None, W.shape[0])), "x")
     d = W.shape[0]
     cov = W @ W.T + noise_var * np.eye(d)
     chol = np.linalg.cholesky(cov)
@@ -82,7 +94,7 @@ def linear_gaussian_posterior(W, b, noise_var, x):
         The same for every row.
     """
     W, b, noise_var = _check_ppca(W, b, noise_var)
-    x = as_float_array(x, "x", shape=(None, W.shape[0]))
+    x = _check_scale(as_float_array(x, "x", shape=(None, W.shape[0])), "x")
     m = W.T @ W + noise_var * np.eye(W.shape[1])
     mean = np.linalg.solve(m, W.T @ (x - b).T).T
     return mean, noise_var * np.linalg.inv(m)
@@ -155,7 +167,7 @@ def linear_gaussian_elbo(params, x, arch, mean=None, log_var=None):
         raise ValueError("arch must be a VAEArchitecture with hidden=() and "
                          "likelihood='gaussian'")
     params = arch.check_params(params)
-    x = arch.check_x(x)
+    x = _check_scale(arch.check_x(x), "x")
     d, K = arch.n_features, arch.n_latent
     if mean is None or log_var is None:
         mean, log_var = encode(params, x, arch)

@@ -33,7 +33,13 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .kernels.checks import check_choice, check_rng
+from .kernels.checks import (
+    as_float_array,
+    check_choice,
+    check_flag,
+    check_positive_int,
+    check_rng,
+)
 from .kernels.densities import sigmoid_np, softplus_np
 from .kernels.fpenv import benign_underflow
 
@@ -85,7 +91,12 @@ ACTIVATIONS = {
 
 @benign_underflow
 def glorot_uniform(n_in: int, n_out: int, rng) -> np.ndarray:
-    """Glorot & Bengio (2010) uniform init: U(-r, r), r = sqrt(6 / (n_in + n_out))."""
+    """Glorot & Bengio (2010) uniform init: U(-r, r), r = sqrt(6 / (n_in + n_out)).
+
+    Returns an ``(n_in, n_out)`` array; ``n_in``, ``n_out`` >= 1.
+    """
+    n_in = check_positive_int(n_in, "n_in")
+    n_out = check_positive_int(n_out, "n_out")
     r = np.sqrt(6.0 / (n_in + n_out))
     return check_rng(rng).uniform(-r, r, size=(n_in, n_out))
 
@@ -110,16 +121,24 @@ class MLP:
     prefix: str = ""
 
     def __post_init__(self):
-        sizes = tuple(int(s) for s in self.sizes)
+        if isinstance(self.sizes, (str, bytes)) or not hasattr(self.sizes, "__len__"):
+            raise TypeError(f"sizes must be a sequence of positive ints, got {self.sizes!r}")
+        sizes = tuple(check_positive_int(s, "sizes") for s in self.sizes)
+        if isinstance(self.activations, (str, bytes)) or not hasattr(self.activations,
+                                                                     "__len__"):
+            raise TypeError(f"activations must be a sequence of names, got "
+                            f"{self.activations!r}")
         acts = tuple(self.activations)
-        if len(sizes) < 2 or any(s < 1 for s in sizes):
-            raise ValueError(f"sizes must have >= 2 positive entries, got {self.sizes}")
+        if len(sizes) < 2:
+            raise ValueError(f"sizes must have >= 2 entries, got {self.sizes}")
         if len(acts) != len(sizes) - 1:
             raise ValueError(
                 f"activations must have len(sizes) - 1 = {len(sizes) - 1} entries, got {len(acts)}"
             )
         for a in acts:
             check_choice(a, "activations", tuple(ACTIVATIONS))
+        if not isinstance(self.prefix, str):
+            raise TypeError(f"prefix must be a str, got {type(self.prefix).__name__}")
         object.__setattr__(self, "sizes", sizes)
         object.__setattr__(self, "activations", acts)
 
@@ -143,12 +162,34 @@ class MLP:
             params[f"{self.prefix}b{i}"] = np.zeros(self.sizes[i + 1])
         return params
 
-    def forward(self, params: dict, x: np.ndarray):
+    def check_params(self, params) -> dict:
+        """This network's entries of ``params`` as float64 arrays (validated, not copied).
+
+        Other keys are ignored (one dict may hold several networks, e.g. ``enc.`` and
+        ``dec.``); each of this network's keys must be present with its shape and finite.
+        """
+        if not isinstance(params, dict):
+            raise TypeError(f"params must be a dict name -> array, got {type(params).__name__}")
+        out = {}
+        for i in range(self.n_layers):
+            for key, shape in ((f"{self.prefix}W{i}", (self.sizes[i], self.sizes[i + 1])),
+                               (f"{self.prefix}b{i}", (self.sizes[i + 1],))):
+                if key not in params:
+                    raise ValueError(f"params is missing the key {key!r}")
+                out[key] = as_float_array(params[key], f"params[{key!r}]", shape=shape,
+                                          copy=False)
+        return out
+
+    def forward(self, params: dict, x: np.ndarray, *, check: bool = True):
         """Eq. (1). Returns ``(output, cache)``; output has shape (n, sizes[-1]).
 
-        ``cache`` holds every layer's input ``h_i`` and pre-activation ``a_i`` for
-        :meth:`backward`.
+        ``x`` has shape ``(n, sizes[0])``. ``cache`` holds every layer's input ``h_i`` and
+        pre-activation ``a_i`` for :meth:`backward`. ``check=False`` skips the validation
+        of ``params`` and ``x`` (for callers that validated them already).
         """
+        if check:
+            params = self.check_params(params)
+            x = as_float_array(x, "x", shape=(None, self.sizes[0]), copy=False)
         p = self.prefix
         hs, pre = [x], []
         h = x
@@ -159,14 +200,25 @@ class MLP:
             hs.append(h)
         return h, (hs, pre)
 
-    def backward(self, params: dict, cache, grad_out: np.ndarray, need_input_grad: bool = False):
+    def backward(self, params: dict, cache, grad_out: np.ndarray, need_input_grad: bool = False,
+                 *, check: bool = True):
         """Eq. (2). Returns ``(grads, grad_x)`` for upstream gradient ``grad_out`` = dL/dy.
 
-        ``grads`` has this network's keys and parameter shapes; ``grad_x`` (shape of
-        the input) is ``None`` unless ``need_input_grad``.
+        ``cache`` comes from :meth:`forward`; ``grad_out`` has the output's shape
+        ``(n, sizes[-1])``. ``grads`` has this network's keys and parameter shapes;
+        ``grad_x`` (shape of the input) is ``None`` unless ``need_input_grad``.
+        ``check=False`` skips the validation (for callers that validated already).
         """
         p = self.prefix
         hs, pre = cache
+        if check:
+            params = self.check_params(params)
+            need_input_grad = check_flag(need_input_grad, "need_input_grad")
+            grad_out = as_float_array(grad_out, "grad_out", shape=np.shape(hs[-1]),
+                                      copy=False)
+            if np.max(np.abs(grad_out), initial=0.0) > 1e150:
+                raise ValueError("grad_out values too large (beyond 1e150): the products "
+                                 "of backpropagation would overflow float64")
         grads = {}
         g = grad_out
         for i in range(self.n_layers - 1, -1, -1):

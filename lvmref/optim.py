@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from .kernels.checks import check_positive_float, check_real
+from .kernels.checks import as_float_array, check_positive_float, check_real
 from .kernels.fpenv import benign_underflow
 from .kernels.optim import adam_update
 
@@ -41,7 +41,7 @@ class Adam:
     beta1, beta2 : float
         Decay rates of the moment estimates, in [0, 1).
     eps : float
-        Added to the denominator (the epsilon of the update rule; not a noise array).
+        Added to the denominator, > 0 (the epsilon of the update rule; not a noise array).
 
     Attributes
     ----------
@@ -54,7 +54,7 @@ class Adam:
     def __init__(self, params, lr=1e-3, beta1=0.9, beta2=0.999, eps=1e-8):
         self.lr = check_positive_float(lr, "lr")
         self.beta1, self.beta2 = check_real(beta1, "beta1"), check_real(beta2, "beta2")
-        self.eps = check_real(eps, "eps")
+        self.eps = check_positive_float(eps, "eps")
         if not (0.0 <= self.beta1 < 1.0 and 0.0 <= self.beta2 < 1.0):
             raise ValueError(f"beta1, beta2 must be in [0, 1), got {beta1}, {beta2}")
         if not isinstance(params, dict):
@@ -78,17 +78,20 @@ class Adam:
         sign : float
             ``-1`` takes an ascent gradient (e.g. of the ELBO).
         """
+        if not isinstance(grads, dict):
+            raise TypeError(f"grads must be a dict of str -> array, got {type(grads).__name__}")
         unknown = [k for k in grads if k not in self.params]
         if unknown:
             raise ValueError(f"grads has keys that are not in params: {unknown}")
+        sign = check_real(sign, "sign")
+        # validate every gradient before any parameter moves (all or nothing)
+        checked = {k: np.ascontiguousarray(as_float_array(
+            g, f"grads[{k!r}]", shape=self.params[k].shape, allow_empty=True, copy=False))
+            for k, g in grads.items()}
         self.t += 1
         bc1 = 1.0 - self.beta1**self.t
         bc2_sqrt = float(np.sqrt(1.0 - self.beta2**self.t))
-        for k, g in grads.items():
-            g = np.ascontiguousarray(g)
-            if g.shape != self.params[k].shape:
-                raise ValueError(f"grads[{k!r}] must have shape {self.params[k].shape}, "
-                                 f"got {g.shape}")
+        for k, g in checked.items():
             adam_update(self.params[k].reshape(-1), g.reshape(-1), self.m[k].reshape(-1),
                         self.v[k].reshape(-1), float(sign), self.lr, self.beta1, self.beta2,
                         self.eps, bc1, bc2_sqrt)

@@ -27,7 +27,13 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .kernels.checks import check_positive_int, check_rng
+from .kernels.checks import (
+    as_float_array,
+    check_flag,
+    check_nonnegative_float,
+    check_positive_int,
+    check_rng,
+)
 from .kernels.fpenv import benign_underflow
 
 __all__ = ["check_grad", "assert_grad_close", "GradCheckReport"]
@@ -76,13 +82,22 @@ class GradCheckReport:
         return "\n".join(lines)
 
 
-def _evaluate(f, params):
-    out = f(params)
+def _as_value(out):
+    """The float value of f's output (``value`` or ``(value, grad)``)."""
     if isinstance(out, tuple):
         out = out[0]
-    val = float(out)
+    try:
+        return float(out)
+    except (TypeError, ValueError):
+        raise TypeError(f"f must return a real number (or (value, grad)), got "
+                        f"{type(out).__name__}") from None
+
+
+def _evaluate(f, params):
+    val = _as_value(f(params))
     if not np.isfinite(val):
-        raise ValueError(f"f returned a non-finite value {val} during the gradient check")
+        raise ValueError(f"f returned a non-finite value {val} during the gradient check "
+                         "(a finite-difference step of params left its domain?)")
     return val
 
 
@@ -147,9 +162,13 @@ def check_grad(
     -------
     GradCheckReport
     """
+    if not callable(f):
+        raise TypeError(f"f must be callable, got {type(f).__name__}")
     if not isinstance(params, dict) or not params:
         raise TypeError("params must be a non-empty dict of str -> array")
-    params = {k: np.array(v, dtype=np.float64) for k, v in params.items()}
+    params = {k: as_float_array(v, f"params[{k!r}]", allow_empty=True)
+              for k, v in params.items()}
+    richardson = check_flag(richardson, "richardson")
     max_coords = check_positive_int(max_coords, "max_coords", minimum=0)
     n_directions = check_positive_int(n_directions, "n_directions")
     rng = check_rng(rng)
@@ -162,13 +181,17 @@ def check_grad(
         value = value[0]
     if not isinstance(grad, dict):
         raise TypeError("grad must be a dict of str -> array")
+    if not np.isfinite(_as_value(value)):
+        raise ValueError(f"f returned a non-finite value {value} at params")
     keys = list(grad) if keys is None else list(keys)
     report = GradCheckReport(value=float(value))
     step = _EPS ** (1.0 / 5.0) if richardson else _EPS ** (1.0 / 3.0)
     for name in keys:
         if name not in params:
             raise ValueError(f"grad has key {name!r} that is not in params")
-        g = np.asarray(grad[name], dtype=np.float64)
+        if name not in grad:
+            raise ValueError(f"keys names {name!r}, which grad does not have")
+        g = as_float_array(grad[name], f"grad[{name!r}]", allow_empty=True)
         x = params[name]
         if g.shape != x.shape:
             raise ValueError(f"grad[{name!r}] has shape {g.shape}, params has {x.shape}")
@@ -200,8 +223,11 @@ def check_grad(
 def assert_grad_close(f, params, grad=None, *, rtol: float = 1e-7, atol: float = 0.0, **kwargs):
     """Assert-style :func:`check_grad`: raise ``AssertionError`` with the report on failure.
 
-    Returns the report when every parameter passes (``rel <= rtol`` or ``abs <= atol``).
+    Returns the report when every parameter passes (``rel <= rtol`` or ``abs <= atol``;
+    both finite and >= 0).
     """
+    rtol = check_nonnegative_float(rtol, "rtol")
+    atol = check_nonnegative_float(atol, "atol")
     report = check_grad(f, params, grad, **kwargs)
     if not report.passed(rtol, atol):
         raise AssertionError(
