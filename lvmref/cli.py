@@ -1,8 +1,11 @@
 """Command-line interface: ``lvmref {demo,gmm,vae,helmholtz}`` (also ``python -m lvmref``).
 
 Argument parsing and dispatch only; the work is done by :mod:`lvmref.demo` and the model
-modules. A user error (missing or malformed file, bad option value, data that do not fit
-the model) is one line ``lvmref: error: ...`` on stderr and exit status 2, no traceback.
+modules. Every failure -- a missing or malformed file, a bad option value, data that do
+not fit the model, training that diverges numerically -- is one line ``lvmref: error: ...``
+on stderr naming the file or option, and exit status 2; never a traceback. Numerical work
+runs under ``np.errstate(over/divide/invalid="raise")``, so a diverging computation stops
+with a clear message instead of printing warnings and carrying NaN on.
 
 Examples::
 
@@ -49,18 +52,40 @@ def _write_json(path, obj):
         json.dump(jsonable(obj), fh, indent=1, allow_nan=False)
 
 
-def _check_features(X, n_features, what):
+def _check_features(X, n_features, what, source="DATA"):
+    """``source`` (DATA or an option such as --test) must have ``n_features`` columns."""
     if X.shape[1] != n_features:
-        raise UserError(f"DATA has {X.shape[1]} columns but the loaded {what} expects "
+        raise UserError(f"{source} has {X.shape[1]} columns but the {what} expects "
                         f"{n_features}")
 
 
-def _require_file(path, what="model"):
+def _require_file(path, what="model", option="--load"):
     from pathlib import Path
 
-    if not Path(path).is_file():
-        raise FileNotFoundError(f"{what} file not found: {path}")
+    p = Path(path)
+    if p.is_dir():
+        raise UserError(f"{option} {p} is a directory, not a {what} file")
+    if not p.is_file():
+        raise FileNotFoundError(f"{option}: {what} file not found: {p}")
     return path
+
+
+def _check_destinations(args):
+    """Fail before training, not after it, if --save or --json cannot be written."""
+    from pathlib import Path
+
+    for option in ("save", "json"):
+        path = getattr(args, option, None)
+        if path is None:
+            continue
+        p = Path(path)
+        if p.is_dir():
+            raise UserError(f"--{option} {p} is a directory; give a file name")
+        parent = p.parent if str(p.parent) else Path(".")
+        if not parent.is_dir():
+            raise UserError(f"--{option} {p}: directory {parent} does not exist")
+        if not os.access(parent, os.W_OK):
+            raise UserError(f"--{option} {p}: directory {parent} is not writable")
 
 
 def _int_list(text, name):
@@ -99,15 +124,14 @@ def cmd_gmm(args):
     from .gmm import GaussianMixture
     from .mixture import ConvergenceWarning
 
+    _check_destinations(args)
     X = load_matrix(args.data)
     if args.load:
         gm = GaussianMixture.load(_require_file(args.load))
-        _check_features(X, gm.n_features_in_, "GaussianMixture")
+        _check_features(X, gm.n_features_in_, f"GaussianMixture loaded from {args.load}")
         _say(args, f"GaussianMixture from {args.load}: K = {gm.n_components}, "
                    f"covariance_type = {gm.covariance_type}")
     else:
-        if args.k is None:
-            raise UserError("-k/--n-components is required when fitting (without --load)")
         gm = GaussianMixture(args.k, covariance_type=args.covariance_type, tol=args.tol,
                              reg_covar=args.reg_covar, max_iter=args.max_iter,
                              n_init=args.n_init, random_state=args.seed)
@@ -163,6 +187,7 @@ def cmd_vae(args):
     from .files import load_matrix
     from .vae import VAE
 
+    _check_destinations(args)
     X = load_matrix(args.data, binary=True)
     X_test = load_matrix(args.test, name="--test", binary=True) if args.test else None
     out = {}
@@ -170,20 +195,21 @@ def cmd_vae(args):
         _require_file(args.load)
         vae = VAE.load(args.load)
         params = vae.params_
-        _check_features(X, vae.n_features, "VAE")
+        _check_features(X, vae.n_features, f"VAE loaded from {args.load}")
         _say(args, f"loaded {vae!r} from {args.load}")
     else:
         vae = VAE(X.shape[1], args.latent, hidden=_int_list_or_empty(args.hidden, "--hidden"),
                   activation=args.activation)
         if X_test is not None:
-            _check_features(X_test, X.shape[1], "VAE (--test)")
+            _check_features(X_test, X.shape[1], f"VAE trained on DATA {args.data}",
+                            source=f"--test {args.test}")
         _say(args, f"training {vae!r} on {X.shape[0]} rows for {args.epochs} epochs")
         vae.fit(X, X_test, n_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
                 rng=args.seed, verbose=not args.quiet)
         params = vae.params_
         out["history"] = vae.history_
     if X_test is not None:
-        _check_features(X_test, vae.n_features, "VAE")
+        _check_features(X_test, vae.n_features, "VAE", source=f"--test {args.test}")
     out["data"] = _vae_eval(args, vae, params, X, f"DATA {args.data}")
     if X_test is not None:
         out["test"] = _vae_eval(args, vae, params, X_test, f"--test {args.test}")
@@ -205,10 +231,11 @@ def cmd_helmholtz(args):
     from .files import load_matrix
     from .helmholtz import HelmholtzMachine
 
+    _check_destinations(args)
     X = load_matrix(args.data, binary=True)
     if args.load:
         model = HelmholtzMachine.load(_require_file(args.load))
-        _check_features(X, model.n_features, "HelmholtzMachine")
+        _check_features(X, model.n_features, f"HelmholtzMachine loaded from {args.load}")
         _say(args, f"loaded HelmholtzMachine {model.arch.layer_sizes} from {args.load}")
     else:
         layers = _int_list(args.layers, "--layers") + (X.shape[1],)
@@ -243,8 +270,7 @@ def cmd_helmholtz(args):
                    f"(100 samples): {el.value.mean():.6f} ({model.n_latent} latents: too many "
                    f"to enumerate, see --max-exact-latent)")
     if args.save:
-        model.save(args.save)
-        _say(args, f"model saved to {args.save}")
+        _say(args, f"model saved to {model.save(args.save)}")
     if args.json:
         _write_json(args.json, out)
     return 0
@@ -275,23 +301,53 @@ _positive_float = _number_type(float, True, "a positive finite number")
 _nonneg_float = _number_type(float, False, "a finite number >= 0")
 
 
+class _HelpFormatter(argparse.HelpFormatter):
+    """Help that shows each option's default (when it has a meaningful one)."""
+
+    def _get_help_string(self, action):
+        text = action.help or ""
+        default = action.default
+        if (default is None or default is False or default is argparse.SUPPRESS
+                or "%(default)" in text or not action.option_strings):
+            return text
+        return text + (" (default: none)" if default == "" else " (default: %(default)s)")
+
+
 class _Parser(argparse.ArgumentParser):
-    """Usage errors as one line ``lvmref: error: ...`` (exit status 2), like user errors."""
+    """Usage errors as one line ``lvmref: error: ...`` (exit status 2), like user errors;
+    help shows every default and the choices."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", _HelpFormatter)
+        super().__init__(*args, **kwargs)
 
     def error(self, message):
         sys.stderr.write(f"lvmref: error: {message} (see '{self.prog} --help')\n")
         raise SystemExit(EXIT_USAGE)
 
 
+def _library_default(func, name):
+    """The library's own default of ``func``'s argument ``name`` (one source of truth)."""
+    import inspect
+
+    return inspect.signature(func).parameters[name].default
+
+
 def build_parser():
+    from . import __version__
+    from .helmholtz import HelmholtzMachine
+    from .nn import ACTIVATIONS
+    from .vae import VAE
+
     common = _Parser(add_help=False)
     common.add_argument("--seed", type=_nonneg_int, default=0,
-                        help="seed of all randomness (default 0)")
+                        help="seed of all randomness")
     common.add_argument("--quiet", "-q", action="store_true", help="print nothing")
 
     parser = _Parser(
         prog="lvmref",
         description="lvmref: NumPy/Numba reference implementation of latent variable models.")
+    parser.add_argument("--version", action="version", version=f"lvmref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     p = sub.add_parser("demo", parents=[common],
@@ -300,60 +356,76 @@ def build_parser():
                        "bars by wake-sleep and a VAE on binarized digits; write "
                        "OUT/report.md, OUT/metrics.json and figures (with matplotlib). "
                        "Runs NumPy's BLAS on one thread unless OPENBLAS_NUM_THREADS is set.")
-    p.add_argument("--out", default="lvmref-demo", help="output directory (default lvmref-demo)")
+    p.add_argument("--out", default="lvmref-demo", help="output directory")
     p.add_argument("--quick", action="store_true", help="short smoke-test run (seconds)")
     p.set_defaults(func=cmd_demo)
 
-    save_load = _Parser(add_help=False)
-    save_load.add_argument("--save", metavar="MODEL.npz", help="save the model to this file")
-    save_load.add_argument("--load", metavar="MODEL.npz",
-                           help="load a saved model and evaluate it on DATA (no training)")
-    save_load.add_argument("--json", metavar="FILE.json", help="also write the results as JSON")
+    outputs = _Parser(add_help=False)
+    outputs.add_argument("--save", metavar="MODEL.npz", help="save the model to this file")
+    outputs.add_argument("--json", metavar="FILE.json", help="also write the results as JSON")
+    data_help = ("(n_samples, n_features) .csv (comma-separated numbers, no header) or .npy; "
+                 "rows are samples")
+    binary_help = "binary (0/1) " + data_help
 
-    p = sub.add_parser("gmm", parents=[common, save_load],
-                       help="fit a Gaussian mixture by EM to DATA (.csv or .npy)")
-    p.add_argument("data", metavar="DATA", help="(n_samples, n_features) .csv (comma-"
-                   "separated, no header) or .npy")
-    p.add_argument("-k", "--n-components", dest="k", type=_positive_int)
+    p = sub.add_parser("gmm", parents=[common, outputs],
+                       help="fit a Gaussian mixture by EM to DATA (.csv or .npy)",
+                       description="Fit a Gaussian mixture with K components by EM "
+                       "(-k K), or evaluate a saved one (--load MODEL.npz), on DATA.")
+    p.add_argument("data", metavar="DATA", help=data_help)
+    mode = p.add_mutually_exclusive_group(required=True)
+    mode.add_argument("-k", "--n-components", dest="k", type=_positive_int, metavar="K",
+                      help="number of components to fit")
+    mode.add_argument("--load", metavar="MODEL.npz",
+                      help="load a saved model and evaluate it on DATA (no fitting)")
     p.add_argument("--covariance-type", default="full",
-                   choices=("full", "tied", "diag", "spherical"))
-    p.add_argument("--tol", type=_nonneg_float, default=1e-3)
-    p.add_argument("--reg-covar", type=_nonneg_float, default=1e-6)
-    p.add_argument("--max-iter", type=_positive_int, default=100)
-    p.add_argument("--n-init", type=_positive_int, default=1)
+                   choices=("full", "tied", "diag", "spherical"), help="covariance model")
+    p.add_argument("--tol", type=_nonneg_float, default=1e-3,
+                   help="stop when the mean log-likelihood changes by less")
+    p.add_argument("--reg-covar", type=_nonneg_float, default=1e-6,
+                   help="added to the covariance diagonals")
+    p.add_argument("--max-iter", type=_positive_int, default=100, help="EM iterations")
+    p.add_argument("--n-init", type=_positive_int, default=1, help="restarts")
     p.set_defaults(func=cmd_gmm)
 
-    p = sub.add_parser("vae", parents=[common, save_load],
+    p = sub.add_parser("vae", parents=[common, outputs],
                        help="train a VAE (Bernoulli decoder) on binary DATA (.npy or .csv)")
-    p.add_argument("data", metavar="DATA", help="binary (0/1) (n_samples, n_features) array")
+    p.add_argument("data", metavar="DATA", help=binary_help)
+    p.add_argument("--load", metavar="MODEL.npz",
+                   help="load a saved VAE and evaluate it on DATA (no training)")
     p.add_argument("--test", metavar="TEST", help="held-out binary data, evaluated per epoch")
-    p.add_argument("--latent", type=_positive_int, default=10, help="n_latent (default 10)")
+    p.add_argument("--latent", type=_positive_int, default=10, help="n_latent")
     p.add_argument("--hidden", default="200", help="hidden widths, e.g. 200 or 256,128")
-    p.add_argument("--activation", default="tanh")
-    p.add_argument("--epochs", type=_positive_int, default=100)
-    p.add_argument("--batch-size", type=_positive_int, default=100)
-    p.add_argument("--lr", type=_positive_float, default=1e-3)
+    p.add_argument("--activation", default="tanh", choices=tuple(ACTIVATIONS),
+                   help="hidden activation")
+    p.add_argument("--epochs", type=_positive_int, default=100, help="passes over DATA")
+    p.add_argument("--batch-size", type=_positive_int, default=100, help="rows per step")
+    p.add_argument("--lr", type=_positive_float, default=_library_default(VAE.fit, "lr"),
+                   help="Adam step size")
     p.add_argument("--iwae-k", type=_positive_int, default=100,
-                   help="samples of the IWAE bound in the evaluation (default 100)")
+                   help="samples of the IWAE bound in the evaluation")
     p.add_argument("--eval-samples", type=_positive_int, default=10,
-                   help="noise draws per row for the evaluation ELBO (default 10)")
+                   help="noise draws per row for the evaluation ELBO")
     p.set_defaults(func=cmd_vae)
 
-    p = sub.add_parser("helmholtz", parents=[common, save_load],
+    p = sub.add_parser("helmholtz", parents=[common, outputs],
                        help="train a Helmholtz machine on binary DATA (.npy or .csv)")
-    p.add_argument("data", metavar="DATA", help="binary (0/1) (n_samples, n_features) array")
+    p.add_argument("data", metavar="DATA", help=binary_help)
+    p.add_argument("--load", metavar="MODEL.npz",
+                   help="load a saved Helmholtz machine and evaluate it on DATA")
     p.add_argument("--layers", default="1,8",
-                   help="latent layer sizes top to bottom; the pixel layer is added "
-                   "(default 1,8)")
+                   help="latent layer sizes top to bottom; the pixel layer is added")
     p.add_argument("--hidden", default="", help="deterministic hidden widths of each MLP")
     p.add_argument("--method", default="wake-sleep",
-                   choices=("wake-sleep", "reweighted", "reinforce"))
-    p.add_argument("--updates", type=_positive_int, default=100_000)
-    p.add_argument("--batch-size", type=_positive_int, default=1)
-    p.add_argument("--lr", type=_positive_float, default=0.05)
-    p.add_argument("--iwae-k", type=_positive_int, default=1000)
+                   choices=("wake-sleep", "reweighted", "reinforce"), help="training method")
+    p.add_argument("--updates", type=_positive_int, default=100_000, help="parameter updates")
+    p.add_argument("--batch-size", type=_positive_int, default=1, help="rows per update")
+    p.add_argument("--lr", type=_positive_float,
+                   default=_library_default(HelmholtzMachine.fit, "learning_rate"),
+                   help="learning rate of the generative and recognition nets")
+    p.add_argument("--iwae-k", type=_positive_int, default=1000,
+                   help="samples of the IWAE bound when log p(x) cannot be enumerated")
     p.add_argument("--max-exact-latent", type=_nonneg_int, default=16,
-                   help="enumerate log p(x) exactly up to this many latent units (default 16)")
+                   help="enumerate log p(x) exactly up to this many latent units")
     p.set_defaults(func=cmd_helmholtz)
     return parser
 
@@ -371,18 +443,32 @@ def _one_blas_thread_by_default():
             os.environ.setdefault(var, "1")
 
 
+def _first_line(exc):
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
 def main(argv=None) -> int:
     """Entry point of the ``lvmref`` console script; returns the exit status."""
     parser = build_parser()
     args = parser.parse_args(argv)  # usage errors: one line on stderr, exit status 2
     if args.command == "demo":
         _one_blas_thread_by_default()
+    import numpy as np
+
     try:
-        return int(args.func(args) or 0)
+        with np.errstate(over="raise", divide="raise", invalid="raise", under="ignore"):
+            return int(args.func(args) or 0)
     except (UserError, OSError, ValueError, TypeError) as exc:
-        msg = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        print(f"lvmref: error: {msg}", file=sys.stderr)
-        return EXIT_USAGE
+        print(f"lvmref: error: {_first_line(exc)}", file=sys.stderr)
+    except (FloatingPointError, ArithmeticError) as exc:
+        hint = " -- try a smaller --lr" if hasattr(args, "lr") else ""
+        print(f"lvmref: error: the computation diverged numerically ({_first_line(exc)})"
+              f"{hint}", file=sys.stderr)
     except KeyboardInterrupt:  # pragma: no cover
         print("lvmref: interrupted", file=sys.stderr)
         return 130
+    except Exception as exc:  # noqa: BLE001 - never a traceback; name what failed
+        print(f"lvmref: error: internal error in '{args.command}': {type(exc).__name__}: "
+              f"{_first_line(exc)} (please report this)", file=sys.stderr)
+    return EXIT_USAGE

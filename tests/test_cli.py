@@ -107,7 +107,6 @@ def test_gmm_bad_inputs(capsys, blobs, tmp_path):
     txt.write_text("1,2\n")
     assert_user_error(capsys, ".npy or .csv", "gmm", txt, "-k", 2)
     assert_user_error(capsys, "n_components", "gmm", csv, "-k", 100)
-    assert_user_error(capsys, "-k", "gmm", csv)
     assert_user_error(capsys, "not found", "gmm", csv, "--load", tmp_path / "none.npz")
     bad_model = tmp_path / "bad.npz"
     np.savez(bad_model, a=np.zeros(3))
@@ -129,6 +128,9 @@ def test_gmm_bad_inputs(capsys, blobs, tmp_path):
     (["demo", "--seed", "-3"], "--seed"),
     (["nosuchcommand"], "invalid choice"),
     ([], "required"),
+    (["gmm", "{csv}"], "one of the arguments -k/--n-components --load is required"),
+    (["gmm", "{csv}", "-k", "2", "--load", "m.npz"], "not allowed with argument"),
+    (["vae", "{csv}", "--activation", "banana"], "--activation"),
 ])
 def test_usage_errors_are_one_line_exit_2(capsys, blobs, argv, match):
     argv = [a.format(csv=blobs[2]) for a in argv]
@@ -233,3 +235,82 @@ def test_python_m_lvmref_help():
     assert proc.returncode == 2
     assert proc.stderr.strip().splitlines() == ["lvmref: error: DATA file not found: "
                                                 "missing.csv"]
+
+
+# ----------------------------------------------------------------------------------- all
+
+def test_version_and_help_show_defaults_and_choices(capsys):
+    from lvmref import __version__
+
+    with pytest.raises(SystemExit) as e:
+        cli.main(["--version"])
+    assert e.value.code == 0 and capsys.readouterr().out.strip() == f"lvmref {__version__}"
+    with pytest.raises(SystemExit):
+        cli.main(["gmm", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(-k K | --load MODEL.npz)" in text  # -k is required unless --load
+    assert "(default: 0.001)" in text and "{full,tied,diag,spherical}" in text
+    with pytest.raises(SystemExit):
+        cli.main(["vae", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    assert "(default: 100)" in text and "{tanh,relu,softplus,sigmoid,identity}" in text
+    with pytest.raises(SystemExit):
+        cli.main(["helmholtz", "--help"])
+    text = " ".join(capsys.readouterr().out.split())
+    import inspect
+
+    from lvmref.helmholtz import HelmholtzMachine
+
+    lib = inspect.signature(HelmholtzMachine.fit).parameters["learning_rate"].default
+    assert f"(default: {lib})" in text  # the CLI default is the library's
+
+
+def test_outputs_checked_before_training(capsys, binary, tmp_path):
+    _, _, path = binary
+    line = assert_user_error(capsys, "--save", "vae", path, "--epochs", 1000,
+                             "--save", tmp_path / "nodir" / "v.npz")
+    assert "does not exist" in line
+    assert_user_error(capsys, "is a directory", "helmholtz", path, "--save", tmp_path)
+    assert_user_error(capsys, "--json", "gmm", path, "-k", 2, "--json",
+                      tmp_path / "nodir" / "r.json")
+
+
+def test_load_directory_and_complex_data(capsys, blobs, tmp_path):
+    _, X, csv, _ = blobs
+    line = assert_user_error(capsys, "is a directory", "gmm", csv, "--load", tmp_path)
+    assert "--load" in line
+    c = tmp_path / "c.npy"
+    np.save(c, X + 1j)
+    assert_user_error(capsys, "complex", "gmm", c, "-k", 2)
+
+
+def test_test_file_mismatch_names_the_option(capsys, binary, tmp_path):
+    _, X, path = binary
+    other = tmp_path / "other.npy"
+    np.save(other, X[:, :5])
+    line = assert_user_error(capsys, "--test", "vae", path, "--test", other, "--epochs", 1)
+    assert "5 columns" in line and "16" in line
+
+
+def test_divergence_is_one_line(capsys, binary):
+    _, _, path = binary
+    line = assert_user_error(capsys, "diverged", "vae", path, "--lr", "1e10", "--epochs", 2,
+                             "--latent", 2, "--hidden", "8", "-q")
+    assert "--lr" in line
+
+
+def test_unexpected_failure_is_one_line(capsys, blobs, monkeypatch):
+    def boom(args):
+        raise RuntimeError("something broke\nsecond line")
+
+    monkeypatch.setattr(cli, "cmd_gmm", boom)
+    parser = cli.build_parser
+    monkeypatch.setattr(cli, "build_parser", lambda: _with_func(parser(), "gmm", boom))
+    line = assert_user_error(capsys, "internal error", "gmm", blobs[2], "-k", 1)
+    assert "RuntimeError: something broke" in line
+
+
+def _with_func(parser, command, func):
+    for action in parser._subparsers._group_actions:
+        action.choices[command].set_defaults(func=func)
+    return parser
