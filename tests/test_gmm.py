@@ -631,8 +631,12 @@ def test_bad_input_estimator():
         GaussianMixture(2).fit(Xbad)
     with pytest.raises(ValueError, match="X must be 2-D"):
         GaussianMixture(2).fit(X[:, 0])
-    with pytest.raises(ValueError, match="X must not be empty"):
+    with pytest.raises(ValueError, match=r"X has 0 sample\(s\) \(shape=\(0, 3\)\)"):
         GaussianMixture(2).fit(np.empty((0, 3)))
+    with pytest.raises(ValueError, match=r"X has 0 feature\(s\) \(shape=\(30, 0\)\)"):
+        GaussianMixture(2).fit(np.empty((30, 0)))
+    with pytest.raises(ValueError, match="X has 1 sample; GaussianMixture needs at least 2"):
+        GaussianMixture(1).fit(X[:1])
     with pytest.raises(ValueError, match="n_components"):
         GaussianMixture(31).fit(X)
     with pytest.raises(ValueError, match="n_components"):
@@ -656,7 +660,8 @@ def test_bad_input_estimator():
     with pytest.raises(NotFittedError, match="fit"):
         GaussianMixture(2).predict(X)
     gm = GaussianMixture(2, random_state=0).fit(X)
-    with pytest.raises(ValueError, match="X has 2 features"):
+    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3 "
+                                         "features as input"):
         gm.predict(X[:, :2])
     with pytest.raises(ValueError, match="X contains NaN"):
         gm.score_samples(Xbad)

@@ -403,7 +403,8 @@ def test_frame_methods_agree_and_warm_start_checks_the_data(name):
     np.testing.assert_array_equal(est.predict(X), np.argmax(proba, axis=1))
     assert est.score(X) == float(np.mean(est.score_samples(X)))
     np.testing.assert_array_equal(cls(2, random_state=0).fit_predict(X), est.predict(X))
-    with pytest.raises(ValueError, match="X has 3 features, but the model was fitted with 2"):
+    with pytest.raises(ValueError, match=f"X has 3 features, but {name} is expecting 2 "
+                                         "features as input"):
         est.predict(np.zeros((2, 3)))
     warm = cls(2, random_state=0, warm_start=True).fit(X)
     with pytest.raises(ValueError, match="X has 3 features, but the warm-started model has 2"):
