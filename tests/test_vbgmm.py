@@ -309,11 +309,11 @@ def test_stationarity_check_detects_wrong_dof_update():
 # ---------------------------------------------------------------------------
 
 
-def _sklearn_trajectory(X, resp, n_iter, **kwargs):
+def _sklearn_trajectory(X, resp, n_iter, covariance_type="full", **kwargs):
     sklearn_mixture = pytest.importorskip("sklearn.mixture")
     sk = sklearn_mixture.BayesianGaussianMixture(
         n_components=resp.shape[1],
-        covariance_type="full",
+        covariance_type=covariance_type,
         tol=0.0,
         max_iter=n_iter,
         **kwargs,
@@ -329,25 +329,29 @@ def _sklearn_trajectory(X, resp, n_iter, **kwargs):
             "weight_concentration": np.array(sk.weight_concentration_),  # tuple for the DP
             "mean_precision": sk.mean_precision_.copy(),
             "means": sk.means_.copy(),
-            "degrees_of_freedom": sk.degrees_of_freedom_.copy(),
+            "degrees_of_freedom": np.array(sk.degrees_of_freedom_),  # a float for tied
             "covariances": sk.covariances_.copy(),
             "precisions_cholesky": sk.precisions_cholesky_.copy(),
         }
-        out.append((state, sk._compute_lower_bound(log_resp, log_prob_norm)))
+        # scikit-learn 1.9 returns its tied bound as an array of shape (1,)
+        bound = float(np.ravel(sk._compute_lower_bound(log_resp, log_prob_norm))[0])
+        out.append((state, bound))
     sk._set_parameters(sk._get_parameters())
     return out, sk
 
 
+_TYPES = ["full", "tied", "diag", "spherical"]
+_PRIOR_TYPES = ["dirichlet_distribution", "dirichlet_process"]
+
+
 @_FIXED_ITERATIONS
-@pytest.mark.parametrize(
-    "reg_covar,prior_type",
-    [
-        (0.0, "dirichlet_distribution"),
-        (1e-6, "dirichlet_distribution"),
-        (0.0, "dirichlet_process"),
-    ],
-)
-def test_trajectory_matches_sklearn(reg_covar, prior_type):
+@pytest.mark.parametrize("reg_covar", [0.0, 1e-6])
+@pytest.mark.parametrize("prior_type", _PRIOR_TYPES)
+@pytest.mark.parametrize("ct", _TYPES)
+def test_trajectory_matches_sklearn(ct, prior_type, reg_covar):
+    """From the same responsibilities, 20 iterations of each covariance type (26)-(29)
+    and weight prior follow scikit-learn's parameters to 1e-9, and the bound's
+    increments equal scikit-learn's (which drops constants) for the exact updates."""
     rng = np.random.default_rng(7)
     X = _blobs(rng, 40, [[0, 0, 0], [4, 0, 1], [0, 5, -2]])
     k, n_iter = 4, 20
@@ -357,16 +361,20 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
         mean_precision_prior=0.7,
         weight_concentration_prior_type=prior_type,
     )
-    sk_traj, sk = _sklearn_trajectory(X, resp, n_iter, reg_covar=reg_covar, **priors)
+    sk_traj, sk = _sklearn_trajectory(X, resp, n_iter, covariance_type=ct,
+                                      reg_covar=reg_covar, **priors)
 
-    prior = V.make_prior(X, k, **priors)
-    state = V.m_step(X, resp, prior, reg_covar)
+    prior = V.make_prior(X, k, covariance_type=ct, **priors)
+    for key in ("mean_prior", "covariance_prior"):  # scikit-learn's defaults for the type
+        np.testing.assert_allclose(prior[key], getattr(sk, key + "_"), rtol=1e-13)
+    state = V.m_step(X, resp, prior, ct, reg_covar)
     ours_bounds = []
     for sk_state, _ in sk_traj:
-        log_resp = V.e_step(state, X)
-        state = V.m_step(X, np.exp(log_resp), prior, reg_covar)
-        ours_bounds.append(V.lower_bound(state, X, log_resp, prior))
+        log_resp = V.e_step(state, X, ct)
+        state = V.m_step(X, np.exp(log_resp), prior, ct, reg_covar)
+        ours_bounds.append(V.lower_bound(state, X, log_resp, prior, ct))
         for key, value in sk_state.items():
+            assert np.shape(state[key]) == np.shape(value), key
             np.testing.assert_allclose(state[key], value, rtol=0, atol=1e-9, err_msg=key)
     if reg_covar == 0.0:
         # scikit-learn drops constants (and its simplification assumes the exact M-step,
@@ -376,7 +384,7 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
 
     # The estimator driven from the same responsibilities ends at the same place.
     model = V.BayesianGaussianMixture(
-        k, tol=0.0, max_iter=n_iter, reg_covar=reg_covar, **priors
+        k, covariance_type=ct, tol=0.0, max_iter=n_iter, reg_covar=reg_covar, **priors
     ).fit(X, resp_init=resp)
     assert model.n_iter_ == n_iter and not model.converged_
     np.testing.assert_allclose(model.lower_bounds_, ours_bounds, rtol=0, atol=1e-9)
@@ -402,6 +410,28 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
     np.testing.assert_array_equal(model.predict(X), sk.predict(X))
 
 
+@pytest.mark.parametrize("ct", _TYPES)
+def test_fit_from_sklearns_random_start_equals_sklearn(ct):
+    """The class docstring's recipe: scikit-learn's init_params="random" start is
+    RandomState(seed).uniform(size=(n, K)), rows normalised; as resp_init it reproduces
+    scikit-learn's whole fit (n_init=1)."""
+    sklearn_mixture = pytest.importorskip("sklearn.mixture")
+    rng = np.random.default_rng(3)
+    X = _blobs(rng, 30, [[0, 0], [5, 1], [1, 6]])
+    k, seed = 3, 12
+    resp = np.random.RandomState(seed).uniform(size=(len(X), k))
+    resp /= resp.sum(axis=1, keepdims=True)
+    common = dict(covariance_type=ct, max_iter=500, tol=1e-8, reg_covar=1e-6)
+    with np.errstate(under="ignore"):  # scikit-learn's own arithmetic
+        sk = sklearn_mixture.BayesianGaussianMixture(
+            n_components=k, init_params="random", random_state=seed, **common).fit(X)
+    ours = V.BayesianGaussianMixture(k, **common).fit(X, resp_init=resp)
+    assert ours.n_iter_ == sk.n_iter_ and ours.converged_ and sk.converged_
+    for attr in ("weights_", "means_", "covariances_", "degrees_of_freedom_"):
+        np.testing.assert_allclose(getattr(ours, attr), getattr(sk, attr), rtol=0, atol=1e-9,
+                                   err_msg=attr)
+
+
 def test_default_priors_match_sklearn():
     sklearn_mixture = pytest.importorskip("sklearn.mixture")
     rng = np.random.default_rng(5)
@@ -414,6 +444,12 @@ def test_default_priors_match_sklearn():
     assert prior.pop("weight_concentration_prior_type") == sk.weight_concentration_prior_type
     for key, value in prior.items():
         np.testing.assert_allclose(value, getattr(sk, key + "_"), rtol=1e-14, err_msg=key)
+    for ct in _TYPES[1:]:
+        sk = sklearn_mixture.BayesianGaussianMixture(n_components=4, covariance_type=ct)
+        sk._check_parameters(X)
+        got = V.make_prior(X, 4, covariance_type=ct)["covariance_prior"]
+        assert np.shape(got) == np.shape(sk.covariance_prior_)
+        np.testing.assert_allclose(got, sk.covariance_prior_, rtol=1e-14, err_msg=ct)
 
 
 # ---------------------------------------------------------------------------
@@ -864,8 +900,16 @@ def test_bad_input_functions(case):
 _ESTIMATOR_BAD = [
     (dict(n_components=0), ValueError, "n_components"),
     (dict(n_components=2.5), TypeError, "n_components"),
-    (dict(covariance_type="diag"), NotImplementedError, "covariance_type"),
-    (dict(covariance_type="tied"), NotImplementedError, "covariance_type"),
+    (dict(covariance_type="diag", covariance_prior=np.eye(2)), ValueError,
+     r"covariance_prior must be a vector of shape \(2,\) for covariance_type='diag'"),
+    (dict(covariance_type="spherical", covariance_prior=[1.0, 1.0]), ValueError,
+     r"covariance_prior must be a number, shape \(\) for covariance_type='spherical'"),
+    (dict(covariance_type="diag", covariance_prior=[1.0, -1.0]), ValueError,
+     "covariance_prior must be > 0"),
+    (dict(covariance_type="tied", covariance_prior=-np.eye(2)), ValueError,
+     "covariance_prior must be symmetric positive definite"),
+    (dict(verbose=-1), ValueError, "verbose"),
+    (dict(verbose_interval=0), ValueError, "verbose_interval"),
     (dict(covariance_type="banana"), ValueError, "covariance_type"),
     (dict(weight_concentration_prior_type="x"), ValueError, "weight_concentration_prior_type"),
     (dict(init_params="kmeans++"), ValueError, "init_params"),
@@ -1052,7 +1096,8 @@ _BAD_VB_FILES = [
     ("n_iter_ zero", dict(n_iter_=0, lower_bounds_=np.zeros(0)),
      r"n_iter_ must lie in \[1, max_iter=200\]"),
     ("max_iter zero", dict(max_iter=0), r"max_iter must be >= 1"),
-    ("covariance_type diag", dict(covariance_type="diag"), r"'diag' is not implemented"),
+    ("covariance_type diag with full arrays", dict(covariance_type="diag"),
+     r"covariance_prior_ must be a vector of shape \(2,\) for covariance_type='diag'"),
     ("lower_bounds_ inf", lambda e: dict(lower_bounds_=np.full_like(e["lower_bounds_"], np.inf)),
      r"lower_bounds_ contains NaN or infinite"),
     ("converged_ a string", dict(converged_="yes"), r"converged_ must be True or False"),
