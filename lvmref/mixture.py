@@ -126,11 +126,38 @@ SINGULAR_HINT = (
 
 
 class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``.
+
+    When scikit-learn is already imported, the warning issued is of a subclass of this
+    class and of ``sklearn.exceptions.ConvergenceWarning``, so filters on either apply.
+    """
 
 
 class NotFittedError(ValueError, AttributeError):
-    """An estimator method that needs fitted parameters was called before ``fit``."""
+    """An estimator method that needs fitted parameters was called before ``fit``.
+
+    Like scikit-learn's, it subclasses both ``ValueError`` and ``AttributeError``. When
+    scikit-learn is already imported, the error raised is of a subclass of this class and
+    of ``sklearn.exceptions.NotFittedError``, so ``except`` clauses for either catch it
+    (scikit-learn's ``check_estimator`` requires its own class).
+    """
+
+
+_TWINS = {}
+
+
+def _with_sklearn_twin(cls):
+    """``cls``, or -- if scikit-learn is already imported (never imported here) -- a
+    subclass of ``cls`` and of scikit-learn's class of the same name."""
+    exceptions = sys.modules.get("sklearn.exceptions")
+    peer = getattr(exceptions, cls.__name__, None)
+    if peer is None or not isinstance(peer, type):
+        return cls
+    if cls not in _TWINS:
+        _TWINS[cls] = type(cls.__name__, (cls, peer), {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__})
+    return _TWINS[cls]
 
 
 # ----------------------------------------------------------------------------------------
@@ -426,7 +453,7 @@ def check_X(X, name="X"):
             for axis, what in ((0, "sample(s)"), (1, "feature(s)")):
                 if probe.shape[axis] == 0:
                     raise ValueError(f"{name} has 0 {what} (shape={probe.shape}) while a "
-                                     "minimum of 1 is required")
+                                     "minimum of 1 is required.")
     return as_float_array(X, name, ndim=2)
 
 
@@ -730,7 +757,7 @@ def run_em(initialize, iterate, *, n_init, max_iter, tol, verbose=0, verbose_int
             f"{result.lower_bound:.6g}) did not converge within max_iter={max_iter} "
             f"iterations (tol={tol:g}){extra}. Increase max_iter or tol, try other "
             "init_params, or check for degenerate data.",
-            ConvergenceWarning,
+            _with_sklearn_twin(ConvergenceWarning),
             stacklevel=_stacklevel_outside_lvmref(),
         )
     return result
@@ -835,9 +862,12 @@ class MixtureBase:
         return self
 
     def __repr__(self):
+        # scikit-learn's layout: the arguments that differ from their defaults, by name
         sig = inspect.signature(type(self).__init__)
-        parts = [f"{p.name}={getattr(self, p.name)!r}" for p in sig.parameters.values()
-                 if p.name != "self" and not _same_value(getattr(self, p.name), p.default)]
+        params = sorted((p for p in sig.parameters.values() if p.name != "self"),
+                        key=lambda p: p.name)
+        parts = [f"{p.name}={getattr(self, p.name)!r}" for p in params
+                 if not _same_value(getattr(self, p.name), p.default)]
         return f"{type(self).__name__}({', '.join(parts)})"
 
     def __sklearn_tags__(self):
@@ -878,7 +908,7 @@ class MixtureBase:
 
     def _check_fitted(self):
         if not self._is_fitted():
-            raise NotFittedError(
+            raise _with_sklearn_twin(NotFittedError)(
                 f"This {type(self).__name__} is not fitted yet; call fit(X) first (or load())."
             )
 
