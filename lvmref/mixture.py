@@ -925,9 +925,10 @@ class MixtureBase:
     def _fit_data(self, X, sample_weight, resp_init, n_components, min_rows=1):
         """Validated ``(X, w, resp_init)`` for ``fit``, rows of weight 0 removed (W2).
 
-        ``w`` is ``None`` without weights. ``resp_init`` (``None`` or ``(n, K)``,
-        non-negative) loses the same rows. At least ``min_rows`` rows (of positive weight)
-        and ``n_components`` of them must remain.
+        ``w`` is ``None`` without weights or when all remaining weights are 1.
+        ``resp_init`` (``None`` or ``(n, K)``, non-negative) loses the same rows. At
+        least ``min_rows`` rows (of positive weight) and ``n_components`` of them must
+        remain.
         """
         X = check_X(X)
         n = X.shape[0]
@@ -940,9 +941,11 @@ class MixtureBase:
             keep = w > 0.0
             X, w = X[keep], w[keep]
             resp_init = None if resp_init is None else resp_init[keep]
+        of = "" if w is None else " of positive sample_weight"
+        if w is not None and np.all(w == 1.0):
+            w = None  # unit weights are no weights: the unweighted computation, bit for bit
         rows = X.shape[0]
         what = "sample" if rows == 1 else "samples"
-        of = "" if w is None else " of positive sample_weight"
         if rows < min_rows:
             raise ValueError(f"X has {rows} {what}{of}; {type(self).__name__} needs at least "
                              f"{min_rows}")
