@@ -1439,3 +1439,71 @@ def test_bad_sample_weight_names_it_vb():
     assert V.lower_bound(state, X, np.log(resp), prior, sample_weight=np.full(12, 2.0)) == (
         pytest.approx(rep, rel=1e-13))
     assert V.lower_bound(state, X, np.log(resp), prior, sample_weight=w) != rep
+
+
+@pytest.mark.parametrize("ct", ["tied", "diag", "spherical"])
+def test_save_load_sample_and_attributes_for_each_type(tmp_path, ct):
+    X = _blobs(np.random.default_rng(50), 40, [[0, 0], [6, 0], [0, 6]])
+    model = V.BayesianGaussianMixture(3, covariance_type=ct, random_state=1,
+                                      max_iter=200).fit(X)
+    loaded = V.BayesianGaussianMixture.load(model.save(tmp_path / ct))
+    for key, value in model.state_.items():
+        np.testing.assert_array_equal(loaded.state_[key], value, err_msg=key)
+    np.testing.assert_array_equal(loaded.covariance_prior_, model.covariance_prior_)
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    np.testing.assert_array_equal(loaded.covariance_posterior_means_,
+                                  model.covariance_posterior_means_)
+    # E[Λ_k^{-1}] of the Wishart (inverse-Wishart mean), dense, against SciPy
+    k, d = 3, 2
+    dense = _dense_scale_inv(model.state_, ct, k, d)
+    nu = np.broadcast_to(model.degrees_of_freedom_, (k,))
+    post = model.covariance_posterior_means_
+    for j in range(k):
+        want = stats.invwishart(df=nu[j], scale=dense[j]).mean()
+        got = post if ct == "tied" else (np.diag(post[j]) if ct == "diag"
+                                         else post[j] * np.eye(d))
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the plug-in sample: component means and covariances recovered within 4.5 standard
+    # errors (per coordinate, from the sample itself)
+    Y, labels = model.sample(20000, rng=3)
+    assert Y.shape == (20000, 2)
+    for j in np.flatnonzero(np.bincount(labels, minlength=k) > 1000):
+        rows = Y[labels == j]
+        se = rows.std(axis=0, ddof=1) / np.sqrt(len(rows))
+        assert np.all(np.abs(rows.mean(axis=0) - model.means_[j]) <= 4.5 * se)
+        cov = model.covariances_ if ct == "tied" else (
+            np.diag(model.covariances_[j]) if ct == "diag" else model.covariances_[j] * np.eye(2))
+        var = rows.var(axis=0, ddof=1)
+        se_var = np.sqrt(2.0 / (len(rows) - 1)) * np.diag(cov)  # Gaussian rows
+        assert np.all(np.abs(var - np.diag(cov)) <= 4.5 * se_var)
+    wrong = dict(np.load(tmp_path / f"{ct}.npz", allow_pickle=False))
+    wrong["covariance_type"] = np.array("full")
+    np.savez(tmp_path / "wrong.npz", **wrong)
+    with pytest.raises(ValueError, match="wrong.npz: "):
+        V.BayesianGaussianMixture.load(tmp_path / "wrong.npz")
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_score_samples_is_below_the_log_posterior_predictive(ct):
+    """score_samples = ln Σ_k ρ_nk <= ln Σ_k E[π_k] St(x | m_k, L_k, ν_k + 1 - D) (B10.81),
+    the Student-t predictive computed here with scipy.stats.multivariate_t."""
+    rng = np.random.default_rng(51)
+    X = _blobs(rng, 30, [[0, 0], [5, 0], [0, 5]])
+    model = V.BayesianGaussianMixture(3, covariance_type=ct,
+                                      weight_concentration_prior_type="dirichlet_distribution",
+                                      random_state=0, max_iter=200).fit(X)
+    Y = rng.normal(size=(25, 2)) * 3.0
+    k, d = 3, 2
+    dense = _dense_scale_inv(model.state_, ct, k, d)
+    nu = np.broadcast_to(model.degrees_of_freedom_, (k,))
+    pi = model.weight_concentration_ / model.weight_concentration_.sum()  # E[π] (exact)
+    terms = []
+    for j in range(k):
+        df = nu[j] + 1 - d
+        beta = model.mean_precision_[j]
+        shape = dense[j] * (1 + beta) / (beta * df)
+        terms.append(np.log(pi[j]) + stats.multivariate_t(
+            loc=model.means_[j], shape=shape, df=df).logpdf(Y))
+    predictive = logsumexp(np.stack(terms, axis=1), axis=1)
+    score = model.score_samples(Y)
+    assert np.all(score < predictive)
