@@ -183,3 +183,22 @@ def check_axis(axis, ndim: int, name: str = "axis", array: str = "the array"):
     if not -ndim <= axis < ndim:
         raise ValueError(f"{name}={axis} is out of bounds for {array} of ndim {ndim}")
     return int(axis) % ndim
+
+
+def check_sample_weight(sample_weight, n_rows: int, name: str = "sample_weight"):
+    """``None``, or per-row weights as a float64 copy of shape ``(n_rows,)``.
+
+    Weights must be finite and ``>= 0`` with at least one positive entry (a list, a
+    scalar-free 1-D array-like, or anything ``np.asarray`` turns into one).
+    """
+    if sample_weight is None:
+        return None
+    w = as_float_array(sample_weight, name, ndim=1)
+    if w.shape[0] != n_rows:
+        raise ValueError(f"{name} must have shape ({n_rows},) (one weight per row), "
+                         f"got {w.shape}")
+    if np.any(w < 0.0):
+        raise ValueError(f"{name} must be >= 0 (row {int(np.argmax(w < 0.0))} is {w[w < 0][0]})")
+    if not np.any(w > 0.0):
+        raise ValueError(f"{name} must not be all zero (at least one positive weight)")
+    return w

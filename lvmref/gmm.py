@@ -64,13 +64,29 @@ Closed-form M-step (setting the gradient of Q to zero)
      with c = ``reg_covar``. Scatter matrices are always formed from centred data
      (x_i - mu_k), never as E[x x^T] - mu mu^T.
 
+Sample weights (weighted EM)
+----------------------------
+With frequency weights w_i >= 0 (:mod:`lvmref.mixture`, W1-W4) the log-likelihood (4)
+becomes l_w(theta) = sum_i w_i log p(x_i) and the ELBO (5) sum_i w_i ELBO_i(q, theta).
+The E-step (7) is unchanged (each q_i is still the posterior of row i: the weight
+multiplies the whole row term), and Q of (8) becomes sum_i sum_k w_i r_ik [log pi_k +
+log N(x_i | mu_k, Sigma_k)], which is Q with r_ik replaced by
+
+(15w) r~_ik = w_i r_ik,
+
+so the maximiser is (15)-(20) evaluated on r~: N_k = sum_i w_i r_ik (+ 10 eps), mu_k the
+w r-weighted mean, the scatters w r-weighted about mu_k. (9) holds for l_w. Multiplying
+every w_i by c > 0 multiplies Q by c and leaves its maximiser unchanged (up to the
+10 eps guard, a relative change below 1e-15 N_k^{-1}).
+
 Reported quantities
 -------------------
 (21) ``lower_bound_`` (scikit-learn's definition): after iteration t, the mean
      log-likelihood (1/n) l(theta_{t-1}) computed in the E-step of iteration t, i.e. of
      the parameters *before* that iteration's M-step. By (7) it equals the (mean) ELBO
      at that E-step. ``lower_bounds_`` holds it for every iteration; by (9) it never
-     decreases (for c = 0).
+     decreases (for c = 0). With weights it is the weighted mean
+     l_w(theta_{t-1}) / sum_i w_i, the mean over the repeated rows.
 (22) Free parameters: (K - 1) + K d + {full: K d(d+1)/2, tied: d(d+1)/2, diag: K d,
      spherical: K};  BIC = -2 l + p log n,  AIC = -2 l + 2 p.
 
@@ -89,7 +105,8 @@ Initialisation. ``init_params='kmeans'`` runs our own k-means (k-means++ seeding
 given ``random_state`` plus a few Lloyd iterations, :func:`lvmref.mixture.kmeans`); its
 result differs from scikit-learn's ``KMeans``, so equality with scikit-learn is tested
 from the *same initial parameters* (``weights_init``, ``means_init``,
-``precisions_init``), not from the same seed.
+``precisions_init``) or the same initial responsibilities (``fit(X, resp_init=R)``), not
+from the same seed (see the class docstring for reproducing scikit-learn's start).
 
 References: Dempster, Laird & Rubin (1977), JRSS-B 39:1-38; Neal & Hinton (1998),
 "A view of the EM algorithm that justifies incremental, sparse, and other variants";
@@ -127,7 +144,6 @@ from lvmref.mixture import (
     log_det_cholesky,
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
-    run_em,
     triangular_inverse,
 )
 
@@ -657,6 +673,10 @@ class GaussianMixture(MixtureBase):
         Source of all randomness (``None``: fresh entropy). An int gives identical fits.
     warm_start : bool, default False
         Continue from the fitted parameters (one initialisation) on the next ``fit``.
+    verbose : int, default 0
+        0 silent; 1 prints each initialisation and every ``verbose_interval``-th
+        iteration; 2 also the time and the change of the bound (scikit-learn's levels).
+    verbose_interval : int, default 10
 
     Attributes
     ----------
@@ -670,13 +690,33 @@ class GaussianMixture(MixtureBase):
     ``predict_proba`` is the posterior (12), ``score_samples`` is log p(x_i | theta) (12):
     -inf for a row so far from every component that its squared Mahalanobis distances
     overflow float64 (log p(x_i) < -8.9e307), whose posterior is then refused.
-    ``save(path)`` / ``GaussianMixture.load(path)``: :meth:`MixtureBase.save`.
+    ``save(path)`` / ``GaussianMixture.load(path)``: :meth:`MixtureBase.save`. It is a
+    scikit-learn estimator (``get_params``/``set_params``, tags, ``clone``, ``Pipeline``,
+    ``GridSearchCV``, :class:`lvmref.mixture.MixtureBase`) without importing scikit-learn.
+
+    Randomness differs from scikit-learn. With an int ``random_state``, lvmref draws from
+    ``numpy.random.default_rng(seed)`` (a ``Generator``), scikit-learn from the legacy
+    ``numpy.random.RandomState(seed)``, and lvmref's ``"kmeans"`` / ``"k-means++"`` are
+    its own (:func:`lvmref.mixture.kmeans`), so the same seed gives a different start and
+    in general a different fit. To reproduce scikit-learn's fit exactly (``n_init=1``),
+    give lvmref scikit-learn's start:
+
+    * ``init_params="random"``: ``R = np.random.RandomState(seed).uniform(size=(n, K));
+      R /= R.sum(axis=1, keepdims=True)``, then ``fit(X, resp_init=R)``;
+    * ``init_params="random_from_data"``: ``i = np.random.RandomState(seed).choice(n, K,
+      replace=False)``, ``R = np.zeros((n, K)); R[i, np.arange(K)] = 1``;
+    * ``"kmeans"`` / ``"k-means++"``: the one-hot labels of ``sklearn.cluster.KMeans(K,
+      n_init=1, random_state=seed).fit(X).labels_`` / the indices of
+      ``sklearn.cluster.kmeans_plusplus(X, K, random_state=seed)``, as ``resp_init``;
+    * or pass the fitted start itself: ``weights_init``, ``means_init``,
+      ``precisions_init`` (``tests/test_gmm.py`` checks both routes against scikit-learn).
     """
 
     _HYPER = {"n_components": "int", "covariance_type": "str", "tol": "float",
               "reg_covar": "float", "max_iter": "int", "n_init": "int",
               "init_params": "str", "weights_init": "array", "means_init": "array",
-              "precisions_init": "array", "random_state": "seed", "warm_start": "bool"}
+              "precisions_init": "array", "random_state": "seed", "warm_start": "bool",
+              "verbose": "int", "verbose_interval": "int"}
 
     def __init__(
         self,
@@ -693,6 +733,8 @@ class GaussianMixture(MixtureBase):
         precisions_init=None,
         random_state=None,
         warm_start=False,
+        verbose=0,
+        verbose_interval=10,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -706,6 +748,8 @@ class GaussianMixture(MixtureBase):
         self.precisions_init = precisions_init
         self.random_state = random_state
         self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
 
     def _check_hyper(self):
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
@@ -729,15 +773,17 @@ class GaussianMixture(MixtureBase):
                 raise ValueError(f"precisions_init: {exc}") from None
         return w, m, u
 
-    def _initialize(self, X, rng, inits):
-        """Initial parameters: the M-step (8) on :func:`initial_resp`, then the user's."""
+    def _initialize(self, X, rng, inits, w, resp_init):
+        """Initial parameters: the M-step (8) -- weighted, (15w) -- on the initial
+        responsibilities (``resp_init`` or :func:`initial_resp`), then the user's."""
         w0, m0, u0 = inits
         ct = self.covariance_type
         if w0 is not None and m0 is not None and u0 is not None:
             p = {"weights": w0, "means": m0, "precisions_cholesky": u0}
         else:
-            resp = initial_resp(X, self.n_components, self.init_params, rng)
-            p = _m_step(X, resp, ct, self.reg_covar)
+            resp = resp_init if resp_init is not None else initial_resp(
+                X, self.n_components, self.init_params, rng, sample_weight=w)
+            p = _m_step(X, resp if w is None else resp * w[:, None], ct, self.reg_covar)
             if w0 is not None:
                 p["weights"] = w0
             if m0 is not None:
@@ -748,7 +794,7 @@ class GaussianMixture(MixtureBase):
             p["covariances"] = covariances_from_cholesky(u0, ct)
         return p
 
-    def fit(self, X, y=None):
+    def fit(self, X, y=None, *, sample_weight=None, resp_init=None):
         """Fit by EM (eqs. 7, 8) with ``n_init`` restarts; returns ``self``.
 
         Each iteration is an E-step (10)-(12) and an M-step (15)-(20); its bound (21) is
@@ -759,31 +805,37 @@ class GaussianMixture(MixtureBase):
         ----------
         X : array_like of shape (n_samples, n_features); not modified.
         y : ignored
+        sample_weight : array_like of shape (n_samples,), optional
+            Frequency weights w_i >= 0, not all zero: weighted EM, (15w); the bound (21)
+            becomes the weighted mean log-likelihood. Rows of weight 0 are dropped first.
+        resp_init : array_like of shape (n_samples, n_components), optional
+            Initial responsibilities (non-negative); the first M-step runs on them
+            instead of on ``init_params``' draw, and ``n_init`` is 1. ``weights_init``,
+            ``means_init``, ``precisions_init`` still override what that M-step gives.
         """
         k = self._check_hyper()
-        X = check_X(X)
-        n, d = X.shape
-        if n < 2:
-            raise ValueError(f"X must have at least 2 samples, got {n}")
-        if k > n:
-            raise ValueError(f"n_components={k} must be <= n_samples={n}")
+        X, w, resp_init = self._fit_data(X, sample_weight, resp_init, k, min_rows=2)
+        d = X.shape[1]
         warm = self._continues(X, k)
         inits = None if warm else self._check_inits(k, d)
         rng = check_rng(self.random_state, name="random_state")
         ct, reg_covar = self.covariance_type, self.reg_covar
+        total = None if w is None else w.sum()
 
         def initialize(_):
             if warm:
                 return self._get_params(), self.lower_bound_
-            return self._initialize(X, rng, inits), -np.inf
+            return self._initialize(X, rng, inits, w, resp_init), -np.inf
 
         def iterate(p):
             resp, log_norm = _e_step(p["means"], p["precisions_cholesky"],
                                      _log_weights(p["weights"]), X, ct)
-            return _m_step(X, resp, ct, reg_covar), float(np.mean(log_norm))
+            if w is None:
+                return _m_step(X, resp, ct, reg_covar), float(np.mean(log_norm))
+            return _m_step(X, resp * w[:, None], ct, reg_covar), float(w @ log_norm / total)
 
-        result = run_em(initialize, iterate, n_init=1 if warm else self.n_init,
-                        max_iter=self.max_iter, tol=self.tol)
+        n_init = 1 if (warm or resp_init is not None) else self.n_init
+        result = self._run_em(initialize, iterate, n_init)
         self._set_params(result.state)
         self._set_em_result(result, d)
         return self
@@ -829,40 +881,6 @@ class GaussianMixture(MixtureBase):
         """Akaike information criterion -2 l + 2 p, eq. (22) (lower is better)."""
         X = self._validate_X(X)
         return -2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters()
-
-    def sample(self, n_samples=1, rng=None):
-        """Draw from the fitted mixture, eqs. (1)-(2).
-
-        Parameters
-        ----------
-        n_samples : int, >= 1
-        rng : numpy.random.Generator, int or None
-
-        Returns
-        -------
-        X : ndarray of shape (n_samples, n_features)
-            Grouped by component (component 0 first).
-        labels : ndarray of int, shape (n_samples,)
-        """
-        self._check_fitted()
-        n = check_positive_int(n_samples, "n_samples")
-        rng = check_rng(rng)
-        counts = rng.multinomial(n, self.weights_ / self.weights_.sum())
-        d = self.means_.shape[1]
-        ct = self.covariance_type
-        out = []
-        for k, c in enumerate(counts):
-            eps = rng.standard_normal((c, d))
-            if ct == "full":
-                low = linalg.cholesky(self.covariances_[k], lower=True)
-                out.append(self.means_[k] + eps @ low.T)
-            elif ct == "tied":
-                low = linalg.cholesky(self.covariances_, lower=True)
-                out.append(self.means_[k] + eps @ low.T)
-            else:
-                out.append(self.means_[k] + eps * np.sqrt(self.covariances_[k]))
-        labels = np.repeat(np.arange(len(counts)), counts)
-        return np.vstack(out), labels
 
     # -- persistence (the frame is MixtureBase.save / load) -----------------------------
 

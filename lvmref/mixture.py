@@ -13,20 +13,53 @@ Contents
   :func:`log_det_cholesky` (log|Lambda_k|^{1/2} = sum_j log U_k,jj, eq. 14),
   :func:`triangular_inverse`, and :func:`check_covariances` (a covariance / factor pair
   read from a file).
-* Input checks: :func:`check_X`, :func:`check_resp` (on top of
-  :mod:`lvmref.kernels.checks`).
+* Input checks: :func:`check_X` (with scikit-learn's messages where its estimator checks
+  look for them: sparse, complex, object, 1-D and empty input), :func:`check_resp` (on top
+  of :mod:`lvmref.kernels.checks`).
 * Initial responsibilities: :func:`kmeans_plusplus`, :func:`kmeans` (our own; they differ
-  from scikit-learn's ``KMeans``) and :func:`initial_resp`.
+  from scikit-learn's ``KMeans``) and :func:`initial_resp`, all optionally weighted by
+  ``sample_weight`` (W4 below).
 * The EM driver :func:`run_em`: ``n_init`` restarts, convergence on ``tol`` within
   ``max_iter`` iterations, warm starts, the bound history, the ``ConvergenceWarning``,
   keeping the best restart. What the bound *means* is the model's: the Gaussian mixture
   reports the mean log-likelihood at the E-step of each iteration (eq. 21 of
   :mod:`lvmref.gmm`, scikit-learn's definition), the Bayesian mixture its evidence lower
   bound after the M-step (eq. 19 of :mod:`lvmref.vbgmm`).
-* :class:`MixtureBase`, the frame of both estimators: hyper-parameter checks they share,
-  ``X`` validation against ``n_features_in_``, ``predict`` / ``predict_proba`` /
-  ``score_samples`` / ``score`` / ``fit_predict``, and ``save`` / ``load`` in the one
-  ``.npz`` format of :mod:`lvmref.persistence`.
+* :class:`MixtureBase`, the frame of both estimators: scikit-learn's estimator protocol
+  (``get_params`` / ``set_params`` derived from the constructor signature, nested
+  ``a__b`` names as scikit-learn does, ``__repr__``, ``__sklearn_tags__``,
+  ``__sklearn_is_fitted__``) *without importing scikit-learn at run time* -- the tags
+  import it lazily, only when scikit-learn itself asks for them; hyper-parameter checks
+  both share; ``X`` validation against ``n_features_in_``; ``sample_weight`` and
+  ``resp_init`` checks; ``predict`` / ``predict_proba`` / ``score_samples`` / ``score`` /
+  ``fit_predict`` / ``sample``; and ``save`` / ``load`` in the one ``.npz`` format of
+  :mod:`lvmref.persistence`.
+
+Sample weights (both mixtures)
+------------------------------
+A weight w_i >= 0 per row is a *frequency* weight: the weighted fit is the fit of the
+data in which row i occurs w_i times, extended to real w_i. Everything the two models
+compute from the data is a sum over rows, so
+
+(W1) every sum over rows sum_i f(x_i) becomes sum_i w_i f(x_i): in the M-steps the
+     responsibilities r_ik are replaced by w_i r_ik (N_k, the first moments and the
+     scatter matrices of eqs. 15-20 of :mod:`lvmref.gmm` and 13-18 of :mod:`lvmref.vbgmm`
+     are linear in r_ik), and the objective's data term sum_i ELBO_i becomes
+     sum_i w_i ELBO_i;
+(W2) hence integer weights give the fit of the repeated rows and zero weights that of
+     the remaining rows (rows of weight 0 are removed before anything is computed, so
+     they neither need a defined posterior nor draw initial centres);
+(W3) the maximum-likelihood fit (:mod:`lvmref.gmm`, whose reported bound is the weighted
+     *mean* log-likelihood) does not change when every weight is multiplied by c > 0;
+     the Bayesian fit does -- c scales the amount of data the prior is weighed against
+     (c = 2 is every row counted twice).
+(W4) Initialisation: k-means++ draws its first centre with probability w_i / sum_j w_j
+     and each next one with probability proportional to w_i D_i^2 (D_i the distance to
+     the nearest chosen centre), the distribution of k-means++ on the repeated rows;
+     Lloyd's centres are weighted means; ``"random_from_data"`` draws distinct rows with
+     probabilities proportional to w_i. Constant weights draw exactly as no weights (the
+     draws depend on the weights only through their ratios), so for the Gaussian mixture
+     ``sample_weight=c`` repeats the unweighted fit with the same ``random_state``.
 """
 
 from __future__ import annotations
@@ -35,11 +68,12 @@ import inspect
 import math
 import numbers
 import sys
+import time
 import warnings
 from typing import Any, NamedTuple
 
 import numpy as np
-from scipy import linalg
+from scipy import linalg, sparse
 from scipy.linalg import lapack
 
 from lvmref.kernels.checks import (
@@ -49,6 +83,7 @@ from lvmref.kernels.checks import (
     check_nonnegative_float,
     check_positive_int,
     check_rng,
+    check_sample_weight,
 )
 from lvmref.kernels.fpenv import benign_underflow
 from lvmref.persistence import read_model, save_model
@@ -91,11 +126,38 @@ SINGULAR_HINT = (
 
 
 class ConvergenceWarning(UserWarning):
-    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``."""
+    """EM stopped at ``max_iter`` before the lower bound changed by less than ``tol``.
+
+    When scikit-learn is already imported, the warning issued is of a subclass of this
+    class and of ``sklearn.exceptions.ConvergenceWarning``, so filters on either apply.
+    """
 
 
 class NotFittedError(ValueError, AttributeError):
-    """An estimator method that needs fitted parameters was called before ``fit``."""
+    """An estimator method that needs fitted parameters was called before ``fit``.
+
+    Like scikit-learn's, it subclasses both ``ValueError`` and ``AttributeError``. When
+    scikit-learn is already imported, the error raised is of a subclass of this class and
+    of ``sklearn.exceptions.NotFittedError``, so ``except`` clauses for either catch it
+    (scikit-learn's ``check_estimator`` requires its own class).
+    """
+
+
+_TWINS = {}
+
+
+def _with_sklearn_twin(cls):
+    """``cls``, or -- if scikit-learn is already imported (never imported here) -- a
+    subclass of ``cls`` and of scikit-learn's class of the same name."""
+    exceptions = sys.modules.get("sklearn.exceptions")
+    peer = getattr(exceptions, cls.__name__, None)
+    if peer is None or not isinstance(peer, type):
+        return cls
+    if cls not in _TWINS:
+        _TWINS[cls] = type(cls.__name__, (cls, peer), {
+            "__module__": cls.__module__, "__qualname__": cls.__qualname__,
+            "__doc__": cls.__doc__})
+    return _TWINS[cls]
 
 
 # ----------------------------------------------------------------------------------------
@@ -356,7 +418,42 @@ def check_covariances(covariances, precisions_cholesky, covariance_type, *,
 
 @benign_underflow
 def check_X(X, name="X"):
-    """``X`` as a 2-D finite float64 copy of shape (n, d), or an error naming ``name``."""
+    """``X`` as a 2-D finite float64 copy of shape (n, d), or an error naming ``name``.
+
+    Besides :func:`lvmref.kernels.checks.as_float_array`'s checks, the messages say what
+    scikit-learn's estimator checks look for: a sparse matrix is a ``TypeError``
+    ("sparse"); complex data a ``ValueError`` ("Complex data not supported"); an object
+    array is converted when every entry is a number (else ``TypeError``); 1-D input is a
+    ``ValueError`` that says how to reshape; no rows / no columns say "0 sample(s)" /
+    "0 feature(s)".
+    """
+    if sparse.issparse(X):
+        raise TypeError(f"{name} is a sparse matrix ({type(X).__name__}), but the mixtures "
+                        f"need dense data: pass {name}.toarray()")
+    if not isinstance(X, (str, bytes)):
+        try:
+            probe = np.asarray(X)
+        except (TypeError, ValueError):  # ragged input: as_float_array reports it
+            probe = None
+        if probe is not None:
+            if np.iscomplexobj(probe):
+                raise ValueError(f"{name}: Complex data not supported (dtype {probe.dtype}); "
+                                 "pass real and imaginary parts as separate columns")
+            if probe.dtype == object:
+                try:
+                    X = probe.astype(np.float64)
+                except (TypeError, ValueError) as exc:
+                    raise TypeError(f"{name} must be numeric: {exc}") from None
+            if probe.ndim != 2:
+                raise ValueError(
+                    f"{name} must be 2-D (rows are samples), got shape {probe.shape}. "
+                    f"Reshape your data: {name}.reshape(-1, 1) if it has a single feature, "
+                    f"{name}.reshape(1, -1) if it is a single sample"
+                )
+            for axis, what in ((0, "sample(s)"), (1, "feature(s)")):
+                if probe.shape[axis] == 0:
+                    raise ValueError(f"{name} has 0 {what} (shape={probe.shape}) while a "
+                                     "minimum of 1 is required.")
     return as_float_array(X, name, ndim=2)
 
 
@@ -399,19 +496,33 @@ def _sq_dists(X, centers):
     return d2
 
 
+def _init_weights(sample_weight, n):
+    """Weights for the initial draws: ``None`` for none or constant weights (W4)."""
+    w = check_sample_weight(sample_weight, n)
+    if w is None or np.all(w == w[0]):
+        return None
+    return w
+
+
 @benign_underflow
-def kmeans_plusplus(X, n_clusters, rng=None):
+def kmeans_plusplus(X, n_clusters, rng=None, sample_weight=None):
     """k-means++ seeding (Arthur & Vassilvitskii, 2007): indices of ``n_clusters`` rows.
 
     The first index is uniform; each next one is drawn with probability proportional
     to the squared distance to the nearest chosen centre (uniform over the not-yet-chosen
-    rows if all distances are zero, e.g. duplicated data).
+    rows if all distances are zero, e.g. duplicated data). With ``sample_weight`` (W4 of
+    the module docstring) the first is drawn with probability proportional to w_i and the
+    next ones proportional to w_i D_i^2 (w_i over the free rows of positive weight if
+    those are all zero); rows of weight 0 are never chosen. Constant weights draw exactly
+    as no weights.
 
     Parameters
     ----------
     X : array_like of shape (n, d)
-    n_clusters : int, <= n
+    n_clusters : int, <= n (<= the number of rows of positive weight)
     rng : numpy.random.Generator, int or None
+    sample_weight : array_like of shape (n,), optional
+        Non-negative row weights.
 
     Returns
     -------
@@ -419,42 +530,59 @@ def kmeans_plusplus(X, n_clusters, rng=None):
     """
     X = check_X(X)
     k = check_positive_int(n_clusters, "n_clusters")
+    n = X.shape[0]
+    w = _init_weights(sample_weight, n)
     if k > X.shape[0]:
         raise ValueError(f"n_clusters={k} must be <= n_samples={X.shape[0]}")
+    if w is not None and k > np.count_nonzero(w):
+        raise ValueError(f"n_clusters={k} must be <= the {np.count_nonzero(w)} rows of "
+                         "positive sample_weight")
     rng = check_rng(rng)
-    n = X.shape[0]
-    idx = [int(rng.integers(n))]
+    if w is None:
+        idx = [int(rng.integers(n))]
+    else:
+        idx = [int(rng.choice(n, p=w / w.sum()))]
     d2 = _sq_dists(X, X[idx])[:, 0]
     for _ in range(1, k):
-        p = d2.copy()
+        p = d2.copy() if w is None else w * d2
         p[idx] = 0.0
         total = p.sum()
         if total > 0.0:
             nxt = int(rng.choice(n, p=p / total))
-        else:
+        elif w is None:
             free = np.setdiff1d(np.arange(n), idx)
             nxt = int(rng.choice(free))
+        else:
+            free = np.setdiff1d(np.flatnonzero(w > 0.0), idx)
+            nxt = int(rng.choice(free, p=w[free] / w[free].sum()))
         idx.append(nxt)
         d2 = np.minimum(d2, _sq_dists(X, X[nxt][None])[:, 0])
     return np.asarray(idx)
 
 
 @benign_underflow
-def kmeans(X, n_clusters, rng=None, n_iter=10):
+def kmeans(X, n_clusters, rng=None, n_iter=10, sample_weight=None):
     """k-means++ seeding then at most ``n_iter`` Lloyd iterations; returns labels (n,).
 
     Empty clusters keep their previous centre. This is the ``init_params='kmeans'``
     initialiser; it is deliberately simple and differs from scikit-learn's ``KMeans``.
+    With ``sample_weight`` (W4) the seeding is weighted and each centre is the weighted
+    mean of its rows (a cluster whose rows all have weight 0 keeps its centre); every row,
+    whatever its weight, gets the label of its nearest centre.
     """
     X = check_X(X)
     n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
-    centers = X[kmeans_plusplus(X, n_clusters, rng)]
+    w = _init_weights(sample_weight, X.shape[0])
+    centers = X[kmeans_plusplus(X, n_clusters, rng, sample_weight=w)]
     labels = np.argmin(_sq_dists(X, centers), axis=1)
     for _ in range(n_iter):
         for c in range(centers.shape[0]):
             members = labels == c
-            if members.any():
-                centers[c] = X[members].mean(axis=0)
+            if w is None:
+                if members.any():
+                    centers[c] = X[members].mean(axis=0)
+            elif w[members].sum() > 0.0:
+                centers[c] = w[members] @ X[members] / w[members].sum()
         new = np.argmin(_sq_dists(X, centers), axis=1)
         if np.array_equal(new, labels):
             break
@@ -463,7 +591,7 @@ def kmeans(X, n_clusters, rng=None, n_iter=10):
 
 
 @benign_underflow
-def initial_resp(X, n_components, init_params, rng):
+def initial_resp(X, n_components, init_params, rng, sample_weight=None):
     """Initial responsibilities (n, K) for ``init_params`` (scikit-learn's meanings).
 
     * ``"kmeans"``: one-hot labels of :func:`kmeans`;
@@ -471,14 +599,20 @@ def initial_resp(X, n_components, init_params, rng):
       responsibility 1 for it (all other rows 0);
     * ``"random"``: uniform(0, 1) entries, rows normalised;
     * ``"random_from_data"``: like ``"k-means++"`` with ``n_components`` distinct rows
-      drawn uniformly.
+      drawn uniformly (with probabilities proportional to ``sample_weight``, W4).
+
+    The draws come from a ``numpy.random.Generator``; scikit-learn draws from a legacy
+    ``RandomState``, so the same int seed gives a different start (see the estimators'
+    docstrings for how to reproduce scikit-learn's start with ``resp_init``).
 
     Parameters
     ----------
     X : array_like of shape (n, d)
-    n_components : int, <= n
+    n_components : int, <= n (<= the number of rows of positive weight)
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}
     rng : numpy.random.Generator, int or None
+    sample_weight : array_like of shape (n,), optional
+        Non-negative row weights (W4); constant weights draw exactly as none.
 
     Returns
     -------
@@ -489,18 +623,24 @@ def initial_resp(X, n_components, init_params, rng):
     check_choice(init_params, "init_params", INIT_PARAMS)
     rng = check_rng(rng)
     n = X.shape[0]
+    w = _init_weights(sample_weight, n)
     if k > n:
         raise ValueError(f"n_components={k} must be <= n_samples={n}")
+    if w is not None and k > np.count_nonzero(w):
+        raise ValueError(f"n_components={k} must be <= the {np.count_nonzero(w)} rows of "
+                         "positive sample_weight")
     resp = np.zeros((n, k))
     if init_params == "kmeans":
-        resp[np.arange(n), kmeans(X, k, rng)] = 1.0
+        resp[np.arange(n), kmeans(X, k, rng, sample_weight=w)] = 1.0
     elif init_params == "k-means++":
-        resp[kmeans_plusplus(X, k, rng), np.arange(k)] = 1.0
+        resp[kmeans_plusplus(X, k, rng, sample_weight=w), np.arange(k)] = 1.0
     elif init_params == "random":
         resp = rng.uniform(size=(n, k))
         resp /= resp.sum(axis=1, keepdims=True)
-    else:  # "random_from_data"
+    elif w is None:  # "random_from_data"
         resp[rng.choice(n, size=k, replace=False), np.arange(k)] = 1.0
+    else:
+        resp[rng.choice(n, size=k, replace=False, p=w / w.sum()), np.arange(k)] = 1.0
     return resp
 
 
@@ -534,7 +674,7 @@ def _stacklevel_outside_lvmref():
 
 
 @benign_underflow
-def run_em(initialize, iterate, *, n_init, max_iter, tol):
+def run_em(initialize, iterate, *, n_init, max_iter, tol, verbose=0, verbose_interval=10):
     """Run ``n_init`` restarts of an EM-type iteration; keep the one with the best bound.
 
     Restart ``i`` starts from ``state, bound = initialize(i)`` and repeats ``state, bound
@@ -555,6 +695,11 @@ def run_em(initialize, iterate, *, n_init, max_iter, tol):
     n_init : int, >= 1
     max_iter : int, >= 0
     tol : float, >= 0
+    verbose : int, >= 0
+        0 prints nothing; 1 prints the start and end of each restart and every
+        ``verbose_interval``-th iteration number; 2 adds the time since the last report
+        and the change of the bound (scikit-learn's levels).
+    verbose_interval : int, >= 1
 
     Returns
     -------
@@ -563,21 +708,42 @@ def run_em(initialize, iterate, *, n_init, max_iter, tol):
     n_init = check_positive_int(n_init, "n_init")
     max_iter = check_positive_int(max_iter, "max_iter", minimum=0)
     tol = check_nonnegative_float(tol, "tol")
+    verbose = check_positive_int(verbose, "verbose", minimum=0)
+    verbose_interval = check_positive_int(verbose_interval, "verbose_interval")
     best = None
     not_converged = []
     for i in range(n_init):
+        if verbose:
+            print(f"Initialization {i}")
+            start = last = time.perf_counter()
         state, bound = initialize(i)
         bound = float(bound)
         history = []
         converged = False
-        for _ in range(max_iter):
+        for t in range(1, max_iter + 1):
             previous = bound
             state, bound = iterate(state)
             bound = float(bound)
             history.append(bound)
-            if abs(bound - previous) < tol:
+            change = bound - previous
+            if verbose and t % verbose_interval == 0:
+                if verbose == 1:
+                    print(f"  Iteration {t}")
+                else:
+                    now = time.perf_counter()
+                    print(f"  Iteration {t}\t time lapse {now - last:.5f}s\t "
+                          f"bound change {change:.5f}")
+                    last = now
+            if abs(change) < tol:
                 converged = True
                 break
+        if verbose:
+            status = "converged" if converged else "did not converge"
+            if verbose == 1:
+                print(f"Initialization {status}.")
+            else:
+                print(f"Initialization {status}. time lapse "
+                      f"{time.perf_counter() - start:.5f}s\t lower bound {bound:.5f}.")
         if max_iter > 0 and not converged:
             not_converged.append(i)
         if best is None or bound > best[0].lower_bound or best[0].lower_bound == -np.inf:
@@ -591,7 +757,7 @@ def run_em(initialize, iterate, *, n_init, max_iter, tol):
             f"{result.lower_bound:.6g}) did not converge within max_iter={max_iter} "
             f"iterations (tol={tol:g}){extra}. Increase max_iter or tol, try other "
             "init_params, or check for degenerate data.",
-            ConvergenceWarning,
+            _with_sklearn_twin(ConvergenceWarning),
             stacklevel=_stacklevel_outside_lvmref(),
         )
     return result
@@ -618,22 +784,108 @@ def _hyper_entry(value, kind):
     return {"int": int, "float": float, "str": str, "bool": bool}[kind](value)
 
 
+def _same_value(value, default):
+    """Whether a constructor argument still has its default (for ``__repr__``)."""
+    if value is default:
+        return True
+    if default is None or isinstance(value, np.ndarray) or type(value) is not type(default):
+        return False
+    try:
+        return bool(value == default)
+    except (TypeError, ValueError):
+        return False
+
+
 @benign_underflow
 class MixtureBase:
     """The frame shared by :class:`lvmref.gmm.GaussianMixture` and
     :class:`lvmref.vbgmm.BayesianGaussianMixture` (not used on its own).
 
-    Subclasses store their constructor arguments unmodified under their own names and
-    provide: ``_HYPER`` (constructor argument -> stored kind: ``"int"``, ``"float"``,
-    ``"str"``, ``"bool"``, ``"array"`` or ``"seed"``), ``_check_hyper()`` (validate, return
-    ``n_components``), ``_posterior(X)`` and ``_log_norm(X)`` on validated ``X``,
-    ``_fitted_entries()`` and ``_load_fitted(f, n_components, n_features)`` for
-    persistence, and ``fit``, which ends with :meth:`_set_em_result`.
+    scikit-learn's estimator protocol, without importing scikit-learn at run time:
+    :meth:`get_params` / :meth:`set_params` come from the constructor signature (the
+    constructor stores every argument unmodified under its own name and validates
+    nothing; ``fit`` does), ``__repr__`` lists the arguments that differ from their
+    defaults, and ``__sklearn_tags__`` (a density estimator on dense 2-D float input)
+    imports scikit-learn only when scikit-learn calls it. ``clone``, ``Pipeline``,
+    ``GridSearchCV`` and ``check_estimator`` work with both classes
+    (``tests/test_sklearn_protocol.py``).
+
+    Subclasses provide: ``_HYPER`` (constructor argument -> stored kind: ``"int"``,
+    ``"float"``, ``"str"``, ``"bool"``, ``"array"`` or ``"seed"``), ``_check_hyper()``
+    (validate, return ``n_components``), ``_posterior(X)`` and ``_log_norm(X)`` on
+    validated ``X``, ``_fitted_entries()`` and ``_load_fitted(f, n_components,
+    n_features)`` for persistence, and ``fit``, which ends with :meth:`_set_em_result`.
     """
 
     _HYPER: dict = {}
+    #: constructor arguments added after format 1 files were first written, with the
+    #: value a file without them stands for (display-only settings)
+    _HYPER_ADDED = {"verbose": 0, "verbose_interval": 10}
     #: smallest accepted ``max_iter`` (0: ``fit`` only initialises)
     _MIN_MAX_ITER = 0
+
+    # -- scikit-learn's estimator protocol ------------------------------------------------
+
+    def get_params(self, deep=True):
+        """The constructor arguments as a dict (scikit-learn's ``get_params``).
+
+        With ``deep=True``, an argument that is itself an estimator (has ``get_params``)
+        also contributes its own parameters as ``"<argument>__<name>"``.
+        """
+        out = {}
+        for name in self._param_names():
+            value = getattr(self, name)
+            if deep and hasattr(value, "get_params") and not isinstance(value, type):
+                out.update((f"{name}__{key}", v) for key, v in value.get_params().items())
+            out[name] = value
+        return out
+
+    def set_params(self, **params):
+        """Set constructor arguments (``name=value``, or ``"<argument>__<name>"`` for an
+        argument that is an estimator); returns ``self``. Nothing is validated here:
+        ``fit`` validates, as in scikit-learn."""
+        valid = self._param_names()
+        nested = {}
+        for key, value in params.items():
+            name, sep, sub = key.partition("__")
+            if name not in valid:
+                raise ValueError(
+                    f"Invalid parameter {name!r} for estimator {type(self).__name__}. "
+                    f"Valid parameters are: {sorted(valid)!r}."
+                )
+            if sep:
+                nested.setdefault(name, {})[sub] = value
+            else:
+                setattr(self, name, value)
+        for name, sub in nested.items():
+            getattr(self, name).set_params(**sub)
+        return self
+
+    def __repr__(self):
+        # scikit-learn's layout: the arguments that differ from their defaults, by name
+        sig = inspect.signature(type(self).__init__)
+        params = sorted((p for p in sig.parameters.values() if p.name != "self"),
+                        key=lambda p: p.name)
+        parts = [f"{p.name}={getattr(self, p.name)!r}" for p in params
+                 if not _same_value(getattr(self, p.name), p.default)]
+        return f"{type(self).__name__}({', '.join(parts)})"
+
+    def __sklearn_tags__(self):
+        # Called by scikit-learn only, so it is installed; importing it here keeps it out
+        # of lvmref's run-time dependencies.
+        from sklearn.utils import InputTags, Tags, TargetTags
+
+        return Tags(
+            estimator_type="density_estimator",
+            target_tags=TargetTags(required=False),
+            transformer_tags=None,
+            classifier_tags=None,
+            regressor_tags=None,
+            input_tags=InputTags(two_d_array=True, sparse=False, allow_nan=False),
+        )
+
+    def __sklearn_is_fitted__(self):
+        return self._is_fitted()
 
     # -- validation ---------------------------------------------------------------------
 
@@ -647,6 +899,8 @@ class MixtureBase:
         check_choice(self.init_params, "init_params", INIT_PARAMS)
         check_flag(self.warm_start, "warm_start")
         check_rng(self.random_state, name="random_state")
+        check_positive_int(self.verbose, "verbose", minimum=0)
+        check_positive_int(self.verbose_interval, "verbose_interval")
         return k
 
     def _is_fitted(self):
@@ -654,7 +908,7 @@ class MixtureBase:
 
     def _check_fitted(self):
         if not self._is_fitted():
-            raise NotFittedError(
+            raise _with_sklearn_twin(NotFittedError)(
                 f"This {type(self).__name__} is not fitted yet; call fit(X) first (or load())."
             )
 
@@ -663,10 +917,42 @@ class MixtureBase:
         X = check_X(X, name)
         if hasattr(self, "n_features_in_") and X.shape[1] != self.n_features_in_:
             raise ValueError(
-                f"{name} has {X.shape[1]} features, but the model was fitted with "
-                f"{self.n_features_in_}"
+                f"{name} has {X.shape[1]} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (the number it was fitted with)"
             )
         return X
+
+    def _fit_data(self, X, sample_weight, resp_init, n_components, min_rows=1):
+        """Validated ``(X, w, resp_init)`` for ``fit``, rows of weight 0 removed (W2).
+
+        ``w`` is ``None`` without weights or when all remaining weights are 1.
+        ``resp_init`` (``None`` or ``(n, K)``, non-negative) loses the same rows. At
+        least ``min_rows`` rows (of positive weight) and ``n_components`` of them must
+        remain.
+        """
+        X = check_X(X)
+        n = X.shape[0]
+        w = check_sample_weight(sample_weight, n)
+        if resp_init is not None:
+            resp_init = as_float_array(resp_init, "resp_init", shape=(n, n_components))
+            if np.any(resp_init < 0):
+                raise ValueError("resp_init must be non-negative")
+        if w is not None and not np.all(w > 0.0):
+            keep = w > 0.0
+            X, w = X[keep], w[keep]
+            resp_init = None if resp_init is None else resp_init[keep]
+        of = "" if w is None else " of positive sample_weight"
+        if w is not None and np.all(w == 1.0):
+            w = None  # unit weights are no weights: the unweighted computation, bit for bit
+        rows = X.shape[0]
+        what = "sample" if rows == 1 else "samples"
+        if rows < min_rows:
+            raise ValueError(f"X has {rows} {what}{of}; {type(self).__name__} needs at least "
+                             f"{min_rows}")
+        if n_components > rows:
+            raise ValueError(f"n_components={n_components} must be <= n_samples={rows} "
+                             f"(X has {rows} {what}{of})")
+        return X, w, resp_init
 
     def _continues(self, X, n_components):
         """Whether this ``fit`` continues from the fitted state (``warm_start``)."""
@@ -682,6 +968,11 @@ class MixtureBase:
         ) != covariance_shape(self.covariance_type, n_components, d):
             raise ValueError("warm_start: n_components/covariance_type changed since the last fit")
         return True
+
+    def _run_em(self, initialize, iterate, n_init):
+        return run_em(initialize, iterate, n_init=n_init, max_iter=self.max_iter,
+                      tol=self.tol, verbose=self.verbose,
+                      verbose_interval=self.verbose_interval)
 
     def _set_em_result(self, result, n_features):
         self.converged_ = bool(result.converged)
@@ -710,9 +1001,48 @@ class MixtureBase:
         """Mean of :meth:`score_samples` over the rows (float)."""
         return float(np.mean(self.score_samples(X)))
 
-    def fit_predict(self, X, y=None):
-        """``fit(X)``, then the component labels of ``X`` (a final E-step); shape (n,)."""
-        return self.fit(X).predict(X)
+    def fit_predict(self, X, y=None, *, sample_weight=None, resp_init=None):
+        """``fit(X, sample_weight=..., resp_init=...)``, then the component labels of
+        ``X`` (a final E-step); shape (n,)."""
+        return self.fit(X, sample_weight=sample_weight, resp_init=resp_init).predict(X)
+
+    def sample(self, n_samples=1, rng=None):
+        """Draw from the mixture with the fitted ``weights_``, ``means_`` and
+        ``covariances_`` (for the Bayesian mixture: the plug-in mixture of those point
+        estimates, as scikit-learn's ``sample``, not the posterior predictive).
+
+        Parameters
+        ----------
+        n_samples : int, >= 1
+        rng : numpy.random.Generator, int or None
+            (scikit-learn draws from ``random_state``; lvmref takes the randomness
+            explicitly.)
+
+        Returns
+        -------
+        X : ndarray of shape (n_samples, n_features)
+            Grouped by component (component 0 first).
+        labels : ndarray of int, shape (n_samples,)
+        """
+        self._check_fitted()
+        n = check_positive_int(n_samples, "n_samples")
+        rng = check_rng(rng)
+        counts = rng.multinomial(n, self.weights_ / self.weights_.sum())
+        d = self.means_.shape[1]
+        ct = self.covariance_type
+        out = []
+        for k, c in enumerate(counts):
+            eps = rng.standard_normal((c, d))
+            if ct == "full":
+                low = linalg.cholesky(self.covariances_[k], lower=True)
+                out.append(self.means_[k] + eps @ low.T)
+            elif ct == "tied":
+                low = linalg.cholesky(self.covariances_, lower=True)
+                out.append(self.means_[k] + eps @ low.T)
+            else:
+                out.append(self.means_[k] + eps * np.sqrt(self.covariances_[k]))
+        labels = np.repeat(np.arange(len(counts)), counts)
+        return np.vstack(out), labels
 
     # -- persistence --------------------------------------------------------------------
 
@@ -723,7 +1053,8 @@ class MixtureBase:
         their names (``None`` listed as unset; ``random_state`` only if it is an int
         seed -- a ``Generator`` is recorded as ``None``), the fitted arrays under their
         attribute names, and ``n_features_in_``, ``converged_``, ``n_iter_``,
-        ``lower_bound_``, ``lower_bounds_``.
+        ``lower_bound_``, ``lower_bounds_``. (Files written by 0.2.0 lack ``verbose`` and
+        ``verbose_interval``; :meth:`load` reads them with the defaults 0 and 10.)
         """
         self._check_fitted()
         self._check_hyper()
@@ -757,7 +1088,8 @@ class MixtureBase:
             getters = {"array": f.array, "seed": f.int, "int": f.int, "float": f.float,
                        "str": f.str, "bool": f.bool}
             model = cls(**{name: getters[kind](name, optional=True)
-                           for name, kind in cls._HYPER.items()})
+                           for name, kind in cls._HYPER.items()
+                           if name in f or name not in cls._HYPER_ADDED})
             k = model._check_hyper()
             d = check_positive_int(f.int("n_features_in_"), "n_features_in_")
             model._load_fitted(f, k, d)

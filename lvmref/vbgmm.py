@@ -86,6 +86,76 @@ Each update is a coordinate-ascent step: (12) maximises L over q(Z) given the re
 ``K = 1``, (6) contains the exact posterior (the Gauss-Wishart prior is conjugate), so
 after one M-step L equals ln p(X) exactly.
 
+Covariance types: one model, four variational families
+-------------------------------------------------------
+``covariance_type`` does not change the model (1)-(5) -- every component has its own
+Gauss-Wishart pair (μ_k, Λ_k) -- only the prior scale and the family of q(Λ_k)::
+
+    (23) prior scale  W0^{-1}:  full, tied: any SPD (D, D) matrix;  diag: diag(c0),
+         c0 in R^D, c0 > 0;  spherical: c0 I, c0 > 0   [``covariance_prior``: the
+         matrix, the vector c0 or the number c0]
+    (24) family of q(Λ_k) = W(Λ_k | W_k, ν_k):  full: W_k any SPD;  tied: W_k = W and
+         ν_k = ν for all k;  diag: W_k = diag(w_k);  spherical: W_k = w_k I
+         (q(μ_k | Λ_k) = N(m_k, (β_k Λ_k)^{-1}) and q(π), q(Z) as in (6) for all four).
+
+Every member of every family is a Wishart, so the expectations (8)-(10), the E-step
+(11)-(12) and every term of the bound (19)-(22) hold unchanged, with W_k diagonal,
+isotropic or shared; (13)-(16) are unchanged. Only the maximiser over (W_k, ν_k) changes.
+Collecting the terms of (19) that contain W_k and ν_k (B10.71, B10.74, B10.77; the data
+term contributes N_k/2 E[ln|Λ_k|] - (ν_k/2) Σ_n r_nk (x_n - m_k)^T W_k (x_n - m_k))::
+
+    (25) L_k(W, ν) = ((ν0 + N_k - ν)/2) E[ln|Λ|](W, ν) - (ν/2) Tr(W A_k) + ν D/2
+                     - ln B(W, ν) + const,
+         A_k = W0^{-1} + Σ_n r_nk (x_n - m_k)(x_n - m_k)^T + β0 (m_k - m0)(m_k - m0)^T
+
+(A_k is the right side of (17)). With E[ln|Λ|] = Σ_i ψ((ν+1-i)/2) + D ln 2 + ln|W| and
+(5), ln|W| enters (25) as ((ν0 + N_k)/2) ln|W|, and ∂L_k/∂ν = ((ν0 + N_k - ν)/2)
+∂E[ln|Λ|]/∂ν - Tr(W A_k)/2 + D/2. Setting the gradients to zero within each family:
+
+    (26) full:      W_k^{-1} = A_k,                          ν_k = ν0 + N_k   (= (17), (18))
+    (27) diag:      w_kj^{-1} = (A_k)_jj,                    ν_k = ν0 + N_k
+                    (maximise ((ν0+N_k)/2) Σ_j ln w_j - (ν/2) Σ_j w_j (A_k)_jj)
+    (28) spherical: w_k^{-1} = Tr(A_k) / D,                  ν_k = ν0 + N_k
+    (29) tied:      W^{-1} = W0^{-1} + (1/K) Σ_k (A_k - W0^{-1}),  ν = ν0 + N / K
+                    (Σ_k L_k(W, ν) is K times (25) with N_k -> N/K and A_k -> (1/K) Σ_k A_k)
+
+In each case the W-stationarity gives Tr(W A) = D (ν0 + N_k)/ν (tied: (ν0 + N/K)/ν),
+so ∂L/∂ν = ((ν0 + N_k - ν)/2)(∂E[ln|Λ|]/∂ν - D/ν), which vanishes only at the ν
+stated (ψ' (x) > 1/x makes the second factor positive). Thus every update of every family
+is an exact coordinate-ascent step and the bound never decreases. ``reg_covar * N_k`` is
+added to the diagonal of A_k (scikit-learn's convention; 0 keeps the steps exact).
+
+These are scikit-learn's updates for ``covariance_type`` "tied", "diag" and "spherical"
+(its ``_estimate_wishart_*``, its E-step with the Wishart's E[ln|Λ|] for every type, and
+its bound with K copies of the tied Wishart term), so the trajectories agree to
+rounding. A "Gaussian-Gamma" reading of diag/spherical: under (27) the diagonal
+precisions are marginally Gamma, Λ_k,jj ~ Gamma(ν_k/2, rate (A_k)_jj/2) (a Wishart's
+diagonal entries are scaled χ²_ν), but E[ln|Λ_k|] is the Wishart's
+Σ_i ψ((ν_k+1-i)/2) + ..., not the Σ_j E[ln Λ_k,jj] = D ψ(ν_k/2) + ... of independent
+Gamma factors; a mean-field Gaussian-Gamma model would give other trajectories.
+
+K = 1. With full or tied covariances (one component: tied is full) the family contains
+the exact posterior, so after one M-step L = ln p(X) exactly. With diag (spherical) it
+contains the exact posterior iff A_1 is diagonal (a multiple of I), e.g. centred data with
+orthogonal (and equal-norm) columns and m0 = x̄; otherwise L < ln p(X) strictly.
+
+Sample weights
+--------------
+Frequency weights w_n >= 0 (:mod:`lvmref.mixture`, W1-W4) multiply the likelihood terms:
+p(X | Z, μ, Λ) p(Z | π) becomes Π_n [p(x_n | z_n) p(z_n | π)]^{w_n}. The optimal q(z_n)
+is unchanged (12) (the weight multiplies the whole row term), the data term (20) becomes
+Σ_n w_n Σ_k r_nk (ln ρ_nk - ln r_nk), and (13)-(18), (26)-(29) hold with r_nk replaced
+by w_n r_nk (everything in them is a sum over rows of r_nk times a function of x_n)::
+
+    (30) N_k = Σ_n w_n r_nk,  Σ_n r_nk x_n -> Σ_n w_n r_nk x_n,
+         Σ_n r_nk (x_n - m_k)(x_n - m_k)^T -> Σ_n w_n r_nk (x_n - m_k)(x_n - m_k)^T.
+
+Integer weights give exactly the posterior of the repeated rows; unlike maximum
+likelihood, scaling all weights by c changes the fit (c is more data against the same
+prior). The data-dependent default priors of :func:`make_prior` use the same frequency
+weights: m0 the weighted mean, W0^{-1} the weighted sample covariance with divisor
+Σ_n w_n - 1 (``ddof=1`` of the repeated rows).
+
 Truncated Dirichlet-process (stick-breaking) prior on the weights
 -----------------------------------------------------------------
 ``weight_concentration_prior_type="dirichlet_process"`` replaces (3) by stick breaking
@@ -108,8 +178,12 @@ stick these sum to less than 1, and ``weights_`` renormalises them (as scikit-le
 
 Parameter layout (the "state" dict)
 -----------------------------------
-The same names and conventions as scikit-learn's fitted attributes, so states can be
-exchanged with ``sklearn.mixture.BayesianGaussianMixture`` (``covariance_type="full"``):
+The same names, shapes and conventions as scikit-learn's fitted attributes, so states can
+be exchanged with ``sklearn.mixture.BayesianGaussianMixture`` of the same
+``covariance_type`` (shapes below for "full"; "tied", "diag", "spherical" use the shapes
+of :func:`lvmref.mixture.covariance_shape` -- ``(D, D)``, ``(K, D)``, ``(K,)`` -- for
+``covariances`` and ``precisions_cholesky``, and ``degrees_of_freedom`` is a 0-d array
+for "tied"):
 
 ``weight_concentration`` (K,) or (2, K)
     α_k for the Dirichlet distribution; for the Dirichlet process, row 0 is γ_k1 and
@@ -126,17 +200,22 @@ exchanged with ``sklearn.mixture.BayesianGaussianMixture`` (``covariance_type="f
 ``precisions_cholesky`` (K, D, D)
     Upper-triangular ``P_k`` with ``P_k P_k^T = ν_k W_k = E[Λ_k]``; then
     ``ν_k (x - m_k)^T W_k (x - m_k) = ||(x - m_k)^T P_k||^2`` and
-    ``ln|W_k| = 2 Σ_i ln (P_k)_ii - D ln ν_k``.
+    ``ln|W_k| = 2 Σ_i ln (P_k)_ii - D ln ν_k``. diag: ``P_kj = sqrt(ν_k w_kj)``;
+    spherical: ``P_k = sqrt(ν_k w_k)`` (``ln|W_k| = 2 D ln P_k - D ln ν_k``).
 
 The prior dict has keys ``weight_concentration_prior_type`` ("dirichlet_distribution"
 if absent, or "dirichlet_process"), ``weight_concentration_prior`` (scalar α0),
 ``mean_precision_prior`` (scalar β0), ``mean_prior`` (D,), ``degrees_of_freedom_prior``
-(scalar ν0) and ``covariance_prior`` (D, D) = W0^{-1}; :func:`make_prior` fills in
-scikit-learn's data-dependent defaults.
+(scalar ν0) and ``covariance_prior`` = W0^{-1}: (D, D) for full and tied, the vector c0
+(D,) for diag, the number c0 for spherical (23); :func:`make_prior` fills in
+scikit-learn's data-dependent defaults (the sample covariance, its diagonal, or the mean
+of its diagonal).
 
-The functions take the state first -- ``estimate_log_rho(state, X)``, ``e_step(state,
-X)``, ``expected_mahalanobis(state, X)``, ``lower_bound(state, X, log_resp, prior)`` --
-and the M-step, which produces a state, ``(X, resp, prior, reg_covar)``. Initialisation,
+The functions take the state first -- ``estimate_log_rho(state, X, covariance_type)``,
+``e_step(state, X, covariance_type)``, ``expected_mahalanobis(state, X,
+covariance_type)``, ``lower_bound(state, X, log_resp, prior, covariance_type)`` -- and the
+M-step, which produces a state, ``(X, resp, prior, covariance_type, reg_covar)``;
+``covariance_type`` defaults to "full" everywhere. Initialisation,
 input checks, the EM driver (restarts, ``tol``, ``warm_start``, the bound history) and
 the estimator frame are shared with :mod:`lvmref.gmm` in :mod:`lvmref.mixture`.
 
@@ -164,18 +243,20 @@ from lvmref.kernels.checks import (
     check_positive_float,
     check_positive_int,
     check_rng,
+    check_sample_weight,
 )
 from lvmref.kernels.fpenv import benign_underflow
 from lvmref.mixture import (
+    COVARIANCE_TYPES,
     MixtureBase,
     check_covariances,
     check_resp,
     check_X,
     compute_precision_cholesky,
+    covariance_shape,
     initial_resp,
     log_det_cholesky,
     precisions_from_cholesky,
-    run_em,
 )
 
 __all__ = [
@@ -235,20 +316,26 @@ def _log_wishart_norm(log_det_w: np.ndarray, dof: np.ndarray, n_features: int) -
     )
 
 
-def _check_state_X(state, X):
+def _check_state_X(state, X, covariance_type):
     X = check_X(X)
-    return _check_state(state, X.shape[1]), X
+    return _check_state(state, X.shape[1], covariance_type=covariance_type), X
 
 
 def _state_label(key):
     return f"state[{key!r}]"
 
 
-def _check_state(state, n_features: int | None = None, label=_state_label) -> dict:
+def _dof_shape(covariance_type, n_components):
+    return () if covariance_type == "tied" else (n_components,)
+
+
+def _check_state(state, n_features: int | None = None, label=_state_label,
+                 covariance_type="full") -> dict:
     """Validate a state dict (see the module docstring); return float64 copies.
 
     ``label(key)`` names an entry in messages (``state['means']``; ``means_`` on load).
     """
+    ct = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     if not isinstance(state, dict):
         raise TypeError(f"state must be a dict, got {type(state).__name__}")
     missing = [k for k in _STATE_KEYS if k not in state]
@@ -262,8 +349,12 @@ def _check_state(state, n_features: int | None = None, label=_state_label) -> di
         )
     out = {"means": means}
     for key in ("weight_concentration", "mean_precision", "degrees_of_freedom"):
-        out[key] = as_float_array(state[key], label(key), ndim=(1, 2))
-        shapes = [(n_components,)] + ([(2, n_components)] if key == "weight_concentration" else [])
+        out[key] = as_float_array(state[key], label(key), ndim=(0, 1, 2))
+        if key == "degrees_of_freedom":
+            shapes = [_dof_shape(ct, n_components)]
+        else:
+            shapes = [(n_components,)] + (
+                [(2, n_components)] if key == "weight_concentration" else [])
         if out[key].shape not in shapes:
             want = " or ".join(str(sh) for sh in shapes)
             raise ValueError(f"{label(key)} must have shape {want}, got {out[key].shape}")
@@ -271,18 +362,47 @@ def _check_state(state, n_features: int | None = None, label=_state_label) -> di
             raise ValueError(f"{label(key)} must be > 0")
     if np.any(out["degrees_of_freedom"] <= d - 1):
         raise ValueError(f"{label('degrees_of_freedom')} must exceed n_features - 1 = {d - 1}")
+    shape = covariance_shape(ct, n_components, d)
     for key in ("covariances", "precisions_cholesky"):
-        out[key] = as_float_array(state[key], label(key), shape=(n_components, d, d))
-    if np.any(np.diagonal(out["precisions_cholesky"], axis1=1, axis2=2) <= 0):
+        out[key] = as_float_array(state[key], label(key), shape=shape)
+    u = out["precisions_cholesky"]
+    diag = np.diagonal(u, axis1=-2, axis2=-1) if ct in ("full", "tied") else u
+    if np.any(diag <= 0):
         raise ValueError(f"{label('precisions_cholesky')} must have a positive diagonal")
     return out
 
 
-def _check_prior(prior, n_features: int | None = None, suffix: str = "") -> dict:
+def _check_covariance_prior(cov0, d, covariance_type, name):
+    """W0^{-1} of (23): SPD (d, d) for full/tied, a positive (d,) vector for diag, a
+    positive number for spherical; float64 copy."""
+    if covariance_type in ("full", "tied"):
+        cov0 = as_float_array(cov0, name, shape=(d, d))
+        if not np.allclose(cov0, cov0.T, rtol=1e-12, atol=0.0):
+            raise ValueError(f"{name} must be symmetric")
+        _cholesky_lower(cov0, name)
+        return cov0
+    shape = (d,) if covariance_type == "diag" else ()
+    kind = "a vector of shape" if covariance_type == "diag" else "a number, shape"
+    try:
+        cov0 = as_float_array(cov0, name, shape=shape)
+    except ValueError as exc:
+        if "shape" not in str(exc):
+            raise
+        raise ValueError(f"{name} must be {kind} {shape} for covariance_type="
+                         f"{covariance_type!r} (the diagonal of W0^-1, eq. 23), got "
+                         f"shape {np.shape(cov0)}") from None
+    if np.any(cov0 <= 0):
+        raise ValueError(f"{name} must be > 0")
+    return cov0
+
+
+def _check_prior(prior, n_features: int | None = None, suffix: str = "",
+                 covariance_type="full") -> dict:
     """Validate a prior dict (see :func:`make_prior`); return float64 copies.
 
     Messages name the keys with ``suffix`` appended (``"_"`` for the fitted attributes).
     """
+    ct = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     if not isinstance(prior, dict):
         raise TypeError(f"prior must be a dict, got {type(prior).__name__}")
     missing = [k for k in _PRIOR_KEYS if k not in prior]
@@ -297,11 +417,7 @@ def _check_prior(prior, n_features: int | None = None, suffix: str = "") -> dict
     d = m0.shape[0]
     if n_features is not None and d != n_features:
         raise ValueError(f"mean_prior{suffix} must have shape ({n_features},), got {m0.shape}")
-    name = "covariance_prior" + suffix
-    cov0 = as_float_array(prior["covariance_prior"], name, shape=(d, d))
-    if not np.allclose(cov0, cov0.T, rtol=1e-12, atol=0.0):
-        raise ValueError(f"{name} must be symmetric")
-    _cholesky_lower(cov0, name)
+    cov0 = _check_covariance_prior(prior["covariance_prior"], d, ct, "covariance_prior" + suffix)
     name = "degrees_of_freedom_prior" + suffix
     nu0 = check_positive_float(prior["degrees_of_freedom_prior"], name)
     if nu0 <= d - 1:
@@ -334,6 +450,57 @@ def _check_log_resp(log_resp, n_samples: int) -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+def _default_covariance_prior(X, w, covariance_type):
+    """scikit-learn's default W0^{-1}: the sample covariance of X (ddof=1), its diagonal
+    (diag) or the mean of its diagonal (spherical); frequency-weighted with ``w``."""
+    n_samples = X.shape[0]
+    if w is None:
+        if n_samples < 2:
+            raise ValueError(
+                "X has 1 sample; the default covariance_prior (the sample covariance of X) "
+                "needs at least 2 samples: pass covariance_prior explicitly"
+            )
+        mean, scale, divisor = X.mean(axis=0), None, n_samples - 1
+    else:
+        total = w.sum()
+        if not total > 1.0:
+            raise ValueError(
+                f"sample_weight sums to {total:.6g} <= 1: the default covariance_prior (the "
+                "weighted sample covariance, divisor sum(sample_weight) - 1) needs a sum "
+                "above 1; pass covariance_prior explicitly"
+            )
+        mean, scale, divisor = w @ X / total, np.sqrt(w)[:, None], total - 1.0
+    centred = X - mean
+    if scale is not None:
+        centred = scale * centred  # sqrt(w_n) (x_n - x̄): w-weighted sums of products
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        if covariance_type in ("full", "tied"):
+            cov = centred.T @ centred / divisor
+        else:
+            cov = np.einsum("ij,ij->j", centred, centred) / divisor
+            if covariance_type == "spherical":
+                cov = cov.mean()
+    if not np.all(np.isfinite(cov)):
+        raise ValueError(
+            "X values too large: its sample covariance (the default covariance_prior) "
+            f"overflows float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X"
+        )
+    singular = False
+    if covariance_type in ("full", "tied"):
+        try:
+            _cholesky_lower(cov, "covariance_prior")
+        except ValueError:
+            singular = True
+    else:
+        singular = bool(np.any(cov <= 0))
+    if singular:
+        raise ValueError(
+            "the default covariance_prior (sample covariance of X) is singular; "
+            "pass covariance_prior explicitly"
+        )
+    return cov, mean
+
+
 @benign_underflow
 def make_prior(
     X,
@@ -345,8 +512,11 @@ def make_prior(
     degrees_of_freedom_prior=None,
     covariance_prior=None,
     weight_concentration_prior_type="dirichlet_distribution",
+    covariance_type="full",
+    sample_weight=None,
 ) -> dict:
-    """Prior hyperparameters of eqs. (3)-(4) or (3'), with scikit-learn's defaults for ``None``.
+    """Prior hyperparameters of eqs. (3)-(4), (23) or (3'), with scikit-learn's defaults
+    for ``None``.
 
     Parameters
     ----------
@@ -359,14 +529,20 @@ def make_prior(
     mean_precision_prior : float, optional
         β0 > 0; default 1.
     mean_prior : array_like of shape (n_features,), optional
-        m0; default ``X.mean(axis=0)``.
+        m0; default the mean of ``X`` (weighted with ``sample_weight``).
     degrees_of_freedom_prior : float, optional
         ν0 > n_features - 1; default ``n_features``.
-    covariance_prior : array_like of shape (n_features, n_features), optional
-        W0^{-1}, symmetric positive definite; default the sample covariance of ``X``
-        (``ddof=1``, which needs at least 2 samples and a non-singular result).
+    covariance_prior : array_like, optional
+        W0^{-1} of (23): a symmetric positive definite (n_features, n_features) matrix
+        for "full" and "tied", a positive (n_features,) vector for "diag", a positive
+        number for "spherical". Default: the sample covariance of ``X`` (``ddof=1``; with
+        ``sample_weight`` the frequency-weighted one, divisor ``sum(w) - 1``), its
+        diagonal, or the mean of its diagonal; it must be non-singular.
     weight_concentration_prior_type : {"dirichlet_distribution", "dirichlet_process"}
         Dirichlet prior (3) or truncated stick-breaking prior (3') on the weights.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    sample_weight : array_like of shape (n_samples,), optional
+        Frequency weights (eq. 30) for the data-dependent defaults.
 
     Returns
     -------
@@ -375,45 +551,44 @@ def make_prior(
     """
     X = check_X(X)
     n_components = check_positive_int(n_components, "n_components")
-    n_samples, n_features = X.shape
+    ct = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    w = check_sample_weight(sample_weight, X.shape[0])
+    n_features = X.shape[1]
+    data_mean = None
     if covariance_prior is None:
-        if n_samples < 2:
-            raise ValueError(
-                "X needs at least 2 samples for the default covariance_prior; "
-                "pass covariance_prior explicitly"
-            )
-        centred = X - X.mean(axis=0)
-        with np.errstate(over="ignore", invalid="ignore"):  # refused just below
-            covariance_prior = centred.T @ centred / (n_samples - 1)
-        if not np.all(np.isfinite(covariance_prior)):
-            raise ValueError(
-                "X values too large: its sample covariance (the default covariance_prior) "
-                f"overflows float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X"
-            )
-        try:
-            _cholesky_lower(covariance_prior, "covariance_prior")
-        except ValueError:
-            raise ValueError(
-                "the default covariance_prior (sample covariance of X) is singular; "
-                "pass covariance_prior explicitly"
-            ) from None
+        covariance_prior, data_mean = _default_covariance_prior(X, w, ct)
+    if mean_prior is None:
+        if data_mean is None:
+            data_mean = X.mean(axis=0) if w is None else w @ X / w.sum()
+        mean_prior = data_mean
     prior = {
         "weight_concentration_prior_type": weight_concentration_prior_type,
         "weight_concentration_prior": 1.0 / n_components
         if weight_concentration_prior is None
         else weight_concentration_prior,
         "mean_precision_prior": 1.0 if mean_precision_prior is None else mean_precision_prior,
-        "mean_prior": X.mean(axis=0) if mean_prior is None else mean_prior,
+        "mean_prior": mean_prior,
         "degrees_of_freedom_prior": float(n_features)
         if degrees_of_freedom_prior is None
         else degrees_of_freedom_prior,
         "covariance_prior": covariance_prior,
     }
-    return _check_prior(prior, n_features)
+    return _check_prior(prior, n_features, covariance_type=ct)
+
+
+def _scale_by_dof(a, dof, covariance_type, inverse=False):
+    """``a / ν_k`` (or ``a * ν_k``) with ν broadcast over the shape of the type."""
+    dof = np.asarray(dof)
+    if covariance_type == "full":
+        dof = dof[:, None, None]
+    elif covariance_type == "diag":
+        dof = dof[:, None]
+    return a * dof if inverse else a / dof
 
 
 @benign_underflow
-def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, scale_inv):
+def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, scale_inv,
+               covariance_type="full"):
     """Assemble a state dict from (α, β, m, ν, W^{-1}) (see the module docstring).
 
     Parameters
@@ -424,28 +599,35 @@ def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, 
         β_k > 0.
     means : array_like of shape (K, D)
         m_k.
-    degrees_of_freedom : array_like of shape (K,)
+    degrees_of_freedom : array_like of shape (K,) (a number for "tied")
         ν_k > D - 1.
-    scale_inv : array_like of shape (K, D, D)
-        W_k^{-1}, symmetric positive definite.
+    scale_inv : array_like
+        W_k^{-1} in the family (24): full ``(K, D, D)`` and tied ``(D, D)`` symmetric
+        positive definite, diag ``(K, D)`` (the diagonals) and spherical ``(K,)`` (the
+        multiples of I) positive.
+    covariance_type : {"full", "tied", "diag", "spherical"}
 
     Returns
     -------
     dict
-        With ``covariances = W^{-1} / ν`` and ``precisions_cholesky`` (upper triangular,
-        ``P P^T = ν W``) derived from ``scale_inv``.
+        With ``covariances = W^{-1} / ν`` and ``precisions_cholesky`` (``P P^T = ν W``;
+        upper triangular for full/tied) derived from ``scale_inv``.
     """
+    ct = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     means = as_float_array(means, "means", ndim=2)
     n_components, d = means.shape
-    scale_inv = as_float_array(scale_inv, "scale_inv", shape=(n_components, d, d))
-    if not np.allclose(scale_inv, np.swapaxes(scale_inv, 1, 2), rtol=1e-12, atol=0.0):
+    scale_inv = as_float_array(scale_inv, "scale_inv",
+                               shape=covariance_shape(ct, n_components, d))
+    if ct in ("full", "tied") and not np.allclose(
+            scale_inv, np.swapaxes(scale_inv, -1, -2), rtol=1e-12, atol=0.0):
         raise ValueError("scale_inv must be symmetric")
-    dof = as_float_array(degrees_of_freedom, "degrees_of_freedom", shape=(n_components,))
+    dof = as_float_array(degrees_of_freedom, "degrees_of_freedom",
+                         shape=_dof_shape(ct, n_components))
     if np.any(dof <= d - 1):
         raise ValueError(f"degrees_of_freedom must exceed n_features - 1 = {d - 1}")
-    covariances = scale_inv / dof[:, None, None]
+    covariances = _scale_by_dof(scale_inv, dof, ct)
     try:
-        prec_chol = compute_precision_cholesky(covariances, "full")
+        prec_chol = compute_precision_cholesky(covariances, ct)
     except ValueError:
         raise ValueError("scale_inv must be symmetric positive definite") from None
     state = {
@@ -456,7 +638,7 @@ def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, 
         "covariances": covariances,
         "precisions_cholesky": prec_chol,
     }
-    return _check_state(state)
+    return _check_state(state, covariance_type=ct)
 
 
 # ---------------------------------------------------------------------------
@@ -494,50 +676,86 @@ def expected_log_weights(weight_concentration) -> np.ndarray:
     return _expected_log_weights(conc)
 
 
-def _expected_log_det_precision(dof, prec_chol):
-    d = prec_chol.shape[-1]
-    log_det_w = 2.0 * log_det_cholesky(prec_chol, "full", d) - d * np.log(dof)
-    return np.sum(digamma(0.5 * (dof[:, None] - np.arange(d))), axis=1) + d * _LOG_2 + log_det_w
+def _log_det_w(dof, prec_chol, covariance_type, d):
+    """ln|W_k| = 2 Σ ln diag P_k - D ln ν_k (all types; a 0-d array for tied)."""
+    return 2.0 * log_det_cholesky(prec_chol, covariance_type, d) - d * np.log(dof)
+
+
+def _expected_log_det_precision(dof, prec_chol, covariance_type="full", d=None):
+    d = prec_chol.shape[-1] if d is None else d
+    log_det_w = _log_det_w(dof, prec_chol, covariance_type, d)
+    return (np.sum(digamma(0.5 * (np.asarray(dof)[..., None] - np.arange(d))), axis=-1)
+            + d * _LOG_2 + log_det_w)
 
 
 @benign_underflow
-def expected_log_det_precision(degrees_of_freedom, precisions_cholesky) -> np.ndarray:
+def expected_log_det_precision(degrees_of_freedom, precisions_cholesky, covariance_type="full",
+                               n_features=None) -> np.ndarray:
     """``E[ln|Λ_k|]``, eq. (9), with ``ln|W_k| = 2 Σ ln diag P_k - D ln ν_k``.
 
     Parameters
     ----------
-    degrees_of_freedom : array_like of shape (K,)
-    precisions_cholesky : array_like of shape (K, D, D)
+    degrees_of_freedom : array_like of shape (K,) (a number for "tied")
+    precisions_cholesky : array_like
+        full ``(K, D, D)``, tied ``(D, D)``, diag ``(K, D)``, spherical ``(K,)``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    n_features : int, optional
+        D; needed for "spherical" only (its factors do not show D).
 
     Returns
     -------
-    ndarray of shape (K,)
+    ndarray of shape (K,) (0-d for "tied")
     """
-    dof = as_float_array(degrees_of_freedom, "degrees_of_freedom", ndim=1)
-    k = dof.shape[0]
-    chol = as_float_array(precisions_cholesky, "precisions_cholesky", ndim=3, shape=(k, None, None))
-    if chol.shape[1] != chol.shape[2]:
-        raise ValueError(f"precisions_cholesky must have shape (K, D, D), got {chol.shape}")
-    if np.any(dof <= chol.shape[1] - 1):
+    ct = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    dof = as_float_array(degrees_of_freedom, "degrees_of_freedom",
+                         ndim=0 if ct == "tied" else 1)
+    ndim = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}[ct]
+    chol = as_float_array(precisions_cholesky, "precisions_cholesky", ndim=ndim)
+    if ct == "spherical":
+        if n_features is None:
+            raise ValueError("n_features is needed for covariance_type='spherical'")
+        d = check_positive_int(n_features, "n_features")
+    else:
+        d = chol.shape[-1]
+        if ct in ("full", "tied") and chol.shape[-2] != d:
+            raise ValueError(f"precisions_cholesky must be square, got {chol.shape}")
+    if ct != "tied" and chol.shape[0] != dof.shape[0]:
+        raise ValueError(f"precisions_cholesky has {chol.shape[0]} components but "
+                         f"degrees_of_freedom {dof.shape[0]}")
+    if np.any(dof <= d - 1):
         raise ValueError("degrees_of_freedom must exceed n_features - 1")
-    if np.any(np.diagonal(chol, axis1=1, axis2=2) <= 0):
+    diag = np.diagonal(chol, axis1=-2, axis2=-1) if ct in ("full", "tied") else chol
+    if np.any(diag <= 0):
         raise ValueError("precisions_cholesky must have a positive diagonal")
-    return _expected_log_det_precision(dof, chol)
+    return _expected_log_det_precision(dof, chol, ct, d)
 
 
-def _expected_mahalanobis(state, X):
+def _factor(prec_chol, covariance_type, k):
+    """P_k of component k: (D, D) for full/tied, (D,) for diag, a number for spherical."""
+    return prec_chol if covariance_type == "tied" else prec_chol[k]
+
+
+def _whiten(diff, fac, covariance_type):
+    """``diff @ P_k`` (full, tied) or ``diff * P_k`` (diag, spherical): rows whose squared
+    norm is ν_k (x - m_k)^T W_k (x - m_k)."""
+    return diff @ fac if covariance_type in ("full", "tied") else diff * fac
+
+
+def _expected_mahalanobis(state, X, covariance_type="full"):
     n_features = X.shape[1]
     out = np.empty((X.shape[0], state["means"].shape[0]))
-    for k, (mean, chol) in enumerate(zip(state["means"], state["precisions_cholesky"])):
+    chols = state["precisions_cholesky"]
+    for k, mean in enumerate(state["means"]):
+        chol = _factor(chols, covariance_type, k)
         with np.errstate(over="ignore", invalid="ignore"):  # far rows: handled below
-            y = (X - mean) @ chol
+            y = _whiten(X - mean, chol, covariance_type)
             out[:, k] = np.einsum("ij,ij->i", y, y)
         far = ~np.isfinite(out[:, k])
         if far.any():
             # x - m_k or the distance overflowed: recompute at half scale; a distance
             # beyond float64 is +inf, its correctly rounded value (ln rho = -inf)
             with np.errstate(over="ignore"):
-                y = (0.5 * X[far] - 0.5 * mean) @ chol
+                y = _whiten(0.5 * X[far] - 0.5 * mean, chol, covariance_type)
                 out[far, k] = 4.0 * np.einsum("ij,ij->i", y, y)
     return out + n_features / state["mean_precision"]
 
@@ -554,7 +772,7 @@ def _check_defined_rows(log_rho, name="X"):
 
 
 @benign_underflow
-def expected_mahalanobis(state, X) -> np.ndarray:
+def expected_mahalanobis(state, X, covariance_type="full") -> np.ndarray:
     """``E[(x_n - μ_k)^T Λ_k (x_n - μ_k)] = D/β_k + ||(x_n - m_k)^T P_k||^2``, eq. (10).
 
     Parameters
@@ -562,23 +780,27 @@ def expected_mahalanobis(state, X) -> np.ndarray:
     state : dict
         Variational state (module docstring).
     X : array_like of shape (N, D)
+    covariance_type : {"full", "tied", "diag", "spherical"}
 
     Returns
     -------
     ndarray of shape (N, K)
     """
-    return _expected_mahalanobis(*_check_state_X(state, X))
+    state, X = _check_state_X(state, X, covariance_type)
+    return _expected_mahalanobis(state, X, covariance_type)
 
 
-def _log_rho(state, X):
+def _log_rho(state, X, covariance_type="full"):
+    d = X.shape[1]
     log_w = _expected_log_weights(state["weight_concentration"])
-    log_lam = _expected_log_det_precision(state["degrees_of_freedom"], state["precisions_cholesky"])
-    maha = _expected_mahalanobis(state, X)
-    return log_w + 0.5 * log_lam - 0.5 * X.shape[1] * LOG_2PI - 0.5 * maha  # (11)
+    log_lam = _expected_log_det_precision(state["degrees_of_freedom"],
+                                          state["precisions_cholesky"], covariance_type, d)
+    maha = _expected_mahalanobis(state, X, covariance_type)
+    return log_w + 0.5 * log_lam - 0.5 * d * LOG_2PI - 0.5 * maha  # (11)
 
 
 @benign_underflow
-def estimate_log_rho(state, X) -> np.ndarray:
+def estimate_log_rho(state, X, covariance_type="full") -> np.ndarray:
     """Unnormalised log responsibilities ``ln ρ_nk``, eq. (11).
 
     Parameters
@@ -586,16 +808,18 @@ def estimate_log_rho(state, X) -> np.ndarray:
     state : dict
         Variational state (module docstring).
     X : array_like of shape (N, D)
+    covariance_type : {"full", "tied", "diag", "spherical"}
 
     Returns
     -------
     ndarray of shape (N, K)
     """
-    return _log_rho(*_check_state_X(state, X))
+    state, X = _check_state_X(state, X, covariance_type)
+    return _log_rho(state, X, covariance_type)
 
 
 @benign_underflow
-def e_step(state, X) -> np.ndarray:
+def e_step(state, X, covariance_type="full") -> np.ndarray:
     """Variational E-step: ``ln r_nk``, eqs. (11)-(12).
 
     Parameters
@@ -603,21 +827,33 @@ def e_step(state, X) -> np.ndarray:
     state : dict
         Variational state (module docstring).
     X : array_like of shape (N, D)
+    covariance_type : {"full", "tied", "diag", "spherical"}
 
     Returns
     -------
     log_resp : ndarray of shape (N, K)
         Rows log-sum-exp to 0.
     """
-    log_rho = estimate_log_rho(state, X)
+    log_rho = estimate_log_rho(state, X, covariance_type)
     _check_defined_rows(log_rho)
     return log_softmax(log_rho, axis=1)
 
 
-def _m_step(X, resp, prior, reg_covar):
+def _too_large(X):
+    return ValueError(
+        "X values too large: the weighted squared deviations from the means "
+        f"overflow float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X"
+    )
+
+
+def _m_step(X, resp, prior, reg_covar, covariance_type="full"):
+    """(13)-(16) and (26)-(29) on validated input; ``resp`` already carries the sample
+    weights (w_n r_nk, eq. 30)."""
+    n_components = resp.shape[1]
     n_features = X.shape[1]
     beta0 = prior["mean_precision_prior"]
     m0 = prior["mean_prior"]
+    cov0 = prior["covariance_prior"]
     with np.errstate(over="ignore"):  # refused just below
         nk = resp.sum(axis=0)  # (13)
     if not np.all(np.isfinite(nk)):
@@ -630,46 +866,71 @@ def _m_step(X, resp, prior, reg_covar):
         alpha = alpha0 + nk  # (14)
     beta = beta0 + nk  # (15)
     means = (beta0 * m0 + resp.T @ X) / beta[:, None]  # (16)
-    dof = prior["degrees_of_freedom_prior"] + nk  # (18)
-    scale_inv = np.empty((len(nk), n_features, n_features))
-    for k in range(len(nk)):  # (17)
-        # Σ_n r_nk d_n d_n^T as w^T w with w_n = sqrt(r_nk) d_n (BLAS takes A^T A as syrk).
-        w = np.sqrt(resp[:, k, None]) * (X - means[k])
-        dm = means[k] - m0
-        with np.errstate(over="ignore", invalid="ignore"):  # refused just below
-            scale_inv[k] = prior["covariance_prior"] + w.T @ w + beta0 * np.outer(dm, dm)
-        if not np.all(np.isfinite(scale_inv[k])):
-            raise ValueError(
-                "X values too large: the weighted squared deviations from the means "
-                f"overflow float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X"
-            )
-        scale_inv[k].flat[:: n_features + 1] += reg_covar * nk[k]
-        # Symmetrise away the round-off of the matrix product.
-        scale_inv[k] = 0.5 * (scale_inv[k] + scale_inv[k].T)
-    covariances = scale_inv / dof[:, None, None]
+    if covariance_type == "tied":
+        dof = np.asarray(prior["degrees_of_freedom_prior"] + nk.sum() / n_components)  # (29)
+    else:
+        dof = prior["degrees_of_freedom_prior"] + nk  # (18)
+    if covariance_type in ("full", "tied"):
+        scale_inv = np.empty((n_components, n_features, n_features))
+        for k in range(n_components):  # (17) = A_k of (25)
+            # Σ_n r_nk d_n d_n^T as w^T w with w_n = sqrt(r_nk) d_n (BLAS takes A^T A as syrk).
+            w = np.sqrt(resp[:, k, None]) * (X - means[k])
+            dm = means[k] - m0
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                if covariance_type == "full":
+                    scale_inv[k] = cov0 + w.T @ w + beta0 * np.outer(dm, dm)
+                else:  # A_k - W0^{-1}, summed below
+                    scale_inv[k] = w.T @ w + beta0 * np.outer(dm, dm)
+            if not np.all(np.isfinite(scale_inv[k])):
+                raise _too_large(X)
+            scale_inv[k].flat[:: n_features + 1] += reg_covar * nk[k]
+            # Symmetrise away the round-off of the matrix product.
+            scale_inv[k] = 0.5 * (scale_inv[k] + scale_inv[k].T)
+        if covariance_type == "tied":  # (29)
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                scale_inv = cov0 + scale_inv.sum(axis=0) / n_components
+            if not np.all(np.isfinite(scale_inv)):
+                raise _too_large(X)
+    else:
+        diag = np.empty((n_components, n_features))  # diagonals of A_k - W0^{-1}
+        for k in range(n_components):
+            dev = X - means[k]
+            dm = means[k] - m0
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                diag[k] = resp[:, k] @ (dev * dev) + beta0 * dm * dm + reg_covar * nk[k]
+        if not np.all(np.isfinite(diag)):
+            raise _too_large(X)
+        if covariance_type == "diag":
+            scale_inv = cov0 + diag  # (27)
+        else:
+            scale_inv = cov0 + diag.mean(axis=1)  # (28): Tr(A_k) / D
+    covariances = _scale_by_dof(scale_inv, dof, covariance_type)
     return {
         "weight_concentration": alpha,
         "mean_precision": beta,
         "means": means,
         "degrees_of_freedom": dof,
         "covariances": covariances,
-        "precisions_cholesky": compute_precision_cholesky(covariances, "full"),
+        "precisions_cholesky": compute_precision_cholesky(covariances, covariance_type),
     }
 
 
 @benign_underflow
-def m_step(X, resp, prior, reg_covar: float = 0.0) -> dict:
-    """Variational M-step: the optimal q(π) and q(μ_k, Λ_k) given ``resp``, eqs. (13)-(18).
+def m_step(X, resp, prior, covariance_type="full", reg_covar: float = 0.0) -> dict:
+    """Variational M-step: the optimal q(π) and q(μ_k, Λ_k) given ``resp``, eqs. (13)-(18)
+    and, per covariance type, (26)-(29).
 
     Parameters
     ----------
     X : array_like of shape (N, D)
     resp : array_like of shape (N, K)
-        Non-negative responsibilities r_nk (rows normally sum to 1).
+        Non-negative responsibilities r_nk (rows normally sum to 1). For sample weights
+        pass ``w[:, None] * resp`` (eq. 30).
     prior : dict
         Prior hyperparameters, see :func:`make_prior`.
+    covariance_type : {"full", "tied", "diag", "spherical"}
     reg_covar : float
-        Non-negative; ``reg_covar * N_k`` is added to the diagonal of W_k^{-1} (17)
+        Non-negative; ``reg_covar * N_k`` is added to the diagonal of A_k (25)
         (scikit-learn's convention). 0 gives the exact coordinate-ascent update.
 
     Returns
@@ -677,10 +938,11 @@ def m_step(X, resp, prior, reg_covar: float = 0.0) -> dict:
     dict
         The new variational state (module docstring).
     """
+    ct = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     X, resp = check_resp(X, resp)
-    prior = _check_prior(prior, X.shape[1])
+    prior = _check_prior(prior, X.shape[1], covariance_type=ct)
     reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
-    return _m_step(X, resp, prior, reg_covar)
+    return _m_step(X, resp, prior, reg_covar, ct)
 
 
 # ---------------------------------------------------------------------------
@@ -732,27 +994,46 @@ def kl_dirichlet(weight_concentration, weight_concentration_prior) -> float:
     return float(_kl_dirichlet(alpha, alpha0))
 
 
-def _kl_gauss_wishart(state, prior):
+def _kl_gauss_wishart(state, prior, covariance_type="full"):
+    ct = covariance_type
     d = state["means"].shape[1]
     beta, dof = state["mean_precision"], state["degrees_of_freedom"]
     beta0, nu0 = prior["mean_precision_prior"], prior["degrees_of_freedom_prior"]
     chol = state["precisions_cholesky"]  # P_k, P_k P_k^T = ν_k W_k
-    cov0_chol = _cholesky_lower(prior["covariance_prior"], "covariance_prior")  # W0^{-1}
-    log_lam = _expected_log_det_precision(dof, chol)
-    log_det_w = 2.0 * log_det_cholesky(chol, "full", d) - d * np.log(dof)
-    log_det_w0 = -2.0 * np.sum(np.log(np.diag(cov0_chol)))
-    # ν_k (m_k - m0)^T W_k (m_k - m0) = ||(m_k - m0)^T P_k||^2
+    cov0 = prior["covariance_prior"]  # W0^{-1}, eq. (23)
+    log_lam = _expected_log_det_precision(dof, chol, ct, d)
+    log_det_w = _log_det_w(dof, chol, ct, d)
     dm = state["means"] - prior["mean_prior"]
-    maha = np.sum(np.einsum("ki,kij->kj", dm, chol) ** 2, axis=1)
-    # ν_k Tr(W0^{-1} W_k) = ||L0^T P_k||_F^2 with W0^{-1} = L0 L0^T
-    trace = np.sum(np.einsum("ji,kjl->kil", cov0_chol, chol) ** 2, axis=(1, 2))
+    if ct == "full":
+        cov0_chol = _cholesky_lower(cov0, "covariance_prior")  # W0^{-1} = L0 L0^T
+        log_det_w0 = -2.0 * np.sum(np.log(np.diag(cov0_chol)))
+        # ν_k (m_k - m0)^T W_k (m_k - m0) = ||(m_k - m0)^T P_k||^2
+        maha = np.sum(np.einsum("ki,kij->kj", dm, chol) ** 2, axis=1)
+        # ν_k Tr(W0^{-1} W_k) = ||L0^T P_k||_F^2 with W0^{-1} = L0 L0^T
+        trace = np.sum(np.einsum("ji,kjl->kil", cov0_chol, chol) ** 2, axis=(1, 2))
+    elif ct == "tied":
+        cov0_chol = _cholesky_lower(cov0, "covariance_prior")
+        log_det_w0 = -2.0 * np.sum(np.log(np.diag(cov0_chol)))
+        maha = np.sum((dm @ chol) ** 2, axis=1)
+        trace = np.sum((cov0_chol.T @ chol) ** 2)
+    elif ct == "diag":  # W0^{-1} = diag(c0), P_k = sqrt(ν_k w_k)
+        log_det_w0 = -np.sum(np.log(cov0))
+        maha = np.sum((dm * chol) ** 2, axis=1)
+        trace = (chol * chol) @ cov0
+    else:  # spherical: W0^{-1} = c0 I, P_k = sqrt(ν_k w_k)
+        log_det_w0 = -d * np.log(cov0)
+        maha = np.sum(dm * dm, axis=1) * chol * chol
+        trace = d * cov0 * chol * chol
+    n = beta.shape[0]
+    log_lam, log_det_w, dof_k = (np.broadcast_to(a, (n,)) for a in (log_lam, log_det_w, dof))
+    trace = np.broadcast_to(trace, (n,))
     ratio = beta0 / beta
     kl_gauss = 0.5 * d * (ratio - 1.0 - np.log(ratio)) + 0.5 * beta0 * maha
     kl_wishart = (
-        _log_wishart_norm(log_det_w, dof, d)
-        - _log_wishart_norm(np.full_like(dof, log_det_w0), np.full_like(dof, nu0), d)
-        + 0.5 * (dof - nu0) * log_lam
-        + 0.5 * (trace - dof * d)
+        _log_wishart_norm(log_det_w, dof_k, d)
+        - _log_wishart_norm(np.full_like(dof_k, log_det_w0), np.full_like(dof_k, nu0), d)
+        + 0.5 * (dof_k - nu0) * log_lam
+        + 0.5 * (trace - dof_k * d)
     )
     return kl_gauss + kl_wishart
 
@@ -791,8 +1072,9 @@ def kl_stick_breaking(weight_concentration, weight_concentration_prior) -> float
 
 
 @benign_underflow
-def kl_gauss_wishart(state, prior) -> np.ndarray:
-    """``KL[q(μ_k, Λ_k) || p(μ_k, Λ_k)]`` per component, eq. (22).
+def kl_gauss_wishart(state, prior, covariance_type="full") -> np.ndarray:
+    """``KL[q(μ_k, Λ_k) || p(μ_k, Λ_k)]`` per component, eq. (22) (with the W_k of the
+    family (24); "tied" repeats its shared W in every component's term).
 
     Parameters
     ----------
@@ -800,24 +1082,28 @@ def kl_gauss_wishart(state, prior) -> np.ndarray:
         Variational state (module docstring).
     prior : dict
         Prior hyperparameters, see :func:`make_prior`.
+    covariance_type : {"full", "tied", "diag", "spherical"}
 
     Returns
     -------
     ndarray of shape (K,)
     """
-    state = _check_state(state)
-    return _kl_gauss_wishart(state, _check_prior(prior, state["means"].shape[1]))
+    state = _check_state(state, covariance_type=covariance_type)
+    prior = _check_prior(prior, state["means"].shape[1], covariance_type=covariance_type)
+    return _kl_gauss_wishart(state, prior, covariance_type)
 
 
-def _lower_bound(state, log_resp, log_rho, prior):
+def _lower_bound(state, log_resp, log_rho, prior, covariance_type="full", w=None):
     resp = np.exp(log_resp)
     # r ln r -> 0 as r -> 0; where r == 0 exactly, log_resp may be -inf.
     with np.errstate(invalid="ignore"):  # resp = 0 where ln rho = -inf: masked below
         terms = resp * (log_rho - np.where(resp > 0, log_resp, 0.0))
-    data_term = np.sum(np.where(resp > 0, terms, 0.0))  # (20)
+    terms = np.where(resp > 0, terms, 0.0)
+    data_term = np.sum(terms) if w is None else w @ terms.sum(axis=1)  # (20), (30)
     conc, alpha0 = state["weight_concentration"], prior["weight_concentration_prior"]
     kl_pi = _kl_dirichlet(conc, alpha0) if conc.ndim == 1 else _kl_stick_breaking(conc, alpha0)
-    return float(data_term - kl_pi - np.sum(_kl_gauss_wishart(state, prior)))  # (19)
+    kl_gw = np.sum(_kl_gauss_wishart(state, prior, covariance_type))
+    return float(data_term - kl_pi - kl_gw)  # (19)
 
 
 def _check_prior_type(state, prior, label=_state_label):
@@ -831,8 +1117,8 @@ def _check_prior_type(state, prior, label=_state_label):
 
 
 @benign_underflow
-def lower_bound(state, X, log_resp, prior) -> float:
-    """The evidence lower bound L(q), eqs. (19)-(22), for any q of the form (6).
+def lower_bound(state, X, log_resp, prior, covariance_type="full", sample_weight=None) -> float:
+    """The evidence lower bound L(q), eqs. (19)-(22), for any q of the form (6) and (24).
 
     Parameters
     ----------
@@ -843,22 +1129,28 @@ def lower_bound(state, X, log_resp, prior) -> float:
         ``ln r_nk`` of q(Z); rows must log-sum-exp to 0 (entries may be -inf).
     prior : dict
         Prior hyperparameters, see :func:`make_prior`.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    sample_weight : array_like of shape (N,), optional
+        Frequency weights: the data term (20) is Σ_n w_n Σ_k r_nk (ln ρ_nk - ln r_nk),
+        eq. (30).
 
     Returns
     -------
     float
         L(q) <= ln p(X), including every constant.
     """
-    state, X = _check_state_X(state, X)
+    state, X = _check_state_X(state, X, covariance_type)
     log_resp = _check_log_resp(log_resp, X.shape[0])
+    w = check_sample_weight(sample_weight, X.shape[0])
     if log_resp.shape[1] != state["means"].shape[0]:
         raise ValueError(
             f"log_resp has {log_resp.shape[1]} columns but state has "
             f"{state['means'].shape[0]} components"
         )
-    prior = _check_prior(prior, X.shape[1])
+    prior = _check_prior(prior, X.shape[1], covariance_type=covariance_type)
     _check_prior_type(state, prior)
-    return _lower_bound(state, log_resp, _log_rho(state, X), prior)
+    return _lower_bound(state, log_resp, _log_rho(state, X, covariance_type), prior,
+                        covariance_type, w)
 
 
 # ---------------------------------------------------------------------------
@@ -868,25 +1160,28 @@ def lower_bound(state, X, log_resp, prior) -> float:
 
 @benign_underflow
 class BayesianGaussianMixture(MixtureBase):
-    """Variational Bayesian Gaussian mixture, eqs. (1)-(22) (and (3')-(21') for the DP).
+    """Variational Bayesian Gaussian mixture, eqs. (1)-(30) (and (3')-(21') for the DP).
 
     Constructor names, fitted attributes and their conventions follow
     ``sklearn.mixture.BayesianGaussianMixture``; the differences are listed under Notes.
+    It is a scikit-learn estimator (``get_params``/``set_params``, tags, ``clone``,
+    ``Pipeline``, ``GridSearchCV``; :class:`lvmref.mixture.MixtureBase`) without
+    importing scikit-learn.
 
     Parameters
     ----------
     n_components : int
         K, the (maximum) number of components.
-    covariance_type : {"full"}
-        Only full covariances are implemented; "tied", "diag" and "spherical" raise
-        ``NotImplementedError``.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+        The family (24) of q(Λ_k) and the form (23) of ``covariance_prior``; updates
+        (26)-(29).
     tol : float
         Stop when the bound changes by less than ``tol`` between iterations (>= 0; 0
         runs ``max_iter`` iterations).
     reg_covar : float
-        ``reg_covar * N_k`` is added to the diagonal of W_k^{-1} in (17), as scikit-learn
-        does. The conjugate prior already keeps W_k^{-1} ⪰ W0^{-1} ≻ 0, so 0 is safe and
-        makes every update an exact coordinate-ascent step.
+        ``reg_covar * N_k`` is added to the diagonal of A_k (25), as scikit-learn does.
+        The conjugate prior already keeps W_k^{-1} ⪰ W0^{-1} ≻ 0, so 0 is safe and makes
+        every update an exact coordinate-ascent step.
     max_iter : int
         Iterations (E-step + M-step) per initialisation, >= 1.
     n_init : int
@@ -900,12 +1195,17 @@ class BayesianGaussianMixture(MixtureBase):
         distribution prior (3) on the weights.
     weight_concentration_prior, mean_precision_prior, mean_prior, \
 degrees_of_freedom_prior, covariance_prior
-        Prior hyperparameters α0, β0, m0 (n_features,), ν0 and W0^{-1}
-        (n_features, n_features); ``None`` takes the defaults of :func:`make_prior`.
+        Prior hyperparameters α0, β0, m0 (n_features,), ν0 and W0^{-1} ((n_features,
+        n_features) for full/tied, (n_features,) for diag, a number for spherical, eq.
+        23); ``None`` takes the defaults of :func:`make_prior`.
     random_state : numpy.random.Generator, int or None
         Randomness for the initialisation.
     warm_start : bool
         If True and already fitted, ``fit`` continues from the fitted state (one run).
+    verbose : int, default 0
+        0 silent; 1 prints each initialisation and every ``verbose_interval``-th
+        iteration; 2 also the time and the change of the bound (scikit-learn's levels).
+    verbose_interval : int, default 10
 
     Attributes
     ----------
@@ -914,20 +1214,24 @@ degrees_of_freedom_prior, covariance_prior
         posterior mean, renormalised to sum to 1 (module docstring, after (21')).
     means_ : ndarray of shape (K, D)
         Posterior mean of μ_k: m_k.
-    covariances_ : ndarray of shape (K, D, D)
-        ``E[Λ_k]^{-1} = W_k^{-1} / ν_k`` (scikit-learn's definition).
-    covariance_posterior_means_ : ndarray of shape (K, D, D)
+    covariances_ : ndarray
+        ``E[Λ_k]^{-1} = W_k^{-1} / ν_k`` (scikit-learn's definition); full (K, D, D),
+        tied (D, D), diag (K, D), spherical (K,).
+    covariance_posterior_means_ : ndarray, shape of ``covariances_``
         Posterior mean of the covariance ``E[Λ_k^{-1}] = W_k^{-1} / (ν_k - D - 1)``;
         ``inf`` for components with ``ν_k <= D + 1`` (the mean does not exist).
-    precisions_ : ndarray of shape (K, D, D)
-        Posterior mean of Λ_k: ``ν_k W_k``.
-    precisions_cholesky_ : ndarray of shape (K, D, D)
-        Upper-triangular P_k with ``P_k P_k^T = precisions_[k]``.
+    precisions_ : ndarray, shape of ``covariances_``
+        Posterior mean of Λ_k: ``ν_k W_k`` (its diagonal for diag, the multiple of I for
+        spherical).
+    precisions_cholesky_ : ndarray, shape of ``covariances_``
+        P_k with ``P_k P_k^T = precisions_[k]`` (upper triangular for full/tied).
     weight_concentration_ : ndarray of shape (K,) or (2, K)
         α (Dirichlet distribution) or (γ_1, γ_2) (Dirichlet process; scikit-learn stores
         a tuple of two (K,) arrays).
-    mean_precision_, degrees_of_freedom_ : ndarray of shape (K,)
-        β, ν.
+    mean_precision_ : ndarray of shape (K,)
+        β.
+    degrees_of_freedom_ : ndarray of shape (K,) (0-d for tied)
+        ν.
     weight_concentration_prior_, mean_precision_prior_, mean_prior_, \
 degrees_of_freedom_prior_, covariance_prior_
         The priors used (defaults filled in).
@@ -942,17 +1246,34 @@ degrees_of_freedom_prior_, covariance_prior_
 
     Notes
     -----
-    Differences from scikit-learn: only ``covariance_type="full"``; the
-    reported bound includes all constants; the "kmeans" initialisation is lvmref's own;
-    ``reg_covar`` enters (17) as scikit-learn does, but 0 is the exact update.
-    Starting from given responsibilities: ``fit(X, resp_init=R)``, which performs the
-    M-step (13)-(18) on ``R`` and then iterates (E-step, M-step, bound); scikit-learn's
-    equivalent is its private ``_initialize(X, R)`` followed by its EM loop.
-    ``predict_proba`` is the E-step (12) under the fitted q; ``score_samples`` is
-    ``ln Σ_k ρ_nk`` of (11), scikit-learn's ``score_samples`` for this model (a
-    normaliser of the responsibilities, not a predictive log density).
-    ``save(path)`` / ``BayesianGaussianMixture.load(path)``: :meth:`MixtureBase.save`
-    (the fitted state, the prior used, the hyper-parameters and the bound history).
+    Differences from scikit-learn: the reported bound includes all constants (its
+    *differences* between iterations equal scikit-learn's); the "kmeans" initialisation
+    is lvmref's own; ``reg_covar`` enters (25) as scikit-learn does, but 0 is the exact
+    update; ``fit`` takes ``sample_weight`` (frequency weights, eq. 30), which
+    scikit-learn lacks.
+
+    Randomness differs from scikit-learn. With an int ``random_state`` lvmref draws from
+    ``numpy.random.default_rng(seed)`` (a ``Generator``), scikit-learn from the legacy
+    ``numpy.random.RandomState(seed)``, so ``init_params="random"`` or
+    ``"random_from_data"`` with the same seed start elsewhere. To reproduce
+    scikit-learn's fit exactly (``n_init=1``), pass its start as ``resp_init``:
+    ``R = np.random.RandomState(seed).uniform(size=(n, K)); R /= R.sum(axis=1,
+    keepdims=True)`` for "random"; one-hot columns at ``np.random.RandomState(seed)
+    .choice(n, K, replace=False)`` for "random_from_data"; the one-hot labels of
+    ``sklearn.cluster.KMeans(K, n_init=1, random_state=seed).fit(X).labels_`` for
+    "kmeans" (``tests/test_vbgmm.py`` checks the "random" route against scikit-learn).
+    ``fit(X, resp_init=R)`` performs the M-step (13)-(18) on ``R`` and then iterates
+    (E-step, M-step, bound), scikit-learn's ``_initialize(X, R)`` followed by its loop.
+
+    ``predict_proba`` is the E-step (12) under the fitted q. ``score_samples`` is
+    ``ln Σ_k ρ_nk`` of (11), scikit-learn's ``score_samples`` for this model: neither the
+    plug-in density nor the posterior predictive, but a lower bound on the log posterior
+    predictive density ln Σ_k E_q[π_k] E_q[N(x | μ_k, Λ_k^{-1})] (Jensen, E[ln f] <=
+    ln E[f], in each term; the predictive is a mixture of Student-t, B10.81);
+    ``sample`` draws from the plug-in mixture (``weights_``, ``means_``,
+    ``covariances_``), as scikit-learn's does. ``save(path)`` /
+    ``BayesianGaussianMixture.load(path)``: :meth:`MixtureBase.save` (the fitted state,
+    the prior used, the hyper-parameters and the bound history).
     """
 
     _HYPER = {"n_components": "int", "covariance_type": "str", "tol": "float",
@@ -960,7 +1281,8 @@ degrees_of_freedom_prior_, covariance_prior_
               "init_params": "str", "weight_concentration_prior_type": "str",
               "weight_concentration_prior": "float", "mean_precision_prior": "float",
               "mean_prior": "array", "degrees_of_freedom_prior": "float",
-              "covariance_prior": "array", "random_state": "seed", "warm_start": "bool"}
+              "covariance_prior": "array", "random_state": "seed", "warm_start": "bool",
+              "verbose": "int", "verbose_interval": "int"}
     _MIN_MAX_ITER = 1
 
     def __init__(
@@ -981,6 +1303,8 @@ degrees_of_freedom_prior_, covariance_prior_
         covariance_prior=None,
         random_state=None,
         warm_start=False,
+        verbose=0,
+        verbose_interval=10,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -997,13 +1321,11 @@ degrees_of_freedom_prior_, covariance_prior_
         self.covariance_prior = covariance_prior
         self.random_state = random_state
         self.warm_start = warm_start
+        self.verbose = verbose
+        self.verbose_interval = verbose_interval
 
     def _check_hyper(self):
-        if self.covariance_type in ("tied", "diag", "spherical"):
-            raise NotImplementedError(
-                f"covariance_type={self.covariance_type!r} is not implemented; use 'full'"
-            )
-        check_choice(self.covariance_type, "covariance_type", ("full",))
+        check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
         check_choice(
             self.weight_concentration_prior_type, "weight_concentration_prior_type", _PRIOR_TYPES
         )
@@ -1012,16 +1334,20 @@ degrees_of_freedom_prior_, covariance_prior_
     def _prior_kwargs(self):
         return {key: getattr(self, key) for key in _PRIOR_KEYS}
 
-    def fit(self, X, y=None, *, resp_init=None):
+    def fit(self, X, y=None, *, sample_weight=None, resp_init=None):
         """Fit q by coordinate ascent on the bound (19).
 
-        Each iteration is the E-step (12), the M-step (13)-(18) and the bound (19) of the
-        new state; a warm start continues from the fitted state.
+        Each iteration is the E-step (12), the M-step (13)-(18)/(26)-(29) and the bound
+        (19) of the new state; a warm start continues from the fitted state.
 
         Parameters
         ----------
         X : array_like of shape (n_samples, n_features)
         y : ignored
+        sample_weight : array_like of shape (n_samples,), optional
+            Frequency weights w_n >= 0, not all zero (eq. 30): integer weights fit the
+            repeated rows; rows of weight 0 are dropped first. Scaling every weight by c
+            is c times the data (it changes the posterior).
         resp_init : array_like of shape (n_samples, n_components), optional
             Initial responsibilities (non-negative); when given, ``init_params`` and
             ``n_init`` are not used.
@@ -1031,59 +1357,53 @@ degrees_of_freedom_prior_, covariance_prior_
         self
         """
         k = self._check_hyper()
-        X = check_X(X)
-        n_samples = X.shape[0]
-        if n_samples < k:
-            raise ValueError(f"X has {n_samples} samples, fewer than n_components={k}")
-        if resp_init is not None:
-            resp_init = as_float_array(resp_init, "resp_init", shape=(n_samples, k))
-            if np.any(resp_init < 0):
-                raise ValueError("resp_init must be non-negative")
+        X, w, resp_init = self._fit_data(X, sample_weight, resp_init, k)
+        ct = self.covariance_type
         warm = self._continues(X, k)
         prior = make_prior(
             X, k, weight_concentration_prior_type=self.weight_concentration_prior_type,
-            **self._prior_kwargs(),
+            covariance_type=ct, sample_weight=w, **self._prior_kwargs(),
         )
         rng = check_rng(self.random_state, name="random_state")
         reg_covar = float(self.reg_covar)
+
+        def weighted(resp):
+            return resp if w is None else resp * w[:, None]  # (30)
 
         def initialize(_):
             if warm:
                 state = self.state_
             else:
                 resp = (resp_init if resp_init is not None
-                        else initial_resp(X, k, self.init_params, rng))
-                state = _m_step(X, resp, prior, reg_covar)
-            return (state, _log_rho(state, X)), -np.inf
+                        else initial_resp(X, k, self.init_params, rng, sample_weight=w))
+                state = _m_step(X, weighted(resp), prior, reg_covar, ct)
+            return (state, _log_rho(state, X, ct)), -np.inf
 
         def iterate(carry):
             state, log_rho = carry
             log_resp = log_softmax(log_rho, axis=1)  # (12)
-            state = _m_step(X, np.exp(log_resp), prior, reg_covar)  # (13)-(18)
-            log_rho = _log_rho(state, X)  # (11), shared by the bound and the next E-step
-            return (state, log_rho), _lower_bound(state, log_resp, log_rho, prior)  # (19)
+            state = _m_step(X, weighted(np.exp(log_resp)), prior, reg_covar, ct)  # (13)-(18)
+            log_rho = _log_rho(state, X, ct)  # (11), shared by the bound and the next E-step
+            return (state, log_rho), _lower_bound(state, log_resp, log_rho, prior, ct, w)  # (19)
 
         n_init = 1 if (warm or resp_init is not None) else self.n_init
-        result = run_em(initialize, iterate, n_init=n_init, max_iter=self.max_iter,
-                        tol=self.tol)
+        result = self._run_em(initialize, iterate, n_init)
         self._set_state(result.state[0], prior)
         self._set_em_result(result, X.shape[1])
         return self
 
-    def fit_predict(self, X, y=None, *, resp_init=None) -> np.ndarray:
-        """``fit(X, resp_init=resp_init).predict(X)``; shape (n_samples,)."""
-        return self.fit(X, resp_init=resp_init).predict(X)
-
     def _set_state(self, state, prior):
+        ct = self.covariance_type
         d = state["means"].shape[1]
-        alpha, dof = state["weight_concentration"], state["degrees_of_freedom"]
+        alpha = np.asarray(state["weight_concentration"])
+        dof = np.asarray(state["degrees_of_freedom"])
         self.weight_concentration_ = alpha
         self.mean_precision_ = state["mean_precision"]
         self.means_ = state["means"]
         self.degrees_of_freedom_ = dof
         self.covariances_ = state["covariances"]
         self.precisions_cholesky_ = state["precisions_cholesky"]
-        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, "full")
+        self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, ct)
         if alpha.ndim == 2:  # stick breaking: E[v_k] Π_{j<k} E[1 - v_j]
             stick = alpha[0] / alpha.sum(axis=0)
             weights = stick * np.concatenate(([1.0], np.cumprod(1.0 - stick)[:-1]))
@@ -1093,7 +1413,8 @@ degrees_of_freedom_prior_, covariance_prior_
         excess = dof - d - 1.0
         with np.errstate(divide="ignore"):
             scale = np.where(excess > 0, dof / np.where(excess > 0, excess, 1.0), np.inf)
-        self.covariance_posterior_means_ = self.covariances_ * scale[:, None, None]
+        self.covariance_posterior_means_ = _scale_by_dof(self.covariances_, scale, ct,
+                                                         inverse=True)
         self.weight_concentration_prior_type_ = prior["weight_concentration_prior_type"]
         self.weight_concentration_prior_ = prior["weight_concentration_prior"]
         self.mean_precision_prior_ = prior["mean_precision_prior"]
@@ -1117,11 +1438,11 @@ degrees_of_freedom_prior_, covariance_prior_
             "mean_precision_prior": self.mean_precision_prior_,
             "mean_prior": self.mean_prior_.copy(),
             "degrees_of_freedom_prior": self.degrees_of_freedom_prior_,
-            "covariance_prior": self.covariance_prior_.copy(),
+            "covariance_prior": np.array(self.covariance_prior_, copy=True),
         }
 
     def _log_rho_fitted(self, X):
-        return _log_rho(self.state_, X)
+        return _log_rho(self.state_, X, self.covariance_type)
 
     def _posterior(self, X):
         log_rho = self._log_rho_fitted(X)
@@ -1140,6 +1461,7 @@ degrees_of_freedom_prior_, covariance_prior_
 
     def _load_fitted(self, f, k, d):
         """Fitted state and prior of a file, checked as ``fit`` and the functions check them."""
+        ct = self.covariance_type
         as_float_array(f.array("means_"), "means_", shape=(k, d))
         prior = _check_prior({
             "weight_concentration_prior_type": f.str("weight_concentration_prior_type_"),
@@ -1148,18 +1470,18 @@ degrees_of_freedom_prior_, covariance_prior_
             "mean_prior": f.array("mean_prior_"),
             "degrees_of_freedom_prior": f.float("degrees_of_freedom_prior_"),
             "covariance_prior": f.array("covariance_prior_"),
-        }, d, suffix="_")
+        }, d, suffix="_", covariance_type=ct)
         if prior["weight_concentration_prior_type"] != self.weight_concentration_prior_type:
             raise ValueError("weight_concentration_prior_type_ differs from "
                              "weight_concentration_prior_type")
         given = {key: v for key, v in self._prior_kwargs().items() if v is not None}
-        _check_prior({**prior, **given}, d)  # the constructor's priors, as fit checks them
+        _check_prior({**prior, **given}, d, covariance_type=ct)  # the constructor's, as fit
         state = _check_state({key: f.array(key + "_") for key in _STATE_KEYS}, d,
-                             label=lambda key: key + "_")
+                             label=lambda key: key + "_", covariance_type=ct)
         _check_prior_type(state, prior, label=lambda key: key + "_")
         u = state["precisions_cholesky"]
-        if np.any(np.tril(u, -1) != 0.0):
+        if ct in ("full", "tied") and np.any(np.tril(u, -1) != 0.0):
             raise ValueError("precisions_cholesky_ must be upper triangular")
-        check_covariances(state["covariances"], u, "full", name="covariances_",
+        check_covariances(state["covariances"], u, ct, name="covariances_",
                           factor_name="precisions_cholesky_")
         self._set_state(state, prior)

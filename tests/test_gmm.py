@@ -631,8 +631,12 @@ def test_bad_input_estimator():
         GaussianMixture(2).fit(Xbad)
     with pytest.raises(ValueError, match="X must be 2-D"):
         GaussianMixture(2).fit(X[:, 0])
-    with pytest.raises(ValueError, match="X must not be empty"):
+    with pytest.raises(ValueError, match=r"X has 0 sample\(s\) \(shape=\(0, 3\)\)"):
         GaussianMixture(2).fit(np.empty((0, 3)))
+    with pytest.raises(ValueError, match=r"X has 0 feature\(s\) \(shape=\(30, 0\)\)"):
+        GaussianMixture(2).fit(np.empty((30, 0)))
+    with pytest.raises(ValueError, match="X has 1 sample; GaussianMixture needs at least 2"):
+        GaussianMixture(1).fit(X[:1])
     with pytest.raises(ValueError, match="n_components"):
         GaussianMixture(31).fit(X)
     with pytest.raises(ValueError, match="n_components"):
@@ -656,7 +660,8 @@ def test_bad_input_estimator():
     with pytest.raises(NotFittedError, match="fit"):
         GaussianMixture(2).predict(X)
     gm = GaussianMixture(2, random_state=0).fit(X)
-    with pytest.raises(ValueError, match="X has 2 features"):
+    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3 "
+                                         "features as input"):
         gm.predict(X[:, :2])
     with pytest.raises(ValueError, match="X contains NaN"):
         gm.score_samples(Xbad)
@@ -893,3 +898,132 @@ def test_n_parameters_match_sklearn(ct):
     p_ours = (ours.bic(X) - ours.aic(X)) / (np.log(X.shape[0]) - 2)
     p_sk = (sk.bic(X) - sk.aic(X)) / (np.log(X.shape[0]) - 2)
     assert round(p_ours) == round(p_sk) == sk._n_parameters()
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_fit_from_sklearns_random_start_equals_sklearn(ct):
+    """The class docstring's recipe: scikit-learn's init_params="random" start is
+    RandomState(seed).uniform(size=(n, K)), rows normalised; given as resp_init, lvmref's
+    fit is scikit-learn's fit with that seed (n_init=1)."""
+    sk_mixture = pytest.importorskip("sklearn.mixture")
+    X, k = _sk_data("synthetic")
+    seed = 4
+    resp = np.random.RandomState(seed).uniform(size=(len(X), k))
+    resp /= resp.sum(axis=1, keepdims=True)
+    common = dict(covariance_type=ct, tol=0.0, max_iter=SK_STEPS)
+    with warnings.catch_warnings(), np.errstate(under="ignore"):  # sklearn's own E-step
+        warnings.simplefilter("ignore")
+        sk = sk_mixture.GaussianMixture(k, init_params="random", random_state=seed,
+                                        **common).fit(X)
+        ours = GaussianMixture(k, **common).fit(X, resp_init=resp)
+    for attr in ("weights_", "means_", "covariances_", "lower_bound_"):
+        assert _rel(getattr(ours, attr), getattr(sk, attr)) <= SK_RTOL, attr
+
+
+# ----------------------------------------------------------------------------------------
+# Sample weights: weighted EM, eq. (15w)
+# ----------------------------------------------------------------------------------------
+
+
+def _weighted_problem(ct, seed=0, n=60):
+    rng = np.random.default_rng(seed)
+    X = blobs(rng, n=n, d=3, k=3)
+    # the same start for every fit compared: the fitted parameters of a short k-means fit
+    start = GaussianMixture(3, covariance_type=ct, max_iter=0, random_state=seed).fit(X)
+    inits = {"weights_init": start.weights_, "means_init": start.means_,
+             "precisions_init": start.precisions_}
+    return rng, X, inits
+
+
+def _fit_fixed(X, ct, inits, sample_weight=None):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)  # a fixed number of iterations
+        return GaussianMixture(3, covariance_type=ct, tol=0.0, max_iter=20, **inits).fit(
+            X, sample_weight=sample_weight)
+
+
+def _assert_same_fit(a, b, tol=1e-10):
+    for attr in ("weights_", "means_", "covariances_", "precisions_cholesky_"):
+        np.testing.assert_allclose(getattr(a, attr), getattr(b, attr), rtol=0, atol=tol,
+                                   err_msg=attr)
+    np.testing.assert_allclose(a.lower_bounds_, b.lower_bounds_, rtol=tol, atol=0)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_integer_weights_equal_repeated_rows(ct):
+    rng, X, inits = _weighted_problem(ct)
+    w = rng.integers(1, 5, size=len(X))
+    weighted = _fit_fixed(X, ct, inits, w)
+    repeated = _fit_fixed(np.repeat(X, w, axis=0), ct, inits)
+    _assert_same_fit(weighted, repeated)
+    # and the weights matter: the unweighted fit is elsewhere
+    assert np.max(np.abs(_fit_fixed(X, ct, inits).means_ - weighted.means_)) > 1e-3
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_zero_weights_equal_dropped_rows(ct):
+    rng, X, inits = _weighted_problem(ct, seed=1)
+    w = rng.integers(0, 3, size=len(X)).astype(float)
+    w[:3] = 0.0
+    _assert_same_fit(_fit_fixed(X, ct, inits, w), _fit_fixed(X[w > 0], ct, inits, w[w > 0]))
+    # 0/1 weights: the same seed draws the same start as the dropped data (W4), so even a
+    # k-means-initialised fit is the fit of the remaining rows
+    keep = np.ones(len(X))
+    keep[::4] = 0.0
+    a = GaussianMixture(3, covariance_type=ct, random_state=5).fit(X, sample_weight=keep)
+    b = GaussianMixture(3, covariance_type=ct, random_state=5).fit(X[keep > 0])
+    _assert_same_fit(a, b, tol=0.0)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+@pytest.mark.parametrize("c", [0.37, 3.0, 1e3])
+def test_constant_weight_leaves_the_fit_unchanged(ct, c):
+    rng, X, inits = _weighted_problem(ct, seed=2)
+    _assert_same_fit(_fit_fixed(X, ct, inits, np.full(len(X), c)), _fit_fixed(X, ct, inits))
+    # with a seed too: constant weights draw the unweighted start (W4)
+    a = GaussianMixture(3, covariance_type=ct, random_state=6, max_iter=30).fit(
+        X, sample_weight=np.full(len(X), c))
+    b = GaussianMixture(3, covariance_type=ct, random_state=6, max_iter=30).fit(X)
+    _assert_same_fit(a, b)
+
+
+def test_weighted_m_step_is_the_weighted_moments():
+    """(15w): one weighted step from given responsibilities equals NumPy's weighted mean
+    and covariance (np.average, np.cov with aweights) -- an independent oracle."""
+    rng = np.random.default_rng(3)
+    X = blobs(rng, n=50, d=3, k=2)
+    w = rng.uniform(0.0, 4.0, size=50)
+    resp = rng.dirichlet(np.ones(2), size=50)
+    gm = GaussianMixture(2, max_iter=0, reg_covar=0.0).fit(X, sample_weight=w,
+                                                           resp_init=resp)
+    for k in range(2):
+        a = w * resp[:, k]
+        np.testing.assert_allclose(gm.means_[k], np.average(X, axis=0, weights=a), rtol=1e-13)
+        np.testing.assert_allclose(gm.covariances_[k], np.cov(X.T, aweights=a, bias=True),
+                                   rtol=1e-12)
+    np.testing.assert_allclose(gm.weights_, (w @ resp) / w.sum(), rtol=1e-13)
+
+
+def test_bad_sample_weight_names_it():
+    X = blobs(np.random.default_rng(4), n=20)
+    bad = [(np.full(20, -1.0), ValueError, "sample_weight must be >= 0"),
+           (np.full(20, np.nan), ValueError, "sample_weight contains NaN"),
+           (np.full(20, np.inf), ValueError, "sample_weight contains NaN"),
+           (np.ones(19), ValueError, r"sample_weight must have shape \(20,\)"),
+           (np.ones((20, 1)), ValueError, "sample_weight must be 1-D"),
+           (np.zeros(20), ValueError, "sample_weight must not be all zero"),
+           ("heavy", TypeError, "sample_weight must be a numeric array")]
+    for w, exc, match in bad:
+        with pytest.raises(exc, match=match):
+            GaussianMixture(2, random_state=0).fit(X, sample_weight=w)
+    one = np.zeros(20)
+    one[3] = 1.0
+    with pytest.raises(ValueError, match="X has 1 sample of positive sample_weight"):
+        GaussianMixture(1).fit(X, sample_weight=one)
+    with pytest.raises(ValueError, match="n_components=3 must be <= n_samples=2"):
+        GaussianMixture(3).fit(X, sample_weight=np.r_[1.0, 1.0, np.zeros(18)])
+    with pytest.raises(ValueError, match="resp_init must have shape"):
+        GaussianMixture(2).fit(X, resp_init=np.ones((20, 3)))
+    w = np.ones(20)
+    GaussianMixture(2, random_state=0).fit(X, sample_weight=w)
+    np.testing.assert_array_equal(w, 1.0)  # not mutated

@@ -403,7 +403,8 @@ def test_frame_methods_agree_and_warm_start_checks_the_data(name):
     np.testing.assert_array_equal(est.predict(X), np.argmax(proba, axis=1))
     assert est.score(X) == float(np.mean(est.score_samples(X)))
     np.testing.assert_array_equal(cls(2, random_state=0).fit_predict(X), est.predict(X))
-    with pytest.raises(ValueError, match="X has 3 features, but the model was fitted with 2"):
+    with pytest.raises(ValueError, match=f"X has 3 features, but {name} is expecting 2 "
+                                         "features as input"):
         est.predict(np.zeros((2, 3)))
     warm = cls(2, random_state=0, warm_start=True).fit(X)
     with pytest.raises(ValueError, match="X has 3 features, but the warm-started model has 2"):
@@ -418,3 +419,67 @@ def test_estimator_convergence_warning_points_at_the_caller(name):
     with pytest.warns(mixture.ConvergenceWarning, match="max_iter=1") as rec:
         _cls(name)(2, tol=0.0, max_iter=1, random_state=0).fit(_blobs())
     assert rec[0].filename == __file__
+
+
+# ----------------------------------------------------------------------------------------
+# Weighted initialisation (W4)
+# ----------------------------------------------------------------------------------------
+
+
+def test_weighted_kmeans_plusplus_follows_its_distribution():
+    """First index ~ w_i / Σ w, second ~ w_j D_ij^2 / Σ_l w_l D_il^2 (exact pair
+    probabilities enumerated here), checked by Monte Carlo with a z-bound per pair."""
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 2.0], [3.0, 3.0], [1.0, 1.0]])
+    w = np.array([1.0, 3.0, 0.0, 0.5, 2.0])
+    n, draws = len(X), 6000
+    d2 = ((X[:, None] - X[None]) ** 2).sum(axis=2)
+    p = np.zeros((n, n))
+    for i in range(n):
+        q = w * d2[i]
+        p[i] = w[i] / w.sum() * q / q.sum()
+    rng = np.random.default_rng(0)
+    counts = np.zeros((n, n))
+    for _ in range(draws):
+        i, j = mixture.kmeans_plusplus(X, 2, rng, sample_weight=w)
+        counts[i, j] += 1
+    freq = counts / draws
+    se = np.sqrt(p * (1 - p) / draws)
+    assert np.all(np.abs(freq - p) <= 4.5 * se + 1e-12), (freq, p)
+    assert counts[2].sum() == 0 and counts[:, 2].sum() == 0  # weight 0: never chosen
+
+
+def test_constant_weights_draw_as_no_weights_and_zero_weights_are_never_chosen():
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(30, 2))
+    for init in mixture.INIT_PARAMS:
+        a = mixture.initial_resp(X, 4, init, 7, sample_weight=np.full(30, 2.5))
+        np.testing.assert_array_equal(a, mixture.initial_resp(X, 4, init, 7))
+    np.testing.assert_array_equal(mixture.kmeans(X, 3, 2, sample_weight=np.full(30, 0.1)),
+                                  mixture.kmeans(X, 3, 2))
+    w = np.zeros(30)
+    w[[3, 8, 11, 20, 27]] = [1.0, 2.0, 0.5, 4.0, 1.0]
+    for seed in range(20):
+        chosen = np.flatnonzero(mixture.initial_resp(X, 4, "random_from_data", seed,
+                                                     sample_weight=w).any(axis=1))
+        assert set(chosen) <= set(np.flatnonzero(w))
+        assert set(mixture.kmeans_plusplus(X, 5, seed, sample_weight=w)) == set(
+            np.flatnonzero(w))
+    with pytest.raises(ValueError, match="n_components=6 must be <= the 5 rows of positive "
+                                         "sample_weight"):
+        mixture.initial_resp(X, 6, "k-means++", 0, sample_weight=w)
+    with pytest.raises(ValueError, match="sample_weight must be >= 0"):
+        mixture.kmeans(X, 2, 0, sample_weight=-np.ones(30))
+
+
+def test_weighted_kmeans_ends_at_a_weighted_lloyd_fixed_point():
+    rng = np.random.default_rng(2)
+    X = np.concatenate([rng.normal(size=(40, 2)), rng.normal(size=(40, 2)) + [4.0, 0.0]])
+    w = rng.uniform(0.0, 5.0, size=80) ** 3
+    labels = mixture.kmeans(X, 3, 0, n_iter=200, sample_weight=w)
+    centres = np.stack([np.average(X[labels == c], axis=0, weights=w[labels == c])
+                        for c in range(3)])
+    d2 = ((X[:, None] - centres[None]) ** 2).sum(axis=2)
+    np.testing.assert_array_equal(np.argmin(d2, axis=1), labels)
+    # the unweighted means are not a fixed point of these labels' weighted assignment
+    plain = np.stack([X[labels == c].mean(axis=0) for c in range(3)])
+    assert np.max(np.abs(plain - centres)) > 1e-3

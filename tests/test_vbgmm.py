@@ -21,6 +21,7 @@ from scipy.special import logsumexp, multigammaln
 
 from lvmref import vbgmm as V
 from lvmref.kernels import log_softmax
+from lvmref.mixture import ConvergenceWarning
 from lvmref.testing import check_grad
 
 EPS = np.finfo(np.float64).eps
@@ -309,11 +310,11 @@ def test_stationarity_check_detects_wrong_dof_update():
 # ---------------------------------------------------------------------------
 
 
-def _sklearn_trajectory(X, resp, n_iter, **kwargs):
+def _sklearn_trajectory(X, resp, n_iter, covariance_type="full", **kwargs):
     sklearn_mixture = pytest.importorskip("sklearn.mixture")
     sk = sklearn_mixture.BayesianGaussianMixture(
         n_components=resp.shape[1],
-        covariance_type="full",
+        covariance_type=covariance_type,
         tol=0.0,
         max_iter=n_iter,
         **kwargs,
@@ -329,25 +330,29 @@ def _sklearn_trajectory(X, resp, n_iter, **kwargs):
             "weight_concentration": np.array(sk.weight_concentration_),  # tuple for the DP
             "mean_precision": sk.mean_precision_.copy(),
             "means": sk.means_.copy(),
-            "degrees_of_freedom": sk.degrees_of_freedom_.copy(),
+            "degrees_of_freedom": np.array(sk.degrees_of_freedom_),  # a float for tied
             "covariances": sk.covariances_.copy(),
             "precisions_cholesky": sk.precisions_cholesky_.copy(),
         }
-        out.append((state, sk._compute_lower_bound(log_resp, log_prob_norm)))
+        # scikit-learn 1.9 returns its tied bound as an array of shape (1,)
+        bound = float(np.ravel(sk._compute_lower_bound(log_resp, log_prob_norm))[0])
+        out.append((state, bound))
     sk._set_parameters(sk._get_parameters())
     return out, sk
 
 
+_TYPES = ["full", "tied", "diag", "spherical"]
+_PRIOR_TYPES = ["dirichlet_distribution", "dirichlet_process"]
+
+
 @_FIXED_ITERATIONS
-@pytest.mark.parametrize(
-    "reg_covar,prior_type",
-    [
-        (0.0, "dirichlet_distribution"),
-        (1e-6, "dirichlet_distribution"),
-        (0.0, "dirichlet_process"),
-    ],
-)
-def test_trajectory_matches_sklearn(reg_covar, prior_type):
+@pytest.mark.parametrize("reg_covar", [0.0, 1e-6])
+@pytest.mark.parametrize("prior_type", _PRIOR_TYPES)
+@pytest.mark.parametrize("ct", _TYPES)
+def test_trajectory_matches_sklearn(ct, prior_type, reg_covar):
+    """From the same responsibilities, 20 iterations of each covariance type (26)-(29)
+    and weight prior follow scikit-learn's parameters to 1e-9, and the bound's
+    increments equal scikit-learn's (which drops constants) for the exact updates."""
     rng = np.random.default_rng(7)
     X = _blobs(rng, 40, [[0, 0, 0], [4, 0, 1], [0, 5, -2]])
     k, n_iter = 4, 20
@@ -357,16 +362,20 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
         mean_precision_prior=0.7,
         weight_concentration_prior_type=prior_type,
     )
-    sk_traj, sk = _sklearn_trajectory(X, resp, n_iter, reg_covar=reg_covar, **priors)
+    sk_traj, sk = _sklearn_trajectory(X, resp, n_iter, covariance_type=ct,
+                                      reg_covar=reg_covar, **priors)
 
-    prior = V.make_prior(X, k, **priors)
-    state = V.m_step(X, resp, prior, reg_covar)
+    prior = V.make_prior(X, k, covariance_type=ct, **priors)
+    for key in ("mean_prior", "covariance_prior"):  # scikit-learn's defaults for the type
+        np.testing.assert_allclose(prior[key], getattr(sk, key + "_"), rtol=1e-13)
+    state = V.m_step(X, resp, prior, ct, reg_covar)
     ours_bounds = []
     for sk_state, _ in sk_traj:
-        log_resp = V.e_step(state, X)
-        state = V.m_step(X, np.exp(log_resp), prior, reg_covar)
-        ours_bounds.append(V.lower_bound(state, X, log_resp, prior))
+        log_resp = V.e_step(state, X, ct)
+        state = V.m_step(X, np.exp(log_resp), prior, ct, reg_covar)
+        ours_bounds.append(V.lower_bound(state, X, log_resp, prior, ct))
         for key, value in sk_state.items():
+            assert np.shape(state[key]) == np.shape(value), key
             np.testing.assert_allclose(state[key], value, rtol=0, atol=1e-9, err_msg=key)
     if reg_covar == 0.0:
         # scikit-learn drops constants (and its simplification assumes the exact M-step,
@@ -376,7 +385,7 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
 
     # The estimator driven from the same responsibilities ends at the same place.
     model = V.BayesianGaussianMixture(
-        k, tol=0.0, max_iter=n_iter, reg_covar=reg_covar, **priors
+        k, covariance_type=ct, tol=0.0, max_iter=n_iter, reg_covar=reg_covar, **priors
     ).fit(X, resp_init=resp)
     assert model.n_iter_ == n_iter and not model.converged_
     np.testing.assert_allclose(model.lower_bounds_, ours_bounds, rtol=0, atol=1e-9)
@@ -402,6 +411,28 @@ def test_trajectory_matches_sklearn(reg_covar, prior_type):
     np.testing.assert_array_equal(model.predict(X), sk.predict(X))
 
 
+@pytest.mark.parametrize("ct", _TYPES)
+def test_fit_from_sklearns_random_start_equals_sklearn(ct):
+    """The class docstring's recipe: scikit-learn's init_params="random" start is
+    RandomState(seed).uniform(size=(n, K)), rows normalised; as resp_init it reproduces
+    scikit-learn's whole fit (n_init=1)."""
+    sklearn_mixture = pytest.importorskip("sklearn.mixture")
+    rng = np.random.default_rng(3)
+    X = _blobs(rng, 30, [[0, 0], [5, 1], [1, 6]])
+    k, seed = 3, 12
+    resp = np.random.RandomState(seed).uniform(size=(len(X), k))
+    resp /= resp.sum(axis=1, keepdims=True)
+    common = dict(covariance_type=ct, max_iter=500, tol=1e-8, reg_covar=1e-6)
+    with np.errstate(under="ignore"):  # scikit-learn's own arithmetic
+        sk = sklearn_mixture.BayesianGaussianMixture(
+            n_components=k, init_params="random", random_state=seed, **common).fit(X)
+    ours = V.BayesianGaussianMixture(k, **common).fit(X, resp_init=resp)
+    assert ours.n_iter_ == sk.n_iter_ and ours.converged_ and sk.converged_
+    for attr in ("weights_", "means_", "covariances_", "degrees_of_freedom_"):
+        np.testing.assert_allclose(getattr(ours, attr), getattr(sk, attr), rtol=0, atol=1e-9,
+                                   err_msg=attr)
+
+
 def test_default_priors_match_sklearn():
     sklearn_mixture = pytest.importorskip("sklearn.mixture")
     rng = np.random.default_rng(5)
@@ -414,6 +445,12 @@ def test_default_priors_match_sklearn():
     assert prior.pop("weight_concentration_prior_type") == sk.weight_concentration_prior_type
     for key, value in prior.items():
         np.testing.assert_allclose(value, getattr(sk, key + "_"), rtol=1e-14, err_msg=key)
+    for ct in _TYPES[1:]:
+        sk = sklearn_mixture.BayesianGaussianMixture(n_components=4, covariance_type=ct)
+        sk._check_parameters(X)
+        got = V.make_prior(X, 4, covariance_type=ct)["covariance_prior"]
+        assert np.shape(got) == np.shape(sk.covariance_prior_)
+        np.testing.assert_allclose(got, sk.covariance_prior_, rtol=1e-14, err_msg=ct)
 
 
 # ---------------------------------------------------------------------------
@@ -864,8 +901,16 @@ def test_bad_input_functions(case):
 _ESTIMATOR_BAD = [
     (dict(n_components=0), ValueError, "n_components"),
     (dict(n_components=2.5), TypeError, "n_components"),
-    (dict(covariance_type="diag"), NotImplementedError, "covariance_type"),
-    (dict(covariance_type="tied"), NotImplementedError, "covariance_type"),
+    (dict(covariance_type="diag", covariance_prior=np.eye(2)), ValueError,
+     r"covariance_prior must be a vector of shape \(2,\) for covariance_type='diag'"),
+    (dict(covariance_type="spherical", covariance_prior=[1.0, 1.0]), ValueError,
+     r"covariance_prior must be a number, shape \(\) for covariance_type='spherical'"),
+    (dict(covariance_type="diag", covariance_prior=[1.0, -1.0]), ValueError,
+     "covariance_prior must be > 0"),
+    (dict(covariance_type="tied", covariance_prior=-np.eye(2)), ValueError,
+     "covariance_prior must be symmetric positive definite"),
+    (dict(verbose=-1), ValueError, "verbose"),
+    (dict(verbose_interval=0), ValueError, "verbose_interval"),
     (dict(covariance_type="banana"), ValueError, "covariance_type"),
     (dict(weight_concentration_prior_type="x"), ValueError, "weight_concentration_prior_type"),
     (dict(init_params="kmeans++"), ValueError, "init_params"),
@@ -1052,7 +1097,8 @@ _BAD_VB_FILES = [
     ("n_iter_ zero", dict(n_iter_=0, lower_bounds_=np.zeros(0)),
      r"n_iter_ must lie in \[1, max_iter=200\]"),
     ("max_iter zero", dict(max_iter=0), r"max_iter must be >= 1"),
-    ("covariance_type diag", dict(covariance_type="diag"), r"'diag' is not implemented"),
+    ("covariance_type diag with full arrays", dict(covariance_type="diag"),
+     r"covariance_prior_ must be a vector of shape \(2,\) for covariance_type='diag'"),
     ("lower_bounds_ inf", lambda e: dict(lower_bounds_=np.full_like(e["lower_bounds_"], np.inf)),
      r"lower_bounds_ contains NaN or infinite"),
     ("converged_ a string", dict(converged_="yes"), r"converged_ must be True or False"),
@@ -1108,3 +1154,356 @@ def test_vbgmm_far_rows_and_overflow():
     # the bound of a q that puts a far row anywhere is -inf, not NaN
     lr = np.log(np.full((2, 2), 0.5))
     assert V.lower_bound(v.state_, far, lr, v.prior_) == -np.inf
+
+
+# ---------------------------------------------------------------------------
+# covariance types (23)-(29): K = 1 closed forms, KL terms against SciPy
+# ---------------------------------------------------------------------------
+
+
+def _dense_scale_inv(state, ct, k, d):
+    """W_k^{-1} as (K, D, D) matrices from any layout (covariances = W^{-1} / ν)."""
+    cov, nu = state["covariances"], np.broadcast_to(state["degrees_of_freedom"], (k,))
+    if ct == "full":
+        return cov * nu[:, None, None]
+    if ct == "tied":
+        return np.broadcast_to(cov * nu[0], (k, d, d))
+    if ct == "diag":
+        return np.stack([np.diag(c * v) for c, v in zip(cov, nu)])
+    return np.stack([c * v * np.eye(d) for c, v in zip(cov, nu)])
+
+
+def _dense_prior_scale(cov0, ct, d):
+    cov0 = np.asarray(cov0, dtype=float)
+    return cov0 if ct in ("full", "tied") else (np.diag(cov0) if ct == "diag"
+                                                else cov0 * np.eye(d))
+
+
+def _orthogonal_design(rng, n, d, scales):
+    """Rows with mean 0 and orthogonal columns of squared norms ``scales**2`` (the
+    scatter is diag(scales**2)), shifted by a random offset."""
+    a = rng.normal(size=(n, d))
+    q, _ = np.linalg.qr(a - a.mean(axis=0))
+    return q * scales + rng.normal(size=d)
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("seed,n,d", [(0, 9, 1), (1, 15, 3), (2, 40, 4)])
+def test_k1_bound_equals_log_evidence_for_each_type(ct, seed, n, d):
+    """K = 1: the bound after one M-step is ln p(X) of the Gauss-Wishart model with
+    W0^{-1} = the dense form of covariance_prior whenever the family (24) holds the exact
+    posterior -- always for full/tied, for a diagonal (isotropic) A_1 for diag
+    (spherical): orthogonal centred columns with m0 = x̄. Otherwise it is strictly below."""
+    rng = np.random.default_rng(seed)
+    scales = rng.uniform(0.5, 3.0, size=d) if ct != "spherical" else np.full(d, 1.7)
+    X = _orthogonal_design(rng, n, d, scales)
+    if ct in ("full", "tied"):
+        X = X @ rng.normal(size=(d, d))  # any data
+    cov0 = {"full": _random_spd(rng, 1, d)[0], "tied": _random_spd(rng, 1, d)[0],
+            "diag": rng.uniform(0.3, 2.0, size=d), "spherical": rng.uniform(0.3, 2.0)}[ct]
+    prior = V.make_prior(X, 1, covariance_type=ct, covariance_prior=cov0,
+                         mean_precision_prior=rng.uniform(0.1, 3.0),
+                         degrees_of_freedom_prior=d - 1 + rng.uniform(0.5, 4.0))
+    dense = dict(prior, covariance_prior=_dense_prior_scale(cov0, ct, d))
+    exact = _log_evidence_closed_form(X, dense)
+    assert exact == pytest.approx(_log_evidence_chain_rule(X, dense), rel=1e-11, abs=1e-11)
+    state = V.m_step(X, np.ones((n, 1)), prior, ct)
+    assert V.lower_bound(state, X, np.zeros((n, 1)), prior, ct) == pytest.approx(
+        exact, rel=1e-11, abs=1e-11)
+    if ct in ("diag", "spherical") and d > 1:
+        # Rotated data: A_1 is no longer diagonal, the exact posterior leaves the family.
+        rot = np.linalg.qr(rng.normal(size=(d, d)))[0]
+        Xr = (X - X.mean(axis=0)) @ rot * rng.uniform(0.5, 2.0, size=d) + X.mean(axis=0)
+        prior_r = dict(prior, mean_prior=Xr.mean(axis=0))
+        exact_r = _log_evidence_closed_form(Xr, dict(prior_r, covariance_prior=dense[
+            "covariance_prior"]))
+        state_r = V.m_step(Xr, np.ones((n, 1)), prior_r, ct)
+        assert V.lower_bound(state_r, Xr, np.zeros((n, 1)), prior_r, ct) < exact_r
+
+
+def _entropy_free_cross(nu0, w0, nu, w, d):
+    """E_{W(Λ|W,ν)}[ln W(Λ | W0, ν0)] with ln B(W0, ν0) taken from SciPy's log-density
+    at Λ = I (ln B = logpdf(I) + Tr(W0^{-1}) / 2) and the Wishart moments E[Λ] = ν W,
+    E[ln|Λ|] = Σ_i ψ((ν + 1 - i)/2) + D ln 2 + ln|W| written out."""
+    from scipy.special import digamma
+
+    log_b0 = stats.wishart(df=nu0, scale=w0).logpdf(np.eye(d)) + 0.5 * np.trace(
+        np.linalg.inv(w0))
+    e_log_det = (np.sum(digamma(0.5 * (nu + 1 - np.arange(1, d + 1)))) + d * np.log(2)
+                 + np.linalg.slogdet(w)[1])
+    return (log_b0 + 0.5 * (nu0 - d - 1) * e_log_det
+            - 0.5 * nu * np.trace(np.linalg.solve(w0, w))), e_log_det
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_kl_terms_against_scipy_entropies(ct):
+    """(21), (21'), (22) for K = 3 against SciPy's Dirichlet, Beta and Wishart entropies
+    plus cross-entropies written out in closed form (not our functions)."""
+    from scipy.special import digamma
+
+    rng = np.random.default_rng(30)
+    n, d, k = 25, 3, 3
+    X = _blobs(rng, 9, [[0, 0, 0], [4, 1, 0], [0, 4, 2]])[:n]
+    cov0 = {"full": _random_spd(rng, 1, d)[0], "tied": _random_spd(rng, 1, d)[0],
+            "diag": rng.uniform(0.3, 2.0, size=d), "spherical": 0.8}[ct]
+    prior = V.make_prior(X, k, covariance_type=ct, covariance_prior=cov0,
+                         mean_precision_prior=0.6, degrees_of_freedom_prior=d + 0.5,
+                         weight_concentration_prior=0.4)
+    state = V.m_step(X, _random_resp(rng, n, k), prior, ct)
+    # (21): KL = -H[q] - E_q[ln p], E[ln π_k] = ψ(α_k) - ψ(Σ α)
+    alpha, a0 = state["weight_concentration"], prior["weight_concentration_prior"]
+    e_log_pi = digamma(alpha) - digamma(alpha.sum())
+    p0 = stats.dirichlet(np.full(k, a0))
+    log_c0 = p0.logpdf(np.full(k, 1.0 / k)) - (a0 - 1) * k * np.log(1.0 / k)
+    cross = log_c0 + (a0 - 1) * e_log_pi.sum()
+    assert V.kl_dirichlet(alpha, a0) == pytest.approx(
+        -stats.dirichlet(alpha).entropy() - cross, rel=1e-12, abs=1e-12)
+    # (21'): Σ_k -H[Beta(γ_k)] - E[ln Beta(v_k | 1, α0)], E[ln(1 - v)] = ψ(γ2) - ψ(γ1 + γ2)
+    gamma = rng.uniform(0.5, 4.0, size=(2, k))
+    e_log_1mv = digamma(gamma[1]) - digamma(gamma.sum(axis=0))
+    expected = sum(-stats.beta(g1, g2).entropy() - (np.log(a0) + (a0 - 1) * e)
+                   for g1, g2, e in zip(*gamma, e_log_1mv))
+    assert V.kl_stick_breaking(gamma, a0) == pytest.approx(expected, rel=1e-12)
+    # (22) per component, with W_k of the family (24) as a dense matrix
+    kl = V.kl_gauss_wishart(state, prior, ct)
+    w_inv = _dense_scale_inv(state, ct, k, d)
+    w0 = np.linalg.inv(_dense_prior_scale(prior["covariance_prior"], ct, d))
+    nu = np.broadcast_to(state["degrees_of_freedom"], (k,))
+    b0, m0 = prior["mean_precision_prior"], prior["mean_prior"]
+    for j in range(k):
+        w = np.linalg.inv(w_inv[j])
+        cross_w, _ = _entropy_free_cross(prior["degrees_of_freedom_prior"], w0, nu[j], w, d)
+        kl_wishart = -stats.wishart(df=nu[j], scale=w).entropy() - cross_w
+        beta, dm = state["mean_precision"][j], state["means"][j] - m0
+        # E_Λ KL(N(m, (βΛ)^-1) || N(m0, (β0Λ)^-1)), E[Λ] = ν W
+        kl_gauss = 0.5 * (d * b0 / beta - d - d * np.log(b0 / beta)
+                          + b0 * nu[j] * dm @ w @ dm)
+        assert kl[j] == pytest.approx(kl_wishart + kl_gauss, rel=1e-10, abs=1e-10), j
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_each_type_updates_are_stationary_and_monotone(ct):
+    """Coordinate ascent (26)-(29): the bound never decreases along a fit (reg_covar = 0),
+    and each M-step beats random states of the same family and the same (α, β, m)."""
+    rng = np.random.default_rng(31)
+    X = _blobs(rng, 12, [[0, 0], [4, 1], [0, 5]])
+    with pytest.warns(ConvergenceWarning):
+        model = V.BayesianGaussianMixture(4, covariance_type=ct, reg_covar=0.0, tol=0.0,
+                                          max_iter=30, random_state=0).fit(X)
+    b = np.array(model.lower_bounds_)
+    assert np.all(np.diff(b) >= -8 * EPS * len(X) * 4 * np.max(np.abs(b)))
+    prior = V.make_prior(X, 4, covariance_type=ct)
+    log_resp = np.log(_random_resp(rng, len(X), 4))
+    opt = V.m_step(X, np.exp(log_resp), prior, ct)
+    best = V.lower_bound(opt, X, log_resp, prior, ct)
+    k, d = 4, 2
+    for _ in range(20):
+        scale = rng.uniform(0.7, 1.4)
+        dof = np.asarray(opt["degrees_of_freedom"]) * rng.uniform(0.9, 1.1, size=np.shape(
+            opt["degrees_of_freedom"]))
+        scale_inv = _scale_by(opt, ct, scale, rng, k, d)
+        other = V.make_state(opt["weight_concentration"], opt["mean_precision"],
+                             opt["means"], dof, scale_inv, ct)
+        assert V.lower_bound(other, X, log_resp, prior, ct) < best
+
+
+def _scale_by(state, ct, scale, rng, k, d):
+    """A perturbed W^{-1} in the family of ``ct``."""
+    nu = np.asarray(state["degrees_of_freedom"])
+    cov = state["covariances"]
+    if ct == "full":
+        return cov * nu[:, None, None] * scale
+    if ct == "tied":
+        return cov * nu * scale
+    if ct == "diag":
+        return cov * nu[:, None] * rng.uniform(0.7, 1.4, size=(k, d))
+    return cov * nu * scale
+
+
+def test_make_state_and_expected_log_det_for_each_layout():
+    rng = np.random.default_rng(32)
+    k, d = 3, 2
+    for ct, scale_inv, dof in (
+        ("tied", _random_spd(rng, 1, d)[0], 4.0),
+        ("diag", rng.uniform(0.5, 2.0, size=(k, d)), rng.uniform(2.0, 5.0, size=k)),
+        ("spherical", rng.uniform(0.5, 2.0, size=k), rng.uniform(2.0, 5.0, size=k)),
+    ):
+        state = V.make_state(rng.uniform(0.5, 2, k), rng.uniform(0.5, 2, k),
+                             rng.normal(size=(k, d)), dof, scale_inv, ct)
+        dense = _dense_scale_inv(state, ct, k, d)
+        got = V.expected_log_det_precision(state["degrees_of_freedom"],
+                                           state["precisions_cholesky"], ct, n_features=d)
+        for j in range(k):
+            nu = np.broadcast_to(dof, (k,))[j]
+            lam = stats.wishart(df=nu, scale=np.linalg.inv(dense[j])).mean()
+            p = state["precisions_cholesky"]
+            fac = p if ct == "tied" else p[j]
+            ours_lam = fac @ fac.T if ct == "tied" else np.diag(np.broadcast_to(fac ** 2, d))
+            np.testing.assert_allclose(ours_lam, lam, rtol=1e-12)  # P P^T = E[Λ] = ν W
+            _, e_log_det = _entropy_free_cross(d, np.eye(d), nu, np.linalg.inv(dense[j]), d)
+            assert np.broadcast_to(got, (k,))[j] == pytest.approx(e_log_det, rel=1e-13)
+    with pytest.raises(ValueError, match="n_features is needed"):
+        V.expected_log_det_precision(np.ones(3) * 3, np.ones(3), "spherical")
+    with pytest.raises(ValueError, match=r"scale_inv must have shape \(3, 2\)"):
+        V.make_state(np.ones(3), np.ones(3), np.zeros((3, 2)), np.full(3, 3.0),
+                     np.ones(3), "diag")
+
+
+# ---------------------------------------------------------------------------
+# sample weights, eq. (30)
+# ---------------------------------------------------------------------------
+
+
+def _vb_fixed(X, ct, resp, prior_type="dirichlet_process", sample_weight=None, **kw):
+    with pytest.warns(ConvergenceWarning):
+        return V.BayesianGaussianMixture(
+            3, covariance_type=ct, tol=0.0, max_iter=20, reg_covar=0.0,
+            weight_concentration_prior_type=prior_type, **kw,
+        ).fit(X, sample_weight=sample_weight, resp_init=resp)
+
+
+def _assert_same_vb_fit(a, b, tol=1e-10):
+    for key, value in a.state_.items():
+        np.testing.assert_allclose(value, b.state_[key], rtol=0, atol=tol, err_msg=key)
+    for key, value in a.prior_.items():
+        if key != "weight_concentration_prior_type":
+            np.testing.assert_allclose(value, b.prior_[key], rtol=1e-13, err_msg=key)
+    np.testing.assert_allclose(a.lower_bounds_, b.lower_bounds_, rtol=tol, atol=0)
+
+
+@pytest.mark.parametrize("prior_type", ["dirichlet_distribution", "dirichlet_process"])
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_integer_weights_equal_repeated_rows_vb(ct, prior_type):
+    rng = np.random.default_rng(40)
+    X = _blobs(rng, 15, [[0, 0], [5, 0], [0, 5]])
+    resp = _random_resp(rng, len(X), 3)
+    w = rng.integers(1, 4, size=len(X))
+    weighted = _vb_fixed(X, ct, resp, prior_type, sample_weight=w)
+    repeated = _vb_fixed(np.repeat(X, w, axis=0), ct, np.repeat(resp, w, axis=0), prior_type)
+    _assert_same_vb_fit(weighted, repeated)
+    # c = 3 everywhere is every row three times (W3: the Bayesian fit depends on c)
+    thrice = _vb_fixed(X, ct, resp, prior_type, sample_weight=np.full(len(X), 3.0))
+    _assert_same_vb_fit(thrice, _vb_fixed(np.repeat(X, 3, axis=0), ct,
+                                          np.repeat(resp, 3, axis=0), prior_type))
+    assert np.max(np.abs(thrice.mean_precision_ - _vb_fixed(X, ct, resp, prior_type)
+                         .mean_precision_)) > 1.0
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_zero_weights_equal_dropped_rows_vb(ct):
+    rng = np.random.default_rng(41)
+    X = _blobs(rng, 15, [[0, 0], [5, 0], [0, 5]])
+    resp = _random_resp(rng, len(X), 3)
+    w = rng.uniform(0.0, 3.0, size=len(X))
+    w[::5] = 0.0
+    keep = w > 0
+    _assert_same_vb_fit(_vb_fixed(X, ct, resp, sample_weight=w),
+                        _vb_fixed(X[keep], ct, resp[keep], sample_weight=w[keep]))
+    # with a seed: 0/1 weights draw exactly the start of the remaining rows
+    a = V.BayesianGaussianMixture(3, covariance_type=ct, random_state=2).fit(
+        X, sample_weight=keep.astype(float))
+    b = V.BayesianGaussianMixture(3, covariance_type=ct, random_state=2).fit(X[keep])
+    _assert_same_vb_fit(a, b, tol=0.0)
+
+
+def test_weighted_default_priors_are_the_repeated_rows_defaults():
+    rng = np.random.default_rng(42)
+    X = rng.normal(size=(12, 3))
+    w = rng.integers(0, 4, size=12)
+    w[0] = 2
+    for ct in ("full", "tied", "diag", "spherical"):
+        got = V.make_prior(X, 2, covariance_type=ct, sample_weight=w)
+        want = V.make_prior(np.repeat(X, w, axis=0), 2, covariance_type=ct)
+        for key in ("mean_prior", "covariance_prior"):
+            np.testing.assert_allclose(got[key], want[key], rtol=1e-13, err_msg=(ct, key))
+    with pytest.raises(ValueError, match=r"sample_weight sums to 0.9 <= 1"):
+        V.make_prior(X, 2, sample_weight=np.full(12, 0.075))
+    V.make_prior(X, 2, sample_weight=np.full(12, 0.075), covariance_prior=np.eye(3))
+
+
+def test_bad_sample_weight_names_it_vb():
+    X = _two_blobs()
+    for w, exc, match in [(-np.ones(len(X)), ValueError, "sample_weight must be >= 0"),
+                          (np.full(len(X), np.nan), ValueError, "sample_weight contains NaN"),
+                          (np.ones(3), ValueError, "sample_weight must have shape"),
+                          (np.zeros(len(X)), ValueError, "sample_weight must not be all zero")]:
+        with pytest.raises(exc, match=match):
+            V.BayesianGaussianMixture(2).fit(X, sample_weight=w)
+    X, prior, resp, state = _fixture()
+    with pytest.raises(ValueError, match=r"sample_weight must have shape \(12,\)"):
+        V.lower_bound(state, X, np.log(resp), prior, sample_weight=np.ones(3))
+    # the weighted bound's data term is Σ_n w_n (row term), eq. (30)
+    w = np.random.default_rng(0).uniform(0.5, 2.0, size=12)
+    rep = V.lower_bound(state, np.repeat(X, 2, axis=0), np.repeat(np.log(resp), 2, axis=0),
+                        prior)
+    assert V.lower_bound(state, X, np.log(resp), prior, sample_weight=np.full(12, 2.0)) == (
+        pytest.approx(rep, rel=1e-13))
+    assert V.lower_bound(state, X, np.log(resp), prior, sample_weight=w) != rep
+
+
+@pytest.mark.parametrize("ct", ["tied", "diag", "spherical"])
+def test_save_load_sample_and_attributes_for_each_type(tmp_path, ct):
+    X = _blobs(np.random.default_rng(50), 40, [[0, 0], [6, 0], [0, 6]])
+    model = V.BayesianGaussianMixture(3, covariance_type=ct, random_state=1,
+                                      max_iter=200).fit(X)
+    loaded = V.BayesianGaussianMixture.load(model.save(tmp_path / ct))
+    for key, value in model.state_.items():
+        np.testing.assert_array_equal(loaded.state_[key], value, err_msg=key)
+    np.testing.assert_array_equal(loaded.covariance_prior_, model.covariance_prior_)
+    np.testing.assert_array_equal(loaded.score_samples(X), model.score_samples(X))
+    np.testing.assert_array_equal(loaded.covariance_posterior_means_,
+                                  model.covariance_posterior_means_)
+    # E[Λ_k^{-1}] of the Wishart (inverse-Wishart mean), dense, against SciPy
+    k, d = 3, 2
+    dense = _dense_scale_inv(model.state_, ct, k, d)
+    nu = np.broadcast_to(model.degrees_of_freedom_, (k,))
+    post = model.covariance_posterior_means_
+    for j in range(k):
+        want = stats.invwishart(df=nu[j], scale=dense[j]).mean()
+        got = post if ct == "tied" else (np.diag(post[j]) if ct == "diag"
+                                         else post[j] * np.eye(d))
+        np.testing.assert_allclose(got, want, rtol=1e-12)
+    # the plug-in sample: component means and covariances recovered within 4.5 standard
+    # errors (per coordinate, from the sample itself)
+    Y, labels = model.sample(20000, rng=3)
+    assert Y.shape == (20000, 2)
+    for j in np.flatnonzero(np.bincount(labels, minlength=k) > 1000):
+        rows = Y[labels == j]
+        se = rows.std(axis=0, ddof=1) / np.sqrt(len(rows))
+        assert np.all(np.abs(rows.mean(axis=0) - model.means_[j]) <= 4.5 * se)
+        cov = model.covariances_ if ct == "tied" else (
+            np.diag(model.covariances_[j]) if ct == "diag" else model.covariances_[j] * np.eye(2))
+        var = rows.var(axis=0, ddof=1)
+        se_var = np.sqrt(2.0 / (len(rows) - 1)) * np.diag(cov)  # Gaussian rows
+        assert np.all(np.abs(var - np.diag(cov)) <= 4.5 * se_var)
+    wrong = dict(np.load(tmp_path / f"{ct}.npz", allow_pickle=False))
+    wrong["covariance_type"] = np.array("full")
+    np.savez(tmp_path / "wrong.npz", **wrong)
+    with pytest.raises(ValueError, match="wrong.npz: "):
+        V.BayesianGaussianMixture.load(tmp_path / "wrong.npz")
+
+
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_score_samples_is_below_the_log_posterior_predictive(ct):
+    """score_samples = ln Σ_k ρ_nk <= ln Σ_k E[π_k] St(x | m_k, L_k, ν_k + 1 - D) (B10.81),
+    the Student-t predictive computed here with scipy.stats.multivariate_t."""
+    rng = np.random.default_rng(51)
+    X = _blobs(rng, 30, [[0, 0], [5, 0], [0, 5]])
+    model = V.BayesianGaussianMixture(3, covariance_type=ct,
+                                      weight_concentration_prior_type="dirichlet_distribution",
+                                      random_state=0, max_iter=200).fit(X)
+    Y = rng.normal(size=(25, 2)) * 3.0
+    k, d = 3, 2
+    dense = _dense_scale_inv(model.state_, ct, k, d)
+    nu = np.broadcast_to(model.degrees_of_freedom_, (k,))
+    pi = model.weight_concentration_ / model.weight_concentration_.sum()  # E[π] (exact)
+    terms = []
+    for j in range(k):
+        df = nu[j] + 1 - d
+        beta = model.mean_precision_[j]
+        shape = dense[j] * (1 + beta) / (beta * df)
+        terms.append(np.log(pi[j]) + stats.multivariate_t(
+            loc=model.means_[j], shape=shape, df=df).logpdf(Y))
+    predictive = logsumexp(np.stack(terms, axis=1), axis=1)
+    score = model.score_samples(Y)
+    assert np.all(score < predictive)
