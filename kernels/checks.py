@@ -27,6 +27,7 @@ __all__ = [
     "check_choice",
     "check_flag",
     "check_axis",
+    "check_sample_weight",
 ]
 
 
