@@ -241,3 +241,23 @@ def test_cli_errors_are_one_line_exit_2(capsys, vectors, tmp_path):
     m = json.loads((d / "manifest.json").read_text())
     (bad / "manifest.json").write_text(json.dumps({**m, "format_version": 99}))
     _user_error(capsys, "format version 99", "conformance", "check", bad, tmp_path / "ok.npz")
+
+
+def test_worked_pytorch_example_passes(vectors, capfd):
+    """validation/conformance_torch.py -- a hand-written PyTorch VAE and Helmholtz machine
+    that read the vectors -- passes ``lvmref conformance check`` on every vae.* and
+    helmholtz.* case."""
+    pytest.importorskip("torch")
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "validation" / "conformance_torch.py"
+    spec = importlib.util.spec_from_file_location("conformance_torch", path)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    d, manifest, _, expected = vectors
+    assert mod.main([str(d)]) == 0
+    out = capfd.readouterr().out.strip().splitlines()
+    n = sum(len(c["outputs"]) for c in manifest["cases"]
+            if c["model"] in ("vae", "helmholtz"))
+    assert out[-1] == f"all {n} outputs pass"
