@@ -38,7 +38,6 @@ except ImportError:  # pragma: no cover
     print("torch is not installed: pip install torch==2.13.0 (CPU); skipping")
     sys.exit(0)
 
-torch.set_default_dtype(torch.float64)
 LOG_2PI = math.log(2 * math.pi)
 F = torch.nn.functional
 ACT = {"tanh": torch.tanh, "relu": torch.relu, "identity": lambda a: a}
@@ -329,6 +328,16 @@ def flatten(case, out, prefix=""):
 
 
 def main(argv):
+    """Compute the outputs in float64 (the default dtype only while this runs) and check."""
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)
+    try:
+        return _main(argv)
+    finally:
+        torch.set_default_dtype(old)
+
+
+def _main(argv):
     d = Path(argv[0] if argv else "conformance-vectors")
     lvmref = [sys.executable, "-m", "lvmref", "conformance"]
     if not (d / "manifest.json").is_file():
