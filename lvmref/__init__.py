@@ -8,8 +8,9 @@ that implement them, then a thin estimator class:
 
 - ``lvmref.gmm``         Gaussian mixture fitted by EM, ``GaussianMixture``
 - ``lvmref.vbgmm``       variational Bayes Gaussian mixture, ``BayesianGaussianMixture``
-- ``lvmref.helmholtz``   Bernoulli LVMs / Helmholtz machine: wake-sleep, RWS, REINFORCE
-- ``lvmref.vae``         MLP VAE: reparameterization and REINFORCE gradients, IWAE
+- ``lvmref.helmholtz``   Bernoulli LVMs / Helmholtz machine: wake-sleep, RWS, REINFORCE, VIMCO
+- ``lvmref.vae``         MLP VAE: reparameterization, REINFORCE and STL gradients, IWAE
+                         (reparameterised and DReG gradients)
 
 Core:
 
