@@ -400,12 +400,15 @@ SNR_ESTIMATORS = (
 
 
 def gradient_snr(draws, groups):
-    """Per-coordinate SNR |E g| / sd(g) from draws (rows), summarised per group.
+    """Signal-to-noise ratio |E g| / sd(g) of gradient coordinates from draws (rows),
+    summarised per group of coordinates.
 
-    The plain ratio |mean| / sd of m draws is at least ~1/sqrt(m) even where the true mean
-    is zero (the mean carries its own Monte Carlo error), which hides small SNRs; so
-    ``(E g)^2`` is estimated without bias as ``mean^2 - sd^2 / m`` (clipped at 0) and the
-    SNR is its square root over sd.
+    Per coordinate, ``(mean / sd)^2 - 1/m`` estimates SNR^2 without the bias of the plain
+    ratio: |mean| / sd of m draws is at least ~1/sqrt(m) even where E g = 0 (the mean
+    carries its own Monte Carlo error), which hides small SNRs. The summary is the root
+    mean square over the group, ``sqrt(max(mean_j [(mean_j / sd_j)^2 - 1/m], 0))`` --
+    averaged before clipping, so it stays unbiased for the mean SNR^2 when most
+    coordinates are below the detection limit 1/sqrt(m).
 
     Parameters
     ----------
@@ -415,8 +418,9 @@ def gradient_snr(draws, groups):
 
     Returns
     -------
-    dict name -> {"median": ..., "mean": ..., "n": ...} over the coordinates of the group
-    whose sd is positive (a coordinate that does not vary has no SNR).
+    dict name -> {"rms": ..., "median_plain": ..., "n": ...}: the bias-corrected RMS SNR,
+    the median of the plain |mean| / sd, over the coordinates of the group whose sd is
+    positive (a coordinate that does not vary has no SNR).
     """
     m = draws.shape[0]
     mean = draws.mean(axis=0)
@@ -424,9 +428,9 @@ def gradient_snr(draws, groups):
     out = {}
     for name, mask in groups.items():
         ok = mask & (sd > 0)
-        snr = np.sqrt(np.maximum(mean[ok] ** 2 - sd[ok] ** 2 / m, 0.0)) / sd[ok]
-        out[name] = {"median": float(np.median(snr)), "mean": float(np.mean(snr)),
-                     "n": int(ok.sum())}
+        ratio = np.abs(mean[ok]) / sd[ok]
+        out[name] = {"rms": float(np.sqrt(max(np.mean(ratio**2 - 1.0 / m), 0.0))),
+                     "median_plain": float(np.median(ratio)), "n": int(ok.sum())}
     return out
 
 
@@ -436,9 +440,9 @@ def run_estimator_snr(vae, params, x, rng, ks=(1, 10, 100), n_draws=300,
 
     For each k, ``n_draws`` independent noise draws ``eps`` of shape (n, k, K) give
     ``n_draws`` gradient estimates of the batch-mean objective on the rows ``x`` (the same
-    eps for every estimator); SNR per parameter coordinate is |mean| / sd over the draws
-    (bias-corrected, :func:`gradient_snr`), reported as the median over the encoder and
-    over the decoder coordinates. The ELBO
+    eps for every estimator); SNR per parameter coordinate is |mean| / sd over the draws,
+    summarised by its bias-corrected root mean square over the encoder and over the
+    decoder coordinates (:func:`gradient_snr`). The ELBO
     estimators average k samples; the IWAE estimators use them inside L_k (so their target
     changes with k). Rainforth et al.: the encoder SNR of the IWAE reparameterisation
     gradient falls like k^(-1/2), its decoder SNR rises like k^(1/2); DReG's encoder SNR
@@ -463,8 +467,8 @@ def run_estimator_snr(vae, params, x, rng, ks=(1, 10, 100), n_draws=300,
         for name, objective, _ in estimators:
             snr = gradient_snr(np.asarray(draws[name]), groups)
             rows.append({"estimator": name, "objective": objective, "k": int(k),
-                         "snr_encoder_median": snr["encoder"]["median"],
-                         "snr_decoder_median": snr["decoder"]["median"]})
+                         "snr_encoder": snr["encoder"]["rms"],
+                         "snr_decoder": snr["decoder"]["rms"]})
     return {"ks": [int(k) for k in ks], "n_draws": int(n_draws), "batch_rows": int(x.shape[0]),
             "rows": rows, "seconds": time.perf_counter() - t0}
 
@@ -579,17 +583,18 @@ def _snr_section(L, s, fig):
         "",
         f"At the trained 64-200-10 VAE, on {s['batch_rows']} test digit: {s['n_draws']} "
         "independent noise draws per k (the same eps for every estimator); SNR = |mean| / "
-        "sd of each gradient coordinate over the draws (|mean| bias-corrected for its Monte "
-        "Carlo error, `lvmref.demo.gradient_snr`), median over the encoder and over "
-        "the decoder coordinates. ELBO estimators average the k samples; IWAE estimators "
+        "sd of each gradient coordinate over the draws, summarised by its root mean square "
+        "over the encoder and over the decoder coordinates, corrected for the Monte Carlo "
+        "error of the mean (`lvmref.demo.gradient_snr`). ELBO estimators average the k "
+        "samples; IWAE estimators "
         "use them inside L_k (`VAE.iwae_grad`, `VAE.elbo_grad_stl`).",
         "",
-        "| estimator | k | encoder SNR (median) | decoder SNR (median) |",
+        "| estimator | k | encoder SNR (RMS) | decoder SNR (RMS) |",
         "|---|---|---|---|",
     ]
     for r in s["rows"]:
-        L.append(f"| {r['estimator']} | {r['k']} | {r['snr_encoder_median']:.3g} | "
-                 f"{r['snr_decoder_median']:.3g} |")
+        L.append(f"| {r['estimator']} | {r['k']} | {r['snr_encoder']:.3g} | "
+                 f"{r['snr_decoder']:.3g} |")
     L += ["", "Rainforth et al. (2018) predict the IWAE encoder SNR to fall like k^(-1/2) "
           "(the decoder's to rise like k^(1/2)) and DReG's encoder SNR not to fall. "
           "`python validation/estimator_variance.py` measures it for more k, the REINFORCE "

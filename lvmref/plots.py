@@ -237,13 +237,13 @@ def plot_estimator_snr(plt, s, path):
         rows = [r for r in s["rows"] if r["estimator"] == name]
         ks = [r["k"] for r in rows]
         style = "-" if rows[0]["objective"] == "L_k" else "--"
-        for ax, key in zip(axes, ("snr_encoder_median", "snr_decoder_median")):
+        for ax, key in zip(axes, ("snr_encoder", "snr_decoder")):
             ax.plot(ks, [r[key] for r in rows], style, marker="o", color=f"C{i}", label=name)
     for ax, what in zip(axes, ("encoder", "decoder")):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("k (samples per row)")
-        ax.set_ylabel(f"median SNR of the {what} gradient")
+        ax.set_ylabel(f"SNR of the {what} gradient (RMS over coordinates)")
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
     fig.suptitle(f"gradient SNR vs k ({s['n_draws']} draws per k, {s['batch_rows']} test "

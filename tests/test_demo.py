@@ -154,17 +154,18 @@ def test_vae_and_gradient_variance_metrics(quick_run):
 
 
 def test_estimator_snr_stage(quick_run):
-    """Every estimator at every k has positive SNRs; at k = 1 the IWAE estimate is the
-    one-sample ELBO (7b), so on the same noise IWAE-reparam has exactly the SNRs of the
-    reparameterisation gradient and DReG those of STL (vae.py, eq. 16 vs 9b, 18 vs 19)."""
+    """Every estimator at every k has SNRs (the decoder's positive); at k = 1 the IWAE
+    estimate is the one-sample ELBO (7b), so on the same noise IWAE-reparam has exactly the
+    SNRs of the reparameterisation gradient and DReG those of STL (vae.py, eq. 16 vs 9b,
+    18 vs 19)."""
     s = quick_run[2]["estimator_snr"]
     names = {r["estimator"] for r in s["rows"]}
     assert len(s["rows"]) == len(names) * len(s["ks"]) and s["ks"][0] == 1
-    assert all(r["snr_encoder_median"] > 0 and r["snr_decoder_median"] > 0 for r in s["rows"])
+    assert all(r["snr_encoder"] >= 0 and r["snr_decoder"] > 0 for r in s["rows"])
     at1 = {r["estimator"]: r for r in s["rows"] if r["k"] == 1}
     for a, b in (("IWAE L_k, reparameterisation (16)", "ELBO, reparameterisation (9)"),
                  ("IWAE L_k, DReG (18)", "ELBO, STL (19)")):
-        for key in ("snr_encoder_median", "snr_decoder_median"):
+        for key in ("snr_encoder", "snr_decoder"):
             assert at1[a][key] == pytest.approx(at1[b][key], rel=1e-9)
 
 
