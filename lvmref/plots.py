@@ -243,11 +243,12 @@ def plot_estimator_snr(plt, s, path):
         ax.set_xscale("log")
         ax.set_yscale("log")
         ax.set_xlabel("k (samples per row)")
-        ax.set_ylabel(f"SNR of the {what} gradient (RMS over coordinates)")
+        ax.set_ylabel(f"{what} gradient SNR (RMS)")
         ax.grid(alpha=0.3, which="both")
     axes[0].legend(fontsize=8)
+    axes[1].set_title("estimators with the same decoder gradient overlap", fontsize=9)
     fig.suptitle(f"gradient SNR vs k ({s['n_draws']} draws per k, {s['batch_rows']} test "
-                 "digit): IWAE encoder falls, DReG does not (Rainforth et al. 2018)",
+                 "digit); Rainforth et al. 2018: IWAE encoder SNR falls like k^-1/2",
                  fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
