@@ -418,9 +418,11 @@ def gradient_snr(draws, groups):
 
     Returns
     -------
-    dict name -> {"rms": ..., "median_plain": ..., "n": ...}: the bias-corrected RMS SNR,
-    the median of the plain |mean| / sd, over the coordinates of the group whose sd is
-    positive (a coordinate that does not vary has no SNR).
+    dict name -> {"rms": ..., "median": ..., "n": ...}: the bias-corrected RMS SNR and the
+    median over coordinates of ``sqrt(max((mean / sd)^2 - 1/m, 0))`` (robust to a few
+    near-deterministic coordinates, but 0 once most coordinates are below the detection
+    limit 1/sqrt(m)), over the coordinates of the group whose sd is positive (a coordinate
+    that does not vary has no SNR).
     """
     m = draws.shape[0]
     mean = draws.mean(axis=0)
@@ -428,9 +430,10 @@ def gradient_snr(draws, groups):
     out = {}
     for name, mask in groups.items():
         ok = mask & (sd > 0)
-        ratio = np.abs(mean[ok]) / sd[ok]
-        out[name] = {"rms": float(np.sqrt(max(np.mean(ratio**2 - 1.0 / m), 0.0))),
-                     "median_plain": float(np.median(ratio)), "n": int(ok.sum())}
+        snr2 = (mean[ok] / sd[ok]) ** 2 - 1.0 / m
+        out[name] = {"rms": float(np.sqrt(max(np.mean(snr2), 0.0))),
+                     "median": float(np.median(np.sqrt(np.maximum(snr2, 0.0)))),
+                     "n": int(ok.sum())}
     return out
 
 
