@@ -8,8 +8,9 @@ that implement them, then a thin estimator class:
 
 - ``lvmref.gmm``         Gaussian mixture fitted by EM, ``GaussianMixture``
 - ``lvmref.vbgmm``       variational Bayes Gaussian mixture, ``BayesianGaussianMixture``
-- ``lvmref.helmholtz``   Bernoulli LVMs / Helmholtz machine: wake-sleep, RWS, REINFORCE
-- ``lvmref.vae``         MLP VAE: reparameterization and REINFORCE gradients, IWAE
+- ``lvmref.helmholtz``   Bernoulli LVMs / Helmholtz machine: wake-sleep, RWS, REINFORCE, VIMCO
+- ``lvmref.vae``         MLP VAE: reparameterization, REINFORCE and STL gradients, IWAE
+                         (reparameterised and DReG gradients)
 
 Core:
 
@@ -28,8 +29,8 @@ Performance machinery and oracle closed forms live beside the models in modules 
 own (``lvmref.vae_training``, ``lvmref.helmholtz_training``, ``lvmref.linear_gaussian``),
 so that a reader of the equations never meets them. ``python validation/import_graph.py``
 prints the import graph and checks that dependencies point one way. Applications:
-``lvmref.cli`` (the ``lvmref`` command), ``lvmref.demo`` (``lvmref demo``),
-``lvmref.plots``, ``lvmref.files``.
+``lvmref.cli`` (the ``lvmref`` command), ``lvmref.demo`` (``lvmref demo``), ``lvmref.plots``,
+``lvmref.files``, ``lvmref.conformance`` (``lvmref conformance``: golden test vectors).
 
 Glossary (the same word means the same thing everywhere)
 --------------------------------------------------------

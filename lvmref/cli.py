@@ -277,6 +277,29 @@ def cmd_helmholtz(args):
 
 
 # ----------------------------------------------------------------------------------------
+# conformance
+# ----------------------------------------------------------------------------------------
+
+def cmd_conformance(args):
+    from . import conformance as C
+
+    if args.action == "write":
+        if args.results is not None or args.cases:
+            raise UserError("conformance write takes only DIR (and --seed)")
+        manifest = C.write(args.dir, seed=args.seed)
+        n_out = sum(len(c["outputs"]) for c in manifest["cases"])
+        _say(args, f"wrote {len(manifest['cases'])} cases ({n_out} expected outputs) to "
+                   f"{args.dir}: manifest.json, inputs.npz, expected.npz (format "
+                   f"{C.FORMAT} version {C.FORMAT_VERSION}, lvmref {manifest['lvmref_version']})")
+        return 0
+    if args.results is None:
+        raise UserError("conformance check needs DIR and RESULTS.npz")
+    rows = C.check(args.dir, args.results, args.cases)
+    _say(args, C.format_table(rows))
+    return 0 if all(r.passed for r in rows) else 1
+
+
+# ----------------------------------------------------------------------------------------
 # parser
 # ----------------------------------------------------------------------------------------
 
@@ -427,6 +450,27 @@ def build_parser():
     p.add_argument("--max-exact-latent", type=_nonneg_int, default=16,
                    help="enumerate log p(x) exactly up to this many latent units")
     p.set_defaults(func=cmd_helmholtz)
+
+    p = sub.add_parser("conformance",
+                       help="write golden test vectors, or check another implementation's "
+                       "outputs against them",
+                       description="'write DIR' writes DIR/manifest.json, DIR/inputs.npz and "
+                       "DIR/expected.npz (--seed chooses other inputs; the default gives the "
+                       "published vectors). 'check DIR RESULTS.npz' compares the arrays of "
+                       "RESULTS.npz (keys <case>/<quantity>, as in expected.npz) with the "
+                       "expected outputs, prints a table and exits 0 only when all pass (1 "
+                       "otherwise).")
+    p.add_argument("action", choices=("write", "check"))
+    p.add_argument("dir", metavar="DIR", help="directory of the vectors")
+    p.add_argument("results", metavar="RESULTS.npz", nargs="?",
+                   help="the other implementation's outputs (check only)")
+    p.add_argument("--cases", action="append", metavar="PATTERN",
+                   help="check only cases matching this shell pattern, e.g. 'vae.*' "
+                   "(repeatable; default all)")
+    p.add_argument("--seed", type=_nonneg_int, default=20260,
+                   help="seed of the inputs (write only; default 20260, the published set)")
+    p.add_argument("--quiet", "-q", action="store_true", help="print nothing")
+    p.set_defaults(func=cmd_conformance)
     return parser
 
 

@@ -1,8 +1,8 @@
 r"""Bernoulli latent variable models and the Helmholtz machine.
 
 Trained by wake-sleep (Hinton, Dayan, Frey & Neal 1995), reweighted wake-sleep
-(Bornschein & Bengio 2015) and REINFORCE on the ELBO with NVIL baselines
-(Mnih & Gregor 2014).
+(Bornschein & Bengio 2015), REINFORCE on the ELBO with NVIL baselines
+(Mnih & Gregor 2014) and VIMCO on the multi-sample bound (Mnih & Rezende 2016).
 
 Generative model
 ----------------
@@ -146,6 +146,36 @@ gradients averaged over the rows (steps η/B, η_q/B); the wake-phase objective 
 is the mean of :math:`\log w` (an ELBO estimate), of the IWAE estimate
 :math:`\log \frac1k \sum_s w_s` for reweighted wake-sleep.                       (13)
 
+**VIMCO** (Mnih & Rezende 2016, sec. 3). The multi-sample objective is the IWAE bound
+:math:`\mathcal L_k = E[\hat L]`, :math:`\hat L = \log \frac1k \sum_s w_s` with
+:math:`z_1, \dots, z_k \sim q(\cdot \mid x)` independent (k >= 2) and the log weights
+and :math:`\omega_s` of (10). Differentiating :math:`E_{q^{\otimes k}}[\hat L]` gives a
+pathwise part at fixed samples, :math:`\nabla \hat L = \sum_s \omega_s \nabla \log w_s`
+(with :math:`\nabla_\phi \log w_s = -\nabla_\phi \log q(z_s \mid x)`), and a score part
+:math:`\hat L \sum_j \nabla_\phi \log q(z_j \mid x)`. Every term j of the score part keeps
+its expectation when a baseline :math:`b_j` that does not depend on :math:`z_j` is
+subtracted (as in (11)). VIMCO's baseline is :math:`\hat L` with :math:`w_j` replaced by
+the geometric mean of the other weights,
+
+.. math::
+    \log \hat w_{-j} = \frac{1}{k-1} \sum_{s \ne j} \log w_s, \qquad
+    \hat L_{-j} = \log \frac1k \Big(\sum_{s \ne j} w_s + \hat w_{-j}\Big),       \tag{14}
+
+a function of :math:`z_{-j}` alone, which leaves the per-sample learning signal
+:math:`\hat L - \hat L_{-j}` (the credit of sample j). Hence the unbiased estimates of
+:math:`\nabla \mathcal L_k`:
+
+.. math::
+    \Delta\theta = \sum_s \omega_s \nabla_\theta \log p(x, z_s), \qquad
+    \Delta\phi = \sum_j \big(\hat L - \hat L_{-j} - \omega_j\big)
+        \nabla_\phi \log q(z_j \mid x),                                          \tag{15}
+
+the first the reweighted wake-sleep gradient (10), the second the wake-phase q update
+with the learning signals in place of :math:`\omega_j`. VIMCO updates are plain SGD as
+in (13), recording the IWAE estimate :math:`\hat L` as the objective. Unbiasedness is
+tested against the exact gradient of :math:`E[\hat L]` by enumerating all latent
+configurations and all k-tuples of a tiny model (``tests/test_helmholtz.py``).
+
 Parameter layout
 ----------------
 One flat dict ``name -> float64 array``. For ``layer_sizes = (n_0, ..., n_L)``,
@@ -172,7 +202,8 @@ Functions and the equations they implement, all in the argument order
 uniforms ``u`` -- then options: :func:`log_joint` (3), :func:`log_prior` (latent terms of
 3), :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
 :func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`log_weights` and :func:`rws_grads`
-(10), :func:`reinforce_grads` (11, 12), :func:`sgd_update` (9)-(13), :func:`exact_elbo`
+(10), :func:`reinforce_grads` (11, 12), :func:`vimco_grads` (14, 15), :func:`sgd_update`
+(9)-(15), :func:`exact_elbo`
 (E_q[l] by enumeration, through :mod:`lvmref.estimators`).
 
 :func:`sgd_update` is the one NumPy implementation of the training updates (any batch
@@ -232,11 +263,12 @@ __all__ = [
     "log_weights",
     "rws_grads",
     "reinforce_grads",
+    "vimco_grads",
     "sgd_update",
     "exact_elbo",
 ]
 
-_METHODS = ("wake-sleep", "reweighted", "reinforce")
+_METHODS = ("wake-sleep", "reweighted", "reinforce", "vimco")
 
 
 # ----------------------------------------------------------------------------------------
@@ -628,8 +660,58 @@ def reinforce_grads(params: dict, x, z, arch: Architecture, baseline=0.0, scale=
     return grads, signal
 
 
+def _vimco_signals(logw):
+    """Eqs. (14)-(15) from the log weights (n, k), k >= 2: ``(L, signal, omega)`` with the
+    IWAE estimate L (n,), the learning signals L - L_{-j} (n, k) and the normalised
+    weights omega (n, k)."""
+    n, k = logw.shape
+    lse = logsumexp(logw, axis=1)
+    log_hat = (logw.sum(axis=1, keepdims=True) - logw) / (k - 1)       # log w^_{-j}, (14)
+    swapped = np.repeat(logw[:, None, :], k, axis=1)                   # (n, j, s)
+    idx = np.arange(k)
+    swapped[:, idx, idx] = log_hat
+    signal = lse[:, None] - logsumexp(swapped, axis=2)                 # L - L_{-j}
+    return lse - np.log(k), signal, np.exp(logw - lse[:, None])
+
+
+@benign_underflow
+def vimco_grads(params: dict, x, z, arch: Architecture):
+    """VIMCO gradients of the multi-sample bound, eqs. (14), (15).
+
+    Same calling convention as :func:`rws_grads`.
+
+    Parameters
+    ----------
+    params : dict
+    x : ndarray (n, D)
+    z : ndarray (n, k, K)
+        k >= 2 samples from q(. | x_i) per row.
+    arch : Architecture
+
+    Returns
+    -------
+    grads : dict
+        Unbiased estimates (sums over rows) of the gradient of L_k:
+        ``sum_i sum_s omega_is grad log p(x_i, z_is)`` (keys prior, gen*) and
+        ``sum_i sum_j (L_i - L_{i,-j} - omega_ij) grad log q(z_ij | x_i)`` (keys rec*).
+    log_px : ndarray (n,)
+        The IWAE estimate ``log mean_s w_is`` of log p(x_i) on these samples.
+    """
+    n, k, K = z.shape
+    if k < 2:
+        raise ValueError(f"z: VIMCO needs k >= 2 samples per row, got shape {z.shape}")
+    logw = log_weights(params, x, z, arch)
+    log_px, signal, omega = _vimco_signals(logw)
+    xr = np.repeat(x, k, axis=0)
+    zr = z.reshape(n * k, K)
+    grads = wake_grad(params, xr, zr, arch, omega.reshape(n * k))
+    grads.update(sleep_grad(params, xr, zr, arch, (signal - omega).reshape(n * k)))
+    return grads, log_px
+
+
 # ----------------------------------------------------------------------------------------
-# one SGD update of wake-sleep (9), reweighted wake-sleep (10), REINFORCE/NVIL (11, 12)
+# one SGD update of wake-sleep (9), reweighted wake-sleep (10), REINFORCE/NVIL (11, 12),
+# VIMCO (15)
 # ----------------------------------------------------------------------------------------
 
 _BASELINE_KINDS = ("moving-average", "input-dependent")
@@ -719,7 +801,7 @@ def _stepped(params, grads, step, step_rec=None):
 @benign_underflow
 def sgd_update(params: dict, x, uq, us, arch: Architecture, method="wake-sleep", lr=0.01,
                lr_q=None, *, sleep=False, baseline=None, state=None):
-    """One plain-SGD update, eqs. (9)-(13), from given noise (the NumPy engine).
+    """One plain-SGD update, eqs. (9)-(15), from given noise (the NumPy engine).
 
     The arguments are not modified; new dicts are returned.
 
@@ -730,13 +812,14 @@ def sgd_update(params: dict, x, uq, us, arch: Architecture, method="wake-sleep",
     x : ndarray (B, D)
         The minibatch.
     uq : ndarray (B, k, K)
-        Uniforms of the samples from q (eq. 6); k = 1 except for "reweighted".
+        Uniforms of the samples from q (eq. 6); k = 1 except for "reweighted" and
+        "vimco" (k >= 2).
     us : ndarray (B, K + D)
         Uniforms of the dreams, (z, x) column order ("wake-sleep"; "reweighted" with
         ``sleep``; ignored otherwise).
     arch : Architecture
-    method : {"wake-sleep", "reweighted", "reinforce"}
-        Eq. (9), (10) or (11)-(12).
+    method : {"wake-sleep", "reweighted", "reinforce", "vimco"}
+        Eq. (9), (10), (11)-(12) or (15).
     lr, lr_q : float
         η (β, generative MLPs and b_psi) and η_q (recognition MLPs; default ``lr``).
     sleep : bool
@@ -755,7 +838,7 @@ def sgd_update(params: dict, x, uq, us, arch: Architecture, method="wake-sleep",
         The baseline's state after it (unchanged without a baseline).
     objective : float
         Eq. (13): the minibatch mean of log w on the wake samples ("wake-sleep"), of the
-        IWAE estimate ("reweighted") or of the learning signal ("reinforce").
+        IWAE estimate ("reweighted", "vimco") or of the learning signal ("reinforce").
     """
     method = check_choice(method, "method", _METHODS)
     lr_q = lr if lr_q is None else lr_q
@@ -776,6 +859,11 @@ def sgd_update(params: dict, x, uq, us, arch: Architecture, method="wake-sleep",
             zd, xd = sample_prior(params, us, arch)
             params = _stepped(params, sleep_grad(params, xd, zd, arch), lr_q / B)
         return params, state, float(np.mean(log_px))
+    if method == "vimco":                                                 # eq. (15)
+        k, K = uq.shape[1], uq.shape[2]
+        z = sample_q(params, np.repeat(x, k, axis=0), uq.reshape(B * k, K), arch)
+        grads, log_px = vimco_grads(params, x, z.reshape(B, k, K), arch)
+        return _stepped(params, grads, lr / B, lr_q / B), state, float(np.mean(log_px))
     z = sample_q(params, x, uq[:, 0], arch)                               # eqs. (11), (12)
     psi = state.psi
     if baseline is not None and baseline.kind == "input-dependent":
@@ -1033,7 +1121,8 @@ class HelmholtzMachine:
         monitor=None,
         rng=None,
     ):
-        """Train by wake-sleep (9), reweighted wake-sleep (10) or REINFORCE (11, 12).
+        """Train by wake-sleep (9), reweighted wake-sleep (10), REINFORCE (11, 12) or
+        VIMCO (15).
 
         Plain SGD, one :func:`sgd_update` (or its Numba kernel) per minibatch.
 
@@ -1042,7 +1131,7 @@ class HelmholtzMachine:
         X : ndarray (n, D) or callable
             Training images (minibatches drawn uniformly with replacement), or a
             sampler ``X(m, rng) -> (m, D)`` for an endless stream (e.g. bars).
-        method : {"wake-sleep", "reweighted", "reinforce"}
+        method : {"wake-sleep", "reweighted", "reinforce", "vimco"}
         n_updates : int
             Number of parameter updates.
         batch_size : int
@@ -1052,7 +1141,7 @@ class HelmholtzMachine:
         recognition_learning_rate : float, optional
             η_q for the recognition MLPs (default ``learning_rate``).
         k : int
-            Samples from q per data row for "reweighted".
+            Samples from q per data row for "reweighted" and "vimco" (k >= 2 for VIMCO).
         sleep : bool
             Add the sleep-phase q update to "reweighted".
         baseline : NVILBaseline, {"moving-average", "input-dependent", "none"} or None
@@ -1063,7 +1152,8 @@ class HelmholtzMachine:
             "numba" runs the batch-size-1 kernels of :mod:`lvmref.kernels.helmholtz`
             (needs ``batch_size=1``, no hidden layers and, for "reinforce", no
             input-dependent baseline); "auto" picks them whenever allowed and Numba
-            compiles, else :func:`sgd_update`. Both engines consume identical noise and
+            compiles, else :func:`sgd_update` (always for "vimco", which has no kernel).
+            Both engines consume identical noise and
             agree to rounding (over long runs one comparison u < sigmoid(a) decided
             differently by a rounding error makes two trajectories part).
         record_every : int, optional
@@ -1084,8 +1174,8 @@ class HelmholtzMachine:
         -----
         ``history_`` holds per record ``update`` (updates done), ``objective`` (the mean
         since the previous record of eq. (13)'s objective: log w = log p(x, z) -
-        log q(z | x) on the wake samples, an ELBO estimate; for "reweighted" the IWAE
-        estimate log mean_s w_s), ``seconds`` and ``monitor``.
+        log q(z | x) on the wake samples, an ELBO estimate; for "reweighted" and "vimco"
+        the IWAE estimate log mean_s w_s), ``seconds`` and ``monitor``.
         """
         method = check_choice(method, "method", _METHODS)
         n_updates = check_positive_int(n_updates, "n_updates")
@@ -1093,17 +1183,22 @@ class HelmholtzMachine:
         lr = check_positive_float(learning_rate, "learning_rate")
         lr_q = lr if recognition_learning_rate is None else check_positive_float(
             recognition_learning_rate, "recognition_learning_rate")
-        k = check_positive_int(k, "k") if method == "reweighted" else 1
+        k = (check_positive_int(k, "k", minimum=2 if method == "vimco" else 1)
+             if method in ("reweighted", "vimco") else 1)
         sleep = check_flag(sleep, "sleep")
         nvil = _as_baseline(baseline)          # checked for every method, used by "reinforce"
         if method != "reinforce":
             nvil = None
         engine = check_choice(engine, "engine", ENGINES)
+        if engine == "numba" and method == "vimco":
+            raise ValueError("engine='numba' has no VIMCO kernel; use engine='numpy' or "
+                             "'auto'")
         record_every = NOISE_BLOCK if record_every is None else check_positive_int(
             record_every, "record_every")
         rng = check_rng(rng)
         input_dependent = nvil is not None and nvil.kind == "input-dependent"
-        numba = use_kernel(engine, kernel_supported(self.arch, batch_size, input_dependent))
+        numba = method != "vimco" and use_kernel(
+            engine, kernel_supported(self.arch, batch_size, input_dependent))
         draw = data_sampler(X, self.n_features)
         K, D = self.n_latent, self.n_features
         state = NVILState() if nvil is None else nvil.init_state(self.arch, rng)

@@ -27,7 +27,7 @@ Noise protocol
    :data:`NOISE_BLOCK` updates, shrunk so that no block runs past a record of the
    history, i.e. to ``record_every`` and to the updates left), :func:`draw_noise`
    draws the ``m * batch_size`` data rows (row indices, or the sampler's own draws),
-   then the q uniforms ``(m, batch_size, k, K)`` (k = 1 unless reweighted), then the
+   then the q uniforms ``(m, batch_size, k, K)`` (k = 1 unless reweighted or VIMCO), then the
    dream uniforms ``(m, batch_size, K + D)``.
 
 A twin implementation that follows this order replays a whole training run.

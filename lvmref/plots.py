@@ -230,6 +230,31 @@ def plot_grad_variance(plt, gv, path):
     plt.close(fig)
 
 
+def plot_estimator_snr(plt, s, path):
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    names = list(dict.fromkeys(r["estimator"] for r in s["rows"]))
+    for i, name in enumerate(names):
+        rows = [r for r in s["rows"] if r["estimator"] == name]
+        ks = [r["k"] for r in rows]
+        style = "-" if rows[0]["objective"] == "L_k" else "--"
+        for ax, key in zip(axes, ("snr_encoder", "snr_decoder")):
+            ax.plot(ks, [r[key] for r in rows], style, marker="o", color=f"C{i}", label=name)
+    for ax, what in zip(axes, ("encoder", "decoder")):
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("k (samples per row)")
+        ax.set_ylabel(f"{what} gradient SNR (RMS)")
+        ax.grid(alpha=0.3, which="both")
+    axes[0].legend(fontsize=8)
+    axes[1].set_title("estimators with the same decoder gradient overlap", fontsize=9)
+    fig.suptitle(f"gradient SNR vs k ({s['n_draws']} draws per k, {s['batch_rows']} test "
+                 "digit); Rainforth et al. 2018: IWAE encoder SNR falls like k^-1/2",
+                 fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
 def make_all(results, out):
     """Write every figure into directory ``out``; returns {key: file name}.
 
@@ -252,6 +277,9 @@ def make_all(results, out):
         ("grad_variance", "gradient_variance.png",
          lambda p: plot_grad_variance(plt, results["gradient_variance"], p)),
     ]
+    if "estimator_snr" in results:
+        jobs.append(("estimator_snr", "estimator_snr.png",
+                     lambda p: plot_estimator_snr(plt, results["estimator_snr"], p)))
     if results["gmm"].get("vbgmm"):
         jobs.insert(1, ("vbgmm", "vbgmm.png", lambda p: plot_vbgmm(plt, results["gmm"], p)))
     for key, name, draw in jobs:

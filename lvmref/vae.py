@@ -164,6 +164,95 @@ c_d}\, \mathcal N(z \mid \mu - T c_d, T)`,
 (:math:`a_d, c_d` the d-th columns of the mean and log-variance blocks of the decoder
 weight), and (4) follows with the KL (5).
 
+Multi-sample objective and low-variance gradient estimators
+-------------------------------------------------------------
+At fixed noise :math:`\varepsilon_1..\varepsilon_k` of one row (eq. 6), write the log
+weights with the density of q in the form of (7b), and their self-normalised weights
+
+.. math::
+
+   \log w_i = \log p_\theta(x \mid z_i) + \log p(z_i) - \log q(z_i \mid x), \qquad
+   \omega_i = \frac{w_i}{\sum_j w_j}, \qquad
+   \hat{\mathcal L}_k = \log \tfrac1k \textstyle\sum_{i=1}^k w_i,                 \tag{15}
+
+so that :math:`\mathbb E\,\hat{\mathcal L}_k = \mathcal L_k` (11) and
+:math:`\hat{\mathcal L}_1 = \hat{\mathcal L}_{\text{mc}}` with one sample (7b).
+
+*IWAE, reparameterised* (Burda, Grosse & Salakhutdinov 2016, sec. 3). The exact
+gradient of (15) at fixed noise is :math:`\sum_i \omega_i \nabla \log w_i`, each
+:math:`\nabla \log w_i` being the one-sample gradient (8)-(9b): with
+:math:`g_i = \partial \log p_\theta(x \mid z_i) / \partial z_i` (8),
+
+.. math::
+
+   \frac{\partial \hat{\mathcal L}_k}{\partial \theta} = \textstyle\sum_i \omega_i
+        \frac{\partial \log p_\theta(x \mid z_i)}{\partial \theta}, \quad
+   \frac{\partial \hat{\mathcal L}_k}{\partial \mu} = \textstyle\sum_i \omega_i
+        (g_i - z_i), \quad
+   \frac{\partial \hat{\mathcal L}_k}{\partial s} = \textstyle\sum_i \omega_i\,
+        \tfrac12 (g_i - z_i) \odot e^{s/2} \odot \varepsilon_i + \tfrac12.     \tag{16}
+
+*Path and score parts.* :math:`\lambda = (\mu, s)` enters :math:`\log w_i` twice: through
+the sample :math:`z_i` (the *path*) and through the density :math:`q_\lambda` at fixed
+:math:`z_i` (the *score*, :math:`-\nabla_\lambda \log q(z_i \mid x)`, whose expectation
+under q is zero). The derivative of :math:`\log w` in z with the parameters of q held
+fixed, and the score of (3) at :math:`z_i = \mu + e^{s/2}\varepsilon_i`, are
+
+.. math::
+
+   \delta_i = \frac{\partial}{\partial z_i}\Big[\log p_\theta(x, z_i)
+        - \log q_{\bar\lambda}(z_i \mid x)\Big] = g_i - z_i + e^{-s/2} \odot
+        \varepsilon_i, \qquad
+   \frac{\partial \log q}{\partial \mu} = e^{-s/2} \odot \varepsilon_i, \quad
+   \frac{\partial \log q}{\partial s} = \tfrac12 (\varepsilon_i^2 - 1)          \tag{17}
+
+(:math:`\bar\lambda` = held fixed), so by the chain rule
+:math:`\nabla_\lambda \log w_i = \delta_i \,\partial z_i / \partial \lambda -
+\nabla_\lambda \log q(z_i \mid x)`, with :math:`\partial z_i / \partial \mu = I`,
+:math:`\partial z_i / \partial s = \tfrac12 e^{s/2} \odot \varepsilon_i`.
+
+*DReG*, the doubly reparameterised gradient (Tucker, Lawson, Gu & Maddison 2019,
+sec. 3). For any :math:`f(z)` smooth in z, the score and path forms of one derivative agree
+in expectation (reparameterising :math:`\mathbb E_q[f(z)]` both ways):
+:math:`\mathbb E_q[f(z) \nabla_\lambda \log q(z \mid x)] = \mathbb E_\varepsilon[\nabla_z
+f(z)\, \partial z / \partial \lambda]`. Apply it to the score part of
+:math:`\sum_i \omega_i \nabla_\lambda \log w_i`, with :math:`f = \omega_i` as a function of
+:math:`z_i` (the other samples fixed; :math:`\partial \omega_i / \partial \log w_i =
+\omega_i (1 - \omega_i)`):
+
+.. math::
+
+   \nabla_\lambda \mathcal L_k
+     = \mathbb E\Big[\textstyle\sum_i \big(\omega_i - \omega_i (1 - \omega_i)\big)\,
+       \delta_i \frac{\partial z_i}{\partial \lambda}\Big]
+     = \mathbb E\Big[\textstyle\sum_i \omega_i^2\, \delta_i
+       \frac{\partial z_i}{\partial \lambda}\Big],                               \\
+   \widehat{\nabla_\mu} = \textstyle\sum_i \omega_i^2 \delta_i, \qquad
+   \widehat{\nabla_s} = \textstyle\sum_i \omega_i^2 \big[\tfrac12 (g_i - z_i) \odot
+       e^{s/2} \odot \varepsilon_i + \tfrac12 \varepsilon_i^2\big]                \tag{18}
+
+(the last bracket is :math:`\tfrac12 \delta_i e^{s/2} \varepsilon_i` written without
+:math:`e^{-s/2} e^{s/2}`). The decoder gradient is that of (16). Unbiased for
+:math:`\nabla_\lambda \mathcal L_k`, not the gradient of (15) at fixed noise; as
+:math:`k` grows the IWAE encoder gradient (16) has a signal-to-noise ratio falling like
+:math:`k^{-1/2}` (Rainforth et al. 2018, "Tighter variational bounds are not necessarily
+better"), which (18) does not.
+
+*STL*, "sticking the landing" (Roeder, Wu & Duvenaud 2017, sec. 3): the ELBO gradient (9b)
+with the score part dropped,
+
+.. math::
+
+   \widehat{\nabla_\mu} = \tfrac1k \textstyle\sum_t \delta_t, \qquad
+   \widehat{\nabla_s} = \tfrac1k \textstyle\sum_t \big[\tfrac12 (g_t - z_t) \odot
+       e^{s/2} \odot \varepsilon_t + \tfrac12 \varepsilon_t^2\big],             \tag{19}
+
+i.e. (9b) minus :math:`\tfrac1k \sum_t \nabla_\lambda \log q(z_t \mid x)` (zero mean), so
+unbiased for :math:`\nabla_\lambda \mathcal L`; decoder gradient as in (9b). It is (18)
+with k = 1. At the exact posterior :math:`\log p(x, z) - \log q(z \mid x) = \log p(x)` for
+every z, so :math:`\delta_t = 0`: (19) -- and (18) -- are exactly zero, with zero variance,
+while (9b) and (16) are zero only in expectation.
+
 Parameter layout
 ----------------
 ``params`` is a plain dict ``name -> float64 array`` (all dense layers ``y = h @ W + b``,
@@ -213,7 +302,12 @@ Where each equation lives
 (12) per-data-point VI, amortization gap    :func:`fit_local`, :func:`amortization_gap`
 (13) PPCA marginal, posterior, exact VAE    :mod:`lvmref.linear_gaussian`
 (14) closed-form ELBO of a linear VAE       :func:`lvmref.linear_gaussian.linear_gaussian_elbo`
-training (Adam, Kingma & Ba 2015)           :meth:`VAE.fit`, :class:`lvmref.optim.Adam`
+(15)-(16) IWAE estimate, its gradient      :func:`iwae_grad` (``estimator="reparam"``)
+(17)-(18) path derivative, DReG             :func:`iwae_grad` (``estimator="dreg"``)
+(19) STL                                    :func:`elbo_grad_stl`
+training (Adam, Kingma & Ba 2015)           :meth:`VAE.fit` (``objective="elbo"`` with
+                                            (9)/(10)/(19), ``objective="iwae"`` with
+                                            (16)/(18)), :class:`lvmref.optim.Adam`
 ==========================================  =============================================
 
 :meth:`VAE.fit` runs the reparameterized gradient (9) with k = 1 through the
@@ -230,7 +324,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import estimators
-from .kernels import bernoulli_logit_grad, kl_normal_std, normal_log_prob_diag
+from .kernels import bernoulli_logit_grad, kl_normal_std, logsumexp, normal_log_prob_diag
 from .kernels.checks import (
     as_float_array,
     check_binary,
@@ -262,6 +356,8 @@ __all__ = [
     "elbo",
     "elbo_grad_reparam",
     "elbo_grad_reinforce",
+    "elbo_grad_stl",
+    "iwae_grad",
     "iwae_bound",
     "fit_local",
     "amortization_gap",
@@ -1045,6 +1141,118 @@ def amortization_gap(params, x, arch, *, k_eval=1000, rng=None, **local):
     )
 
 
+# ------------------------------------------------------------------ eqs. (15)-(19): IWAE, DReG, STL
+
+_IWAE_ESTIMATORS = ("reparam", "dreg")
+
+
+def _multi_sample_grad(params, x, eps3, arch, estimator):
+    """Eqs. (15)-(19), unchecked: batch-mean objective and gradient at eps3 (n, k, K).
+
+    ``estimator``: ``"reparam"`` (16) or ``"dreg"`` (18) for the IWAE estimate (15),
+    ``"stl"`` (19) for the ELBO estimate (7b).
+    """
+    n, k, K = eps3.shape
+    mean, log_var, cache = _encode(params, x, arch)
+    sd = np.exp(0.5 * log_var)
+    z = mean[:, None, :] + sd[:, None, :] * eps3                       # eq. (6)
+    out, dec_cache = arch.decoder.forward(params, z.reshape(n * k, K))
+    xr = x if k == 1 else np.repeat(x, k, axis=0)
+    ll, g_out = _LOG_LIK[arch.likelihood](xr, out, True)
+    log_qz = -0.5 * np.sum(LOG_2PI + log_var[:, None, :] + eps3 * eps3, axis=2)
+    log_w = ll.reshape(n, k) + _log_prior(z) - log_qz                  # eq. (15)
+    if estimator == "stl":
+        rows = log_w.mean(axis=1)                                      # eq. (7b)
+        omega = np.full((n, k), 1.0 / k)
+    else:
+        lse = logsumexp(log_w, axis=1)
+        rows = lse - np.log(k)                                         # eq. (15)
+        omega = np.exp(log_w - lse[:, None])
+    c = omega / n                                                      # weights of the batch mean
+    g_out *= c.reshape(n * k, 1)
+    dec_grads, g_z = arch.decoder.backward(params, dec_cache, g_out, need_input_grad=True)
+    a = g_z.reshape(n, k, K) - c[:, :, None] * z                       # c_i (g_i - z_i)
+    if estimator == "reparam":                                         # eq. (16)
+        g_mean = a.sum(axis=1)
+        g_lv = 0.5 * np.sum(a * eps3, axis=1) * sd + 0.5 / n
+    else:                                                              # eqs. (17)-(19)
+        if estimator == "dreg":
+            a *= omega[:, :, None]
+            c = c * omega                                              # omega_i^2 / n
+        ce = c[:, :, None] * eps3
+        g_mean = a.sum(axis=1) + ce.sum(axis=1) * np.exp(-0.5 * log_var)
+        g_lv = 0.5 * np.sum(a * eps3, axis=1) * sd + 0.5 * np.sum(ce * eps3, axis=1)
+    grads = _encoder_backward(params, cache, g_mean, g_lv, arch)
+    grads.update(dec_grads)
+    return float(np.mean(rows)), grads
+
+
+@benign_underflow
+def iwae_grad(params, x, eps, arch, estimator="reparam"):
+    """Batch-mean IWAE estimate (15) at fixed noise and a gradient estimate of L_k.
+
+    Parameters
+    ----------
+    params : dict
+        Layout in the module docstring.
+    x : array_like, shape (n, D)
+    eps : array_like, shape (n, k, K)
+        Standard-normal noise of the k samples per row, z_i = mean + exp(log_var/2) eps_i
+        (eq. 6).
+    arch : VAEArchitecture
+    estimator : {"reparam", "dreg"}
+        ``"reparam"``: the exact gradient of the estimate at this noise, eq. (16) (Burda
+        et al. 2016). ``"dreg"``: the doubly reparameterised encoder gradient, eq. (18)
+        (Tucker et al. 2019), with the decoder gradient of (16); unbiased for the
+        gradient of L_k but not the gradient of the returned value at fixed noise.
+
+    Returns
+    -------
+    value : float
+        ``mean_i log (1/k) sum_t w_it``, eq. (15); with k = 1 the ELBO estimate (7b).
+    grads : dict
+        Gradient estimate of the batch-mean L_k (ascent direction), keys and shapes of
+        ``params``. With k = 1, ``"reparam"`` equals :func:`elbo_grad_reparam` with
+        ``kl="mc"`` and ``"dreg"`` equals :func:`elbo_grad_stl`.
+    """
+    params, x = _checked(params, x, arch)
+    eps = as_float_array(eps, "eps", ndim=3)
+    n, K = x.shape[0], arch.n_latent
+    if eps.shape[0] != n or eps.shape[2] != K or eps.shape[1] == 0:
+        raise ValueError(f"eps must have shape (n, k, K) with (n, K) = ({n}, {K}) and "
+                         f"k >= 1, got {eps.shape}")
+    estimator = check_choice(estimator, "estimator", _IWAE_ESTIMATORS)
+    return _multi_sample_grad(params, x, eps, arch, estimator)
+
+
+@benign_underflow
+def elbo_grad_stl(params, x, eps, arch):
+    """Batch-mean ELBO estimate (7b) and the "sticking the landing" gradient, eq. (19).
+
+    The reparameterisation gradient (9b) with the score term of q dropped (Roeder, Wu &
+    Duvenaud 2017): unbiased for the gradient of the ELBO (4), and exactly zero in the
+    encoder when q(z | x) is the exact posterior.
+
+    Parameters
+    ----------
+    params : dict
+    x : array_like, shape (n, D)
+    eps : array_like, shape (n, K) or (n, k, K)
+    arch : VAEArchitecture
+
+    Returns
+    -------
+    value : float
+        ``mean(elbo(params, x, eps, arch, kl="mc"))``.
+    grads : dict
+        The estimate (ascent direction); its decoder part is that of
+        :func:`elbo_grad_reparam` with ``kl="mc"``.
+    """
+    params, x = _checked(params, x, arch)
+    eps3 = _as_noise3(eps, x.shape[0], arch.n_latent)
+    return _multi_sample_grad(params, x, eps3, arch, "stl")
+
+
 # ------------------------------------------------------------------ the estimator
 
 
@@ -1079,7 +1287,8 @@ class VAE:
 
     Notes
     -----
-    The methods ``elbo``, ``elbo_grad_reparam``, ``elbo_grad_reinforce``, ``log_q``,
+    The methods ``elbo``, ``elbo_grad_reparam``, ``elbo_grad_reinforce``,
+    ``elbo_grad_stl``, ``iwae_grad``, ``log_q``,
     ``iwae_bound``, ``fit_local`` and ``amortization_gap`` are the module-level functions
     of the same names with ``arch=self.arch``, taking ``(params, x, noise, ...)``.
     Everywhere, ``params=None`` means the fitted ``params_`` (a ``ValueError`` naming
@@ -1147,6 +1356,16 @@ class VAE:
         return elbo_grad_reinforce(self._params(params), x, eps, self.arch, z=z,
                                    baseline=baseline, kl=kl)
 
+    def elbo_grad_stl(self, params, x, eps):
+        """Batch-mean ELBO (7b) and the sticking-the-landing gradient (19):
+        :func:`elbo_grad_stl`."""
+        return elbo_grad_stl(self._params(params), x, eps, self.arch)
+
+    def iwae_grad(self, params, x, eps, estimator="reparam"):
+        """Batch-mean IWAE estimate (15) and its reparameterised (16) or DReG (18)
+        gradient, eps of shape (n, k, K): :func:`iwae_grad`."""
+        return iwae_grad(self._params(params), x, eps, self.arch, estimator)
+
     def log_q(self, params, x, z):
         """log q(z | x), eq. (3): :func:`log_q`."""
         return log_q(self._params(params), x, z, self.arch)
@@ -1174,9 +1393,10 @@ class VAE:
     # -------------------------------------------------------------- training
 
     def fit(self, x, x_test=None, *, n_epochs=100, batch_size=100, lr=1e-3, rng=None,
-            params=None, init="glorot", estimator="reparam", kl="analytic", k=1,
-            baseline=None, verbose=False):
-        """Maximize the ELBO with minibatch Adam; sets ``params_`` and ``history_``.
+            params=None, init="glorot", objective="elbo", estimator="reparam", kl=None,
+            k=1, baseline=None, verbose=False):
+        """Maximize the ELBO (4) or the IWAE bound L_k (11) with minibatch Adam; sets
+        ``params_`` and ``history_``.
 
         Noise protocol (so another implementation can replay it): ``rng`` draws, in
         order, the initial parameters (``init_params(rng, init)``, unless ``params`` is
@@ -1184,9 +1404,13 @@ class VAE:
         (consecutive slices of the permutation, the last one possibly smaller) ``eps =
         rng.standard_normal((b, K))`` (or ``(b, k, K)`` for ``k > 1``). The test ELBO of
         each epoch uses a separate stream ``rng.spawn(1)[0]`` created at the start, so
-        evaluation does not change the training noise. With ``estimator="reparam"`` and
-        ``k=1`` the steps run in :class:`lvmref.vae_training.TrainingWorkspace` (the same
-        gradient, allocation-free).
+        evaluation does not change the training noise. With ``objective="elbo"``,
+        ``estimator="reparam"`` and ``k=1`` the steps run in
+        :class:`lvmref.vae_training.TrainingWorkspace` (the same gradient,
+        allocation-free); every other combination runs the module-level gradient
+        functions and :class:`lvmref.optim.Adam`. ``history_["train_elbo"]`` records the
+        training objective: the ELBO estimate, or the L_k estimate (15) for
+        ``objective="iwae"``; ``test_elbo`` is always the one-sample ELBO (7a).
 
         Parameters
         ----------
@@ -1202,11 +1426,18 @@ class VAE:
             Initial parameters (copied); default ``init_params(rng, init)``.
         init : {"glorot", "torch"}
             Initialization scheme when ``params`` is not given (see :func:`init_params`).
-        estimator : {"reparam", "reinforce"}
-            Gradient estimator for the encoder.
-        kl : {"analytic", "mc"}
+        objective : {"elbo", "iwae"}
+            The ELBO (4), or the importance-weighted bound L_k (11) with k = ``k``.
+        estimator : str
+            Gradient estimator. For ``objective="elbo"``: ``"reparam"`` (9),
+            ``"reinforce"`` (10) or ``"stl"`` (19, sticking the landing); for
+            ``objective="iwae"``: ``"reparam"`` (16) or ``"dreg"`` (18).
+        kl : {"analytic", "mc"}, optional
+            The ELBO estimate (7a)/(7b) of ``"reparam"`` and ``"reinforce"`` (default
+            ``"analytic"``). ``"stl"`` is defined on (7b) (``kl`` unset or ``"mc"``); the
+            IWAE objective has no KL term (``kl`` must be unset).
         k : int
-            Noise samples per row and step.
+            Noise samples per row and step (the k of L_k for ``objective="iwae"``).
         baseline : see :func:`elbo_grad_reinforce` (only for ``estimator="reinforce"``).
         verbose : bool
             Print one line per epoch.
@@ -1223,15 +1454,25 @@ class VAE:
         batch_size = check_positive_int(batch_size, "batch_size")
         k = check_positive_int(k, "k")
         check_positive_float(lr, "lr")
-        estimator = check_choice(estimator, "estimator", ("reparam", "reinforce"))
-        kl = check_choice(kl, "kl", _KL)
-        if estimator == "reparam" and baseline is not None:
+        objective = check_choice(objective, "objective", ("elbo", "iwae"))
+        estimator = check_choice(estimator, "estimator",
+                                 _IWAE_ESTIMATORS if objective == "iwae"
+                                 else ("reparam", "reinforce", "stl"))
+        if kl is not None:
+            kl = check_choice(kl, "kl", _KL)
+        if objective == "iwae" and kl is not None:
+            raise ValueError("kl: the IWAE objective (15) has no KL term; leave kl unset")
+        if estimator == "stl" and kl == "analytic":
+            raise ValueError("kl: estimator='stl' differentiates the Monte Carlo ELBO (7b); "
+                             "pass kl='mc' or leave kl unset")
+        kl = "mc" if estimator == "stl" else (kl or "analytic")
+        if estimator != "reinforce" and baseline is not None:
             raise ValueError("baseline is only used with estimator='reinforce'")
         rng = check_rng(rng)
         eval_rng = rng.spawn(1)[0]
         check_choice(init, "init", ("glorot", "torch"))
         params = init_params(arch, rng, init) if params is None else arch.check_params(params)
-        fast = estimator == "reparam" and k == 1
+        fast = objective == "elbo" and estimator == "reparam" and k == 1
         if fast:  # same mathematics, allocation-free (tested equal to elbo_grad_reparam)
             ws = TrainingWorkspace(arch, params, batch_size, kl, lr)
             params = ws.params
@@ -1250,7 +1491,10 @@ class VAE:
                     value = ws.step(xb, eps)
                 else:
                     eps3 = eps[:, None, :] if eps.ndim == 2 else eps
-                    if estimator == "reparam":
+                    if objective == "iwae" or estimator == "stl":     # eqs. (16)-(19)
+                        value, grads = _multi_sample_grad(params, xb, eps3, arch, estimator
+                                                          if objective == "iwae" else "stl")
+                    elif estimator == "reparam":
                         value, grads = _elbo_grad_reparam(params, xb, eps3, arch, kl)
                     else:
                         value, grads = elbo_grad_reinforce(params, xb, eps3, arch,

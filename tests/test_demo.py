@@ -60,9 +60,9 @@ def test_files_written_and_quiet(quick_run):
         try:
             import lvmref.vbgmm  # noqa: F401  (optional stage: one more figure)
         except ImportError:
-            n_fig = 6
-        else:
             n_fig = 7
+        else:
+            n_fig = 8
         assert len(m["figures"]) == n_fig
         for name in m["figures"]:
             data = (out / name).read_bytes()
@@ -151,6 +151,22 @@ def test_vae_and_gradient_variance_metrics(quick_run):
     rows = m["gradient_variance"]["rows"]
     assert rows[0]["estimator"] == "reparameterization" and rows[0]["ratio_to_reparam_s1"] == 1
     assert all(r["total_variance"] > 0 for r in rows)
+
+
+def test_estimator_snr_stage(quick_run):
+    """Every estimator at every k has SNRs (the decoder's positive); at k = 1 the IWAE
+    estimate is the one-sample ELBO (7b), so on the same noise IWAE-reparam has exactly the
+    SNRs of the reparameterisation gradient and DReG those of STL (vae.py, eq. 16 vs 9b,
+    18 vs 19)."""
+    s = quick_run[2]["estimator_snr"]
+    names = {r["estimator"] for r in s["rows"]}
+    assert len(s["rows"]) == len(names) * len(s["ks"]) and s["ks"][0] == 1
+    assert all(r["snr_encoder"] >= 0 and r["snr_decoder"] > 0 for r in s["rows"])
+    at1 = {r["estimator"]: r for r in s["rows"] if r["k"] == 1}
+    for a, b in (("IWAE L_k, reparameterisation (16)", "ELBO, reparameterisation (9)"),
+                 ("IWAE L_k, DReG (18)", "ELBO, STL (19)")):
+        for key in ("snr_encoder", "snr_decoder"):
+            assert at1[a][key] == pytest.approx(at1[b][key], rel=1e-9)
 
 
 def test_report_without_matplotlib_says_how_to_get_it(quick_run, tmp_path):

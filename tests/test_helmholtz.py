@@ -343,6 +343,145 @@ def test_reinforce_exact_variance_reduction_by_enumeration():
     assert v1 < v0
 
 
+# ---------------------------------------------------------------- VIMCO, eqs. (14)-(15)
+
+def _brute_log_q_sbn(params, sizes, x, z):
+    """log q(z | x) of a sigmoid belief net's recognition model (eq. 5), written out."""
+    hs = np.split(np.concatenate([z, x]), np.cumsum(sizes)[:-1])
+    out = 0.0
+    for l in range(len(sizes) - 1):
+        p = expit(hs[l + 1] @ params[f"rec{l}.W0"] + params[f"rec{l}.b0"])
+        out += np.sum(np.where(hs[l] == 1, np.log(p), np.log1p(-p)))
+    return out
+
+
+def _tuples(n_configs, k):
+    return np.array(list(itertools.product(range(n_configs), repeat=k)))
+
+
+def _exact_multi_sample_bound(params, sizes, x, k):
+    """E[log mean_s w_s] over all k-tuples of latent configurations, weighted by their
+    probability prod_s q(z_s | x): the objective whose gradient VIMCO estimates."""
+    zs = _all_binary(sum(sizes[:-1]))
+    lp = np.array([_brute_log_joint_sbn(params, sizes, x, z) for z in zs])
+    lq = np.array([_brute_log_q_sbn(params, sizes, x, z) for z in zs])
+    t = _tuples(len(zs), k)
+    lw = (lp - lq)[t]
+    return float(np.sum(np.exp(lq[t].sum(1)) * (logsumexp(lw, axis=1) - np.log(k))))
+
+
+def _richardson_grad(f, params):
+    h = np.finfo(float).eps ** 0.2
+    out = {}
+    for key, v in params.items():
+        g = np.empty(v.size)
+        for i in range(v.size):
+            e = np.zeros(v.size)
+            e[i] = 1.0
+            e = e.reshape(v.shape)
+            d1 = (f({**params, key: v + h * e}) - f({**params, key: v - h * e})) / (2 * h)
+            d2 = (f({**params, key: v + h / 2 * e}) - f({**params, key: v - h / 2 * e})) / h
+            g[i] = (4 * d2 - d1) / 3
+        out[key] = g.reshape(v.shape)
+    return out
+
+
+@pytest.mark.parametrize("sizes, k", [((2, 3), 3), ((1, 2, 3), 2)], ids=["single", "layered"])
+def test_vimco_is_unbiased_by_enumerating_all_k_tuples(sizes, k):
+    """E[vimco_grads] over all (2^K)^k tuples of samples equals the gradient of the exact
+    E[log mean_s w_s] (densities written out in the test, Richardson differences): the
+    estimator is unbiased, exactly; and a Monte Carlo mean over sampled tuples lies within
+    a Bonferroni z-bound of its standard error. The leave-one-out baselines (14) lower the
+    exact variance of the recognition part below the plain score function's (signal
+    L instead of L - L_{-j})."""
+    arch = Architecture(sizes)
+    m = _model(arch, seed=21, scale=1.0)
+    x = np.array([[1.0, 0.0, 1.0]])
+    keys = list(m.params)
+    zs = _all_binary(arch.n_latent)
+    t = _tuples(len(zs), k)
+    table = np.array([_flat(H.vimco_grads(m.params, x, zs[row][None], arch)[0], keys)
+                      for row in t])
+    lq = np.array([_brute_log_q_sbn(m.params, sizes, x[0], z) for z in zs])
+    prob = np.exp(lq[t].sum(1))
+    exact_mean = prob @ table
+    target = _flat(_richardson_grad(
+        lambda p: _exact_multi_sample_bound(p, sizes, x[0], k), m.params), keys)
+    np.testing.assert_allclose(exact_mean, target, rtol=0, atol=1e-8 * np.abs(target).max())
+    # Monte Carlo: tuples drawn by the sampler of q, per-tuple gradients looked up
+    n = 20_000
+    z = m.sample_q(x, n * k, rng=np.random.default_rng(22))[0]
+    codes = (z @ (2 ** np.arange(arch.n_latent)[::-1])).astype(int).reshape(n, k)
+    per = table[codes @ (len(zs) ** np.arange(k)[::-1])]
+    mean, se = per.mean(0), per.std(0, ddof=1) / np.sqrt(n)
+    zcrit = stats.norm.isf(1e-3 / (2 * len(target)))
+    random = se > 0
+    assert np.all(np.abs(mean - target)[random] < zcrit * se[random])
+    np.testing.assert_allclose(mean[~random], target[~random], atol=1e-8)
+    # exact variance (over tuples) of the recognition part: VIMCO vs no baseline
+    rec = np.array([key.startswith("rec") for key in keys for _ in range(m.params[key].size)])
+    rec_keys = [key for key in keys if key.startswith("rec")]
+
+    def plain(row):
+        lw = H.log_weights(m.params, x, zs[row][None], arch)
+        L = logsumexp(lw, axis=1) - np.log(k)
+        omega = np.exp(lw - logsumexp(lw, axis=1))
+        xr, zr = np.repeat(x, k, axis=0), zs[row]
+        return _flat(H.sleep_grad(m.params, xr, zr, arch, (L - omega).ravel()), rec_keys)
+
+    plain_table = np.array([plain(row) for row in t])
+    np.testing.assert_allclose(prob @ plain_table, exact_mean[rec], rtol=0,
+                               atol=1e-12 * np.abs(exact_mean[rec]).max())
+    var_vimco = float(np.sum(prob @ (table[:, rec] - exact_mean[rec]) ** 2))
+    var_plain = float(np.sum(prob @ (plain_table - exact_mean[rec]) ** 2))
+    assert var_vimco < var_plain
+
+
+def test_vimco_generative_part_is_rws_and_signals_are_leave_one_out():
+    """The theta part of (15) is the RWS gradient (10), to the bit; with k = 2 the baseline
+    (14) is L with w_j replaced by the other weight, so L - L_{-j} = log (w_1 + w_2) / 2 -
+    log w_{3-j}."""
+    arch = ARCHS[1]
+    m = _model(arch, seed=23)
+    rng = np.random.default_rng(24)
+    x = (rng.random((3, arch.n_features)) < 0.5).astype(float)
+    z = m.sample_q(x, 5, rng)
+    vg, log_px = H.vimco_grads(m.params, x, z, arch)
+    rg, log_px_rws = H.rws_grads(m.params, x, z, arch)
+    np.testing.assert_array_equal(log_px, log_px_rws)
+    for key in vg:
+        if not key.startswith("rec"):
+            np.testing.assert_array_equal(vg[key], rg[key])
+    z2 = z[:, :2]
+    lw = H.log_weights(m.params, x, z2, arch)
+    L = np.logaddexp(lw[:, 0], lw[:, 1]) - np.log(2)
+    omega = np.exp(lw - np.logaddexp(lw[:, :1], lw[:, 1:]))
+    weights = np.stack([L - lw[:, 1], L - lw[:, 0]], axis=1) - omega
+    xr, zr = np.repeat(x, 2, axis=0), z2.reshape(6, -1)
+    want = H.sleep_grad(m.params, xr, zr, arch, weights.ravel())
+    got = H.vimco_grads(m.params, x, z2, arch)[0]
+    for key in want:
+        np.testing.assert_allclose(got[key], want[key], rtol=1e-12,
+                                   atol=1e-14 * np.abs(want[key]).max())
+    with pytest.raises(ValueError, match="z"):
+        H.vimco_grads(m.params, x, z[:, :1], arch)
+
+
+def test_sgd_update_vimco_is_one_step_of_vimco_grads():
+    arch = ARCHS[1]
+    m = _model(arch, seed=25)
+    rng = np.random.default_rng(26)
+    x = (rng.random((4, arch.n_features)) < 0.5).astype(float)
+    uq, us = rng.random((4, 3, arch.n_latent)), rng.random((4, 7))
+    new, state, obj = H.sgd_update(m.params, x, uq, us, arch, "vimco", 0.3, 0.2)
+    z = H.sample_q(m.params, np.repeat(x, 3, axis=0), uq.reshape(12, -1), arch)
+    grads, log_px = H.vimco_grads(m.params, x, z.reshape(4, 3, -1), arch)
+    for key in m.params:
+        step = 0.2 if key.startswith("rec") else 0.3
+        np.testing.assert_array_equal(new[key], m.params[key] + step / 4 * grads[key])
+    assert obj == float(np.mean(log_px)) and state == NVILState()
+
+
 # ---------------------------------------------------------------- the SGD update and engines
 
 def _sbn_wake_sleep_by_hand(p, x, uq, us, lr, lr_q):
@@ -385,6 +524,7 @@ def test_sgd_update_wake_sleep_is_the_delta_rule_on_a_minibatch():
 @pytest.mark.parametrize("method, kw", [
     ("wake-sleep", {}),
     ("reweighted", {"sleep": True}),
+    ("vimco", {}),
     ("reinforce", {"baseline": NVILBaseline("input-dependent", hidden=(2,),
                                             normalize_variance=True)}),
 ])
@@ -393,7 +533,7 @@ def test_sgd_update_returns_new_dicts_and_leaves_its_arguments(method, kw):
     m = _model(arch, seed=15)
     rng = np.random.default_rng(16)
     x = (rng.random((3, 4)) < 0.5).astype(float)
-    k = 2 if method == "reweighted" else 1
+    k = 2 if method in ("reweighted", "vimco") else 1
     uq, us = rng.random((3, k, 5)), rng.random((3, 9))
     state = kw["baseline"].init_state(arch, 0) if "baseline" in kw else None
     before = {name: v.copy() for name, v in m.params.items()}
@@ -511,6 +651,7 @@ def test_wake_sleep_learns_bars():
     ("reinforce", {"baseline": NVILBaseline("input-dependent", hidden=(4,))}),
     ("reinforce", {"baseline": "none"}),
     ("wake-sleep", {"batch_size": 4}),
+    ("vimco", {"k": 4}),
 ])
 def test_other_methods_improve_exact_log_likelihood(method, extra):
     arch = ARCHS[1]
@@ -685,6 +826,8 @@ def test_bad_z(small, z):
     ({"learning_rate": np.nan}, "learning_rate"),
     ({"recognition_learning_rate": -1.0}, "recognition_learning_rate"),
     ({"k": 0, "method": "reweighted"}, "^k must"),
+    ({"k": 1, "method": "vimco"}, "^k must"),
+    ({"engine": "numba", "method": "vimco"}, "engine"),
     ({"sleep": 1, "method": "reweighted"}, "sleep"),
     ({"baseline": "ema"}, "baseline"),
     ({"baseline": 0.9, "method": "reinforce"}, "baseline"),

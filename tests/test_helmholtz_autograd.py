@@ -344,3 +344,34 @@ def test_online_update_equals_autograd_for_confident_units(method, engine, seed)
         # rounding of the stored parameters: <= 2 ulp of the largest |after| in the block
         tol = RTOL * scale + 4 * U * np.max(np.abs(want[k]))
         assert np.max(np.abs(d_got - d_want)) <= tol, (k, np.max(np.abs(d_got - d_want)), tol)
+
+
+@pytest.mark.parametrize(("i", "kind", "seed"), CASES)
+def test_vimco_gradients_equal_autograd(i, kind, seed):
+    """Eqs. (14)-(15) against the autograd gradient of the VIMCO surrogate
+    L + sum_j stop(L - L_{-j}) log q(z_j | x), with L = logmeanexp(log p - log q) at fixed
+    samples and L_{-j} formed in torch from the geometric mean of the other weights."""
+    arch, p, x, z = _case(i, kind, seed)
+    rng = np.random.default_rng(seed + 20)
+    S = 3
+    zs = np.repeat(z[:, None, :], S, axis=1)
+    if kind == "random":
+        zs = (rng.random(zs.shape) < 0.5).astype(float)
+    n = x.shape[0]
+    tp = _t(p)
+    xr = torch.tensor(np.repeat(x, S, axis=0))
+    zr = torch.tensor(zs.reshape(n * S, -1))
+    lq = torch_log_q(tp, arch, xr, zr).reshape(n, S)
+    lw = torch_log_joint(tp, arch, xr, zr).reshape(n, S) - lq
+    L = torch.logsumexp(lw, dim=1) - np.log(S)
+    lwd = lw.detach()
+    L_minus = []
+    for j in range(S):
+        others = torch.cat([lwd[:, :j], lwd[:, j + 1:]], dim=1)
+        swapped = torch.cat([others, others.mean(dim=1, keepdim=True)], dim=1)
+        L_minus.append(torch.logsumexp(swapped, dim=1) - np.log(S))
+    signal = L.detach()[:, None] - torch.stack(L_minus, dim=1)
+    want = _grads(tp, (L + (signal * lq).sum(dim=1)).sum(), arch.keys())
+    got, log_px = H.vimco_grads(p, x, zs, arch)
+    assert_normwise_close(got, want, arch.keys())
+    np.testing.assert_allclose(log_px, L.detach().numpy(), rtol=1e-14, atol=1e-14)

@@ -71,6 +71,18 @@ def test_auto_engine_without_jit_is_the_numpy_engine(monkeypatch):
     assert got.history_["objective"] == want.history_["objective"]
 
 
+def test_vimco_has_no_kernel_and_auto_runs_the_numpy_engine():
+    """A sigmoid belief net with batch size 1 would take the Numba kernels under "auto";
+    VIMCO has none, so "auto" runs sgd_update (same result as engine="numpy")."""
+    kw = dict(n_updates=50, learning_rate=0.05, k=3, record_every=25, rng=6)
+    want = HelmholtzMachine((1, 3, 6), rng=0).fit(bars_6, "vimco", engine="numpy", **kw)
+    got = HelmholtzMachine((1, 3, 6), rng=0).fit(bars_6, "vimco", engine="auto", **kw)
+    for k in want.params:
+        np.testing.assert_array_equal(got.params[k], want.params[k])
+    with pytest.raises(ValueError, match="engine='numba' has no VIMCO kernel"):
+        HelmholtzMachine((1, 3, 6), rng=0).fit(bars_6, "vimco", engine="numba", **kw)
+
+
 def bars_6(m, rng):
     """A 6-pixel stream: 2 x 3 bars."""
     return bars(m, rng, size=3)[:, :6]
@@ -78,6 +90,7 @@ def bars_6(m, rng):
 
 @pytest.mark.parametrize("method, kw", [
     ("reweighted", {"k": 3, "sleep": True, "batch_size": 2}),
+    ("vimco", {"k": 3, "batch_size": 2}),
     ("reinforce", {"baseline": NVILBaseline("input-dependent", hidden=(2,)),
                    "batch_size": 3}),
 ])

@@ -96,6 +96,10 @@ def test_methods_are_the_functions_and_params_none_means_fitted():
          lambda: V.elbo_grad_reparam(p, x, eps, a)[1]["enc.W0"]),
         (lambda q: vae.elbo_grad_reinforce(q, x, eps, baseline="loo")[1]["enc.b0"],
          lambda: V.elbo_grad_reinforce(p, x, eps, a, baseline="loo")[1]["enc.b0"]),
+        (lambda q: vae.elbo_grad_stl(q, x, eps)[1]["enc.W0"],
+         lambda: V.elbo_grad_stl(p, x, eps, a)[1]["enc.W0"]),
+        (lambda q: vae.iwae_grad(q, x, eps, "dreg")[1]["enc.b0"],
+         lambda: V.iwae_grad(p, x, eps, a, "dreg")[1]["enc.b0"]),
         (lambda q: vae.log_q(q, x, eps), lambda: V.log_q(p, x, eps, a)),
         (lambda q: vae.iwae_bound(q, x, 3, 7).value, lambda: V.iwae_bound(p, x, a, 3, 7).value),
         (lambda q: vae.fit_local(q, x, n_steps=3, rng=1, k=2)[0],
@@ -910,3 +914,295 @@ def test_vae_gaussian_decoder_with_extreme_log_variance_is_finite():
     assert abs(value - (ll - kl)) <= 1e-13 * abs(ll)
     assert all(np.isfinite(g).all() for g in grads.values())
     assert grads["dec.b0"][0] == 0.0 and grads["dec.b0"][2] == -0.5
+
+
+# ------------------------------------------------------------------ eqs. (15)-(19): IWAE, DReG, STL
+
+
+def _log_weights_scipy(vae, p, x, eps, q_params=None):
+    """log w_it of eq. (15) from scipy densities at z = mean(p) + sd(p) eps, with the q
+    density at ``q_params`` (default p; the "held fixed" q of eq. 17)."""
+    n, k, K = eps.shape
+    mean, log_var = vae.encode(x, p)
+    z = mean[:, None, :] + np.exp(0.5 * log_var)[:, None, :] * eps
+    out = vae.decode(z.reshape(n * k, K), p, raw=True)
+    xr = np.repeat(x, k, axis=0)
+    if vae.likelihood == "bernoulli":
+        ll = stats.bernoulli.logpmf(xr, expit(out)).sum(1)
+    else:
+        m, v = out
+        ll = stats.norm.logpdf(xr, m, np.exp(0.5 * v)).sum(1)
+    qm, qlv = vae.encode(x, p if q_params is None else q_params)
+    log_q = stats.norm.logpdf(z, qm[:, None, :], np.exp(0.5 * qlv)[:, None, :]).sum(2)
+    return ll.reshape(n, k) + stats.norm.logpdf(z).sum(2) - log_q
+
+
+def _flat(g, keys):
+    return np.concatenate([g[k].ravel() for k in keys])
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("k", [1, 4])
+def test_iwae_grad_reparam_is_the_gradient_of_the_estimate(likelihood, k):
+    """Eq. (16) is the exact gradient of (15) at fixed noise: central differences; the value
+    is logmeanexp of log weights from scipy densities."""
+    rng = np.random.default_rng(40)
+    vae = VAE(5, 3, hidden=(4,), likelihood=likelihood)
+    params = _perturbed(vae, rng)
+    x = _data(vae, 6, rng)
+    eps = rng.normal(size=(6, k, 3))
+    rep = assert_grad_close(lambda p: vae.iwae_grad(p, x, eps), params, richardson=True,
+                            rtol=1e-7)
+    lw = _log_weights_scipy(vae, params, x, eps)
+    expected = np.mean(np.logaddexp.reduce(lw, axis=1) - np.log(k))
+    np.testing.assert_allclose(rep.value, expected, rtol=1e-12)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+@pytest.mark.parametrize("estimator", ["dreg", "stl"])
+def test_dreg_and_stl_are_gradients_of_their_surrogates(likelihood, estimator):
+    """Encoder part of (18)/(19): the gradient in the encoder of
+    sum_i c_i [log p(x, z_i(lambda)) - log q_{lambda_0}(z_i(lambda) | x)] / n, with the
+    weights c_i = omega_i^2 (DReG) or 1/k (STL) and the density of q held at lambda_0 --
+    written here with scipy densities and differentiated by central differences. Decoder
+    part: the gradient of the returned value (15)/(7b)."""
+    rng = np.random.default_rng(41)
+    vae = VAE(5, 3, hidden=(4,), likelihood=likelihood)
+    params = _perturbed(vae, rng)
+    n, k = 6, 4
+    x = _data(vae, n, rng)
+    eps = rng.normal(size=(n, k, 3))
+    lw0 = _log_weights_scipy(vae, params, x, eps)
+    if estimator == "dreg":
+        value, grads = vae.iwae_grad(params, x, eps, estimator="dreg")
+        omega = np.exp(lw0 - np.logaddexp.reduce(lw0, axis=1, keepdims=True))
+        c = omega**2
+        expected_value = np.mean(np.logaddexp.reduce(lw0, axis=1) - np.log(k))
+        value_fn = lambda p: vae.iwae_grad(p, x, eps, estimator="reparam")  # noqa: E731
+    else:
+        value, grads = vae.elbo_grad_stl(params, x, eps)
+        c = np.full((n, k), 1.0 / k)
+        expected_value = lw0.mean()
+        value_fn = lambda p: vae.elbo_grad_reparam(p, x, eps, "mc")  # noqa: E731
+    np.testing.assert_allclose(value, expected_value, rtol=1e-12)
+
+    def surrogate(p):
+        return float(np.sum(c * _log_weights_scipy(vae, p, x, eps, q_params=params)) / n)
+
+    enc = [key for key in params if key.startswith("enc.")]
+    dec = [key for key in params if key.startswith("dec.")]
+    assert_grad_close(surrogate, params, {key: grads[key] for key in enc}, keys=enc,
+                      richardson=True, rtol=1e-7)
+    assert_grad_close(lambda p: value_fn(p)[0], params, {key: grads[key] for key in dec},
+                      keys=dec, richardson=True, rtol=1e-7)
+
+
+def test_one_sample_iwae_is_the_mc_elbo_and_dreg_is_stl():
+    """k = 1: (16) is (9b) and (18) is (19) -- the same operations in another order, so
+    equal to a few ulp (rtol 1e-13 normwise is ~500 u)."""
+    rng = np.random.default_rng(42)
+    vae = VAE(5, 3, hidden=(4,))
+    params = _perturbed(vae, rng)
+    x, eps = _data(vae, 6, rng), rng.normal(size=(6, 1, 3))
+    for (v1, g1), (v2, g2) in (
+            (vae.iwae_grad(params, x, eps), vae.elbo_grad_reparam(params, x, eps, "mc")),
+            (vae.iwae_grad(params, x, eps, estimator="dreg"), vae.elbo_grad_stl(params, x, eps))):
+        np.testing.assert_allclose(v1, v2, rtol=1e-13)
+        for key in params:
+            assert np.max(np.abs(g1[key] - g2[key])) <= 1e-13 * np.max(np.abs(g2[key]))
+
+
+def test_stl_and_dreg_are_exactly_zero_at_the_exact_posterior():
+    """Linear-Gaussian VAE with the exact posterior (eq. 13): log p(x, z) - log q(z | x) =
+    log p(x) for every z, so delta = 0 in (17) and the encoder parts of (18) and (19)
+    vanish for every noise draw (zero variance), while those of (9b) and (16) do not. In
+    floating point delta is a cancellation of O(1) terms: we allow 1e-12 of the
+    reparameterisation gradient's size. Moving the encoder by 1e-3 makes them O(1e-3)."""
+    rng = np.random.default_rng(43)
+    W, b, s2 = _ppca(rng, d=5, k=2, scales=(1.5, 0.8))
+    vae, params = linear_gaussian_vae(W, b, s2)
+    x = rng.normal(size=(3, 5))
+    enc = [key for key in params if key.startswith("enc.")]
+    near = _enc_perturbed(params, rng, 1e-3)
+    for _ in range(20):
+        eps = rng.normal(size=(3, 4, 2))
+        rep = _flat(vae.elbo_grad_reparam(params, x, eps, "mc")[1], enc)
+        iw = _flat(vae.iwae_grad(params, x, eps)[1], enc)
+        stl = _flat(vae.elbo_grad_stl(params, x, eps)[1], enc)
+        dreg = _flat(vae.iwae_grad(params, x, eps, estimator="dreg")[1], enc)
+        scale = np.max(np.abs(rep))
+        assert scale > 1e-2 and np.max(np.abs(iw)) > 1e-2
+        assert np.max(np.abs(stl)) <= 1e-12 * scale
+        assert np.max(np.abs(dreg)) <= 1e-12 * scale
+        off = _flat(vae.elbo_grad_stl(near, x, eps)[1], enc)
+        assert np.max(np.abs(off)) > 1e-5
+
+
+def _draws(fn, keys, rng, shape, m):
+    return np.array([_flat(fn(rng.normal(size=shape))[1], keys) for _ in range(m)])
+
+
+def _assert_mean(draws, target, m_compare):
+    """Mean of the draws equals ``target`` coordinatewise within a Bonferroni z-bound of
+    the standard error computed from the draws; zero-variance coordinates exactly (to
+    the 1e-7 of the finite-difference target)."""
+    se = draws.std(axis=0, ddof=1) / np.sqrt(draws.shape[0])
+    ok = se > 1e-12 * max(1.0, np.max(np.abs(target)))
+    z = np.abs(draws.mean(axis=0)[ok] - target[ok]) / se[ok]
+    assert z.max() < _zbound(m_compare), z.max()
+    np.testing.assert_allclose(draws.mean(axis=0)[~ok], target[~ok], atol=1e-7)
+
+
+def _fd5(f, params, keys):
+    """Five-point central differences (truncation O(h^4) ~ 1e-16 at h = 1e-4)."""
+    out = []
+    for key in keys:
+        for i in range(params[key].size):
+            def g(t, key=key, i=i):
+                p = {kk: vv.copy() for kk, vv in params.items()}
+                p[key].reshape(-1)[i] += t
+                return f(p)
+            h = 1e-4
+            out.append((8 * (g(h) - g(-h)) - (g(2 * h) - g(-2 * h))) / (12 * h))
+    return np.array(out)
+
+
+def test_stl_is_unbiased_for_the_closed_form_elbo_gradient():
+    """E[(19)] = grad of the analytic ELBO (14) of a linear Gaussian VAE, encoder and
+    decoder moved off the exact posterior (so the gradient is not zero)."""
+    rng = np.random.default_rng(44)
+    W, b, s2 = _ppca(rng, d=4, k=2, scales=(1.5, 0.7))
+    vae, params = linear_gaussian_vae(W, b, s2)
+    params = {key: v + 0.2 * rng.normal(size=v.shape) for key, v in params.items()}
+    x = rng.normal(size=(1, 4))
+    keys = list(params)
+    target = _fd5(lambda p: float(linear_gaussian_elbo(p, x, vae.arch)[0]), params, keys)
+    draws = _draws(lambda e: vae.elbo_grad_stl(params, x, e), keys, rng, (1, 2, 2), 4000)
+    _assert_mean(draws, target, target.size)
+
+
+def test_iwae_gradients_at_the_exact_posterior_match_the_closed_form_marginal():
+    """At q = p(z | x), L_k = log p(x) for every k (eq. 11), so E[(16)] = E[(18)] =
+    grad log p(x): zero in the encoder, and in the decoder's mean weights A, mean bias a and
+    log-variance bias c the gradient of log N(x | a, A^T A + diag e^c), written with
+    scipy and differentiated by five-point differences. (The log-variance weights C enter
+    p(x) only through a non-Gaussian marginal, so they are compared with nothing here.)"""
+    rng = np.random.default_rng(45)
+    W, b, s2 = _ppca(rng, d=4, k=2, scales=(1.5, 0.7))
+    vae, params = linear_gaussian_vae(W, b, s2)
+    x = rng.normal(size=(1, 4))
+    d = 4
+
+    def log_px(p):
+        A, a, c = p["dec.W0"][:, :d], p["dec.b0"][:d], p["dec.b0"][d:]
+        return float(stats.multivariate_normal.logpdf(x[0], a, A.T @ A + np.diag(np.exp(c))))
+
+    A_idx = np.zeros_like(params["dec.W0"], dtype=bool)
+    A_idx[:, :d] = True
+    keys = list(params)
+    flat_sel = np.concatenate([np.zeros(params["enc.W0"].size + params["enc.b0"].size, bool),
+                               A_idx.ravel(), np.ones(2 * d, bool)])
+    grad_dec = _fd5(log_px, params, ["dec.W0", "dec.b0"])
+    target = np.concatenate([np.zeros(params["enc.W0"].size + params["enc.b0"].size),
+                             grad_dec])
+    for estimator in ("reparam", "dreg"):
+        draws = _draws(lambda e, est=estimator: vae.iwae_grad(params, x, e, est), keys, rng,
+                       (1, 3, 2), 4000)
+        enc_and_sel = flat_sel.copy()
+        enc_and_sel[:params["enc.W0"].size + params["enc.b0"].size] = True
+        _assert_mean(draws[:, enc_and_sel], target[enc_and_sel], 2 * enc_and_sel.sum())
+
+
+def test_dreg_and_iwae_reparam_have_the_same_expectation():
+    """Paired on the same noise, the mean of (18) - (16) is zero within the z-bound (both
+    are unbiased for grad L_k, eq. 18's derivation); decoder parts are identical."""
+    rng = np.random.default_rng(46)
+    vae = VAE(4, 2, hidden=(3,))
+    params = _perturbed(vae, rng, 0.2)
+    x = _data(vae, 1, rng)
+    keys = list(params)
+    m = 3000
+    rep, dreg = [], []
+    for _ in range(m):
+        eps = rng.normal(size=(1, 3, 2))
+        rep.append(_flat(vae.iwae_grad(params, x, eps)[1], keys))
+        dreg.append(_flat(vae.iwae_grad(params, x, eps, estimator="dreg")[1], keys))
+    rep, dreg = np.array(rep), np.array(dreg)
+    enc = np.array([key.startswith("enc.") for key in keys for _ in range(params[key].size)])
+    np.testing.assert_array_equal(rep[:, ~enc], dreg[:, ~enc])
+    _assert_mean(dreg[:, enc] - rep[:, enc], np.zeros(enc.sum()), enc.sum())
+    # and DReG is the less noisy encoder gradient here (printed with -s)
+    ratio = rep[:, enc].var(axis=0).sum() / dreg[:, enc].var(axis=0).sum()
+    print(f"\nencoder variance IWAE-reparam / DReG at k = 3: {ratio:.2f}")
+    assert ratio > 1.0
+
+
+def test_fit_iwae_and_stl_replay_the_noise_protocol_and_improve():
+    """fit(objective="iwae") and fit(estimator="stl") equal a hand loop over the documented
+    rng draws with iwae_grad / elbo_grad_stl and Adam, and raise their objective."""
+    rng_data = np.random.default_rng(47)
+    vae = VAE(6, 2, hidden=(5,))
+    x = _data(vae, 23, rng_data)
+    eval_eps = rng_data.normal(size=(23, 200, 2))
+    for kw, k, grad in (
+            (dict(objective="iwae", k=3), 3, lambda p, xb, e: vae.iwae_grad(p, xb, e)),
+            (dict(objective="iwae", k=3, estimator="dreg"), 3,
+             lambda p, xb, e: vae.iwae_grad(p, xb, e, estimator="dreg")),
+            (dict(estimator="stl", k=2), 2, lambda p, xb, e: vae.elbo_grad_stl(p, xb, e))):
+        fitted = VAE(6, 2, hidden=(5,)).fit(x, n_epochs=30, batch_size=10, lr=1e-2, rng=5, **kw)
+        rng = np.random.default_rng(5)
+        rng.spawn(1)
+        params = vae.init_params(rng)
+        before = vae.iwae_grad(params, x, eval_eps[:, :k])[0]
+        opt = Adam(params, lr=1e-2)
+        for _ in range(30):
+            perm = rng.permutation(23)
+            for start in range(0, 23, 10):
+                xb = x[perm[start:start + 10]]
+                opt.step(grad(params, xb, rng.standard_normal((xb.shape[0], k, 2)))[1],
+                         sign=-1.0)
+        for key in params:
+            np.testing.assert_array_equal(fitted.params_[key], params[key])
+        after = vae.iwae_grad(params, x, eval_eps[:, :k])[0]
+        assert after > before + 0.5, (kw, before, after)
+        assert len(fitted.history_["train_elbo"]) == 30
+
+
+def test_bad_estimator_arguments():
+    vae = VAE(4, 2, hidden=(3,))
+    p = vae.init_params(0)
+    x = np.zeros((3, 4))
+    with pytest.raises(ValueError, match="eps"):
+        vae.iwae_grad(p, x, np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="eps"):
+        vae.iwae_grad(p, x, np.zeros((3, 0, 2)))
+    with pytest.raises(ValueError, match="eps"):
+        vae.iwae_grad(p, x, np.zeros((2, 1, 2)))
+    with pytest.raises(ValueError, match="eps"):
+        vae.iwae_grad(p, x, np.full((3, 1, 2), np.inf))
+    with pytest.raises(ValueError, match="estimator"):
+        vae.iwae_grad(p, x, np.zeros((3, 1, 2)), estimator="stl")
+    with pytest.raises(ValueError, match="eps"):
+        vae.elbo_grad_stl(p, x, np.zeros((3, 3)))
+    with pytest.raises(ValueError, match="x"):
+        vae.elbo_grad_stl(p, np.full((3, 4), 0.5), np.zeros((3, 2)))
+    with pytest.raises(ValueError, match="params"):
+        vae.iwae_grad(None, x, np.zeros((3, 1, 2)))
+    with pytest.raises(ValueError, match="objective"):
+        vae.fit(x, objective="iwae5")
+    with pytest.raises(ValueError, match="estimator"):
+        vae.fit(x, objective="iwae", estimator="reinforce")
+    with pytest.raises(ValueError, match="estimator"):
+        vae.fit(x, estimator="dreg")
+    with pytest.raises(ValueError, match="kl"):
+        vae.fit(x, objective="iwae", kl="mc")
+    with pytest.raises(ValueError, match="kl"):
+        vae.fit(x, estimator="stl", kl="analytic")
+    with pytest.raises(ValueError, match="baseline"):
+        vae.fit(x, objective="iwae", baseline="loo", k=2)
+    p_copy, eps = {key: v.copy() for key, v in p.items()}, np.ones((3, 2, 2))
+    vae.iwae_grad(p, x, eps, estimator="dreg")
+    vae.elbo_grad_stl(p, x, eps)
+    for key in p:
+        np.testing.assert_array_equal(p[key], p_copy[key])
+    np.testing.assert_array_equal(eps, np.ones((3, 2, 2)))

@@ -26,11 +26,11 @@ LAYERS = {
     "kernels": 0,
     "core": 1,  # nn, estimators, testing, mixture, optim, persistence, datasets, files
     "models": 2,  # gmm, vbgmm, helmholtz(+_training), vae(+_training), linear_gaussian
-    "apps": 3,  # cli, demo, plots, __main__
+    "apps": 3,  # cli, demo, plots, __main__, conformance
 }
 MODELS = {"gmm", "vbgmm", "helmholtz", "helmholtz_training", "vae", "vae_training",
           "linear_gaussian"}
-APPS = {"cli", "demo", "plots", "__main__"}
+APPS = {"cli", "demo", "plots", "__main__", "conformance"}
 
 
 def module_files():

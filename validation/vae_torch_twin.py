@@ -117,9 +117,43 @@ class TorchVAE(nn.Module):
         sur = ll.mean(1) + ((f - b) * log_q).mean(1) + extra
         return sur.mean()
 
+    # -- multi-sample estimators (lvmref.vae eqs. 15-19), as an autodiff user writes them
+
+    def log_weights(self, x, eps, detach_q=False):
+        """log w (n, k) of eq. (15) at z = mean + exp(log_var / 2) eps; with ``detach_q``
+        the density of q at z uses detached (mean, log_var) -- only the path through z is
+        differentiated (the "stop gradient" of STL and DReG)."""
+        mu, lv = self.encode(x)
+        z = mu[:, None, :] + torch.exp(0.5 * lv)[:, None, :] * eps
+        mq, lq = (mu.detach(), lv.detach()) if detach_q else (mu, lv)
+        log_q = -0.5 * (LOG_2PI + lq[:, None, :]
+                        + (z - mq[:, None, :]) ** 2 * torch.exp(-lq)[:, None, :]).sum(2)
+        log_pz = -0.5 * (LOG_2PI + z**2).sum(2)
+        return self.log_lik(x, z) + log_pz - log_q
+
+    def estimator_grads(self, x, eps, estimator):
+        """(value, grads in our layout) for "iwae" (autograd of logmeanexp log w), "dreg"
+        (encoder: autograd of sum stop(omega)^2 log w with q detached; decoder: IWAE) or
+        "stl" (autograd of mean log w with q detached; value mean log w)."""
+        k = eps.shape[1]
+        if estimator == "stl":
+            value = self.log_weights(x, eps).mean().detach()
+            _, grads = torch_grads(self, self.log_weights(x, eps, detach_q=True).mean())
+            return float(value), grads
+        lw = self.log_weights(x, eps)
+        value = (torch.logsumexp(lw, dim=1) - math.log(k)).mean()
+        v, grads = torch_grads(self, value)
+        if estimator == "dreg":
+            omega = torch.softmax(lw.detach(), dim=1)
+            sur = (omega**2 * self.log_weights(x, eps, detach_q=True)).sum(1).mean()
+            _, g2 = torch_grads(self, sur)
+            grads.update({key: g for key, g in g2.items() if key.startswith("enc.")})
+        return v, grads
+
 
 def torch_grads(twin, value):
     """Zero the grads, backprop the scalar tensor ``value``; return (float, grads dict)."""
     twin.zero_grad(set_to_none=False)
     value.backward()
     return float(value.detach()), twin.named_grads()
+
