@@ -83,13 +83,16 @@ def plot_gmm(plt, g, true_mixture, path):
             xy = _ellipse_xy(p["means"][k], p["covariances"][k], s)
             ax.plot(xy[:, 0], xy[:, 1], "-", color="k", lw=1.4 if s == 1 else 0.8,
                     label="fitted (1, 2 sigma)" if (k == 0 and s == 1) else None)
-        ax.plot(*p["means"][k], "k+", ms=10, mew=2)
+        ax.plot(*p["means"][k], "k+", ms=10, mew=2,
+                label="fitted means" if k == 0 else None)
     for k in range(true_mixture["means"].shape[0]):
         for s in (1.0, 2.0):
             xy = _ellipse_xy(true_mixture["means"][k], true_mixture["covariances"][k], s)
             ax.plot(xy[:, 0], xy[:, 1], "--", color="C3", lw=0.9,
                     label="generating mixture" if (k == 0 and s == 1) else None)
     ax.set_aspect("equal")
+    ax.set_xlabel("x_1")
+    ax.set_ylabel("x_2")
     ax.set_title("fitted mixture (colour: true component)")
     ax.legend(fontsize=8, loc="lower left")
     fig.tight_layout()
@@ -109,13 +112,21 @@ def plot_vbgmm(plt, g, path):
     axes[0].grid(alpha=0.3)
     w = np.asarray(vb["weights"])
     order = np.argsort(w)[::-1]
-    axes[1].bar(range(w.size), w[order], color="C0")
+    traj = np.asarray(vb["weights_history"])            # (iterations, K)
+    it = np.arange(1, traj.shape[0] + 1)
+    floor = max(1e-6, 0.3 * float(traj.min()))      # a weight of exactly 0 stays in view
+    for rank, k in enumerate(order):
+        axes[1].plot(it, np.maximum(traj[:, k], floor), "-", color=f"C{rank}",
+                     label=f"component {k}: final {w[k]:.3f}")
+    axes[1].axhline(0.01, color="k", ls=":", lw=0.8)
     axes[1].set_yscale("log")
-    axes[1].set_xlabel("component (sorted)")
+    axes[1].set_ylim(floor, 1.5)
+    axes[1].set_xlabel("iteration")
     axes[1].set_ylabel("posterior mean weight")
     axes[1].set_title(f"{vb['n_components']} components allowed, "
-                      f"{vb['n_components_weight_above_1pct']} used (> 1 %)")
-    axes[1].grid(alpha=0.3, axis="y")
+                      f"{vb['n_components_weight_above_1pct']} keep > 1 % (dotted)")
+    axes[1].legend(fontsize=7, loc="lower left")
+    axes[1].grid(alpha=0.3, which="both")
     ax = axes[2]
     X = g["X"]
     ax.scatter(X[:, 0], X[:, 1], s=5, color="0.6", alpha=0.6)
@@ -128,6 +139,8 @@ def plot_vbgmm(plt, g, path):
             ax.plot(xy[:, 0], xy[:, 1], "-", color="C0", lw=1.4 if s == 1 else 0.8)
         ax.annotate(f"{w[k]:.2f}", means[k], fontsize=9, ha="center", va="center")
     ax.set_aspect("equal")
+    ax.set_xlabel("x_1")
+    ax.set_ylabel("x_2")
     ax.set_title("components with weight > 1 % (1, 2 sigma)")
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -166,14 +179,11 @@ def plot_vae_curves(plt, v, path):
         ep = np.arange(1, len(res["train_elbo_history"]) + 1)
         ax.plot(ep, res["train_elbo_history"], label="train ELBO (running, during epoch)")
         ax.plot(ep, res["test_elbo_history"], label="test ELBO (1 sample per row)")
-        ax.set_xlabel("epoch")
+        ax.set_xscale("log")    # every epoch in view: the fast start and the slow end
+        ax.set_xlabel("epoch (log scale)")
         ax.set_ylabel("ELBO per digit [nats]")
         ax.set_title(title)
-        ax.grid(alpha=0.3)
-        lo = np.nanmin(res["test_elbo_history"][len(ep) // 10:] +
-                       res["train_elbo_history"][len(ep) // 10:])
-        hi = np.nanmax(res["test_elbo_history"] + res["train_elbo_history"])
-        ax.set_ylim(lo - 0.1 * (hi - lo) - 0.5, hi + 0.1 * (hi - lo) + 0.5)
+        ax.grid(alpha=0.3, which="both")
         ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)

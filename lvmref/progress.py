@@ -18,7 +18,10 @@ __all__ = ["Progress", "format_seconds"]
 
 
 def format_seconds(seconds: float) -> str:
-    """``'42 s'``, ``'3 min 05 s'``, ``'1 h 02 min'`` (seconds >= 0; rounded)."""
+    """``'4.2 s'``, ``'42 s'``, ``'3 min 05 s'``, ``'1 h 02 min'`` (seconds >= 0, rounded;
+    one decimal below 10 s)."""
+    if max(float(seconds), 0.0) < 9.95:
+        return f"{max(float(seconds), 0.0):.1f} s"
     s = int(round(max(float(seconds), 0.0)))
     if s < 60:
         return f"{s} s"

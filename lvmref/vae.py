@@ -1394,7 +1394,7 @@ class VAE:
 
     def fit(self, x, x_test=None, *, n_epochs=100, batch_size=100, lr=1e-3, rng=None,
             params=None, init="glorot", objective="elbo", estimator="reparam", kl=None,
-            k=1, baseline=None, verbose=False):
+            k=1, baseline=None, verbose=False, callback=None):
         """Maximize the ELBO (4) or the IWAE bound L_k (11) with minibatch Adam; sets
         ``params_`` and ``history_``.
 
@@ -1441,11 +1441,18 @@ class VAE:
         baseline : see :func:`elbo_grad_reinforce` (only for ``estimator="reinforce"``).
         verbose : bool
             Print one line per epoch.
+        callback : callable, optional
+            Called as ``callback(epoch, history)`` after every epoch (after ``verbose``'s
+            line), with ``history`` the dict that becomes ``history_`` (its lists end with
+            this epoch's entries); e.g. to drive a :class:`lvmref.progress.Progress` line.
+            Its return value is ignored; it must not change ``history``.
 
         Returns
         -------
         self
         """
+        if callback is not None and not callable(callback):
+            raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
         arch = self.arch
         x = arch.check_x(x)
         if x_test is not None:
@@ -1517,6 +1524,8 @@ class VAE:
             if verbose:
                 print(f"epoch {epoch:4d}  train ELBO {total / n:10.4f}  test ELBO {test:10.4f}"
                       f"  ({hist['seconds'][-1]:.1f} s)", flush=True)
+            if callback is not None:
+                callback(epoch, hist)
         self.params_ = {key: np.array(a) for key, a in params.items()}
         self.history_ = hist
         return self

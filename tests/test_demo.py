@@ -111,6 +111,43 @@ def test_vbgmm_stage_if_available(quick_run):
     # reg_covar = 0: every update is an exact coordinate-ascent step, bound monotone
     assert np.all(np.diff(lb) >= -1e-10 * np.abs(lb).max())
     assert sum(vb["weights"]) == pytest.approx(1.0, abs=1e-12)
+    # the weight trajectory: one row per iteration, each a distribution; the
+    # warm-started one-iteration fits repeat the single fit (same iterations, same end)
+    traj = np.array(vb["weights_history"])
+    assert traj.shape == (vb["n_iter"], vb["n_components"])
+    np.testing.assert_allclose(traj.sum(axis=1), 1.0, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(traj[-1], vb["weights"], rtol=1e-10, atol=1e-14)
+    assert vb["stepwise_vs_single_fit_max_abs_diff"] <= 1e-10 * np.abs(lb).max()
+
+
+def test_bic_table_refit_agrees_with_the_explicit_run(quick_run):
+    """The K = 3 row of the BIC table is a second fit of the same model (other starts,
+    reg_covar = 1e-6): on this well-separated mixture both reach the same optimum, and the
+    report states the difference it measured."""
+    out, _, m = quick_run
+    g = m["gmm"]
+    row = next(r for r in g["bic_by_k"] if r["k"] == 3)
+    assert row["converged"]
+    assert abs(row["bic"] - g["bic"]) < 1e-8 * abs(g["bic"])
+    assert f"{abs(row['bic'] - g['bic']):.2g}" in (out / "report.md").read_text()
+
+
+def test_total_time_includes_the_figures(quick_run):
+    out, _, m = quick_run
+    assert m["total_seconds"] >= m["stage_seconds"] > 0
+    report = (out / "report.md").read_text()
+    assert f"total {m['total_seconds']:.1f} s" in report
+
+
+def test_stage_progress_is_one_final_line_in_a_log(capsys):
+    """Not a terminal (pytest captures): each progress line is written once, at its end."""
+    X, _ = datasets.gmm_demo_data(200, 0)
+    demo.run_vbgmm(X, np.random.default_rng(1), n_components=3, quiet=False)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("  Bayesian GMM:")
+    assert " iterations  in " in lines[0] and "components keep > 1 % weight" in lines[0]
+    demo.run_vbgmm(X, np.random.default_rng(1), n_components=3, quiet=True)
+    assert capsys.readouterr().out == ""
 
 
 def test_fitted_mixture_recovers_generating_means(quick_run):
@@ -169,12 +206,18 @@ def test_estimator_snr_stage(quick_run):
             assert at1[a][key] == pytest.approx(at1[b][key], rel=1e-9)
 
 
-def test_report_without_matplotlib_says_how_to_get_it(quick_run, tmp_path):
+def test_report_without_matplotlib_says_how_to_get_it(quick_run, tmp_path, monkeypatch):
     m = quick_run[2]
     demo.write_report(tmp_path / "r.md", m, {}, "matplotlib is not installed")
     text = (tmp_path / "r.md").read_text()
     assert 'pip install "lvmref[plot]"' in text and "pip install matplotlib" in text
     assert "![" not in text
+    # the ImportError's own message already carries the install hint: not repeated
+    with pytest.raises(ImportError) as err:
+        monkeypatch.setitem(sys.modules, "matplotlib", None)
+        plots._pyplot()
+    demo.write_report(tmp_path / "r2.md", m, {}, str(err.value))
+    assert (tmp_path / "r2.md").read_text().count('pip install "lvmref[plot]"') == 1
 
 
 def test_plots_import_error_names_the_fix(monkeypatch):

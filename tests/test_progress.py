@@ -48,7 +48,8 @@ def test_quiet_writes_nothing_and_bad_total_is_refused():
         Progress("stage", 1, quiet="yes")
 
 
-@pytest.mark.parametrize(("s", "text"), [(0, "0 s"), (42.4, "42 s"), (185, "3 min 05 s"),
+@pytest.mark.parametrize(("s", "text"), [(0, "0.0 s"), (4.24, "4.2 s"), (9.96, "10 s"),
+                                         (42.4, "42 s"), (185, "3 min 05 s"),
                                          (3725, "1 h 02 min")])
 def test_format_seconds(s, text):
     assert format_seconds(s) == text

@@ -540,6 +540,22 @@ def test_fit_improves_elbo_on_digits_and_is_deterministic():
         np.testing.assert_array_equal(vae.params_[k], again.params_[k])
 
 
+def test_fit_callback_sees_each_epoch_and_leaves_the_fit_unchanged():
+    rng = np.random.default_rng(31)
+    vae = VAE(6, 2, hidden=(5,))
+    x = _data(vae, 23, rng)
+    seen = []
+    vae.fit(x, x[:7], n_epochs=3, batch_size=10, rng=5,
+            callback=lambda epoch, h: seen.append((epoch, len(h["epoch"]), h["test_elbo"][-1])))
+    assert [s[:2] for s in seen] == [(1, 1), (2, 2), (3, 3)]
+    assert [s[2] for s in seen] == vae.history_["test_elbo"]
+    plain = VAE(6, 2, hidden=(5,)).fit(x, x[:7], n_epochs=3, batch_size=10, rng=5)
+    for k in plain.params_:
+        np.testing.assert_array_equal(vae.params_[k], plain.params_[k])
+    with pytest.raises(TypeError, match="callback"):
+        vae.fit(x, n_epochs=1, callback="print")
+
+
 @pytest.mark.parametrize("kw", [dict(estimator="reinforce", k=2, baseline="loo"),
                                 dict(k=3, kl="mc")])
 def test_fit_generic_paths_improve(kw):
