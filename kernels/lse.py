@@ -21,7 +21,7 @@ against ``scipy.special.logsumexp(axis=1)`` and one ``np.exp(a)`` pass (the prac
 NumPy 2.4 uses AVX-512 SIMD exp on this CPU). Milliseconds, median of 7; the first column
 is from a quiet moment, the others from ``validation/bench_kernels.py --options`` on the
 same 2-core machine shared with other jobs (load average ~7, so absolute numbers vary 2-3x
-between runs; the same-process ratios are what matter):
+between runs; the same-process ratios are what matter)::
 
     shape       scipy  np.exp  scalar math.exp  NumPy twin  this kernel  this kernel
                                loop (Numba)     blocked     1 thread     2 threads

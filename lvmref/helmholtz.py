@@ -729,7 +729,7 @@ class NVILBaseline:
         with an MLP ``b_psi`` trained to regress the centred signal. No baseline at all
         is ``baseline=None`` (or ``"none"``) in :meth:`HelmholtzMachine.fit`.
     hidden : tuple of int
-        Hidden widths of ``b_psi`` (``"input-dependent"`` only): sizes (D, *hidden, 1),
+        Hidden widths of ``b_psi`` (``"input-dependent"`` only): sizes ``(D, *hidden, 1)``,
         hidden activation that of the model, identity output.
     decay : float in [0, 1)
         α of the moving averages c and v.

@@ -1,0 +1,379 @@
+"""Sphinx extension of the lvmref documentation (local, not installed).
+
+Three jobs, so that the docstrings stay the one source of the mathematics:
+
+1. **Equation targets from ``\\tag``.** Every display equation in a *module* docstring that
+   carries ``\\tag{N}`` becomes the target ``<module>-N`` (``lvmref.helmholtz`` eq. (7) is
+   ``helmholtz-7``, ``lvmref.kernels.lse`` eq. (2) is ``kernels-lse-2``), numbered ``(N)`` on
+   the page exactly as in the source: the docstrings need no ``:label:`` lines, and an
+   editor still shows ``\\tag{7}``. A block with several tags (an aligned system) keeps its
+   tags for MathJax and gets one anchor per tag.
+2. **Citations become links.** In every docstring, ``eq. (7)``, ``eqs. (7), (8)``,
+   ``eqs. (1)-(6)``, ``Eq. 7`` cite the equations of the module the docstring belongs to
+   (the project's convention: "Functions cite them: ... eq. (7)"); ``eq. (2) of
+   :mod:`lvmref.nn``` cites another module's. Each citation whose target exists becomes an
+   ``:eq:`` link; a number without a target stays plain text.
+3. **Equations link to their code.** Below each tagged equation of a module docstring the
+   page lists the functions, classes and methods whose docstrings cite it (the inverse of
+   2, computed from the same docstrings, so the two directions cannot drift).
+
+It also writes one API page per public module of ``lvmref`` and ``lvmref.kernels``
+(enumerated with :mod:`pkgutil`, so new modules appear without editing the docs) into
+``api/generated/`` (not committed); the model modules are documented on their derivation
+pages (``models/``) instead.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+import pkgutil
+import re
+from pathlib import Path
+
+from docutils import nodes
+from sphinx.util import logging
+
+logger = logging.getLogger(__name__)
+REGISTRY = None  # built at builder-inited
+
+#: module -> page that *is* its derivation (the module docstring is the page body).
+MODEL_PAGES = {
+    "lvmref.gmm": "models/gmm",
+    "lvmref.vbgmm": "models/vbgmm",
+    "lvmref.estimators": "models/estimators",
+    "lvmref.helmholtz": "models/helmholtz",
+    "lvmref.vae": "models/vae",
+}
+
+TAG_RE = re.compile(r"\\tag\{([^{}]+)\}")
+# "eq. (7)", "Eq 7", "eqs. (7), (8) and (10)", "eqs. (1)-(6)", "equation (3)", "(eq. 7"
+NUM = r"\(?\d+[a-z]?\)?"
+CITE_RE = re.compile(
+    r"(?P<word>\b[Ee]q(?:uations?|s)?\.?)(?P<sp>[ \t]+|\n[ \t]*)"
+    rf"(?P<nums>{NUM}(?:(?:,[ \t]*|[ \t]*-[ \t]*|[ \t]*--?[ \t]*|[ \t]+and[ \t]+|,[ \t]+and[ \t]+)"
+    rf"{NUM})*)"
+    r"(?P<of>[ \t]+(?:of|in)[ \t]+:mod:`~?(?P<mod>[\w.]+)`)?"
+)
+ONE_NUM_RE = re.compile(r"\(?(\d+[a-z]?)\)?")
+
+
+def short_name(module: str) -> str:
+    """``lvmref.kernels.lse`` -> ``kernels-lse`` (the prefix of its equation labels)."""
+    name = module[len("lvmref."):] if module.startswith("lvmref.") else module
+    return name.replace(".", "-").replace("_", "-")
+
+
+def label_for(module: str, tag: str) -> str:
+    return f"{short_name(module)}-{tag.strip()}"
+
+
+def public_modules() -> list[str]:
+    """Every public module of lvmref and lvmref.kernels, sorted (no ``_private``)."""
+    import lvmref
+    import lvmref.kernels
+
+    names = ["lvmref", "lvmref.kernels"]
+    for pkg in (lvmref, lvmref.kernels):
+        for info in pkgutil.iter_modules(pkg.__path__):
+            if info.name.startswith("_"):
+                continue
+            full = f"{pkg.__name__}.{info.name}"
+            if full not in names:
+                names.append(full)
+    return sorted(names)
+
+
+def module_tags(module: str) -> list[str]:
+    """The ``\\tag{...}`` numbers of a module docstring's display equations."""
+    doc = importlib.import_module(module).__doc__ or ""
+    return TAG_RE.findall(doc)
+
+
+class Registry:
+    """Labels of every module and which objects cite which label."""
+
+    def __init__(self, modules):
+        self.modules = list(modules)
+        self.labels = {m: {t.strip(): label_for(m, t) for t in module_tags(m)} for m in modules}
+        self.all_labels = {lab for d in self.labels.values() for lab in d.values()}
+        self.cited_by: dict[str, list[tuple[str, str]]] = {}
+        for m in self.modules:
+            for qualname, role, doc in documented_objects(m):
+                for lab in sorted(set(self.cited_labels(m, doc))):
+                    self.cited_by.setdefault(lab, []).append((role, qualname))
+
+    def lookup(self, module, number):
+        return self.labels.get(module, {}).get(number)
+
+    def cited_labels(self, module, text):
+        for m in CITE_RE.finditer(text or ""):
+            mod = m.group("mod") or module
+            for n in ONE_NUM_RE.findall(m.group("nums")):
+                lab = self.lookup(mod, n)
+                if lab:
+                    yield lab
+
+    def link(self, module, text):
+        """Replace citations in reST ``text`` by ``:eq:`` links (outside literals/math)."""
+
+        def sub_cite(m):
+            mod = m.group("mod") or module
+
+            def sub_num(n):
+                lab = self.lookup(mod, n.group(1))
+                return f":eq:`{lab}`" if lab else n.group(0)
+
+            nums = ONE_NUM_RE.sub(sub_num, m.group("nums"))
+            if nums == m.group("nums"):
+                return m.group(0)
+            # a closing parenthesis glued to the last number belonged to the prose
+            return m.group("word") + m.group("sp") + nums + (m.group("of") or "")
+
+        out, pos = [], 0
+        for lit in INLINE_RE.finditer(text):
+            out.append(CITE_RE.sub(sub_cite, text[pos:lit.start()]))
+            out.append(lit.group(0))
+            pos = lit.end()
+        out.append(CITE_RE.sub(sub_cite, text[pos:]))
+        return "".join(out)
+
+
+def documented_objects(module):
+    """(qualified name, role, docstring) of the public functions, classes and methods."""
+    mod = importlib.import_module(module)
+    names = getattr(mod, "__all__", None)
+    if names is None:
+        names = [n for n in vars(mod) if not n.startswith("_")]
+    for name in names:
+        obj = getattr(mod, name, None)
+        if obj is None or getattr(obj, "__module__", module) != module:
+            continue
+        if inspect.isclass(obj):
+            yield f"{module}.{name}", "class", inspect.getdoc(obj) or ""
+            for attr, val in vars(obj).items():
+                if attr.startswith("_"):
+                    continue
+                func = val.__func__ if isinstance(val, (staticmethod, classmethod)) else val
+                if isinstance(func, property):
+                    func = func.fget
+                if callable(func) and getattr(func, "__doc__", None):
+                    yield f"{module}.{name}.{attr}", "meth", inspect.getdoc(func) or ""
+        elif callable(obj):
+            yield f"{module}.{name}", "func", inspect.getdoc(obj) or ""
+
+
+# ----------------------------------------------------------------------------------------
+# docstring processing (reST level)
+# ----------------------------------------------------------------------------------------
+
+def _math_block_end(lines, i):
+    """Index after the ``.. math::`` directive starting at line i."""
+    indent = len(lines[i]) - len(lines[i].lstrip())
+    j = i + 1
+    while j < len(lines):
+        line = lines[j]
+        if line.strip() and len(line) - len(line.lstrip()) <= indent:
+            break
+        j += 1
+    while j > i + 1 and not lines[j - 1].strip():
+        j -= 1
+    return j, indent
+
+
+PLAIN_EQ_RE = re.compile(r"^\s*\(\d+(?:\.\d+)?[a-z]?\)\s\s")
+INLINE_RE = re.compile(r"``.*?``|:[\w:.-]+:`[^`]*`|`[^`]*`_{0,2}", re.S)
+BAR_RE = re.compile(r"(?<!\\)\|")
+TRAILING_UNDERSCORE_RE = re.compile(r"(?<=[A-Za-z0-9])_(?=[\s.,;:)\]'\"]|$)", re.M)
+
+
+def _segments(lines):
+    """Split docstring lines into ("prose" | "verbatim", [lines]) chunks.
+
+    Verbatim: ``.. math::`` blocks, the indented block after any line ending in ``::``
+    (literal blocks and directive bodies), doctest lines, grid-table rows.
+    """
+    out = []
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        stripped = line.strip()
+        if stripped.startswith(".. math::") or stripped.endswith("::"):
+            end, _ = _math_block_end(lines, i)
+            if stripped.startswith(".. math::"):
+                out.append(("math", lines[i:end]))
+            else:
+                out.append(("prose", [line]))
+                out.append(("verbatim", lines[i + 1:end]))
+            i = end
+            continue
+        if PLAIN_EQ_RE.match(line):
+            # a plain-text equation ("(7)  E-step: ...") and its continuation lines,
+            # shown as they read in an editor (a literal block)
+            end = i
+            while end < len(lines) and lines[end].strip():
+                end += 1
+            base = min(len(x) - len(x.lstrip()) for x in lines[i:end])
+            out.append(("verbatim", ["", "::", ""] + ["    " + x[base:] for x in lines[i:end]]
+                        + [""]))
+            i = end
+            continue
+        if stripped.startswith(">>>") or (stripped[:1] in "|+" and stripped[-1:] in "|+"
+                                          and len(stripped) > 1):
+            out.append(("verbatim", [line]))
+            i += 1
+            continue
+        out.append(("prose", [line]))
+        i += 1
+    return out
+
+
+def _escape_plain_text(text):
+    """Plain-text habits of the docstrings that reST would misread, outside markup.
+
+    ``|x|`` is an absolute value (reST: a substitution) and ``weights_`` an attribute
+    name (reST: a hyperlink reference); neither markup is used in lvmref's docstrings.
+    """
+    out, pos = [], 0
+
+    def esc(chunk):
+        chunk = BAR_RE.sub(r"\\|", chunk)
+        return TRAILING_UNDERSCORE_RE.sub(r"\\_", chunk)
+
+    for m in INLINE_RE.finditer(text):
+        out.append(esc(text[pos:m.start()]))
+        out.append(m.group(0))
+        pos = m.end()
+    out.append(esc(text[pos:]))
+    return "".join(out)
+
+
+def _owner_module(name, reg):
+    """The documented module that contains the object called ``name`` (longest prefix)."""
+    parts = name.split(".")
+    for i in range(len(parts) - 1, 0, -1):
+        if ".".join(parts[:i]) in reg.labels:
+            return ".".join(parts[:i])
+    return None
+
+
+def process_docstring(app, what, name, obj, options, lines):
+    reg = REGISTRY
+    module = name if what == "module" else _owner_module(name, reg)
+    if module is None:
+        return
+    result = []
+    prose = []
+
+    def flush():
+        if prose:
+            text = reg.link(module, _escape_plain_text("\n".join(prose)))
+            result.extend(text.split("\n"))
+            prose.clear()
+
+    for kind, chunk in _segments(list(lines)):
+        if kind == "prose":
+            prose.extend(chunk)
+            continue
+        flush()
+        result.extend(chunk)
+        if kind == "math" and what == "module":
+            result.extend(_implemented_by(reg, module, chunk))
+    flush()
+    lines[:] = result
+
+
+def _implemented_by(reg, module, block):
+    tags = TAG_RE.findall("\n".join(block))
+    implementers = []
+    for t in tags:
+        for role, qual in reg.cited_by.get(label_for(module, t), []):
+            if (role, qual) not in implementers:
+                implementers.append((role, qual))
+    if not implementers:
+        return []
+    indent = len(block[0]) - len(block[0].lstrip())
+    refs = ", ".join(f":py:{role}:`~{qual}`" for role, qual in implementers)
+    pad = " " * indent
+    return ["", f"{pad}.. rst-class:: implemented-by", "", f"{pad}Implemented by {refs}.", ""]
+
+
+# ----------------------------------------------------------------------------------------
+# doctree: equation targets and numbers from \tag
+# ----------------------------------------------------------------------------------------
+
+SOURCE_RE = re.compile(r"docstring of (lvmref(?:\.\w+)*)$")
+
+
+def _source_module(node, reg):
+    src = node.source or ""
+    m = SOURCE_RE.search(src)
+    if m and m.group(1) in reg.labels:
+        return m.group(1)
+    return None
+
+
+def on_doctree_read(app, doctree):
+    reg = REGISTRY
+    domain = app.env.domains.math_domain
+    docname = app.env.current_document.docname
+    for node in list(doctree.findall(nodes.math_block)):
+        if node.get("label"):
+            continue
+        text = node.astext()
+        tags = TAG_RE.findall(text)
+        if not tags:
+            continue
+        module = _source_module(node, reg)
+        if module is None:
+            continue
+        labels = [label_for(module, t) for t in tags]
+        for tag, lab in zip(tags, labels):
+            if lab in domain.equations and domain.equations[lab][0] != docname:
+                logger.warning("duplicate equation %s (also in %s)", lab,
+                               domain.equations[lab][0], location=node)
+            domain.equations[lab] = (docname, tag.strip())
+            node["ids"].append(nodes.make_id(f"equation-{lab}"))
+        if len(tags) == 1:
+            latex = TAG_RE.sub("", text).rstrip()
+            node["label"] = labels[0]
+            node["number"] = tags[0].strip()
+        else:
+            # an aligned system: MathJax shows each line's \tag; no Sphinx number.
+            parts = [p.strip() for p in text.split("\n\n") if p.strip()]
+            latex = "\\begin{align}" + " \\\\\n".join(parts) + "\\end{align}"
+            node["nowrap"] = True
+        node.children = [nodes.Text(latex)]
+        node["latex"] = latex
+
+
+def on_builder_inited(app):
+    modules = public_modules()
+    global REGISTRY
+    REGISTRY = Registry(modules)
+    out = Path(app.srcdir) / "api" / "generated"
+    out.mkdir(parents=True, exist_ok=True)
+    wanted = {}
+    for m in modules:
+        if m in MODEL_PAGES:
+            continue
+        title = f"``{m}``"
+        wanted[f"{m}.rst"] = (
+            f".. This file is generated by docs/_ext/lvmref_docs.py; do not edit.\n\n"
+            f"{title}\n{'=' * len(title)}\n\n"
+            f".. automodule:: {m}\n   :members:\n"
+        )
+    for f in out.glob("*.rst"):
+        if f.name not in wanted:
+            f.unlink()
+    for fname, text in wanted.items():
+        f = out / fname
+        if not f.exists() or f.read_text() != text:
+            f.write_text(text)
+
+
+def setup(app):
+    app.connect("builder-inited", on_builder_inited)
+    app.connect("autodoc-process-docstring", process_docstring)
+    app.connect("doctree-read", on_doctree_read)
+    return {"version": "1", "parallel_read_safe": False, "parallel_write_safe": True}
