@@ -1,94 +1,166 @@
 r"""Gaussian mixture model fitted by EM, derived as coordinate ascent on the ELBO.
 
-Notation: data ``X`` of shape ``(n, d)`` with rows ``x_i``; ``K`` components; ``r`` or
-``q`` are ``(n, K)`` row-stochastic matrices; ``eps`` is float64 machine epsilon.
+Notation: data ``X`` of shape ``(n, d)`` with rows :math:`x_i`; :math:`K` components;
+``r`` or ``q`` are ``(n, K)`` row-stochastic matrices; :math:`\epsilon` (``eps``) is
+float64 machine epsilon.
 
 Model
 -----
-(1)  p(z_i = k) = pi_k,            pi_k >= 0,  sum_k pi_k = 1
-(2)  p(x_i | z_i = k) = N(x_i | mu_k, Sigma_k)
-(3)  p(x_i) = sum_k pi_k N(x_i | mu_k, Sigma_k)
-(4)  log-likelihood   l(theta) = sum_i log p(x_i) = sum_i log sum_k pi_k N(x_i | mu_k, Sigma_k)
+.. math:: p(z_i = k) = \pi_k, \qquad \pi_k \ge 0, \quad \textstyle\sum_k \pi_k = 1     \tag{1}
+
+.. math:: p(x_i \mid z_i = k) = \mathcal N(x_i \mid \mu_k, \Sigma_k)                    \tag{2}
+
+.. math:: p(x_i) = \sum_k \pi_k \mathcal N(x_i \mid \mu_k, \Sigma_k)                     \tag{3}
+
+.. math::
+    \ell(\theta) = \sum_i \log p(x_i)
+        = \sum_i \log \sum_k \pi_k \mathcal N(x_i \mid \mu_k, \Sigma_k)
+        \quad \text{(log-likelihood)}                                                  \tag{4}
 
 Evidence lower bound (Jensen)
 -----------------------------
-For any distribution q_i(k) over the component of each row (a row-stochastic ``q``):
+For any distribution :math:`q_i(k)` over the component of each row (a row-stochastic
+``q``):
 
-(5)  log p(x_i) = log sum_k q_ik [p(x_i, k) / q_ik]
-               >= sum_k q_ik [log p(x_i, k) - log q_ik]  =:  ELBO_i(q, theta)
+.. math::
+    \log p(x_i) = \log \sum_k q_{ik} \frac{p(x_i, k)}{q_{ik}}
+        \ge \sum_k q_{ik} [\log p(x_i, k) - \log q_{ik}]
+        =: \mathrm{ELBO}_i(q, \theta)                                                 \tag{5}
 
-because log is concave (Jensen); terms with q_ik = 0 contribute 0 (0 log 0 = 0).
-Writing p(x_i, k) = p(x_i) p(k | x_i) inside (5) gives the exact decomposition
+because log is concave (Jensen); terms with :math:`q_{ik} = 0` contribute 0
+(:math:`0 \log 0 = 0`). Writing :math:`p(x_i, k) = p(x_i)\, p(k \mid x_i)` inside (5)
+gives the exact decomposition
 
-(6)  log p(x_i) = ELBO_i(q, theta) + KL(q_i || p(. | x_i, theta)),
-     KL(q_i || p(.|x_i)) = sum_k q_ik [log q_ik - log p(k | x_i, theta)]  >= 0.
+.. math::
+    \log p(x_i) = \mathrm{ELBO}_i(q, \theta) + \mathrm{KL}(q_i \,\|\, p(\cdot \mid x_i,
+        \theta)), \qquad
+    \mathrm{KL}(q_i \,\|\, p(\cdot \mid x_i)) = \sum_k q_{ik} [\log q_{ik}
+        - \log p(k \mid x_i, \theta)] \ge 0.                                          \tag{6}
 
-EM is coordinate ascent on ELBO(q, theta) = sum_i ELBO_i:
+EM is coordinate ascent on :math:`\mathrm{ELBO}(q, \theta) = \sum_i \mathrm{ELBO}_i`.
+The E-step maximises over q:
 
-(7)  E-step: q <- argmax_q ELBO(q, theta_t) = p(z | x, theta_t), i.e. the responsibilities
-         r_ik = pi_k N(x_i | mu_k, Sigma_k) / sum_j pi_j N(x_i | mu_j, Sigma_j).
-     By (6) the KL term is then 0 and the bound is tight: ELBO(r, theta_t) = l(theta_t).
-(8)  M-step: theta_{t+1} = argmax_theta ELBO(r, theta)
-         = argmax_theta Q(theta),  Q(theta) = sum_i sum_k r_ik [log pi_k + log N(x_i|mu_k,Sigma_k)]
-     (the entropy -sum r log r does not depend on theta).
-(9)  Monotonicity: l(theta_{t+1}) >= ELBO(r, theta_{t+1}) >= ELBO(r, theta_t) = l(theta_t),
-     the first by (5), the second by (8), the equality by (7). It holds exactly for
-     ``reg_covar = 0``; ``reg_covar = c > 0`` replaces the maximiser (17)-(20) by a
-     regularised one and the guarantee no longer applies.
+.. math::
+    q \leftarrow \arg\max_q \mathrm{ELBO}(q, \theta_t) = p(z \mid x, \theta_t), \qquad
+    r_{ik} = \frac{\pi_k \mathcal N(x_i \mid \mu_k, \Sigma_k)}
+        {\sum_j \pi_j \mathcal N(x_i \mid \mu_j, \Sigma_j)}                           \tag{7}
+
+(the responsibilities). By (6) the KL term is then 0 and the bound is tight:
+:math:`\mathrm{ELBO}(r, \theta_t) = \ell(\theta_t)`. The M-step maximises over θ:
+
+.. math::
+    \theta_{t+1} = \arg\max_\theta \mathrm{ELBO}(r, \theta) = \arg\max_\theta Q(\theta),
+    \qquad Q(\theta) = \sum_i \sum_k r_{ik} [\log \pi_k
+        + \log \mathcal N(x_i \mid \mu_k, \Sigma_k)]                                  \tag{8}
+
+(the entropy :math:`-\sum r \log r` does not depend on θ). Monotonicity:
+
+.. math::
+    \ell(\theta_{t+1}) \ge \mathrm{ELBO}(r, \theta_{t+1}) \ge \mathrm{ELBO}(r, \theta_t)
+        = \ell(\theta_t),                                                              \tag{9}
+
+the first by (5), the second by (8), the equality by (7). It holds exactly for
+``reg_covar = 0``; ``reg_covar = c > 0`` replaces the maximiser (17)-(20) by a
+regularised one and the guarantee no longer applies.
 
 Computation of the E-step (log space)
 -------------------------------------
-(10) a_ik = log pi_k + log N(x_i | mu_k, Sigma_k)            (weighted log density)
-(11) lse_i = m_i + log1p(sum_{k != k*} exp(a_ik - m_i)),  m_i = a_ik* = max_k a_ik
-(12) log p(x_i) = lse_i,   r_ik = exp(a_ik - lse_i)
+.. math::
+    a_{ik} = \log \pi_k + \log \mathcal N(x_i \mid \mu_k, \Sigma_k)
+        \quad \text{(weighted log density)}                                            \tag{10}
+
+.. math::
+    \mathrm{lse}_i = m_i + \operatorname{log1p}\Big(\sum_{k \ne k^*} e^{a_{ik} - m_i}\Big),
+    \qquad m_i = a_{ik^*} = \max_k a_{ik}                                             \tag{11}
+
+.. math:: \log p(x_i) = \mathrm{lse}_i, \qquad r_{ik} = e^{a_{ik} - \mathrm{lse}_i}       \tag{12}
 
 Gaussian log density through Cholesky factors of the precision
 ---------------------------------------------------------------
-(13) Sigma_k = L_k L_k^T (lower Cholesky);  U_k = L_k^{-T} is upper triangular and
-     Lambda_k = Sigma_k^{-1} = U_k U_k^T.  When a precision is given instead,
-     U_k = J chol(J Lambda_k J) J with J the exchange (reversal) matrix.
-(14) log N(x | mu_k, Sigma_k) = -d/2 log(2 pi) + sum_j log U_k,jj - 1/2 ||(x - mu_k) U_k||^2
-     (log|Lambda_k|^{1/2} = sum_j log U_k,jj).  ``tied``: one U for all k;
-     ``diag``: U_k = diag(1/sigma_kj); ``spherical``: U_k = I / sigma_k.
+.. math::
+    \Sigma_k = L_k L_k^\top \ \text{(lower Cholesky)}, \qquad
+    U_k = L_k^{-\top} \ \text{(upper triangular)}, \qquad
+    \Lambda_k = \Sigma_k^{-1} = U_k U_k^\top.                                         \tag{13}
+
+When a precision is given instead, :math:`U_k = J \operatorname{chol}(J \Lambda_k J) J`
+with :math:`J` the exchange (reversal) matrix.
+
+.. math::
+    \log \mathcal N(x \mid \mu_k, \Sigma_k) = -\frac d2 \log(2\pi)
+        + \sum_j \log U_{k,jj} - \frac12 \|(x - \mu_k) U_k\|^2                         \tag{14}
+
+(:math:`\log|\Lambda_k|^{1/2} = \sum_j \log U_{k,jj}`). ``tied``: one U for all k;
+``diag``: :math:`U_k = \operatorname{diag}(1/\sigma_{kj})`; ``spherical``:
+:math:`U_k = I / \sigma_k`.
 
 Closed-form M-step (setting the gradient of Q to zero)
 ------------------------------------------------------
-(15) N_k = sum_i r_ik + 10 eps;  pi_k = N_k / sum_j N_j    (Lagrange multiplier for
-     sum pi = 1; the 10 eps guard keeps an empty component finite, as in scikit-learn)
-(16) mu_k = (1/N_k) sum_i r_ik x_i                          (dQ/dmu_k = 0)
-(17) full:      Sigma_k = (1/N_k) sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + c I
-                (dQ/dLambda_k = N_k/2 Sigma_k - 1/2 sum_i r_ik (x_i-mu_k)(x_i-mu_k)^T = 0)
-(18) diag:      sigma_kj^2 = (1/N_k) sum_i r_ik (x_ij - mu_kj)^2 + c
-(19) tied:      Sigma = (1/sum_k N_k) sum_k sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + c I
-(20) spherical: sigma_k^2 = (1/d) sum_j (1/N_k) sum_i r_ik (x_ij - mu_kj)^2 + c
-     with c = ``reg_covar``. Scatter matrices are always formed from centred data
-     (x_i - mu_k), never as E[x x^T] - mu mu^T.
+.. math:: N_k = \sum_i r_{ik} + 10\epsilon, \qquad \pi_k = N_k \Big/ \sum_j N_j         \tag{15}
+
+(Lagrange multiplier for :math:`\sum \pi = 1`; the :math:`10\epsilon` guard keeps an
+empty component finite, as in scikit-learn).
+
+.. math::
+    \mu_k = \frac1{N_k} \sum_i r_{ik} x_i
+        \qquad (\partial Q / \partial \mu_k = 0)                                       \tag{16}
+
+.. math::
+    \text{full:}\quad \Sigma_k = \frac1{N_k} \sum_i r_{ik} (x_i - \mu_k)(x_i - \mu_k)^\top
+        + c I                                                                          \tag{17}
+
+from :math:`\partial Q / \partial \Lambda_k = \frac{N_k}2 \Sigma_k - \frac12 \sum_i r_{ik}
+(x_i - \mu_k)(x_i - \mu_k)^\top = 0`;
+
+.. math::
+    \text{diag:}\quad \sigma_{kj}^2 = \frac1{N_k} \sum_i r_{ik} (x_{ij} - \mu_{kj})^2 + c
+                                                                                       \tag{18}
+
+.. math::
+    \text{tied:}\quad \Sigma = \frac1{\sum_k N_k} \sum_k \sum_i r_{ik}
+        (x_i - \mu_k)(x_i - \mu_k)^\top + c I                                          \tag{19}
+
+.. math::
+    \text{spherical:}\quad \sigma_k^2 = \frac1d \sum_j \frac1{N_k} \sum_i r_{ik}
+        (x_{ij} - \mu_{kj})^2 + c                                                      \tag{20}
+
+with :math:`c` = ``reg_covar``. Scatter matrices are always formed from centred data
+:math:`(x_i - \mu_k)`, never as :math:`E[x x^\top] - \mu \mu^\top`.
 
 Sample weights (weighted EM)
 ----------------------------
-With frequency weights w_i >= 0 (:mod:`lvmref.mixture`, W1-W4) the log-likelihood (4)
-becomes l_w(theta) = sum_i w_i log p(x_i) and the ELBO (5) sum_i w_i ELBO_i(q, theta).
-The E-step (7) is unchanged (each q_i is still the posterior of row i: the weight
-multiplies the whole row term), and Q of (8) becomes sum_i sum_k w_i r_ik [log pi_k +
-log N(x_i | mu_k, Sigma_k)], which is Q with r_ik replaced by
+With frequency weights :math:`w_i \ge 0` (:mod:`lvmref.mixture`, W1-W4) the
+log-likelihood (4) becomes :math:`\ell_w(\theta) = \sum_i w_i \log p(x_i)` and the ELBO
+(5) :math:`\sum_i w_i \mathrm{ELBO}_i(q, \theta)`. The E-step (7) is unchanged (each
+:math:`q_i` is still the posterior of row i: the weight multiplies the whole row term),
+and Q of (8) becomes :math:`\sum_i \sum_k w_i r_{ik} [\log \pi_k + \log \mathcal N(x_i
+\mid \mu_k, \Sigma_k)]`, which is Q with :math:`r_{ik}` replaced by
 
-(15w) r~_ik = w_i r_ik,
+.. math:: \tilde r_{ik} = w_i r_{ik},                                                   \tag{15w}
 
-so the maximiser is (15)-(20) evaluated on r~: N_k = sum_i w_i r_ik (+ 10 eps), mu_k the
-w r-weighted mean, the scatters w r-weighted about mu_k. (9) holds for l_w. Multiplying
-every w_i by c > 0 multiplies Q by c and leaves its maximiser unchanged (up to the
-10 eps guard, a relative change below 1e-15 N_k^{-1}).
+so the maximiser is (15)-(20) evaluated on :math:`\tilde r`:
+:math:`N_k = \sum_i w_i r_{ik}\ (+\, 10\epsilon)`, :math:`\mu_k` the w r-weighted mean,
+the scatters w r-weighted about :math:`\mu_k`. (9) holds for :math:`\ell_w`. Multiplying
+every :math:`w_i` by :math:`c > 0` multiplies Q by c and leaves its maximiser unchanged
+(up to the :math:`10\epsilon` guard, a relative change below
+:math:`10^{-15} N_k^{-1}`).
 
 Reported quantities
 -------------------
-(21) ``lower_bound_`` (scikit-learn's definition): after iteration t, the mean
-     log-likelihood (1/n) l(theta_{t-1}) computed in the E-step of iteration t, i.e. of
-     the parameters *before* that iteration's M-step. By (7) it equals the (mean) ELBO
-     at that E-step. ``lower_bounds_`` holds it for every iteration; by (9) it never
-     decreases (for c = 0). With weights it is the weighted mean
-     l_w(theta_{t-1}) / sum_i w_i, the mean over the repeated rows.
-(22) Free parameters: (K - 1) + K d + {full: K d(d+1)/2, tied: d(d+1)/2, diag: K d,
-     spherical: K};  BIC = -2 l + p log n,  AIC = -2 l + 2 p.
+``lower_bound_`` (scikit-learn's definition): after iteration t, the mean
+log-likelihood computed in the E-step of iteration t, i.e. of the parameters *before*
+that iteration's M-step,
+
+.. math:: \texttt{lower_bound_}_t = \frac1n \ell(\theta_{t-1}).                         \tag{21}
+
+By (7) it equals the (mean) ELBO at that E-step. ``lower_bounds_`` holds it for every
+iteration; by (9) it never decreases (for c = 0). With weights it is the weighted mean
+:math:`\ell_w(\theta_{t-1}) / \sum_i w_i`, the mean over the repeated rows. Free
+parameters and the information criteria:
+
+.. math::
+    p = (K - 1) + K d + \begin{cases} K d(d+1)/2 & \text{full} \\ d(d+1)/2 & \text{tied}
+        \\ K d & \text{diag} \\ K & \text{spherical} \end{cases}, \qquad
+    \mathrm{BIC} = -2 \ell + p \log n, \quad \mathrm{AIC} = -2 \ell + 2 p              \tag{22}
 
 Parameter layout (plain dict, interchangeable with scikit-learn's fitted attributes):
 ``weights (K,)``, ``means (K, d)``, ``covariances`` (full ``(K, d, d)``, tied ``(d, d)``,

@@ -58,6 +58,9 @@ CITE_RE = re.compile(
 ONE_NUM_RE = re.compile(r"\(?(\d+[a-z]?)\)?")
 
 
+BARE_RE = re.compile(r"(?<![\w)\]\\])\((\d+[a-z]?)\)(?!\s+(?:of|in)\s+:mod:)")
+
+
 def short_name(module: str) -> str:
     """``lvmref.kernels.lse`` -> ``kernels-lse`` (the prefix of its equation labels)."""
     name = module[len("lvmref."):] if module.startswith("lvmref.") else module
@@ -114,6 +117,21 @@ class Registry:
                 if lab:
                     yield lab
 
+    def link_bare(self, module, text):
+        """In a module's own derivation, a bare "(5)" is its eq. (5): link it."""
+
+        def sub(m):
+            lab = self.lookup(module, m.group(1))
+            return f":eq:`{lab}`" if lab else m.group(0)
+
+        out, pos = [], 0
+        for lit in INLINE_RE.finditer(text):
+            out.append(BARE_RE.sub(sub, text[pos:lit.start()]))
+            out.append(lit.group(0))
+            pos = lit.end()
+        out.append(BARE_RE.sub(sub, text[pos:]))
+        return "".join(out)
+
     def link(self, module, text):
         """Replace citations in reST ``text`` by ``:eq:`` links (outside literals/math)."""
 
@@ -122,7 +140,12 @@ class Registry:
 
             def sub_num(n):
                 lab = self.lookup(mod, n.group(1))
-                return f":eq:`{lab}`" if lab else n.group(0)
+                if not lab:
+                    return n.group(0)
+                whole = n.group(0)
+                # "(eq. 7)": the closing parenthesis belongs to the prose
+                tail = ")" if whole.endswith(")") and not whole.startswith("(") else ""
+                return f":eq:`{lab}`{tail}"
 
             nums = ONE_NUM_RE.sub(sub_num, m.group("nums"))
             if nums == m.group("nums"):
@@ -182,6 +205,8 @@ def _math_block_end(lines, i):
 
 
 PLAIN_EQ_RE = re.compile(r"^\s*\(\d+(?:\.\d+)?[a-z]?\)\s\s")
+INDENTED_EQ_RE = re.compile(r"^\s+\(\d+(?:\.\d+)?[a-z]?\)\s")
+TABLE_BORDER_RE = re.compile(r"^\s*=+(?: +=+)+\s*$")
 INLINE_RE = re.compile(r"``.*?``|:[\w:.-]+:`[^`]*`|`[^`]*`_{0,2}", re.S)
 BAR_RE = re.compile(r"(?<!\\)\|")
 TRAILING_UNDERSCORE_RE = re.compile(r"(?<=[A-Za-z0-9])_(?=[\s.,;:)\]'\"]|$)", re.M)
@@ -207,7 +232,8 @@ def _segments(lines):
                 out.append(("verbatim", lines[i + 1:end]))
             i = end
             continue
-        if PLAIN_EQ_RE.match(line):
+        if PLAIN_EQ_RE.match(line) or (INDENTED_EQ_RE.match(line)
+                                       and (i == 0 or not lines[i - 1].strip())):
             # a plain-text equation ("(7)  E-step: ...") and its continuation lines,
             # shown as they read in an editor (a literal block)
             end = i
@@ -217,6 +243,15 @@ def _segments(lines):
             out.append(("verbatim", ["", "::", ""] + ["    " + x[base:] for x in lines[i:end]]
                         + [""]))
             i = end
+            continue
+        if TABLE_BORDER_RE.match(line):
+            # a simple table: column widths must not change, so leave it as written
+            end = i + 1
+            while end < len(lines) and not (TABLE_BORDER_RE.match(lines[end]) and (
+                    end + 1 == len(lines) or not lines[end + 1].strip())):
+                end += 1
+            out.append(("verbatim", lines[i:end + 1]))
+            i = end + 1
             continue
         if stripped.startswith(">>>") or (stripped[:1] in "|+" and stripped[-1:] in "|+"
                                           and len(stripped) > 1):
@@ -267,7 +302,12 @@ def process_docstring(app, what, name, obj, options, lines):
 
     def flush():
         if prose:
+            for j, line in enumerate(prose):
+                if j == 0 or not prose[j - 1].strip():
+                    prose[j] = _paragraph_start(reg, module, line)
             text = reg.link(module, _escape_plain_text("\n".join(prose)))
+            if what == "module":
+                text = reg.link_bare(module, text)
             result.extend(text.split("\n"))
             prose.clear()
 
@@ -283,6 +323,19 @@ def process_docstring(app, what, name, obj, options, lines):
     lines[:] = result
 
 
+PARA_NUM_RE = re.compile(r"^(\s*)\((\d+[a-z]?)\)(?=\s)")
+
+
+def _paragraph_start(reg, module, line):
+    """A paragraph opening with "(4) is computed ..." cites eq. (4), not a list item."""
+    m = PARA_NUM_RE.match(line)
+    if not m:
+        return line
+    lab = reg.lookup(module, m.group(2))
+    head = f"{m.group(1)}:eq:`{lab}`" if lab else f"{m.group(1)}\\({m.group(2)})"
+    return head + line[m.end():]
+
+
 def _implemented_by(reg, module, block):
     tags = TAG_RE.findall("\n".join(block))
     implementers = []
@@ -293,7 +346,9 @@ def _implemented_by(reg, module, block):
     if not implementers:
         return []
     indent = len(block[0]) - len(block[0].lstrip())
-    refs = ", ".join(f":py:{role}:`~{qual}`" for role, qual in implementers)
+    refs = ", ".join(
+        f":py:{role}:`{qual[len(module) + 1:]}{'()' if role != 'class' else ''} <{qual}>`"
+        for role, qual in implementers)
     pad = " " * indent
     return ["", f"{pad}.. rst-class:: implemented-by", "", f"{pad}Implemented by {refs}.", ""]
 
