@@ -36,7 +36,7 @@ extensions = [
 ]
 
 # offline: no intersphinx, no remote images
-exclude_patterns = ["_build"]
+exclude_patterns = ["_build", "_generated"]
 templates_path = []
 html_static_path = ["_static"]
 html_css_files = ["lvmref.css"]

@@ -27,8 +27,10 @@ from __future__ import annotations
 
 import importlib
 import inspect
+import os
 import pkgutil
 import re
+import shutil
 from pathlib import Path
 
 from docutils import nodes
@@ -93,12 +95,28 @@ def module_tags(module: str) -> list[str]:
     return TAG_RE.findall(doc)
 
 
+def with_families(tags):
+    """Tags plus the family number of lettered tags: (2a), (2b) are also eq. (2).
+
+    A family number is added only where no equation carries it itself; it names the
+    first equation of the family (the block that holds (2a) holds (2b) in lvmref.vae).
+    """
+    tags = [t.strip() for t in tags]
+    out = list(tags)
+    for t in tags:
+        base = t.rstrip("abcdefghijklmnopqrstuvwxyz")
+        if base != t and base and base not in out:
+            out.append(base)
+    return out
+
+
 class Registry:
     """Labels of every module and which objects cite which label."""
 
     def __init__(self, modules):
         self.modules = list(modules)
-        self.labels = {m: {t.strip(): label_for(m, t) for t in module_tags(m)} for m in modules}
+        self.labels = {m: {t: label_for(m, t) for t in with_families(module_tags(m))}
+                       for m in modules}
         self.all_labels = {lab for d in self.labels.values() for lab in d.values()}
         self.cited_by: dict[str, list[tuple[str, str]]] = {}
         for m in self.modules:
@@ -338,6 +356,8 @@ def _paragraph_start(reg, module, line):
 
 def _implemented_by(reg, module, block):
     tags = TAG_RE.findall("\n".join(block))
+    own = with_families(module_tags(module))
+    tags = [t for t in with_families(tags) if t in own]
     implementers = []
     for t in tags:
         for role, qual in reg.cited_by.get(label_for(module, t), []):
@@ -383,7 +403,11 @@ def on_doctree_read(app, doctree):
         if module is None:
             continue
         labels = [label_for(module, t) for t in tags]
-        for tag, lab in zip(tags, labels):
+        seen = {lab for lab, (doc, _) in domain.equations.items() if doc == docname}
+        families = [t for t in with_families(tags)[len(tags):]
+                    if label_for(module, t) not in seen
+                    and t not in [x.strip() for x in module_tags(module)]]
+        for tag, lab in zip(tags + families, labels + [label_for(module, t) for t in families]):
             if lab in domain.equations and domain.equations[lab][0] != docname:
                 logger.warning("duplicate equation %s (also in %s)", lab,
                                domain.equations[lab][0], location=node)
@@ -427,7 +451,105 @@ def on_builder_inited(app):
             f.write_text(text)
 
 
+# ----------------------------------------------------------------------------------------
+# pages built from other sources: the README's validation table, the demo's figures
+# ----------------------------------------------------------------------------------------
+
+MD_CODE_RE = re.compile(r"(?<!`)`([^`]+)`(?!`)")
+CELL_SPLIT_RE = re.compile(r"(?<!\\)\|")
+DEMO_FIGURES = (
+    ("gmm_em.png", "EM on the 2-D demo data: the fitted mixture and the ELBO staircase "
+                   "(lvmref.gmm eqs. (5)-(9))."),
+    ("vbgmm.png", "Variational Bayes Gaussian mixture: the weights of unused components "
+                  "shrink."),
+    ("bars_wake_sleep.png", "Wake-sleep on the 4x4 bars: exact KL(data || model) in bits."),
+    ("vae_elbo.png", "VAE on the binarized digits: training and test ELBO per epoch."),
+    ("vae_images.png", "VAE: data, reconstructions and samples."),
+    ("vae_latent2d.png", "VAE with a 2-D latent space: test digits in latent space."),
+    ("gradient_variance.png", "Encoder-gradient variance: REINFORCE against the "
+                              "reparameterization gradient."),
+    ("estimator_snr.png", "Gradient signal-to-noise ratio as k grows: ELBO reparam, STL, "
+                          "IWAE and DReG."),
+)
+
+
+def _md_inline(text):
+    return MD_CODE_RE.sub(lambda m: "``" + m.group(1).strip() + "``", text.strip())
+
+
+def readme_section(readme: Path, title: str) -> list[str]:
+    """Lines of the ``## title`` section of the README (without the heading)."""
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    try:
+        start = lines.index(f"## {title}") + 1
+    except ValueError:
+        return []
+    end = next((i for i in range(start, len(lines)) if lines[i].startswith("## ")),
+               len(lines))
+    return lines[start:end]
+
+
+def markdown_table_to_rst(lines: list[str]) -> list[str]:
+    """A Markdown pipe table as a reST ``list-table`` (header row first)."""
+    rows = []
+    for line in lines:
+        if not line.startswith("|"):
+            continue
+        cells = [c for c in CELL_SPLIT_RE.split(line.strip())[1:-1]]
+        if all(set(c.strip()) <= {"-", ":"} for c in cells):
+            continue
+        rows.append([_md_inline(c) for c in cells])
+    if not rows:
+        return []
+    out = [".. list-table::", "   :header-rows: 1", "   :widths: 30 25 45", ""]
+    for row in rows:
+        for j, cell in enumerate(row):
+            out.append(("   * - " if j == 0 else "     - ") + (cell or ".."))
+    return out
+
+
+def write_generated_pages(app):
+    srcdir = Path(app.srcdir)
+    gen = srcdir / "_generated"
+    gen.mkdir(exist_ok=True)
+    readme = srcdir.parent / "README.md"
+    section = readme_section(readme, "Validation results") if readme.exists() else []
+    table = markdown_table_to_rst(section)
+    if not table:
+        logger.warning("README.md has no '## Validation results' table; the validation "
+                       "page is empty")
+    intro = [_md_inline(x) for x in section if x.strip() and not x.startswith("|")]
+    _write_if_changed(gen / "validation_table.rst.inc",
+                      "\n".join([" ".join(intro), "", *table, ""]))
+
+    demo_dir = os.environ.get("LVMREF_DEMO_DIR")
+    figdir = gen / "demo"
+    if figdir.exists():
+        shutil.rmtree(figdir)
+    lines = []
+    if demo_dir and Path(demo_dir).is_dir():
+        figdir.mkdir()
+        for name, caption in DEMO_FIGURES:
+            src = Path(demo_dir) / name
+            if src.exists():
+                shutil.copy2(src, figdir / name)
+                lines += [f".. figure:: /_generated/demo/{name}", "   :width: 90%", "",
+                          f"   ``{name}``: {caption}", ""]
+    if not lines:
+        lines = [".. note::", "",
+                 "   This build does not include the demo's figures. Build with",
+                 "   ``LVMREF_DEMO_DIR=DIR`` after ``lvmref demo --out DIR`` to include them.",
+                 ""]
+    _write_if_changed(gen / "demo_figures.rst.inc", "\n".join(lines))
+
+
+def _write_if_changed(path: Path, text: str):
+    if not path.exists() or path.read_text(encoding="utf-8") != text:
+        path.write_text(text, encoding="utf-8")
+
+
 def setup(app):
+    app.connect("builder-inited", write_generated_pages)
     app.connect("builder-inited", on_builder_inited)
     app.connect("autodoc-process-docstring", process_docstring)
     app.connect("doctree-read", on_doctree_read)
