@@ -127,14 +127,6 @@ class Registry:
     def lookup(self, module, number):
         return self.labels.get(module, {}).get(number)
 
-    def cited_labels(self, module, text):
-        for m in CITE_RE.finditer(text or ""):
-            mod = m.group("mod") or module
-            for n in ONE_NUM_RE.findall(m.group("nums")):
-                lab = self.lookup(mod, n)
-                if lab:
-                    yield lab
-
     def link_bare(self, module, text):
         """In a module's own derivation, a bare "(5)" is its eq. (5): link it."""
 
@@ -142,13 +134,25 @@ class Registry:
             lab = self.lookup(module, m.group(1))
             return f":eq:`{lab}`" if lab else m.group(0)
 
-        out, pos = [], 0
-        for lit in INLINE_RE.finditer(text):
-            out.append(BARE_RE.sub(sub, text[pos:lit.start()]))
-            out.append(lit.group(0))
-            pos = lit.end()
-        out.append(BARE_RE.sub(sub, text[pos:]))
-        return "".join(out)
+        return _sub_outside_markup(BARE_RE, sub, text)
+
+    def cited_labels(self, module, text):
+        """Labels cited by ``text``; a range "eqs. (10)-(12)" cites (10), (11), (12)."""
+        for m in CITE_RE.finditer(text or ""):
+            mod = m.group("mod") or module
+            nums = m.group("nums")
+            found = [(n.group(1), n.start(), n.end()) for n in ONE_NUM_RE.finditer(nums)]
+            for j, (n, _, end) in enumerate(found):
+                lab = self.lookup(mod, n)
+                if lab:
+                    yield lab
+                if j + 1 < len(found) and "-" in nums[end:found[j + 1][1]]:
+                    nxt = found[j + 1][0]
+                    if n.isdigit() and nxt.isdigit():
+                        for between in range(int(n) + 1, int(nxt)):
+                            lab = self.lookup(mod, str(between))
+                            if lab:
+                                yield lab
 
     def link(self, module, text):
         """Replace citations in reST ``text`` by ``:eq:`` links (outside literals/math)."""
@@ -168,16 +172,22 @@ class Registry:
             nums = ONE_NUM_RE.sub(sub_num, m.group("nums"))
             if nums == m.group("nums"):
                 return m.group(0)
-            # a closing parenthesis glued to the last number belonged to the prose
             return m.group("word") + m.group("sp") + nums + (m.group("of") or "")
 
-        out, pos = [], 0
-        for lit in INLINE_RE.finditer(text):
-            out.append(CITE_RE.sub(sub_cite, text[pos:lit.start()]))
-            out.append(lit.group(0))
-            pos = lit.end()
-        out.append(CITE_RE.sub(sub_cite, text[pos:]))
-        return "".join(out)
+        return _sub_outside_markup(CITE_RE, sub_cite, text)
+
+
+def _sub_outside_markup(pattern, repl, text):
+    """``pattern.sub(repl, text)`` for matches that do not start inside inline markup
+    (literals, roles, math); a match may still read the markup after it (``of :mod:``)."""
+    spans = [(m.start(), m.end()) for m in INLINE_RE.finditer(text)]
+
+    def guarded(m):
+        if any(a <= m.start() < b for a, b in spans):
+            return m.group(0)
+        return repl(m)
+
+    return pattern.sub(guarded, text)
 
 
 def documented_objects(module):
