@@ -83,7 +83,7 @@ from numba import njit, prange
 
 from .checks import as_float_array, check_axis, check_flag
 from .dispatch import jit_enabled, parallel_and_serial, pick
-from .fastexp import exp_nonpos_nb
+from .fastexp import exp_nonpos_nb, log1p_nonneg_nb
 from .fpenv import benign_underflow
 
 __all__ = [
@@ -108,6 +108,8 @@ __all__ = [
 _BLOCK = 2048
 #: Blocks of rows per parallel work unit.
 _UNIT = 16
+#: Rows of at most this length take the transposed (across-rows SIMD) path.
+_SHORT = 32
 
 
 # --------------------------------------------------------------------------- kernels
@@ -170,11 +172,11 @@ def _sum4_nb(buf, k0, m):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lse_block_nb(a, i0, i1, mx_out, s_out, buf, ties):
     """Eq. (1) for rows i0..i1-1 of ``a`` (n, m) with (i1 - i0) * m <= buf.size.
 
-    Writes the row maximum to ``mx_out[i]`` and S to ``s_out[i]``; for rows whose
+    Writes the row maximum to ``mx_out[i]`` and log1p(S) to ``s_out[i]``; for rows whose
     maximum is not finite, ``mx_out[i]`` is the special result and ``s_out[i] = 0``.
     """
     m = a.shape[1]
@@ -206,9 +208,11 @@ def _lse_block_nb(a, i0, i1, mx_out, s_out, buf, ties):
         if n0 >= 0:
             s_out[i] = _sum4_nb(buf, k, m) + (n0 - 1)
         k += m
+    for i in range(i0, i1):  # vectorized log1p over the block's rows (S >= 0)
+        s_out[i] = log1p_nonneg_nb(s_out[i])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lse_long_row_nb(a, i, mx_out, s_out, buf):
     """Eq. (1) for one row longer than ``buf``, processed in chunks of ``buf.size``."""
     m = a.shape[1]
@@ -231,13 +235,61 @@ def _lse_long_row_nb(a, i, mx_out, s_out, buf):
             buf[k] = 0.0 if t == 0.0 else e
         s += _sum4_nb(buf, 0, c1 - c0)
     mx_out[i] = mx
-    s_out[i] = s + (n0 - 1)
+    s_out[i] = log1p_nonneg_nb(s + (n0 - 1))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
+def _lse_short_block_nb(a, i0, i1, mx_out, l_out, bt, mxb, sb, n0b):
+    """Eq. (1) for rows i0..i1-1 of a short-row ``a`` (n, m), m <= ``_SHORT``, vectorized
+    across rows: the block is transposed into ``bt`` (m, R) so that the row maxima, the
+    exponentials, the tie counts and the sums run as loops over rows (contiguous, SIMD).
+    Row i's sum runs over j = 0..m-1 in order (no dependence on the block layout).
+    Writes mx and log1p(S) like :func:`_lse_block_nb`.
+    """
+    m = a.shape[1]
+    nr = i1 - i0
+    for r in range(nr):
+        for j in range(m):
+            bt[j, r] = a[i0 + r, j]
+    for r in range(nr):
+        mxb[r] = -np.inf
+        sb[r] = 0.0
+        n0b[r] = 0.0
+    for j in range(m):
+        for r in range(nr):
+            v = bt[j, r]
+            mxb[r] = v if v > mxb[r] else mxb[r]  # NaN is skipped, as in _row_max_nb
+    for j in range(m):
+        for r in range(nr):
+            t = bt[j, r] - mxb[r]
+            e = exp_nonpos_nb(t)
+            tie = t == 0.0
+            sb[r] += 0.0 if tie else e  # maximal terms are counted in n0b
+            n0b[r] += 1.0 if tie else 0.0
+    for r in range(nr):
+        mx_out[i0 + r] = mxb[r]
+        l_out[i0 + r] = log1p_nonneg_nb(sb[r] + (n0b[r] - 1.0))
+    for r in range(nr):  # rows whose maximum is not finite (rare): scipy's special values
+        mx = mxb[r]
+        if not (-np.inf < mx < np.inf):
+            mx_out[i0 + r] = _row_special_nb(a, i0 + r, mx)
+            l_out[i0 + r] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
 def _lse_range_nb(a, b0, b1, rows_per_block, mx_out, s_out):
     """Blocks b0..b1-1 of ``rows_per_block`` rows each (one work unit)."""
     n, m = a.shape
+    if m <= _SHORT:
+        bt = np.empty((m, rows_per_block))
+        mxb = np.empty(rows_per_block)
+        sb = np.empty(rows_per_block)
+        n0b = np.empty(rows_per_block)
+        for b in range(b0, b1):
+            i0 = b * rows_per_block
+            _lse_short_block_nb(a, i0, min(n, i0 + rows_per_block), mx_out, s_out, bt, mxb,
+                                sb, n0b)
+        return
     buf = np.empty(_BLOCK)
     ties = np.empty(max(rows_per_block, 1), dtype=np.int64)
     for b in range(b0, b1):
@@ -251,12 +303,14 @@ def _lse_range_nb(a, b0, b1, rows_per_block, mx_out, s_out):
 
 
 def _lse_parts(a):
-    """Row-wise eq. (1) of ``a`` (n, m): returns (mx, S), each (n,); lse = mx + log1p(S).
+    """Row-wise eq. (1) of ``a`` (n, m): returns (mx, l), each (n,); lse = mx + l with
+    l = log1p(S).
 
     Blocks of rows in work units of ``_UNIT`` blocks (``prange`` in the parallel build);
     each row is reduced serially by the same code, so both builds give identical results.
-    The log1p is applied by the caller with NumPy's SIMD ``np.log1p`` (10x faster than a
-    scalar ``math.log1p`` per row, see above).
+    log1p is the vectorizable :func:`lvmref.kernels.fastexp.log1p_nonneg_nb`, one loop
+    over each block's rows (a scalar ``math.log1p`` per row cost more than the exp pass
+    at m = 10, and NumPy's ``np.log1p`` is scalar libm on AVX2 too).
     """
     n, m = a.shape
     mx_out = np.empty(n)
@@ -303,8 +357,11 @@ def lse_parts(rows):
     elements and several rows), its serial build, or :func:`lse_parts_np`.
     """
     work = rows.size if rows.shape[0] > 1 else 0
-    mx, s = pick(lse_parts_nb, lse_parts_np, serial_nb=lse_parts_nb_serial, work=work)(rows)
-    return mx, np.log1p(s)
+    f = pick(lse_parts_nb, lse_parts_np, serial_nb=lse_parts_nb_serial, work=work)
+    if f is lse_parts_np:
+        mx, s = f(rows)
+        return mx, np.log1p(s)
+    return f(rows)
 
 
 @njit(cache=True)
