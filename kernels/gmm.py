@@ -28,13 +28,11 @@ problems or a single Numba thread, the twin under ``NUMBA_DISABLE_JIT=1``).
 
 from __future__ import annotations
 
-import math
-
 import numpy as np
 from numba import njit, prange
 
 from .dispatch import parallel_and_serial, pick
-from .fastexp import exp_nonpos_nb
+from .fastexp import exp_nonpos_nb, log1p_nonneg_nb
 from .fpenv import benign_underflow
 
 __all__ = [
@@ -146,34 +144,51 @@ def weighted_log_prob_diag_np(X, means, prec_diag, const):
 # responsibilities r_ik = exp(a_ik - lse_i), log p(x_i) = lse_i.
 
 
-@njit(cache=True, inline="always")
-def _normalize_row(a, resp_row):
-    """Max-split log-sum-exp of ``a`` (k,); writes exp(a - lse) into resp_row; returns lse.
+@njit(cache=True, error_model="numpy")  # no zero-division branch: the loops vectorize
+def _normalize_block(at, m, resp, lo, log_norm, mx, am, s):
+    """Max-split log-sum-exp and softmax of the rows of a block, eqs. (11)-(12).
 
-    ``a`` is overwritten with exp(a - max). The exponentials use the vectorizable
-    :func:`lvmref.kernels.fastexp.exp_nonpos_nb` (relative error <= 2.35 u, derived and tested
-    there): Numba 0.68 has no SVML, and the scalar ``math.exp`` loop was the largest cost
-    of the diagonal E-step. The maximal entry is set aside (its term is exactly 1) so that
-    S = sum of the others keeps full relative accuracy in ``log1p(S)``.
+    ``at`` (k, EBLOCK) holds a_ik transposed (component-major), so that every step runs
+    as a loop over the block's ``m`` rows (contiguous, SIMD): the first maximal component
+    ``am`` and its value ``mx`` per row, ``exp(a_ik - mx)`` for the others (the
+    vectorizable :func:`lvmref.kernels.fastexp.exp_nonpos_nb`, relative error <= 2.35 u;
+    Numba 0.68 has no SVML and a scalar ``math.exp`` loop was the largest cost of the
+    diagonal E-step), their sum S in the order k = 0..K-1, ``log p(x_i) = mx +
+    log1p(S)`` (:func:`lvmref.kernels.fastexp.log1p_nonneg_nb`, <= 2.8 u; a scalar
+    ``math.log1p`` per row cost about as much as the exponentials) and
+    ``r_ik = exp(a_ik - mx) / (1 + S)`` with ``r_i,am = 1 / (1 + S)``. The maximal term
+    is set aside (its term is exactly 1) so that S keeps full relative accuracy in
+    ``log1p(S)``. ``mx``, ``am``, ``s`` are (EBLOCK,) scratch; ``am`` is a float index.
+    Rows with a NaN or all -inf entries give a non-finite ``log_norm`` (handled by the
+    caller).
     """
-    kk = a.shape[0]
-    m = a[0]
-    am = 0
+    kk = at.shape[0]
+    for i in range(m):
+        mx[i] = at[0, i]
+        am[i] = 0.0
+        s[i] = 0.0
     for k in range(1, kk):
-        if a[k] > m:
-            m = a[k]
-            am = k
-    for k in range(kk):  # branch-free, vectorizes
-        a[k] = exp_nonpos_nb(a[k] - m)
-    a[am] = 0.0
-    s = 0.0
+        kf = float(k)
+        for i in range(m):
+            v = at[k, i]
+            big = v > mx[i]
+            mx[i] = v if big else mx[i]
+            am[i] = kf if big else am[i]
     for k in range(kk):
-        s += a[k]
-    inv = 1.0 / (1.0 + s)
-    for k in range(kk):
-        resp_row[k] = a[k] * inv
-    resp_row[am] = inv
-    return m + math.log1p(s)
+        kf = float(k)
+        for i in range(m):
+            e = exp_nonpos_nb(at[k, i] - mx[i])
+            e = 0.0 if am[i] == kf else e
+            at[k, i] = e
+            s[i] += e
+    for i in range(m):
+        log_norm[lo + i] = mx[i] + log1p_nonneg_nb(s[i])
+        s[i] = 1.0 / (1.0 + s[i])
+    for i in range(m):
+        inv = s[i]
+        for k in range(kk):
+            resp[lo + i, k] = at[k, i] * inv
+        resp[lo + i, int(am[i])] = inv
 
 
 #: Rows per block in the E-step kernels (the block is transposed so that the inner loops
@@ -209,7 +224,10 @@ def _estep_full(X, means, prec_chol, const):
         dt = np.empty((d, EBLOCK))
         y = np.empty((d, EBLOCK))
         q = np.empty(EBLOCK)
-        a = np.empty((EBLOCK, kk))
+        at = np.empty((kk, EBLOCK))
+        mx = np.empty(EBLOCK)
+        am = np.empty(EBLOCK)
+        ssum = np.empty(EBLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
             for l in range(d):
@@ -229,9 +247,8 @@ def _estep_full(X, means, prec_chol, const):
                     q[i] += y[j, i] * y[j, i]
             c = const[k]
             for i in range(m):
-                a[i, k] = c - 0.5 * q[i]
-        for i in range(m):
-            log_norm[lo + i] = _normalize_row(a[i], resp[lo + i])
+                at[k, i] = c - 0.5 * q[i]
+        _normalize_block(at, m, resp, lo, log_norm, mx, am, ssum)
     return resp, log_norm
 
 
@@ -247,7 +264,10 @@ def _estep_diag(X, means, prec_diag, const):
         m = min(n, lo + EBLOCK) - lo
         xt = np.empty((d, EBLOCK))
         q = np.empty(EBLOCK)
-        a = np.empty((EBLOCK, kk))
+        at = np.empty((kk, EBLOCK))
+        mx = np.empty(EBLOCK)
+        am = np.empty(EBLOCK)
+        ssum = np.empty(EBLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
             for i in range(m):
@@ -260,9 +280,8 @@ def _estep_diag(X, means, prec_diag, const):
                     q[i] += t * t
             c = const[k]
             for i in range(m):
-                a[i, k] = c - 0.5 * q[i]
-        for i in range(m):
-            log_norm[lo + i] = _normalize_row(a[i], resp[lo + i])
+                at[k, i] = c - 0.5 * q[i]
+        _normalize_block(at, m, resp, lo, log_norm, mx, am, ssum)
     return resp, log_norm
 
 
@@ -295,7 +314,11 @@ def estep_diag_np(X, means, prec_diag, const):
 
 
 def _first_moments(X, resp):
-    """``N_k = sum_i r_ik`` (k,) and ``S_k = sum_i r_ik x_i`` (k, d), blocked (eq. 16)."""
+    """``N_k = sum_i r_ik`` (k,) and ``S_k = sum_i r_ik x_i`` (k, d), blocked (eq. 16).
+
+    Each block of ``BLOCK`` rows of X and of resp is transposed so that the sums over
+    rows are SIMD dot products (:func:`_dot_ra`) on contiguous memory.
+    """
     n, d = X.shape
     kk = resp.shape[1]
     nb = (n + BLOCK - 1) // BLOCK
@@ -303,13 +326,15 @@ def _first_moments(X, resp):
     ps = np.zeros((nb, kk, d))
     for b in prange(nb):
         lo = b * BLOCK
-        hi = min(n, lo + BLOCK)
-        for i in range(lo, hi):
-            for k in range(kk):
-                r = resp[i, k]
-                pn[b, k] += r
-                for j in range(d):
-                    ps[b, k, j] += r * X[i, j]
+        m = min(n, lo + BLOCK) - lo
+        xt = np.empty((d, BLOCK))
+        rt = np.empty((kk, BLOCK))
+        _transpose_block(X, lo, m, xt)
+        _transpose_block(resp, lo, m, rt)
+        for k in range(kk):
+            pn[b, k] = _sum_ra(rt[k], m)
+            for j in range(d):
+                ps[b, k, j] = _dot_ra(rt[k], xt[j], m)
     nk = np.zeros(kk)
     sk = np.zeros((kk, d))
     for b in range(nb):
@@ -324,24 +349,30 @@ def first_moments_np(X, resp):
     return resp.sum(axis=0), resp.T @ X
 
 
-@njit(cache=True, inline="always")
-def _dot4(a, b, m):
-    """sum_{i<m} a[i] * b[i] with four interleaved partial sums (fixed order, ILP)."""
-    s0 = 0.0
-    s1 = 0.0
-    s2 = 0.0
-    s3 = 0.0
-    i = 0
-    while i + 4 <= m:
-        s0 += a[i] * b[i]
-        s1 += a[i + 1] * b[i + 1]
-        s2 += a[i + 2] * b[i + 2]
-        s3 += a[i + 3] * b[i + 3]
-        i += 4
-    while i < m:
-        s0 += a[i] * b[i]
-        i += 1
-    return (s0 + s1) + (s2 + s3)
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dot_ra(a, b, m):
+    """sum_{i<m} a[i] * b[i] (1-D arrays), reassociated so that LLVM vectorizes it.
+
+    ``fastmath={'reassoc', 'contract'}`` (no ``nnan``/``ninf``; the M-step inputs are
+    finite) lets the loop run as several SIMD partial sums with FMAs, in an order fixed
+    at compile time: the same for every call, block and thread count (results differ from
+    a sequential sum by rounding only, and between CPUs of different vector width).
+    Not inlined at the Numba level, so the flags stay on this loop alone. Replaced
+    four scalar partial sums (``_dot4``), which ran at about one multiply-add per cycle.
+    """
+    s = 0.0
+    for i in range(m):
+        s += a[i] * b[i]
+    return s
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _sum_ra(a, m):
+    """sum_{i<m} a[i], reassociated like :func:`_dot_ra`."""
+    s = 0.0
+    for i in range(m):
+        s += a[i]
+    return s
 
 
 def _scatter_full(X, resp, means):
@@ -360,17 +391,20 @@ def _scatter_full(X, resp, means):
         xt = np.empty((d, BLOCK))
         dt = np.empty((d, BLOCK))
         wd = np.empty(BLOCK)
+        w = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
+            for i in range(m):
+                w[i] = resp[lo + i, k]
             for l in range(d):
                 mu = means[k, l]
                 for i in range(m):
                     dt[l, i] = xt[l, i] - mu
             for l in range(d):
                 for i in range(m):
-                    wd[i] = resp[lo + i, k] * dt[l, i]
+                    wd[i] = w[i] * dt[l, i]
                 for j in range(l, d):
-                    part[b, k, l, j] = _dot4(wd, dt[j], m)
+                    part[b, k, l, j] = _dot_ra(wd, dt[j], m)
     out = np.zeros((kk, d, d))
     for b in range(nb):
         out += part[b]
@@ -413,7 +447,7 @@ def _scatter_diag(X, resp, means):
                 for i in range(m):
                     t[i] = xt[j, i] - mu
                     t[i] *= t[i]
-                part[b, k, j] = _dot4(w, t, m)
+                part[b, k, j] = _dot_ra(w, t, m)
     out = np.zeros((kk, d))
     for b in range(nb):
         out += part[b]
