@@ -11,6 +11,15 @@ Shapes: ``X (n, d)``, ``means (k, d)``, ``resp (n, k)``,
 ``const (k,)`` = ``log pi_k + log|U_k| - d/2 log 2 pi`` (eq. 14; ``log pi_k = 0`` for
 plain densities).
 
+Memory layout
+-------------
+The fused E-step kernels return ``resp`` column-major (a Fortran-ordered ``(n, k)``
+array, the transpose of a C-contiguous ``(k, n)`` one): they compute a block's
+responsibilities component by component across its rows, so that the stores are
+contiguous SIMD stores, and the M-step kernels then read each component's column
+contiguously. The values are those of the row-major layout; every kernel accepts
+either layout.
+
 Parallelism and determinism
 ---------------------------
 E-step kernels run over fixed blocks of ``EBLOCK`` rows with ``prange``; each row is
@@ -184,11 +193,11 @@ def _normalize_block(at, m, resp, lo, log_norm, mx, am, s):
     for i in range(m):
         log_norm[lo + i] = mx[i] + log1p_nonneg_nb(s[i])
         s[i] = 1.0 / (1.0 + s[i])
+    for k in range(kk):  # contiguous stores into the column-major resp
+        for i in range(m):
+            resp[lo + i, k] = at[k, i] * s[i]
     for i in range(m):
-        inv = s[i]
-        for k in range(kk):
-            resp[lo + i, k] = at[k, i] * inv
-        resp[lo + i, int(am[i])] = inv
+        resp[lo + i, int(am[i])] = s[i]
 
 
 #: Rows per block in the E-step kernels (the block is transposed so that the inner loops
@@ -215,7 +224,7 @@ def _estep_full(X, means, prec_chol, const):
     n, d = X.shape
     kk = means.shape[0]
     nb = (n + EBLOCK - 1) // EBLOCK
-    resp = np.empty((n, kk))
+    resp = np.empty((kk, n)).T  # column-major (n, k): see "Memory layout" above
     log_norm = np.empty(n)
     for b in prange(nb):
         lo = b * EBLOCK
@@ -257,7 +266,7 @@ def _estep_diag(X, means, prec_diag, const):
     n, d = X.shape
     kk = means.shape[0]
     nb = (n + EBLOCK - 1) // EBLOCK
-    resp = np.empty((n, kk))
+    resp = np.empty((kk, n)).T  # column-major (n, k): see "Memory layout" above
     log_norm = np.empty(n)
     for b in prange(nb):
         lo = b * EBLOCK
@@ -316,8 +325,9 @@ def estep_diag_np(X, means, prec_diag, const):
 def _first_moments(X, resp):
     """``N_k = sum_i r_ik`` (k,) and ``S_k = sum_i r_ik x_i`` (k, d), blocked (eq. 16).
 
-    Each block of ``BLOCK`` rows of X and of resp is transposed so that the sums over
-    rows are SIMD dot products (:func:`_dot_ra`) on contiguous memory.
+    Each block of ``BLOCK`` rows of X is transposed (and each column of resp copied, a
+    contiguous copy for the column-major resp of the E-step) so that the sums over rows
+    are SIMD dot products (:func:`_dot_ra`) on contiguous memory.
     """
     n, d = X.shape
     kk = resp.shape[1]
@@ -328,13 +338,14 @@ def _first_moments(X, resp):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
         xt = np.empty((d, BLOCK))
-        rt = np.empty((kk, BLOCK))
+        w = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
-        _transpose_block(resp, lo, m, rt)
         for k in range(kk):
-            pn[b, k] = _sum_ra(rt[k], m)
+            for i in range(m):  # contiguous for the column-major resp of the E-step
+                w[i] = resp[lo + i, k]
+            pn[b, k] = _sum_ra(w, m)
             for j in range(d):
-                ps[b, k, j] = _dot_ra(rt[k], xt[j], m)
+                ps[b, k, j] = _dot_ra(w, xt[j], m)
     nk = np.zeros(kk)
     sk = np.zeros((kk, d))
     for b in range(nb):
@@ -364,6 +375,28 @@ def _dot_ra(a, b, m):
     for i in range(m):
         s += a[i] * b[i]
     return s
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _dot4_ra(a, rows, j, m):
+    """The four sums sum_{i<m} a[i] * rows[j + t, i], t = 0..3, in one pass (``a`` is
+    loaded once for four products: 1.3x faster than four :func:`_dot_ra`); each sum is
+    reassociated like :func:`_dot_ra`."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    b0 = rows[j]
+    b1 = rows[j + 1]
+    b2 = rows[j + 2]
+    b3 = rows[j + 3]
+    for i in range(m):
+        ai = a[i]
+        s0 += ai * b0[i]
+        s1 += ai * b1[i]
+        s2 += ai * b2[i]
+        s3 += ai * b3[i]
+    return s0, s1, s2, s3
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
@@ -403,8 +436,17 @@ def _scatter_full(X, resp, means):
             for l in range(d):
                 for i in range(m):
                     wd[i] = w[i] * dt[l, i]
-                for j in range(l, d):
+                j = l
+                while j + 4 <= d:
+                    s0, s1, s2, s3 = _dot4_ra(wd, dt, j, m)
+                    part[b, k, l, j] = s0
+                    part[b, k, l, j + 1] = s1
+                    part[b, k, l, j + 2] = s2
+                    part[b, k, l, j + 3] = s3
+                    j += 4
+                while j < d:
                     part[b, k, l, j] = _dot_ra(wd, dt[j], m)
+                    j += 1
     out = np.zeros((kk, d, d))
     for b in range(nb):
         out += part[b]
