@@ -400,6 +400,17 @@ def _dot4_ra(a, rows, j, m):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
+def _wsqdev_ra(w, x, mu, m):
+    """sum_{i<m} w[i] * (x[i] - mu)^2 in one pass (the deviation is formed first, as in
+    the centred eq. (18)); the sum is reassociated like :func:`_dot_ra`."""
+    s = 0.0
+    for i in range(m):
+        t = x[i] - mu
+        s += w[i] * (t * t)
+    return s
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def _sum_ra(a, m):
     """sum_{i<m} a[i], reassociated like :func:`_dot_ra`."""
     s = 0.0
@@ -479,17 +490,12 @@ def _scatter_diag(X, resp, means):
         m = min(n, lo + BLOCK) - lo
         xt = np.empty((d, BLOCK))
         w = np.empty(BLOCK)
-        t = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
             for i in range(m):
                 w[i] = resp[lo + i, k]
             for j in range(d):
-                mu = means[k, j]
-                for i in range(m):
-                    t[i] = xt[j, i] - mu
-                    t[i] *= t[i]
-                part[b, k, j] = _dot_ra(w, t, m)
+                part[b, k, j] = _wsqdev_ra(w, xt[j], means[k, j], m)
     out = np.zeros((kk, d))
     for b in range(nb):
         out += part[b]
