@@ -65,6 +65,15 @@ for r > 0) plus the rounding of r (<= u |r|, amplified by e^r / (expm1(r)/r) <= 
 times 2^k <= 1/2 with |p1| <= 0.414: <= 0.207 * 3.4 u absolute, against |result| >=
 0.293, plus the final rounding: <= 3.4 u. Bound C_EXPM1 = 3.4 u.
 
+(2.3)  exp(t) for any t: the steps (1.1)-(1.3) hold for |k| <= 1077 whatever the sign of
+       t (the bound of section 1 used only |r| <= 0.3466), so ``exp_nb`` clamps t above at
+       710 (k <= 1025, so both factors of (1.3) stay finite and exp(t > 709.78) overflows
+       to +inf in the last multiplication) and is otherwise ``exp_nonpos``: <= 2.35 u.
+(2.4)  expm1(t) for any t: (2.1) on [-40, 40], and exp(t) - 1 above 40 (relative
+       difference e^-40 < u/2^5, plus the rounding of the subtraction). For k >= 1 the
+       final FMA has cancellation at most at k = 1, r < 0 (|2 p1| <= 0.586 with 3.37 u of
+       its own against a result >= 0.414): 0.586 * 3.37 / 0.414 u + u = 5.8 u; k >= 2:
+       <= 4 u. Bound C_EXPM1_ANY = 5.8 u.
 (2.2)  tanh(x) = copysign(E / (2 + E), x),  E = expm1(-2|x|) in [-1, 0]
        (no cancellation: 2 + E >= 1). |x| > 20 gives E = -1, tanh = +-1 exactly;
        +-0 -> +-0, +-inf -> +-1, NaN -> NaN.
@@ -123,6 +132,9 @@ __all__ = [
     "expm1_nonpos_nb",
     "expm1_nonpos_array_nb",
     "expm1_nonpos_np",
+    "exp_nb",
+    "expm1_nb",
+    "exp_expm1_array_nb",
     "tanh_nb",
     "tanh_array_nb",
     "tanh_np",
@@ -138,6 +150,7 @@ _LN2_LO = 1.90821492927058770002e-10  # ln 2 - _LN2_HI
 _T_MIN = -746.0  # exp(t) rounds to 0 below this
 _POW2_BIAS = _SHIFT + 1023.0  # eq. (1.4)
 _T_MIN_EXPM1 = -40.0  # expm1(t) rounds to -1 below this
+_T_MAX = 710.0  # exp(t) overflows above 709.78; clamping keeps 2^k finite in (1.3)
 _BITS_SQRT_HALF = 0x3FE6A09E667F3BCD  # bits of sqrt(1/2), eq. (3.2)
 _BITS_TWO52 = 0x4330000000000000  # bits of 2**52
 _TWO52 = 4503599627370496.0
@@ -255,14 +268,32 @@ def exp_nonpos_np(t):
 
 
 @njit(cache=True, inline="always")
-def expm1_nonpos_nb(t):
-    """expm1(t) for t <= 0 (or NaN), vectorizable; eq. (2.1), error <= 3.4 u."""
-    tc = _T_MIN_EXPM1 if t < _T_MIN_EXPM1 else t  # NaN passes through
+def _expm1_core_nb(tc):
+    """Eq. (2.1) for tc in [-40, 40] (or NaN)."""
     kf = _fma(tc, _LOG2E, _SHIFT) - _SHIFT
     r = _fma(kf, -_LN2_LO, _fma(kf, -_LN2_HI, tc))
     p1 = _fma(r * r, _poly_exp_nb(r), r)
     s = _pow2_nb(kf)
     return _fma(s, p1, s - 1.0)
+
+
+@njit(cache=True, inline="always")
+def expm1_nonpos_nb(t):
+    """expm1(t) for t <= 0 (or NaN), vectorizable; eq. (2.1), error <= 3.4 u."""
+    return _expm1_core_nb(_T_MIN_EXPM1 if t < _T_MIN_EXPM1 else t)  # NaN passes through
+
+
+@njit(cache=True, inline="always")
+def exp_nb(t):
+    """exp(t) for any t, vectorizable; eq. (2.3), error <= 2.35 u (normal results)."""
+    return exp_nonpos_nb(_T_MAX if t > _T_MAX else t)
+
+
+@njit(cache=True, inline="always")
+def expm1_nb(t):
+    """expm1(t) for any t, vectorizable; eq. (2.4), error <= 5.8 u."""
+    core = _expm1_core_nb(_T_MIN_EXPM1 if t < _T_MIN_EXPM1 else min(t, -_T_MIN_EXPM1))
+    return exp_nb(t) - 1.0 if t > -_T_MIN_EXPM1 else core
 
 
 @njit(cache=True, inline="always")
@@ -306,6 +337,18 @@ def expm1_nonpos_array_nb(t):
     for i in range(t.shape[0]):
         out[i] = expm1_nonpos_nb(t[i])
     return out
+
+
+@njit(cache=True, error_model="numpy")
+def exp_expm1_array_nb(t):
+    """Elementwise (:func:`exp_nb`, :func:`expm1_nb`) of a 1-D array (n,) -> two (n,); for
+    testing."""
+    e = np.empty_like(t)
+    em = np.empty_like(t)
+    for i in range(t.shape[0]):
+        e[i] = exp_nb(t[i])
+        em[i] = expm1_nb(t[i])
+    return e, em
 
 
 @njit(cache=True, error_model="numpy")

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from support import (
     C_EXP_OURS,
+    C_EXPM1_ANY_OURS,
     C_EXPM1_OURS,
     C_LOG1P_OURS,
     C_TANH_OURS,
@@ -89,6 +90,24 @@ def test_expm1_nonpos_accuracy():
                         -rng.uniform(0, 1e-6, 10_000), -edges.ravel(), [-5e-324, -1e-300]])
     err = _max_rel_err(F.expm1_nonpos_array_nb(t), t, np.expm1)
     assert err <= C_EXPM1_OURS * U + 2 * LD_EPS
+
+
+@pytest.mark.skipif(not HAVE_LONGDOUBLE, reason="needs an extended-precision long double")
+def test_exp_and_expm1_any_sign_accuracy():
+    """exp_nb <= C_EXP_OURS u (eq. 2.3) for normal results, expm1_nb <= C_EXPM1_ANY_OURS u
+    (eq. 2.4) on [-50, 50], around the reduction boundaries and up to the overflow edge."""
+    rng = np.random.default_rng(5)
+    k = np.arange(-60, 60)
+    edges = ((k + 0.5) * np.log(2.0))[:, None] + np.array([-1e-12, 0.0, 1e-12])[None, :]
+    t = np.concatenate([rng.uniform(-50, 50, 300_000), rng.uniform(-1, 1, 300_000),
+                        rng.uniform(-1e-6, 1e-6, 10_000), edges.ravel(),
+                        rng.uniform(-708, 709.7, 100_000), [5e-324, -5e-324, 40.0, 40.5]])
+    e, em = F.exp_expm1_array_nb(t)
+    assert _max_rel_err(e, t, np.exp) <= C_EXP_OURS * U + 2 * LD_EPS
+    assert _max_rel_err(em, t, np.expm1) <= C_EXPM1_ANY_OURS * U + 2 * LD_EPS
+    e, em = F.exp_expm1_array_nb(np.array([709.9, 1e300, np.inf, -np.inf, np.nan, 0.0]))
+    np.testing.assert_array_equal(e, [np.inf, np.inf, np.inf, 0.0, np.nan, 1.0])
+    np.testing.assert_array_equal(em, [np.inf, np.inf, np.inf, -1.0, np.nan, 0.0])
 
 
 @pytest.mark.skipif(not HAVE_LONGDOUBLE, reason="needs an extended-precision long double")

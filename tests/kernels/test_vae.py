@@ -4,18 +4,27 @@ against formulas written out independently (SciPy's expit, textbook KL, Python l
 import numpy as np
 import pytest
 from scipy.special import expit
-from support import C_EXP_LIBM, C_EXP_OURS, C_LOG1P, C_LOG1P_OURS, C_TANH_OURS, U, gamma
+from support import (
+    C_EXP_LIBM,
+    C_EXP_OURS,
+    C_EXPM1_ANY_OURS,
+    C_LOG1P,
+    C_LOG1P_OURS,
+    C_TANH_OURS,
+    U,
+    gamma,
+)
 
 from lvmref.kernels.vae import (
     bernoulli_grad,
     bernoulli_grad_nb,
     bernoulli_grad_np,
-    gaussian_reparam,
-    gaussian_reparam_nb,
-    gaussian_reparam_np,
     kl_grad_analytic,
     kl_grad_analytic_nb,
     kl_grad_analytic_np,
+    latent_sample,
+    latent_sample_nb,
+    latent_sample_np,
     tanh_backward,
     tanh_backward_nb,
     tanh_backward_np,
@@ -120,17 +129,33 @@ def test_kl_kernel_matches_twin_and_formulas():
     np.testing.assert_allclose(gb, ga, rtol=1e-15, atol=0)
 
 
-def test_small_elementwise_kernels_match_twins():
+def test_latent_sample_matches_twin_and_formulas():
+    """std = exp(lv/2) (ours <= C_EXP_OURS u, libm <= C_EXP_LIBM u after the exact halving),
+    em1 = expm1(lv) (ours <= C_EXPM1_ANY_OURS u, libm <= 2 u) and z = mean + std * eps: the
+    product and the sum round once each, and std's error enters z through |std * eps|."""
     rng = np.random.default_rng(38)
-    mean, std, eps = rng.normal(size=(3, 4, 6))
-    std = np.abs(std)
+    mean, eps = rng.normal(size=(2, 4, 6))
+    log_var = np.concatenate([rng.normal(size=(3, 6)) * 3, [[1e-12, -1e-12, 0.0, 45.0, -45.0,
+                                                              2.0]]])
     eps_t = eps.T.copy().T  # strided operand
-    z_a, z_b = np.empty((4, 6)), np.empty((4, 6))
-    gaussian_reparam_nb(mean, std, eps_t, z_a)
-    gaussian_reparam_np(mean, std, eps_t, z_b)
-    expect = [[m + s * e for m, s, e in zip(*rows)] for rows in zip(mean, std, eps)]
-    np.testing.assert_allclose(z_a, expect, rtol=1e-15, atol=1e-16)
-    np.testing.assert_allclose(z_b, z_a, rtol=1e-15, atol=1e-16)
+    out_a, out_b = np.empty((3, 4, 6)), np.empty((3, 4, 6))
+    latent_sample_nb(mean, log_var, eps_t, *out_a)
+    latent_sample_np(mean, log_var, eps_t, *out_b)
+    std_ref = np.exp(0.5 * log_var)
+    np.testing.assert_allclose(out_a[0], std_ref, rtol=(C_EXP_OURS + C_EXP_LIBM) * U, atol=0)
+    np.testing.assert_allclose(out_a[1], np.expm1(log_var), rtol=(C_EXPM1_ANY_OURS + 2) * U,
+                               atol=0)
+    expect = np.array([[m + s * e for m, s, e in zip(*rows)]
+                       for rows in zip(mean, std_ref, eps)])
+    tol = 1.001 * ((C_EXP_OURS + C_EXP_LIBM + 2) * U * np.abs(std_ref * eps)
+                   + 2 * U * np.abs(expect))
+    assert np.all(np.abs(out_a[2] - expect) <= tol)
+    np.testing.assert_array_equal(out_b[0], std_ref)
+    np.testing.assert_array_equal(out_b[1], np.expm1(log_var))
+    np.testing.assert_array_equal(out_b[2], mean + std_ref * eps)
+    out_c = np.empty((3, 4, 6))
+    latent_sample(mean, log_var, eps, *out_c)
+    np.testing.assert_array_equal(out_c, out_a)
 
 
 def test_dispatchers_run_the_kernel_or_the_twin():
@@ -156,7 +181,4 @@ def test_dispatchers_run_the_kernel_or_the_twin():
     k2 = kl_grad_analytic_np(mean, log_var, em1, std, eps, g_z, 0.5, out2[0], out2[1], t2)
     assert k1 == pytest.approx(k2, rel=1e-14)
     np.testing.assert_allclose(out1, out2, rtol=1e-15, atol=0)
-    o1, o2 = np.empty((4, 3)), np.empty((4, 3))
-    gaussian_reparam(mean, std, eps, o1)
-    gaussian_reparam_np(mean, std, eps, o2)
-    np.testing.assert_allclose(o1, o2, rtol=1e-15, atol=1e-16)
+
