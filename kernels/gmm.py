@@ -160,7 +160,7 @@ def _normalize_block(at, m, resp, lo, log_norm, mx, am, s):
     ``at`` (k, EBLOCK) holds a_ik transposed (component-major), so that every step runs
     as a loop over the block's ``m`` rows (contiguous, SIMD): the first maximal component
     ``am`` and its value ``mx`` per row, ``exp(a_ik - mx)`` for the others (the
-    vectorizable :func:`lvmref.kernels.fastexp.exp_nonpos_nb`, relative error <= 2.35 u;
+    vectorizable :func:`lvmref.kernels.fastexp.exp_nonpos_nb`, relative error <= 2.4 u;
     Numba 0.68 has no SVML and a scalar ``math.exp`` loop was the largest cost of the
     diagonal E-step), their sum S in the order k = 0..K-1, ``log p(x_i) = mx +
     log1p(S)`` (:func:`lvmref.kernels.fastexp.log1p_nonneg_nb`, <= 2.8 u; a scalar

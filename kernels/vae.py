@@ -8,7 +8,7 @@ All work in place on the caller's (workspace) buffers, float64, C-contiguous.
 * ``tanh_backward(delta, h)``: ``delta *= 1 - h**2`` (tanh' written with the forward
   output h, eq. 2 of :mod:`lvmref.nn`), one pass.
 * ``tanh_inplace(a)``: ``a = tanh(a)`` with the vectorizable
-  :func:`lvmref.kernels.fastexp.tanh_nb` (relative error <= 7.8 u, derived there; NumPy's
+  :func:`lvmref.kernels.fastexp.tanh_nb` (relative error <= 8.0 u, derived there; NumPy's
   float64 ``tanh`` is a scalar libm call on AVX2 CPUs, 15-45 ns per element, which was
   the largest single cost of the 64-200-10 training step).
 * ``bernoulli_grad(x, logits, scale, g_out, g_out_t)``: with ``e = exp(-|logits|)``
@@ -38,7 +38,7 @@ All work in place on the caller's (workspace) buffers, float64, C-contiguous.
 * ``latent_sample(mean, log_var, eps, std, em1, z)``: ``std = exp(log_var / 2)``,
   ``em1 = expm1(log_var)`` (for the KL kernel above) and ``z = mean + std * eps``
   (eq. 6 of :mod:`lvmref.vae`) in one pass with :func:`lvmref.kernels.fastexp.exp_nb`
-  (<= 2.35 u) and :func:`lvmref.kernels.fastexp.expm1_nb` (<= 5.8 u); replaced two
+  (<= 2.4 u) and :func:`lvmref.kernels.fastexp.expm1_nb` (<= 5.9 u); replaced two
   NumPy ufunc calls on scalar libm, a multiplication and a separate reparameterization
   kernel.
 """

@@ -23,8 +23,8 @@ arranged for speed:
   (:func:`gemm_blocks`). Both keep OpenBLAS on its faster small-matrix path (below);
 * tanh, and the exp and log1p of the Bernoulli likelihood, run in Numba kernels
   (:mod:`lvmref.kernels.vae`) with the vectorizable functions of
-  :mod:`lvmref.kernels.fastexp` (derived error bounds: tanh <= 7.8 u, log1p <= 2.8 u,
-  exp <= 2.35 u): NumPy's float64 ``tanh``/``exp``/``log1p`` are scalar libm calls on
+  :mod:`lvmref.kernels.fastexp` (derived error bounds: tanh <= 8.0 u, log1p <= 2.8 u,
+  exp <= 2.4 u): NumPy's float64 ``tanh``/``exp``/``log1p`` are scalar libm calls on
   CPUs without AVX-512 and took about half of the step there (tanh alone 15-45 ns per
   element, twice 20,000 elements per step at batch 100); so do the ``exp``/``expm1`` of
   the latent layer (:func:`lvmref.kernels.vae.latent_sample_nb`). The kernel-or-twin choice
