@@ -38,7 +38,8 @@ problems or a single Numba thread, the twin under ``NUMBA_DISABLE_JIT=1``).
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, prange
+from numba import njit, prange, types
+from numba.extending import overload
 
 from .dispatch import parallel_and_serial, pick
 from .fastexp import exp_nonpos_nb, log1p_nonneg_nb
@@ -57,6 +58,9 @@ __all__ = [
     "estep_full_nb",
     "estep_full_nb_serial",
     "estep_full_np",
+    "estep_full_unrolled_nb",
+    "estep_full_unrolled_nb_serial",
+    "MAX_UNROLL",
     "estep_diag",
     "estep_diag_nb",
     "estep_diag_nb_serial",
@@ -212,6 +216,80 @@ def _transpose_block(X, lo, m, xt):
     for i in range(m):
         for j in range(d):
             xt[j, i] = X[lo + i, j]
+
+
+#: Largest number of features with an unrolled full-covariance E-step (below).
+MAX_UNROLL = 16
+
+
+def _maha_full_source(d):
+    """Python source of the unrolled block kernel for ``d`` features (see
+    :func:`_maha_block_full`): for component k and the rows i < m of a transposed block
+    ``xt`` (d, EBLOCK), ``at[k, i] = const_k - 1/2 ||(x_i - mu_k) U_k||^2`` (eq. 14) with
+    ``mu_k`` and the upper triangle of ``U_k`` held in scalars and every (l, j) term
+    written out, so that the loop over rows is one straight-line SIMD body.
+
+    The operations and their order are those of the generic loops of
+    :func:`_estep_full`: d_l = x_l - mu_l; y_j = d_0 U_0j + d_1 U_1j + ... + d_j U_jj
+    (left to right); q = y_0^2 + ... + y_{d-1}^2; a = c - 0.5 q -- so the results are
+    bitwise equal (a test asserts it).
+    """
+    lines = ["def impl(xt, m, means, U, const, k, at, dtup):"]
+    lines += [f"    mu{j} = means[k, {j}]" for j in range(d)]
+    lines += [f"    u{i}_{j} = U[k, {i}, {j}]" for j in range(d) for i in range(j + 1)]
+    lines += ["    c = const[k]", "    for r in range(m):"]
+    lines += [f"        d{j} = xt[{j}, r] - mu{j}" for j in range(d)]
+    for j in range(d):
+        lines.append(f"        y = d0 * u0_{j}")
+        lines += [f"        y += d{i} * u{i}_{j}" for i in range(1, j + 1)]
+        lines.append("        q = y * y" if j == 0 else "        q += y * y")
+    lines.append("        at[k, r] = c - 0.5 * q")
+    return "\n".join(lines)
+
+
+def _maha_block_full(xt, m, means, U, const, k, at, dtup):
+    """Unrolled eq. (14) for one component and block (jitted only; see the overload)."""
+    raise NotImplementedError("only callable from jitted code")
+
+
+@overload(_maha_block_full)
+def _maha_block_full_overload(xt, m, means, U, const, k, at, dtup):
+    """Generate the unrolled kernel for d = len(dtup) features (a tuple type carries d,
+    so each d is its own cached specialization of the caller)."""
+    if not isinstance(dtup, types.UniTuple):
+        return None
+    namespace = {}
+    exec(_maha_full_source(dtup.count), namespace)  # noqa: S102 -- our own generated code
+    return namespace["impl"]
+
+
+def _estep_full_unrolled(X, means, prec_chol, const, dtup):
+    """:func:`_estep_full` with the distance loops unrolled for d = len(dtup) features.
+
+    The generic kernel keeps each y_j of a block in memory and updates it once per (l, j)
+    pair (two loads and a store per multiply-add); written out for a known d, all
+    d(d+1)/2 factors and the row's d deviations stay in registers and the loop over the
+    block's rows runs as one SIMD body. Measured in one process (N = 1e5, d = 10, K = 16,
+    1 thread, AVX2): 26 ms instead of 87 ms for the distances. Bitwise equal results.
+    """
+    n, d = X.shape
+    kk = means.shape[0]
+    nb = (n + EBLOCK - 1) // EBLOCK
+    resp = np.empty((kk, n)).T  # column-major (n, k): see "Memory layout" above
+    log_norm = np.empty(n)
+    for b in prange(nb):
+        lo = b * EBLOCK
+        m = min(n, lo + EBLOCK) - lo
+        xt = np.empty((d, EBLOCK))
+        at = np.empty((kk, EBLOCK))
+        mx = np.empty(EBLOCK)
+        am = np.empty(EBLOCK)
+        ssum = np.empty(EBLOCK)
+        _transpose_block(X, lo, m, xt)
+        for k in range(kk):
+            _maha_block_full(xt, m, means, prec_chol, const, k, at, dtup)
+        _normalize_block(at, m, resp, lo, log_norm, mx, am, ssum)
+    return resp, log_norm
 
 
 def _estep_full(X, means, prec_chol, const):
@@ -515,6 +593,7 @@ def scatter_diag_np(X, resp, means):
 weighted_log_prob_full_nb = njit(cache=True)(_weighted_log_prob_full)
 weighted_log_prob_diag_nb = njit(cache=True)(_weighted_log_prob_diag)
 estep_full_nb, estep_full_nb_serial = parallel_and_serial(_estep_full)
+estep_full_unrolled_nb, estep_full_unrolled_nb_serial = parallel_and_serial(_estep_full_unrolled)
 estep_diag_nb, estep_diag_nb_serial = parallel_and_serial(_estep_diag)
 first_moments_nb, first_moments_nb_serial = parallel_and_serial(_first_moments)
 scatter_full_nb, scatter_full_nb_serial = parallel_and_serial(_scatter_full)
@@ -537,10 +616,23 @@ def weighted_log_prob_diag(X, means, prec_diag, const):
                                                                         const)
 
 
+#: ``(0,) * d``: the tuple whose type tells the unrolled kernel the number of features.
+_DTUPS = tuple((0,) * d for d in range(MAX_UNROLL + 1))
+
+
 def estep_full(X, means, prec_chol, const):
-    """Fused E-step (eqs. 10-12), full factors: ``(resp (n, k), log_norm (n,))``."""
-    f = pick(estep_full_nb, estep_full_np, serial_nb=estep_full_nb_serial,
-             work=_work(X, means.shape[0]))
+    """Fused E-step (eqs. 10-12), full factors: ``(resp (n, k), log_norm (n,))``.
+
+    Up to ``MAX_UNROLL`` features the unrolled kernel runs (bitwise the same results).
+    """
+    work = _work(X, means.shape[0])
+    d = X.shape[1]
+    if 1 <= d <= MAX_UNROLL:
+        f = pick(estep_full_unrolled_nb, None, serial_nb=estep_full_unrolled_nb_serial,
+                 work=work)
+        if f is not None:
+            return f(X, means, prec_chol, const, _DTUPS[d])
+    f = pick(estep_full_nb, estep_full_np, serial_nb=estep_full_nb_serial, work=work)
     return f(X, means, prec_chol, const)
 
 

@@ -135,3 +135,31 @@ def _flatten(obj):
             yield from _flatten(o)
     else:
         yield obj
+
+
+@pytest.mark.parametrize("d", [1, 3, 10, kg.MAX_UNROLL])
+def test_unrolled_full_estep_is_bitwise_the_generic_kernel(d):
+    """The unrolled E-step (generated for d features) performs the generic kernel's
+    operations in the same order: equal bits, serial and parallel builds, any threads."""
+    X, means, u, _, const, _ = _problem(11 + d, n=700, d=d, k=3)
+    ref = kg.estep_full_nb_serial(X, means, u, const)
+    before = numba.get_num_threads()
+    try:
+        for t in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(t)
+            for f in (kg.estep_full_unrolled_nb, kg.estep_full_unrolled_nb_serial):
+                got = f(X, means, u, const, kg._DTUPS[d])
+                assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+    finally:
+        numba.set_num_threads(before)
+    got = kg.estep_full(X, means, u, const)  # the dispatcher
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+
+
+def test_estep_full_beyond_the_unrolled_sizes_uses_the_generic_kernel():
+    X, means, u, _, const, _ = _problem(5, n=300, d=kg.MAX_UNROLL + 1, k=2)
+    got = kg.estep_full(X, means, u, const)
+    ref = kg.estep_full_nb_serial(X, means, u, const)
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+    src = kg._maha_full_source(3)  # the generated source is plain, readable Python
+    assert "y += d2 * u2_2" in src and src.count("q += y * y") == 2
