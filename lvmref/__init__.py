@@ -27,8 +27,9 @@ Core:
 Performance machinery and oracle closed forms live beside the models in modules of their
 own (``lvmref.vae_training``, ``lvmref.helmholtz_training``, ``lvmref.linear_gaussian``),
 so that a reader of the equations never meets them. ``python validation/import_graph.py``
-prints the import graph and checks that dependencies point one way. Applications: ``lvmref.cli`` (the ``lvmref`` command),
-``lvmref.demo`` (``lvmref demo``), ``lvmref.plots``, ``lvmref.files``.
+prints the import graph and checks that dependencies point one way. Applications:
+``lvmref.cli`` (the ``lvmref`` command), ``lvmref.demo`` (``lvmref demo``),
+``lvmref.plots``, ``lvmref.files``.
 
 Glossary (the same word means the same thing everywhere)
 --------------------------------------------------------
