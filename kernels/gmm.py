@@ -45,6 +45,9 @@ order of the gains, measured against the previous kernels in one process:
   code, :func:`_maha_full_source`): the d(d+1)/2 factors and the row's deviations stay
   in registers instead of one load-load-store per multiply-add: 1.6x for the E-step,
   bitwise the same results.
+* The M-step in one pass over X and resp instead of two (block-centred partials
+  combined exactly, (M1)-(M3) below): 1.4x for the diagonal M-step, ~1.1x for the
+  full one (whose 55 sums per row dominate either way).
 * The E-step's normalisation across the rows of a block (``exp_nonpos_nb``,
   ``log1p_nonneg_nb``; a scalar ``math.log1p`` per row was as costly as the
   exponentials) and ``resp`` written column-major (contiguous stores; the M-step then
@@ -56,13 +59,12 @@ order of the gains, measured against the previous kernels in one process:
   scikit-learn uses loses digits for data far from the origin, which the centred-form
   rule of this library excludes. Block sizes of 32-1024 rows measured the same within
   the noise.
-* Result (medians of 5, implementations interleaved): full 62 ms vs scikit-learn
-  438 ms per iteration (7.0x; paired same-load median 7.4x), diag 33 ms vs 123 ms
-  (3.7x; paired 4.7x), final lower bounds equal to all printed digits. What limits it:
-  the transposes of X into blocks (three per iteration), the N K exponentials
-  (vectorized, but ~2 ns each on this CPU) and, for diag, the second pass over X that
-  the centred M-step needs (means first); at 1.4x-5x of the multiply-add floor the
-  passes over memory, not the arithmetic, dominate.
+* Result: see ``validation/bench_gmm.py`` and the README (medians of 5, the two
+  implementations interleaved, final lower bounds equal to all printed digits). What
+  limits it: the transposes of X into row blocks (two per iteration), the N K
+  exponentials (vectorized, but ~2 ns each on this CPU), the column copies of resp and
+  the Python/NumPy glue of an iteration (~3 ms); the diagonal case has so little
+  arithmetic (~6 ms at the dgemm rate) that these passes over memory dominate.
 
 Each hot kernel has a parallel and a serial build of the same body (``foo_nb`` and
 ``foo_nb_serial``, bit-identical results) and a NumPy twin ``foo_np``; the dispatcher

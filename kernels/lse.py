@@ -16,37 +16,44 @@ the same decomposition as ``scipy.special.logsumexp`` (one maximal term is split
 
 Measured speed and the choice made
 ----------------------------------
-Options measured for row-wise lse of float64 (n, m) arrays, one thread, same process,
-against ``scipy.special.logsumexp(axis=1)`` and one ``np.exp(a)`` pass (the practical floor;
-NumPy 2.4 uses AVX-512 SIMD exp on this CPU). Milliseconds, median of 7; the first column
-is from a quiet moment, the others from ``validation/bench_kernels.py --options`` on the
-same 2-core machine shared with other jobs (load average ~7, so absolute numbers vary 2-3x
-between runs; the same-process ratios are what matter):
+History (0.2.0, on an AVX-512 development machine): a scalar ``math.exp`` loop was 3.5-4x
+one ``np.exp`` pass (no SVML in Numba 0.68), the NumPy twin (several full passes) 4-7x;
+chosen then: rows in L1-sized blocks, row maxima, the shifts into a buffer, one long
+vectorized :func:`lvmref.kernels.fastexp.exp_nonpos_nb` loop, per-row sums with four
+interleaved partial sums, and ``np.log1p`` applied by the caller.
 
-    shape       scipy  np.exp  scalar math.exp  NumPy twin  this kernel  this kernel
-                               loop (Numba)     blocked     1 thread     2 threads
-    (1e6, 10)   262    17      70               117*        43*          24*  (quiet)
-    (1e6, 10)   809    56      213              264         91           100  (loaded)
-    (1e5, 100)  133    18      57               78*         26*          14*  (quiet)
-    (1e5, 100)  300    51      129              101         66           68   (loaded)
+Issue 19 (2-core AMD EPYC, AVX2 + FMA, no AVX-512: NumPy's float64 ``exp`` and
+``log1p`` are scalar libm calls there, ~15 and ~18 ns per element), measured in one
+process with ``validation/bench_kernels.py`` (medians, implementations interleaved):
 
-    (* prototype of the same algorithm, before the final clean-up)
-
-* A scalar ``math.exp`` loop is 3.5-4x the np.exp pass: no SVML in Numba 0.68.
-* The NumPy twin (several full passes) is 4-7x the np.exp pass.
-* Chosen: rows in L1-sized blocks (row maxima; shifts t for the block into a buffer;
-  one long vectorized :func:`lvmref.kernels.fastexp.exp_nonpos_nb` loop; per-row sums
-  with four interleaved partial sums), and ``log1p(S)`` applied by the caller with
-  NumPy's SIMD ``np.log1p`` (Numba's scalar ``math.log1p`` costs ~24 ns per row, more
-  than the whole exp pass at m = 10).
-  Reached: 5-9x faster than SciPy, 1.3-1.6x the allocating np.exp pass (1 thread).
+* ``np.log1p`` on the row sums cost as much as a quarter of the whole kernel at
+  m = 10: log1p is now applied inside the kernel, with the vectorizable
+  :func:`lvmref.kernels.fastexp.log1p_nonneg_nb` (<= 2.8 u), one loop per block.
+* The exp loop was not fully vectorized (AVX2 has no packed double -> int64
+  conversion; the scale 2^k is now built from the bits of the shifted float, fastexp
+  eq. 1.4) and was latency-bound (Horner's chain of 11 FMAs; Estrin's scheme, eq. 1.5,
+  is 25 % faster).
+* Short rows (m <= ``_SHORT`` = 32): the block is transposed to (m, rows) so that the
+  maxima, exponentials, tie counts and sums run as loops *across rows* (SIMD over rows;
+  each row still sums j = 0..m-1 in order): 15 % faster than the per-row code at
+  m = 10. Longer rows keep the per-row code.
+* Result at 1 thread, (1e6, 10): 88 ms vs SciPy 1200 ms (13.7x faster) and one
+  ``a.sum()`` read 11 ms (8.0x); (1e5, 100): 58 ms vs SciPy 556 ms (9.6x), ``a.sum()``
+  10 ms (5.7x) -- on the shared machine under load (load average 2-4), so absolute
+  times are 1.5-2x those of a quiet moment; the ratios are same-process.
+* What limits it: the exponential. 1e7 evaluations of the (vectorized, Estrin) exp
+  alone take 3.3x one ``a.sum()`` read on this CPU (20 vs 6 ms), so the target of
+  <= 3x ``a.sum()`` for the whole log-sum-exp is out of reach with a ~1 ulp exp of this
+  kind; a table-driven exp (Tang 1989, a 2^(j/64) table and a degree-5 polynomial)
+  might save another ~1.4x of the exp stage (not done: AVX2 gathers are slow, and its
+  bound would need its own derivation). With AVX-512 (8 lanes, and NumPy's SIMD exp
+  for the twin) the exp stage should be about twice as fast per element; not measured
+  here (no such CPU).
 * Parallel rows (``prange`` over groups of blocks) gave 1.8x on a quiet machine and
   nothing (or a slowdown) with the cores busy; it is used only for inputs of at least
   ``PARALLEL_MIN_WORK`` elements (:mod:`lvmref.kernels.dispatch`) when Numba has more
   than one thread. Each row is still reduced serially by the same code, so results do
   not depend on the thread count.
-* Not done: a table-driven exp (Tang 1989) with a lower-degree polynomial, and a
-  vectorizable log1p, which would speed up the exp stage and the elementwise functions.
 
 Streaming log-sum-exp (chunked enumeration)
 -------------------------------------------
