@@ -459,11 +459,19 @@ def log_likelihood(params, X, covariance_type="full", reduce=True):
 # ----------------------------------------------------------------------------------------
 
 
-def _moments(X, resp):
-    """N_k (with the 10 eps guard) and mu_k, eqs. (15)-(16)."""
-    nk, sk = kg.first_moments(X, resp)
-    nk = nk + 10.0 * EPS
-    return nk, sk / nk[:, None]
+def _moments(X, resp, covariance_type):
+    """N_k (with the 10 eps guard), mu_k and the centred scatter, eqs. (15)-(20).
+
+    One pass over X and resp: block-centred partial sums combined exactly with the block
+    means about mu_k (Chan, Golub & LeVeque 1979; derivation (M1)-(M3) in
+    :mod:`lvmref.kernels.gmm`), so the scatter is still formed from centred data.
+    The scatter is (K, d, d) for full/tied and (K, d) for diag/spherical.
+    """
+    if covariance_type in ("full", "tied"):
+        parts = kg.moment_partials_full(X, resp)
+    else:
+        parts = kg.moment_partials_diag(X, resp)
+    return kg.combine_moments(*parts, 10.0 * EPS)
 
 
 def _degenerate(cov_diag, floor):
@@ -597,11 +605,7 @@ def _m_step(X, resp, covariance_type, reg_covar):
     if big > 1.0:
         resp = np.ldexp(resp, -math.frexp(big)[1])
     with np.errstate(over="ignore", invalid="ignore"):  # refused just below
-        nk, means = _moments(X, resp)
-        if covariance_type in ("full", "tied"):
-            scatter = kg.scatter_full(X, resp, means)
-        else:
-            scatter = kg.scatter_diag(X, resp, means)
+        nk, means, scatter = _moments(X, resp, covariance_type)
     if not (np.all(np.isfinite(means)) and np.all(np.isfinite(scatter))):
         raise ValueError(
             "X values too large: the weighted squared deviations from the means overflow "

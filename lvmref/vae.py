@@ -339,7 +339,7 @@ from .kernels.fpenv import benign_underflow
 from .nn import ACTIVATIONS, MLP
 from .optim import Adam
 from .persistence import read_model, save_model
-from .vae_training import TrainingWorkspace
+from .vae_training import TrainingWorkspace, scoped_blas_threads
 
 __all__ = [
     "VAE",
@@ -1392,6 +1392,7 @@ class VAE:
 
     # -------------------------------------------------------------- training
 
+    @scoped_blas_threads  # BLAS threads for the step's small products, restored on return
     def fit(self, x, x_test=None, *, n_epochs=100, batch_size=100, lr=1e-3, rng=None,
             params=None, init="glorot", objective="elbo", estimator="reparam", kl=None,
             k=1, baseline=None, verbose=False, callback=None):
