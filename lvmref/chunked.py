@@ -43,6 +43,7 @@ from __future__ import annotations
 import numpy as np
 
 from lvmref.kernels.checks import as_float_array, check_positive_int
+from lvmref.kernels.fpenv import benign_underflow
 
 __all__ = [
     "CHUNK_BYTES",
@@ -65,12 +66,14 @@ CHUNK_BYTES = 64 * 2**20
 DASK_INSTALL_HINT = "pip install 'lvmref[dask]' (installs dask[array] and distributed)"
 
 
+@benign_underflow
 def is_dask_array(X) -> bool:
     """Whether ``X`` is a ``dask.array.Array`` (decided without importing Dask)."""
     return any(c.__name__ == "Array" and c.__module__.startswith("dask.array")
                for c in type(X).__mro__)
 
 
+@benign_underflow
 def require_dask():
     """``(dask, dask.array)``, or an ``ImportError`` saying what to install."""
     try:
@@ -82,6 +85,7 @@ def require_dask():
     return dask, da
 
 
+@benign_underflow
 def is_in_memory(X) -> bool:
     """Whether ``X`` is data in memory (an ndarray that is not a memory map, a list, a
     sparse matrix, ...) rather than a memory map, an array-like read by rows, or a Dask
@@ -102,6 +106,7 @@ def is_in_memory(X) -> bool:
     return not (ndim == 2 and dtype.kind != "O")
 
 
+@benign_underflow
 def default_chunk_size(n_features, n_components=1) -> int:
     """Rows per chunk for ``CHUNK_BYTES`` of float64 working memory: ``CHUNK_BYTES /
     (8 (D + 2 K + 2))``, rounded down to a multiple of 1024 and at least 1024."""
@@ -111,6 +116,7 @@ def default_chunk_size(n_features, n_components=1) -> int:
     return max(1024, rows - rows % 1024)
 
 
+@benign_underflow
 def check_chunk_size(chunk_size, name="chunk_size"):
     """``None`` or a positive int (``TypeError``/``ValueError`` naming ``name``)."""
     if chunk_size is None:
@@ -144,6 +150,7 @@ def _check_meta(X, name):
     return int(shape[0]), int(shape[1])
 
 
+@benign_underflow
 def check_rows(block, start, name="X", width=None):
     """A chunk of rows as a finite C-contiguous float64 array (no copy if it already is).
 
@@ -179,6 +186,7 @@ def check_rows(block, start, name="X", width=None):
     return a
 
 
+@benign_underflow
 def row_source(X, chunk_size=None, *, name="X", n_features=None, n_components=1):
     """Wrap ``X`` for chunk-wise access: a :class:`DaskRows` for a Dask array, else a
     :class:`RowChunks`.
@@ -219,6 +227,7 @@ def _aligned(a, start, stop, name, width):
     return check_rows(block, start, name, width)
 
 
+@benign_underflow
 class RowChunks:
     """Rows of an in-memory array, a memory map or an array-like, ``chunk_size`` at a time.
 
@@ -309,6 +318,7 @@ def _map_block(x, fn, name, d, block_info=None):
     return fn(check_rows(x, start, name, d), start)
 
 
+@benign_underflow
 class DaskRows:
     """Rows of a ``dask.array.Array``; work runs where the blocks live.
 
