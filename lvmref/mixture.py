@@ -111,7 +111,7 @@ import numpy as np
 from scipy import linalg, sparse
 from scipy.linalg import lapack
 
-from lvmref.chunked import DaskRows, check_chunk_size, is_in_memory, row_source
+from lvmref.chunked import DaskRows, RowChunks, check_chunk_size, is_in_memory, row_source
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
@@ -731,14 +731,15 @@ def _chunk_generators(source, rng, k, pos_before):
 
 @benign_underflow
 def initial_moments(source, n_components, init_params, rng, *, sample_weight=None,
-                    resp_init=None, full=True, sample_size=INIT_SAMPLE_SIZE):
+                    resp_init=None, full=True, sample_size=None):
     """Statistics (eq. 23 of :mod:`lvmref.gmm`) of the initial responsibilities of data
     read chunk by chunk, without loading them (I1-I4 of the module docstring).
 
     Parameters
     ----------
-    source : lvmref.chunked.RowChunks or lvmref.chunked.DaskRows
-        The data (:func:`lvmref.chunked.row_source`).
+    source : lvmref.chunked.RowChunks, lvmref.chunked.DaskRows, or data
+        The data: a source of :func:`lvmref.chunked.row_source`, or anything it wraps
+        (an array, memory map, array-like or Dask array of shape (n, d)).
     n_components : int
     init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}
     rng : numpy.random.Generator, int or None
@@ -749,18 +750,22 @@ def initial_moments(source, n_components, init_params, rng, *, sample_weight=Non
         ``init_params`` and ``rng`` are not used.
     full : bool
         Full scatter matrices (for "full"/"tied" covariances) or their diagonals.
-    sample_size : int
-        Rows of the seeded subsample for "kmeans" and "k-means++" (I2).
+    sample_size : int, optional
+        Rows of the seeded subsample for "kmeans" and "k-means++" (I2); default
+        ``INIT_SAMPLE_SIZE`` (read when called).
 
     Returns
     -------
     lvmref.mixture_stats.Moments
         ``extra`` is 0; ``total`` is the total weight of the rows.
     """
+    if not isinstance(source, (RowChunks, DaskRows)):
+        source = row_source(source)
     k = check_positive_int(n_components, "n_components")
     check_choice(init_params, "init_params", INIT_PARAMS)
     rng = check_rng(rng)
-    sample_size = check_positive_int(sample_size, "sample_size")
+    sample_size = check_positive_int(INIT_SAMPLE_SIZE if sample_size is None else sample_size,
+                                     "sample_size")
     w = check_sample_weight(sample_weight, source.n)
     pos = None if w is None or np.all(w > 0.0) else np.flatnonzero(w > 0.0)
     n_pos = source.n if pos is None else pos.size
