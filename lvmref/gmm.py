@@ -816,7 +816,7 @@ def stepwise_statistics(previous, batch, rho):
     Returns
     -------
     lvmref.mixture_stats.Moments
-        s_t; ``batch`` itself when ``rho = 1``.
+        s_t (equal to ``batch`` when ``rho = 1``).
     """
     previous, batch = check_moments(previous, "previous"), check_moments(batch, "batch")
     if previous.scatter.shape != batch.scatter.shape:
