@@ -1196,9 +1196,10 @@ class GaussianMixture(MixtureBase):
                 raise ValueError(f"X has {src.d} features, but GaussianMixture is expecting "
                                  f"{self.n_features_in_} features as input (the number it "
                                  "was fitted with)")
-            if self.means_.shape[0] != k:
-                raise ValueError("partial_fit: n_components changed since the model was "
-                                 "fitted; call fit")
+            if self.means_.shape[0] != k or np.shape(self.precisions_cholesky_) != (
+                    covariance_shape(self.covariance_type, k, src.d)):
+                raise ValueError("partial_fit: n_components/covariance_type changed since "
+                                 "the model was fitted; call fit")
             p = self._get_params()
         else:
             rng = check_rng(self.random_state, name="random_state")

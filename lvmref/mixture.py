@@ -1161,8 +1161,13 @@ class MixtureBase:
 
     def _rows(self, X):
         """``X`` as a chunked source with ``n_features_in_`` columns (fitted model)."""
-        return row_source(X, self.chunk_size, n_features=self.n_features_in_,
-                          n_components=self.means_.shape[0])
+        src = row_source(X, self.chunk_size, n_components=self.means_.shape[0])
+        if src.d != self.n_features_in_:
+            raise ValueError(
+                f"X has {src.d} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (the number it was fitted with)"
+            )
+        return src
 
     def _chunked_fit_data(self, X, sample_weight, resp_init, n_components, min_rows=1):
         """``(source, w, resp_init)`` for a chunked ``fit``: the checks of

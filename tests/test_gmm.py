@@ -1192,7 +1192,7 @@ def test_chunked_predictions_equal_the_in_memory_ones(tmp_path, fitted, ct):
             assert est.score(data) == pytest.approx(gm.score(X), rel=1e-13)
             assert est.bic(data) == pytest.approx(gm.bic(X), rel=1e-13)
             assert est.aic(data) == pytest.approx(gm.aic(X), rel=1e-13)
-    with pytest.raises(ValueError, match="X has 2 features, but the model is expecting 3"):
+    with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3"):
         gm.predict(_mapped(tmp_path, X[:, :2], "X2.npy"))
 
 
@@ -1387,6 +1387,9 @@ def test_partial_fit_bookkeeping_persistence_and_errors(tmp_path):
     assert g.n_batch_iter_ == 1
     with pytest.raises(ValueError, match="X has 2 features, but GaussianMixture is expecting 3"):
         g.partial_fit(X[:, :2])
+    with pytest.raises(ValueError, match="covariance_type changed since the model was fitted"):
+        g.set_params(covariance_type="diag").partial_fit(X)
+    g.set_params(covariance_type="full")
     for kappa in (0.5, 1.01, 0.0):
         with pytest.raises(ValueError, match="learning_decay"):
             GaussianMixture(2, learning_decay=kappa).partial_fit(X)
