@@ -18,7 +18,8 @@ FLOP floor: the multiply-adds of one EM iteration (full: E-step N K (2D + D(D+1)
 first moments N K (D + 1), scatter N K (D + D(D+1)/2); diag: E-step 3 N K D, first
 moments N K (D + 1), scatter 2 N K D) at the dgemm rate measured here (the fastest of
 7 products of 1000 x 1000 matrices, ``--threads`` threads: on a shared machine the
-least disturbed one); the N K exponentials are not counted. The table shows each implementation's time as a multiple of that floor.
+least disturbed one); the N K exponentials are not counted. The table shows each
+implementation's time as a multiple of that floor.
 
 Exits 1 if the final lower bounds differ by more than 1e-9 (relative).
 
