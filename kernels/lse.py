@@ -16,37 +16,44 @@ the same decomposition as ``scipy.special.logsumexp`` (one maximal term is split
 
 Measured speed and the choice made
 ----------------------------------
-Options measured for row-wise lse of float64 (n, m) arrays, one thread, same process,
-against ``scipy.special.logsumexp(axis=1)`` and one ``np.exp(a)`` pass (the practical floor;
-NumPy 2.4 uses AVX-512 SIMD exp on this CPU). Milliseconds, median of 7; the first column
-is from a quiet moment, the others from ``validation/bench_kernels.py --options`` on the
-same 2-core machine shared with other jobs (load average ~7, so absolute numbers vary 2-3x
-between runs; the same-process ratios are what matter)::
+History (0.2.0, on an AVX-512 development machine): a scalar ``math.exp`` loop was 3.5-4x
+one ``np.exp`` pass (no SVML in Numba 0.68), the NumPy twin (several full passes) 4-7x;
+chosen then: rows in L1-sized blocks, row maxima, the shifts into a buffer, one long
+vectorized :func:`lvmref.kernels.fastexp.exp_nonpos_nb` loop, per-row sums with four
+interleaved partial sums, and ``np.log1p`` applied by the caller.
 
-    shape       scipy  np.exp  scalar math.exp  NumPy twin  this kernel  this kernel
-                               loop (Numba)     blocked     1 thread     2 threads
-    (1e6, 10)   262    17      70               117*        43*          24*  (quiet)
-    (1e6, 10)   809    56      213              264         91           100  (loaded)
-    (1e5, 100)  133    18      57               78*         26*          14*  (quiet)
-    (1e5, 100)  300    51      129              101         66           68   (loaded)
+Issue 19 (2-core AMD EPYC, AVX2 + FMA, no AVX-512: NumPy's float64 ``exp`` and
+``log1p`` are scalar libm calls there, ~15 and ~18 ns per element), measured in one
+process with ``validation/bench_kernels.py`` (medians, implementations interleaved):
 
-    (* prototype of the same algorithm, before the final clean-up)
-
-* A scalar ``math.exp`` loop is 3.5-4x the np.exp pass: no SVML in Numba 0.68.
-* The NumPy twin (several full passes) is 4-7x the np.exp pass.
-* Chosen: rows in L1-sized blocks (row maxima; shifts t for the block into a buffer;
-  one long vectorized :func:`lvmref.kernels.fastexp.exp_nonpos_nb` loop; per-row sums
-  with four interleaved partial sums), and ``log1p(S)`` applied by the caller with
-  NumPy's SIMD ``np.log1p`` (Numba's scalar ``math.log1p`` costs ~24 ns per row, more
-  than the whole exp pass at m = 10).
-  Reached: 5-9x faster than SciPy, 1.3-1.6x the allocating np.exp pass (1 thread).
+* ``np.log1p`` on the row sums cost as much as a quarter of the whole kernel at
+  m = 10: log1p is now applied inside the kernel, with the vectorizable
+  :func:`lvmref.kernels.fastexp.log1p_nonneg_nb` (<= 2.8 u), one loop per block.
+* The exp loop was not fully vectorized (AVX2 has no packed double -> int64
+  conversion; the scale 2^k is now built from the bits of the shifted float, fastexp
+  eq. 1.4) and was latency-bound (Horner's chain of 11 FMAs; Estrin's scheme, eq. 1.5,
+  is 25 % faster).
+* Short rows (m <= ``_SHORT`` = 32): the block is transposed to (m, rows) so that the
+  maxima, exponentials, tie counts and sums run as loops *across rows* (SIMD over rows;
+  each row still sums j = 0..m-1 in order): 15 % faster than the per-row code at
+  m = 10. Longer rows keep the per-row code.
+* Result at 1 thread, (1e6, 10): 88 ms vs SciPy 1200 ms (13.7x faster) and one
+  ``a.sum()`` read 11 ms (8.0x); (1e5, 100): 58 ms vs SciPy 556 ms (9.6x), ``a.sum()``
+  10 ms (5.7x) -- on the shared machine under load (load average 2-4), so absolute
+  times are 1.5-2x those of a quiet moment; the ratios are same-process.
+* What limits it: the exponential. 1e7 evaluations of the (vectorized, Estrin) exp
+  alone take 3.3x one ``a.sum()`` read on this CPU (20 vs 6 ms), so the target of
+  <= 3x ``a.sum()`` for the whole log-sum-exp is out of reach with a ~1 ulp exp of this
+  kind; a table-driven exp (Tang 1989, a 2^(j/64) table and a degree-5 polynomial)
+  might save another ~1.4x of the exp stage (not done: AVX2 gathers are slow, and its
+  bound would need its own derivation). With AVX-512 (8 lanes, and NumPy's SIMD exp
+  for the twin) the exp stage should be about twice as fast per element; not measured
+  here (no such CPU).
 * Parallel rows (``prange`` over groups of blocks) gave 1.8x on a quiet machine and
   nothing (or a slowdown) with the cores busy; it is used only for inputs of at least
   ``PARALLEL_MIN_WORK`` elements (:mod:`lvmref.kernels.dispatch`) when Numba has more
   than one thread. Each row is still reduced serially by the same code, so results do
   not depend on the thread count.
-* Not done: a table-driven exp (Tang 1989) with a lower-degree polynomial, and a
-  vectorizable log1p, which would speed up the exp stage and the elementwise functions.
 
 Streaming log-sum-exp (chunked enumeration)
 -------------------------------------------
@@ -83,7 +90,7 @@ from numba import njit, prange
 
 from .checks import as_float_array, check_axis, check_flag
 from .dispatch import jit_enabled, parallel_and_serial, pick
-from .fastexp import exp_nonpos_nb
+from .fastexp import exp_nonpos_nb, log1p_nonneg_nb
 from .fpenv import benign_underflow
 
 __all__ = [
@@ -108,6 +115,8 @@ __all__ = [
 _BLOCK = 2048
 #: Blocks of rows per parallel work unit.
 _UNIT = 16
+#: Rows of at most this length take the transposed (across-rows SIMD) path.
+_SHORT = 32
 
 
 # --------------------------------------------------------------------------- kernels
@@ -170,11 +179,11 @@ def _sum4_nb(buf, k0, m):
     return (s0 + s1) + (s2 + s3)
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lse_block_nb(a, i0, i1, mx_out, s_out, buf, ties):
     """Eq. (1) for rows i0..i1-1 of ``a`` (n, m) with (i1 - i0) * m <= buf.size.
 
-    Writes the row maximum to ``mx_out[i]`` and S to ``s_out[i]``; for rows whose
+    Writes the row maximum to ``mx_out[i]`` and log1p(S) to ``s_out[i]``; for rows whose
     maximum is not finite, ``mx_out[i]`` is the special result and ``s_out[i] = 0``.
     """
     m = a.shape[1]
@@ -206,9 +215,11 @@ def _lse_block_nb(a, i0, i1, mx_out, s_out, buf, ties):
         if n0 >= 0:
             s_out[i] = _sum4_nb(buf, k, m) + (n0 - 1)
         k += m
+    for i in range(i0, i1):  # vectorized log1p over the block's rows (S >= 0)
+        s_out[i] = log1p_nonneg_nb(s_out[i])
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy")
 def _lse_long_row_nb(a, i, mx_out, s_out, buf):
     """Eq. (1) for one row longer than ``buf``, processed in chunks of ``buf.size``."""
     m = a.shape[1]
@@ -231,13 +242,61 @@ def _lse_long_row_nb(a, i, mx_out, s_out, buf):
             buf[k] = 0.0 if t == 0.0 else e
         s += _sum4_nb(buf, 0, c1 - c0)
     mx_out[i] = mx
-    s_out[i] = s + (n0 - 1)
+    s_out[i] = log1p_nonneg_nb(s + (n0 - 1))
 
 
-@njit(cache=True)
+@njit(cache=True, error_model="numpy", inline="always")
+def _lse_short_block_nb(a, i0, i1, mx_out, l_out, bt, mxb, sb, n0b):
+    """Eq. (1) for rows i0..i1-1 of a short-row ``a`` (n, m), m <= ``_SHORT``, vectorized
+    across rows: the block is transposed into ``bt`` (m, R) so that the row maxima, the
+    exponentials, the tie counts and the sums run as loops over rows (contiguous, SIMD).
+    Row i's sum runs over j = 0..m-1 in order (no dependence on the block layout).
+    Writes mx and log1p(S) like :func:`_lse_block_nb`.
+    """
+    m = a.shape[1]
+    nr = i1 - i0
+    for r in range(nr):
+        for j in range(m):
+            bt[j, r] = a[i0 + r, j]
+    for r in range(nr):
+        mxb[r] = -np.inf
+        sb[r] = 0.0
+        n0b[r] = 0.0
+    for j in range(m):
+        for r in range(nr):
+            v = bt[j, r]
+            mxb[r] = v if v > mxb[r] else mxb[r]  # NaN is skipped, as in _row_max_nb
+    for j in range(m):
+        for r in range(nr):
+            t = bt[j, r] - mxb[r]
+            e = exp_nonpos_nb(t)
+            tie = t == 0.0
+            sb[r] += 0.0 if tie else e  # maximal terms are counted in n0b
+            n0b[r] += 1.0 if tie else 0.0
+    for r in range(nr):
+        mx_out[i0 + r] = mxb[r]
+        l_out[i0 + r] = log1p_nonneg_nb(sb[r] + (n0b[r] - 1.0))
+    for r in range(nr):  # rows whose maximum is not finite (rare): scipy's special values
+        mx = mxb[r]
+        if not (-np.inf < mx < np.inf):
+            mx_out[i0 + r] = _row_special_nb(a, i0 + r, mx)
+            l_out[i0 + r] = 0.0
+
+
+@njit(cache=True, error_model="numpy")
 def _lse_range_nb(a, b0, b1, rows_per_block, mx_out, s_out):
     """Blocks b0..b1-1 of ``rows_per_block`` rows each (one work unit)."""
     n, m = a.shape
+    if m <= _SHORT:
+        bt = np.empty((m, rows_per_block))
+        mxb = np.empty(rows_per_block)
+        sb = np.empty(rows_per_block)
+        n0b = np.empty(rows_per_block)
+        for b in range(b0, b1):
+            i0 = b * rows_per_block
+            _lse_short_block_nb(a, i0, min(n, i0 + rows_per_block), mx_out, s_out, bt, mxb,
+                                sb, n0b)
+        return
     buf = np.empty(_BLOCK)
     ties = np.empty(max(rows_per_block, 1), dtype=np.int64)
     for b in range(b0, b1):
@@ -251,12 +310,14 @@ def _lse_range_nb(a, b0, b1, rows_per_block, mx_out, s_out):
 
 
 def _lse_parts(a):
-    """Row-wise eq. (1) of ``a`` (n, m): returns (mx, S), each (n,); lse = mx + log1p(S).
+    """Row-wise eq. (1) of ``a`` (n, m): returns (mx, l), each (n,); lse = mx + l with
+    l = log1p(S).
 
     Blocks of rows in work units of ``_UNIT`` blocks (``prange`` in the parallel build);
     each row is reduced serially by the same code, so both builds give identical results.
-    The log1p is applied by the caller with NumPy's SIMD ``np.log1p`` (10x faster than a
-    scalar ``math.log1p`` per row, see above).
+    log1p is the vectorizable :func:`lvmref.kernels.fastexp.log1p_nonneg_nb`, one loop
+    over each block's rows (a scalar ``math.log1p`` per row cost more than the exp pass
+    at m = 10, and NumPy's ``np.log1p`` is scalar libm on AVX2 too).
     """
     n, m = a.shape
     mx_out = np.empty(n)
@@ -303,8 +364,11 @@ def lse_parts(rows):
     elements and several rows), its serial build, or :func:`lse_parts_np`.
     """
     work = rows.size if rows.shape[0] > 1 else 0
-    mx, s = pick(lse_parts_nb, lse_parts_np, serial_nb=lse_parts_nb_serial, work=work)(rows)
-    return mx, np.log1p(s)
+    f = pick(lse_parts_nb, lse_parts_np, serial_nb=lse_parts_nb_serial, work=work)
+    if f is lse_parts_np:
+        mx, s = f(rows)
+        return mx, np.log1p(s)
+    return f(rows)
 
 
 @njit(cache=True)

@@ -18,6 +18,8 @@ Core:
 - ``lvmref.nn``          the MLP (forward/backward) shared by the Helmholtz machine and VAE
 - ``lvmref.mixture``     what GMM and Bayesian GMM share: precision factors, initialisation,
                          input checks, the EM driver, warnings and errors
+- ``lvmref.mixture_stats`` the mixtures' sufficient statistics, merged over chunks of rows
+- ``lvmref.chunked``     data read chunk by chunk: memory maps, array-likes, Dask arrays
 - ``lvmref.optim``       Adam
 - ``lvmref.persistence`` the one ``.npz`` model format behind every ``save``/``load``
 - ``lvmref.testing``     ``check_grad`` / ``assert_grad_close`` for your own gradients

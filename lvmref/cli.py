@@ -125,16 +125,19 @@ def cmd_gmm(args):
     from .mixture import ConvergenceWarning
 
     _check_destinations(args)
-    X = load_matrix(args.data)
+    X = load_matrix(args.data, mmap=True)  # a .npy is memory-mapped and fitted in chunks
     if args.load:
         gm = GaussianMixture.load(_require_file(args.load))
+        if args.chunk_size is not None:
+            gm.set_params(chunk_size=args.chunk_size)
         _check_features(X, gm.n_features_in_, f"GaussianMixture loaded from {args.load}")
         _say(args, f"GaussianMixture from {args.load}: K = {gm.n_components}, "
                    f"covariance_type = {gm.covariance_type}")
     else:
         gm = GaussianMixture(args.k, covariance_type=args.covariance_type, tol=args.tol,
                              reg_covar=args.reg_covar, max_iter=args.max_iter,
-                             n_init=args.n_init, random_state=args.seed)
+                             n_init=args.n_init, random_state=args.seed,
+                             chunk_size=args.chunk_size)
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always", ConvergenceWarning)
             gm.fit(X)
@@ -174,12 +177,18 @@ def _vae_eval(args, vae, params, X, label):
     import numpy as np
 
     rng = np.random.default_rng([args.seed, 1])
-    per_row = vae.elbo(params, X, rng.standard_normal((X.shape[0], args.eval_samples,
-                                                       vae.n_latent)))
-    iw = vae.iwae_bound(params, X, args.iwae_k, rng, n_repeats=1)
+    # Rows in chunks (a memory-mapped DATA is never read whole); the noise is drawn chunk
+    # after chunk in row order, the same stream as one draw for all rows.
+    step = args.chunk_size or 65536
+    chunks = [np.asarray(X[i:i + step]) for i in range(0, X.shape[0], step)] if isinstance(
+        X, np.memmap) or args.chunk_size else [X]
+    per_row = np.concatenate([vae.elbo(params, c, rng.standard_normal(
+        (c.shape[0], args.eval_samples, vae.n_latent))) for c in chunks])
+    iw = np.concatenate([vae.iwae_bound(params, c, args.iwae_k, rng, n_repeats=1).value
+                         for c in chunks])
     _say(args, f"{label}: ELBO {per_row.mean():.6f} nats per row ({args.eval_samples} noise "
-               f"draws per row), IWAE L_{args.iwae_k} {iw.value.mean():.6f}")
-    return {"elbo": float(per_row.mean()), "iwae": float(iw.value.mean()),
+               f"draws per row), IWAE L_{args.iwae_k} {iw.mean():.6f}")
+    return {"elbo": float(per_row.mean()), "iwae": float(iw.mean()),
             "iwae_k": args.iwae_k}
 
 
@@ -188,7 +197,7 @@ def cmd_vae(args):
     from .vae import VAE
 
     _check_destinations(args)
-    X = load_matrix(args.data, binary=True)
+    X = load_matrix(args.data, binary=True, mmap=True)  # minibatches are gathered from it
     X_test = load_matrix(args.test, name="--test", binary=True) if args.test else None
     out = {}
     if args.load:
@@ -408,6 +417,9 @@ def build_parser():
                    help="added to the covariance diagonals")
     p.add_argument("--max-iter", type=_positive_int, default=100, help="EM iterations")
     p.add_argument("--n-init", type=_positive_int, default=1, help="restarts")
+    p.add_argument("--chunk-size", type=_positive_int, default=None, metavar="ROWS",
+                   help="rows per chunk of EM (a .npy DATA is memory-mapped and read in "
+                   "chunks of ~64 MiB working memory by default; a .csv is read whole)")
     p.set_defaults(func=cmd_gmm)
 
     p = sub.add_parser("vae", parents=[common, outputs],
@@ -428,6 +440,10 @@ def build_parser():
                    help="samples of the IWAE bound in the evaluation")
     p.add_argument("--eval-samples", type=_positive_int, default=10,
                    help="noise draws per row for the evaluation ELBO")
+    p.add_argument("--chunk-size", type=_positive_int, default=None, metavar="ROWS",
+                   help="rows per chunk of the evaluation (a .npy DATA is memory-mapped; "
+                   "training gathers each minibatch from it; default 65536 rows for a "
+                   ".npy); the numbers do not depend on it")
     p.set_defaults(func=cmd_vae)
 
     p = sub.add_parser("helmholtz", parents=[common, outputs],

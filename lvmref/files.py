@@ -14,7 +14,7 @@ import numpy as np
 
 from .kernels.checks import check_flag
 
-__all__ = ["load_matrix", "jsonable"]
+__all__ = ["load_matrix", "jsonable", "MMAP_CHUNK_ROWS"]
 
 
 def _csv_error(p, name) -> str:
@@ -52,7 +52,8 @@ def _first_bad(mask):
     return int(i), int(j)
 
 
-def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray:
+def load_matrix(path, *, name: str = "DATA", binary: bool = False,
+                mmap: bool = False) -> np.ndarray:
     """Load a 2-D float64 matrix (rows = samples) from ``.npy`` or ``.csv``.
 
     Parameters
@@ -64,10 +65,18 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
         How the file is called in error messages.
     binary : bool
         Require every entry to be 0 or 1 (Bernoulli models).
+    mmap : bool
+        For ``.npy``: memory-map the file read-only (``np.load(path, mmap_mode="r")``)
+        instead of reading it, and validate it chunk by chunk (``MMAP_CHUNK_ROWS`` rows at
+        a time), so that data larger than memory can be fitted chunk by chunk
+        (:mod:`lvmref.chunked`). The returned ``np.memmap`` keeps the file's dtype (the
+        models convert each chunk to float64). A ``.csv`` is read into memory as without
+        ``mmap``.
 
     Returns
     -------
-    X : ndarray of shape (n_samples, n_features), float64
+    X : ndarray of shape (n_samples, n_features), float64 (an ``np.memmap`` of the
+        file's dtype with ``mmap=True`` and a ``.npy`` file)
 
     Raises
     ------
@@ -78,6 +87,7 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
         an editor counts) in a ``.csv``, the index ``[i, j]`` in a ``.npy``.
     """
     binary = check_flag(binary, "binary")
+    mmap = check_flag(mmap, "mmap")
     p = Path(path)
     if not p.exists():
         raise FileNotFoundError(f"{name} file not found: {p}")
@@ -87,9 +97,10 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
     csv = suffix in (".csv", ".txt")
     if suffix == ".npy":
         try:
-            arr = np.load(p, allow_pickle=False)
+            arr = np.load(p, allow_pickle=False, mmap_mode="r" if mmap else None)
         except ValueError as exc:
-            if "allow_pickle" in str(exc) or "pickled" in str(exc):
+            if "allow_pickle" in str(exc) or "pickled" in str(exc) or "Python objects" in str(
+                    exc):
                 raise ValueError(f"{name} file {p} holds pickled (object) data, which lvmref "
                                  "never loads; save a numeric array") from None
             raise ValueError(f"{name} file {p} is not a readable .npy array ({exc})") from None
@@ -111,7 +122,8 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
         raise ValueError(f"{name} file {p} holds complex numbers; lvmref needs real data")
     if not (np.issubdtype(arr.dtype, np.number) or arr.dtype == np.bool_):
         raise ValueError(f"{name} file {p} must hold numbers, got dtype {arr.dtype}")
-    arr = np.asarray(arr, dtype=np.float64)
+    if not isinstance(arr, np.memmap):
+        arr = np.asarray(arr, dtype=np.float64)
     if arr.ndim != 2:
         raise ValueError(
             f"{name} file {p} must hold a 2-D array (n_samples, n_features), got shape {arr.shape}"
@@ -119,25 +131,40 @@ def load_matrix(path, *, name: str = "DATA", binary: bool = False) -> np.ndarray
     if arr.shape[0] == 0 or arr.shape[1] == 0:
         raise ValueError(f"{name} file {p} is empty (shape {arr.shape})")
 
-    def where(mask):
+    def where(mask, start=0):
         i, j = _first_bad(mask)
+        i += start
         if not csv:
             return f"entry [{i}, {j}]"
         with open(p, encoding="utf-8", errors="replace") as fh:  # row i -> its line number
             lines = [n for n, raw in enumerate(fh, 1) if raw.split("#", 1)[0].strip()]
         return f"line {lines[i]}, column {j + 1}"
 
+    if isinstance(arr, np.memmap):
+        for start in range(0, arr.shape[0], MMAP_CHUNK_ROWS):
+            _check_values(arr[start:start + MMAP_CHUNK_ROWS], start, name, p, binary, where)
+    else:
+        _check_values(arr, 0, name, p, binary, where)
+    return arr
+
+
+#: Rows per chunk when :func:`load_matrix` validates a memory-mapped file.
+MMAP_CHUNK_ROWS = 65536
+
+
+def _check_values(arr, start, name, p, binary, where):
+    """Finite (and 0/1 with ``binary``) entries of rows ``start:start + len(arr)``."""
+    arr = np.asarray(arr, dtype=np.float64)
     bad = ~np.isfinite(arr)
     if bad.any():
         raise ValueError(f"{name} file {p} contains NaN or infinite values (first at "
-                         f"{where(bad)})")
+                         f"{where(bad, start)})")
     if binary:
         bad = (arr != 0) & (arr != 1)
         if bad.any():
             i, j = _first_bad(bad)
             raise ValueError(f"{name} file {p} must be binary (0/1) for a Bernoulli model; "
-                             f"{where(bad)} is {arr[i, j]:g}")
-    return arr
+                             f"{where(bad, start)} is {arr[i, j]:g}")
 
 
 def jsonable(obj):

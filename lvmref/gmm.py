@@ -162,6 +162,82 @@ parameters and the information criteria:
         \\ K d & \text{diag} \\ K & \text{spherical} \end{cases}, \qquad
     \mathrm{BIC} = -2 \ell + p \log n, \quad \mathrm{AIC} = -2 \ell + 2 p              \tag{22}
 
+EM on sufficient statistics: chunks, clusters and streams
+---------------------------------------------------------
+Everything the M-step (15)-(20) and the bound (21) read from the data is a sum over
+rows. For a set B of rows and weighted responsibilities :math:`\tilde r_{ik} = w_i r_{ik}`
+(:math:`w_i = 1` without weights) under the current θ, let
+
+.. math::
+    N_k^B = \sum_{i \in B} \tilde r_{ik}, \quad
+    S_k^B = \sum_{i \in B} \tilde r_{ik} x_i, \quad \bar x_k^B = S_k^B / N_k^B, \quad
+    M_k^B = \sum_{i \in B} \tilde r_{ik} (x_i - \bar x_k^B)(x_i - \bar x_k^B)^\top, \quad
+    W^B = \sum_{i \in B} w_i, \quad L^B = \sum_{i \in B} w_i \log p(x_i \mid \theta)     \tag{23}
+
+(diag/spherical: the diagonal of :math:`M_k^B`). For disjoint sets A and B, with
+:math:`\delta_k = \bar x_k^A - \bar x_k^B` and :math:`N_k = N_k^A + N_k^B`,
+
+.. math::
+    N_k = N_k^A + N_k^B, \quad S_k = S_k^A + S_k^B, \quad W, L \text{ add}, \quad
+    M_k^{A+B} = M_k^A + M_k^B + \frac{N_k^A N_k^B}{N_k} \delta_k \delta_k^\top.          \tag{24}
+
+Proof: :math:`x_i - \bar x^{A+B} = (x_i - \bar x^A) + (\bar x^A - \bar x^{A+B})` for
+:math:`i \in A`; the cross terms vanish because
+:math:`\sum_{i \in A} \tilde r_{ik} (x_i - \bar x_k^A) = 0`, and
+:math:`\bar x^A - \bar x^{A+B} = (N^B / N) \delta`, so A contributes
+:math:`M^A + N^A (N^B / N)^2 \delta \delta^\top`, B likewise
+:math:`M^B + N^B (N^A / N)^2 \delta \delta^\top`, and
+:math:`N^A (N^B)^2 / N^2 + N^B (N^A)^2 / N^2 = N^A N^B / N` (Chan, Golub & LeVeque 1979).
+Every term added is positive semi-definite: no cancellation of the kind
+:math:`E[x x^\top] - \mu \mu^\top` suffers; a set with :math:`N_k^B = 0` adds nothing to
+component k. For any points :math:`c_k`,
+
+.. math::
+    \sum_i \tilde r_{ik} (x_i - c_k)(x_i - c_k)^\top
+        = M_k + N_k (\bar x_k - c_k)(\bar x_k - c_k)^\top                               \tag{25}
+
+(the same expansion), so the M-step is a function of the statistics of all rows: with
+:math:`N'_k = N_k + 10\epsilon`, :math:`\mu_k = S_k / N'_k` and (17)-(20) take the scatter
+(25) about :math:`c_k = \mu_k` divided by :math:`N'_k`; the bound (21) is L / W.
+**Chunked EM** computes (23) for each chunk of rows (an E-step (10)-(12) and the kernels'
+sums), combines the chunks by (24) and maximises by (25): the iteration (7)-(8) on all
+rows, up to the order of summation, in working memory O(chunk_size (D + K) + K D^2)
+whatever n. **On Dask**, each block's (23) is computed where the block lives and (24) is
+applied in a tree reduction; the M-step runs on the client (Spark MLlib distributes EM the
+same way).
+
+**Online (stepwise) EM** (Cappe & Moulines 2009, JRSS-B 71:593-613; Liang & Klein 2009,
+NAACL). Write s for the statistics (23) per unit weight -- (N, S, M-with-x̄) / W, the
+per-row averages of the complete-data sufficient statistics
+:math:`(\tilde r, \tilde r x, \tilde r x x^\top)` in centred form -- and θ(s) for the
+M-step (25) on them (scaling s leaves θ(s) unchanged up to the 10 eps guard). Batch EM is
+:math:`\theta_{t+1} = \theta(s(\text{all rows}; \theta_t))`. Stepwise EM replaces the
+average over all rows by a stochastic approximation from the t-th batch :math:`B_t` of a
+stream:
+
+.. math::
+    \hat s_t = (23)(B_t; \theta_{t-1}) / W^{B_t} \quad \text{(the batch's average)}        \tag{26}
+
+.. math::
+    s_t = (1 - \rho_t) s_{t-1} + \rho_t \hat s_t, \qquad \rho_t = (t + t_0)^{-\kappa},
+    \quad t = 1, 2, \dots                                                              \tag{27}
+
+.. math:: \theta_t = \theta(s_t).                                                         \tag{28}
+
+Multiplying (N, S, M) by c keeps x̄ and multiplies M by c, so (27) is the merge (24) of
+:math:`s_{t-1}` scaled by :math:`1 - \rho_t` and :math:`\hat s_t` scaled by
+:math:`\rho_t`: it stays in centred form. For :math:`\kappa \in (0.5, 1]` the steps
+satisfy :math:`\sum_t \rho_t = \infty` and :math:`\sum_t \rho_t^2 < \infty`, and
+:math:`s_t` converges to a stationary point of the expected log-likelihood (Cappe &
+Moulines 2009, Thm. 1); :math:`t_0 \ge 0` damps the early steps. The initial statistics
+:math:`s_0` are those of :math:`\theta_0` as if it were data (:math:`N_k = \pi_k`,
+:math:`S_k = \pi_k \mu_k`, :math:`M_k = \pi_k \Sigma_k`). With :math:`t_0 = 0`,
+:math:`\rho_1 = 1` for every κ: :math:`s_0` drops out and the first step is exactly one
+batch EM step (7)-(8) on :math:`B_1` (with one batch = all n rows, that of
+:meth:`GaussianMixture.fit` with ``max_iter=1``). With κ = 1 and :math:`t_0 = 0`,
+:math:`\rho_t = 1/t` and :math:`s_t` is the plain average of
+:math:`\hat s_1, \dots, \hat s_t`.
+
 Parameter layout (plain dict, interchangeable with scikit-learn's fitted attributes):
 ``weights (K,)``, ``means (K, d)``, ``covariances`` (full ``(K, d, d)``, tied ``(d, d)``,
 diag ``(K, d)``, spherical ``(K,)``), ``precisions_cholesky`` (same shapes; full/tied are
@@ -188,6 +264,7 @@ Bishop (2006), *Pattern Recognition and Machine Learning*, sections 9.2-9.4.
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from scipy import linalg
@@ -198,8 +275,10 @@ from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
     check_nonnegative_float,
+    check_positive_float,
     check_positive_int,
     check_rng,
+    check_sample_weight,
 )
 from lvmref.kernels.constants import EPS
 from lvmref.kernels.fpenv import benign_underflow
@@ -212,11 +291,20 @@ from lvmref.mixture import (
     check_X,
     covariance_shape,
     covariances_from_cholesky,
+    initial_moments,
     initial_resp,
     log_det_cholesky,
     precision_cholesky_from_precisions,
     precisions_from_cholesky,
     triangular_inverse,
+)
+from lvmref.mixture_stats import (
+    Moments,
+    check_moments,
+    chunk_moments,
+    merge_moments,
+    scale_moments,
+    scatter_about,
 )
 
 __all__ = [
@@ -235,6 +323,10 @@ __all__ = [
     "m_step_tied",
     "m_step_diag",
     "m_step_spherical",
+    "sufficient_statistics",
+    "m_step_statistics",
+    "stepwise_statistics",
+    "statistics_from_params",
     "n_parameters",
     "GaussianMixture",
 ]
@@ -334,7 +426,7 @@ def _weighted_log_prob(means, u, log_weights, X, covariance_type):
     return kg.weighted_log_prob_diag(X, means, fac, const)
 
 
-def _e_step(means, u, log_weights, X, covariance_type, *, need_resp=True):
+def _e_step(means, u, log_weights, X, covariance_type, *, need_resp=True, row_offset=0):
     """Fused eqs. (10)-(12) on validated input: (resp (n, K), log_norm (n,)).
 
     Far rows. If ``x_i - mu_k`` or the squared Mahalanobis distance overflows float64
@@ -343,7 +435,8 @@ def _e_step(means, u, log_weights, X, covariance_type, *, need_resp=True):
     mu_k/2) U_k||^2``, which is exact up to rounding wherever a_ik is finite; a distance
     beyond float64 gives a_ik = -inf (the correctly rounded value of -d^2/2 < -8.9e307).
     If that holds for every component, log p(x_i) = -inf and the posterior of row i is
-    undefined: a ``ValueError`` naming X when ``need_resp`` (resp row NaN otherwise).
+    undefined: a ``ValueError`` naming X when ``need_resp`` (resp row NaN otherwise);
+    ``row_offset`` is the global index of the first row of ``X`` (a chunk), for it.
     """
     fac, const, full = _kernel_args(means, u, log_weights, covariance_type)
     estep = kg.estep_full if full else kg.estep_diag
@@ -360,7 +453,7 @@ def _e_step(means, u, log_weights, X, covariance_type, *, need_resp=True):
         with np.errstate(invalid="ignore"):  # rows with lse = -inf: NaN, refused below
             resp[far] = np.exp(a - lse[:, None])
         if need_resp and np.isneginf(lse).any():
-            i = int(np.flatnonzero(far)[np.argmax(np.isneginf(lse))])
+            i = row_offset + int(np.flatnonzero(far)[np.argmax(np.isneginf(lse))])
             raise ValueError(
                 f"X row {i} is too far from every component: its squared Mahalanobis "
                 "distances overflow float64, so its posterior is undefined; rescale X"
@@ -531,11 +624,19 @@ def log_likelihood(params, X, covariance_type="full", reduce=True):
 # ----------------------------------------------------------------------------------------
 
 
-def _moments(X, resp):
-    """N_k (with the 10 eps guard) and mu_k, eqs. (15)-(16)."""
-    nk, sk = kg.first_moments(X, resp)
-    nk = nk + 10.0 * EPS
-    return nk, sk / nk[:, None]
+def _moments(X, resp, covariance_type):
+    """N_k (with the 10 eps guard), mu_k and the centred scatter, eqs. (15)-(20).
+
+    One pass over X and resp: block-centred partial sums combined exactly with the block
+    means about mu_k (Chan, Golub & LeVeque 1979; derivation (M1)-(M3) in
+    :mod:`lvmref.kernels.gmm`), so the scatter is still formed from centred data.
+    The scatter is (K, d, d) for full/tied and (K, d) for diag/spherical.
+    """
+    if covariance_type in ("full", "tied"):
+        parts = kg.moment_partials_full(X, resp)
+    else:
+        parts = kg.moment_partials_diag(X, resp)
+    return kg.combine_moments(*parts, 10.0 * EPS)
 
 
 def _degenerate(cov_diag, floor):
@@ -669,16 +770,17 @@ def _m_step(X, resp, covariance_type, reg_covar):
     if big > 1.0:
         resp = np.ldexp(resp, -math.frexp(big)[1])
     with np.errstate(over="ignore", invalid="ignore"):  # refused just below
-        nk, means = _moments(X, resp)
-        if covariance_type in ("full", "tied"):
-            scatter = kg.scatter_full(X, resp, means)
-        else:
-            scatter = kg.scatter_diag(X, resp, means)
+        nk, means, scatter = _moments(X, resp, covariance_type)
     if not (np.all(np.isfinite(means)) and np.all(np.isfinite(scatter))):
         raise ValueError(
             "X values too large: the weighted squared deviations from the means overflow "
             f"float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X"
         )
+    return _finish_m_step(nk, means, scatter, covariance_type, reg_covar)
+
+
+def _finish_m_step(nk, means, scatter, covariance_type, reg_covar):
+    """(17)-(20) from N'_k, mu_k and the scatter about mu_k (full or diagonal)."""
     if covariance_type == "full":
         covs, u = _finish_full(scatter / nk[:, None, None], means, nk, reg_covar)
     elif covariance_type == "tied":
@@ -696,6 +798,169 @@ def _m_step(X, resp, covariance_type, reg_covar):
             _raise_singular(int(bad[0]), reg_covar, False)
         u = 1.0 / np.sqrt(covs)
     return _params(nk, means, covs, u)
+
+
+# ----------------------------------------------------------------------------------------
+# EM on sufficient statistics, eqs. (23)-(28)
+# ----------------------------------------------------------------------------------------
+
+
+def _full_stats(covariance_type):
+    return covariance_type in ("full", "tied")
+
+
+def _chunk_statistics(means, u, log_weights, covariance_type, start, X, w):
+    """(23) of one validated chunk under theta; ``extra`` = L (rows of weight 0 dropped)."""
+    if w is not None and not np.all(w > 0.0):
+        X, w = X[w > 0.0], w[w > 0.0]
+    resp, log_norm = _e_step(means, u, log_weights, X, covariance_type, row_offset=start)
+    if w is None:
+        return chunk_moments(X, resp, _full_stats(covariance_type), X.shape[0],
+                             float(np.sum(log_norm)))
+    return chunk_moments(X, resp * w[:, None], _full_stats(covariance_type), float(w.sum()),
+                         float(w @ log_norm))
+
+
+def _m_step_moments(stats, covariance_type, reg_covar):
+    """Eq. (25): the M-step (15)-(20) from the statistics of all rows."""
+    nk = stats.nk + 10.0 * EPS
+    means = stats.sums / nk[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        scatter = scatter_about(stats, means)
+    if not (np.all(np.isfinite(means)) and np.all(np.isfinite(scatter))):
+        raise ValueError("X values too large: the weighted squared deviations from the means "
+                         "overflow float64; rescale X")
+    return _finish_m_step(nk, means, scatter, covariance_type, reg_covar)
+
+
+def _check_stats(stats, covariance_type, name="stats"):
+    stats = check_moments(stats, name)
+    want = 3 if _full_stats(covariance_type) else 2
+    if stats.scatter.ndim != want:
+        kind = "full (K, D, D)" if want == 3 else "diagonal (K, D)"
+        raise ValueError(f"{name}.scatter must be {kind} for covariance_type="
+                         f"{covariance_type!r}, got shape {stats.scatter.shape}")
+    return stats
+
+
+@benign_underflow
+def sufficient_statistics(params, X, covariance_type="full", sample_weight=None):
+    """E-step (7) and the statistics (23) of the rows of ``X``.
+
+    Parameters
+    ----------
+    params : dict
+        ``weights (K,)``, ``means (K, d)``, ``precisions_cholesky``.
+    X : array_like of shape (n, d)
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    sample_weight : array_like of shape (n,), optional
+        Frequency weights w_i (rows of weight 0 are dropped).
+
+    Returns
+    -------
+    lvmref.mixture_stats.Moments
+        N_k, S_k, M_k (full ``(K, d, d)`` for full/tied, diagonal ``(K, d)`` for
+        diag/spherical), W = sum_i w_i and ``extra`` = L = sum_i w_i log p(x_i | theta).
+        Statistics of disjoint row sets combine by
+        :func:`lvmref.mixture_stats.merge_moments`, eq. (24).
+    """
+    X = check_X(X)
+    w = check_sample_weight(sample_weight, X.shape[0])
+    weights, means, u = _check_params(params, covariance_type, X.shape[1])
+    return _chunk_statistics(means, u, _log_weights(weights), covariance_type, 0, X, w)
+
+
+@benign_underflow
+def m_step_statistics(stats, covariance_type="full", reg_covar=1e-6):
+    """M-step (15)-(20) from the statistics of all rows, eq. (25).
+
+    Parameters
+    ----------
+    stats : lvmref.mixture_stats.Moments
+        As from :func:`sufficient_statistics` (merged over chunks), or per unit weight
+        (26)-(27): the result does not depend on the scale (up to the 10 eps guard).
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+    reg_covar : float, >= 0
+
+    Returns
+    -------
+    dict with ``weights``, ``means``, ``covariances``, ``precisions_cholesky``.
+    """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    stats = _check_stats(stats, covariance_type)
+    return _m_step_moments(stats, covariance_type, check_nonnegative_float(reg_covar, "reg_covar"))
+
+
+def _stepwise(previous, batch, rho):
+    if rho == 1.0:
+        return batch
+    return merge_moments(scale_moments(previous, 1.0 - rho), scale_moments(batch, rho))
+
+
+@benign_underflow
+def stepwise_statistics(previous, batch, rho):
+    """The stepwise update (27): (1 - rho) s_{t-1} + rho s^_t in centred form.
+
+    Parameters
+    ----------
+    previous, batch : lvmref.mixture_stats.Moments
+        s_{t-1} and the batch's statistics per unit weight s^_t (26) (``W = 1``).
+    rho : float in (0, 1]
+        The step rho_t = (t + t0)^(-kappa).
+
+    Returns
+    -------
+    lvmref.mixture_stats.Moments
+        s_t (equal to ``batch`` when ``rho = 1``).
+    """
+    previous, batch = check_moments(previous, "previous"), check_moments(batch, "batch")
+    if previous.scatter.shape != batch.scatter.shape:
+        raise ValueError(f"previous and batch must have the same shapes, got scatter "
+                         f"{previous.scatter.shape} and {batch.scatter.shape}")
+    rho = check_positive_float(rho, "rho")
+    if rho > 1.0:
+        raise ValueError(f"rho must be in (0, 1], got {rho}")
+    return _stepwise(previous, batch, rho)
+
+
+def _params_moments(weights, means, covariances, covariance_type):
+    k, d = means.shape
+    if covariance_type == "full":
+        scatter = weights[:, None, None] * covariances
+    elif covariance_type == "tied":
+        scatter = weights[:, None, None] * np.broadcast_to(covariances, (k, d, d))
+    elif covariance_type == "diag":
+        scatter = weights[:, None] * covariances
+    else:
+        scatter = weights[:, None] * np.broadcast_to(covariances[:, None], (k, d))
+    return Moments(weights.copy(), weights[:, None] * means, np.array(scatter), 1.0, 0.0)
+
+
+@benign_underflow
+def statistics_from_params(params, covariance_type="full"):
+    """s_0 of the stepwise update (27): the statistics per unit weight of theta as if it
+    were data, N_k = pi_k, S_k = pi_k mu_k, M_k = pi_k Sigma_k, W = 1 (so that the M-step
+    (25) returns theta, plus ``reg_covar`` on the covariances).
+
+    Parameters
+    ----------
+    params : dict
+        ``weights (K,)``, ``means (K, d)``, ``precisions_cholesky`` (the covariances are
+        computed from the factors, eq. 13).
+    covariance_type : {'full', 'tied', 'diag', 'spherical'}
+
+    Returns
+    -------
+    lvmref.mixture_stats.Moments
+    """
+    if not isinstance(params, dict):
+        raise TypeError(f"params must be a dict, got {type(params).__name__}")
+    if "means" not in params:
+        raise ValueError("params is missing the key 'means'")
+    d = as_float_array(params["means"], _params_label("means"), ndim=2).shape[1]
+    weights, means, u = _check_params(params, covariance_type, d)
+    cov = covariances_from_cholesky(u, covariance_type)
+    return _params_moments(weights, means, cov, covariance_type)
 
 
 @benign_underflow
@@ -749,13 +1014,45 @@ class GaussianMixture(MixtureBase):
         0 silent; 1 prints each initialisation and every ``verbose_interval``-th
         iteration; 2 also the time and the change of the bound (scikit-learn's levels).
     verbose_interval : int, default 10
+    chunk_size : int or None, default None
+        Rows per chunk (not in scikit-learn). ``None``: an in-memory ``X`` is processed
+        whole, as always; an ``np.memmap``, an array-like with ``.shape``, ``.dtype``
+        and row slicing (``h5py``, ``zarr``) or a ``dask.array.Array`` is read in chunks
+        of about 64 MiB of working memory (:func:`lvmref.chunked.default_chunk_size`;
+        a Dask array in its own row blocks). An int makes every ``fit``, ``predict``,
+        ``predict_proba``, ``score_samples`` and ``score`` work chunk by chunk, eqs.
+        (23)-(25) (a Dask array is re-chunked to it).
+    learning_decay : float in (0.5, 1], default 0.7
+        kappa of the step size rho_t = (t + t0)^(-kappa) of :meth:`partial_fit`, eq.
+        (27) (scikit-learn's ``LatentDirichletAllocation`` uses these two names).
+    learning_offset : float >= 0, default 0.0
+        t0 of the step size; 0 makes the first step rho_1 = 1 a batch EM step.
 
     Attributes
     ----------
     weights_ : (K,);  means_ : (K, d);  covariances_, precisions_, precisions_cholesky_ :
     shapes as in the module docstring;  converged_ : bool;  n_iter_ : int;
     lower_bound_ : float, eq. (21);  lower_bounds_ : list of float, one per iteration of
-    the kept initialisation;  n_features_in_ : int.
+    the kept initialisation;  n_features_in_ : int;  n_batch_iter_ : int, the number of
+    :meth:`partial_fit` steps t since the last ``fit`` (only after ``partial_fit``).
+
+    Data beyond memory
+    ------------------
+    ``fit`` accepts, besides in-memory arrays, an ``np.memmap``, any array-like with
+    ``.shape``, ``.dtype`` and row slicing, and a ``dask.array.Array``; these are read
+    chunk by chunk (``chunk_size``), never loaded whole, and each EM iteration is one
+    pass: an E-step and the statistics (23) per chunk, merged by (24), the M-step (25).
+    From the same initial parameters the fit equals the in-memory one up to the order
+    of summation (``tests/test_chunked_em.py`` checks <= 1e-10 relative). Dask blocks
+    are processed where they live -- by the active ``dask.distributed`` ``Client`` if
+    there is one -- and predictions of a Dask array are lazy Dask arrays. Initial
+    responsibilities on such data are drawn without loading it
+    (:func:`lvmref.mixture.initial_moments`, I1-I4 of :mod:`lvmref.mixture`): "random"
+    and "random_from_data" draw what the in-memory fit draws; "kmeans" and "k-means++"
+    run on a seeded subsample of ``INIT_SAMPLE_SIZE`` rows (all rows, hence the
+    in-memory start, when there are no more). ``sample_weight`` is read into memory
+    (one float per row); ``resp_init`` is read chunk by chunk.
+    :meth:`partial_fit` is online (stepwise) EM, eqs. (26)-(28).
 
     Notes
     -----
@@ -788,7 +1085,8 @@ class GaussianMixture(MixtureBase):
               "reg_covar": "float", "max_iter": "int", "n_init": "int",
               "init_params": "str", "weights_init": "array", "means_init": "array",
               "precisions_init": "array", "random_state": "seed", "warm_start": "bool",
-              "verbose": "int", "verbose_interval": "int"}
+              "verbose": "int", "verbose_interval": "int", "chunk_size": "int",
+              "learning_decay": "float", "learning_offset": "float"}
 
     def __init__(
         self,
@@ -807,6 +1105,9 @@ class GaussianMixture(MixtureBase):
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        chunk_size=None,
+        learning_decay=0.7,
+        learning_offset=0.0,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -822,9 +1123,17 @@ class GaussianMixture(MixtureBase):
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.chunk_size = chunk_size
+        self.learning_decay = learning_decay
+        self.learning_offset = learning_offset
 
     def _check_hyper(self):
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
+        kappa = check_positive_float(self.learning_decay, "learning_decay")
+        if not 0.5 < kappa <= 1.0:
+            raise ValueError(f"learning_decay must be in (0.5, 1] (the step sizes of eq. 27 "
+                             f"must sum to infinity, their squares not), got {kappa}")
+        check_nonnegative_float(self.learning_offset, "learning_offset")
         return self._check_common_hyper()
 
     def _check_inits(self, k, d):
@@ -886,6 +1195,9 @@ class GaussianMixture(MixtureBase):
             ``means_init``, ``precisions_init`` still override what that M-step gives.
         """
         k = self._check_hyper()
+        self._end_stream()
+        if self._chunked(X):
+            return self._fit_chunked(X, k, sample_weight, resp_init)
         X, w, resp_init = self._fit_data(X, sample_weight, resp_init, k, min_rows=2)
         d = X.shape[1]
         warm = self._continues(X, k)
@@ -912,6 +1224,124 @@ class GaussianMixture(MixtureBase):
         self._set_em_result(result, d)
         return self
 
+    def _fit_chunked(self, X, k, sample_weight, resp_init):
+        """``fit`` on data read chunk by chunk: eqs. (23)-(25) per iteration."""
+        src, w, resp_init = self._chunked_fit_data(X, sample_weight, resp_init, k, min_rows=2)
+        warm = self._continues(src, k)
+        inits = None if warm else self._check_inits(k, src.d)
+        rng = check_rng(self.random_state, name="random_state")
+        ct, reg_covar = self.covariance_type, self.reg_covar
+
+        def initialize(_):
+            if warm:
+                return self._get_params(), self.lower_bound_
+            return self._initial_params(src, w, k, rng, inits, resp_init), -np.inf
+
+        def iterate(p):
+            stats = self._statistics(src, p, w)
+            return _m_step_moments(stats, ct, reg_covar), stats.extra / stats.total  # (25), (21)
+
+        n_init = 1 if (warm or resp_init is not None) else self.n_init
+        result = self._run_em(initialize, iterate, n_init)
+        self._set_params(result.state)
+        self._set_em_result(result, src.d)
+        return self
+
+    def _statistics(self, src, p, w=None):
+        """(23) of all rows of ``src`` under ``p``, merged by (24)."""
+        fn = partial(_chunk_statistics, p["means"], p["precisions_cholesky"],
+                     _log_weights(p["weights"]), self.covariance_type)
+        return src.map_reduce(lambda start, x, wc, r: fn(start, x, wc), merge_moments,
+                              weight=w)
+
+    def partial_fit(self, X, y=None, *, sample_weight=None):
+        """One step of online (stepwise) EM on the batch ``X``, eqs. (26)-(28).
+
+        The first call (or the first after ``fit`` with nothing fitted) initialises the
+        parameters from this batch as ``fit`` would (``init_params``, ``*_init``,
+        ``random_state``); a fitted model (by ``fit``, ``load`` or ``partial_fit``)
+        continues from its parameters. Step t (counted in ``n_batch_iter_`` since the
+        last ``fit``) computes the batch's statistics per unit weight s^_t under the
+        current parameters (26), s_t = (1 - rho_t) s_{t-1} + rho_t s^_t with rho_t =
+        (t + learning_offset)^(-learning_decay) (27), and the parameters theta(s_t)
+        (28); s_0 are the statistics of the starting parameters
+        (:func:`statistics_from_params`; with ``learning_offset=0``, rho_1 = 1 and they
+        drop out). ``lower_bound_`` is the batch's (weighted) mean log-likelihood under
+        the parameters entering the step, ``n_iter_`` 1 and ``converged_`` False. The
+        running statistics live in memory only: ``save`` keeps the parameters, and a
+        loaded model continues with s_0 from them.
+
+        Parameters
+        ----------
+        X : array_like of shape (n_samples, n_features)
+            A batch of the stream (also a memory map, array-like or Dask array, read
+            chunk by chunk).
+        y : ignored
+        sample_weight : array_like of shape (n_samples,), optional
+            Frequency weights of the batch's rows.
+
+        Returns
+        -------
+        self
+        """
+        k = self._check_hyper()
+        src, w, _ = self._chunked_fit_data(X, sample_weight, None, k, min_rows=1)
+        if self._is_fitted():
+            if src.d != self.n_features_in_:
+                raise ValueError(f"X has {src.d} features, but GaussianMixture is expecting "
+                                 f"{self.n_features_in_} features as input (the number it "
+                                 "was fitted with)")
+            if self.means_.shape[0] != k or np.shape(self.precisions_cholesky_) != (
+                    covariance_shape(self.covariance_type, k, src.d)):
+                raise ValueError("partial_fit: n_components/covariance_type changed since "
+                                 "the model was fitted; call fit")
+            p = self._get_params()
+        else:
+            rng = check_rng(self.random_state, name="random_state")
+            p = self._initial_params(src, w, k, rng, self._check_inits(k, src.d))
+        ct = self.covariance_type
+        t = getattr(self, "n_batch_iter_", 0) + 1
+        rho = float((t + self.learning_offset) ** -self.learning_decay)
+        batch = self._statistics(src, p, w)
+        batch = scale_moments(batch, 1.0 / batch.total)  # (26)
+        previous = getattr(self, "_stream_stats", None)
+        if previous is None and rho < 1.0:
+            previous = _params_moments(p["weights"], p["means"], p["covariances"], ct)
+        stats = batch if rho == 1.0 else _stepwise(previous, batch, rho)  # (27)
+        self._set_params(_m_step_moments(stats, ct, self.reg_covar))  # (28)
+        self._stream_stats = stats
+        self.n_batch_iter_ = t
+        self.converged_, self.n_iter_ = False, 1
+        self.lower_bound_ = float(batch.extra)
+        self.lower_bounds_ = [self.lower_bound_]
+        self.n_features_in_ = int(src.d)
+        return self
+
+    def _initial_params(self, src, w, k, rng, inits, resp_init=None):
+        """Starting parameters on the rows of ``src``, as :meth:`_initialize` forms them
+        in memory: the M-step (25) on the statistics of the initial responsibilities
+        (:func:`lvmref.mixture.initial_moments`), then the user's ``*_init``."""
+        ct = self.covariance_type
+        w0, m0, u0 = inits
+        if w0 is not None and m0 is not None and u0 is not None:
+            return {"weights": w0, "means": m0, "precisions_cholesky": u0,
+                    "covariances": covariances_from_cholesky(u0, ct)}
+        stats = initial_moments(src, k, self.init_params, rng, sample_weight=w,
+                                resp_init=resp_init, full=_full_stats(ct))
+        p = _m_step_moments(stats, ct, self.reg_covar)
+        for key, given in (("weights", w0), ("means", m0), ("precisions_cholesky", u0)):
+            if given is not None:
+                p[key] = given
+        if u0 is not None:
+            p["covariances"] = covariances_from_cholesky(u0, ct)
+        return p
+
+    def _end_stream(self):
+        """Forget the running statistics of :meth:`partial_fit` (``fit`` starts anew)."""
+        self._stream_stats = None
+        if hasattr(self, "n_batch_iter_"):
+            del self.n_batch_iter_
+
     def _get_params(self):
         return {
             "weights": self.weights_,
@@ -931,28 +1361,28 @@ class GaussianMixture(MixtureBase):
         self.covariances_ = np.asarray(cov, dtype=np.float64)
         self.precisions_ = precisions_from_cholesky(self.precisions_cholesky_, ct)
 
-    def _e_step_fitted(self, X, need_resp=True):
+    def _e_step_fitted(self, X, need_resp=True, start=0):
         return _e_step(self.means_, self.precisions_cholesky_, _log_weights(self.weights_),
-                       X, self.covariance_type, need_resp=need_resp)
+                       X, self.covariance_type, need_resp=need_resp, row_offset=start)
 
-    def _posterior(self, X):
-        return self._e_step_fitted(X)[0]
+    def _posterior(self, X, start=0):
+        return self._e_step_fitted(X, start=start)[0]
 
-    def _log_norm(self, X):
-        return self._e_step_fitted(X, need_resp=False)[1]
+    def _log_norm(self, X, start=0):
+        return self._e_step_fitted(X, need_resp=False, start=start)[1]
 
     def _n_parameters(self):
         return n_parameters(self.means_.shape[0], self.means_.shape[1], self.covariance_type)
 
     def bic(self, X):
         """Bayesian information criterion -2 l + p log n, eq. (22) (lower is better)."""
-        X = self._validate_X(X)
-        return -2.0 * self.score(X) * X.shape[0] + self._n_parameters() * math.log(X.shape[0])
+        X, n = self._validate_or_count(X)
+        return -2.0 * self.score(X) * n + self._n_parameters() * math.log(n)
 
     def aic(self, X):
         """Akaike information criterion -2 l + 2 p, eq. (22) (lower is better)."""
-        X = self._validate_X(X)
-        return -2.0 * self.score(X) * X.shape[0] + 2.0 * self._n_parameters()
+        X, n = self._validate_or_count(X)
+        return -2.0 * self.score(X) * n + 2.0 * self._n_parameters()
 
     # -- persistence (the frame is MixtureBase.save / load) -----------------------------
 

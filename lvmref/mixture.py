@@ -19,6 +19,8 @@ Contents
 * Initial responsibilities: :func:`kmeans_plusplus`, :func:`kmeans` (our own; they differ
   from scikit-learn's ``KMeans``) and :func:`initial_resp`, all optionally weighted by
   ``sample_weight`` (W4 below).
+* Initial statistics of data read chunk by chunk (:mod:`lvmref.chunked`):
+  :func:`initial_moments` (I1-I4 below), without loading the data.
 * The EM driver :func:`run_em`: ``n_init`` restarts, convergence on ``tol`` within
   ``max_iter`` iterations, warm starts, the bound history, the ``ConvergenceWarning``,
   keeping the best restart. What the bound *means* is the model's: the Gaussian mixture
@@ -33,7 +35,8 @@ Contents
   both share; ``X`` validation against ``n_features_in_``; ``sample_weight`` and
   ``resp_init`` checks; ``predict`` / ``predict_proba`` / ``score_samples`` / ``score`` /
   ``fit_predict`` / ``sample``; and ``save`` / ``load`` in the one ``.npz`` format of
-  :mod:`lvmref.persistence`.
+  :mod:`lvmref.persistence`. For data read chunk by chunk (``chunk_size``, memory maps,
+  array-likes, Dask arrays) the predictions and ``score`` run chunk by chunk.
 
 Sample weights (both mixtures)
 ------------------------------
@@ -60,10 +63,42 @@ compute from the data is a sum over rows, so
      probabilities proportional to w_i. Constant weights draw exactly as no weights (the
      draws depend on the weights only through their ratios), so for the Gaussian mixture
      ``sample_weight=c`` repeats the unweighted fit with the same ``random_state``.
+
+Initialisation of data read chunk by chunk (both mixtures)
+---------------------------------------------------------
+A memory map, an array-like or a Dask array is never loaded whole, also not to start
+EM. :func:`initial_moments` returns the statistics (eq. 23 of :mod:`lvmref.gmm`) of the
+initial responsibilities, on which the models' M-steps run, and draws from
+``random_state`` deterministically:
+
+(I1) ``"random"``: the uniform responsibilities are drawn row by row in the order of
+     the in-memory draw (``rng.uniform(size=(n, K))`` over the rows of positive weight;
+     a Generator's doubles are a stream, so drawing chunk by chunk gives the same
+     numbers). Dask blocks position a copy of a PCG64/PCG64DXSM generator at their first
+     row with ``bit_generator.advance`` (one step per double), so they draw the same
+     numbers too; other bit generators seed each block from ``rng`` (deterministic for
+     the chunking, not the in-memory draw).
+(I2) ``"kmeans"`` and ``"k-means++"``: our k-means++ seeding (and for "kmeans" Lloyd's
+     iterations) of :func:`kmeans` run on a seeded uniform subsample of
+     ``INIT_SAMPLE_SIZE`` rows of positive weight (sorted indices drawn by
+     ``rng.choice(n, m, replace=False)``; weighted by W4 within the subsample); "kmeans"
+     then gives every row the label of its nearest centre in one pass -- the labels
+     :func:`kmeans` gives in memory -- and "k-means++" puts responsibility 1 on the
+     chosen rows. With no more rows than ``INIT_SAMPLE_SIZE`` the subsample is all rows
+     and nothing is drawn for it, so the start is the in-memory one. (k-means||,
+     Bahmani et al. 2012, would need several passes over the data; one pass over a
+     subsample of 10^5 rows estimates K <= a few hundred centres well, and EM refines
+     them on all rows.)
+(I3) ``"random_from_data"``: the K rows are drawn as in memory and read by index.
+(I4) ``resp_init`` (an array-like of n rows) is read chunk by chunk like ``X``.
+
+So for up to ``INIT_SAMPLE_SIZE`` rows every ``init_params`` starts where the in-memory
+fit starts (to rounding), and the chunked fit equals the in-memory one.
 """
 
 from __future__ import annotations
 
+import copy
 import inspect
 import math
 import numbers
@@ -76,6 +111,7 @@ import numpy as np
 from scipy import linalg, sparse
 from scipy.linalg import lapack
 
+from lvmref.chunked import DaskRows, RowChunks, check_chunk_size, is_in_memory, row_source
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
@@ -86,6 +122,7 @@ from lvmref.kernels.checks import (
     check_sample_weight,
 )
 from lvmref.kernels.fpenv import benign_underflow
+from lvmref.mixture_stats import chunk_moments, merge_moments
 from lvmref.persistence import read_model, save_model
 
 __all__ = [
@@ -108,6 +145,8 @@ __all__ = [
     "kmeans_plusplus",
     "kmeans",
     "initial_resp",
+    "INIT_SAMPLE_SIZE",
+    "initial_moments",
     "EMResult",
     "run_em",
     "FORMAT_VERSION",
@@ -572,7 +611,12 @@ def kmeans(X, n_clusters, rng=None, n_iter=10, sample_weight=None):
     """
     X = check_X(X)
     n_iter = check_positive_int(n_iter, "n_iter", minimum=0)
-    w = _init_weights(sample_weight, X.shape[0])
+    return _lloyd(X, n_clusters, rng, n_iter, _init_weights(sample_weight, X.shape[0]))[0]
+
+
+def _lloyd(X, n_clusters, rng, n_iter, w):
+    """:func:`kmeans` on validated input: ``(labels (n,), centres (K, d))``; every label
+    is that of the nearest of the returned centres."""
     centers = X[kmeans_plusplus(X, n_clusters, rng, sample_weight=w)]
     labels = np.argmin(_sq_dists(X, centers), axis=1)
     for _ in range(n_iter):
@@ -587,7 +631,7 @@ def kmeans(X, n_clusters, rng=None, n_iter=10, sample_weight=None):
         if np.array_equal(new, labels):
             break
         labels = new
-    return labels
+    return labels, centers
 
 
 @benign_underflow
@@ -642,6 +686,154 @@ def initial_resp(X, n_components, init_params, rng, sample_weight=None):
     else:
         resp[rng.choice(n, size=k, replace=False, p=w / w.sum()), np.arange(k)] = 1.0
     return resp
+
+
+#: Rows of the seeded subsample on which "kmeans" and "k-means++" start data that are
+#: read chunk by chunk (I2 of the module docstring).
+INIT_SAMPLE_SIZE = 100_000
+
+
+def _positive_rows(x, w, r):
+    """The rows of a chunk with positive weight (W2): ``(x, w, r)``."""
+    if w is None or np.all(w > 0.0):
+        return x, w, r
+    keep = w > 0.0
+    return x[keep], w[keep], None if r is None else r[keep]
+
+
+def _weighted_moments(x, resp, w, full):
+    """Moments (gmm eq. 23) of one chunk's responsibilities, weighted by ``w`` (W1)."""
+    rw = resp if w is None else resp * w[:, None]
+    total = x.shape[0] if w is None else w.sum()
+    return chunk_moments(x, np.ascontiguousarray(rw), full, total, 0.0)
+
+
+def _chunk_generators(source, rng, k, pos_before):
+    """For the "random" start of Dask blocks (I1): ``start -> Generator`` positioned where
+    the in-memory draw would be at that block's first row, and ``rng`` moved past all
+    draws. PCG64 and PCG64DXSM move by ``advance`` (one step per double), so the draws
+    equal the in-memory ones; other bit generators seed each block from ``rng``."""
+    n_pos = int(pos_before[-1])
+    if type(rng.bit_generator).__name__ in ("PCG64", "PCG64DXSM"):
+        snapshot = copy.deepcopy(rng)
+        steps = {int(s): int(p) * k for s, p in zip(source.starts, pos_before[:-1])}
+        rng.bit_generator.advance(n_pos * k)
+
+        def generator(start):
+            g = copy.deepcopy(snapshot)
+            g.bit_generator.advance(steps[start])
+            return g
+        return generator
+    seeds = dict(zip((int(s) for s in source.starts),
+                     rng.integers(2**63, size=len(source.starts)).tolist()))
+    return lambda start: np.random.default_rng(seeds[start])
+
+
+@benign_underflow
+def initial_moments(source, n_components, init_params, rng, *, sample_weight=None,
+                    resp_init=None, full=True, sample_size=None):
+    """Statistics (eq. 23 of :mod:`lvmref.gmm`) of the initial responsibilities of data
+    read chunk by chunk, without loading them (I1-I4 of the module docstring).
+
+    Parameters
+    ----------
+    source : lvmref.chunked.RowChunks, lvmref.chunked.DaskRows, or data
+        The data: a source of :func:`lvmref.chunked.row_source`, or anything it wraps
+        (an array, memory map, array-like or Dask array of shape (n, d)).
+    n_components : int
+    init_params : {'kmeans', 'k-means++', 'random', 'random_from_data'}
+    rng : numpy.random.Generator, int or None
+    sample_weight : array_like of shape (n,), optional
+        Frequency weights (W1-W4); rows of weight 0 take no part.
+    resp_init : array-like of shape (n, n_components), optional
+        Given initial responsibilities (non-negative), read chunk by chunk; then
+        ``init_params`` and ``rng`` are not used.
+    full : bool
+        Full scatter matrices (for "full"/"tied" covariances) or their diagonals.
+    sample_size : int, optional
+        Rows of the seeded subsample for "kmeans" and "k-means++" (I2); default
+        ``INIT_SAMPLE_SIZE`` (read when called).
+
+    Returns
+    -------
+    lvmref.mixture_stats.Moments
+        ``extra`` is 0; ``total`` is the total weight of the rows.
+    """
+    if not isinstance(source, (RowChunks, DaskRows)):
+        source = row_source(source)
+    k = check_positive_int(n_components, "n_components")
+    check_choice(init_params, "init_params", INIT_PARAMS)
+    rng = check_rng(rng)
+    sample_size = check_positive_int(INIT_SAMPLE_SIZE if sample_size is None else sample_size,
+                                     "sample_size")
+    w = check_sample_weight(sample_weight, source.n)
+    pos = None if w is None or np.all(w > 0.0) else np.flatnonzero(w > 0.0)
+    n_pos = source.n if pos is None else pos.size
+    if k > n_pos:
+        raise ValueError(f"n_components={k} must be <= n_samples={n_pos}")
+    total = float(source.n) if w is None else float(w.sum())
+
+    def streamed(resp_of):
+        def fn(start, x, wc, r):
+            x, wc, r = _positive_rows(x, wc, r)
+            return _weighted_moments(x, resp_of(start, x, r), wc, full)
+        return source.map_reduce(fn, merge_moments, weight=w, resp=resp_init)
+
+    if resp_init is not None:
+        def given(start, x, r):
+            if np.any(r < 0.0):
+                raise ValueError("resp_init must be non-negative")
+            return r
+        return streamed(given)
+    if init_params == "random":  # I1: the in-memory stream of draws, row by row
+        if isinstance(source, DaskRows):
+            keep = np.ones(source.n, bool) if w is None else w > 0.0
+            before = np.concatenate(([0], np.cumsum(keep)))[np.append(source.starts, source.n)]
+            generator = _chunk_generators(source, rng, k, before)
+        else:
+            generator = lambda start: rng  # noqa: E731 - chunks come in row order
+
+        def uniform(start, x, r):
+            resp = generator(start).uniform(size=(x.shape[0], k))
+            resp /= resp.sum(axis=1, keepdims=True)
+            return resp
+        return streamed(uniform)
+    w_pos = None if w is None else (w if pos is None else w[pos])
+    w_draw = _init_weights(w_pos, n_pos) if w_pos is not None else None
+    if init_params == "random_from_data":  # I3: the in-memory draw of K rows
+        if w_draw is None:
+            idx = rng.choice(n_pos, size=k, replace=False)
+        else:
+            idx = rng.choice(n_pos, size=k, replace=False, p=w_draw / w_draw.sum())
+        return _one_hot_moments(source, idx, pos, w_pos, total, full)
+    # I2: k-means++ / k-means on a seeded subsample of the rows of positive weight
+    if n_pos <= sample_size:
+        sub = np.arange(n_pos)
+    else:
+        sub = np.sort(rng.choice(n_pos, size=sample_size, replace=False))
+    Xs = source.take(sub if pos is None else pos[sub])
+    ws = None if w_pos is None else w_pos[sub]
+    if init_params == "k-means++":
+        idx = sub[kmeans_plusplus(Xs, k, rng, sample_weight=ws)]
+        return _one_hot_moments(source, idx, pos, w_pos, total, full)
+    centers = _lloyd(Xs, k, rng, 10, _init_weights(ws, Xs.shape[0]))[1]
+
+    def nearest(start, x, r):  # I2: each row to its nearest centre (Lloyd's labels)
+        resp = np.zeros((x.shape[0], k))
+        resp[np.arange(x.shape[0]), np.argmin(_sq_dists(x, centers), axis=1)] = 1.0
+        return resp
+    return streamed(nearest)
+
+
+def _one_hot_moments(source, idx, pos, w_pos, total, full):
+    """Moments of responsibility 1 of row ``idx[j]`` (among the rows of positive weight)
+    for component j, all other responsibilities 0."""
+    k = len(idx)
+    order = np.argsort(idx)
+    rows = source.take(np.asarray(idx)[order] if pos is None else pos[np.asarray(idx)[order]])
+    resp = np.zeros((k, k))
+    resp[np.arange(k), order] = 1.0 if w_pos is None else w_pos[np.asarray(idx)[order]]
+    return chunk_moments(rows, resp, full, total, 0.0)
 
 
 # ----------------------------------------------------------------------------------------
@@ -784,6 +976,10 @@ def _hyper_entry(value, kind):
     return {"int": int, "float": float, "str": str, "bool": bool}[kind](value)
 
 
+def _add(a, b):
+    return a + b
+
+
 def _same_value(value, default):
     """Whether a constructor argument still has its default (for ``__repr__``)."""
     if value is default:
@@ -820,7 +1016,8 @@ class MixtureBase:
     _HYPER: dict = {}
     #: constructor arguments added after format 1 files were first written, with the
     #: value a file without them stands for (display-only settings)
-    _HYPER_ADDED = {"verbose": 0, "verbose_interval": 10}
+    _HYPER_ADDED = {"verbose": 0, "verbose_interval": 10, "chunk_size": None,
+                    "learning_decay": 0.7, "learning_offset": 0.0}
     #: smallest accepted ``max_iter`` (0: ``fit`` only initialises)
     _MIN_MAX_ITER = 0
 
@@ -901,6 +1098,7 @@ class MixtureBase:
         check_rng(self.random_state, name="random_state")
         check_positive_int(self.verbose, "verbose", minimum=0)
         check_positive_int(self.verbose_interval, "verbose_interval")
+        check_chunk_size(self.chunk_size)
         return k
 
     def _is_fitted(self):
@@ -954,6 +1152,62 @@ class MixtureBase:
                              f"(X has {rows} {what}{of})")
         return X, w, resp_init
 
+    # -- data read chunk by chunk (lvmref.chunked) ---------------------------------------
+
+    def _chunked(self, X):
+        """Whether ``X`` is processed chunk by chunk: ``chunk_size`` is set, or ``X`` is a
+        memory map, an array-like read by rows or a Dask array."""
+        return self.chunk_size is not None or not is_in_memory(X)
+
+    def _rows(self, X):
+        """``X`` as a chunked source with ``n_features_in_`` columns (fitted model)."""
+        src = row_source(X, self.chunk_size, n_components=self.means_.shape[0])
+        if src.d != self.n_features_in_:
+            raise ValueError(
+                f"X has {src.d} features, but {type(self).__name__} is expecting "
+                f"{self.n_features_in_} features as input (the number it was fitted with)"
+            )
+        return src
+
+    def _chunked_fit_data(self, X, sample_weight, resp_init, n_components, min_rows=1):
+        """``(source, w, resp_init)`` for a chunked ``fit``: the checks of
+        :meth:`_fit_data` without loading ``X``.
+
+        ``w`` (in memory, one float per row) keeps its zeros -- the chunks drop those
+        rows (W2) -- and is ``None`` without weights or when all are 1. ``resp_init`` is
+        checked for its shape here and for its values chunk by chunk.
+        """
+        src = row_source(X, self.chunk_size, n_components=n_components)
+        n = src.n
+        w = check_sample_weight(sample_weight, n)
+        if resp_init is not None:
+            if is_in_memory(resp_init):
+                resp_init = as_float_array(resp_init, "resp_init", shape=(n, n_components))
+                if np.any(resp_init < 0):
+                    raise ValueError("resp_init must be non-negative")
+            elif tuple(resp_init.shape) != (n, n_components):
+                raise ValueError(f"resp_init must have shape ({n}, {n_components}), got "
+                                 f"{tuple(resp_init.shape)}")
+        rows = n if w is None else int(np.count_nonzero(w > 0.0))
+        of = "" if w is None or rows == n else " of positive sample_weight"
+        if w is not None and np.all(w == 1.0):
+            w = None
+        what = "sample" if rows == 1 else "samples"
+        if rows < min_rows:
+            raise ValueError(f"X has {rows} {what}{of}; {type(self).__name__} needs at least "
+                             f"{min_rows}")
+        if n_components > rows:
+            raise ValueError(f"n_components={n_components} must be <= n_samples={rows} "
+                             f"(X has {rows} {what}{of})")
+        return src, w, resp_init
+
+    def _validate_or_count(self, X):
+        """``(X, n)``: validated in-memory ``X``, or ``X`` as given with its row count."""
+        if self._chunked(X):
+            return X, self._rows(X).n
+        X = self._validate_X(X)
+        return X, X.shape[0]
+
     def _continues(self, X, n_components):
         """Whether this ``fit`` continues from the fitted state (``warm_start``)."""
         if not (self.warm_start and self._is_fitted()):
@@ -984,22 +1238,45 @@ class MixtureBase:
     # -- inference ----------------------------------------------------------------------
 
     def predict_proba(self, X):
-        """Posterior responsibilities of each row; shape (n_samples, n_components)."""
+        """Posterior responsibilities of each row; shape (n_samples, n_components).
+
+        Chunk by chunk for data read by rows (a lazy Dask array for Dask input)."""
         self._check_fitted()
+        if self._chunked(X):
+            return self._rows(X).map_rows(self._posterior, self.means_.shape[0])
         return self._posterior(self._validate_X(X))
 
     def predict(self, X):
         """Most probable component of each row (argmax of :meth:`predict_proba`); (n,)."""
+        self._check_fitted()
+        if self._chunked(X):
+            return self._rows(X).map_rows(self._labels, dtype=np.intp)
         return np.argmax(self.predict_proba(X), axis=1)
 
+    def _labels(self, X, start=0):
+        return np.argmax(self._posterior(X, start), axis=1)
+
     def score_samples(self, X):
-        """Per-row log normaliser of the responsibilities; shape (n_samples,)."""
+        """Per-row log normaliser of the responsibilities; shape (n_samples,).
+
+        Chunk by chunk for data read by rows (a lazy Dask array for Dask input)."""
         self._check_fitted()
+        if self._chunked(X):
+            return self._rows(X).map_rows(self._log_norm)
         return self._log_norm(self._validate_X(X))
 
     def score(self, X, y=None):
-        """Mean of :meth:`score_samples` over the rows (float)."""
+        """Mean of :meth:`score_samples` over the rows (float; computed chunk by chunk,
+        also for Dask input, for data read by rows)."""
+        self._check_fitted()
+        if self._chunked(X):
+            src = self._rows(X)
+            total = src.map_reduce(self._chunk_score, _add)
+            return float(total / src.n)
         return float(np.mean(self.score_samples(X)))
+
+    def _chunk_score(self, start, x, w, r):
+        return float(np.sum(self._log_norm(x, start)))
 
     def fit_predict(self, X, y=None, *, sample_weight=None, resp_init=None):
         """``fit(X, sample_weight=..., resp_init=...)``, then the component labels of

@@ -324,6 +324,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from . import estimators
+from .chunked import RowChunks
 from .kernels import bernoulli_logit_grad, kl_normal_std, logsumexp, normal_log_prob_diag
 from .kernels.checks import (
     as_float_array,
@@ -339,7 +340,7 @@ from .kernels.fpenv import benign_underflow
 from .nn import ACTIVATIONS, MLP
 from .optim import Adam
 from .persistence import read_model, save_model
-from .vae_training import TrainingWorkspace
+from .vae_training import TrainingWorkspace, scoped_blas_threads
 
 __all__ = [
     "VAE",
@@ -464,6 +465,22 @@ class VAEArchitecture:
             raise ValueError(f"{name} must have n_latent = {self.n_latent} columns, "
                              f"got shape {z.shape}")
         return z
+
+
+def _check_mapped_x(arch, x, name="x"):
+    """A memory-mapped ``x`` checked as :meth:`VAEArchitecture.check_x` checks data, chunk
+    by chunk (:mod:`lvmref.chunked`), without copying it; returned as given."""
+    rows = RowChunks(x, name=name)
+    if rows.d != arch.n_features:
+        raise ValueError(f"{name} must have n_features = {arch.n_features} columns, "
+                         f"got shape {rows.shape}")
+    if arch.likelihood == "bernoulli":
+        for start, stop in rows.bounds():
+            check_binary(rows.read(start, stop), name)
+    else:
+        for start, stop in rows.bounds():
+            rows.read(start, stop)
+    return x
 
 
 def _check_arch(arch):
@@ -1392,6 +1409,7 @@ class VAE:
 
     # -------------------------------------------------------------- training
 
+    @scoped_blas_threads  # BLAS threads for the step's small products, restored on return
     def fit(self, x, x_test=None, *, n_epochs=100, batch_size=100, lr=1e-3, rng=None,
             params=None, init="glorot", objective="elbo", estimator="reparam", kl=None,
             k=1, baseline=None, verbose=False, callback=None):
@@ -1415,7 +1433,10 @@ class VAE:
         Parameters
         ----------
         x : array_like, shape (n, D)
-            Training data.
+            Training data. An ``np.memmap`` (e.g. ``np.load(path, mmap_mode="r")``) is
+            not copied: it is validated chunk by chunk and each minibatch's rows are
+            gathered from it, converted to float64 as a copy of the whole would be, so
+            every number of the fit is the same as for ``np.asarray(x)``.
         x_test : array_like, shape (m, D), optional
             Evaluated after every epoch with a single-sample ELBO (7a).
         n_epochs, batch_size : int
@@ -1454,7 +1475,8 @@ class VAE:
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
         arch = self.arch
-        x = arch.check_x(x)
+        mapped = isinstance(x, np.memmap)
+        x = _check_mapped_x(arch, x) if mapped else arch.check_x(x)
         if x_test is not None:
             x_test = arch.check_x(x_test, "x_test")
         n_epochs = check_positive_int(n_epochs, "n_epochs")
@@ -1493,6 +1515,8 @@ class VAE:
             total = 0.0
             for start in range(0, n, batch_size):
                 xb = x[perm[start:start + batch_size]]
+                if mapped:  # the gathered rows, as arch.check_x would have converted them
+                    xb = np.ascontiguousarray(xb, dtype=np.float64)
                 eps = rng.standard_normal((xb.shape[0], K) if k == 1 else (xb.shape[0], k, K))
                 if fast:
                     value = ws.step(xb, eps)

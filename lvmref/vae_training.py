@@ -21,19 +21,29 @@ arranged for speed:
   the Bernoulli and KL kernels for the output layers), so BLAS sees no transposed
   operand; products with M*N*K > :data:`SMALL_GEMM` are split into row blocks
   (:func:`gemm_blocks`). Both keep OpenBLAS on its faster small-matrix path (below);
-* exp, expm1, tanh and log1p run as vectorized NumPy ufuncs (Numba 0.68 has no SVML, its
-  scalar versions are several times slower); the Numba kernels of
-  :mod:`lvmref.kernels.vae` fuse the rest. The kernel-or-twin choice
+* tanh, and the exp and log1p of the Bernoulli likelihood, run in Numba kernels
+  (:mod:`lvmref.kernels.vae`) with the vectorizable functions of
+  :mod:`lvmref.kernels.fastexp` (derived error bounds: tanh <= 8.0 u, log1p <= 2.8 u,
+  exp <= 2.4 u): NumPy's float64 ``tanh``/``exp``/``log1p`` are scalar libm calls on
+  CPUs without AVX-512 and took about half of the step there (tanh alone 15-45 ns per
+  element, twice 20,000 elements per step at batch 100); so do the ``exp``/``expm1`` of
+  the latent layer (:func:`lvmref.kernels.vae.latent_sample_nb`). The kernel-or-twin choice
   (:func:`lvmref.kernels.dispatch.pick`) is made once, when a workspace is built.
 
 OpenBLAS notes. OpenBLAS (SkylakeX kernels) runs dgemm on an unpacked "small matrix" path
 when M*N*K <= 100**3 and the product is not of the Fortran "TN" kind with a large output;
 for the 64-200 layers at batch 100 (M*N*K ~ 1.3e6) two half-size products on that path
 are ~30 % faster than one packed product (measured while tuning
-``validation/bench_vae.py``, which times this step against a PyTorch twin).
+``validation/bench_vae.py``, which times this step against a PyTorch twin). On a CPU
+without AVX-512 OpenBLAS runs its Haswell kernels, which have no such path: there the
+split made the step 1.26x *slower* (paired median of 21 interleaved repeats of 100 steps,
+2-core AMD EPYC, AVX2 + FMA), so :data:`SMALL_GEMM` splits only on AVX-512 CPUs.
 """
 
 from __future__ import annotations
+
+import functools
+import inspect
 
 import numpy as np
 
@@ -51,21 +61,29 @@ from .kernels.optim import adam_update_nb, adam_update_np
 from .kernels.vae import (
     bernoulli_grad_nb,
     bernoulli_grad_np,
-    gaussian_reparam_nb,
-    gaussian_reparam_np,
     kl_grad_analytic_nb,
     kl_grad_analytic_np,
-    neg_abs_nb,
-    neg_abs_np,
+    latent_sample_nb,
+    latent_sample_np,
     tanh_backward_nb,
     tanh_backward_np,
+    tanh_inplace_nb,
+    tanh_inplace_np,
 )
 from .nn import ACTIVATIONS
 
-__all__ = ["TrainingWorkspace", "gemm_blocks", "SMALL_GEMM"]
+__all__ = ["TrainingWorkspace", "gemm_blocks", "SMALL_GEMM", "BLAS_SMALL_WORK", "blas_threads",
+           "scoped_blas_threads"]
+
+def _small_gemm_default():
+    """1e6 on CPUs with AVX-512 (OpenBLAS's SkylakeX small-matrix path), else no split."""
+    from llvmlite import binding
+
+    return 1_000_000 if binding.get_host_cpu_features().get("avx512f", False) else 1 << 62
+
 
 #: Largest M*N*K of a matrix product run in one piece (see the OpenBLAS notes).
-SMALL_GEMM = 1_000_000
+SMALL_GEMM = _small_gemm_default()
 
 
 def gemm_blocks(a, b, out):
@@ -92,6 +110,68 @@ def gemm_blocks(a, b, out):
         return [(a, b, out)]
     step = -(-m // blocks)
     return [(a[r:r + step], b, out[r:r + step]) for r in range(0, m, step)]
+
+
+#: Largest multiply-add count of a training step's widest matrix product for which the
+#: step runs BLAS on one thread (see :func:`blas_threads`).
+BLAS_SMALL_WORK = 1 << 24
+
+
+@benign_underflow
+def blas_threads(arch, batch_size, k=1):
+    """BLAS threads for training ``arch`` with minibatches of ``batch_size`` rows (``k``
+    noise samples each): 1 when the widest product of a step has at most
+    :data:`BLAS_SMALL_WORK` multiply-adds, else ``None`` (leave BLAS as configured).
+
+    Products of a few million multiply-adds take tens of microseconds; a second BLAS
+    thread saves little of that and costs a hand-off per product, and on a busy machine
+    OpenBLAS's waiting threads compete with the work: ``lvmref vae`` on digits (batch
+    100) ran ~8x slower with OpenBLAS's default two threads than with one on the 2-core
+    development machine (``validation/bench_threads.py`` measures it).
+
+    Parameters
+    ----------
+    arch : lvmref.vae.VAEArchitecture
+    batch_size, k : int
+
+    Returns
+    -------
+    int or None
+    """
+    rows = int(batch_size) * int(k)
+    widest = max(rows * (net.sizes[i] + 1) * net.sizes[i + 1]
+                 for net in (arch.encoder, arch.decoder) for i in range(net.n_layers))
+    return 1 if widest <= BLAS_SMALL_WORK else None
+
+
+def scoped_blas_threads(fit):
+    """Decorator for ``VAE.fit``: run the call with :func:`blas_threads` BLAS threads.
+
+    The limit (``threadpoolctl.threadpool_limits(..., user_api="blas")``, imported on
+    first use) holds for the duration of the call only and is restored afterwards, also
+    on an exception; it costs about 1 ms per call (10 ms the first time). Arguments that
+    are not valid integers are passed through unchanged, so that ``fit`` reports them.
+    """
+    sig = inspect.signature(fit)
+    default_batch = sig.parameters["batch_size"].default
+    default_k = sig.parameters["k"].default
+
+    @functools.wraps(fit)
+    def wrapper(self, *args, **kwargs):
+        batch_size = kwargs.get("batch_size", default_batch)
+        k = kwargs.get("k", default_k)
+        threads = None
+        if all(isinstance(v, (int, np.integer)) and not isinstance(v, bool) and v > 0
+               for v in (batch_size, k)):
+            threads = blas_threads(self.arch, batch_size, k)
+        if threads is None:
+            return fit(self, *args, **kwargs)
+        from threadpoolctl import threadpool_limits
+
+        with threadpool_limits(limits=threads, user_api="blas"):
+            return fit(self, *args, **kwargs)
+
+    return wrapper
 
 
 _ARCH_ATTRS = ("encoder", "decoder", "n_features", "n_latent", "likelihood", "param_shapes",
@@ -176,8 +256,8 @@ class TrainingWorkspace:
         self._tanh_backward = pick(tanh_backward_nb, tanh_backward_np)
         self._bernoulli_grad = pick(bernoulli_grad_nb, bernoulli_grad_np)
         self._kl_grad_analytic = pick(kl_grad_analytic_nb, kl_grad_analytic_np)
-        self._neg_abs = pick(neg_abs_nb, neg_abs_np)
-        self._gaussian_reparam = pick(gaussian_reparam_nb, gaussian_reparam_np)
+        self._tanh = pick(tanh_inplace_nb, tanh_inplace_np)
+        self._latent_sample = pick(latent_sample_nb, latent_sample_np)
         self._adam_update = pick(adam_update_nb, adam_update_np)
         self._buffers = {}
         self._bufs(batch_size)
@@ -195,7 +275,9 @@ class TrainingWorkspace:
                 fwd, bwd = [], []
                 for i, act in enumerate(net.activations):
                     out = inp[i + 1][:net.sizes[i + 1]]
-                    fwd.append((gemm_blocks(views[i][0].T, inp[i], out), out, act))
+                    # out is a leading row block of a C-contiguous buffer: flat view for
+                    # the elementwise kernels
+                    fwd.append((gemm_blocks(views[i][0].T, inp[i], out), out.reshape(-1), act))
                     w_aug, g_aug = views[i]
                     # [dW; db] = [h; 1] delta^T, eq. (2), with a batch-major copy of delta:
                     # the product is then NN for BLAS (no transposed operand), which
@@ -207,20 +289,18 @@ class TrainingWorkspace:
                     igrad = gemm_blocks(w_aug[:-1], grd[i + 1], grd[i]) if need_input else []
                     bwd.append((grd[i + 1], out, act, delta_t, wgrad, igrad))
                 bufs[net.prefix] = (inp, grd, fwd, bwd[::-1])
-            bufs["e"] = np.empty((self.arch.n_features, nb))
             bufs["std"] = np.empty((self.arch.n_latent, nb))
             bufs["em1"] = np.empty((self.arch.n_latent, nb))
             self._buffers[nb] = bufs
         return self._buffers[nb]
 
-    @staticmethod
-    def _forward(fwd):
+    def _forward(self, fwd):
         """Eq. (1) of lvmref.nn, feature-major, over the precomputed layer plan ``fwd``."""
         for blocks, out, act in fwd:
             for a, b, o in blocks:
                 np.matmul(a, b, out=o)
             if act == "tanh":
-                np.tanh(out, out=out)
+                self._tanh(out)
             elif act != "identity":
                 out[...] = ACTIVATIONS[act][0](out)
 
@@ -294,19 +374,13 @@ class TrainingWorkspace:
         eps_t = eps.T
         std = bufs["std"]
         z = d_inp[0][:K]
-        np.multiply(log_var, 0.5, out=std)
-        np.exp(std, out=std)
-        self._gaussian_reparam(mean, std, eps_t, z)                       # eq. (6)
+        em1 = bufs["em1"]
+        self._latent_sample(mean, log_var, eps_t, std, em1, z)             # eq. (6)
         self._forward(d_fwd)
         dec_out = d_inp[-1]
         g_out = d_grd[-1]
         if arch.likelihood == "bernoulli":                               # eq. (2a), (8)
-            e = bufs["e"]
-            self._neg_abs(dec_out, e)
-            np.exp(e, out=e)
-            ll = self._bernoulli_grad(xt, dec_out, e, 1.0 / nb, g_out, d_bwd[0][3])
-            np.log1p(e, out=e)
-            ll -= float(e.sum())
+            ll = self._bernoulli_grad(xt, dec_out, 1.0 / nb, g_out, d_bwd[0][3])
             dec_top_t = True                 # the kernel wrote the batch-major copy too
         else:                                                            # eq. (2b), (8)
             m, v = dec_out[:d], dec_out[d:]
@@ -321,8 +395,6 @@ class TrainingWorkspace:
         g_z = d_grd[0]
         g_enc = e_grd[-1]
         if self.kl == "analytic":                                        # eq. (9a)
-            em1 = bufs["em1"]
-            np.expm1(log_var, out=em1)
             kl = self._kl_grad_analytic(mean, log_var, em1, std, eps_t, g_z, 1.0 / nb,
                                         g_enc[:K], g_enc[K:], e_bwd[0][3])
             value = (ll - kl) / nb

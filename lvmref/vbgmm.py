@@ -156,6 +156,29 @@ prior). The data-dependent default priors of :func:`make_prior` use the same fre
 weights: m0 the weighted mean, W0^{-1} the weighted sample covariance with divisor
 Σ_n w_n - 1 (``ddof=1`` of the repeated rows).
 
+Data beyond memory: the updates and the bound from sufficient statistics
+------------------------------------------------------------------------
+Everything the updates read from the data is a sum over rows, so the chunked, Dask and
+in-memory fits are one computation (:mod:`lvmref.gmm`, eqs. 23-25; statistics of
+r~_nk = w_n r_nk under the E-step (12) of the current q, merged over chunks by gmm
+(24)): (13)-(16) need N_k and S_k = Σ_n r~_nk x_n, and the scatter of (17), (25)-(29)
+about the *new* m_k is gmm (25) with c_k = m_k:
+
+    (31) C_k = Σ_n r~_nk (x_n - m_k)(x_n - m_k)^T = M_k + N_k (x̄_k - m_k)(x̄_k - m_k)^T.
+
+The bound (19) after the M-step needs the data term (20) of the *old* responsibilities
+under the *new* state. By (11), ln ρ_nk = c_k - ½ ||(x_n - m_k)^T P_k||^2 with
+c_k = ln π~_k + ½ ln Λ~_k - (D/2) ln 2π - D/(2 β_k) and P_k P_k^T = ν_k W_k, and
+Σ_n r~_nk ||(x_n - m_k)^T P_k||^2 = Tr(P_k^T C_k P_k), so
+
+    (32) Σ_n w_n Σ_k r_nk (ln ρ_nk - ln r_nk)
+           = Σ_k [N_k c_k - ½ Tr(P_k^T C_k P_k)] - Σ_n w_n Σ_k r_nk ln r_nk
+
+(diag: Tr = Σ_j P_kj^2 (C_k)_jj; spherical: P_k^2 Tr C_k); the entropy sum is
+accumulated with the statistics, chunk by chunk. The data-dependent default prior is
+the statistics of one component with r_n = 1: m0 = S / N and W0^{-1} = M / (N - 1)
+(its diagonal, or the mean of its diagonal).
+
 Truncated Dirichlet-process (stick-breaking) prior on the weights
 -----------------------------------------------------------------
 ``weight_concentration_prior_type="dirichlet_process"`` replaces (3) by stick breaking
@@ -230,6 +253,7 @@ this path took 0.23 vs 0.33 ms (N=2000, D=3, K=6), 5.2 vs 5.0 ms (N=20000, D=5, 
 from __future__ import annotations
 
 import math
+from functools import partial
 
 import numpy as np
 from scipy.linalg import LinAlgError, cholesky
@@ -254,10 +278,12 @@ from lvmref.mixture import (
     check_X,
     compute_precision_cholesky,
     covariance_shape,
+    initial_moments,
     initial_resp,
     log_det_cholesky,
     precisions_from_cholesky,
 )
+from lvmref.mixture_stats import check_moments, chunk_moments, merge_moments, scatter_about
 
 __all__ = [
     "make_prior",
@@ -272,6 +298,9 @@ __all__ = [
     "kl_stick_breaking",
     "kl_gauss_wishart",
     "lower_bound",
+    "sufficient_statistics",
+    "m_step_statistics",
+    "lower_bound_statistics",
     "BayesianGaussianMixture",
 ]
 
@@ -760,12 +789,13 @@ def _expected_mahalanobis(state, X, covariance_type="full"):
     return out + n_features / state["mean_precision"]
 
 
-def _check_defined_rows(log_rho, name="X"):
-    """ValueError naming ``name`` for a row with ln rho = -inf for every component."""
+def _check_defined_rows(log_rho, name="X", offset=0):
+    """ValueError naming ``name`` for a row with ln rho = -inf for every component
+    (``offset``: the global index of the first row, for a chunk)."""
     dead = np.all(np.isneginf(log_rho), axis=1)
     if dead.any():
         raise ValueError(
-            f"{name} row {int(np.argmax(dead))} is too far from every component: its "
+            f"{name} row {offset + int(np.argmax(dead))} is too far from every component: its "
             "expected squared Mahalanobis distances overflow float64, so its "
             "responsibilities are undefined; rescale X"
         )
@@ -849,15 +879,33 @@ def _too_large(X):
 def _m_step(X, resp, prior, reg_covar, covariance_type="full"):
     """(13)-(16) and (26)-(29) on validated input; ``resp`` already carries the sample
     weights (w_n r_nk, eq. 30)."""
-    n_components = resp.shape[1]
-    n_features = X.shape[1]
-    beta0 = prior["mean_precision_prior"]
-    m0 = prior["mean_prior"]
-    cov0 = prior["covariance_prior"]
     with np.errstate(over="ignore"):  # refused just below
         nk = resp.sum(axis=0)  # (13)
     if not np.all(np.isfinite(nk)):
         raise ValueError("resp too large: its column sums N_k overflow float64")
+
+    def scatter(k, mean):  # Σ_n r_nk (x_n - m_k)(x_n - m_k)^T, or its diagonal
+        if covariance_type in ("full", "tied"):
+            # Σ_n r_nk d_n d_n^T as w^T w with w_n = sqrt(r_nk) d_n (BLAS takes A^T A as syrk).
+            w = np.sqrt(resp[:, k, None]) * (X - mean)
+            with np.errstate(over="ignore", invalid="ignore"):  # refused by the caller
+                return w.T @ w
+        dev = X - mean
+        with np.errstate(over="ignore", invalid="ignore"):  # refused by the caller
+            return resp[:, k] @ (dev * dev)
+
+    return _state_from_scatter(nk, resp.T @ X, scatter, prior, reg_covar, covariance_type,
+                               lambda: _too_large(X))
+
+
+def _state_from_scatter(nk, sums, scatter, prior, reg_covar, covariance_type, too_large):
+    """(14)-(16) and (26)-(29) from N_k, Σ_n r_nk x_n and ``scatter(k, m_k)`` =
+    Σ_n r_nk (x_n - m_k)(x_n - m_k)^T (its diagonal for diag/spherical); ``too_large()``
+    is the error for a scatter that overflows."""
+    n_components, n_features = sums.shape
+    beta0 = prior["mean_precision_prior"]
+    m0 = prior["mean_prior"]
+    cov0 = prior["covariance_prior"]
     alpha0 = prior["weight_concentration_prior"]
     if prior["weight_concentration_prior_type"] == "dirichlet_process":
         tail = np.concatenate((np.cumsum(nk[::-1])[-2::-1], [0.0]))  # Σ_{j>k} N_j
@@ -865,7 +913,7 @@ def _m_step(X, resp, prior, reg_covar, covariance_type="full"):
     else:
         alpha = alpha0 + nk  # (14)
     beta = beta0 + nk  # (15)
-    means = (beta0 * m0 + resp.T @ X) / beta[:, None]  # (16)
+    means = (beta0 * m0 + sums) / beta[:, None]  # (16)
     if covariance_type == "tied":
         dof = np.asarray(prior["degrees_of_freedom_prior"] + nk.sum() / n_components)  # (29)
     else:
@@ -873,16 +921,15 @@ def _m_step(X, resp, prior, reg_covar, covariance_type="full"):
     if covariance_type in ("full", "tied"):
         scale_inv = np.empty((n_components, n_features, n_features))
         for k in range(n_components):  # (17) = A_k of (25)
-            # Σ_n r_nk d_n d_n^T as w^T w with w_n = sqrt(r_nk) d_n (BLAS takes A^T A as syrk).
-            w = np.sqrt(resp[:, k, None]) * (X - means[k])
+            s_k = scatter(k, means[k])
             dm = means[k] - m0
             with np.errstate(over="ignore", invalid="ignore"):  # refused just below
                 if covariance_type == "full":
-                    scale_inv[k] = cov0 + w.T @ w + beta0 * np.outer(dm, dm)
+                    scale_inv[k] = cov0 + s_k + beta0 * np.outer(dm, dm)
                 else:  # A_k - W0^{-1}, summed below
-                    scale_inv[k] = w.T @ w + beta0 * np.outer(dm, dm)
+                    scale_inv[k] = s_k + beta0 * np.outer(dm, dm)
             if not np.all(np.isfinite(scale_inv[k])):
-                raise _too_large(X)
+                raise too_large()
             scale_inv[k].flat[:: n_features + 1] += reg_covar * nk[k]
             # Symmetrise away the round-off of the matrix product.
             scale_inv[k] = 0.5 * (scale_inv[k] + scale_inv[k].T)
@@ -890,16 +937,16 @@ def _m_step(X, resp, prior, reg_covar, covariance_type="full"):
             with np.errstate(over="ignore", invalid="ignore"):  # refused just below
                 scale_inv = cov0 + scale_inv.sum(axis=0) / n_components
             if not np.all(np.isfinite(scale_inv)):
-                raise _too_large(X)
+                raise too_large()
     else:
         diag = np.empty((n_components, n_features))  # diagonals of A_k - W0^{-1}
         for k in range(n_components):
-            dev = X - means[k]
+            s_k = scatter(k, means[k])
             dm = means[k] - m0
             with np.errstate(over="ignore", invalid="ignore"):  # refused just below
-                diag[k] = resp[:, k] @ (dev * dev) + beta0 * dm * dm + reg_covar * nk[k]
+                diag[k] = s_k + beta0 * dm * dm + reg_covar * nk[k]
         if not np.all(np.isfinite(diag)):
-            raise _too_large(X)
+            raise too_large()
         if covariance_type == "diag":
             scale_inv = cov0 + diag  # (27)
         else:
@@ -1154,6 +1201,247 @@ def lower_bound(state, X, log_resp, prior, covariance_type="full", sample_weight
 
 
 # ---------------------------------------------------------------------------
+# Sufficient statistics: the chunked / Dask fit, eqs. (31)-(32)
+# ---------------------------------------------------------------------------
+
+
+def _full_stats(covariance_type):
+    return covariance_type in ("full", "tied")
+
+
+def _chunk_statistics(state, covariance_type, start, X, w):
+    """gmm (23) of one validated chunk under q (E-step (12)); ``extra`` = Σ w r ln r."""
+    if w is not None and not np.all(w > 0.0):
+        X, w = X[w > 0.0], w[w > 0.0]
+    log_rho = _log_rho(state, X, covariance_type)
+    _check_defined_rows(log_rho, offset=start)
+    log_resp = log_softmax(log_rho, axis=1)  # (12)
+    resp = np.exp(log_resp)
+    rlr = np.where(resp > 0.0, resp * np.where(resp > 0.0, log_resp, 0.0), 0.0).sum(axis=1)
+    if w is None:
+        return chunk_moments(X, resp, _full_stats(covariance_type), X.shape[0],
+                             float(rlr.sum()))
+    return chunk_moments(X, resp * w[:, None], _full_stats(covariance_type), float(w.sum()),
+                         float(w @ rlr))
+
+
+def _chunk_statistics_fn(state, covariance_type, start, X, w, r):
+    """:func:`_chunk_statistics` in the ``map_reduce`` signature (``r`` unused)."""
+    return _chunk_statistics(state, covariance_type, start, X, w)
+
+
+def _m_step_moments(stats, prior, reg_covar, covariance_type):
+    """(13)-(16), (26)-(29) from the statistics, with the scatter (31)."""
+    nk = stats.nk
+    if not np.all(np.isfinite(nk)):
+        raise ValueError("resp too large: its column sums N_k overflow float64")
+    cache = {}
+
+    def scatter(k, mean):
+        if "C" not in cache:
+            cache["C"] = _scatter_about_means(stats, prior)
+        return cache["C"][k]
+
+    return _state_from_scatter(nk, stats.sums, scatter, prior, reg_covar, covariance_type,
+                               _too_large_stats)
+
+
+def _scatter_about_means(stats, prior):
+    """(31) about the new means m_k of (16)."""
+    beta0 = prior["mean_precision_prior"]
+    means = (beta0 * prior["mean_prior"] + stats.sums) / (beta0 + stats.nk)[:, None]
+    with np.errstate(over="ignore", invalid="ignore"):  # refused by the caller
+        return scatter_about(stats, means)
+
+
+def _too_large_stats():
+    return ValueError("X values too large: the weighted squared deviations from the means "
+                      "overflow float64; rescale X")
+
+
+def _lower_bound_moments(state, stats, prior, covariance_type):
+    """The bound (19) of the new state with the data term (32)."""
+    ct = covariance_type
+    d = state["means"].shape[1]
+    beta, chol = state["mean_precision"], state["precisions_cholesky"]
+    log_w = _expected_log_weights(state["weight_concentration"])
+    log_lam = _expected_log_det_precision(state["degrees_of_freedom"], chol, ct, d)
+    const = log_w + 0.5 * log_lam - 0.5 * d * LOG_2PI - 0.5 * d / beta  # c_k of (32)
+    with np.errstate(over="ignore", invalid="ignore"):  # an overflow is -inf, correctly
+        C = scatter_about(stats, state["means"])  # (31)
+        if ct == "full":
+            quad = np.einsum("kij,kil,klj->k", chol, C, chol)
+        elif ct == "tied":
+            quad = np.einsum("ij,kil,lj->k", chol, C, chol)
+        elif ct == "diag":
+            quad = np.sum(chol * chol * C, axis=1)
+        else:
+            quad = chol * chol * C.sum(axis=1)
+    keep = stats.nk > 0.0
+    data_term = (np.sum(stats.nk[keep] * const[keep] - 0.5 * quad[keep])
+                 - stats.extra)  # (32)
+    conc, alpha0 = state["weight_concentration"], prior["weight_concentration_prior"]
+    kl_pi = _kl_dirichlet(conc, alpha0) if conc.ndim == 1 else _kl_stick_breaking(conc, alpha0)
+    kl_gw = np.sum(_kl_gauss_wishart(state, prior, ct))
+    return float(data_term - kl_pi - kl_gw)  # (19)
+
+
+def _check_stats(stats, covariance_type, n_components=None, name="stats"):
+    stats = check_moments(stats, name)
+    want = 3 if _full_stats(covariance_type) else 2
+    if stats.scatter.ndim != want:
+        kind = "full (K, D, D)" if want == 3 else "diagonal (K, D)"
+        raise ValueError(f"{name}.scatter must be {kind} for covariance_type="
+                         f"{covariance_type!r}, got shape {stats.scatter.shape}")
+    if n_components is not None and stats.nk.shape[0] != n_components:
+        raise ValueError(f"{name} has {stats.nk.shape[0]} components but state has "
+                         f"{n_components}")
+    return stats
+
+
+@benign_underflow
+def sufficient_statistics(state, X, covariance_type="full", sample_weight=None):
+    """E-step (12) under ``state`` and the statistics of the rows (:mod:`lvmref.gmm`
+    eq. 23), with ``extra`` = Σ_n w_n Σ_k r_nk ln r_nk (the entropy sum of (32)).
+
+    Parameters
+    ----------
+    state : dict
+        Variational state (module docstring).
+    X : array_like of shape (N, D)
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    sample_weight : array_like of shape (N,), optional
+        Frequency weights (eq. 30); rows of weight 0 are dropped.
+
+    Returns
+    -------
+    lvmref.mixture_stats.Moments
+        Combine disjoint row sets with :func:`lvmref.mixture_stats.merge_moments`.
+    """
+    state, X = _check_state_X(state, X, covariance_type)
+    w = check_sample_weight(sample_weight, X.shape[0])
+    return _chunk_statistics(state, covariance_type, 0, X, w)
+
+
+@benign_underflow
+def m_step_statistics(stats, prior, covariance_type="full", reg_covar: float = 0.0) -> dict:
+    """Variational M-step (13)-(18), (26)-(29) from the statistics of all rows, with the
+    scatter (31): equal to :func:`m_step` on the rows up to the order of summation.
+
+    Parameters
+    ----------
+    stats : lvmref.mixture_stats.Moments
+        As from :func:`sufficient_statistics`, merged over chunks.
+    prior : dict
+        See :func:`make_prior`.
+    covariance_type : {"full", "tied", "diag", "spherical"}
+    reg_covar : float, >= 0
+
+    Returns
+    -------
+    dict
+        The new variational state.
+    """
+    ct = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    stats = _check_stats(stats, ct)
+    prior = _check_prior(prior, stats.sums.shape[1], covariance_type=ct)
+    reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
+    return _m_step_moments(stats, prior, reg_covar, ct)
+
+
+@benign_underflow
+def lower_bound_statistics(state, stats, prior, covariance_type="full") -> float:
+    """The bound (19) of ``state`` for the responsibilities whose statistics are
+    ``stats``, with the data term (32): equal to :func:`lower_bound` on the rows up to
+    the order of summation.
+
+    Parameters
+    ----------
+    state : dict
+        Variational state of q(π) q(μ, Λ) (module docstring).
+    stats : lvmref.mixture_stats.Moments
+        Statistics of the responsibilities of q(Z) (``extra`` = Σ w r ln r), as from
+        :func:`sufficient_statistics`.
+    prior : dict
+    covariance_type : {"full", "tied", "diag", "spherical"}
+
+    Returns
+    -------
+    float
+    """
+    state = _check_state(state, covariance_type=covariance_type)
+    stats = _check_stats(stats, covariance_type, state["means"].shape[0])
+    if stats.sums.shape[1] != state["means"].shape[1]:
+        raise ValueError(f"stats has {stats.sums.shape[1]} features but state has "
+                         f"{state['means'].shape[1]}")
+    prior = _check_prior(prior, stats.sums.shape[1], covariance_type=covariance_type)
+    _check_prior_type(state, prior)
+    return _lower_bound_moments(state, stats, prior, covariance_type)
+
+
+def _streamed_prior(src, w, n_components, covariance_type, given):
+    """:func:`make_prior` for data read chunk by chunk: the defaults from the statistics
+    of one component with r_n = 1 (module docstring, after (32))."""
+    given = dict(given)
+    if given["covariance_prior"] is None or given["mean_prior"] is None:
+        full = _full_stats(covariance_type)
+
+        def fn(start, x, wc, r):
+            if wc is not None and not np.all(wc > 0.0):
+                x, wc = x[wc > 0.0], wc[wc > 0.0]
+            ones = np.ones((x.shape[0], 1)) if wc is None else np.ascontiguousarray(wc[:, None])
+            return chunk_moments(x, ones, full, x.shape[0] if wc is None else wc.sum(), 0.0)
+
+        m = src.map_reduce(fn, merge_moments, weight=w)
+        total = m.nk[0]
+        mean = m.sums[0] / total
+        if given["covariance_prior"] is None:
+            divisor = total - 1.0
+            if w is None and src.n < 2:
+                raise ValueError("X has 1 sample; the default covariance_prior (the sample "
+                                 "covariance of X) needs at least 2 samples: pass "
+                                 "covariance_prior explicitly")
+            if w is not None and not divisor > 0.0:
+                raise ValueError(
+                    f"sample_weight sums to {total:.6g} <= 1: the default covariance_prior "
+                    "(the weighted sample covariance, divisor sum(sample_weight) - 1) needs a "
+                    "sum above 1; pass covariance_prior explicitly")
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                cov = m.scatter[0] / divisor
+                if covariance_type == "spherical":
+                    cov = cov.mean()
+            if not np.all(np.isfinite(cov)):
+                raise ValueError("X values too large: its sample covariance (the default "
+                                 "covariance_prior) overflows float64; rescale X")
+            if covariance_type in ("full", "tied"):
+                try:
+                    singular = _cholesky_lower(cov, "covariance_prior") is None
+                except ValueError:
+                    singular = True
+            else:
+                singular = bool(np.any(cov <= 0))
+            if singular:
+                raise ValueError("the default covariance_prior (sample covariance of X) is "
+                                 "singular; pass covariance_prior explicitly")
+            given["covariance_prior"] = cov
+        if given["mean_prior"] is None:
+            given["mean_prior"] = mean
+    d = src.d
+    prior = {
+        "weight_concentration_prior_type": given["weight_concentration_prior_type"],
+        "weight_concentration_prior": 1.0 / n_components
+        if given["weight_concentration_prior"] is None else given["weight_concentration_prior"],
+        "mean_precision_prior": 1.0 if given["mean_precision_prior"] is None
+        else given["mean_precision_prior"],
+        "mean_prior": given["mean_prior"],
+        "degrees_of_freedom_prior": float(d) if given["degrees_of_freedom_prior"] is None
+        else given["degrees_of_freedom_prior"],
+        "covariance_prior": given["covariance_prior"],
+    }
+    return _check_prior(prior, d, covariance_type=covariance_type)
+
+
+# ---------------------------------------------------------------------------
 # Estimator
 # ---------------------------------------------------------------------------
 
@@ -1206,6 +1494,12 @@ degrees_of_freedom_prior, covariance_prior
         0 silent; 1 prints each initialisation and every ``verbose_interval``-th
         iteration; 2 also the time and the change of the bound (scikit-learn's levels).
     verbose_interval : int, default 10
+    chunk_size : int or None, default None
+        Rows per chunk (not in scikit-learn), as for
+        :class:`lvmref.gmm.GaussianMixture`: ``None`` processes an in-memory ``X`` whole
+        and reads an ``np.memmap``, array-like or Dask array in chunks of about 64 MiB
+        of working memory (a Dask array in its own row blocks); an int makes ``fit`` and
+        the predictions work chunk by chunk, eqs. (31)-(32).
 
     Attributes
     ----------
@@ -1282,7 +1576,7 @@ degrees_of_freedom_prior_, covariance_prior_
               "weight_concentration_prior": "float", "mean_precision_prior": "float",
               "mean_prior": "array", "degrees_of_freedom_prior": "float",
               "covariance_prior": "array", "random_state": "seed", "warm_start": "bool",
-              "verbose": "int", "verbose_interval": "int"}
+              "verbose": "int", "verbose_interval": "int", "chunk_size": "int"}
     _MIN_MAX_ITER = 1
 
     def __init__(
@@ -1305,6 +1599,7 @@ degrees_of_freedom_prior_, covariance_prior_
         warm_start=False,
         verbose=0,
         verbose_interval=10,
+        chunk_size=None,
     ):
         self.n_components = n_components
         self.covariance_type = covariance_type
@@ -1323,6 +1618,7 @@ degrees_of_freedom_prior_, covariance_prior_
         self.warm_start = warm_start
         self.verbose = verbose
         self.verbose_interval = verbose_interval
+        self.chunk_size = chunk_size
 
     def _check_hyper(self):
         check_choice(self.covariance_type, "covariance_type", COVARIANCE_TYPES)
@@ -1357,6 +1653,8 @@ degrees_of_freedom_prior_, covariance_prior_
         self
         """
         k = self._check_hyper()
+        if self._chunked(X):
+            return self._fit_chunked(X, k, sample_weight, resp_init)
         X, w, resp_init = self._fit_data(X, sample_weight, resp_init, k)
         ct = self.covariance_type
         warm = self._continues(X, k)
@@ -1390,6 +1688,36 @@ degrees_of_freedom_prior_, covariance_prior_
         result = self._run_em(initialize, iterate, n_init)
         self._set_state(result.state[0], prior)
         self._set_em_result(result, X.shape[1])
+        return self
+
+    def _fit_chunked(self, X, k, sample_weight, resp_init):
+        """``fit`` on data read chunk by chunk: one pass per iteration, eqs. (31)-(32)."""
+        src, w, resp_init = self._chunked_fit_data(X, sample_weight, resp_init, k)
+        ct = self.covariance_type
+        warm = self._continues(src, k)
+        given = {"weight_concentration_prior_type": self.weight_concentration_prior_type,
+                 **self._prior_kwargs()}
+        prior = _streamed_prior(src, w, k, ct, given)
+        rng = check_rng(self.random_state, name="random_state")
+        reg_covar = float(self.reg_covar)
+
+        def initialize(_):
+            if warm:
+                return self.state_, -np.inf
+            stats = initial_moments(src, k, self.init_params, rng, sample_weight=w,
+                                    resp_init=resp_init, full=_full_stats(ct))
+            return _m_step_moments(stats, prior, reg_covar, ct), -np.inf
+
+        def iterate(state):
+            stats = src.map_reduce(partial(_chunk_statistics_fn, state, ct), merge_moments,
+                                   weight=w)  # E-step (12) and gmm (23)-(24)
+            new = _m_step_moments(stats, prior, reg_covar, ct)  # (13)-(18), (31)
+            return new, _lower_bound_moments(new, stats, prior, ct)  # (19), (32)
+
+        n_init = 1 if (warm or resp_init is not None) else self.n_init
+        result = self._run_em(initialize, iterate, n_init)
+        self._set_state(result.state, prior)
+        self._set_em_result(result, src.d)
         return self
 
     def _set_state(self, state, prior):
@@ -1444,12 +1772,12 @@ degrees_of_freedom_prior_, covariance_prior_
     def _log_rho_fitted(self, X):
         return _log_rho(self.state_, X, self.covariance_type)
 
-    def _posterior(self, X):
+    def _posterior(self, X, start=0):
         log_rho = self._log_rho_fitted(X)
-        _check_defined_rows(log_rho)
+        _check_defined_rows(log_rho, offset=start)
         return np.exp(log_softmax(log_rho, axis=1))
 
-    def _log_norm(self, X):
+    def _log_norm(self, X, start=0):
         return logsumexp(self._log_rho_fitted(X), axis=1)
 
     # -- persistence (the frame is MixtureBase.save / load) -----------------------------

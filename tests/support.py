@@ -19,9 +19,14 @@ U = 2.0**-53
 LD_EPS = float(np.finfo(np.longdouble).eps)
 HAVE_LONGDOUBLE = LD_EPS <= 2.0**-63  # x87 80-bit or quad; not where long double == double
 # Accuracy constants in units of u (relative error bounds):
-C_EXP_OURS = 2.35  # exp_nonpos_nb, derived in the docstring of lvmref.kernels.fastexp
+C_EXP_OURS = 2.4  # exp_nonpos_nb, derived in the docstring of lvmref.kernels.fastexp
 C_EXP_LIBM = 2.0  # np.exp / libm exp: <= 1 ulp (measured 0.71 ulp for NumPy's SIMD exp)
 C_LOG1P = 2.0  # libm log1p: <= 1 ulp (glibc's documented x86_64 maximum)
+# the vectorizable functions of lvmref.kernels.fastexp, derived in its docstring
+C_EXPM1_OURS = 3.5  # expm1_nonpos_nb, section 2
+C_EXPM1_ANY_OURS = 5.9  # expm1_nb, eq. (2.4)
+C_TANH_OURS = 8.0  # tanh_nb, eq. (2.2)
+C_LOG1P_OURS = 2.8  # log1p_nonneg_nb, section 3
 SLACK = 1.001  # second-order terms
 
 
@@ -36,10 +41,11 @@ def lse_tol(ref, a, axis):
     Both evaluations form the same shifts t_i = fl(a_i - m) (m is the exact row maximum),
     so they differ only through: the exponentials (ours <= C_EXP_OURS u, NumPy's <=
     C_EXP_LIBM u, relative), the summation of n nonnegative terms (<= gamma_n each), log1p
-    (<= C_LOG1P u each, and its condition number S/((1+S) log1p S) <= 1 so relative errors
-    of S pass to L = log1p(S) undamplified at worst), and the final rounding of m + L
-    (<= u |r| each). Hence
-        |r_1 - r_2| <= 2 u |r| + L [(C_EXP_OURS + C_EXP_LIBM + 2 C_LOG1P) u + 2 gamma_n],
+    (ours <= C_LOG1P_OURS u, libm's <= C_LOG1P u, and its condition number
+    S/((1+S) log1p S) <= 1 so relative errors of S pass to L = log1p(S) undamplified at
+    worst), and the final rounding of m + L (<= u |r| each). Hence
+        |r_1 - r_2| <= 2 u |r| + L [(C_EXP_OURS + C_EXP_LIBM + C_LOG1P_OURS + C_LOG1P) u
+                                    + 2 gamma_n],
     with L <= |ref - m| + u |ref|. (Relative to |r| this is ~1 ulp whenever L << |r|.)
     """
     n = a.size if axis is None else a.shape[axis]
@@ -49,7 +55,7 @@ def lse_tol(ref, a, axis):
         else:
             m = np.full(np.shape(ref), -np.inf)
         big_l = np.abs(ref - m) + U * np.abs(ref)
-    coef = (C_EXP_OURS + C_EXP_LIBM + 2 * C_LOG1P) * U + 2 * gamma(n)
+    coef = (C_EXP_OURS + C_EXP_LIBM + C_LOG1P_OURS + C_LOG1P) * U + 2 * gamma(n)
     return SLACK * (2 * U * np.abs(ref) + big_l * coef)
 
 
@@ -74,7 +80,7 @@ def lsm_tol_vs_scipy(ls, n):
     Both compute t_i = fl(a_i - m) identically. SciPy subtracts log(fl(sum_i exp t_i))
     (the maximal term included): error <= (C_EXP_LIBM u + gamma_n) [exp and sum, relative
     to 1 + S, so absolute after log] + C_LOG1P u L. Ours subtracts log1p(S): error <=
-    L [(C_EXP_OURS + C_LOG1P) u + gamma_n]. Each final subtraction rounds (<= u |ls|).
+    L [(C_EXP_OURS + C_LOG1P_OURS) u + gamma_n]. Each final subtraction rounds (<= u |ls|).
     L = log(1 + S) <= log n.
     """
     big_l = np.log(max(n, 1))
@@ -82,7 +88,7 @@ def lsm_tol_vs_scipy(ls, n):
         2 * U * np.abs(ls)
         + C_EXP_LIBM * U
         + gamma(n)
-        + big_l * ((C_EXP_OURS + 2 * C_LOG1P) * U + gamma(n))
+        + big_l * ((C_EXP_OURS + C_LOG1P_OURS + C_LOG1P) * U + gamma(n))
     )
 
 

@@ -46,6 +46,7 @@ def test_every_model_class_has_save_and_load(module, name):
 
 
 PUBLIC_MODULES = ["lvmref.estimators", "lvmref.gmm", "lvmref.vbgmm", "lvmref.mixture",
+                  "lvmref.mixture_stats", "lvmref.chunked",
                   "lvmref.helmholtz", "lvmref.vae", "lvmref.linear_gaussian", "lvmref.nn",
                   "lvmref.optim", "lvmref.testing", "lvmref.kernels"]
 

@@ -314,3 +314,47 @@ def _with_func(parser, command, func):
     for action in parser._subparsers._group_actions:
         action.choices[command].set_defaults(func=func)
     return parser
+
+
+# ------------------------------------------------------------------- memory-mapped DATA
+
+def test_gmm_memory_maps_npy_and_takes_chunk_size(capsys, blobs, tmp_path):
+    """A .npy DATA is fitted from its memory map chunk by chunk: the numbers are the
+    library's chunked fit (and the in-memory fit to 1e-10, tests/test_gmm.py)."""
+    from lvmref.gmm import GaussianMixture
+
+    _, X, csv, npy = blobs
+    out = tmp_path / "r.json"
+    code, _, _ = run(capsys, "gmm", npy, "-k", 2, "--chunk-size", 7, "--json", out, "-q")
+    assert code == 0
+    got = json.loads(out.read_text())
+    ref = GaussianMixture(2, random_state=0, chunk_size=7).fit(np.load(npy, mmap_mode="r"))
+    np.testing.assert_array_equal(got["means"], ref.means_)
+    assert got["lower_bounds"] == ref.lower_bounds_
+    mem = GaussianMixture(2, random_state=0).fit(X)
+    np.testing.assert_allclose(got["means"], mem.means_, rtol=1e-10)
+    code, _, _ = run(capsys, "gmm", npy, "-k", 2, "--save", tmp_path / "m.npz", "-q")
+    assert code == 0
+    code, out_text, _ = run(capsys, "gmm", npy, "--load", tmp_path / "m.npz", "--chunk-size", 5)
+    assert code == 0 and "log-likelihood per point" in out_text
+    for command in (["gmm", str(csv), "-k", "2"], ["vae", str(npy)]):
+        with pytest.raises(SystemExit) as e:
+            cli.main([*command, "--chunk-size", "0"])
+        assert e.value.code == 2
+        assert "--chunk-size: expected a positive integer" in capsys.readouterr().err
+
+
+def test_vae_evaluation_does_not_depend_on_chunk_size(capsys, binary, tmp_path):
+    _, _, path = binary
+    results = []
+    for extra in ((), ("--chunk-size", 7)):
+        out = tmp_path / f"v{len(extra)}.json"
+        code, _, _ = run(capsys, "vae", path, "--epochs", 1, "--latent", 2, "--hidden", 8,
+                         "--iwae-k", 5, "--json", out, "-q", *extra)
+        assert code == 0
+        results.append(json.loads(out.read_text()))
+    assert results[0]["data"] == results[1]["data"]  # the evaluation, bit for bit
+    assert results[0]["history"]["train_elbo"] == results[1]["history"]["train_elbo"]
+    # training on the memory map is training on the array (VAE.fit gathers the batches)
+    vae = VAE(16, 2, hidden=(8,)).fit(np.load(path), n_epochs=1, rng=0)
+    assert vae.history_["train_elbo"] == results[0]["history"]["train_elbo"]

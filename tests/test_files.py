@@ -94,3 +94,35 @@ def test_empty_csv_gives_no_numpy_warning(tmp_path, recwarn):
     with pytest.raises(ValueError, match="is empty"):
         load_matrix(tmp_path / "e.csv")
     assert len(recwarn) == 0
+
+
+def test_mmap_returns_the_file_mapped_and_validates_it_by_chunks(tmp_path, monkeypatch):
+    from lvmref import files
+
+    monkeypatch.setattr(files, "MMAP_CHUNK_ROWS", 4)  # several chunks on small data
+    X = (np.arange(40.0).reshape(20, 2) % 3 == 0).astype(np.float32)
+    np.save(tmp_path / "x.npy", X)
+    out = load_matrix(tmp_path / "x.npy", binary=True, mmap=True)
+    assert isinstance(out, np.memmap) and out.dtype == np.float32 and not out.flags.writeable
+    np.testing.assert_array_equal(out, X)
+    np.savetxt(tmp_path / "x.csv", X, delimiter=",")
+    csv = load_matrix(tmp_path / "x.csv", mmap=True)  # text is read whole
+    assert type(csv) is np.ndarray and csv.dtype == np.float64
+    bad = X.astype(float)
+    bad[13, 1] = np.nan
+    np.save(tmp_path / "nan.npy", bad)
+    with pytest.raises(ValueError, match=r"NaN or infinite values \(first at entry \[13, 1\]\)"):
+        load_matrix(tmp_path / "nan.npy", mmap=True)
+    grey = X.astype(float)
+    grey[17, 0] = 0.5
+    np.save(tmp_path / "grey.npy", grey)
+    with pytest.raises(ValueError, match=r"must be binary .* entry \[17, 0\] is 0.5"):
+        load_matrix(tmp_path / "grey.npy", binary=True, mmap=True)
+    np.save(tmp_path / "obj.npy", np.array([[{}]], dtype=object), allow_pickle=True)
+    with pytest.raises(ValueError, match="holds pickled .* data, which lvmref never loads"):
+        load_matrix(tmp_path / "obj.npy", mmap=True)
+    np.save(tmp_path / "empty.npy", np.zeros((0, 3)))
+    with pytest.raises(ValueError, match="is empty"):
+        load_matrix(tmp_path / "empty.npy", mmap=True)
+    with pytest.raises(TypeError, match="mmap must be True or False"):
+        load_matrix(tmp_path / "x.npy", mmap="yes")

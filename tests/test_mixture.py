@@ -483,3 +483,106 @@ def test_weighted_kmeans_ends_at_a_weighted_lloyd_fixed_point():
     # the unweighted means are not a fixed point of these labels' weighted assignment
     plain = np.stack([X[labels == c].mean(axis=0) for c in range(3)])
     assert np.max(np.abs(plain - centres)) > 1e-3
+
+
+# ----------------------------------------------------------------------------------------
+# Initialisation of data read chunk by chunk (I1-I4)
+# ----------------------------------------------------------------------------------------
+
+
+def _init_data(n=900, seed=0):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(size=(n // 3, 2)) + c for c in ([0, 0], [6, 0], [0, 6])])
+    w = rng.integers(0, 4, size=n).astype(float)
+    return X, w
+
+
+def _assert_same_moments(m, X, resp, full=True):
+    """m equals mixture_stats.moments of the responsibilities up to the summation order:
+    two float64 sums of the same n terms (plus <= n/77 merges of chunks) differ by at most
+    2 gamma_{2n} sum |term| (Higham), with |term| <= r (|x| + |xbar|)(|x| + |xbar|)^T for
+    the scatter (tests/test_mixture_stats.py derives the same bound)."""
+    from support import SLACK, gamma
+
+    from lvmref.mixture_stats import moments
+
+    ref = moments(X, resp, full=full)
+    g = 2 * SLACK * gamma(2 * X.shape[0])
+    a = np.abs(X)[None] + np.abs(ref.centres)[:, None]
+    big = np.einsum("nk,kni,knj->kij", resp, a, a)
+    if not full:
+        big = np.diagonal(big, axis1=1, axis2=2)
+    assert np.all(np.abs(m.nk - ref.nk) <= g * resp.sum(axis=0))
+    assert np.all(np.abs(m.sums - ref.sums) <= g * resp.T @ np.abs(X))
+    assert np.all(np.abs(m.scatter - ref.scatter) <= g * big)
+
+
+@pytest.mark.parametrize("init", mixture.INIT_PARAMS)
+@pytest.mark.parametrize("weighted", [False, True])
+def test_chunked_initialisation_draws_what_memory_draws(init, weighted):
+    """With no more rows than INIT_SAMPLE_SIZE, every init_params gives the statistics of
+    initial_resp's responsibilities on the rows of positive weight (I1-I3), and leaves the
+    generator where initial_resp leaves it."""
+    X, w = _init_data()
+    sw = w if weighted else None
+    keep = w > 0 if weighted else np.ones(len(X), bool)
+    rng_a, rng_b = np.random.default_rng(5), np.random.default_rng(5)
+    resp = mixture.initial_resp(X[keep], 3, init, rng_a, sample_weight=None if sw is None
+                                else w[keep])
+    m = mixture.initial_moments(X, 3, init, rng_b, sample_weight=sw, full=True)
+    if weighted:
+        resp = resp * w[keep][:, None]
+    _assert_same_moments(m, X[keep], resp)
+    assert m.total == (w.sum() if weighted else len(X))
+    assert rng_a.random() == rng_b.random()
+    from lvmref.chunked import row_source
+
+    m2 = mixture.initial_moments(row_source(X, 77), 3, init, np.random.default_rng(5),
+                                 sample_weight=sw, full=False)  # many chunks, diagonal
+    _assert_same_moments(m2, X[keep], resp, full=False)
+
+
+def test_subsample_initialisation_is_the_documented_draw():
+    """I2 with more rows than the subsample: rebuilt here from its description."""
+    X, w = _init_data(n=1500, seed=1)
+    for init in ("kmeans", "k-means++"):
+        for sw in (None, w):
+            rng = np.random.default_rng(11)
+            m = mixture.initial_moments(X, 3, init, rng, sample_weight=sw, sample_size=200)
+            ref_rng = np.random.default_rng(11)
+            pos = np.arange(len(X)) if sw is None else np.flatnonzero(w > 0)
+            sub = np.sort(ref_rng.choice(pos.size, size=200, replace=False))
+            Xs, ws = X[pos[sub]], None if sw is None else w[pos[sub]]
+            rows = np.zeros((len(X), 3))
+            if init == "k-means++":
+                idx = mixture.kmeans_plusplus(Xs, 3, ref_rng, sample_weight=ws)
+                rows[pos[sub[idx]], np.arange(3)] = 1.0
+            else:
+                labels = mixture.kmeans(Xs, 3, ref_rng, sample_weight=ws)
+                # k-means converged on these clusters, so its centres are the means
+                centres = np.array([np.average(Xs[labels == c], axis=0, weights=None if ws
+                                               is None else ws[labels == c]) for c in range(3)])
+                d2 = ((X[pos][:, None, :] - centres[None]) ** 2).sum(axis=2)
+                rows[pos, np.argmin(d2, axis=1)] = 1.0
+            resp = rows if sw is None else rows * w[:, None]
+            _assert_same_moments(m, X, resp)
+            assert rng.random() == ref_rng.random()
+
+
+def test_given_resp_init_is_read_chunk_by_chunk():
+    from lvmref.chunked import row_source
+
+    X, w = _init_data()
+    R = np.random.default_rng(3).random((len(X), 3))
+    m = mixture.initial_moments(row_source(X, 100), 3, "kmeans", None, sample_weight=w,
+                                resp_init=R)
+    _assert_same_moments(m, X[w > 0], (R * w[:, None])[w > 0])
+    R[5, 1] = -1.0
+    with pytest.raises(ValueError, match="resp_init must be non-negative"):
+        mixture.initial_moments(X, 3, "kmeans", None, resp_init=R)
+    with pytest.raises(ValueError, match="n_components=4 must be <= n_samples=3"):
+        mixture.initial_moments(X[:3], 4, "kmeans", 0)
+    with pytest.raises(ValueError, match="init_params must be one of"):
+        mixture.initial_moments(X, 3, "kmeans||", 0)
+    with pytest.raises(ValueError, match="sample_size must be >= 1"):
+        mixture.initial_moments(X, 3, "kmeans", 0, sample_size=0)

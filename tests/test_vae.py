@@ -1222,3 +1222,33 @@ def test_bad_estimator_arguments():
     for key in p:
         np.testing.assert_array_equal(p[key], p_copy[key])
     np.testing.assert_array_equal(eps, np.ones((3, 2, 2)))
+
+
+def test_fit_on_a_memory_map_is_the_fit_on_the_array(tmp_path):
+    """VAE.fit gathers each minibatch from an np.memmap (never copied whole): every
+    number equals the fit on the loaded array, for every training path and file dtype."""
+    rng = np.random.default_rng(70)
+    X = (rng.random((130, 12)) < 0.3).astype(np.uint8)
+    np.save(tmp_path / "x.npy", X)
+    np.save(tmp_path / "x32.npy", X.astype(np.float32))
+    for name in ("x.npy", "x32.npy"):
+        Xm = np.load(tmp_path / name, mmap_mode="r")
+        for kw in ({}, {"k": 2}, {"estimator": "reinforce"}):
+            a = VAE(12, 3, hidden=(8,)).fit(X.astype(float), n_epochs=2, batch_size=32,
+                                             rng=1, **kw)
+            b = VAE(12, 3, hidden=(8,)).fit(Xm, n_epochs=2, batch_size=32, rng=1, **kw)
+            for key in a.params_:
+                np.testing.assert_array_equal(b.params_[key], a.params_[key])
+            assert b.history_["train_elbo"] == a.history_["train_elbo"]
+    grey = X.astype(float)
+    grey[77, 3] = 0.5
+    np.save(tmp_path / "g.npy", grey)
+    with pytest.raises(ValueError, match="x must be binary"):
+        VAE(12, 3).fit(np.load(tmp_path / "g.npy", mmap_mode="r"), n_epochs=1)
+    with pytest.raises(ValueError, match=r"x must have n_features = 11 columns"):
+        VAE(11, 3).fit(np.load(tmp_path / "x.npy", mmap_mode="r"), n_epochs=1)
+    nan = X.astype(float)
+    nan[90, 0] = np.nan
+    np.save(tmp_path / "n.npy", nan)
+    with pytest.raises(ValueError, match=r"x contains NaN or infinite values \(first in row 90"):
+        VAE(12, 3).fit(np.load(tmp_path / "n.npy", mmap_mode="r"), n_epochs=1)

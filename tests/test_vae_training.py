@@ -134,3 +134,48 @@ def test_bad_arguments_name_themselves():
         ws.step(np.zeros((3, 4)), np.zeros((3, 3)))
     with pytest.raises(ValueError, match="eps"):
         ws.step(np.zeros((3, 4)), np.zeros((3, 1, 2)))
+
+
+def test_blas_threads_policy():
+    """One BLAS thread exactly up to BLAS_SMALL_WORK multiply-adds in the widest product."""
+    vae = VAE(64, 10, hidden=(200,))
+    widest = 65 * 200  # (n_in + 1) * n_out of the widest layer (encoder input layer)
+    rows = vt.BLAS_SMALL_WORK // widest
+    assert vt.blas_threads(vae.arch, 100) == 1
+    assert vt.blas_threads(vae.arch, rows) == 1
+    assert vt.blas_threads(vae.arch, rows + 1) is None
+    assert vt.blas_threads(vae.arch, rows // 4 + 1, k=4) is None  # rows = batch * k
+
+
+def test_fit_limits_blas_threads_during_the_call_only(monkeypatch):
+    """Inside VAE.fit BLAS runs on the chosen thread count; afterwards (also after an
+    error) the caller's setting is back."""
+    threadpoolctl = pytest.importorskip("threadpoolctl")
+
+    def blas():
+        return [i["num_threads"] for i in threadpoolctl.threadpool_info()
+                if i["user_api"] == "blas"]
+
+    before = blas()
+    seen = []
+    step = TrainingWorkspace.step
+
+    def spy(self, x, eps):
+        seen.append(blas())
+        return step(self, x, eps)
+
+    monkeypatch.setattr(TrainingWorkspace, "step", spy)
+    rng = np.random.default_rng(40)
+    x = (rng.random((12, 6)) < 0.5).astype(float)
+    vae = VAE(6, 2, hidden=(5,))
+    with threadpoolctl.threadpool_limits(limits=2, user_api="blas"):
+        outer = blas()
+        vae.fit(x, n_epochs=1, batch_size=6, rng=0)
+        assert blas() == outer
+        with pytest.raises(ValueError, match="lr"):
+            vae.fit(x, n_epochs=1, batch_size=6, lr=-1.0, rng=0)
+        assert blas() == outer
+    assert seen and all(s == [1] * len(s) for s in seen)
+    assert blas() == before
+    with pytest.raises(ValueError, match="batch_size"):  # invalid values reach fit's checks
+        vae.fit(x, n_epochs=1, batch_size=0, rng=0)

@@ -1507,3 +1507,97 @@ def test_score_samples_is_below_the_log_posterior_predictive(ct):
     predictive = logsumexp(np.stack(terms, axis=1), axis=1)
     score = model.score_samples(Y)
     assert np.all(score < predictive)
+
+
+# ---------------------------------------------------------------------------
+# Data beyond memory: the updates and the bound from statistics, eqs. (31)-(32)
+# ---------------------------------------------------------------------------
+#
+# Issue 17's requirement is the tolerance: chunked fits equal the in-memory fit to
+# <= 1e-10 relative (max |a - b| / max |b| per array) from the same start; only the order
+# of summation differs (measured <= 4e-13). Eq. (32) rewrites the data term of the bound;
+# a wrong term in it (the D / (2 β_k), the entropy, the trace) changes the bound by O(N).
+
+RTOL_CHUNKED = 1e-10
+_VB_FITTED = ("weights_", "means_", "covariances_", "precisions_cholesky_",
+              "degrees_of_freedom_", "mean_precision_", "weight_concentration_",
+              "lower_bounds_", "mean_prior_", "covariance_prior_")
+
+
+def _close(a, b, rtol=RTOL_CHUNKED):
+    a, b = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    assert a.shape == b.shape
+    return np.max(np.abs(a - b)) <= rtol * np.max(np.abs(b))
+
+
+def _blobs3(seed, n=900):
+    rng = np.random.default_rng(seed)
+    X = np.concatenate([rng.normal(size=(n // 3, 3)) * s + c for s, c in
+                        ((1.0, [0, 0, 0]), (0.5, [5, 0, 1]), (1.5, [0, 5, -2]))])
+    return X[rng.permutation(n)], rng.integers(0, 4, size=n).astype(float)
+
+
+@_FIXED_ITERATIONS
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+@pytest.mark.parametrize("prior_type", ["dirichlet_process", "dirichlet_distribution"])
+def test_statistics_give_the_m_step_and_the_bound(ct, prior_type):
+    """(31) is m_step and (32) is lower_bound: the same numbers from the statistics."""
+    X, w = _blobs3(50)
+    m = V.BayesianGaussianMixture(4, covariance_type=ct, max_iter=3, tol=0, random_state=0,
+                                  weight_concentration_prior_type=prior_type).fit(X)
+    state, prior = m.state_, m.prior_
+    log_resp = V.e_step(state, X, ct)
+    stats = V.sufficient_statistics(state, X, ct, sample_weight=w)
+    new_ref = V.m_step(X, np.exp(log_resp) * w[:, None], prior, ct, reg_covar=1e-6)
+    new = V.m_step_statistics(stats, prior, ct, reg_covar=1e-6)
+    for key in new_ref:
+        assert _close(new[key], new_ref[key]), key
+    bound_ref = V.lower_bound(new_ref, X, log_resp, prior, ct, sample_weight=w)
+    assert V.lower_bound_statistics(new_ref, stats, prior, ct) == pytest.approx(
+        bound_ref, rel=RTOL_CHUNKED)
+    fewer = stats._replace(nk=stats.nk[:3], sums=stats.sums[:3], scatter=stats.scatter[:3])
+    with pytest.raises(ValueError, match="stats has 3 components but state has 4"):
+        V.lower_bound_statistics(new_ref, fewer, prior, ct)
+    with pytest.raises(ValueError, match="stats.scatter must be"):
+        V.m_step_statistics(V.sufficient_statistics(state, X, ct)._replace(
+            scatter=np.zeros((4, 3) if ct in ("full", "tied") else (4, 3, 3))), prior, ct)
+
+
+@_FIXED_ITERATIONS
+@pytest.mark.parametrize("ct", ["full", "tied", "diag", "spherical"])
+def test_chunked_fit_equals_the_in_memory_fit(tmp_path, ct):
+    """Memory map (and chunk_size on an array), both weight priors, with and without
+    weights, from the same seed (the chunked start is the in-memory one, mixture I1-I3)
+    and from given responsibilities; the default prior streamed from the same data."""
+    X, w = _blobs3(51)
+    np.save(tmp_path / "X.npy", X)
+    Xm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    R = np.random.default_rng(5).random((X.shape[0], 4))
+    for prior_type, init, sw, resp in (("dirichlet_process", "random", None, None),
+                                       ("dirichlet_distribution", "kmeans", w, None),
+                                       ("dirichlet_process", "k-means++", w, R)):
+        kw = dict(covariance_type=ct, weight_concentration_prior_type=prior_type,
+                  init_params=init, random_state=3, max_iter=20, tol=0)
+        a = V.BayesianGaussianMixture(4, **kw).fit(X, sample_weight=sw, resp_init=resp)
+        for data, chunk in ((Xm, 97), (X, 250), (Xm, None)):
+            b = V.BayesianGaussianMixture(4, chunk_size=chunk, **kw).fit(
+                data, sample_weight=sw, resp_init=resp)
+            for name in _VB_FITTED:
+                assert _close(getattr(b, name), getattr(a, name)), (name, prior_type)
+            assert _close(b.predict_proba(data), a.predict_proba(X))
+            assert _close(b.score_samples(data), a.score_samples(X))
+
+
+@_FIXED_ITERATIONS
+def test_chunked_prior_errors_match_the_in_memory_ones(tmp_path):
+    X = np.random.default_rng(52).normal(size=(30, 3))
+    X[:, 2] = X[:, 0]  # singular sample covariance
+    with pytest.raises(ValueError, match="default covariance_prior .* is singular"):
+        V.BayesianGaussianMixture(2, chunk_size=7).fit(X)
+    V.BayesianGaussianMixture(2, chunk_size=7, covariance_type="diag", max_iter=5).fit(X)
+    with pytest.raises(ValueError, match="sample_weight sums to 0.6 <= 1"):
+        V.BayesianGaussianMixture(1, chunk_size=7).fit(X, sample_weight=np.r_[0.6, np.zeros(29)])
+    bad = X.copy()
+    bad[17, 1] = np.inf
+    with pytest.raises(ValueError, match=r"X contains NaN or infinite values \(first in row 17"):
+        V.BayesianGaussianMixture(2, chunk_size=7).fit(bad)

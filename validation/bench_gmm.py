@@ -14,6 +14,13 @@ validation) cancel (``max_iter=0`` is not usable as the baseline: scikit-learn 1
 on it when ``precisions_init`` is given). Medians over ``--repeats`` (>= 5) runs. Numba
 compile time is measured once on a small problem and reported separately.
 
+FLOP floor: the multiply-adds of one EM iteration (full: E-step N K (2D + D(D+1)/2),
+first moments N K (D + 1), scatter N K (D + D(D+1)/2); diag: E-step 3 N K D, first
+moments N K (D + 1), scatter 2 N K D) at the dgemm rate measured here (the fastest of
+7 products of 1000 x 1000 matrices, ``--threads`` threads: on a shared machine the
+least disturbed one); the N K exponentials are not counted. The table shows each
+implementation's time as a multiple of that floor.
+
 Exits 1 if the final lower bounds differ by more than 1e-9 (relative).
 
 Usage: python validation/bench_gmm.py [--threads 2] [--repeats 5] [--n 100000]
@@ -61,6 +68,25 @@ def make_problem(n, d, k, seed=0):
         "diag": np.broadcast_to(1.0 / np.diag(cov), (k, d)).copy(),
     }
     return X, weights0, means0, prec
+
+
+def floor_ms(n, d, k, covariance_type, threads):
+    """The iteration's multiply-adds at the measured dgemm rate: (ms, GFLOP/s)."""
+    a = np.random.default_rng(1).standard_normal((1000, 1000))
+    with threadpool_limits(limits=threads):
+        a @ a
+        ts = []
+        for _ in range(7):
+            t0 = time.perf_counter()
+            a @ a
+            ts.append(time.perf_counter() - t0)
+    rate = 1e9 / float(np.min(ts))  # multiply-adds per second (the fastest: least load)
+    tri = d * (d + 1) // 2
+    if covariance_type == "full":
+        macs = n * k * ((2 * d + tri) + (d + 1) + (d + tri))
+    else:
+        macs = n * k * (3 * d + (d + 1) + 2 * d)
+    return macs / rate * 1e3, 2 * rate / 1e9
 
 
 def make(name, k, covariance_type, max_iter, inits):
@@ -130,6 +156,7 @@ def main(argv=None):
                 )
             paired = float(np.median(per_iter["lvmref"] / per_iter["sklearn"]))
             res["paired"] = paired
+            res["floor"] = floor_ms(args.n, args.d, args.k, ct, args.threads)
             lb_o, lb_s = res["lvmref"][2], res["sklearn"][2]
             rel = abs(lb_o - lb_s) / abs(lb_s)
             ok &= rel <= 1e-9
@@ -140,14 +167,19 @@ def main(argv=None):
           f"OMP_WAIT_POLICY={os.environ.get('OMP_WAIT_POLICY')}, "
           f"numba layer={numba.threading_layer()}")
     print(f"Numba compile/cache-load (excluded): {compile_s:.2f} s")
-    hdr = (f"{'cov':<5} {'impl':<8} {'ms/iter':>9} {'fit(20) ms':>11} "
+    hdr = (f"{'cov':<5} {'impl':<8} {'ms/iter':>9} {'x floor':>8} {'fit(20) ms':>11} "
            f"{'final lower_bound_':>22} {'rel diff':>9}")
     print(hdr)
     print("-" * len(hdr))
     for ct, res, rel in rows:
+        fl = res["floor"][0]
         for name in ("lvmref", "sklearn"):
             ms, tot, lb = res[name]
-            print(f"{ct:<5} {name:<8} {ms:9.1f} {tot:11.1f} {lb:22.15f} {rel:9.1e}")
+            print(f"{ct:<5} {name:<8} {ms:9.1f} {ms / fl:8.2f} {tot:11.1f} {lb:22.15f} "
+                  f"{rel:9.1e}")
+    for ct, res, _ in rows:
+        print(f"FLOP floor {ct}: {res['floor'][0]:.1f} ms per iteration (multiply-adds at "
+              f"the dgemm rate measured here, {res['floor'][1]:.1f} GFLOP/s)")
     print("(ms/iter = (T(max_iter=20) - T(max_iter=1)) / 19; fit(20) = whole fit, medians)")
     for ct, res, _ in rows:
         r = res["lvmref"][0] / res["sklearn"][0]

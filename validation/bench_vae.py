@@ -1,19 +1,31 @@
-"""Benchmark: one VAE training step (forward + backward + Adam), ours vs a PyTorch twin.
+"""Benchmark: one VAE training step (forward + backward + Adam): ours vs jax.jit vs PyTorch.
 
 64-200-10 tanh VAE, Bernoulli decoder, analytic KL, one noise sample per row, float64,
-batch 100 of the bundled binarized digits; both sides get the same initial weights, the
-same minibatches and the same noise. Our step is :class:`lvmref.vae_training.TrainingWorkspace`
-(what ``VAE.fit`` runs); the twin is ``validation/vae_torch_twin.py`` with
-``torch.optim.Adam``. NumPy/OpenBLAS, Numba and torch are pinned to the same thread
-count (``--threads``, default 1) before they are imported. JIT compile time (or cache
-load) of our Numba kernel is measured separately and excluded. Repeats alternate
-between the two implementations so that machine load hits both alike; the table shows
-medians over repeats, and the last line is ``ratio: <ours/peer>`` (per-step time; < 1
-means ours is faster).
+batch 100 of the bundled binarized digits; every implementation gets the same initial
+weights, the same minibatches and the same noise. Ours is
+:class:`lvmref.vae_training.TrainingWorkspace` (what ``VAE.fit`` runs); the peers are
+``validation/vae_jax_twin.py`` (the whole step including Adam under ``jax.jit``, float64)
+and ``validation/vae_torch_twin.py`` with ``torch.optim.Adam``. Each peer is optional and
+skipped when not installed (``pip install "jax[cpu]"``, ``pip install torch==2.13.0``).
+
+Threads: NumPy/OpenBLAS, Numba, torch and XLA (``--xla_cpu_multi_thread_eigen=false
+intra_op_parallelism_threads=1``; XLA's CPU backend runs a jitted step on one thread
+then) are pinned to ``--threads`` (default 1) before they are imported. Compile time (the
+first step: Numba compile or cache load, XLA compilation) is measured separately and
+excluded. Repeats alternate between the implementations so that machine load hits all
+alike; the table shows medians over repeats, the median of the per-repeat paired ratios,
+and the FLOP floor: the step's multiply-adds of the matrix products (forward, weight
+gradients, input gradients) at the dgemm rate measured here on a 1000^3 product.
+
+Equality in the same run: from the same start, ``--check-steps`` steps (default 200) of
+ours and of each peer on the same batches and noise; the largest parameter difference
+relative to the largest parameter is printed, and the script exits 1 if it exceeds 1e-9
+(the agreement of one step is to rounding; 200 Adam steps amplify rounding differences
+somewhat).
 
     python validation/bench_vae.py [--threads N] [--repeats R] [--steps S]
 
-Exits 0 with a message when torch is not installed.
+The last lines are ``ratio: <ours/peer>`` (per-step time; < 1 means ours is faster).
 """
 
 from __future__ import annotations
@@ -27,80 +39,196 @@ parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
 parser.add_argument("--threads", type=int, default=1)
 parser.add_argument("--repeats", type=int, default=9)
 parser.add_argument("--steps", type=int, default=200)
+parser.add_argument("--check-steps", type=int, default=200)
 args = parser.parse_args()
+if args.repeats < 5:
+    parser.error("--repeats must be >= 5")
 for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS", "NUMBA_NUM_THREADS"):
     os.environ[var] = str(args.threads)
+if args.threads == 1:
+    os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "")
+                               + " --xla_cpu_multi_thread_eigen=false"
+                               + " intra_op_parallelism_threads=1").strip()
+os.environ.setdefault("JAX_PLATFORMS", "cpu")
 
 import numpy as np  # noqa: E402
 
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
 try:
     import torch
+    from vae_torch_twin import TorchVAE
 except ImportError:
-    print("torch is not installed: skipping (pip install torch==2.13.0)")
-    sys.exit(0)
+    torch = None
+try:
+    import jax
 
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from vae_torch_twin import TorchVAE  # noqa: E402
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from vae_jax_twin import make_step
+except ImportError:
+    jax = None
 
 from lvmref.datasets import load_digits_binarized  # noqa: E402
 from lvmref.vae import VAE  # noqa: E402
 from lvmref.vae_training import TrainingWorkspace  # noqa: E402
 
+N_BATCHES = 15
+BATCH = 100
+RTOL_PARAMS = 1e-9
+
+
+def gemm_macs(arch, nb):
+    """Multiply-adds of the step's matrix products: forward, weight gradients, input
+    gradients (none for the encoder's first layer)."""
+    total = 0
+    for net in (arch.encoder, arch.decoder):
+        for i in range(net.n_layers):
+            mac = nb * (net.sizes[i] + 1) * net.sizes[i + 1]
+            total += 2 * mac + (mac if (i > 0 or net is arch.decoder) else 0)
+    return total
+
+
+def dgemm_rate():
+    a = np.random.default_rng(0).standard_normal((1000, 1000))
+    a @ a
+    ts = []
+    for _ in range(5):
+        t0 = time.perf_counter()
+        a @ a
+        ts.append(time.perf_counter() - t0)
+    return 1e9 / float(np.median(ts))  # multiply-adds per second
+
+
+class Jax:
+    def __init__(self, arch, params):
+        self.fn = make_step(arch)
+        self.p = {k: jnp.asarray(v) for k, v in params.items()}
+        self.m = {k: jnp.zeros_like(v) for k, v in self.p.items()}
+        self.v = {k: jnp.zeros_like(v) for k, v in self.p.items()}
+        self.t = 0
+
+    def step(self, x, eps):
+        self.t += 1
+        self.p, self.m, self.v, val = self.fn(self.p, self.m, self.v, float(self.t), x, eps)
+        return val
+
+    def params(self):
+        return {k: np.asarray(v) for k, v in self.p.items()}
+
+
+class Torch:
+    def __init__(self, vae, params):
+        self.twin = TorchVAE(vae, params)
+        self.opt = torch.optim.Adam(self.twin.parameters(), lr=1e-3)
+
+    def step(self, x, eps):
+        self.opt.zero_grad()
+        loss = -self.twin.elbo(x, eps).mean()
+        loss.backward()
+        self.opt.step()
+        return loss
+
+    def params(self):
+        return self.twin.state_as_params()
+
 
 def main() -> int:
-    torch.set_num_threads(args.threads)
-    torch.set_default_dtype(torch.float64)
     x_train, _ = load_digits_binarized()
     vae = VAE(64, 10, hidden=(200,))
     rng = np.random.default_rng(0)
     params = vae.init_params(rng)
-    batches = [x_train[rng.permutation(1500)[:100]] for _ in range(15)]
-    noise = [rng.standard_normal((100, 10)) for _ in range(15)]
+    batches = [x_train[rng.permutation(1500)[:BATCH]] for _ in range(N_BATCHES)]
+    noise = [rng.standard_normal((BATCH, 10)) for _ in range(N_BATCHES)]
 
-    # JIT compile (or on-disk cache load) of our Numba kernels (Adam, fused tanh backward,
-    # Bernoulli gradient): the first step on a throw-away workspace, excluded from timings.
-    t0 = time.perf_counter()
-    TrainingWorkspace(vae.arch, params, 100, "analytic", 1e-3).step(batches[0], noise[0])
-    compile_s = time.perf_counter() - t0
+    peers = {}  # name -> (factory, batches, noise) in the peer's own array type
+    if jax is not None:
+        jb = [jnp.asarray(b) for b in batches]
+        jn = [jnp.asarray(e) for e in noise]
+        peers["jax.jit"] = (lambda: Jax(vae.arch, params), jb, jn)
+    if torch is not None:
+        torch.set_num_threads(args.threads)
+        torch.set_default_dtype(torch.float64)
+        tb = [torch.from_numpy(b) for b in batches]
+        te = [torch.from_numpy(e[:, None, :]) for e in noise]
+        peers["torch"] = (lambda: Torch(vae, params), tb, te)
 
-    ws = TrainingWorkspace(vae.arch, params, 100, "analytic", 1e-3)
-    twin = TorchVAE(vae, params)
-    opt = torch.optim.Adam(twin.parameters(), lr=1e-3)
-    tb = [torch.from_numpy(b) for b in batches]
-    te = [torch.from_numpy(e[:, None, :]) for e in noise]
+    def ours_factory():
+        return TrainingWorkspace(vae.arch, params, BATCH, "analytic", 1e-3)
 
-    def ours(steps):
+    impls = {"ours": (ours_factory, batches, noise), **peers}
+    compile_ms, runners = {}, {}
+    for name, (factory, xb, eb) in impls.items():
+        t0 = time.perf_counter()
+        factory().step(xb[0], eb[0])  # compile / cache load on a throw-away instance
+        if name == "jax.jit":
+            jax.block_until_ready(jax.numpy.zeros(1))
+        compile_ms[name] = (time.perf_counter() - t0) * 1e3
+        runners[name] = factory()
+
+    # equality of the final parameters after --check-steps steps from the same start
+    final = {}
+    for name, (factory, xb, eb) in impls.items():
+        obj = factory()
+        for i in range(args.check_steps):
+            obj.step(xb[i % N_BATCHES], eb[i % N_BATCHES])
+        final[name] = obj.params() if name != "ours" else {k: v.copy()
+                                                          for k, v in obj.params.items()}
+    scale = max(float(np.max(np.abs(v))) for v in final["ours"].values())
+    diffs = {name: max(float(np.max(np.abs(final[name][k] - final["ours"][k])))
+                       for k in final["ours"]) / scale for name in peers}
+
+    def run(name, steps):
+        obj, xb, eb = runners[name], impls[name][1], impls[name][2]
         for i in range(steps):
-            ws.step(batches[i % 15], noise[i % 15])
+            out = obj.step(xb[i % N_BATCHES], eb[i % N_BATCHES])
+        if name == "jax.jit":
+            out.block_until_ready()
 
-    def peer(steps):
-        for i in range(steps):
-            opt.zero_grad()
-            loss = -twin.elbo(tb[i % 15], te[i % 15]).mean()
-            loss.backward()
-            opt.step()
-
-    ours(30)
-    peer(30)  # warm-up (allocator, caches)
-    times = {"ours": [], "torch": []}
+    for name in impls:
+        run(name, 30)  # warm-up (allocators, caches)
+    times = {name: [] for name in impls}
     for _ in range(args.repeats):
-        for name, fn in (("ours", ours), ("torch", peer)):
+        for name in impls:
             t0 = time.perf_counter()
-            fn(args.steps)
+            run(name, args.steps)
             times[name].append((time.perf_counter() - t0) / args.steps)
     med = {k: float(np.median(v)) for k, v in times.items()}
-    print(f"VAE 64-200-10 tanh, Bernoulli, batch 100, float64, threads={args.threads}, "
+    rate = dgemm_rate()
+    macs = gemm_macs(vae.arch, BATCH)
+    floor = macs / rate
+
+    print(f"VAE 64-200-10 tanh, Bernoulli, batch {BATCH}, float64, threads={args.threads}, "
           f"{args.repeats} repeats x {args.steps} steps (alternating)")
-    print(f"first step incl. numba compile/cache load (excluded): {compile_s * 1e3:.1f} ms")
-    print(f"torch {torch.__version__}, numpy {np.__version__}")
-    print(f"{'implementation':<16}{'median ms/step':>16}{'min':>10}{'max':>10}")
+    vers = [f"numpy {np.__version__}"]
+    if jax is not None:
+        vers.append(f"jax {jax.__version__}")
+    if torch is not None:
+        vers.append(f"torch {torch.__version__}")
+    print(", ".join(vers))
+    print(f"FLOP floor: {2 * macs / 1e6:.1f} MFLOP of matrix products at the measured dgemm "
+          f"rate {2 * rate / 1e9:.1f} GFLOP/s = {floor * 1e3:.3f} ms")
+    print(f"{'implementation':<16}{'median ms/step':>16}{'min':>10}{'max':>10}"
+          f"{'x floor':>9}{'compile ms':>12}{'param diff':>12}")
     for k, v in times.items():
-        print(f"{k:<16}{med[k] * 1e3:>16.3f}{min(v) * 1e3:>10.3f}{max(v) * 1e3:>10.3f}")
-    per_rep = np.array(times["ours"]) / np.array(times["torch"])
-    print(f"per-repeat ratios ours/torch: median {np.median(per_rep):.3f}, "
-          f"range [{per_rep.min():.3f}, {per_rep.max():.3f}]")
-    print(f"speed-up (torch/ours): {med['torch'] / med['ours']:.2f}x")
-    print(f"ratio: {med['ours'] / med['torch']:.3f}")
+        diff = "" if k == "ours" else f"{diffs[k]:.1e}"
+        print(f"{k:<16}{med[k] * 1e3:>16.3f}{min(v) * 1e3:>10.3f}{max(v) * 1e3:>10.3f}"
+              f"{med[k] / floor:>9.2f}{compile_ms[k]:>12.0f}{diff:>12}")
+    print(f"(param diff: max |peer - ours| / max |ours| after {args.check_steps} steps from "
+          f"the same start; must be <= {RTOL_PARAMS:g})")
+    for name in peers:
+        per_rep = np.array(times["ours"]) / np.array(times[name])
+        print(f"per-repeat ratios ours/{name}: median {np.median(per_rep):.3f}, "
+              f"range [{per_rep.min():.3f}, {per_rep.max():.3f}]; speed-up "
+              f"{med[name] / med['ours']:.2f}x")
+    if not peers:
+        print("no peer installed (jax, torch): nothing to compare")
+    for name in peers:
+        print(f"ratio: {med['ours'] / med[name]:.3f} (ours/{name})")
+    bad = [name for name, d in diffs.items() if not d <= RTOL_PARAMS]
+    if bad:
+        print(f"MISMATCH: final parameters differ from {bad} by more than {RTOL_PARAMS:g}")
+        return 1
     return 0
 
 

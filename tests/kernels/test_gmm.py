@@ -135,3 +135,97 @@ def _flatten(obj):
             yield from _flatten(o)
     else:
         yield obj
+
+
+@pytest.mark.parametrize("d", [1, 3, 10, kg.MAX_UNROLL])
+def test_unrolled_full_estep_is_bitwise_the_generic_kernel(d):
+    """The unrolled E-step (generated for d features) performs the generic kernel's
+    operations in the same order: equal bits, serial and parallel builds, any threads."""
+    X, means, u, _, const, _ = _problem(11 + d, n=700, d=d, k=3)
+    ref = kg.estep_full_nb_serial(X, means, u, const)
+    before = numba.get_num_threads()
+    try:
+        for t in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(t)
+            for f in (kg.estep_full_unrolled_nb, kg.estep_full_unrolled_nb_serial):
+                got = f(X, means, u, const, kg._DTUPS[d])
+                assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+    finally:
+        numba.set_num_threads(before)
+    got = kg.estep_full(X, means, u, const)  # the dispatcher
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+
+
+def test_estep_full_beyond_the_unrolled_sizes_uses_the_generic_kernel():
+    X, means, u, _, const, _ = _problem(5, n=300, d=kg.MAX_UNROLL + 1, k=2)
+    got = kg.estep_full(X, means, u, const)
+    ref = kg.estep_full_nb_serial(X, means, u, const)
+    assert np.array_equal(got[0], ref[0]) and np.array_equal(got[1], ref[1])
+    src = kg._maha_full_source(3)  # the generated source is plain, readable Python
+    assert "y += d2 * u2_2" in src and src.count("q += y * y") == 2
+
+
+def _block_abs_moments(X, resp, centres=None):
+    """Per block: sum_i r_ik |x_i - c| (nb, k, d) with c = 0 or the given (nb, k, d)."""
+    n, d = X.shape
+    nb = (n + kg.BLOCK - 1) // kg.BLOCK
+    out = np.zeros((nb, resp.shape[1], d))
+    for b in range(nb):
+        xb, rb = X[b * kg.BLOCK:(b + 1) * kg.BLOCK], resp[b * kg.BLOCK:(b + 1) * kg.BLOCK]
+        c = 0.0 if centres is None else centres[b][None]
+        out[b] = np.einsum("nk,nkj->kj", rb, np.abs(xb[:, None, :] - c))
+    return out
+
+
+@pytest.mark.parametrize("offset", [0.0, 1e3])
+@pytest.mark.parametrize("n", [7, 2600])
+def test_one_pass_moments_match_the_two_pass_kernels(offset, n):
+    """Block partials (M1)-(M3): kernel = twin, and the combined N_k, mu_k and centred
+    scatter equal the two-pass first moments + scatter within gamma-type bounds (every
+    intermediate of either is a sum of at most n terms of magnitude <= 4 x the centred
+    one: |x - c_b| <= |x - mu| + |c_b - mu| and n_b |c_b - mu|^2 <= sum_b r |x - mu|^2),
+    also for data far from the origin (offset), where an uncentred formula would not."""
+    X, means, _, _, _, resp = _problem(8, n=n)
+    X = X + offset
+    resp = np.asfortranarray(resp)  # as the E-step returns it
+    guard = 10 * EPS
+    for full, nb_f, np_f in ((True, kg.moment_partials_full_nb, kg.moment_partials_full_np),
+                             (False, kg.moment_partials_diag_nb, kg.moment_partials_diag_np)):
+        pa, pb = nb_f(X, resp), np_f(X, resp)
+        m_block = min(n, kg.BLOCK)
+        assert np.all(np.abs(pa[0] - pb[0]) <= 4 * m_block * EPS * pb[0])
+        absx = _block_abs_moments(X, resp)
+        assert np.all(np.abs(pa[1] - pb[1]) <= 4 * m_block * EPS * absx)
+        # e_b = s_b - n_b c_b is ~0; it moves with the centre: |d e| <= n_b |d c|
+        assert np.all(np.abs(pa[2] - pb[2]) <= 16 * m_block * EPS * absx)
+        nk, mu, sc = kg.combine_moments(*pa, guard)
+        nk2, sk2 = kg.first_moments_nb(X, resp)
+        nk2 = nk2 + guard
+        mu2 = sk2 / nk2[:, None]
+        assert np.all(np.abs(nk - nk2) <= 4 * n * EPS * nk2)
+        assert np.all(np.abs(mu - mu2) <= 4 * n * EPS * (np.abs(resp).T @ np.abs(X)) / nk2[:, None])
+        absd = np.abs(X[:, None, :] - mu2[None])
+        if full:
+            ref = kg.scatter_full_nb(X, resp, mu2)
+            mag = np.einsum("nk,nkl,nkj->klj", resp, absd, absd)
+            assert np.array_equal(sc, np.swapaxes(sc, 1, 2))
+        else:
+            ref = kg.scatter_diag_nb(X, resp, mu2)
+            mag = np.einsum("nk,nkj->kj", resp, absd**2)
+        assert np.all(np.abs(sc - ref) <= 16 * n * EPS * mag)
+
+
+def test_one_pass_moments_do_not_depend_on_thread_count():
+    X, _, _, _, _, resp = _problem(9, n=5000)
+    before = numba.get_num_threads()
+    outs = []
+    try:
+        for t in sorted({1, numba.config.NUMBA_NUM_THREADS}):
+            numba.set_num_threads(t)
+            outs.append(kg.moment_partials_full_nb(X, resp) + kg.moment_partials_diag_nb(X, resp))
+    finally:
+        numba.set_num_threads(before)
+    outs.append(kg.moment_partials_full_nb_serial(X, resp)
+                + kg.moment_partials_diag_nb_serial(X, resp))
+    for o in outs[1:]:
+        assert all(np.array_equal(a, b) for a, b in zip(o, outs[0]))
