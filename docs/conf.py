@@ -50,6 +50,7 @@ napoleon_google_docstring = False
 napoleon_numpy_docstring = True
 napoleon_use_rtype = False
 napoleon_use_ivar = True
+napoleon_use_param = False  # types as text: "shape" etc. are not cross-references
 
 autodoc_member_order = "bysource"
 autodoc_default_options = {"members": True}

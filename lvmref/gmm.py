@@ -1030,11 +1030,20 @@ class GaussianMixture(MixtureBase):
 
     Attributes
     ----------
-    weights_ : (K,);  means_ : (K, d);  covariances_, precisions_, precisions_cholesky_ :
-    shapes as in the module docstring;  converged_ : bool;  n_iter_ : int;
-    lower_bound_ : float, eq. (21);  lower_bounds_ : list of float, one per iteration of
-    the kept initialisation;  n_features_in_ : int;  n_batch_iter_ : int, the number of
-    :meth:`partial_fit` steps t since the last ``fit`` (only after ``partial_fit``).
+    weights_ : ndarray (K,)
+    means_ : ndarray (K, d)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        Shapes as in the module docstring.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Eq. (21).
+    lower_bounds_ : list of float
+        One per iteration of the kept initialisation.
+    n_features_in_ : int
+    n_batch_iter_ : int
+        The number of :meth:`partial_fit` steps t since the last ``fit`` (only after
+        ``partial_fit``).
 
     Data beyond memory
     ------------------

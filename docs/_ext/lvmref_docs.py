@@ -234,6 +234,7 @@ def _math_block_end(lines, i):
 
 PLAIN_EQ_RE = re.compile(r"^\s*\(\d+(?:\.\d+)?[a-z]?\)\s\s")
 INDENTED_EQ_RE = re.compile(r"^\s+\(\d+(?:\.\d+)?[a-z]?\)\s")
+ITEM_RE = re.compile(r"^\s*\([A-Z]{1,2}\d+[a-z]?\)\s+\S")
 TABLE_BORDER_RE = re.compile(r"^\s*=+(?: +=+)+\s*$")
 INLINE_RE = re.compile(r"``.*?``|:[\w:.-]+:`[^`]*`|`[^`]*`_{0,2}", re.S)
 BAR_RE = re.compile(r"(?<!\\)\|")
@@ -272,6 +273,25 @@ def _segments(lines):
                         + [""]))
             i = end
             continue
+        if ITEM_RE.match(line) and (i == 0 or not lines[i - 1].strip()):
+            indent = len(line) - len(line.lstrip())
+            end = i + 1
+            while end < len(lines) and lines[end].strip():
+                end += 1
+            block = lines[i:end]
+            hanging = any(len(x) - len(x.lstrip()) > indent for x in block[1:])
+            if hanging or any(ITEM_RE.match(x) for x in block[1:]):
+                # "(I1) text" items with hanging continuation lines: a bullet list
+                pad = " " * indent
+                items = [""]
+                for x in block:
+                    if ITEM_RE.match(x) and len(x) - len(x.lstrip()) == indent:
+                        items.append(f"{pad}* {x.strip()}")
+                    else:
+                        items.append(f"{pad}  {x.strip()}")
+                out.append(("prose", items + [""]))
+                i = end
+                continue
         if TABLE_BORDER_RE.match(line):
             # a simple table: column widths must not change, so leave it as written
             end = i + 1
@@ -311,6 +331,17 @@ def _escape_plain_text(text):
     return "".join(out)
 
 
+VARTYPE_RE = re.compile(r"^(\s*:vartype [^:]+:\s+)([^*`|]+?)\s*$")
+
+
+def _plain_vartype(line):
+    """``:vartype x: ndarray, shape (n,)`` (napoleon's Attributes) stays text: emphasised,
+    Sphinx does not turn ``shape`` into a cross-reference (now ambiguous: chunked classes
+    have a ``shape`` attribute)."""
+    m = VARTYPE_RE.match(line)
+    return f"{m.group(1)}*{m.group(2)}*" if m else line
+
+
 def _owner_module(name, reg):
     """The documented module that contains the object called ``name`` (longest prefix)."""
     parts = name.split(".")
@@ -339,7 +370,7 @@ def process_docstring(app, what, name, obj, options, lines):
             result.extend(text.split("\n"))
             prose.clear()
 
-    for kind, chunk in _segments(list(lines)):
+    for kind, chunk in _segments([_plain_vartype(x) for x in lines]):
         if kind == "prose":
             prose.extend(chunk)
             continue
@@ -436,8 +467,34 @@ def on_doctree_read(app, doctree):
         node["latex"] = latex
 
 
+NAPOLEON_KNOWN = {
+    "args", "arguments", "attention", "attributes", "caution", "danger", "error",
+    "example", "examples", "hint", "important", "keyword args", "keyword arguments",
+    "methods", "note", "notes", "other parameters", "parameters", "receive", "receives",
+    "return", "returns", "raise", "raises", "references", "see also", "tip", "todo",
+    "warning", "warnings", "warn", "warns", "yield", "yields",
+}
+HEADER_RE = re.compile(r"^([^\s-].*)\n(-{3,})[ \t]*$", re.M)
+
+
+def docstring_sections(modules):
+    """Section titles (``Title`` over a dashed line) of function and class docstrings that
+    napoleon does not know; registered as generic sections so that, e.g., a "Data beyond
+    memory" section after "Attributes" is not read as more attributes."""
+    titles = set()
+    for m in modules:
+        for _, _, doc in documented_objects(m):
+            for t, dashes in HEADER_RE.findall(doc):
+                if len(dashes) >= len(t.strip()) and t.strip().lower() not in NAPOLEON_KNOWN:
+                    titles.add(t.strip())
+    return sorted(titles)
+
+
 def on_builder_inited(app):
     modules = public_modules()
+    custom = list(app.config.napoleon_custom_sections or [])
+    custom += [t for t in docstring_sections(modules) if t not in custom]
+    app.config.napoleon_custom_sections = custom
     global REGISTRY
     REGISTRY = Registry(modules)
     out = Path(app.srcdir) / "api" / "generated"
@@ -561,6 +618,6 @@ def _write_if_changed(path: Path, text: str):
 def setup(app):
     app.connect("builder-inited", write_generated_pages)
     app.connect("builder-inited", on_builder_inited)
-    app.connect("autodoc-process-docstring", process_docstring)
+    app.connect("autodoc-process-docstring", process_docstring, priority=600)  # after napoleon
     app.connect("doctree-read", on_doctree_read)
     return {"version": "1", "parallel_read_safe": False, "parallel_write_safe": True}
