@@ -41,7 +41,7 @@ templates_path = []
 html_static_path = ["_static"]
 html_css_files = ["lvmref.css"]
 html_theme = "alabaster"
-html_theme_options = {"page_width": "1100px", "sidebar_width": "240px"}
+html_theme_options = {"page_width": "1300px", "sidebar_width": "240px"}
 html_show_sourcelink = False
 
 # numpydoc-style docstrings, read by napoleon (tolerant of the derivation sections that
