@@ -551,6 +551,8 @@ def sample_q(params: dict, x: np.ndarray, u: np.ndarray, arch: Architecture) -> 
 def wake_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
     """Gradient of ``sum_i w_i log p(x_i, z_i)`` w.r.t. β and the generative MLPs, eq. (7).
 
+    The deltas h - σ(a) are evaluated as in eq. (8a).
+
     Parameters
     ----------
     params : dict
@@ -580,6 +582,8 @@ def wake_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
 @benign_underflow
 def sleep_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
     """Gradient of ``sum_i w_i log q(z_i | x_i)`` w.r.t. the recognition MLPs, eq. (8).
+
+    The deltas h - σ(c) are evaluated as in eq. (8a).
 
     Shapes as :func:`wake_grad`; returns keys ``rec{l}.*``.
     """

@@ -129,6 +129,9 @@ def test_citation_forms(registry):
     assert link("lvmref.helmholtz", "eq. (99)") == "eq. (99)"
     assert link("lvmref.helmholtz", "``eq. (7)`` :math:`eq. (7)`") == (
         "``eq. (7)`` :math:`eq. (7)`")
+    # a bare number is the module's equation, except after a literal (a value)
+    assert (registry.link_bare("lvmref.estimators", "``REPEATS`` (10), the bound (6)")
+            == "``REPEATS`` (10), the bound :eq:`estimators-6`")
     # a lettered family: (2a), (2b) of the VAE are eq. (2)
     assert link("lvmref.vae", "eq. (2)") == "eq. :eq:`vae-2`"
 

@@ -60,7 +60,8 @@ CITE_RE = re.compile(
 ONE_NUM_RE = re.compile(r"\(?(\d+[a-z]?)\)?")
 
 
-BARE_RE = re.compile(r"(?<![\w)\]\\])\((\d+[a-z]?)\)(?!\s+(?:of|in)\s+:mod:)")
+# a bare "(12)": not after a word, bracket or literal (``DEFAULT_REPEATS`` (10) is a value)
+BARE_RE = re.compile(r"(?<![\w)\]\\])(?<!`` )\((\d+[a-z]?)\)(?!\s+(?:of|in)\s+:mod:)")
 
 
 def short_name(module: str) -> str:
@@ -365,8 +366,8 @@ def process_docstring(app, what, name, obj, options, lines):
                 if j == 0 or not prose[j - 1].strip():
                     prose[j] = _paragraph_start(reg, module, line)
             text = reg.link(module, _escape_plain_text("\n".join(prose)))
-            if what == "module":
-                text = reg.link_bare(module, text)
+            # "the posterior (12)": in lvmref a bare number is an equation of the module
+            text = reg.link_bare(module, text)
             result.extend(text.split("\n"))
             prose.clear()
 
