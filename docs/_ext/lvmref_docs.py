@@ -408,8 +408,13 @@ def _implemented_by(reg, module, block):
     if not implementers:
         return []
     indent = len(block[0]) - len(block[0].lstrip())
+    def shown(qual):  # names in this module unqualified, others from below lvmref
+        if qual.startswith(module + "."):
+            return qual[len(module) + 1:]
+        return qual[len("lvmref."):] if qual.startswith("lvmref.") else qual
+
     refs = ", ".join(
-        f":py:{role}:`{qual[len(module) + 1:]}{'()' if role != 'class' else ''} <{qual}>`"
+        f":py:{role}:`{shown(qual)}{'()' if role != 'class' else ''} <{qual}>`"
         for role, qual in implementers)
     pad = " " * indent
     return ["", f"{pad}.. rst-class:: implemented-by", "", f"{pad}Implemented by {refs}.", ""]
