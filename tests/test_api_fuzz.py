@@ -217,8 +217,167 @@ def lg_cases():
     ]
 
 
+def mixture_cases():
+    from lvmref import gmm, mixture, vbgmm
+
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(0, 1, (20, 2)), rng.normal(4, 1, (20, 2))])
+    resp = np.zeros((40, 2))
+    resp[:20, 0] = resp[20:, 1] = 1.0
+    gm = gmm.GaussianMixture(2, random_state=0).fit(X)
+    params = {"weights": gm.weights_, "means": gm.means_,
+              "precisions_cholesky": gm.precisions_cholesky_}
+    bgm = vbgmm.BayesianGaussianMixture(2, random_state=0, max_iter=20).fit(X)
+    state, prior = bgm.state_, bgm.prior_
+    log_resp = np.log(np.clip(resp, 1e-300, None))
+    log_resp -= np.log(np.exp(log_resp).sum(axis=1, keepdims=True))
+    cov = gm.covariances_
+    chol = gm.precisions_cholesky_
+    pa = {"params": tuple(f"params[{k!r}]" for k in params) + ("params['weights']",)}
+    sa = {"state": tuple(f"state[{k!r}]" for k in state)}
+    ct = ("choice", "full")
+    # "shape" adds a column: for functions that take only data (X), or data and
+    # responsibilities (resp), another D or K is valid input
+    other_d = {"X": ("shape",)}
+    cases = [
+        Case("gmm.log_gaussian_prob", gmm.log_gaussian_prob,
+             {"params": params, "X": X, "covariance_type": "full"},
+             {"params": "params", "X": "array", "covariance_type": ct},
+             accept={"params": ("missing", "extra")}, aliases=pa),
+        Case("gmm.weighted_log_prob", gmm.weighted_log_prob,
+             {"params": params, "X": X, "covariance_type": "full"},
+             {"params": "params", "X": "array", "covariance_type": ct},
+             accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.e_step", gmm.e_step, {"params": params, "X": X},
+             {"params": "params", "X": "array"}, accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.elbo", gmm.elbo, {"params": params, "X": X, "q": resp, "reduce": True},
+             {"params": "params", "X": "array", "q": "array", "reduce": "flag"},
+             accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.kl_to_posterior", gmm.kl_to_posterior,
+             {"params": params, "X": X, "q": resp, "reduce": False},
+             {"params": "params", "X": "array", "q": "array", "reduce": "flag"},
+             accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.log_likelihood", gmm.log_likelihood, {"params": params, "X": X},
+             {"params": "params", "X": "array"}, accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.m_step", gmm.m_step,
+             {"X": X, "resp": resp, "covariance_type": "full", "reg_covar": 1e-6},
+             {"X": "array", "resp": "array", "covariance_type": ct, "reg_covar": "nonneg"},
+             accept={"resp": ("huge", "shape"), "X": ("shape",)}),
+        Case("gmm.n_parameters", gmm.n_parameters,
+             {"n_components": 2, "n_features": 3, "covariance_type": "diag"},
+             {"n_components": "count", "n_features": "count",
+              "covariance_type": ("choice", "diag")}),
+        Case("gmm.GaussianMixture.fit", gmm.GaussianMixture(2, random_state=0).fit,
+             {"X": X, "sample_weight": np.ones(40)},
+             {"X": "array", "sample_weight": "array"}, accept=other_d),
+        Case("gmm.GaussianMixture.bic", gm.bic, {"X": X}, {"X": "array"}),
+        Case("gmm.GaussianMixture.aic", gm.aic, {"X": X}, {"X": "array"}),
+        Case("mixture.MixtureBase.predict_proba", gm.predict_proba, {"X": X}, {"X": "array"}),
+        Case("mixture.MixtureBase.predict", gm.predict, {"X": X}, {"X": "array"}),
+        Case("mixture.MixtureBase.score_samples", gm.score_samples, {"X": X},
+             {"X": "array"}),
+        Case("mixture.MixtureBase.score", gm.score, {"X": X}, {"X": "array"}),
+        Case("mixture.MixtureBase.sample", gm.sample, {"n_samples": 5, "rng": 0},
+             {"n_samples": "count", "rng": "rng"}),
+        Case("mixture.MixtureBase.fit_predict",
+             gmm.GaussianMixture(2, random_state=0).fit_predict, {"X": X}, {"X": "array"},
+             accept=other_d),
+        Case("mixture.compute_precision_cholesky", mixture.compute_precision_cholesky,
+             {"covariances": cov, "covariance_type": "full"},
+             {"covariances": "array", "covariance_type": ct}),
+        Case("mixture.precision_cholesky_from_precisions",
+             mixture.precision_cholesky_from_precisions,
+             {"precisions": gm.precisions_, "covariance_type": "full"},
+             {"precisions": "array", "covariance_type": ct}),
+        Case("mixture.covariances_from_cholesky", mixture.covariances_from_cholesky,
+             {"precisions_cholesky": chol, "covariance_type": "full"},
+             {"precisions_cholesky": "array", "covariance_type": ct}),
+        Case("mixture.precisions_from_cholesky", mixture.precisions_from_cholesky,
+             {"precisions_cholesky": chol, "covariance_type": "full"},
+             {"precisions_cholesky": "array", "covariance_type": ct}),
+        Case("mixture.log_det_cholesky", mixture.log_det_cholesky,
+             {"precisions_cholesky": chol, "covariance_type": "full", "n_features": 2},
+             {"precisions_cholesky": "array", "covariance_type": ct, "n_features": "count"}),
+        Case("mixture.check_covariances", mixture.check_covariances,
+             {"covariances": cov, "precisions_cholesky": chol, "covariance_type": "full"},
+             {"covariances": "array", "precisions_cholesky": "array", "covariance_type": ct}),
+        Case("mixture.covariance_shape", mixture.covariance_shape,
+             {"covariance_type": "full", "n_components": 2, "n_features": 3},
+             {"covariance_type": ct, "n_components": "count", "n_features": "count"}),
+        Case("mixture.triangular_inverse", mixture.triangular_inverse,
+             {"t": np.triu(chol[0]), "lower": False}, {"t": "array", "lower": "flag"}),
+        Case("mixture.check_X", mixture.check_X, {"X": X}, {"X": "array"}, accept=other_d),
+        Case("mixture.check_resp", mixture.check_resp, {"X": X, "resp": resp},
+             {"X": "array", "resp": "array"}, accept={"resp": ("huge", "shape"),
+                                                      "X": ("shape",)}),
+        Case("mixture.kmeans_plusplus", mixture.kmeans_plusplus,
+             {"X": X, "n_clusters": 2, "rng": 0, "sample_weight": np.ones(40)},
+             {"X": "array", "n_clusters": "count", "rng": "rng", "sample_weight": "array"},
+             accept=other_d),
+        Case("mixture.kmeans", mixture.kmeans,
+             {"X": X, "n_clusters": 2, "rng": 0, "n_iter": 3},
+             {"X": "array", "n_clusters": "count", "rng": "rng", "n_iter": "count"},
+             accept={"n_iter": ("zero",), "X": ("shape",)}),
+        Case("mixture.initial_resp", mixture.initial_resp,
+             {"X": X, "n_components": 2, "init_params": "kmeans", "rng": 0},
+             {"X": "array", "n_components": "count", "init_params": ("choice", "kmeans"),
+              "rng": "rng"}, accept=other_d),
+        Case("vbgmm.make_prior", vbgmm.make_prior, {"X": X, "n_components": 2},
+             {"X": "array", "n_components": "count"}),
+        Case("vbgmm.make_state", vbgmm.make_state,
+             {"weight_concentration": state["weight_concentration"],
+              "mean_precision": state["mean_precision"], "means": state["means"],
+              "degrees_of_freedom": state["degrees_of_freedom"],
+              "scale_inv": state["covariances"] * state["degrees_of_freedom"][:, None, None]},
+             {"weight_concentration": "array", "mean_precision": "array", "means": "array",
+              "degrees_of_freedom": "array", "scale_inv": "array"},
+             # the fitted (2, K) stick-breaking parameters; row 0 alone is a Dirichlet's
+             accept={"weight_concentration": ("ndim-1",)}),
+        Case("vbgmm.expected_log_weights", vbgmm.expected_log_weights,
+             {"weight_concentration": state["weight_concentration"]},
+             {"weight_concentration": "array"},
+             accept={"weight_concentration": ("ndim-1", "shape")}),  # a Dirichlet; K = 3
+        Case("vbgmm.expected_log_det_precision", vbgmm.expected_log_det_precision,
+             {"degrees_of_freedom": state["degrees_of_freedom"],
+              "precisions_cholesky": state["precisions_cholesky"]},
+             {"degrees_of_freedom": "array", "precisions_cholesky": "array"}),
+        Case("vbgmm.expected_mahalanobis", vbgmm.expected_mahalanobis,
+             {"state": state, "X": X}, {"state": "params", "X": "array"},
+             accept={"state": ("extra",)}, aliases=sa),
+        Case("vbgmm.estimate_log_rho", vbgmm.estimate_log_rho, {"state": state, "X": X},
+             {"state": "params", "X": "array"}, accept={"state": ("extra",)}, aliases=sa),
+        Case("vbgmm.e_step", vbgmm.e_step, {"state": state, "X": X},
+             {"state": "params", "X": "array"}, accept={"state": ("extra",)}, aliases=sa),
+        Case("vbgmm.m_step", vbgmm.m_step, {"X": X, "resp": resp, "prior": prior},
+             {"X": "array", "resp": "array"},
+             accept={"resp": ("shape",)}),  # the prior does not fix K
+        Case("vbgmm.kl_dirichlet", vbgmm.kl_dirichlet,
+             {"weight_concentration": np.array([3.0, 4.0]),
+              "weight_concentration_prior": 0.5},
+             {"weight_concentration": "array", "weight_concentration_prior": "positive"},
+             accept={"weight_concentration": ("shape",)}),  # K = 3 (a scalar prior)
+        Case("vbgmm.kl_stick_breaking", vbgmm.kl_stick_breaking,
+             {"weight_concentration": np.array([[3.0, 4.0], [2.0, 1.0]]),
+              "weight_concentration_prior": 0.5},
+             {"weight_concentration": "array", "weight_concentration_prior": "positive"},
+             accept={"weight_concentration": ("shape",)}),  # K = 3 (a scalar prior)
+        Case("vbgmm.kl_gauss_wishart", vbgmm.kl_gauss_wishart,
+             {"state": state, "prior": prior}, {"state": "params"},
+             accept={"state": ("extra",)}, aliases=sa),
+        Case("vbgmm.lower_bound", vbgmm.lower_bound,
+             {"state": state, "X": X, "log_resp": log_resp, "prior": prior},
+             {"state": "params", "X": "array", "log_resp": "array"},
+             accept={"state": ("extra",), "log_resp": ("-inf",)}, aliases=sa),
+        Case("vbgmm.BayesianGaussianMixture.fit",
+             vbgmm.BayesianGaussianMixture(2, random_state=0, max_iter=5).fit,
+             {"X": X, "sample_weight": np.ones(40)},
+             {"X": "array", "sample_weight": "array"}),
+    ]
+    return cases
+
+
 BUILDERS = {"kernels": kernel_cases, "estimators": estimator_cases, "core": core_cases,
-            "data": data_cases, "linear_gaussian": lg_cases}
+            "data": data_cases, "linear_gaussian": lg_cases, "mixtures": mixture_cases}
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +403,8 @@ def test_public_api_refuses_bad_input_clearly(builder, report, tmp_path):
 
 COVERED_MODULES = ["lvmref.kernels", "lvmref.estimators", "lvmref.nn", "lvmref.optim",
                    "lvmref.testing", "lvmref.datasets", "lvmref.files",
-                   "lvmref.linear_gaussian"]
+                   "lvmref.linear_gaussian", "lvmref.gmm", "lvmref.vbgmm", "lvmref.mixture",
+                   "lvmref.chunked", "lvmref.mixture_stats"]
 
 
 def test_every_public_callable_is_covered(tmp_path):
