@@ -183,6 +183,7 @@ from lvmref.kernels import gmm as kg
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
+    check_finite_sum,
     check_flag,
     check_nonnegative_float,
     check_positive_float,
@@ -789,6 +790,8 @@ def sufficient_statistics(params, X, covariance_type="full", sample_weight=None)
     """
     X = check_X(X)
     w = check_sample_weight(sample_weight, X.shape[0])
+    if w is not None:
+        check_finite_sum(w, "sample_weight")
     weights, means, u = _check_params(params, covariance_type, X.shape[1])
     return _chunk_statistics(means, u, _log_weights(weights), covariance_type, 0, X, w)
 
@@ -811,7 +814,11 @@ def m_step_statistics(stats, covariance_type="full", reg_covar=1e-6):
     """
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     stats = _check_stats(stats, covariance_type)
-    return _m_step_moments(stats, covariance_type, check_nonnegative_float(reg_covar, "reg_covar"))
+    reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
+    try:
+        return _m_step_moments(stats, covariance_type, reg_covar)
+    except ValueError as exc:  # overflow or a singular covariance: caused by stats
+        raise ValueError(f"stats: {exc}") from None
 
 
 def _stepwise(previous, batch, rho):

@@ -115,6 +115,7 @@ from lvmref.chunked import DaskRows, RowChunks, check_chunk_size, is_in_memory, 
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
+    check_finite_sum,
     check_flag,
     check_nonnegative_float,
     check_positive_int,
@@ -627,13 +628,7 @@ def _sq_dists(X, centers):
 
 def _check_total_weight(w, name="sample_weight"):
     """``w`` unless its total overflows float64 (then a ``ValueError`` naming ``name``)."""
-    if w is not None:
-        with np.errstate(over="ignore"):
-            total = np.sum(w)
-        if not np.isfinite(total):
-            raise ValueError(f"{name} too large: the total weight overflows float64 (max "
-                             f"{np.max(w):.3g}); rescale the weights")
-    return w
+    return w if w is None else check_finite_sum(w, name)
 
 
 #: float64's largest finite value
@@ -889,7 +884,8 @@ def initial_moments(source, n_components, init_params, rng, *, sample_weight=Non
     rng = check_rng(rng)
     sample_size = check_positive_int(INIT_SAMPLE_SIZE if sample_size is None else sample_size,
                                      "sample_size")
-    w = check_sample_weight(sample_weight, source.n)
+    full = check_flag(full, "full")
+    w = _check_total_weight(check_sample_weight(sample_weight, source.n))
     pos = None if w is None or np.all(w > 0.0) else np.flatnonzero(w > 0.0)
     n_pos = source.n if pos is None else pos.size
     if k > n_pos:

@@ -29,7 +29,13 @@ from typing import NamedTuple
 import numpy as np
 
 from lvmref.kernels import gmm as kg
-from lvmref.kernels.checks import as_float_array, check_nonnegative_float, check_real
+from lvmref.kernels.checks import (
+    as_float_array,
+    check_finite_sum,
+    check_flag,
+    check_nonnegative_float,
+    check_real,
+)
 from lvmref.kernels.fpenv import benign_underflow
 
 __all__ = ["Moments", "moments", "chunk_moments", "merge_moments", "scale_moments",
@@ -103,8 +109,14 @@ def moments(X, resp, full=True, total=None, extra=0.0):
     resp = as_float_array(resp, "resp", shape=(X.shape[0], None))
     if np.any(resp < 0.0):
         raise ValueError("resp must be non-negative")
+    full = check_flag(full, "full")
     total = float(X.shape[0]) if total is None else check_nonnegative_float(total, "total")
-    return chunk_moments(X, resp, bool(full), total, check_real(extra, "extra"))
+    m = chunk_moments(X, resp, full, total, check_real(extra, "extra"))
+    if not all(np.all(np.isfinite(a)) for a in (m.nk, m.sums, m.scatter)):
+        raise ValueError("X and resp too large: their statistics N_k, S_k, M_k overflow "
+                         f"float64 (max |X| = {np.max(np.abs(X)):.3g}, max resp = "
+                         f"{np.max(resp):.3g}); rescale X or resp")
+    return m
 
 
 def _merge(a, b):
@@ -185,13 +197,21 @@ def check_moments(m, name="stats"):
         raise TypeError(f"{name} must be a lvmref.mixture_stats.Moments, got "
                         f"{type(m).__name__}")
     nk = as_float_array(m.nk, f"{name}.nk", ndim=1)
-    sums = as_float_array(m.sums, f"{name}.sums", shape=(nk.shape[0], None))
+    sums = as_float_array(m.sums, f"{name}.sums", ndim=2)
+    if sums.shape[0] != nk.shape[0]:
+        raise ValueError(f"{name}.sums must have one row per entry of {name}.nk (shape "
+                         f"({nk.shape[0]}, *)), got {sums.shape}")
     k, d = sums.shape
     scatter = as_float_array(m.scatter, f"{name}.scatter", ndim=(2, 3))
     if scatter.shape not in ((k, d, d), (k, d)):
-        raise ValueError(f"{name}.scatter must have shape {(k, d, d)} or {(k, d)}, got "
-                         f"{scatter.shape}")
+        raise ValueError(f"{name}.scatter must have shape {(k, d, d)} or {(k, d)} (K, D "
+                         f"of {name}.sums), got {scatter.shape}")
     if np.any(nk < 0.0):
         raise ValueError(f"{name}.nk must be >= 0")
+    check_finite_sum(nk, f"{name}.nk")
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not np.all(np.isfinite(_centres(nk, sums))):
+            raise ValueError(f"{name}.sums too large for {name}.nk: the centres S_k / N_k "
+                             "overflow float64")
     total = check_nonnegative_float(m.total, f"{name}.total")
     return Moments(nk, sums, scatter, total, check_real(m.extra, f"{name}.extra"))

@@ -263,6 +263,7 @@ from lvmref.kernels import LOG_2PI, log_softmax, logsumexp
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
+    check_finite_sum,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
@@ -1282,8 +1283,9 @@ def _m_step_moments(stats, prior, reg_covar, covariance_type):
             cache["C"] = _scatter_about_means(stats, prior)
         return cache["C"][k]
 
-    return _state_from_scatter(nk, stats.sums, scatter, prior, reg_covar, covariance_type,
-                               _too_large_stats)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused by _state_from_scatter
+        return _state_from_scatter(nk, stats.sums, scatter, prior, reg_covar,
+                                   covariance_type, _too_large_stats)
 
 
 def _scatter_about_means(stats, prior):
@@ -1360,6 +1362,8 @@ def sufficient_statistics(state, X, covariance_type="full", sample_weight=None):
     """
     state, X = _check_state_X(state, X, covariance_type)
     w = check_sample_weight(sample_weight, X.shape[0])
+    if w is not None:
+        check_finite_sum(w, "sample_weight")
     return _chunk_statistics(state, covariance_type, 0, X, w)
 
 
@@ -1386,7 +1390,10 @@ def m_step_statistics(stats, prior, covariance_type="full", reg_covar: float = 0
     stats = _check_stats(stats, ct)
     prior = _check_prior(prior, stats.sums.shape[1], covariance_type=ct)
     reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
-    return _m_step_moments(stats, prior, reg_covar, ct)
+    try:
+        return _m_step_moments(stats, prior, reg_covar, ct)
+    except ValueError as exc:  # overflow or a singular covariance: caused by stats
+        raise ValueError(f"stats: {exc}") from None
 
 
 @benign_underflow
@@ -1416,7 +1423,12 @@ def lower_bound_statistics(state, stats, prior, covariance_type="full") -> float
                          f"{state['means'].shape[1]}")
     prior = _check_prior(prior, stats.sums.shape[1], covariance_type=covariance_type)
     _check_prior_type(state, prior)
-    return _lower_bound_moments(state, stats, prior, covariance_type)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        value = _lower_bound_moments(state, stats, prior, covariance_type)
+    if not np.isfinite(value):
+        raise ValueError("stats too large: the data term (32) of the bound overflows float64 "
+                         f"(it is {value}); rescale X")
+    return value
 
 
 def _streamed_prior(src, w, n_components, covariance_type, given):
