@@ -209,10 +209,11 @@ _COV_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
 
 
 def _check_factor(u, covariance_type, name="precisions_cholesky"):
-    """Precision factors of ``covariance_type`` as a float64 copy, or an error naming
-    ``name``: full ``(K, d, d)`` / tied ``(d, d)`` square, upper triangular with a positive
-    diagonal; diag ``(K, d)`` / spherical ``(K,)`` positive; finite, not empty."""
-    u = as_float_array(u, name, ndim=_COV_NDIM[covariance_type])
+    """Precision factors of ``covariance_type`` as float64 (not copied: the callers only
+    read them), or an error naming ``name``: full ``(K, d, d)`` / tied ``(d, d)`` square,
+    upper triangular with a positive diagonal; diag ``(K, d)`` / spherical ``(K,)``
+    positive; finite, not empty."""
+    u = as_float_array(u, name, ndim=_COV_NDIM[covariance_type], copy=False)
     if covariance_type in ("full", "tied"):
         if u.shape[-1] != u.shape[-2]:
             raise ValueError(f"{name} must hold square (d, d) matrices for covariance_type="
@@ -707,7 +708,12 @@ def kmeans_plusplus(X, n_clusters, rng=None, sample_weight=None):
     for _ in range(1, k):
         p = d2.copy() if w is None else w * d2
         p[idx] = 0.0
-        total = p.sum()
+        with np.errstate(over="ignore"):  # refused just below
+            total = p.sum()
+        if not np.isfinite(total):
+            raise ValueError("X values too large: the squared distances of the rows to the "
+                             f"chosen centres sum beyond float64 (max |X| = "
+                             f"{np.max(np.abs(X)):.3g}); rescale X")
         if total > 0.0:
             nxt = int(rng.choice(n, p=p / total))
         elif w is None:

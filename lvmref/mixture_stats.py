@@ -75,12 +75,18 @@ def chunk_moments(X, resp, full, total, extra):
 
     ``X`` (n, D) and ``resp`` (n, K) must be finite C-contiguous float64 arrays with
     ``resp >= 0`` (as :func:`lvmref.chunked.check_rows` and the E-steps give them);
-    ``total`` and ``extra`` floats.
+    ``total`` and ``extra`` floats. Statistics that overflow float64 are a ``ValueError``
+    naming X and resp (checked on the (K, D, D) result only, so the hot path stays cheap).
     """
-    with np.errstate(over="ignore", invalid="ignore"):  # NumPy twins; refused by the M-steps
+    with np.errstate(over="ignore", invalid="ignore"):  # NumPy twins; refused just below
         nk, sums = kg.first_moments(X, resp)
         centres = _centres(nk, sums)
         scatter = (kg.scatter_full if full else kg.scatter_diag)(X, resp, centres)
+    if not (np.all(np.isfinite(nk)) and np.all(np.isfinite(sums))
+            and np.all(np.isfinite(scatter))):
+        raise ValueError("X or resp values too large: the statistics N_k, S_k, M_k of the "
+                         f"rows overflow float64 (max |X| = {np.max(np.abs(X)):.3g}, max "
+                         f"resp = {np.max(resp):.3g}); rescale X")
     return Moments(nk, sums, scatter, float(total), float(extra))
 
 
@@ -111,12 +117,7 @@ def moments(X, resp, full=True, total=None, extra=0.0):
         raise ValueError("resp must be non-negative")
     full = check_flag(full, "full")
     total = float(X.shape[0]) if total is None else check_nonnegative_float(total, "total")
-    m = chunk_moments(X, resp, full, total, check_real(extra, "extra"))
-    if not all(np.all(np.isfinite(a)) for a in (m.nk, m.sums, m.scatter)):
-        raise ValueError("X and resp too large: their statistics N_k, S_k, M_k overflow "
-                         f"float64 (max |X| = {np.max(np.abs(X)):.3g}, max resp = "
-                         f"{np.max(resp):.3g}); rescale X or resp")
-    return m
+    return chunk_moments(X, resp, full, total, check_real(extra, "extra"))
 
 
 def _merge(a, b):

@@ -757,3 +757,26 @@ def test_estimators_repr_and_path_and_seed_errors(cls_name, tmp_path):
         cls.load(tmp_path)
     with pytest.raises(FileNotFoundError):
         cls.load(tmp_path / "missing.npz")
+
+
+def test_kmeans_plusplus_distance_sum_overflow_names_X():
+    # every distance is finite (< 1.8e308) but their sum over 40 rows is not
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2)) * 1e153
+    with pytest.raises(ValueError, match="X values too large: the squared distances"):
+        mixture.kmeans_plusplus(X, 2, rng=0)
+
+
+@pytest.mark.parametrize("cls_name", ["GaussianMixture", "BayesianGaussianMixture"])
+def test_chunked_fit_of_huge_data_names_X(cls_name):
+    from lvmref.gmm import GaussianMixture
+    from lvmref.vbgmm import BayesianGaussianMixture
+
+    cls = {"GaussianMixture": GaussianMixture,
+           "BayesianGaussianMixture": BayesianGaussianMixture}[cls_name]
+    X = np.full((40, 2), 1e308)
+    X[::2] *= -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way to the error either
+        with pytest.raises(ValueError, match="^X (or resp )?values too large"):
+            cls(2, random_state=0, chunk_size=7).fit(X)
