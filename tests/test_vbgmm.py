@@ -1605,7 +1605,7 @@ def test_chunked_prior_errors_match_the_in_memory_ones(tmp_path):
 
 # ------------------------------------------------------------ issue 15: hardening (appended)
 
-def _blobs(seed=3):
+def _hardening_blobs(seed=3):
     rng = np.random.default_rng(seed)
     return np.vstack([rng.normal(0, 1, (20, 2)), rng.normal(4, 1, (20, 2))])
 
@@ -1640,7 +1640,7 @@ def test_kl_dirichlet_beyond_the_float_range_is_a_clear_error():
 
 
 def test_m_step_and_make_state_name_the_mismatched_argument():
-    X = _blobs()
+    X = _hardening_blobs()
     prior = V.make_prior(X, 2)
     resp = np.random.default_rng(0).dirichlet(np.ones(2), size=40)
     with pytest.raises(ValueError, match="X has 3 features but the prior was made for 2"):
@@ -1656,7 +1656,7 @@ def test_m_step_and_make_state_name_the_mismatched_argument():
 
 
 def test_huge_data_and_weights_name_the_argument():
-    X = _blobs()
+    X = _hardening_blobs()
     with pytest.raises(ValueError, match="X values too large"):
         V.make_prior(np.full((40, 2), 1e308), 2)
     with pytest.raises(ValueError, match="X values too large"):
