@@ -647,14 +647,15 @@ _DBL_MAX = float(np.finfo(np.float64).max)
 def _check_fit_scale(X, total, name="X"):
     """Refuse data whose EM sums can overflow float64: every mean is a convex combination
     of rows, so |x_i - mu_k| <= 2 max|X| and each scatter sum sum_i w_i r_ik (x_i - mu_k)^2
-    is at most 4 W max|X|^2 (W the total weight); ``ValueError`` naming ``name`` unless
-    that is finite (max|X| <= sqrt(DBL_MAX / (4 W)), ~6.7e153 / sqrt(W))."""
+    is at most 4 W max|X|^2 (W the total weight; ``total`` = max(W, n), since the
+    unweighted k-means sums run over the n rows); ``ValueError`` naming ``name`` unless
+    that is finite (max|X| <= sqrt(DBL_MAX / (4 total)), ~6.7e153 / sqrt(total))."""
     limit = math.sqrt(_DBL_MAX / (4.0 * total))
     big = float(np.max(np.abs(X), initial=0.0))
     if big > limit:
         raise ValueError(f"{name} values too large for EM in float64: max |{name}| = "
                          f"{big:.3g} > sqrt(DBL_MAX / (4 W)) = {limit:.3g} (W = {total:.6g}, "
-                         f"the total weight of the rows), beyond which the squared "
+                         f"the number or total weight of the rows), beyond which the squared "
                          f"deviations can overflow; rescale {name}")
 
 
@@ -1264,7 +1265,7 @@ class MixtureBase:
         X = check_X(X)
         n = X.shape[0]
         w = _check_total_weight(check_sample_weight(sample_weight, n))
-        _check_fit_scale(X, n if w is None else max(float(w.sum()), 1.0))
+        _check_fit_scale(X, n if w is None else max(float(w.sum()), float(n)))
         if resp_init is not None:
             resp_init = as_float_array(resp_init, "resp_init", shape=(n, n_components))
             if np.any(resp_init < 0):
