@@ -28,6 +28,7 @@ __all__ = [
     "check_flag",
     "check_axis",
     "check_sample_weight",
+    "check_finite_sum",
 ]
 
 
@@ -203,3 +204,14 @@ def check_sample_weight(sample_weight, n_rows: int, name: str = "sample_weight")
     if not np.any(w > 0.0):
         raise ValueError(f"{name} must not be all zero (at least one positive weight)")
     return w
+
+
+def check_finite_sum(x: np.ndarray, name: str) -> np.ndarray:
+    """Return ``x`` unless the sum of its entries overflows float64 (``ValueError`` naming
+    ``name``): e.g. frequency weights or counts whose total a model divides by."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        total = np.sum(x)
+    if not np.isfinite(total):
+        raise ValueError(f"{name} too large: the sum of its entries overflows float64 (max "
+                         f"{np.max(np.abs(x)):.3g}); rescale it")
+    return x

@@ -126,6 +126,9 @@ def check_chunk_size(chunk_size, name="chunk_size"):
 
 def _check_meta(X, name):
     """(n, d) of a 2-D numeric array-like, with :func:`lvmref.mixture.check_X`'s messages."""
+    if not (hasattr(X, "shape") and hasattr(X, "dtype")):
+        raise TypeError(f"{name} must be a numeric 2-D array (or an array-like with .shape "
+                        f"and .dtype), got {type(X).__name__}")
     try:
         dtype = np.dtype(X.dtype)
         shape = tuple(X.shape)
@@ -168,6 +171,8 @@ def check_rows(block, start, name="X", width=None):
     -------
     ndarray of shape (m, d), float64, C-contiguous. Never written to by lvmref.
     """
+    if width is not None:
+        width = check_positive_int(width, "width")
     a = np.asarray(block)
     if a.dtype == object or not (np.issubdtype(a.dtype, np.number)
                                  or np.issubdtype(a.dtype, np.bool_)):
@@ -205,6 +210,9 @@ def row_source(X, chunk_size=None, *, name="X", n_features=None, n_components=1)
         ``K`` for :func:`default_chunk_size`.
     """
     chunk_size = check_chunk_size(chunk_size)
+    if n_features is not None:
+        n_features = check_positive_int(n_features, "n_features")
+    n_components = check_positive_int(n_components, "n_components")
     if is_dask_array(X):
         src = DaskRows(X, chunk_size, name=name)
     else:
@@ -241,6 +249,8 @@ class RowChunks:
     """
 
     def __init__(self, X, chunk_size=None, *, name="X", n_components=1):
+        if isinstance(X, (list, tuple)):  # as row_source does
+            X = as_float_array(X, name, ndim=2)
         self.X = X
         self.name = name
         self.n, self.d = _check_meta(X, name)

@@ -1,11 +1,14 @@
-"""Command-line interface: ``lvmref {demo,gmm,vae,helmholtz}`` (also ``python -m lvmref``).
+"""Command-line interface: ``lvmref {demo,gmm,vae,helmholtz,conformance}`` (also
+``python -m lvmref``).
 
 Argument parsing and dispatch only; the work is done by :mod:`lvmref.demo` and the model
 modules. Every failure -- a missing or malformed file, a bad option value, data that do
 not fit the model, training that diverges numerically -- is one line ``lvmref: error: ...``
 on stderr naming the file or option, and exit status 2; never a traceback. Numerical work
 runs under ``np.errstate(over/divide/invalid="raise")``, so a diverging computation stops
-with a clear message instead of printing warnings and carrying NaN on.
+with a clear message instead of printing warnings and carrying NaN on. Training shows one
+progress line on stderr (count, rate, time left) when stderr is a terminal, nothing
+otherwise; the results and the training history go to stdout; ``--quiet`` prints nothing.
 
 Examples::
 
@@ -14,6 +17,9 @@ Examples::
     lvmref gmm points.csv --load gmm.npz     # evaluate a saved model on data
     lvmref vae train.npy --test test.npy --latent 10 --epochs 50 --save vae.npz
     lvmref helmholtz bars.npy --layers 1,8 --updates 200000 --save hm.npz
+    lvmref helmholtz bars.npy --method vimco --k 5 --batch-size 10 --updates 20000
+    lvmref conformance write vectors/        # golden test vectors
+    lvmref conformance check vectors/ mine.npz --cases 'vae.*'   # exit 0 only if all pass
 """
 
 from __future__ import annotations
@@ -37,6 +43,17 @@ class UserError(Exception):
 def _say(args, msg=""):
     if not getattr(args, "quiet", False):
         print(msg, flush=True)
+
+
+def _progress(args, label, total, unit):
+    """A :class:`lvmref.progress.Progress` line on stderr while a model trains: it updates
+    in place (count, rate, time left) when stderr is a terminal; otherwise, and with
+    ``--quiet``, nothing is written (the history is printed on stdout after training)."""
+    from .progress import Progress
+
+    tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+    return Progress(label, total, unit, stream=sys.stderr,
+                    quiet=bool(getattr(args, "quiet", False)) or not tty)
 
 
 def _fmt_array(a):
@@ -213,10 +230,26 @@ def cmd_vae(args):
             _check_features(X_test, X.shape[1], f"VAE trained on DATA {args.data}",
                             source=f"--test {args.test}")
         _say(args, f"training {vae!r} on {X.shape[0]} rows for {args.epochs} epochs")
+        bar = _progress(args, "training", args.epochs, "epochs")
+
+        def show(epoch, h):
+            info = {"train_ELBO": h["train_elbo"][-1]}
+            if X_test is not None:
+                info["test_ELBO"] = h["test_elbo"][-1]
+            bar.update(**info)
+
         vae.fit(X, X_test, n_epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-                rng=args.seed, verbose=not args.quiet)
+                rng=args.seed, callback=show)
+        bar.done()
         params = vae.params_
         out["history"] = vae.history_
+        h = vae.history_
+        _say(args, "ELBO per row by epoch (train: the mean over the epoch's minibatches "
+                   "as they trained" + ("; test: one noise draw per row" if X_test is not None
+                                        else "") + "):")
+        for i, tr in enumerate(h["train_elbo"], 1):
+            test = f"  test {h['test_elbo'][i - 1]:.6f}" if X_test is not None else ""
+            _say(args, f"  {i:4d}  train {tr:.6f}{test}")
     if X_test is not None:
         _check_features(X_test, vae.n_features, "VAE", source=f"--test {args.test}")
     out["data"] = _vae_eval(args, vae, params, X, f"DATA {args.data}")
@@ -251,14 +284,28 @@ def cmd_helmholtz(args):
         model = HelmholtzMachine(layers, hidden=_int_list_or_empty(args.hidden, "--hidden"),
                                  recognition_hidden=_int_list_or_empty(args.hidden, "--hidden"),
                                  rng=np.random.default_rng([args.seed, 0]))
+        if args.method == "vimco" and args.k < 2:
+            raise UserError(f"--k must be >= 2 for --method vimco, got {args.k}")
+        uses_k = args.method in ("reweighted", "vimco")
         _say(args, f"training HelmholtzMachine {layers} by {args.method}, {args.updates} "
-                   f"updates, batch {args.batch_size}")
+                   f"updates, batch {args.batch_size}"
+                   + (f", k = {args.k} samples per row" if uses_k else ""))
         n_rec = min(args.updates, 20)
+        record_every = max(args.updates // n_rec, 1)
+        bar = _progress(args, "training", args.updates, "updates")
+
+        def show(model):  # called at each record: drives the progress line only
+            bar.update(min(bar.count + record_every, args.updates) - bar.count)
+            return 0.0
+
         model.fit(X, method=args.method, n_updates=args.updates, batch_size=args.batch_size,
-                  learning_rate=args.lr, record_every=max(args.updates // n_rec, 1),
+                  learning_rate=args.lr, k=args.k, record_every=record_every, monitor=show,
                   rng=np.random.default_rng([args.seed, 1]))
+        bar.done()
         h = model.history_
-        _say(args, "mean log w = log p(x,z) - log q(z|x) on the training samples:")
+        h["monitor"] = []  # the progress line's placeholders, not a monitored quantity
+        _say(args, "mean log w = log p(x,z) - log q(z|x) on the training samples"
+                   + (" (IWAE estimate log mean_k w)" if uses_k else "") + ":")
         for u, o in zip(h["update"], h["objective"]):
             _say(args, f"  {u:>10d} updates  {o:.6f}")
     out = {"layer_sizes": list(model.arch.layer_sizes), "n_latent": model.n_latent}
@@ -345,6 +392,11 @@ class _HelpFormatter(argparse.HelpFormatter):
         return text + (" (default: none)" if default == "" else " (default: %(default)s)")
 
 
+class _TopHelpFormatter(argparse.RawDescriptionHelpFormatter, _HelpFormatter):
+    """The top-level help: its epilog (the examples of the module docstring) keeps its
+    lines."""
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line ``lvmref: error: ...`` (exit status 2), like user errors;
     help shows every default and the choices."""
@@ -378,7 +430,10 @@ def build_parser():
 
     parser = _Parser(
         prog="lvmref",
-        description="lvmref: NumPy/Numba reference implementation of latent variable models.")
+        description="lvmref: NumPy/Numba reference implementation of latent variable models.",
+        epilog=("examples:\n" + __doc__.split("Examples::", 1)[1].strip("\n")
+                if __doc__ else None),  # (python -OO strips docstrings)
+        formatter_class=_TopHelpFormatter)
     parser.add_argument("--version", action="version", version=f"lvmref {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
@@ -455,7 +510,12 @@ def build_parser():
                    help="latent layer sizes top to bottom; the pixel layer is added")
     p.add_argument("--hidden", default="", help="deterministic hidden widths of each MLP")
     p.add_argument("--method", default="wake-sleep",
-                   choices=("wake-sleep", "reweighted", "reinforce"), help="training method")
+                   choices=("wake-sleep", "reweighted", "reinforce", "vimco"),
+                   help="training method")
+    p.add_argument("--k", type=_positive_int,
+                   default=_library_default(HelmholtzMachine.fit, "k"), metavar="K",
+                   help="samples from q per data row for --method reweighted and vimco "
+                   "(>= 2 for vimco; unused by the other methods)")
     p.add_argument("--updates", type=_positive_int, default=100_000, help="parameter updates")
     p.add_argument("--batch-size", type=_positive_int, default=1, help="rows per update")
     p.add_argument("--lr", type=_positive_float,

@@ -274,6 +274,8 @@ from lvmref.kernels import gmm as kg
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
+    check_finite_sum,
+    check_flag,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
@@ -377,7 +379,7 @@ def _check_params(params, covariance_type, n_features, *, need_weights=True,
     if np.any(diag <= 0.0):
         raise ValueError(f"{name_u} must have a positive diagonal")
     weights = None
-    if need_weights:
+    if need_weights or "weights" in params:  # a given entry is checked even where unused
         weights = as_float_array(params["weights"], label("weights"), shape=(k,))
         if np.any(weights < 0.0) or abs(weights.sum() - 1.0) > 1e-8:
             raise ValueError(f"{label('weights')} must be non-negative and sum to 1")
@@ -388,6 +390,8 @@ def _check_q(q, n, k, name="q"):
     q = as_float_array(q, name, shape=(n, k))
     if np.any(q < 0.0):
         raise ValueError(f"{name} must be non-negative")
+    if np.any(q > 1.0 + 1e-10):  # (and the row sums below cannot overflow)
+        raise ValueError(f"{name} must be row-stochastic (entries <= 1, rows sum to 1)")
     if np.any(np.abs(q.sum(axis=1) - 1.0) > 1e-10):
         raise ValueError(f"{name} must be row-stochastic (each row sums to 1)")
     return q
@@ -576,11 +580,13 @@ def elbo(params, X, q, covariance_type="full", reduce=True):
         Return the sum over rows (float) or the per-row values ``(n,)``.
     """
     X = check_X(X)
+    reduce = check_flag(reduce, "reduce")
     a = weighted_log_prob(params, X, covariance_type)
     q = _check_q(q, *a.shape)
-    with np.errstate(divide="ignore"):
+    with np.errstate(divide="ignore", invalid="ignore"):  # q_ik = 0 terms are dropped
         logq = np.log(q)
-    per_row = _xlogy_rows(q, a - logq)
+        diff = a - logq
+    per_row = _xlogy_rows(q, diff)  # -inf for a row too far from a component it weighs
     return float(per_row.sum()) if reduce else per_row
 
 
@@ -594,12 +600,20 @@ def kl_to_posterior(params, X, q, covariance_type="full", reduce=True):
     Parameters and return as in :func:`elbo`.
     """
     X = check_X(X)
-    a = weighted_log_prob(params, X, covariance_type)
-    q = _check_q(q, *a.shape)
-    log_post = a - logsumexp(a, axis=1, keepdims=True)
-    with np.errstate(divide="ignore"):
+    reduce = check_flag(reduce, "reduce")
+    w, means, u = _check_params(params, covariance_type, X.shape[1])
+    q = _check_q(q, X.shape[0], means.shape[0])
+    a = _weighted_log_prob(means, u, _log_weights(w), X, covariance_type)
+    lse = logsumexp(a, axis=1, keepdims=True)
+    far = ~np.isfinite(lse[:, 0])
+    with np.errstate(divide="ignore", invalid="ignore"):  # q_ik = 0 terms are dropped
+        log_post = a - lse
+        if far.any():  # far rows: _e_step's rescaled posterior, or a ValueError naming X
+            resp, _ = _e_step(means, u, _log_weights(w), X, covariance_type)
+            log_post[far] = np.log(resp[far])
         logq = np.log(q)
-    per_row = _xlogy_rows(q, logq - log_post)
+        diff = logq - log_post
+    per_row = _xlogy_rows(q, diff)
     return float(per_row.sum()) if reduce else per_row
 
 
@@ -615,6 +629,7 @@ def log_likelihood(params, X, covariance_type="full", reduce=True):
     reduce : bool
         Sum over rows (float) or per-row ``log p(x_i)`` of shape ``(n,)``.
     """
+    reduce = check_flag(reduce, "reduce")
     per_row = logsumexp(weighted_log_prob(params, X, covariance_type), axis=1)
     return float(per_row.sum()) if reduce else per_row
 
@@ -866,6 +881,8 @@ def sufficient_statistics(params, X, covariance_type="full", sample_weight=None)
     """
     X = check_X(X)
     w = check_sample_weight(sample_weight, X.shape[0])
+    if w is not None:
+        check_finite_sum(w, "sample_weight")
     weights, means, u = _check_params(params, covariance_type, X.shape[1])
     return _chunk_statistics(means, u, _log_weights(weights), covariance_type, 0, X, w)
 
@@ -888,7 +905,11 @@ def m_step_statistics(stats, covariance_type="full", reg_covar=1e-6):
     """
     check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     stats = _check_stats(stats, covariance_type)
-    return _m_step_moments(stats, covariance_type, check_nonnegative_float(reg_covar, "reg_covar"))
+    reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
+    try:
+        return _m_step_moments(stats, covariance_type, reg_covar)
+    except ValueError as exc:  # overflow or a singular covariance: caused by stats
+        raise ValueError(f"stats: {exc}") from None
 
 
 def _stepwise(previous, batch, rho):

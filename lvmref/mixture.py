@@ -102,6 +102,7 @@ import copy
 import inspect
 import math
 import numbers
+import os
 import sys
 import time
 import warnings
@@ -115,6 +116,7 @@ from lvmref.chunked import DaskRows, RowChunks, check_chunk_size, is_in_memory, 
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
+    check_finite_sum,
     check_flag,
     check_nonnegative_float,
     check_positive_int,
@@ -206,13 +208,36 @@ def _with_sklearn_twin(cls):
 _COV_NDIM = {"full": 3, "tied": 2, "diag": 2, "spherical": 1}
 
 
+def _check_factor(u, covariance_type, name="precisions_cholesky"):
+    """Precision factors of ``covariance_type`` as float64 (not copied: the callers only
+    read them), or an error naming ``name``: full ``(K, d, d)`` / tied ``(d, d)`` square,
+    upper triangular with a positive diagonal; diag ``(K, d)`` / spherical ``(K,)``
+    positive; finite, not empty."""
+    u = as_float_array(u, name, ndim=_COV_NDIM[covariance_type], copy=False)
+    if covariance_type in ("full", "tied"):
+        if u.shape[-1] != u.shape[-2]:
+            raise ValueError(f"{name} must hold square (d, d) matrices for covariance_type="
+                             f"{covariance_type!r}, got shape {u.shape}")
+        if np.any(np.tril(u, -1) != 0.0):
+            raise ValueError(f"{name} must be upper triangular (Lambda = U U^T)")
+        diag = np.diagonal(u, axis1=-2, axis2=-1)
+    else:
+        diag = u
+    if np.any(diag <= 0.0):
+        raise ValueError(f"{name} must have a positive diagonal" if covariance_type in (
+            "full", "tied") else f"{name} must be > 0")
+    return u
+
+
 @benign_underflow
 def covariance_shape(covariance_type, n_components, n_features):
     """Shape of ``covariances`` / ``precisions_cholesky`` for a covariance type.
 
     full ``(K, d, d)``, tied ``(d, d)``, diag ``(K, d)``, spherical ``(K,)``.
     """
-    k, d = n_components, n_features
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    k = check_positive_int(n_components, "n_components")
+    d = check_positive_int(n_features, "n_features")
     return {"full": (k, d, d), "tied": (d, d), "diag": (k, d), "spherical": (k,)}[
         covariance_type
     ]
@@ -235,10 +260,31 @@ def triangular_inverse(t, lower):
     Returns
     -------
     ndarray of shape (d, d), triangular like ``t`` (exact zeros in the other triangle).
+
+    Raises
+    ------
+    ValueError
+        Naming ``t``: not a finite square triangular matrix, singular, or an inverse that
+        overflows float64.
     """
+    lower = check_flag(lower, "lower")
+    t = as_float_array(t, "t", ndim=2, copy=False)
+    if t.shape[0] != t.shape[1]:
+        raise ValueError(f"t must be a square matrix, got shape {t.shape}")
+    if np.any((np.triu(t, 1) if lower else np.tril(t, -1)) != 0.0):
+        which = "lower" if lower else "upper"
+        raise ValueError(f"t must be {which} triangular (lower={lower})")
+    return _triangular_inverse(t, lower)
+
+
+def _triangular_inverse(t, lower):
+    """:func:`triangular_inverse` of a validated float64 triangular ``t``."""
     inv, info = lapack.dtrtri(t, lower=int(lower))
     if info != 0:
-        raise ValueError(f"triangular factor is singular ({SINGULAR_HINT})")
+        raise ValueError(f"t: triangular factor is singular ({SINGULAR_HINT})")
+    if not np.all(np.isfinite(inv)):
+        raise ValueError(f"t: the inverse of the triangular factor overflows float64 "
+                         f"({SINGULAR_HINT})")
     return np.tril(inv) if lower else np.triu(inv)
 
 
@@ -271,11 +317,12 @@ def compute_precision_cholesky(covariances, covariance_type):
             raise ValueError(f"covariances must be square matrices, got shape {cov.shape}")
         out = np.empty_like(mats)
         for k, s in enumerate(mats):
+            label = "covariances" if covariance_type == "tied" else f"covariances[{k}]"
             try:
                 low = linalg.cholesky(s, lower=True)
             except linalg.LinAlgError:
-                raise ValueError(f"component {k}: {SINGULAR_HINT}") from None
-            out[k] = triangular_inverse(low, lower=True).T
+                raise ValueError(f"{label} (component {k}): {SINGULAR_HINT}") from None
+            out[k] = _triangular_inverse(low, lower=True).T
         return out if covariance_type == "full" else out[0]
     if np.any(cov <= 0.0):
         raise ValueError(f"covariances must be > 0: {SINGULAR_HINT}")
@@ -335,27 +382,53 @@ def covariances_from_cholesky(precisions_cholesky, covariance_type):
     Returns
     -------
     covariances : ndarray, same shape
+
+    Raises
+    ------
+    ValueError
+        Naming ``precisions_cholesky`` if a covariance overflows float64 (a factor too
+        close to singular).
     """
-    u = precisions_cholesky
-    if covariance_type in ("full", "tied"):
-        mats = u if covariance_type == "full" else u[None]
-        out = np.empty_like(mats)
-        for k, uk in enumerate(mats):
-            inv = triangular_inverse(uk, lower=False)  # U^{-1}
-            out[k] = inv.T @ inv
-        return out if covariance_type == "full" else out[0]
-    return 1.0 / u**2
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    u = _check_factor(precisions_cholesky, covariance_type)
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):  # refused below
+        if covariance_type in ("full", "tied"):
+            mats = u if covariance_type == "full" else u[None]
+            out = np.empty_like(mats)
+            for k, uk in enumerate(mats):
+                try:
+                    inv = _triangular_inverse(uk, lower=False)  # U^{-1}
+                except ValueError:
+                    inv = np.full_like(uk, np.inf)
+                out[k] = inv.T @ inv
+            out = out if covariance_type == "full" else out[0]
+        else:
+            out = 1.0 / u**2
+    if not np.all(np.isfinite(out)):
+        raise ValueError("precisions_cholesky is numerically singular: the covariances "
+                         "(U U^T)^-1 overflow float64")
+    return out
 
 
 @benign_underflow
 def precisions_from_cholesky(precisions_cholesky, covariance_type):
-    """Lambda = U U^T from the precision factors, eq. (13); same shape as the factors."""
-    u = precisions_cholesky
-    if covariance_type == "full":
-        return u @ np.swapaxes(u, 1, 2)
-    if covariance_type == "tied":
-        return u @ u.T
-    return u**2
+    """Lambda = U U^T from the precision factors, eq. (13); same shape as the factors.
+
+    ``ValueError`` naming ``precisions_cholesky`` if a precision overflows float64.
+    """
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    u = _check_factor(precisions_cholesky, covariance_type)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        if covariance_type == "full":
+            out = u @ np.swapaxes(u, 1, 2)
+        elif covariance_type == "tied":
+            out = u @ u.T
+        else:
+            out = u**2
+    if not np.all(np.isfinite(out)):
+        raise ValueError("precisions_cholesky too large: the precisions U U^T overflow "
+                         "float64")
+    return out
 
 
 @benign_underflow
@@ -374,7 +447,17 @@ def log_det_cholesky(precisions_cholesky, covariance_type, n_features):
     -------
     ndarray of shape ``(K,)`` (a 0-d array for tied, which broadcasts over K)
     """
-    u = precisions_cholesky
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    u = _check_factor(precisions_cholesky, covariance_type)
+    d = check_positive_int(n_features, "n_features")
+    if covariance_type != "spherical" and u.shape[-1] != d:
+        raise ValueError(f"n_features={d} does not match precisions_cholesky of shape "
+                         f"{u.shape} (covariance_type={covariance_type!r})")
+    return _log_det_cholesky(u, covariance_type, d)
+
+
+def _log_det_cholesky(u, covariance_type, n_features):
+    """:func:`log_det_cholesky` of validated factors."""
     if covariance_type == "full":
         return np.sum(np.log(np.diagonal(u, axis1=1, axis2=2)), axis=1)
     if covariance_type == "tied":
@@ -419,35 +502,45 @@ def check_covariances(covariances, precisions_cholesky, covariance_type, *,
     ndarray
         ``covariances`` as float64.
     """
-    u = np.asarray(precisions_cholesky, dtype=np.float64)
+    check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
+    u = _check_factor(precisions_cholesky, covariance_type, factor_name)
     cov = as_float_array(covariances, name, shape=u.shape)
     if covariance_type not in ("full", "tied"):
         if np.any(cov <= 0.0):
             raise ValueError(f"{name} must be > 0")
-        if not np.max(np.abs(u * u * cov - 1.0)) <= PAIR_RTOL:
+        with np.errstate(over="ignore"):  # an overflow is a mismatch
+            residual = np.max(np.abs(u * u * cov - 1.0))
+        if not residual <= PAIR_RTOL:
             raise ValueError(f"{name} is not the inverse of {factor_name}**2 (eq. 13)")
         return cov
     mats = cov if covariance_type == "full" else cov[None]
     facs = u if covariance_type == "full" else u[None]
     eye = np.eye(mats.shape[-1])
+    with np.errstate(over="ignore", invalid="ignore"):  # overflow: refused as a mismatch
+        _check_pairs(mats, facs, eye, covariance_type, name, factor_name)
+    return cov
+
+
+def _check_pairs(mats, facs, eye, covariance_type, name, factor_name):
+    """The full/tied part of :func:`check_covariances`."""
     for k, (s, uk) in enumerate(zip(mats, facs)):
         label = name if covariance_type == "tied" else f"{name}[{k}]"
         diag = np.diag(s)
         if np.any(diag <= 0.0):
             raise ValueError(f"{label} is not positive definite (non-positive diagonal)")
-        scale = np.sqrt(np.outer(diag, diag))
+        root = np.sqrt(diag)
+        scale = np.outer(root, root)  # sqrt(S_ii S_jj) without overflow
         if np.any(np.abs(s - s.T) > 1e-8 * scale):
             raise ValueError(f"{label} is not symmetric")
         try:
             low = linalg.cholesky(s, lower=True)
         except linalg.LinAlgError:
             raise ValueError(f"{label} is not positive definite") from None
-        inv = triangular_inverse(uk, lower=False)
+        inv = _triangular_inverse(uk, lower=False)
         if not min(np.max(np.abs(low.T @ uk - eye)),
                    np.max(np.abs(s - inv.T @ inv) / scale)) <= PAIR_RTOL:
             raise ValueError(f"{label} is not the inverse of {factor_name} "
                              "(Sigma^-1 = U U^T, eq. 13)")
-    return cov
 
 
 # ----------------------------------------------------------------------------------------
@@ -535,6 +628,37 @@ def _sq_dists(X, centers):
     return d2
 
 
+def _check_path(path, name="path"):
+    """``path`` if it is a ``str`` or ``os.PathLike`` (``TypeError`` naming ``name``)."""
+    if not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
+    return path
+
+
+def _check_total_weight(w, name="sample_weight"):
+    """``w`` unless its total overflows float64 (then a ``ValueError`` naming ``name``)."""
+    return w if w is None else check_finite_sum(w, name)
+
+
+#: float64's largest finite value
+_DBL_MAX = float(np.finfo(np.float64).max)
+
+
+def _check_fit_scale(X, total, name="X"):
+    """Refuse data whose EM sums can overflow float64: every mean is a convex combination
+    of rows, so |x_i - mu_k| <= 2 max|X| and each scatter sum sum_i w_i r_ik (x_i - mu_k)^2
+    is at most 4 W max|X|^2 (W the total weight; ``total`` = max(W, n), since the
+    unweighted k-means sums run over the n rows); ``ValueError`` naming ``name`` unless
+    that is finite (max|X| <= sqrt(DBL_MAX / (4 total)), ~6.7e153 / sqrt(total))."""
+    limit = math.sqrt(_DBL_MAX / (4.0 * total))
+    big = float(np.max(np.abs(X), initial=0.0))
+    if big > limit:
+        raise ValueError(f"{name} values too large for EM in float64: max |{name}| = "
+                         f"{big:.3g} > sqrt(DBL_MAX / (4 W)) = {limit:.3g} (W = {total:.6g}, "
+                         f"the number or total weight of the rows), beyond which the squared "
+                         f"deviations can overflow; rescale {name}")
+
+
 def _init_weights(sample_weight, n):
     """Weights for the initial draws: ``None`` for none or constant weights (W4)."""
     w = check_sample_weight(sample_weight, n)
@@ -585,7 +709,12 @@ def kmeans_plusplus(X, n_clusters, rng=None, sample_weight=None):
     for _ in range(1, k):
         p = d2.copy() if w is None else w * d2
         p[idx] = 0.0
-        total = p.sum()
+        with np.errstate(over="ignore"):  # refused just below
+            total = p.sum()
+        if not np.isfinite(total):
+            raise ValueError("X values too large: the squared distances of the rows to the "
+                             f"chosen centres sum beyond float64 (max |X| = "
+                             f"{np.max(np.abs(X)):.3g}); rescale X")
         if total > 0.0:
             nxt = int(rng.choice(n, p=p / total))
         elif w is None:
@@ -622,11 +751,15 @@ def _lloyd(X, n_clusters, rng, n_iter, w):
     for _ in range(n_iter):
         for c in range(centers.shape[0]):
             members = labels == c
-            if w is None:
-                if members.any():
-                    centers[c] = X[members].mean(axis=0)
-            elif w[members].sum() > 0.0:
-                centers[c] = w[members] @ X[members] / w[members].sum()
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                if w is None:
+                    if members.any():
+                        centers[c] = X[members].mean(axis=0)
+                elif w[members].sum() > 0.0:
+                    centers[c] = w[members] @ X[members] / w[members].sum()
+            if not np.all(np.isfinite(centers[c])):
+                raise ValueError("X values too large: the sum of a cluster's rows overflows "
+                                 f"float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X")
         new = np.argmin(_sq_dists(X, centers), axis=1)
         if np.array_equal(new, labels):
             break
@@ -766,7 +899,8 @@ def initial_moments(source, n_components, init_params, rng, *, sample_weight=Non
     rng = check_rng(rng)
     sample_size = check_positive_int(INIT_SAMPLE_SIZE if sample_size is None else sample_size,
                                      "sample_size")
-    w = check_sample_weight(sample_weight, source.n)
+    full = check_flag(full, "full")
+    w = _check_total_weight(check_sample_weight(sample_weight, source.n))
     pos = None if w is None or np.all(w > 0.0) else np.flatnonzero(w > 0.0)
     n_pos = source.n if pos is None else pos.size
     if k > n_pos:
@@ -1130,7 +1264,8 @@ class MixtureBase:
         """
         X = check_X(X)
         n = X.shape[0]
-        w = check_sample_weight(sample_weight, n)
+        w = _check_total_weight(check_sample_weight(sample_weight, n))
+        _check_fit_scale(X, n if w is None else max(float(w.sum()), float(n)))
         if resp_init is not None:
             resp_init = as_float_array(resp_init, "resp_init", shape=(n, n_components))
             if np.any(resp_init < 0):
@@ -1179,7 +1314,7 @@ class MixtureBase:
         """
         src = row_source(X, self.chunk_size, n_components=n_components)
         n = src.n
-        w = check_sample_weight(sample_weight, n)
+        w = _check_total_weight(check_sample_weight(sample_weight, n))
         if resp_init is not None:
             if is_in_memory(resp_init):
                 resp_init = as_float_array(resp_init, "resp_init", shape=(n, n_components))
@@ -1333,6 +1468,7 @@ class MixtureBase:
         ``lower_bound_``, ``lower_bounds_``. (Files written by 0.2.0 lack ``verbose`` and
         ``verbose_interval``; :meth:`load` reads them with the defaults 0 and 10.)
         """
+        _check_path(path)
         self._check_fitted()
         self._check_hyper()
         entries = {name: _hyper_entry(getattr(self, name), kind)
@@ -1359,7 +1495,7 @@ class MixtureBase:
             off the simplex, inconsistent ``n_iter_`` / ``lower_bounds_``; the message
             names the file.
         """
-        f = read_model(path, cls.__name__, versions=(FORMAT_VERSION,))
+        f = read_model(_check_path(path), cls.__name__, versions=(FORMAT_VERSION,))
         try:
             # None where recorded as unset; _check_hyper refuses it where None is invalid
             getters = {"array": f.array, "seed": f.int, "int": f.int, "float": f.float,

@@ -29,7 +29,13 @@ from typing import NamedTuple
 import numpy as np
 
 from lvmref.kernels import gmm as kg
-from lvmref.kernels.checks import as_float_array, check_nonnegative_float, check_real
+from lvmref.kernels.checks import (
+    as_float_array,
+    check_finite_sum,
+    check_flag,
+    check_nonnegative_float,
+    check_real,
+)
 from lvmref.kernels.fpenv import benign_underflow
 
 __all__ = ["Moments", "moments", "chunk_moments", "merge_moments", "scale_moments",
@@ -69,12 +75,18 @@ def chunk_moments(X, resp, full, total, extra):
 
     ``X`` (n, D) and ``resp`` (n, K) must be finite C-contiguous float64 arrays with
     ``resp >= 0`` (as :func:`lvmref.chunked.check_rows` and the E-steps give them);
-    ``total`` and ``extra`` floats.
+    ``total`` and ``extra`` floats. Statistics that overflow float64 are a ``ValueError``
+    naming X and resp (checked on the (K, D, D) result only, so the hot path stays cheap).
     """
-    with np.errstate(over="ignore", invalid="ignore"):  # NumPy twins; refused by the M-steps
+    with np.errstate(over="ignore", invalid="ignore"):  # NumPy twins; refused just below
         nk, sums = kg.first_moments(X, resp)
         centres = _centres(nk, sums)
         scatter = (kg.scatter_full if full else kg.scatter_diag)(X, resp, centres)
+    if not (np.all(np.isfinite(nk)) and np.all(np.isfinite(sums))
+            and np.all(np.isfinite(scatter))):
+        raise ValueError("X or resp values too large: the statistics N_k, S_k, M_k of the "
+                         f"rows overflow float64 (max |X| = {np.max(np.abs(X)):.3g}, max "
+                         f"resp = {np.max(resp):.3g}); rescale X")
     return Moments(nk, sums, scatter, float(total), float(extra))
 
 
@@ -103,8 +115,9 @@ def moments(X, resp, full=True, total=None, extra=0.0):
     resp = as_float_array(resp, "resp", shape=(X.shape[0], None))
     if np.any(resp < 0.0):
         raise ValueError("resp must be non-negative")
+    full = check_flag(full, "full")
     total = float(X.shape[0]) if total is None else check_nonnegative_float(total, "total")
-    return chunk_moments(X, resp, bool(full), total, check_real(extra, "extra"))
+    return chunk_moments(X, resp, full, total, check_real(extra, "extra"))
 
 
 def _merge(a, b):
@@ -185,13 +198,21 @@ def check_moments(m, name="stats"):
         raise TypeError(f"{name} must be a lvmref.mixture_stats.Moments, got "
                         f"{type(m).__name__}")
     nk = as_float_array(m.nk, f"{name}.nk", ndim=1)
-    sums = as_float_array(m.sums, f"{name}.sums", shape=(nk.shape[0], None))
+    sums = as_float_array(m.sums, f"{name}.sums", ndim=2)
+    if sums.shape[0] != nk.shape[0]:
+        raise ValueError(f"{name}.sums must have one row per entry of {name}.nk (shape "
+                         f"({nk.shape[0]}, *)), got {sums.shape}")
     k, d = sums.shape
     scatter = as_float_array(m.scatter, f"{name}.scatter", ndim=(2, 3))
     if scatter.shape not in ((k, d, d), (k, d)):
-        raise ValueError(f"{name}.scatter must have shape {(k, d, d)} or {(k, d)}, got "
-                         f"{scatter.shape}")
+        raise ValueError(f"{name}.scatter must have shape {(k, d, d)} or {(k, d)} (K, D "
+                         f"of {name}.sums), got {scatter.shape}")
     if np.any(nk < 0.0):
         raise ValueError(f"{name}.nk must be >= 0")
+    check_finite_sum(nk, f"{name}.nk")
+    with np.errstate(over="ignore", invalid="ignore"):
+        if not np.all(np.isfinite(_centres(nk, sums))):
+            raise ValueError(f"{name}.sums too large for {name}.nk: the centres S_k / N_k "
+                             "overflow float64")
     total = check_nonnegative_float(m.total, f"{name}.total")
     return Moments(nk, sums, scatter, total, check_real(m.extra, f"{name}.extra"))

@@ -263,6 +263,7 @@ from lvmref.kernels import LOG_2PI, log_softmax, logsumexp
 from lvmref.kernels.checks import (
     as_float_array,
     check_choice,
+    check_finite_sum,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
@@ -489,7 +490,8 @@ def _default_covariance_prior(X, w, covariance_type):
                 "X has 1 sample; the default covariance_prior (the sample covariance of X) "
                 "needs at least 2 samples: pass covariance_prior explicitly"
             )
-        mean, scale, divisor = X.mean(axis=0), None, n_samples - 1
+        with np.errstate(over="ignore"):  # refused below
+            mean, scale, divisor = X.mean(axis=0), None, n_samples - 1
     else:
         total = w.sum()
         if not total > 1.0:
@@ -498,11 +500,12 @@ def _default_covariance_prior(X, w, covariance_type):
                 "weighted sample covariance, divisor sum(sample_weight) - 1) needs a sum "
                 "above 1; pass covariance_prior explicitly"
             )
-        mean, scale, divisor = w @ X / total, np.sqrt(w)[:, None], total - 1.0
-    centred = X - mean
-    if scale is not None:
-        centred = scale * centred  # sqrt(w_n) (x_n - x̄): w-weighted sums of products
+        with np.errstate(over="ignore", invalid="ignore"):  # refused below
+            mean, scale, divisor = w @ X / total, np.sqrt(w)[:, None], total - 1.0
     with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        centred = X - mean
+        if scale is not None:
+            centred = scale * centred  # sqrt(w_n) (x_n - x̄): w-weighted sums of products
         if covariance_type in ("full", "tied"):
             cov = centred.T @ centred / divisor
         else:
@@ -588,7 +591,12 @@ def make_prior(
         covariance_prior, data_mean = _default_covariance_prior(X, w, ct)
     if mean_prior is None:
         if data_mean is None:
-            data_mean = X.mean(axis=0) if w is None else w @ X / w.sum()
+            with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+                data_mean = X.mean(axis=0) if w is None else w @ X / w.sum()
+            if not np.all(np.isfinite(data_mean)):
+                raise ValueError("X values too large: its mean (the default mean_prior) "
+                                 f"overflows float64 (max |X| = {np.max(np.abs(X)):.3g}); "
+                                 "rescale X")
         mean_prior = data_mean
     prior = {
         "weight_concentration_prior_type": weight_concentration_prior_type,
@@ -645,8 +653,11 @@ def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, 
     ct = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     means = as_float_array(means, "means", ndim=2)
     n_components, d = means.shape
-    scale_inv = as_float_array(scale_inv, "scale_inv",
-                               shape=covariance_shape(ct, n_components, d))
+    scale_inv = as_float_array(scale_inv, "scale_inv")
+    want = covariance_shape(ct, n_components, d)
+    if scale_inv.shape != want:
+        raise ValueError(f"scale_inv must have shape {want} for covariance_type={ct!r} and "
+                         f"means of shape {means.shape} (K, D), got {scale_inv.shape}")
     if ct in ("full", "tied") and not np.allclose(
             scale_inv, np.swapaxes(scale_inv, -1, -2), rtol=1e-12, atol=0.0):
         raise ValueError("scale_inv must be symmetric")
@@ -673,6 +684,22 @@ def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, 
 # ---------------------------------------------------------------------------
 # Expectations, E-step, M-step
 # ---------------------------------------------------------------------------
+
+
+def _check_concentration(conc, name="weight_concentration"):
+    """Refuse concentrations whose sums (the Dirichlet's, or γ_k1 + γ_k2) overflow."""
+    with np.errstate(over="ignore"):
+        total = conc.sum() if conc.ndim == 1 else conc[0] + conc[1]
+    if not np.all(np.isfinite(total)):
+        raise ValueError(f"{name} too large: its sum overflows float64 (max "
+                         f"{np.max(conc):.3g}); the expectations (8)/(8') need it finite")
+    return conc
+
+
+def _finite_kl(value, name="weight_concentration"):
+    if not np.isfinite(value):
+        raise ValueError(f"{name} too large: the terms of the KL divergence overflow float64")
+    return float(value)
 
 
 def _expected_log_weights(conc):
@@ -702,7 +729,7 @@ def expected_log_weights(weight_concentration) -> np.ndarray:
         raise ValueError(f"weight_concentration must have shape (K,) or (2, K), got {conc.shape}")
     if np.any(conc <= 0):
         raise ValueError("weight_concentration must be > 0")
-    return _expected_log_weights(conc)
+    return _expected_log_weights(_check_concentration(conc))
 
 
 def _log_det_w(dof, prec_chol, covariance_type, d):
@@ -894,7 +921,11 @@ def _m_step(X, resp, prior, reg_covar, covariance_type="full"):
         with np.errstate(over="ignore", invalid="ignore"):  # refused by the caller
             return resp[:, k] @ (dev * dev)
 
-    return _state_from_scatter(nk, resp.T @ X, scatter, prior, reg_covar, covariance_type,
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        sums = resp.T @ X
+    if not np.all(np.isfinite(sums)):
+        raise _too_large(X)
+    return _state_from_scatter(nk, sums, scatter, prior, reg_covar, covariance_type,
                                lambda: _too_large(X))
 
 
@@ -987,6 +1018,10 @@ def m_step(X, resp, prior, covariance_type="full", reg_covar: float = 0.0) -> di
     """
     ct = check_choice(covariance_type, "covariance_type", COVARIANCE_TYPES)
     X, resp = check_resp(X, resp)
+    m0 = prior.get("mean_prior") if isinstance(prior, dict) else None
+    if m0 is not None and np.ndim(m0) == 1 and np.shape(m0)[0] != X.shape[1]:
+        raise ValueError(f"X has {X.shape[1]} features but the prior was made for "
+                         f"{np.shape(m0)[0]} (prior['mean_prior'] has shape {np.shape(m0)})")
     prior = _check_prior(prior, X.shape[1], covariance_type=ct)
     reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
     return _m_step(X, resp, prior, reg_covar, ct)
@@ -1028,6 +1063,8 @@ def kl_dirichlet(weight_concentration, weight_concentration_prior) -> float:
     float
     """
     alpha = as_float_array(weight_concentration, "weight_concentration", ndim=1)
+    if isinstance(weight_concentration_prior, (bool, np.bool_)):
+        raise TypeError("weight_concentration_prior must be a number or an array, got bool")
     alpha0 = as_float_array(weight_concentration_prior, "weight_concentration_prior", ndim=(0, 1))
     if np.any(alpha <= 0):
         raise ValueError("weight_concentration must be > 0")
@@ -1038,7 +1075,9 @@ def kl_dirichlet(weight_concentration, weight_concentration_prior) -> float:
             f"weight_concentration_prior must be a scalar or shape {alpha.shape}, "
             f"got {alpha0.shape}"
         )
-    return float(_kl_dirichlet(alpha, alpha0))
+    _check_concentration(alpha)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused by _finite_kl
+        return _finite_kl(_kl_dirichlet(alpha, alpha0))
 
 
 def _kl_gauss_wishart(state, prior, covariance_type="full"):
@@ -1115,7 +1154,9 @@ def kl_stick_breaking(weight_concentration, weight_concentration_prior) -> float
     if np.any(gamma <= 0):
         raise ValueError("weight_concentration must be > 0")
     alpha0 = check_positive_float(weight_concentration_prior, "weight_concentration_prior")
-    return float(_kl_stick_breaking(gamma, alpha0))
+    _check_concentration(gamma)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused by _finite_kl
+        return _finite_kl(_kl_stick_breaking(gamma, alpha0))
 
 
 @benign_underflow
@@ -1242,8 +1283,9 @@ def _m_step_moments(stats, prior, reg_covar, covariance_type):
             cache["C"] = _scatter_about_means(stats, prior)
         return cache["C"][k]
 
-    return _state_from_scatter(nk, stats.sums, scatter, prior, reg_covar, covariance_type,
-                               _too_large_stats)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused by _state_from_scatter
+        return _state_from_scatter(nk, stats.sums, scatter, prior, reg_covar,
+                                   covariance_type, _too_large_stats)
 
 
 def _scatter_about_means(stats, prior):
@@ -1320,6 +1362,8 @@ def sufficient_statistics(state, X, covariance_type="full", sample_weight=None):
     """
     state, X = _check_state_X(state, X, covariance_type)
     w = check_sample_weight(sample_weight, X.shape[0])
+    if w is not None:
+        check_finite_sum(w, "sample_weight")
     return _chunk_statistics(state, covariance_type, 0, X, w)
 
 
@@ -1346,7 +1390,10 @@ def m_step_statistics(stats, prior, covariance_type="full", reg_covar: float = 0
     stats = _check_stats(stats, ct)
     prior = _check_prior(prior, stats.sums.shape[1], covariance_type=ct)
     reg_covar = check_nonnegative_float(reg_covar, "reg_covar")
-    return _m_step_moments(stats, prior, reg_covar, ct)
+    try:
+        return _m_step_moments(stats, prior, reg_covar, ct)
+    except ValueError as exc:  # overflow or a singular covariance: caused by stats
+        raise ValueError(f"stats: {exc}") from None
 
 
 @benign_underflow
@@ -1376,7 +1423,12 @@ def lower_bound_statistics(state, stats, prior, covariance_type="full") -> float
                          f"{state['means'].shape[1]}")
     prior = _check_prior(prior, stats.sums.shape[1], covariance_type=covariance_type)
     _check_prior_type(state, prior)
-    return _lower_bound_moments(state, stats, prior, covariance_type)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        value = _lower_bound_moments(state, stats, prior, covariance_type)
+    if not np.isfinite(value):
+        raise ValueError("stats too large: the data term (32) of the bound overflows float64 "
+                         f"(it is {value}); rescale X")
+    return value
 
 
 def _streamed_prior(src, w, n_components, covariance_type, given):

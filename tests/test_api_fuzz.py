@@ -217,8 +217,376 @@ def lg_cases():
     ]
 
 
+def mixture_cases():
+    from lvmref import gmm, mixture, vbgmm
+
+    rng = np.random.default_rng(3)
+    X = np.vstack([rng.normal(0, 1, (20, 2)), rng.normal(4, 1, (20, 2))])
+    resp = np.zeros((40, 2))
+    resp[:20, 0] = resp[20:, 1] = 1.0
+    gm = gmm.GaussianMixture(2, random_state=0).fit(X)
+    params = {"weights": gm.weights_, "means": gm.means_,
+              "precisions_cholesky": gm.precisions_cholesky_}
+    bgm = vbgmm.BayesianGaussianMixture(2, random_state=0, max_iter=20).fit(X)
+    state, prior = bgm.state_, bgm.prior_
+    log_resp = np.log(np.clip(resp, 1e-300, None))
+    log_resp -= np.log(np.exp(log_resp).sum(axis=1, keepdims=True))
+    cov = gm.covariances_
+    chol = gm.precisions_cholesky_
+    pa = {"params": tuple(f"params[{k!r}]" for k in params) + ("params['weights']",)}
+    sa = {"state": tuple(f"state[{k!r}]" for k in state)}
+    ct = ("choice", "full")
+    # "shape" adds a column: for functions that take only data (X), or data and
+    # responsibilities (resp), another D or K is valid input
+    other_d = {"X": ("shape",)}
+    cases = [
+        Case("gmm.log_gaussian_prob", gmm.log_gaussian_prob,
+             {"params": params, "X": X, "covariance_type": "full"},
+             {"params": "params", "X": "array", "covariance_type": ct},
+             accept={"params": ("missing", "extra")}, aliases=pa),
+        Case("gmm.weighted_log_prob", gmm.weighted_log_prob,
+             {"params": params, "X": X, "covariance_type": "full"},
+             {"params": "params", "X": "array", "covariance_type": ct},
+             accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.e_step", gmm.e_step, {"params": params, "X": X},
+             {"params": "params", "X": "array"}, accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.elbo", gmm.elbo, {"params": params, "X": X, "q": resp, "reduce": True},
+             {"params": "params", "X": "array", "q": "array", "reduce": "flag"},
+             accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.kl_to_posterior", gmm.kl_to_posterior,
+             {"params": params, "X": X, "q": resp, "reduce": False},
+             {"params": "params", "X": "array", "q": "array", "reduce": "flag"},
+             accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.log_likelihood", gmm.log_likelihood, {"params": params, "X": X},
+             {"params": "params", "X": "array"}, accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.m_step", gmm.m_step,
+             {"X": X, "resp": resp, "covariance_type": "full", "reg_covar": 1e-6},
+             {"X": "array", "resp": "array", "covariance_type": ct, "reg_covar": "nonneg"},
+             accept={"resp": ("huge", "shape"), "X": ("shape",)}),
+        Case("gmm.n_parameters", gmm.n_parameters,
+             {"n_components": 2, "n_features": 3, "covariance_type": "diag"},
+             {"n_components": "count", "n_features": "count",
+              "covariance_type": ("choice", "diag")}),
+        Case("gmm.GaussianMixture.fit", gmm.GaussianMixture(2, random_state=0).fit,
+             {"X": X, "sample_weight": np.ones(40)},
+             {"X": "array", "sample_weight": "array"}, accept=other_d),
+        Case("gmm.GaussianMixture.bic", gm.bic, {"X": X}, {"X": "array"}),
+        Case("gmm.GaussianMixture.aic", gm.aic, {"X": X}, {"X": "array"}),
+        Case("mixture.MixtureBase.predict_proba", gm.predict_proba, {"X": X}, {"X": "array"}),
+        Case("mixture.MixtureBase.predict", gm.predict, {"X": X}, {"X": "array"}),
+        Case("mixture.MixtureBase.score_samples", gm.score_samples, {"X": X},
+             {"X": "array"}),
+        Case("mixture.MixtureBase.score", gm.score, {"X": X}, {"X": "array"}),
+        Case("mixture.MixtureBase.sample", gm.sample, {"n_samples": 5, "rng": 0},
+             {"n_samples": "count", "rng": "rng"}),
+        Case("mixture.MixtureBase.fit_predict",
+             gmm.GaussianMixture(2, random_state=0).fit_predict, {"X": X}, {"X": "array"},
+             accept=other_d),
+        Case("mixture.compute_precision_cholesky", mixture.compute_precision_cholesky,
+             {"covariances": cov, "covariance_type": "full"},
+             {"covariances": "array", "covariance_type": ct}),
+        Case("mixture.precision_cholesky_from_precisions",
+             mixture.precision_cholesky_from_precisions,
+             {"precisions": gm.precisions_, "covariance_type": "full"},
+             {"precisions": "array", "covariance_type": ct}),
+        Case("mixture.covariances_from_cholesky", mixture.covariances_from_cholesky,
+             {"precisions_cholesky": chol, "covariance_type": "full"},
+             {"precisions_cholesky": "array", "covariance_type": ct}),
+        Case("mixture.precisions_from_cholesky", mixture.precisions_from_cholesky,
+             {"precisions_cholesky": chol, "covariance_type": "full"},
+             {"precisions_cholesky": "array", "covariance_type": ct}),
+        Case("mixture.log_det_cholesky", mixture.log_det_cholesky,
+             {"precisions_cholesky": chol, "covariance_type": "full", "n_features": 2},
+             {"precisions_cholesky": "array", "covariance_type": ct, "n_features": "count"}),
+        Case("mixture.check_covariances", mixture.check_covariances,
+             {"covariances": cov, "precisions_cholesky": chol, "covariance_type": "full"},
+             {"covariances": "array", "precisions_cholesky": "array", "covariance_type": ct}),
+        Case("mixture.covariance_shape", mixture.covariance_shape,
+             {"covariance_type": "full", "n_components": 2, "n_features": 3},
+             {"covariance_type": ct, "n_components": "count", "n_features": "count"}),
+        Case("mixture.triangular_inverse", mixture.triangular_inverse,
+             {"t": np.triu(chol[0]), "lower": False}, {"t": "array", "lower": "flag"}),
+        Case("mixture.check_X", mixture.check_X, {"X": X}, {"X": "array"}, accept=other_d),
+        Case("mixture.check_resp", mixture.check_resp, {"X": X, "resp": resp},
+             {"X": "array", "resp": "array"}, accept={"resp": ("huge", "shape"),
+                                                      "X": ("shape",)}),
+        Case("mixture.kmeans_plusplus", mixture.kmeans_plusplus,
+             {"X": X, "n_clusters": 2, "rng": 0, "sample_weight": np.ones(40)},
+             {"X": "array", "n_clusters": "count", "rng": "rng", "sample_weight": "array"},
+             accept=other_d),
+        Case("mixture.kmeans", mixture.kmeans,
+             {"X": X, "n_clusters": 2, "rng": 0, "n_iter": 3},
+             {"X": "array", "n_clusters": "count", "rng": "rng", "n_iter": "count"},
+             accept={"n_iter": ("zero",), "X": ("shape",)}),
+        Case("mixture.initial_resp", mixture.initial_resp,
+             {"X": X, "n_components": 2, "init_params": "kmeans", "rng": 0},
+             {"X": "array", "n_components": "count", "init_params": ("choice", "kmeans"),
+              "rng": "rng"}, accept=other_d),
+        Case("vbgmm.make_prior", vbgmm.make_prior, {"X": X, "n_components": 2},
+             {"X": "array", "n_components": "count"}),
+        Case("vbgmm.make_state", vbgmm.make_state,
+             {"weight_concentration": state["weight_concentration"],
+              "mean_precision": state["mean_precision"], "means": state["means"],
+              "degrees_of_freedom": state["degrees_of_freedom"],
+              "scale_inv": state["covariances"] * state["degrees_of_freedom"][:, None, None]},
+             {"weight_concentration": "array", "mean_precision": "array", "means": "array",
+              "degrees_of_freedom": "array", "scale_inv": "array"},
+             # the fitted (2, K) stick-breaking parameters; row 0 alone is a Dirichlet's
+             accept={"weight_concentration": ("ndim-1",)}),
+        Case("vbgmm.expected_log_weights", vbgmm.expected_log_weights,
+             {"weight_concentration": state["weight_concentration"]},
+             {"weight_concentration": "array"},
+             accept={"weight_concentration": ("ndim-1", "shape")}),  # a Dirichlet; K = 3
+        Case("vbgmm.expected_log_det_precision", vbgmm.expected_log_det_precision,
+             {"degrees_of_freedom": state["degrees_of_freedom"],
+              "precisions_cholesky": state["precisions_cholesky"]},
+             {"degrees_of_freedom": "array", "precisions_cholesky": "array"}),
+        Case("vbgmm.expected_mahalanobis", vbgmm.expected_mahalanobis,
+             {"state": state, "X": X}, {"state": "params", "X": "array"},
+             accept={"state": ("extra",)}, aliases=sa),
+        Case("vbgmm.estimate_log_rho", vbgmm.estimate_log_rho, {"state": state, "X": X},
+             {"state": "params", "X": "array"}, accept={"state": ("extra",)}, aliases=sa),
+        Case("vbgmm.e_step", vbgmm.e_step, {"state": state, "X": X},
+             {"state": "params", "X": "array"}, accept={"state": ("extra",)}, aliases=sa),
+        Case("vbgmm.m_step", vbgmm.m_step, {"X": X, "resp": resp, "prior": prior},
+             {"X": "array", "resp": "array"},
+             accept={"resp": ("shape",)}),  # the prior does not fix K
+        Case("vbgmm.kl_dirichlet", vbgmm.kl_dirichlet,
+             {"weight_concentration": np.array([3.0, 4.0]),
+              "weight_concentration_prior": 0.5},
+             {"weight_concentration": "array", "weight_concentration_prior": "positive"},
+             accept={"weight_concentration": ("shape",)}),  # K = 3 (a scalar prior)
+        Case("vbgmm.kl_stick_breaking", vbgmm.kl_stick_breaking,
+             {"weight_concentration": np.array([[3.0, 4.0], [2.0, 1.0]]),
+              "weight_concentration_prior": 0.5},
+             {"weight_concentration": "array", "weight_concentration_prior": "positive"},
+             accept={"weight_concentration": ("shape",)}),  # K = 3 (a scalar prior)
+        Case("vbgmm.kl_gauss_wishart", vbgmm.kl_gauss_wishart,
+             {"state": state, "prior": prior}, {"state": "params"},
+             accept={"state": ("extra",)}, aliases=sa),
+        Case("vbgmm.lower_bound", vbgmm.lower_bound,
+             {"state": state, "X": X, "log_resp": log_resp, "prior": prior},
+             {"state": "params", "X": "array", "log_resp": "array"},
+             accept={"state": ("extra",), "log_resp": ("-inf",)}, aliases=sa),
+        Case("vbgmm.BayesianGaussianMixture.fit",
+             vbgmm.BayesianGaussianMixture(2, random_state=0, max_iter=5).fit,
+             {"X": X, "sample_weight": np.ones(40)},
+             {"X": "array", "sample_weight": "array"}, accept=other_d),
+    ]
+    return cases + _mixture_cases_more(X, resp, gm, bgm, params, pa, sa, ct, other_d)
+
+
+def _moments_call(fn, arg, base, **fixed):
+    """``fn`` called with ``arg`` = Moments(nk, sums, scatter, total, extra) built from
+    the fuzzed arrays (``base`` gives the rest), so the engine can mutate a Moments."""
+    from lvmref.mixture_stats import Moments
+
+    def call(nk, sums, scatter, **rest):
+        return fn(**{arg: Moments(nk, sums, scatter, base.total, base.extra)}, **fixed,
+                  **rest)
+    return call
+
+
+def _moments_args(m, arg):
+    args = {"nk": m.nk, "sums": m.sums, "scatter": m.scatter}
+    kinds = {"nk": "array", "sums": "array", "scatter": "array"}
+    aliases = {k: (f"{arg}.{k}", arg) for k in args}  # the argument, or its field
+    return args, kinds, aliases
+
+
+def _mixture_cases_more(X, resp, gm, bgm, params, pa, sa, ct, other_d):
+    """The new public functions (statistics, chunked EM, initial moments), each covariance
+    type's function, chunked and mixture_stats, and the estimators' hyper-parameters and
+    remaining methods."""
+    from lvmref import chunked, gmm, mixture, mixture_stats, vbgmm
+
+    cases = []
+    typed = {}
+    for t in ("full", "tied", "diag", "spherical"):
+        g = gmm.GaussianMixture(2, covariance_type=t, random_state=0).fit(X)
+        typed[t] = {"weights": g.weights_, "means": g.means_,
+                    "precisions_cholesky": g.precisions_cholesky_}
+        alias = {"params": tuple(f"params[{k!r}]" for k in typed[t])}
+        cases += [
+            Case(f"gmm.log_gaussian_prob_{t}", getattr(gmm, f"log_gaussian_prob_{t}"),
+                 {"params": typed[t], "X": X}, {"params": "params", "X": "array"},
+                 accept={"params": ("missing", "extra")}, aliases=alias),
+            Case(f"gmm.m_step_{t}", getattr(gmm, f"m_step_{t}"),
+                 {"X": X, "resp": resp, "reg_covar": 1e-6},
+                 {"X": "array", "resp": "array", "reg_covar": "nonneg"},
+                 accept={"resp": ("huge", "shape"), "X": ("shape",)}),
+        ]
+    stats = gmm.sufficient_statistics(params, X)
+    unit = mixture_stats.scale_moments(stats, 1.0 / stats.total)
+    s_args, s_kinds, s_alias = _moments_args(stats, "stats")
+    p_args, p_kinds, p_alias = _moments_args(unit, "previous")
+    m_args, m_kinds, m_alias = _moments_args(stats, "m")
+    a_args, a_kinds, a_alias = _moments_args(stats, "a")
+    vstats = vbgmm.sufficient_statistics(bgm.state_, X)
+    v_args, v_kinds, v_alias = _moments_args(vstats, "stats")
+    # statistics of other data (any N_k >= 0, sums, scatter) are valid input; K = D = 2,
+    # so a (K, D, D) scatter's first matrix is a valid diagonal (K, D) scatter
+    shift = {"nk": ("huge",), "sums": ("huge", "-huge"), "scatter": ("huge",)}
+    cases += [
+        Case("gmm.sufficient_statistics", gmm.sufficient_statistics,
+             {"params": params, "X": X, "covariance_type": "full",
+              "sample_weight": np.ones(40)},
+             {"params": "params", "X": "array", "covariance_type": ct,
+              "sample_weight": "array"}, accept={"params": ("extra",)}, aliases=pa),
+        Case("gmm.m_step_statistics",
+             _moments_call(gmm.m_step_statistics, "stats", stats),
+             {**s_args, "covariance_type": "full", "reg_covar": 1e-6},
+             {**s_kinds, "covariance_type": ct, "reg_covar": "nonneg"},
+             # statistics of other data (any N_k >= 0, sums, scatter) are valid
+             accept={**shift, "sums": ("huge", "-huge", "shape")}, aliases=s_alias),
+        Case("gmm.stepwise_statistics",
+             _moments_call(gmm.stepwise_statistics, "previous", unit, batch=unit),
+             {**p_args, "rho": 0.5}, {**p_kinds, "rho": "positive"},
+             accept=shift, aliases={**p_alias, "rho": ("rho",)}),
+        Case("gmm.statistics_from_params", gmm.statistics_from_params,
+             {"params": params, "covariance_type": "full"},
+             {"params": "params", "covariance_type": ct}, accept={"params": ("extra",)},
+             aliases=pa),
+        Case("gmm.GaussianMixture.partial_fit",
+             gmm.GaussianMixture(2, random_state=0).partial_fit,
+             {"X": X, "sample_weight": np.ones(40)}, {"X": "array", "sample_weight": "array"},
+             accept=other_d),
+        Case("vbgmm.sufficient_statistics", vbgmm.sufficient_statistics,
+             {"state": bgm.state_, "X": X, "covariance_type": "full",
+              "sample_weight": np.ones(40)},
+             {"state": "params", "X": "array", "covariance_type": ct,
+              "sample_weight": "array"}, accept={"state": ("extra",)}, aliases=sa),
+        Case("vbgmm.m_step_statistics",
+             _moments_call(vbgmm.m_step_statistics, "stats", vstats, prior=bgm.prior_),
+             {**v_args, "covariance_type": "full", "reg_covar": 1e-6},
+             {**v_kinds, "covariance_type": ct, "reg_covar": "nonneg"},
+             accept={**shift, "sums": ("huge", "-huge", "shape")}, aliases=v_alias),
+        Case("vbgmm.lower_bound_statistics",
+             _moments_call(vbgmm.lower_bound_statistics, "stats", vstats, state=bgm.state_,
+                           prior=bgm.prior_),
+             {**v_args, "covariance_type": "full"}, {**v_kinds, "covariance_type": ct},
+             accept=shift, aliases=v_alias),
+        Case("mixture.initial_moments", mixture.initial_moments,
+             {"source": X, "n_components": 2, "init_params": "kmeans", "rng": 0,
+              "sample_weight": np.ones(40), "full": True, "sample_size": 30},
+             {"source": "array", "n_components": "count",
+              "init_params": ("choice", "kmeans"), "rng": "rng", "sample_weight": "array",
+              "full": "flag", "sample_size": "count"},
+             accept={"source": ("shape",)}, aliases={"source": ("X",)}),
+        Case("mixture.run_em", mixture.run_em,
+             {"initialize": lambda i: (0.0, -1.0), "iterate": lambda st: (st, -1.0),
+              "n_init": 2, "max_iter": 3, "tol": 1e-3, "verbose": 0, "verbose_interval": 2},
+             {"n_init": "count", "max_iter": "count", "tol": "nonneg", "verbose": "count",
+              "verbose_interval": "count"},
+             accept={"max_iter": ("zero",), "verbose": ("zero",)}),
+        # chunked
+        Case("chunked.is_dask_array", chunked.is_dask_array, {"X": X}, {}),
+        Case("chunked.require_dask", chunked.require_dask, {}, {}),
+        Case("chunked.is_in_memory", chunked.is_in_memory, {"X": X}, {}),
+        Case("chunked.default_chunk_size", chunked.default_chunk_size,
+             {"n_features": 3, "n_components": 2},
+             {"n_features": "count", "n_components": "count"}),
+        Case("chunked.check_chunk_size", chunked.check_chunk_size, {"chunk_size": 5},
+             {"chunk_size": "count"}, accept={"chunk_size": ("none",)}),  # None: default
+        Case("chunked.check_rows", chunked.check_rows,
+             {"block": X, "start": 0, "name": "X", "width": 2},
+             {"block": "array", "width": "count"},
+             # a block of 0 rows (a Dask array may have one) is a valid chunk
+             accept={"width": ("none",), "block": ("empty",)}, aliases={"block": ("X",)}),
+        Case("chunked.row_source", chunked.row_source,
+             {"X": X, "chunk_size": 7, "n_features": 2, "n_components": 2},
+             {"X": "array", "chunk_size": "count", "n_features": "count",
+              "n_components": "count"},
+             # a source reads (and validates) X chunk by chunk: see RowChunks.read below
+             accept={"X": ("nan", "inf", "-inf"), "chunk_size": ("none",),
+                     "n_features": ("none",)}),
+        Case("chunked.RowChunks.read", _read_all,
+             {"X": X, "chunk_size": 7}, {"X": "array", "chunk_size": "count"},
+             accept={"chunk_size": ("none",), "X": ("shape",)}),
+        # mixture_stats
+        Case("mixture_stats.moments", mixture_stats.moments,
+             {"X": X, "resp": resp, "full": True, "total": 40.0, "extra": 0.0},
+             {"X": "array", "resp": "array", "full": "flag", "total": "nonneg"},
+             accept={"X": ("shape",), "resp": ("shape", "huge")}),
+        Case("mixture_stats.chunk_moments", mixture_stats.chunk_moments,  # unchecked hot path
+             {"X": X, "resp": resp, "full": True, "total": 40.0, "extra": 0.0}, {}),
+        Case("mixture_stats.merge_moments",
+             _moments_call(mixture_stats.merge_moments, "a", stats, b=stats),
+             a_args, a_kinds, accept=shift, aliases=a_alias),
+        Case("mixture_stats.scale_moments",
+             _moments_call(mixture_stats.scale_moments, "a", stats),
+             {**a_args, "c": 0.5}, {**a_kinds, "c": "nonneg"},
+             accept={**shift, "scatter": ("huge", "ndim-1")}, aliases=a_alias),
+        Case("mixture_stats.scatter_about",
+             _moments_call(mixture_stats.scatter_about, "m", stats),
+             {**m_args, "points": gm.means_}, {**m_kinds, "points": "array"},
+             accept={**shift, "points": ("huge", "-huge"), "scatter": ("huge", "ndim-1")},
+             aliases=m_alias),
+        Case("mixture_stats.check_moments",
+             _moments_call(mixture_stats.check_moments, "m", stats, name="m"),
+             m_args, m_kinds, accept={**shift, "sums": ("huge", "-huge", "shape"),
+                                      "scatter": ("huge", "ndim-1")}, aliases=m_alias),
+    ]
+    # the estimators: hyper-parameters (checked by fit, also after set_params) and methods
+    for cls, extra in ((gmm.GaussianMixture, {"learning_offset": 0.0, "learning_decay": 0.7}),
+                       (vbgmm.BayesianGaussianMixture, {"weight_concentration_prior": 0.5,
+                                                        "mean_precision_prior": 1.0})):
+        hyper = {"n_components": 2, "covariance_type": "full", "tol": 1e-3,
+                 "reg_covar": 1e-6, "max_iter": 5, "n_init": 1, "init_params": "kmeans",
+                 "random_state": 0, "warm_start": False, "verbose": 0,
+                 "verbose_interval": 10, "chunk_size": 20, **extra}
+        kinds = {"n_components": "count", "covariance_type": ct, "tol": "nonneg",
+                 "reg_covar": "nonneg", "max_iter": "count", "n_init": "count",
+                 "init_params": ("choice", "kmeans"), "random_state": "rng",
+                 "warm_start": "flag", "verbose": "count", "verbose_interval": "count",
+                 "chunk_size": "count", **{k: "positive" for k in extra}}
+        if "learning_offset" in extra:
+            kinds["learning_offset"] = "nonneg"
+        accept = {"verbose": ("zero",), "chunk_size": ("none",),
+                  "max_iter": ("zero",) if cls is gmm.GaussianMixture else (),
+                  # None: the data-dependent default
+                  **{k: ("none",) for k in extra if k != "learning_offset"}}
+        name = cls.__name__
+        mod = "gmm" if cls is gmm.GaussianMixture else "vbgmm"
+        with_fit = _fit_with(cls, X)
+        cases += [
+            Case(f"{mod}.{name}", with_fit, hyper, kinds, accept=accept),
+            Case(f"{mod}.{name}.set_params", _set_params_fit(cls, X), hyper, kinds,
+                 accept=accept),
+        ]
+    for label, model in (("gmm.GaussianMixture", gm), ("vbgmm.BayesianGaussianMixture", bgm)):
+        cases += [
+            Case(f"{label}.predict_proba", model.predict_proba, {"X": X}, {"X": "array"}),
+            Case(f"{label}.predict", model.predict, {"X": X}, {"X": "array"}),
+            Case(f"{label}.score_samples", model.score_samples, {"X": X}, {"X": "array"}),
+            Case(f"{label}.score", model.score, {"X": X}, {"X": "array"}),
+            Case(f"{label}.sample", model.sample, {"n_samples": 5, "rng": 0},
+                 {"n_samples": "count", "rng": "rng"}),
+        ]
+    return cases
+
+
+def _fit_with(cls, X):
+    def fit(**hyper):
+        return cls(**hyper).fit(X)
+    return fit
+
+
+def _set_params_fit(cls, X):
+    def fit(**hyper):
+        return cls().set_params(**hyper).fit(X)
+    return fit
+
+
+def _read_all(X, chunk_size):
+    from lvmref.chunked import RowChunks
+
+    src = RowChunks(X, chunk_size)
+    return np.concatenate([src.read(a, b) for a, b in src.bounds()])
+
+
 BUILDERS = {"kernels": kernel_cases, "estimators": estimator_cases, "core": core_cases,
-            "data": data_cases, "linear_gaussian": lg_cases}
+            "data": data_cases, "linear_gaussian": lg_cases, "mixtures": mixture_cases}
 
 
 @pytest.fixture(scope="module")
@@ -244,7 +612,8 @@ def test_public_api_refuses_bad_input_clearly(builder, report, tmp_path):
 
 COVERED_MODULES = ["lvmref.kernels", "lvmref.estimators", "lvmref.nn", "lvmref.optim",
                    "lvmref.testing", "lvmref.datasets", "lvmref.files",
-                   "lvmref.linear_gaussian"]
+                   "lvmref.linear_gaussian", "lvmref.gmm", "lvmref.vbgmm", "lvmref.mixture",
+                   "lvmref.chunked", "lvmref.mixture_stats"]
 
 
 def test_every_public_callable_is_covered(tmp_path):

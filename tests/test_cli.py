@@ -150,8 +150,8 @@ def test_vae_train_save_load(capsys, binary, tmp_path):
     code, out, err = run(capsys, "vae", path, "--test", path, "--latent", 2, "--hidden", 8,
                          "--epochs", 3, "--batch-size", 20, "--iwae-k", 5, "--save", model,
                          "--json", js)
-    assert code == 0 and err == ""
-    assert out.count("epoch ") == 3
+    assert code == 0 and err == ""  # no progress line when stderr is not a terminal
+    assert "ELBO per row by epoch" in out
     r = json.loads(js.read_text())
     assert len(r["history"]["train_elbo"]) == 3
     assert r["data"]["elbo"] < 0                     # Bernoulli ELBO is <= 0 exactly
@@ -358,3 +358,81 @@ def test_vae_evaluation_does_not_depend_on_chunk_size(capsys, binary, tmp_path):
     # training on the memory map is training on the array (VAE.fit gathers the batches)
     vae = VAE(16, 2, hidden=(8,)).fit(np.load(path), n_epochs=1, rng=0)
     assert vae.history_["train_elbo"] == results[0]["history"]["train_elbo"]
+
+
+# ------------------------------------------------------ vimco, help epilog, progress lines
+
+def test_helmholtz_vimco_equals_the_library_fit(capsys, binary, tmp_path):
+    from lvmref.helmholtz import HelmholtzMachine
+
+    _, X, path = binary
+    model = tmp_path / "v.npz"
+    code, out, err = run(capsys, "helmholtz", path, "--method", "vimco", "--k", 3,
+                         "--layers", "1,3", "--batch-size", 2, "--updates", 60, "--seed", 7,
+                         "--lr", 0.05, "--save", model)
+    assert code == 0 and err == "" and "by vimco" in out and "k = 3" in out
+    lib = HelmholtzMachine((1, 3, 16), hidden=(), recognition_hidden=(),
+                           rng=np.random.default_rng([7, 0]))
+    lib.fit(X, method="vimco", n_updates=60, batch_size=2, learning_rate=0.05, k=3,
+            record_every=3, rng=np.random.default_rng([7, 1]))
+    got = HelmholtzMachine.load(model).params
+    assert set(got) == set(lib.params)
+    for key in lib.params:
+        np.testing.assert_array_equal(got[key], lib.params[key])
+    # the history table is the library's objective record
+    rows = [ln.split() for ln in out.splitlines() if ln.strip().endswith(tuple("0123456789"))
+            and "updates" in ln]
+    assert [float(r[2]) for r in rows] == pytest.approx(lib.history_["objective"], abs=5e-7)
+    assert_user_error(capsys, "--k", "helmholtz", path, "--method", "vimco", "--k", 1)
+
+
+def test_help_and_docstring_list_every_subcommand(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["--help"])
+    text = capsys.readouterr().out
+    for cmd in ("demo", "gmm", "vae", "helmholtz", "conformance"):
+        assert f"lvmref {cmd} " in text.split("examples:")[1]
+        assert f"lvmref {cmd} " in cli.__doc__
+    assert "{demo,gmm,vae,helmholtz,conformance}" in " ".join(cli.__doc__.split())
+    with pytest.raises(SystemExit):
+        cli.main(["helmholtz", "--help"])
+    assert "vimco" in capsys.readouterr().out
+
+
+class _Terminal:
+    """A stderr that says it is a terminal and keeps what is written."""
+
+    def __init__(self):
+        self.text = ""
+
+    def isatty(self):
+        return True
+
+    def write(self, s):
+        self.text += s
+
+    def flush(self):
+        pass
+
+
+@pytest.mark.parametrize("quiet", [False, True])
+def test_training_progress_line_on_a_terminal(capsys, monkeypatch, binary, quiet):
+    _, _, path = binary
+    term = _Terminal()
+    monkeypatch.setattr(sys, "stderr", term)
+    q = ("-q",) if quiet else ()
+    assert cli.main([str(a) for a in ("vae", path, "--epochs", 3, "--latent", 1, "--hidden",
+                                      4, "--iwae-k", 2, *q)]) == 0
+    assert cli.main([str(a) for a in ("helmholtz", path, "--layers", "1", "--updates", 40,
+                                      *q)]) == 0
+    out = capsys.readouterr().out
+    if quiet:
+        assert term.text == "" and out == ""
+        return
+    lines = term.text.split("\n")
+    # one line per stage, redrawn in place with "\r", ending with the count and the time
+    assert len(lines) == 3 and lines[2] == ""
+    assert lines[0].startswith("\rtraining") and "3/3 epochs  in " in lines[0]
+    assert "train_ELBO" in lines[0]
+    assert lines[1].startswith("\rtraining") and "40/40 updates  in " in lines[1]
+    assert "ELBO per row by epoch" in out and "mean log w" in out

@@ -1428,3 +1428,108 @@ def test_stepwise_functions_refuse_bad_input():
     back = gmm.m_step_statistics(gmm.statistics_from_params(g._get_params()), "full", 0.0)
     np.testing.assert_allclose(back["means"], g.means_, rtol=1e-13)
     np.testing.assert_allclose(back["covariances"], g.covariances_, rtol=1e-12)
+
+
+# ------------------------------------------------------------ issue 15: hardening (appended)
+
+def _two_blobs(seed=3):
+    rng = np.random.default_rng(seed)
+    return np.vstack([rng.normal(0, 1, (20, 2)), rng.normal(4, 1, (20, 2))])
+
+
+def _fitted_params(X, ct="full"):
+    g = gmm.GaussianMixture(2, covariance_type=ct, random_state=0).fit(X)
+    return {"weights": g.weights_, "means": g.means_,
+            "precisions_cholesky": g.precisions_cholesky_}
+
+
+def test_reduce_flags_and_q_are_checked_by_name():
+    X = _two_blobs()
+    p = _fitted_params(X)
+    q, _ = gmm.e_step(p, X)
+    for fn, args in ((gmm.elbo, (p, X, q)), (gmm.kl_to_posterior, (p, X, q)),
+                     (gmm.log_likelihood, (p, X))):
+        with pytest.raises(TypeError, match="reduce must be True or False"):
+            fn(*args, reduce="no")
+    # entries above 1 (here 1e308, whose row sums overflow) are not a distribution
+    with pytest.raises(ValueError, match="q must be row-stochastic"):
+        gmm.elbo(p, X, np.full_like(q, 1e308))
+    bad = dict(p, weights=np.array([np.nan, 1.0]))  # checked although log_gaussian_prob
+    with pytest.raises(ValueError, match=r"params\['weights'\] contains NaN"):  # ignores it
+        gmm.log_gaussian_prob(bad, X, "full")
+
+
+def test_far_rows_give_minus_inf_elbo_and_a_clear_kl_error():
+    X = _two_blobs()
+    p = _fitted_params(X)
+    far = np.vstack([X[:3], np.full((1, 2), 1e308)])
+    q = np.full((4, 2), 0.5)
+    per_row = gmm.elbo(p, far, q, reduce=False)
+    # log N(1e308 | mu, Sigma) ~ -0.5 * 1e616: below the float64 range, so -inf exactly
+    assert per_row[3] == -np.inf
+    np.testing.assert_array_equal(per_row[:3], gmm.elbo(p, X[:3], q[:3], reduce=False))
+    with pytest.raises(ValueError, match="X row 3 is too far from every component"):
+        gmm.kl_to_posterior(p, far, q)
+
+
+def test_one_point_cluster_duplicates_collinear_and_float32():
+    # one-point cluster: mean = the point x N/(N + 10 eps) (eq. 15's guard, N = 1) and
+    # covariance = reg_covar I plus the guard's scatter (x - mean)^2 ~ (2e-15 x)^2
+    eps = np.finfo(float).eps
+    X = np.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [7.0, 3.0]])
+    resp = np.zeros((4, 2))
+    resp[:3, 0] = resp[3, 1] = 1.0
+    out = gmm.m_step(X, resp, "full", reg_covar=1e-3)
+    np.testing.assert_allclose(out["means"][1], X[3] / (1.0 + 10 * eps), rtol=2 * eps)
+    np.testing.assert_allclose(out["covariances"][1], 1e-3 * np.eye(2), rtol=2 * eps,
+                               atol=(20 * eps * 7.0) ** 2)
+    # duplicated points, diag: the variance of {a, a, b, b} per feature is ((a-b)/2)^2
+    D = np.repeat(np.array([[1.0, 2.0], [3.0, 6.0]]), 2, axis=0)
+    out = gmm.m_step(D, np.ones((4, 1)), "diag", reg_covar=0.0)
+    np.testing.assert_allclose(out["covariances"][0], [1.0, 4.0], rtol=1e-15)
+    # collinear data: singular without reg_covar (named), regularised with it
+    t = np.linspace(-1, 1, 9)
+    L = np.stack([t, 2 * t], axis=1)
+    with pytest.raises(ValueError, match=r"reg_covar=0\b.*increase reg_covar"):
+        gmm.m_step(L, np.ones((9, 1)), "full", reg_covar=0.0)
+    out = gmm.m_step(L, np.ones((9, 1)), "full", reg_covar=1e-6)
+    ref = np.cov(L, rowvar=False, bias=True) + 1e-6 * np.eye(2)
+    np.testing.assert_allclose(out["covariances"][0], ref, rtol=1e-12, atol=1e-18)
+    # float32 input is converted on a copy: the same numbers as its float64 values
+    X32 = _two_blobs().astype(np.float32)
+    r = np.random.default_rng(0).dirichlet(np.ones(2), size=40)
+    a, b = gmm.m_step(X32, r), gmm.m_step(X32.astype(np.float64), r)
+    for key in a:
+        np.testing.assert_array_equal(a[key], b[key])
+
+
+def test_overflowing_weights_and_statistics_name_the_argument():
+    X = _two_blobs()
+    p = _fitted_params(X)
+    w = np.full(40, 1e308)  # each weight is finite, their total is not
+    with pytest.raises(ValueError, match="sample_weight too large"):
+        gmm.sufficient_statistics(p, X, sample_weight=w)
+    with pytest.raises(ValueError, match="sample_weight too large"):
+        gmm.GaussianMixture(2, random_state=0).fit(X, sample_weight=w)
+    # weights scaled by a power of two: the same fit (frequency weights are relative)
+    a = gmm.GaussianMixture(2, random_state=0).fit(X, sample_weight=np.arange(1.0, 41.0))
+    b = gmm.GaussianMixture(2, random_state=0).fit(X, sample_weight=np.arange(1.0, 41.0)
+                                                   * 2.0**1000)
+    np.testing.assert_allclose(b.means_, a.means_, rtol=1e-12)
+    stats = gmm.sufficient_statistics(p, X)
+    huge = stats._replace(sums=np.full_like(stats.sums, 1e308), nk=np.full(2, 1e-10))
+    with pytest.raises(ValueError, match=r"stats\.sums too large for stats\.nk"):
+        gmm.m_step_statistics(huge)
+    with pytest.raises(ValueError, match=r"stats\.nk too large"):
+        gmm.m_step_statistics(stats._replace(nk=np.full(2, 1e308)))
+    with pytest.raises(ValueError, match="^stats: "):  # rank one: singular, named
+        gmm.m_step_statistics(stats._replace(scatter=np.full_like(stats.scatter, 1e300)))
+
+
+def test_huge_data_fit_names_X():
+    X = _two_blobs()
+    for cls in (gmm.GaussianMixture,):
+        with pytest.raises(ValueError, match="X values too large"):
+            cls(2, random_state=0).fit(np.full((40, 2), 1e308))
+        with pytest.raises(ValueError, match="X values too large"):
+            cls(2, random_state=0).fit(X * 1e200)

@@ -586,3 +586,197 @@ def test_given_resp_init_is_read_chunk_by_chunk():
         mixture.initial_moments(X, 3, "kmeans||", 0)
     with pytest.raises(ValueError, match="sample_size must be >= 1"):
         mixture.initial_moments(X, 3, "kmeans", 0, sample_size=0)
+
+
+# ------------------------------------------------------------ issue 15: hardening (appended)
+
+def test_covariance_shape_names_bad_arguments():
+    assert mixture.covariance_shape("diag", 3, 2) == (3, 2)
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        mixture.covariance_shape("banana", 2, 3)
+    with pytest.raises(ValueError, match="n_components must be >= 1"):
+        mixture.covariance_shape("full", 0, 3)
+    with pytest.raises(TypeError, match="n_features must be an integer"):
+        mixture.covariance_shape("full", 2, 2.5)
+
+
+def test_triangular_inverse_checks_and_inverts():
+    rng = np.random.default_rng(0)
+    t = np.triu(rng.normal(size=(4, 4))) + 3 * np.eye(4)
+    inv = mixture.triangular_inverse(t, lower=False)
+    np.testing.assert_array_equal(np.tril(inv, -1), 0.0)      # exact zeros below
+    ref = np.linalg.inv(t)
+    cond = np.linalg.cond(t)
+    assert np.max(np.abs(inv - ref)) <= 16 * cond * np.finfo(float).eps * np.max(np.abs(ref))
+    with pytest.raises(ValueError, match="t must be upper triangular"):
+        mixture.triangular_inverse(t.T, lower=False)
+    with pytest.raises(ValueError, match="t must be a square matrix"):
+        mixture.triangular_inverse(t[:3], lower=False)
+    with pytest.raises(ValueError, match="t contains NaN"):
+        mixture.triangular_inverse(np.triu(np.full((2, 2), np.nan)), lower=False)
+    with pytest.raises(TypeError, match="lower must be True or False"):
+        mixture.triangular_inverse(t, lower=1)
+    with pytest.raises(ValueError, match="t: triangular factor is singular"):
+        mixture.triangular_inverse(np.diag([1.0, 0.0]), lower=True)
+    # non-singular, but 1 / 1e-310 overflows float64
+    with pytest.raises(ValueError, match="t: the inverse of the triangular factor overflows"):
+        mixture.triangular_inverse(np.diag([1.0, 1e-310]), lower=True)
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_factor_helpers_validate_and_agree_with_numpy(ct):
+    rng = np.random.default_rng(1)
+    k, d = 3, 2
+    cov = random_covariances(rng, ct, k, d)
+    u = compute_precision_cholesky(cov, ct)
+    dense_u = dense_cov(u, ct, k, d) if ct in ("full", "tied") else None
+    got_cov = mixture.covariances_from_cholesky(u, ct)
+    got_prec = mixture.precisions_from_cholesky(u, ct)
+    got_logdet = mixture.log_det_cholesky(u, ct, d)
+    # independent: the dense precision matrices U U^T and NumPy's inverse / slogdet
+    if ct in ("full", "tied"):
+        lam = dense_u @ np.swapaxes(dense_u, 1, 2)
+    else:
+        lam = np.einsum("kd,de->kde", np.broadcast_to(
+            (u**2)[:, None] if ct == "spherical" else u**2, (k, d)), np.eye(d))
+    dense = dense_cov(cov, ct, k, d)
+    np.testing.assert_allclose(dense_cov(got_cov, ct, k, d), dense, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(dense_cov(got_prec, ct, k, d) if ct != "diag" else
+                               np.einsum("kd,de->kde", got_prec, np.eye(d)), lam,
+                               rtol=1e-12, atol=0)
+    np.testing.assert_allclose(np.broadcast_to(got_logdet, (k,)),
+                               0.5 * np.linalg.slogdet(lam)[1], rtol=1e-12)
+    for fn in (mixture.covariances_from_cholesky, mixture.precisions_from_cholesky):
+        with pytest.raises(ValueError, match="covariance_type must be one of"):
+            fn(u, "banana")
+        bad = np.array(u, dtype=float)
+        bad.flat[0] = np.nan
+        with pytest.raises(ValueError, match="precisions_cholesky contains NaN"):
+            fn(bad, ct)
+        with pytest.raises(ValueError, match="precisions_cholesky must"):
+            fn(-np.abs(u), ct)
+    with pytest.raises(ValueError, match="n_features=3 does not match") if ct != "spherical" \
+            else pytest.raises(ValueError, match="n_features must be >= 1"):
+        mixture.log_det_cholesky(u, ct, 3 if ct != "spherical" else 0)
+
+
+def test_log_det_cholesky_refuses_an_unknown_type():
+    """Issue 15: log_det_cholesky(np.ones(2), "banana", 3) returned [0, 0]."""
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        mixture.log_det_cholesky(np.ones(2), "banana", 3)
+    with pytest.raises(ValueError, match="precisions_cholesky must be 3-D"):
+        mixture.log_det_cholesky(np.ones(2), "full", 2)
+
+
+def test_factor_overflow_is_a_clear_error():
+    with pytest.raises(ValueError, match="precisions_cholesky too large"):
+        mixture.precisions_from_cholesky(np.array([1e200, 1.0]), "spherical")
+    with pytest.raises(ValueError, match="precisions_cholesky is numerically singular"):
+        mixture.covariances_from_cholesky(np.array([[1e-200, 1.0]]), "diag")
+    # a rank-one matrix of huge entries: not positive definite, named, no FloatingPointError
+    with pytest.raises(ValueError, match=r"covariances\[0\] \(component 0\)"):
+        compute_precision_cholesky(np.full((1, 2, 2), 1e308), "full")
+    u = compute_precision_cholesky(np.eye(2)[None], "full")
+    with pytest.raises(ValueError, match=r"covariances\[0\] is not positive definite"):
+        mixture.check_covariances(np.full((1, 2, 2), 1e308), u, "full")
+    with pytest.raises(ValueError, match="covariance_type must be one of"):
+        mixture.check_covariances(np.eye(2)[None], u, "banana")
+    with pytest.raises(ValueError, match="precisions_cholesky must be upper triangular"):
+        mixture.check_covariances(np.eye(2)[None], np.ones((1, 2, 2)), "full")
+
+
+def test_kmeans_on_huge_duplicates_names_X_and_on_moderate_scale_is_exact():
+    X = np.full((3, 2), 1e308)  # the mean of a cluster overflows
+    with pytest.raises(ValueError, match="X values too large"):
+        mixture.kmeans(X, 1, rng=0)
+    # Scaling by a power of two is exact: the same labels at 2^500 times the scale.
+    rng = np.random.default_rng(2)
+    Y = np.vstack([rng.normal(0, 1, (10, 2)), rng.normal(6, 1, (10, 2))])
+    np.testing.assert_array_equal(mixture.kmeans(Y * 2.0**500, 2, rng=4),
+                                  mixture.kmeans(Y, 2, rng=4))
+    with pytest.raises(ValueError, match="X must be 2-D"):
+        mixture.kmeans(Y[:, 0], 2, rng=0)
+
+
+def test_kmeans_with_duplicate_points_labels_identical_rows_alike():
+    X = np.repeat(np.array([[0.0, 0.0], [5.0, 5.0], [0.0, 9.0]]), 4, axis=0)
+    labels = mixture.kmeans(X, 3, rng=0)
+    for g in range(3):  # each group of 4 identical rows: one label, a different one each
+        assert len(set(labels[4 * g:4 * g + 4])) == 1
+    assert len(set(labels)) == 3
+
+
+def test_fit_scale_limit_is_sqrt_dblmax_over_4w():
+    from lvmref.gmm import GaussianMixture
+
+    rng = np.random.default_rng(5)
+    X = np.vstack([rng.normal(-1, 0.5, (20, 2)), rng.normal(1, 0.5, (20, 2))])
+    limit = np.sqrt(np.finfo(float).max / (4 * 40))
+    e = int(np.floor(np.log2(limit / np.max(np.abs(X)))))  # largest exact scale below it
+    base = GaussianMixture(2, random_state=0).fit(X)
+    big = GaussianMixture(2, random_state=0, reg_covar=1e-6 * 4.0**e).fit(X * 2.0**e)
+    # EM is equivariant under x -> c x (with reg_covar -> c^2 reg_covar); c = 2^e is exact
+    # in binary, and only the log-determinant constants (shifted by d e log 2 for every
+    # component alike) round differently: parameters agree to rounding (measured 1e-15;
+    # 1e-12 leaves room for the rounding of the 2 iterations to compound).
+    np.testing.assert_allclose(big.means_ / 2.0**e, base.means_, rtol=1e-12, atol=0)
+    np.testing.assert_allclose(big.covariances_ / 4.0**e, base.covariances_, rtol=1e-12)
+    np.testing.assert_allclose(big.weights_, base.weights_, rtol=1e-12)
+    assert np.all(np.isfinite(big.precisions_cholesky_))
+    with pytest.raises(ValueError, match=r"X values too large for EM.*sqrt\(DBL_MAX / \(4 W\)"):
+        GaussianMixture(2, random_state=0).fit(X * 2.0 ** (e + 2))
+
+
+@pytest.mark.parametrize("cls_name", ["GaussianMixture", "BayesianGaussianMixture"])
+def test_estimators_repr_and_path_and_seed_errors(cls_name, tmp_path):
+    from lvmref.gmm import GaussianMixture
+    from lvmref.vbgmm import BayesianGaussianMixture
+
+    cls = {"GaussianMixture": GaussianMixture,
+           "BayesianGaussianMixture": BayesianGaussianMixture}[cls_name]
+    m = cls(3, covariance_type="diag", tol=1e-4)
+    text = repr(m)
+    assert text.startswith(f"{cls_name}(") and "n_components=3" in text
+    # scikit-learn style: only the non-default arguments, and it rebuilds the estimator
+    assert eval(text, {cls_name: cls}).get_params() == m.get_params()
+    assert repr(cls()) == f"{cls_name}()"
+    X = np.random.default_rng(0).normal(size=(30, 2))
+    with pytest.raises(TypeError, match="random_state must be"):
+        cls(2, random_state="abc").fit(X)
+    with pytest.raises(TypeError, match="random_state must be"):
+        cls(2).set_params(random_state="abc").fit(X)
+    fitted = cls(2, random_state=0, max_iter=200).fit(X)
+    for bad in (None, 123, ["a"]):
+        with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+            fitted.save(bad)
+        with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+            cls.load(bad)
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        fitted.save(tmp_path / "nodir" / "m.npz")
+    with pytest.raises(ValueError, match="is a directory"):
+        cls.load(tmp_path)
+    with pytest.raises(FileNotFoundError):
+        cls.load(tmp_path / "missing.npz")
+
+
+def test_kmeans_plusplus_distance_sum_overflow_names_X():
+    # every distance is finite (< 1.8e308) but their sum over 40 rows is not
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 2)) * 1e153
+    with pytest.raises(ValueError, match="X values too large: the squared distances"):
+        mixture.kmeans_plusplus(X, 2, rng=0)
+
+
+@pytest.mark.parametrize("cls_name", ["GaussianMixture", "BayesianGaussianMixture"])
+def test_chunked_fit_of_huge_data_names_X(cls_name):
+    from lvmref.gmm import GaussianMixture
+    from lvmref.vbgmm import BayesianGaussianMixture
+
+    cls = {"GaussianMixture": GaussianMixture,
+           "BayesianGaussianMixture": BayesianGaussianMixture}[cls_name]
+    X = np.full((40, 2), 1e308)
+    X[::2] *= -1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no RuntimeWarning on the way to the error either
+        with pytest.raises(ValueError, match="^X (or resp )?values too large"):
+            cls(2, random_state=0, chunk_size=7).fit(X)

@@ -1601,3 +1601,75 @@ def test_chunked_prior_errors_match_the_in_memory_ones(tmp_path):
     bad[17, 1] = np.inf
     with pytest.raises(ValueError, match=r"X contains NaN or infinite values \(first in row 17"):
         V.BayesianGaussianMixture(2, chunk_size=7).fit(bad)
+
+
+# ------------------------------------------------------------ issue 15: hardening (appended)
+
+def _hardening_blobs(seed=3):
+    rng = np.random.default_rng(seed)
+    return np.vstack([rng.normal(0, 1, (20, 2)), rng.normal(4, 1, (20, 2))])
+
+
+def test_concentrations_whose_sum_overflows_are_named():
+    for conc in (np.array([1e308, 1e308]), np.full((2, 2), 1e308)):
+        with pytest.raises(ValueError, match="weight_concentration too large"):
+            V.expected_log_weights(conc)
+    with pytest.raises(ValueError, match="weight_concentration too large"):
+        V.kl_dirichlet(np.array([1e308, 1e308]), 0.5)
+    with pytest.raises(ValueError, match="weight_concentration too large"):
+        V.kl_stick_breaking(np.full((2, 2), 1e308), 0.5)
+    with pytest.raises(TypeError, match="weight_concentration_prior must be a number"):
+        V.kl_dirichlet(np.array([3.0, 4.0]), True)
+    # extreme but valid: psi(a) - psi(a + b) for a, b ~ 1e300, against mpmath
+    import mpmath
+
+    a = np.array([1e300, 3e300])
+    got = V.expected_log_weights(a)
+    mpmath.mp.dps = 30
+    ref = [float(mpmath.digamma(mpmath.mpf(x)) - mpmath.digamma(mpmath.mpf(4e300)))
+           for x in a]
+    # a difference of two digammas of ~691: each rounded to eps * 691 in float64
+    np.testing.assert_allclose(got, ref, rtol=0,
+                               atol=4 * np.finfo(float).eps * float(mpmath.digamma(4e300)))
+
+
+def test_kl_dirichlet_beyond_the_float_range_is_a_clear_error():
+    # Sum finite, but gammaln(sum) ~ 1.4e310 overflows: the KL cannot be formed
+    with pytest.raises(ValueError, match="weight_concentration too large: the terms"):
+        V.kl_dirichlet(np.array([1e307, 1e307]), 0.5)
+
+
+def test_m_step_and_make_state_name_the_mismatched_argument():
+    X = _hardening_blobs()
+    prior = V.make_prior(X, 2)
+    resp = np.random.default_rng(0).dirichlet(np.ones(2), size=40)
+    with pytest.raises(ValueError, match="X has 3 features but the prior was made for 2"):
+        V.m_step(np.hstack([X, X[:, :1]]), resp, prior)
+    with pytest.raises(ValueError, match="X values too large"):
+        V.m_step(np.full((40, 2), 1e308), resp, prior)
+    state = V.m_step(X, resp, prior)
+    with pytest.raises(ValueError, match=r"scale_inv must have shape \(2, 3, 3\).*means of "
+                                         r"shape \(2, 3\)"):
+        V.make_state(state["weight_concentration"], state["mean_precision"],
+                     np.hstack([state["means"], state["means"][:, :1]]),
+                     state["degrees_of_freedom"], np.tile(np.eye(2), (2, 1, 1)))
+
+
+def test_huge_data_and_weights_name_the_argument():
+    X = _hardening_blobs()
+    with pytest.raises(ValueError, match="X values too large"):
+        V.make_prior(np.full((40, 2), 1e308), 2)
+    with pytest.raises(ValueError, match="X values too large"):
+        V.BayesianGaussianMixture(2, random_state=0).fit(np.full((40, 2), 1e308))
+    with pytest.raises(ValueError, match="sample_weight too large"):
+        V.BayesianGaussianMixture(2, random_state=0).fit(X, sample_weight=np.full(40, 1e308))
+    bgm = V.BayesianGaussianMixture(2, random_state=0, max_iter=20).fit(X)
+    with pytest.raises(ValueError, match="sample_weight too large"):
+        V.sufficient_statistics(bgm.state_, X, sample_weight=np.full(40, 1e308))
+    stats = V.sufficient_statistics(bgm.state_, X)
+    big = stats._replace(sums=np.full_like(stats.sums, 1e300),
+                         scatter=np.full_like(stats.scatter, 1e300))
+    with pytest.raises(ValueError, match="^stats"):
+        V.m_step_statistics(big, bgm.prior_)
+    with pytest.raises(ValueError, match="^stats"):
+        V.lower_bound_statistics(bgm.state_, big, bgm.prior_)
