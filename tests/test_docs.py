@@ -274,3 +274,12 @@ def test_site_builds_without_warnings_and_reads_well(tmp_path, ext, checker, chr
     html = (out / "models" / "helmholtz.html").read_text()
     for tag in ext.module_tags("lvmref.helmholtz"):
         assert f'id="equation-helmholtz-{tag.strip()}"' in html
+
+
+def test_markdown_section_keeps_paragraphs_and_wrapped_code_spans(ext):
+    out = ext.markdown_section_to_rst(["Text with `a", "b` span.", "", "| x | y |",
+                                       "|---|---|", "| 1 | 2 |", "", "After."])
+    assert out[0] == "Text with ``a b`` span."
+    assert out[2:4] == [".. list-table::", "   :header-rows: 1"]
+    assert "   * - 1" in out and "     - 2" in out
+    assert out[-2:] == ["After.", ""]

@@ -574,10 +574,38 @@ def markdown_table_to_rst(lines: list[str]) -> list[str]:
         rows.append([_md_inline(c) for c in cells])
     if not rows:
         return []
-    out = [".. list-table::", "   :header-rows: 1", "   :widths: 30 25 45", ""]
+    out = [".. list-table::", "   :header-rows: 1"]
+    out += ["   :widths: 30 25 45", ""] if len(rows[0]) == 3 else [""]
     for row in rows:
         for j, cell in enumerate(row):
             out.append(("   * - " if j == 0 else "     - ") + (cell or ".."))
+    return out
+
+
+def markdown_section_to_rst(lines: list[str]) -> list[str]:
+    """Paragraphs and pipe tables of a README section, in order, as reST."""
+    out, para, table = [], [], []
+
+    def flush():
+        if para:
+            out.extend([_md_inline(" ".join(para)), ""])  # a code span may wrap lines
+            para.clear()
+        if table:
+            out.extend([*markdown_table_to_rst(table), ""])
+            table.clear()
+
+    for line in lines:
+        if line.startswith("|"):
+            if para:
+                flush()
+            table.append(line)
+        elif not line.strip():
+            flush()
+        else:
+            if table:
+                flush()
+            para.append(line.strip())
+    flush()
     return out
 
 
@@ -591,9 +619,13 @@ def write_generated_pages(app):
     if not table:
         logger.warning("README.md has no '## Validation results' table; the validation "
                        "page is empty")
-    intro = [_md_inline(x) for x in section if x.strip() and not x.startswith("|")]
     _write_if_changed(gen / "validation_table.rst.inc",
-                      "\n".join([" ".join(intro), "", *table, ""]))
+                      "\n".join(markdown_section_to_rst(section)))
+
+    speed = readme_section(readme, "Speed") if readme.exists() else []
+    _write_if_changed(gen / "speed_table.rst.inc", "\n".join(
+        markdown_section_to_rst(speed) if speed else
+        [".. note::", "", "   README.md has no \"Speed\" section.", ""]))
 
     demo_dir = os.environ.get("LVMREF_DEMO_DIR")
     figdir = gen / "demo"
