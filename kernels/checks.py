@@ -28,6 +28,7 @@ __all__ = [
     "check_flag",
     "check_axis",
     "check_sample_weight",
+    "check_path",
 ]
 
 
@@ -203,3 +204,19 @@ def check_sample_weight(sample_weight, n_rows: int, name: str = "sample_weight")
     if not np.any(w > 0.0):
         raise ValueError(f"{name} must not be all zero (at least one positive weight)")
     return w
+
+
+def check_path(path, name: str = "path"):
+    """``path`` (a ``str`` or ``os.PathLike``, not empty) as a ``pathlib.Path``.
+
+    Whether the file or its directory exists is the caller's business (a missing file is
+    ``FileNotFoundError`` by the persistence rules); this refuses what is not a path at all.
+    """
+    import os
+    from pathlib import Path
+
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or path-like, got {type(path).__name__}")
+    if isinstance(path, str) and not path.strip():
+        raise ValueError(f"{name} must not be empty")
+    return Path(path)
