@@ -397,7 +397,7 @@ def vae_cases(tmp_path):
         Case("vae.init_params", V.init_params, {"arch": arch, "rng": 0, "scheme": "torch"},
              {"arch": "instance", "rng": "rng", "scheme": ("choice", "torch")}),
         Case("vae.log_prior", V.log_prior, {"z": z}, {"z": "array"},
-             accept={"z": ("ndim-1", "shape")}),  # any (..., K)
+             accept={"z": ("ndim-1", "ndim+1", "shape")}),  # any (..., K), 1 <= ndim <= 3
         Case("vae.log_likelihood", V.log_likelihood,
              {"params": p, "x": x, "z": z3, "arch": arch},
              {"params": "params", "x": "binary", "z": "array", "arch": "instance"},
@@ -425,7 +425,8 @@ def vae_cases(tmp_path):
         Case("vae.elbo_grad_reinforce", V.elbo_grad_reinforce,
              {"params": p, "x": x, "eps": eps3, "arch": arch, "baseline": "loo",
               "kl": "mc"},
-             {**pxe, "baseline": ("choice", "loo"), "kl": ("choice", "mc")}, aliases=al),
+             {**pxe, "baseline": ("choice", "loo"), "kl": ("choice", "mc")}, aliases=al,
+             accept={"baseline": ("int",)}),  # a number is a constant baseline
         Case("vae.elbo_grad_reinforce(z)", V.elbo_grad_reinforce,
              {"params": p, "x": x, "eps": None, "arch": arch, "z": z,
               "baseline": np.zeros(n)}, {"z": "array", "baseline": "array"},
@@ -446,8 +447,14 @@ def vae_cases(tmp_path):
              {"params": p, "x": x, "arch": arch, "n_steps": 3, "lr": 0.1, "lr_final": 0.01,
               "k": 2, "rng": 0, "init": (mean, log_var), "kl": "mc"},
              {"params": "params", "x": "binary", "arch": "instance", "n_steps": "count",
-              "lr": "positive", "lr_final": "positive", "k": "count", "rng": "rng",
-              "init": "instance", "kl": ("choice", "mc")}, aliases=al),
+              "lr_final": "positive", "k": "count", "rng": "rng", "init": "instance",
+              "kl": ("choice", "mc")}, aliases=al,
+             accept={"lr_final": ("huge",)}),  # refused: lr_final > lr (the step decays)
+        # an absurd step size (lr = 1e300) makes the optimisation diverge: a
+        # FloatingPointError is the designed outcome there (as in VAE.fit)
+        Case("vae.fit_local(lr)", V.fit_local,
+             {"params": p, "x": x, "arch": arch, "n_steps": 3, "lr": 0.1, "lr_final": 1e-5,
+              "rng": 0}, {"lr": "positive"}, raises=(FloatingPointError,)),
         Case("vae.amortization_gap", V.amortization_gap,
              {"params": p, "x": x, "arch": arch, "k_eval": 3, "rng": 0, "n_steps": 2},
              {"params": "params", "x": "binary", "arch": "instance", "k_eval": "count",
@@ -493,13 +500,19 @@ def vae_cases(tmp_path):
               "params": p, "init": "torch", "objective": "elbo", "estimator": "reinforce",
               "kl": "mc", "k": 2, "baseline": "loo", "verbose": False, "callback": None},
              {"x": "binary", "x_test": "binary", "n_epochs": "count", "batch_size": "count",
-              "lr": "positive", "rng": "rng", "params": "params", "init": ("choice", "torch"),
+              "rng": "rng", "params": "params", "init": ("choice", "torch"),
               "objective": ("choice", "elbo"), "estimator": ("choice", "reinforce"),
               "kl": ("choice", "mc"), "k": "count", "baseline": ("choice", "loo"),
-              "verbose": "flag", "callback": "instance"}, aliases=al),
+              "verbose": "flag", "callback": "instance"}, aliases=al,
+             accept={"baseline": ("int",)}),  # a number is a constant baseline
+        Case("vae.VAE.fit(lr)", V.VAE(5, 2, (3,)).fit,
+             {"x": x, "n_epochs": 1, "batch_size": 2, "lr": 0.01, "rng": 0, "k": 2,
+              "estimator": "stl"}, {"lr": "positive"},
+             raises=(FloatingPointError,)),  # lr = 1e300 diverges: fit's FloatingPointError
         Case("vae.VAE.fit(fast)", V.VAE(5, 2, (3,)).fit,
              {"x": x, "n_epochs": 2, "batch_size": 2, "lr": 0.01, "rng": 0},
-             {"x": "binary", "lr": "positive"}),
+             {"x": "binary", "lr": "positive"},
+             raises=(FloatingPointError,)),  # lr = 1e300 diverges: fit's FloatingPointError
         Case("vae.VAE.encode", vae.encode, {"x": x, "params": None}, {"x": "binary"}),
         Case("vae.VAE.decode", vae.decode, {"z": z, "params": p, "raw": True},
              {"z": "array", "params": "params", "raw": "flag"}, aliases=al,
