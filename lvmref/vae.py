@@ -1139,9 +1139,10 @@ def fit_local(params, x, arch, *, n_steps=500, lr=1e-2, lr_final=1e-4, k=1, rng=
         _, (_, g_mean, g_lv) = _elbo_q(params, x, phi["mean"], phi["log_var"], eps3, arch, kl,
                                        True)
         opt.step({"mean": g_mean, "log_var": g_lv}, sign=-1.0)
-    if not (np.all(np.isfinite(phi["mean"])) and np.all(np.isfinite(phi["log_var"]))):
-        raise FloatingPointError(f"fit_local diverged (non-finite q parameters); lower lr "
-                                 f"= {lr:g}")
+        if not (np.all(np.abs(phi["mean"]) <= _MAX_ABS)                # NaN fails too
+                and np.all(np.abs(phi["log_var"]) <= 2 * np.log(_MAX_ABS))):
+            raise FloatingPointError(f"fit_local diverged at step {step + 1} (q parameters "
+                                     f"beyond |mean| <= 1e150, sd <= 1e150); lower lr = {lr:g}")
     return phi["mean"], phi["log_var"]
 
 
