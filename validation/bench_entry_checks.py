@@ -86,6 +86,7 @@ def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--ref", default="main", help="git revision of the peer (default main)")
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--only", default="", help="run the workloads whose name contains this")
     args = ap.parse_args(argv)
     if args.repeats < 5:
         ap.error("--repeats must be >= 5 (medians of at least 5 runs)")
@@ -98,7 +99,7 @@ def main(argv=None):
         print(f"{'workload':55s} {'first ours':>10s} {'first peer':>10s} {'ours s':>8s} "
               f"{'peer s':>8s} {'ours/peer':>9s}")
         ratios = []
-        for name in ours:
+        for name in [w for w in ours if args.only in w]:
             first = []
             for fn in (ours[name], peer[name]):
                 t = time.perf_counter()
