@@ -28,7 +28,6 @@ __all__ = [
     "check_flag",
     "check_axis",
     "check_sample_weight",
-    "check_path",
 ]
 
 
@@ -220,3 +219,6 @@ def check_path(path, name: str = "path"):
     if isinstance(path, str) and not path.strip():
         raise ValueError(f"{name} must not be empty")
     return Path(path)
+
+
+__all__.append("check_path")

@@ -4,7 +4,8 @@ Issue 15 (hardening) made the module-level functions of :mod:`lvmref.helmholtz` 
 their arguments; the training loops call unchecked private twins (``_sgd_update`` ...) so
 that the checks run once per call of a public function, not once per update. This script
 times the training loops of this tree ("ours") against those of a git revision ("peer",
-default ``main``) in one process: the peer's ``lvmref`` and ``kernels`` are exported with
+default the merge base of ``HEAD`` and ``main``, i.e. the code before this branch) in
+one process: the peer's ``lvmref`` and ``kernels`` are exported with
 ``git archive`` into a temporary package ``lvmref_base``.
 
 Rows: ``HelmholtzMachine.fit`` wake-sleep on 4x4 bars (1-8-16, batch 1) with the Numba
@@ -12,10 +13,11 @@ engine (200k updates) and the NumPy engine (:func:`sgd_update`, 5k updates);
 ``VAE.fit`` on the bundled binarized digits, 5 epochs, with the fused reparameterised
 step (``TrainingWorkspace``) and 1 epoch with the STL estimator (the module-level
 gradient functions). Compile time is excluded: each implementation is run once first
-(reported as "first call"). Repeats are interleaved (ours, peer, ours, ...); the table
-gives medians of ``--repeats`` (>= 5) runs. One thread for BLAS and Numba.
+(reported as "first call"). Repeats are interleaved, in alternating order (ours, peer,
+peer, ours, ...); the table gives medians of ``--repeats`` (>= 5) runs. One thread for
+BLAS and Numba.
 
-    python validation/bench_entry_checks.py [--ref main] [--repeats 5]
+    python validation/bench_entry_checks.py [--ref REV] [--repeats 5] [--only TEXT]
 """
 
 from __future__ import annotations
@@ -84,12 +86,16 @@ def workloads(pkg: str):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--ref", default="main", help="git revision of the peer (default main)")
+    ap.add_argument("--ref", default=None,
+                    help="git revision of the peer (default: the merge base of HEAD and main)")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--only", default="", help="run the workloads whose name contains this")
     args = ap.parse_args(argv)
     if args.repeats < 5:
         ap.error("--repeats must be >= 5 (medians of at least 5 runs)")
+    if args.ref is None:
+        args.ref = subprocess.run(["git", "-C", str(ROOT), "merge-base", "HEAD", "main"],
+                                  check=True, capture_output=True, text=True).stdout.strip()
     tmp = Path(tempfile.mkdtemp(prefix="lvmref-bench-"))
     try:
         export_base(args.ref, tmp)
@@ -109,8 +115,9 @@ def main(argv=None):
             if a != b:  # same seeds, same mathematics: the same numbers
                 raise SystemExit(f"{name}: ours and peer differ ({a!r} vs {b!r})")
             times = {"ours": [], "peer": []}
-            for _ in range(args.repeats):
-                for who, fn in (("ours", ours[name]), ("peer", peer[name])):
+            for rep in range(args.repeats):
+                pair = (("ours", ours[name]), ("peer", peer[name]))
+                for who, fn in pair if rep % 2 == 0 else pair[::-1]:  # no order bias
                     t = time.perf_counter()
                     fn()
                     times[who].append(time.perf_counter() - t)
