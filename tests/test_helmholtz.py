@@ -4,6 +4,7 @@ engines, persistence and bad input. (Kernels vs sgd_update: tests/kernels/test_h
 the noise protocol: tests/test_helmholtz_training.py.)"""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -874,3 +875,140 @@ def test_constructor_and_sampler_bad_input():
         m.sample(0)
     with pytest.raises(ValueError, match="k"):
         m.sample_q(np.zeros((1, 4)), 0)
+
+
+# -- issue 15: every public entry point validates (module functions, methods) ----------
+
+_A = Architecture((2, 5))
+_M = HelmholtzMachine((2, 5), rng=0)
+_X = np.array([[1.0, 0, 1, 0, 0], [0, 1, 1, 0, 1], [0, 0, 0, 0, 0]])
+_Z = np.array([[1.0, 0], [0, 1], [1, 1]])
+_Z3 = np.stack([_Z, 1 - _Z], axis=1)
+_UQ = np.full((3, 2, 2), 0.5)
+_US = np.full((3, 7), 0.5)
+
+
+def _call_with(fn, args, **bad):
+    return fn(**{**args, **bad})
+
+
+_PXZ = {"params": _M.params, "x": _X, "z": _Z, "arch": _A}
+_BAD_MODULE_CALLS = [
+    # (function, valid arguments, bad argument and value, error type, word in message)
+    (H.log_joint, _PXZ, {"x": np.full((3, 5), 0.5)}, ValueError, "x"),
+    (H.log_joint, _PXZ, {"z": np.zeros((2, 2))}, ValueError, "z"),     # rows of x
+    (H.log_joint, _PXZ, {"arch": (2, 5)}, TypeError, "arch"),
+    (H.log_joint, _PXZ, {"params": {"prior": np.zeros(2)}}, ValueError, "params"),
+    (H.log_prior, {"params": _M.params, "z": _Z, "arch": _A}, {"z": np.zeros((3, 3))},
+     ValueError, "z"),
+    (H.log_q, _PXZ, {"x": np.zeros((3, 4))}, ValueError, "x"),
+    (H.sample_prior, {"params": _M.params, "u": _US, "arch": _A}, {"u": np.ones((3, 7))},
+     ValueError, "u"),
+    (H.sample_q, {"params": _M.params, "x": _X, "u": _UQ[:, 0], "arch": _A},
+     {"u": np.full((3, 2), -0.1)}, ValueError, "u"),
+    (H.wake_grad, _PXZ, {"weights": np.ones(2)}, ValueError, "weights"),
+    (H.sleep_grad, _PXZ, {"weights": np.full(3, 1e151)}, ValueError, "weights"),
+    (H.log_weights, {**_PXZ, "z": _Z3}, {"z": _Z}, ValueError, "z"),   # needs (n, k, K)
+    (H.rws_grads, {**_PXZ, "z": _Z3}, {"z": _Z3[:, :, :1]}, ValueError, "z"),
+    (H.vimco_grads, {**_PXZ, "z": _Z3}, {"z": _Z3[:, :1]}, ValueError, "z"),  # k >= 2
+    (H.reinforce_grads, _PXZ, {"scale": 0.0}, ValueError, "scale"),
+    (H.reinforce_grads, _PXZ, {"scale": 1e-300}, ValueError, "scale"),  # signal / scale
+    (H.reinforce_grads, _PXZ, {"baseline": np.zeros(4)}, ValueError, "baseline"),
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ[:, :1], "us": _US, "arch": _A},
+     {"us": None}, TypeError, "us"),                                    # wake-sleep dreams
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ[:, :1], "us": _US, "arch": _A,
+                    "method": "vimco"}, {}, ValueError, "uq"),           # k >= 2
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ, "us": _US, "arch": _A},
+     {"lr": -1.0}, ValueError, "lr"),
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ, "us": _US, "arch": _A},
+     {"baseline": "moving-average"}, TypeError, "baseline"),
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ, "us": _US, "arch": _A},
+     {"state": {"c": 0.0}}, TypeError, "state"),
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ, "us": _US, "arch": _A,
+                    "method": "reinforce", "baseline": NVILBaseline("input-dependent")},
+     {"state": NVILState(psi={"base.W0": np.zeros((5, 1))})}, ValueError, "state.psi"),
+    (H.exact_elbo, {"params": _M.params, "x": _X, "arch": _A}, {"arch": None}, TypeError,
+     "arch"),
+    (H.init_params, {"arch": _A, "rng": 0}, {"arch": "tanh"}, TypeError, "arch"),
+]
+
+
+@pytest.mark.parametrize("fn, args, bad, err, word", _BAD_MODULE_CALLS,
+                         ids=[f"{c[0].__name__}-{'-'.join(c[2]) or 'k'}"
+                              for c in _BAD_MODULE_CALLS])
+def test_module_functions_refuse_bad_input_naming_the_argument(fn, args, bad, err, word):
+    with pytest.raises(err, match=rf"(?<![\w.]){re.escape(word)}(?![\w\[])"):
+        _call_with(fn, args, **bad)
+
+
+def test_module_functions_convert_bool_input_and_do_not_mutate_it():
+    """bool/int data give the float64 results; the caller's arrays are left alone."""
+    x, z = _X.astype(bool), _Z.astype(np.int64)
+    before = (x.copy(), z.copy(), {k: v.copy() for k, v in _M.params.items()})
+    np.testing.assert_array_equal(H.log_joint(_M.params, x, z, _A),
+                                  H.log_joint(_M.params, _X, _Z, _A))
+    H.sgd_update(_M.params, x, _UQ, _US, _A, "reweighted", 0.1, sleep=True)
+    np.testing.assert_array_equal(x, before[0])
+    np.testing.assert_array_equal(z, before[1])
+    for k, v in before[2].items():
+        np.testing.assert_array_equal(_M.params[k], v)
+
+
+def test_wake_grad_with_huge_weights_is_the_scaled_gradient():
+    """Weights up to 1e150 are valid; the gradient is linear in them, and for a power of
+    two (2**498 < 1e150 < 2**499) every product and sum scales exactly in binary floating
+    point, so the result is exactly the scaled unweighted gradient."""
+    g1 = H.wake_grad(_M.params, _X, _Z, _A)
+    for c in (2.0**400, 2.0**498):
+        gc = H.wake_grad(_M.params, _X, _Z, _A, np.full(3, c))
+        for key in g1:
+            np.testing.assert_array_equal(gc[key], c * g1[key])
+
+
+def test_sampler_refuses_rng_and_u_together():
+    """Exactly one source of randomness: the uniforms, or a generator to draw them."""
+    with pytest.raises(ValueError, match=r"rng.*\bu\b"):
+        _M.sample_q(_X, 2, rng=0, u=_UQ)
+    with pytest.raises(ValueError, match=r"rng.*\bu\b"):
+        _M.sample(3, rng=np.random.default_rng(0), u=_US)
+    # u alone reproduces the rng draw that made it
+    u = np.random.default_rng(5).random((3, 2, 2))
+    np.testing.assert_array_equal(_M.sample_q(_X, 2, u=u), _M.sample_q(_X, 2, rng=5))
+
+
+def test_repr_names_the_constructor_arguments_like_vae():
+    from lvmref.vae import VAE
+
+    m = HelmholtzMachine((2, 3, 5), hidden=(4,), activation="relu", rng=0)
+    assert repr(m) == ("HelmholtzMachine(layer_sizes=(2, 3, 5), hidden=(4,), "
+                       "recognition_hidden=(), activation='relu')")
+    back = eval(repr(m), {"HelmholtzMachine": HelmholtzMachine})   # noqa: S307 - our repr
+    assert back.arch == m.arch
+    assert eval(repr(VAE(5, 2, (3,))), {"VAE": VAE}).arch == VAE(5, 2, (3,)).arch  # noqa: S307
+
+
+def test_architecture_layer_index_and_constructor_argument_names():
+    a = Architecture((1, 2, 4))
+    assert a.gen(1).sizes == (2, 4) and a.rec(0).sizes == (2, 1)
+    for l, err in ((2, ValueError), (-1, ValueError), (0.0, TypeError), (True, TypeError)):
+        with pytest.raises(err, match=r"\bl\b"):
+            a.gen(l)
+    with pytest.raises(ValueError, match="init_scale"):
+        HelmholtzMachine((2, 5), init_scale=-1.0)
+    with pytest.raises(ValueError, match=r"\bv\b"):
+        NVILState(v=-1.0)
+    with pytest.raises(TypeError, match="psi"):
+        NVILState(psi=[np.zeros(2)])
+    with pytest.raises(TypeError, match="arch"):
+        NVILBaseline("input-dependent").init_state((2, 5), 0)
+
+
+def test_save_and_load_refuse_what_is_not_a_path(tmp_path):
+    for bad, err in ((None, TypeError), (3, TypeError), (b"m.npz", TypeError),
+                     ("", ValueError)):
+        with pytest.raises(err, match="path"):
+            _M.save(bad)
+        with pytest.raises(err, match="path"):
+            HelmholtzMachine.load(bad)
+    with pytest.raises(FileNotFoundError):
+        _M.save(tmp_path / "no-such-dir" / "m")

@@ -1252,3 +1252,108 @@ def test_fit_on_a_memory_map_is_the_fit_on_the_array(tmp_path):
     np.save(tmp_path / "n.npy", nan)
     with pytest.raises(ValueError, match=r"x contains NaN or infinite values \(first in row 90"):
         VAE(12, 3).fit(np.load(tmp_path / "n.npy", mmap_mode="r"), n_epochs=1)
+
+
+# -- issue 15: bad input named, extreme-but-valid input exact ---------------------------
+
+_HV = VAE(5, 2, (3,))
+_HP = _HV.init_params(0)
+_HX = np.array([[1.0, 0, 1, 0, 0], [0, 1, 1, 0, 1], [0, 0, 0, 0, 0]])
+
+
+def test_fit_local_refuses_a_growing_step_size_instead_of_nan():
+    """lr_final = 1e300 made the "decaying" schedule grow to 1e300 and returned NaN."""
+    with pytest.raises(ValueError, match="lr_final"):
+        V.fit_local(_HP, _HX, _HV.arch, n_steps=5, lr_final=1e300, rng=0)
+    with pytest.raises(ValueError, match="lr_final"):
+        _HV.fit_local(_HP, _HX, n_steps=5, lr=1e-5, rng=0)      # default lr_final = 1e-4
+    mean, log_var = V.fit_local(_HP, _HX, _HV.arch, n_steps=5, lr=1e-3, lr_final=1e-3, rng=0)
+    assert np.all(np.isfinite(mean)) and np.all(np.isfinite(log_var))
+
+
+def test_fit_local_reports_divergence_instead_of_returning_nan():
+    """An absurd step size (one Adam step moves every coordinate by about lr) diverges;
+    with floating-point errors ignored that would be a NaN result, now an error."""
+    with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match="lower lr"):
+        V.fit_local(_HP, _HX, _HV.arch, n_steps=3, lr=1e300, lr_final=1.0, rng=0)
+
+
+def test_log_prior_of_huge_latents_is_the_closed_form():
+    """log N(z | 0, I) = -(K log(2 pi) + |z|^2) / 2: finite while |z|^2 is, else -inf."""
+    K = 2
+    z = np.array([[1e153, 0.0], [1e200, 1.0], [-1e308, 0.0]])
+    got = V.log_prior(z)
+    assert got[0] == -0.5 * (K * np.log(2 * np.pi) + 1e306)
+    assert got[1] == -np.inf and got[2] == -np.inf
+    assert VAEModel(_HV.arch, _HP).log_prior(z[:, None, :])[2, 0] == -np.inf
+
+
+def test_kl_gradient_and_reparameterization_where_the_variance_overflows():
+    """d KL / d log_var = (e^s - 1) / 2 = +inf for e^s beyond float64 (s >= 1500);
+    z = mean + e^{s/2} eps is +-inf for eps != 0 and exactly mean for eps = 0."""
+    mean = np.array([[0.5, -2.0]])
+    log_var = np.array([[1500.0, 2000.0]])
+    d_mean, d_lv = kl_normal_std_grad(mean, log_var)
+    np.testing.assert_array_equal(d_mean, mean)
+    np.testing.assert_array_equal(d_lv, [[np.inf, np.inf]])
+    z = reparameterize(mean, log_var, np.array([[0.0, -1.0]]))
+    np.testing.assert_array_equal(z, [[0.5, -np.inf]])
+    z3 = reparameterize(mean, log_var, np.array([[[1.0, 0.0], [0.0, 0.0]]]))
+    np.testing.assert_array_equal(z3, [[[np.inf, -2.0], [0.5, -2.0]]])
+
+
+def test_mean_and_log_var_shapes_are_named_together():
+    with pytest.raises(ValueError, match=r"mean and log_var"):
+        kl_normal_std_grad(np.zeros((3, 2)), np.zeros((3, 3)))
+    with pytest.raises(ValueError, match=r"mean and log_var"):
+        reparameterize(np.zeros((3, 3)), np.zeros((3, 2)), np.zeros((3, 3)))
+
+
+def test_noise_latents_and_baselines_beyond_1e150_are_refused():
+    """They feed products (z W, eps^2, back-propagated gradients) that overflow."""
+    a = _HV.arch
+    eps = np.zeros((3, 2))
+    eps[1, 1] = 1e151
+    for call in (lambda: V.elbo(_HP, _HX, eps, a), lambda: V.elbo_grad_stl(_HP, _HX, eps, a),
+                 lambda: V.iwae_grad(_HP, _HX, eps[:, None, :], a),
+                 lambda: V.elbo_grad_reinforce(_HP, _HX, None, a, z=eps)):
+        with pytest.raises(ValueError, match=r"\b(eps|z)\b.*1e\+150"):
+            call()
+    with pytest.raises(ValueError, match="baseline"):
+        V.elbo_grad_reinforce(_HP, _HX, np.zeros((3, 2)), a, baseline=1e200)
+    with pytest.raises(ValueError, match=r"\bz\b"):
+        VAEModel(a, _HP).log_joint(_HX, eps[:, None, :])
+    # log q needs no product with the networks: -(z / sd)^2 / 2 overflows to -inf, no error
+    np.testing.assert_array_equal(V.log_q(_HP, _HX, np.full((3, 2), 1e200), a), -np.inf)
+
+
+def test_model_protocol_and_flags_refuse_bad_input_naming_it():
+    m = VAEModel(_HV.arch, _HP)
+    with pytest.raises(ValueError, match=r"\bn\b"):
+        m.sample_prior(0, 2, 0)
+    with pytest.raises(TypeError, match=r"\bk\b"):
+        m.sample_prior(2, 1.5, 0)
+    with pytest.raises(ValueError, match=r"\bk\b"):
+        m.sample_q(_HX, 0, 0)
+    with pytest.raises(ValueError, match=r"\bz\b"):
+        m.log_prior(np.zeros((2, 1, 3)))
+    vae = VAE(5, 2, (3,))
+    vae.params_ = _HP
+    with pytest.raises(TypeError, match="raw"):
+        vae.decode(np.zeros((2, 2)), raw="no")
+    with pytest.raises(TypeError, match="return_mean"):
+        vae.sample(2, 0, return_mean=1)
+    with pytest.raises(TypeError, match="verbose"):
+        vae.fit(_HX, n_epochs=1, verbose=None)
+    with pytest.raises(TypeError, match="init"):
+        V.fit_local(_HP, _HX, vae.arch, init=3)
+
+
+def test_save_and_load_refuse_what_is_not_a_path():
+    vae = VAE(5, 2, (3,))
+    vae.params_ = _HP
+    for bad, err in ((None, TypeError), (3, TypeError), ("", ValueError)):
+        with pytest.raises(err, match="path"):
+            vae.save(bad)
+        with pytest.raises(err, match="path"):
+            VAE.load(bad)
