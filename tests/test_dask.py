@@ -9,11 +9,10 @@ reduction, and the M-step runs here. Skipped only when dask or distributed is ab
 
 import warnings
 
+import dask.array as da
+import distributed
 import numpy as np
 import pytest
-
-da = pytest.importorskip("dask.array")
-distributed = pytest.importorskip("distributed")
 
 from lvmref.chunked import is_dask_array  # noqa: E402
 from lvmref.gmm import GaussianMixture  # noqa: E402
