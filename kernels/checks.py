@@ -215,3 +215,22 @@ def check_finite_sum(x: np.ndarray, name: str) -> np.ndarray:
         raise ValueError(f"{name} too large: the sum of its entries overflows float64 (max "
                          f"{np.max(np.abs(x)):.3g}); rescale it")
     return x
+
+
+def check_path(path, name: str = "path"):
+    """``path`` (a ``str`` or ``os.PathLike``, not empty) as a ``pathlib.Path``.
+
+    Whether the file or its directory exists is the caller's business (a missing file is
+    ``FileNotFoundError`` by the persistence rules); this refuses what is not a path at all.
+    """
+    import os
+    from pathlib import Path
+
+    if isinstance(path, bytes) or not isinstance(path, (str, os.PathLike)):
+        raise TypeError(f"{name} must be a str or path-like, got {type(path).__name__}")
+    if isinstance(path, str) and not path.strip():
+        raise ValueError(f"{name} must not be empty")
+    return Path(path)
+
+
+__all__.append("check_path")

@@ -247,6 +247,7 @@ from .kernels.checks import (
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
+    check_real,
     check_rng,
 )
 from .kernels.densities import bernoulli_log_prob_np, sigmoid_np
@@ -338,15 +339,23 @@ class Architecture:
 
     def gen(self, l: int) -> MLP:
         """g_l: layer l -> logits of layer l + 1, eq. (2)."""
+        l = self._check_layer(l)
         s = self.layer_sizes
         acts = (self.activation,) * len(self.hidden) + ("identity",)
         return MLP((s[l], *self.hidden, s[l + 1]), acts, prefix=f"gen{l}.")
 
     def rec(self, l: int) -> MLP:
         """r_l: layer l + 1 -> logits of layer l, eq. (5)."""
+        l = self._check_layer(l)
         s = self.layer_sizes
         acts = (self.activation,) * len(self.recognition_hidden) + ("identity",)
         return MLP((s[l + 1], *self.recognition_hidden, s[l]), acts, prefix=f"rec{l}.")
+
+    def _check_layer(self, l):
+        l = check_positive_int(l, "l", minimum=0)
+        if l >= self.n_layers:
+            raise ValueError(f"l must be < n_layers = {self.n_layers}, got {l}")
+        return l
 
     @property
     def is_sigmoid_belief_net(self) -> bool:
@@ -408,6 +417,7 @@ def init_params(arch: Architecture, rng=None, scale: float | None = None,
     the generative nets g_0..g_{L-1}, i.e. the logits of layers 1..L when the layer above
     is all off. Negative values start from a sparse code (units and pixels mostly off).
     """
+    arch = _check_arch(arch)
     rng = check_rng(rng)
     bias = _layer_floats(bias, arch.n_layers, "bias")
     params = {"prior": np.zeros(arch.layer_sizes[0])}
@@ -455,6 +465,65 @@ def _split(arch, v):
     return [v[..., off[l]:off[l + 1]] for l in range(arch.n_layers + 1) if off[l + 1] <= n]
 
 
+_GIVEN = object()  # marks an argument of _checked that was not passed
+_MAX_WEIGHT = 1e150  # beyond it the products of back-propagation overflow (lvmref.nn)
+
+
+def _check_arch(arch, name="arch"):
+    if not isinstance(arch, Architecture):
+        raise TypeError(f"{name} must be an Architecture (e.g. a HelmholtzMachine's .arch), "
+                        f"got {type(arch).__name__}")
+    return arch
+
+
+def _check_uniforms(u, name, shape):
+    u = as_float_array(u, name, shape=shape)
+    if np.any((u < 0) | (u >= 1)):
+        raise ValueError(f"{name} must lie in [0, 1)")
+    return u
+
+
+def _check_row_weights(w, name, n, ndim=(1,)):
+    w = as_float_array(w, name, ndim=ndim)
+    if w.ndim == 1 and w.shape != (n,):
+        raise ValueError(f"{name} must have shape (n,) = ({n},) (one per row), got {w.shape}")
+    if np.max(np.abs(w), initial=0.0) > _MAX_WEIGHT:
+        raise ValueError(f"{name} must be at most {_MAX_WEIGHT:g} in magnitude (larger "
+                         "values overflow the back-propagated gradients)")
+    return w
+
+
+def _checked(params, arch, *, x=_GIVEN, z=_GIVEN, z3=_GIVEN, u=_GIVEN, weights=_GIVEN,
+             baseline=_GIVEN, k_min=1):
+    """The arguments of a module-level function, validated against ``arch``: ``params``
+    (the layout), then those passed, in this order: ``x`` (n, D) and ``z`` (n, K) or ``z3``
+    (n, k, K) binary, ``u`` uniforms in [0, 1) of shape (n, K) when ``x`` is passed (the
+    sampler of q), else (m, K + D); ``weights`` None or (n,), ``baseline`` a number or (n,).
+    Float64 copies; a ``TypeError``/``ValueError`` names the argument."""
+    arch = _check_arch(arch)
+    out = [arch.check_params(params)]
+    K, D = arch.n_latent, arch.n_features
+    n = None
+    if x is not _GIVEN:
+        x = check_binary(as_float_array(x, "x", ndim=2, shape=(None, D)), "x")
+        n = x.shape[0]
+        out.append(x)
+    if z is not _GIVEN:
+        out.append(check_binary(as_float_array(z, "z", ndim=2, shape=(n, K)), "z"))
+    if z3 is not _GIVEN:
+        z3 = check_binary(as_float_array(z3, "z", ndim=3, shape=(n, None, K)), "z")
+        if z3.shape[1] < k_min:
+            raise ValueError(f"z must hold k >= {k_min} samples per row, got shape {z3.shape}")
+        out.append(z3)
+    if u is not _GIVEN:
+        out.append(_check_uniforms(u, "u", (n, K) if n is not None else (None, K + D)))
+    if weights is not _GIVEN:
+        out.append(None if weights is None else _check_row_weights(weights, "weights", n))
+    if baseline is not _GIVEN:
+        out.append(_check_row_weights(baseline, "baseline", n, ndim=(0, 1)))
+    return out
+
+
 @benign_underflow
 def log_joint(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) -> np.ndarray:
     """log p(x, z), eq. (3).
@@ -471,6 +540,11 @@ def log_joint(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) ->
     -------
     ndarray (n,)
     """
+    params, x, z = _checked(params, arch, x=x, z=z)
+    return _log_joint(params, x, z, arch)
+
+
+def _log_joint(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) -> np.ndarray:
     layers = _split(arch, np.concatenate([z, x], axis=1))
     out = bernoulli_log_prob_np(layers[0], params["prior"])
     for l in range(arch.n_layers):
@@ -483,6 +557,11 @@ def log_joint(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) ->
 def log_prior(params: dict, z: np.ndarray, arch: Architecture) -> np.ndarray:
     """log p(z): the latent terms of eq. (3) (prior (1) and the latent-to-latent
     conditionals (2), l < L - 1). z (n, K) -> (n,)."""
+    params, z = _checked(params, arch, z=z)
+    return _log_prior(params, z, arch)
+
+
+def _log_prior(params: dict, z: np.ndarray, arch: Architecture) -> np.ndarray:
     layers = _split(arch, z)
     out = bernoulli_log_prob_np(layers[0], params["prior"])
     for l in range(arch.n_layers - 1):
@@ -494,6 +573,11 @@ def log_prior(params: dict, z: np.ndarray, arch: Architecture) -> np.ndarray:
 @benign_underflow
 def log_q(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) -> np.ndarray:
     """log q(z | x), eq. (5). Shapes: x (n, D), z (n, K) -> (n,)."""
+    params, x, z = _checked(params, arch, x=x, z=z)
+    return _log_q(params, x, z, arch)
+
+
+def _log_q(params: dict, x: np.ndarray, z: np.ndarray, arch: Architecture) -> np.ndarray:
     layers = _split(arch, np.concatenate([z, x], axis=1))
     out = np.zeros(x.shape[0])
     for l in range(arch.n_layers):
@@ -518,6 +602,11 @@ def sample_prior(params: dict, u: np.ndarray, arch: Architecture):
     z : ndarray (n, K)
     x : ndarray (n, D)
     """
+    params, u = _checked(params, arch, u=u)
+    return _sample_prior(params, u, arch)
+
+
+def _sample_prior(params: dict, u: np.ndarray, arch: Architecture):
     off = arch.offsets
     out = np.empty_like(u)
     h = (u[:, : off[1]] < sigmoid_np(params["prior"])).astype(np.float64)
@@ -533,6 +622,11 @@ def sample_prior(params: dict, u: np.ndarray, arch: Architecture):
 @benign_underflow
 def sample_q(params: dict, x: np.ndarray, u: np.ndarray, arch: Architecture) -> np.ndarray:
     """Sample z ~ q(z | x) bottom-up, eqs. (5), (6). x (n, D), u (n, K) -> z (n, K)."""
+    params, x, u = _checked(params, arch, x=x, u=u)
+    return _sample_q(params, x, u, arch)
+
+
+def _sample_q(params: dict, x: np.ndarray, u: np.ndarray, arch: Architecture) -> np.ndarray:
     off = arch.offsets
     z = np.empty((x.shape[0], arch.n_latent))
     h = x
@@ -567,6 +661,11 @@ def wake_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
     dict
         Keys ``prior`` and ``gen{l}.*`` with parameter shapes.
     """
+    params, x, z, weights = _checked(params, arch, x=x, z=z, weights=weights)
+    return _wake_grad(params, x, z, arch, weights)
+
+
+def _wake_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
     layers = _split(arch, np.concatenate([z, x], axis=1))
     w = np.ones(x.shape[0]) if weights is None else weights
     beta = np.broadcast_to(params["prior"], layers[0].shape)
@@ -587,6 +686,11 @@ def sleep_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
 
     Shapes as :func:`wake_grad`; returns keys ``rec{l}.*``.
     """
+    params, x, z, weights = _checked(params, arch, x=x, z=z, weights=weights)
+    return _sleep_grad(params, x, z, arch, weights)
+
+
+def _sleep_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
     layers = _split(arch, np.concatenate([z, x], axis=1))
     w = np.ones(x.shape[0]) if weights is None else weights
     grads = {}
@@ -604,10 +708,15 @@ def log_weights(params: dict, x, z, arch: Architecture) -> np.ndarray:
 
     x (n, D), z (n, k, K): k samples per row -> (n, k).
     """
+    params, x, z = _checked(params, arch, x=x, z3=z)
+    return _log_weights(params, x, z, arch)
+
+
+def _log_weights(params: dict, x, z, arch: Architecture) -> np.ndarray:
     n, k, K = z.shape
     xr = np.repeat(x, k, axis=0)
     zr = z.reshape(n * k, K)
-    return (log_joint(params, xr, zr, arch) - log_q(params, xr, zr, arch)).reshape(n, k)
+    return (_log_joint(params, xr, zr, arch) - _log_q(params, xr, zr, arch)).reshape(n, k)
 
 
 @benign_underflow
@@ -630,14 +739,19 @@ def rws_grads(params: dict, x, z, arch: Architecture):
     log_px : ndarray (n,)
         The IWAE estimate ``log mean_s w_is`` of log p(x_i) on these samples.
     """
+    params, x, z = _checked(params, arch, x=x, z3=z)
+    return _rws_grads(params, x, z, arch)
+
+
+def _rws_grads(params: dict, x, z, arch: Architecture):
     n, k, K = z.shape
-    logw = log_weights(params, x, z, arch)
+    logw = _log_weights(params, x, z, arch)
     lse = logsumexp(logw, axis=1)
     omega = np.exp(logw - lse[:, None]).reshape(n * k)
     xr = np.repeat(x, k, axis=0)
     zr = z.reshape(n * k, K)
-    grads = wake_grad(params, xr, zr, arch, omega)
-    grads.update(sleep_grad(params, xr, zr, arch, omega))
+    grads = _wake_grad(params, xr, zr, arch, omega)
+    grads.update(_sleep_grad(params, xr, zr, arch, omega))
     return grads, lse - np.log(k)
 
 
@@ -665,9 +779,19 @@ def reinforce_grads(params: dict, x, z, arch: Architecture, baseline=0.0, scale=
     signal : ndarray (n,)
         The learning signal l_i = log p(x_i, z_i) - log q(z_i | x_i).
     """
-    signal = log_joint(params, x, z, arch) - log_q(params, x, z, arch)
-    grads = wake_grad(params, x, z, arch)
-    grads.update(sleep_grad(params, x, z, arch, (signal - baseline) / scale))
+    params, x, z, baseline = _checked(params, arch, x=x, z=z, baseline=baseline)
+    scale = check_positive_float(scale, "scale")
+    return _reinforce_grads(params, x, z, arch, baseline, scale)
+
+
+def _reinforce_grads(params: dict, x, z, arch: Architecture, baseline=0.0, scale=1.0):
+    signal = _log_joint(params, x, z, arch) - _log_q(params, x, z, arch)
+    grads = _wake_grad(params, x, z, arch)
+    w = (signal - baseline) / scale
+    if np.max(np.abs(w), initial=0.0) > _MAX_WEIGHT:
+        raise ValueError(f"scale: the centred learning signal (l - baseline) / scale exceeds "
+                         f"{_MAX_WEIGHT:g} in magnitude (scale = {scale:g} is too small)")
+    grads.update(_sleep_grad(params, x, z, arch, w))
     return grads, signal
 
 
@@ -708,15 +832,20 @@ def vimco_grads(params: dict, x, z, arch: Architecture):
     log_px : ndarray (n,)
         The IWAE estimate ``log mean_s w_is`` of log p(x_i) on these samples.
     """
+    params, x, z = _checked(params, arch, x=x, z3=z, k_min=2)
+    return _vimco_grads(params, x, z, arch)
+
+
+def _vimco_grads(params: dict, x, z, arch: Architecture):
     n, k, K = z.shape
     if k < 2:
         raise ValueError(f"z: VIMCO needs k >= 2 samples per row, got shape {z.shape}")
-    logw = log_weights(params, x, z, arch)
+    logw = _log_weights(params, x, z, arch)
     log_px, signal, omega = _vimco_signals(logw)
     xr = np.repeat(x, k, axis=0)
     zr = z.reshape(n * k, K)
-    grads = wake_grad(params, xr, zr, arch, omega.reshape(n * k))
-    grads.update(sleep_grad(params, xr, zr, arch, (signal - omega).reshape(n * k)))
+    grads = _wake_grad(params, xr, zr, arch, omega.reshape(n * k))
+    grads.update(_sleep_grad(params, xr, zr, arch, (signal - omega).reshape(n * k)))
     return grads, log_px
 
 
@@ -768,12 +897,14 @@ class NVILBaseline:
 
     def net(self, arch: Architecture) -> MLP:
         """The MLP b_psi (keys ``base.W{i}``, ``base.b{i}``)."""
+        arch = _check_arch(arch)
         acts = (arch.activation,) * len(self.hidden) + ("identity",)
         return MLP((arch.n_features, *self.hidden, 1), acts, prefix="base.")
 
     def init_state(self, arch: Architecture, rng=None) -> NVILState:
         """c = 0, v = 1 and, for ``"input-dependent"``, psi with Glorot hidden layers
         (drawn from ``rng``) and a zero output layer, so that b_psi(x) = 0 at the start."""
+        arch = _check_arch(arch)
         if self.kind != "input-dependent":
             return NVILState()
         psi = self.net(arch).init(check_rng(rng))
@@ -798,6 +929,29 @@ class NVILState:
     c: float = 0.0
     v: float = 1.0
     psi: dict | None = None
+
+    def __post_init__(self):
+        object.__setattr__(self, "c", check_real(self.c, "c"))
+        object.__setattr__(self, "v", check_nonnegative_float(self.v, "v"))
+        if self.psi is not None:
+            if not isinstance(self.psi, dict):
+                raise TypeError(f"psi must be None or a dict name -> array, got "
+                                f"{type(self.psi).__name__}")
+            for k, a in self.psi.items():
+                as_float_array(a, f"psi[{k!r}]", copy=False)
+
+
+def _check_psi(psi, net):
+    """``state.psi`` validated against the baseline net b_psi: float64 copies."""
+    if not isinstance(psi, dict):
+        raise TypeError(f"state.psi must be a dict name -> array, got {type(psi).__name__}")
+    shapes = {}
+    for i in range(net.n_layers):
+        shapes[f"{net.prefix}W{i}"] = (net.sizes[i], net.sizes[i + 1])
+        shapes[f"{net.prefix}b{i}"] = (net.sizes[i + 1],)
+    if set(psi) != set(shapes):
+        raise ValueError(f"state.psi must have the keys {list(shapes)}, got {list(psi)}")
+    return {k: as_float_array(psi[k], f"state.psi[{k!r}]", shape=sh) for k, sh in shapes.items()}
 
 
 def _stepped(params, grads, step, step_rec=None):
@@ -851,31 +1005,60 @@ def sgd_update(params: dict, x, uq, us, arch: Architecture, method="wake-sleep",
         Eq. (13): the minibatch mean of log w on the wake samples ("wake-sleep"), of the
         IWAE estimate ("reweighted", "vimco") or of the learning signal ("reinforce").
     """
+    arch = _check_arch(arch)
     method = check_choice(method, "method", _METHODS)
+    sleep = check_flag(sleep, "sleep")
+    params, x = _checked(params, arch, x=x)
+    B, K, D = x.shape[0], arch.n_latent, arch.n_features
+    uq = _check_uniforms(uq, "uq", (B, None, K))
+    k_min = 2 if method == "vimco" else 1
+    if uq.shape[1] < k_min:
+        raise ValueError(f"uq must hold k >= {k_min} samples per row for method={method!r}, "
+                         f"got shape {uq.shape}")
+    if method == "wake-sleep" or (method == "reweighted" and sleep) or us is not None:
+        us = _check_uniforms(us, "us", (B, K + D))
+    lr = check_positive_float(lr, "lr")
+    lr_q = lr if lr_q is None else check_positive_float(lr_q, "lr_q")
+    if baseline is not None and not isinstance(baseline, NVILBaseline):
+        raise TypeError(f"baseline must be an NVILBaseline or None, got "
+                        f"{type(baseline).__name__}")
+    if state is not None and not isinstance(state, NVILState):
+        raise TypeError(f"state must be an NVILState or None, got {type(state).__name__}")
+    if method == "reinforce" and baseline is not None and baseline.kind == "input-dependent":
+        if state is None or state.psi is None:
+            raise ValueError("state: an input-dependent baseline needs state.psi "
+                             "(NVILBaseline.init_state)")
+        state = NVILState(state.c, state.v, _check_psi(state.psi, baseline.net(arch)))
+    return _sgd_update(params, x, uq, us, arch, method, lr, lr_q, sleep=sleep,
+                       baseline=baseline, state=state)
+
+
+def _sgd_update(params: dict, x, uq, us, arch: Architecture, method="wake-sleep", lr=0.01,
+               lr_q=None, *, sleep=False, baseline=None, state=None):
     lr_q = lr if lr_q is None else lr_q
     state = NVILState() if state is None else state
     B = x.shape[0]
     if method == "wake-sleep":                                            # eq. (9)
-        z = sample_q(params, x, uq[:, 0], arch)
-        obj = float(np.mean(log_joint(params, x, z, arch) - log_q(params, x, z, arch)))
-        params = _stepped(params, wake_grad(params, x, z, arch), lr / B)
-        zd, xd = sample_prior(params, us, arch)
-        return _stepped(params, sleep_grad(params, xd, zd, arch), lr_q / B), state, obj
+        z = _sample_q(params, x, uq[:, 0], arch)
+        obj = float(np.mean(_log_joint(params, x, z, arch) - _log_q(params, x, z, arch)))
+        params = _stepped(params, _wake_grad(params, x, z, arch), lr / B)
+        zd, xd = _sample_prior(params, us, arch)
+        return _stepped(params, _sleep_grad(params, xd, zd, arch), lr_q / B), state, obj
     if method == "reweighted":                                            # eq. (10)
         k, K = uq.shape[1], uq.shape[2]
-        z = sample_q(params, np.repeat(x, k, axis=0), uq.reshape(B * k, K), arch)
-        grads, log_px = rws_grads(params, x, z.reshape(B, k, K), arch)
+        z = _sample_q(params, np.repeat(x, k, axis=0), uq.reshape(B * k, K), arch)
+        grads, log_px = _rws_grads(params, x, z.reshape(B, k, K), arch)
         params = _stepped(params, grads, lr / B, lr_q / B)
         if sleep:
-            zd, xd = sample_prior(params, us, arch)
-            params = _stepped(params, sleep_grad(params, xd, zd, arch), lr_q / B)
+            zd, xd = _sample_prior(params, us, arch)
+            params = _stepped(params, _sleep_grad(params, xd, zd, arch), lr_q / B)
         return params, state, float(np.mean(log_px))
     if method == "vimco":                                                 # eq. (15)
         k, K = uq.shape[1], uq.shape[2]
-        z = sample_q(params, np.repeat(x, k, axis=0), uq.reshape(B * k, K), arch)
-        grads, log_px = vimco_grads(params, x, z.reshape(B, k, K), arch)
+        z = _sample_q(params, np.repeat(x, k, axis=0), uq.reshape(B * k, K), arch)
+        grads, log_px = _vimco_grads(params, x, z.reshape(B, k, K), arch)
         return _stepped(params, grads, lr / B, lr_q / B), state, float(np.mean(log_px))
-    z = sample_q(params, x, uq[:, 0], arch)                               # eqs. (11), (12)
+    z = _sample_q(params, x, uq[:, 0], arch)                               # eqs. (11), (12)
     psi = state.psi
     if baseline is not None and baseline.kind == "input-dependent":
         if psi is None:
@@ -889,7 +1072,7 @@ def sgd_update(params: dict, x, uq, us, arch: Architecture, method="wake-sleep",
     b = (state.c if baseline is not None else 0.0) + bx
     scale = (max(1.0, np.sqrt(state.v))
              if baseline is not None and baseline.normalize_variance else 1.0)
-    grads, signal = reinforce_grads(params, x, z, arch, b, scale)
+    grads, signal = _reinforce_grads(params, x, z, arch, b, scale)
     params = _stepped(params, grads, lr / B, lr_q / B)
     if baseline is not None:
         resid = signal - b
@@ -913,6 +1096,7 @@ def exact_elbo(params: dict, x, arch: Architecture) -> np.ndarray:
     """
     from .estimators import exact_kl_to_posterior, exact_log_marginal
 
+    arch = _check_arch(arch)
     model = HelmholtzMachine(arch.layer_sizes, arch.hidden, arch.recognition_hidden,
                              arch.activation, params=params)
     return exact_log_marginal(model, x) - exact_kl_to_posterior(model, x)
@@ -976,6 +1160,8 @@ class HelmholtzMachine:
         init_bias=None,
     ):
         self.arch = Architecture(layer_sizes, hidden, recognition_hidden, activation)
+        if init_scale is not None:
+            init_scale = check_nonnegative_float(init_scale, "init_scale")
         if params is None:
             self.params = init_params(self.arch, rng, init_scale, _layer_floats(
                 init_bias, self.arch.n_layers, "init_bias"))
@@ -985,6 +1171,11 @@ class HelmholtzMachine:
         else:
             self.params = self.arch.check_params(params)
         self.history_ = {}
+
+    def __repr__(self):
+        a = self.arch
+        return (f"HelmholtzMachine(layer_sizes={a.layer_sizes}, hidden={a.hidden}, "
+                f"recognition_hidden={a.recognition_hidden}, activation={a.activation!r})")
 
     # -- protocol ------------------------------------------------------------------------
     @property
@@ -1013,19 +1204,19 @@ class HelmholtzMachine:
     def log_joint(self, x, z) -> np.ndarray:
         """log p(x, z), eq. (3); x (n, D), z (n or 1, k, K) -> (n, k)."""
         xr, zr, shape = self._broadcast(x, z)
-        return log_joint(self.params, xr, zr, self.arch).reshape(shape)
+        return _log_joint(self.params, xr, zr, self.arch).reshape(shape)
 
     def log_prior(self, z) -> np.ndarray:
         """log p(z) (latent terms of eq. (3)); z (m, k, K) -> (m, k)."""
         z = as_float_array(z, "z", ndim=3, shape=(None, None, self.n_latent))
         check_binary(z, "z")
         m, k = z.shape[:2]
-        return log_prior(self.params, z.reshape(m * k, -1), self.arch).reshape(m, k)
+        return _log_prior(self.params, z.reshape(m * k, -1), self.arch).reshape(m, k)
 
     def log_q(self, x, z) -> np.ndarray:
         """log q(z | x), eq. (5); x (n, D), z (n or 1, k, K) -> (n, k)."""
         xr, zr, shape = self._broadcast(x, z)
-        return log_q(self.params, xr, zr, self.arch).reshape(shape)
+        return _log_q(self.params, xr, zr, self.arch).reshape(shape)
 
     def sample_q(self, x, k, rng=None, *, u=None) -> np.ndarray:
         """z ~ q(z | x), eqs. (5), (6): x (n, D) -> (n, k, K).
@@ -1036,7 +1227,7 @@ class HelmholtzMachine:
         k = check_positive_int(k, "k")
         n, K = x.shape[0], self.n_latent
         u = self._uniforms(u, (n, k, K), rng)
-        z = sample_q(self.params, np.repeat(x, k, axis=0), u.reshape(n * k, K), self.arch)
+        z = _sample_q(self.params, np.repeat(x, k, axis=0), u.reshape(n * k, K), self.arch)
         return z.reshape(n, k, K)
 
     def sample_prior(self, n, k, rng=None, *, u=None) -> np.ndarray:
@@ -1045,7 +1236,7 @@ class HelmholtzMachine:
         ``u`` (n, k, K + D) uniforms may be passed instead of ``rng`` (only the first
         K columns of each row matter for z; the layout is that of :meth:`sample`).
         """
-        z, _ = self.sample(n, k, rng, u=u)
+        z, _ = self.sample(n, check_positive_int(k, "k"), rng, u=u)
         return z
 
     def sample(self, n, k=None, rng=None, *, u=None):
@@ -1059,7 +1250,7 @@ class HelmholtzMachine:
         K, D = self.n_latent, self.n_features
         shape = (n, K + D) if k is None else (n, kk, K + D)
         u = self._uniforms(u, shape, rng)
-        z, x = sample_prior(self.params, u.reshape(n * kk, K + D), self.arch)
+        z, x = _sample_prior(self.params, u.reshape(n * kk, K + D), self.arch)
         if k is None:
             return z, x
         return z.reshape(n, kk, K), x.reshape(n, kk, D)
@@ -1068,10 +1259,9 @@ class HelmholtzMachine:
     def _uniforms(u, shape, rng):
         if u is None:
             return check_rng(rng).random(shape)
-        u = as_float_array(u, "u", shape=shape)
-        if np.any((u < 0) | (u >= 1)):
-            raise ValueError("u must lie in [0, 1)")
-        return u
+        if rng is not None:
+            raise ValueError("pass either rng or u (the uniforms themselves), not both")
+        return _check_uniforms(u, "u", shape)
 
     # -- persistence ---------------------------------------------------------------------
     def save(self, path):
@@ -1207,6 +1397,7 @@ class HelmholtzMachine:
         record_every = NOISE_BLOCK if record_every is None else check_positive_int(
             record_every, "record_every")
         rng = check_rng(rng)
+        self.params = self.arch.check_params(self.params)
         input_dependent = nvil is not None and nvil.kind == "input-dependent"
         numba = method != "vimco" and use_kernel(
             engine, kernel_supported(self.arch, batch_size, input_dependent))
@@ -1231,7 +1422,7 @@ class HelmholtzMachine:
                 self.params = kernel.params()
             else:
                 for t in range(m):
-                    self.params, state, val = sgd_update(
+                    self.params, state, val = _sgd_update(
                         self.params, xb[t], uq[t], us[t], self.arch, method, lr, lr_q,
                         sleep=sleep, baseline=nvil, state=state)
                     obj_acc += val

@@ -102,7 +102,6 @@ import copy
 import inspect
 import math
 import numbers
-import os
 import sys
 import time
 import warnings
@@ -119,6 +118,7 @@ from lvmref.kernels.checks import (
     check_finite_sum,
     check_flag,
     check_nonnegative_float,
+    check_path,
     check_positive_int,
     check_rng,
     check_sample_weight,
@@ -626,13 +626,6 @@ def _sq_dists(X, centers):
             f"(max |X| = {np.max(np.abs(X)):.3g}); rescale X"
         )
     return d2
-
-
-def _check_path(path, name="path"):
-    """``path`` if it is a ``str`` or ``os.PathLike`` (``TypeError`` naming ``name``)."""
-    if not isinstance(path, (str, os.PathLike)):
-        raise TypeError(f"{name} must be a str or os.PathLike, got {type(path).__name__}")
-    return path
 
 
 def _check_total_weight(w, name="sample_weight"):
@@ -1468,7 +1461,7 @@ class MixtureBase:
         ``lower_bound_``, ``lower_bounds_``. (Files written by 0.2.0 lack ``verbose`` and
         ``verbose_interval``; :meth:`load` reads them with the defaults 0 and 10.)
         """
-        _check_path(path)
+        check_path(path)
         self._check_fitted()
         self._check_hyper()
         entries = {name: _hyper_entry(getattr(self, name), kind)
@@ -1495,7 +1488,7 @@ class MixtureBase:
             off the simplex, inconsistent ``n_iter_`` / ``lower_bounds_``; the message
             names the file.
         """
-        f = read_model(_check_path(path), cls.__name__, versions=(FORMAT_VERSION,))
+        f = read_model(check_path(path), cls.__name__, versions=(FORMAT_VERSION,))
         try:
             # None where recorded as unset; _check_hyper refuses it where None is invalid
             getters = {"array": f.array, "seed": f.int, "int": f.int, "float": f.float,

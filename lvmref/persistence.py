@@ -36,6 +36,8 @@ from pathlib import Path
 
 import numpy as np
 
+from .kernels.checks import check_path
+
 __all__ = ["save_model", "read_model", "ModelFile"]
 
 _KIND, _FORMAT, _LVMREF, _NONE = "__kind__", "__format__", "__lvmref__", "__none__"
@@ -67,7 +69,7 @@ def save_model(path, kind: str, version: int, entries: dict) -> Path:
     pathlib.Path
         The file written.
     """
-    path = Path(path)
+    path = check_path(path)
     if path.suffix != ".npz":
         path = path.with_name(path.name + ".npz")
     if not path.parent.is_dir():
@@ -198,7 +200,7 @@ def read_model(path, kind: str, versions=(1,)) -> ModelFile:
     -------
     ModelFile
     """
-    p = Path(path)
+    p = check_path(path)
     if not p.exists():
         raise FileNotFoundError(f"model file not found: {p}")
     if p.is_dir():

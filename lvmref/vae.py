@@ -330,6 +330,7 @@ from .kernels.checks import (
     as_float_array,
     check_binary,
     check_choice,
+    check_flag,
     check_positive_float,
     check_positive_int,
     check_rng,
@@ -496,13 +497,30 @@ def _checked(params, x, arch):
     return arch.check_params(params), arch.check_x(x)
 
 
-def _as_noise3(a, n, K, name="eps"):
-    """Noise or samples of shape (n, K) or (n, k, K), checked, as (n, k, K)."""
+def _as_noise3(a, n, K, name="eps", bounded=True):
+    """Noise or samples of shape (n, K) or (n, k, K), checked, as (n, k, K); ``bounded``:
+    at most :data:`_MAX_ABS` in magnitude (:func:`_check_bounded`)."""
     a = as_float_array(a, name, ndim=(2, 3))
     if a.shape[0] != n or a.shape[-1] != K or (a.ndim == 3 and a.shape[1] == 0):
         raise ValueError(f"{name} must have shape (n, K) = ({n}, {K}) or (n, k, K) with "
                          f"k >= 1, got {a.shape}")
+    if bounded:
+        _check_bounded(a, name)
     return a[:, None, :] if a.ndim == 2 else a
+
+
+_MAX_ABS = 1e150  # noise, latents and baselines beyond it overflow the networks' products
+
+
+def _check_bounded(a, name):
+    """Refuse entries beyond 1e150 in magnitude: the noise of eq. (6) and latents fed to
+    the decoder enter products (z W, eps^2, the back-propagated gradients of
+    :mod:`lvmref.nn`, whose own limit this is) that would overflow float64. (A standard
+    normal draw that large has probability below exp(-1e299).)"""
+    if np.max(np.abs(a), initial=0.0) > _MAX_ABS:
+        raise ValueError(f"{name} must be at most {_MAX_ABS:g} in magnitude (larger values "
+                         "overflow the networks' products)")
+    return a
 
 
 @benign_underflow
@@ -544,7 +562,8 @@ def init_params(arch, rng=None, scheme="glorot") -> dict:
 
 def _log_prior(z):
     """Eq. (1), unchecked: log N(z | 0, I) over the last axis."""
-    return -0.5 * np.sum(LOG_2PI + z * z, axis=-1)
+    with np.errstate(over="ignore"):  # z * z beyond float64: the density is 0, log = -inf
+        return -0.5 * np.sum(LOG_2PI + z * z, axis=-1)
 
 
 @benign_underflow
@@ -720,7 +739,7 @@ def log_q(params, x, z, arch):
     """
     params, x = _checked(params, x, arch)
     z_in = as_float_array(z, "z", ndim=(2, 3))
-    z3 = _as_noise3(z_in, x.shape[0], arch.n_latent, name="z")
+    z3 = _as_noise3(z_in, x.shape[0], arch.n_latent, name="z", bounded=False)
     mean, log_var, _ = _encode(params, x, arch)
     out = _log_q3(z3, mean, log_var)
     return out[:, 0] if z_in.ndim == 2 else out
@@ -749,9 +768,19 @@ def kl_normal_std_grad(mean, log_var):
     d_mean, d_log_var : ndarray, shape (n, K)
         ``mean`` and ``(exp(log_var) - 1) / 2``.
     """
+    mean, log_var = _mean_log_var(mean, log_var)
+    with np.errstate(over="ignore"):  # exp(log_var) beyond float64: the gradient is +inf
+        return _kl_normal_std_grad(mean, log_var)
+
+
+def _mean_log_var(mean, log_var):
+    """(mean, log_var) of q checked: 2-D, finite, of one shape."""
     mean = as_float_array(mean, "mean", ndim=2)
-    log_var = as_float_array(log_var, "log_var", shape=mean.shape)
-    return _kl_normal_std_grad(mean, log_var)
+    log_var = as_float_array(log_var, "log_var", ndim=2)
+    if log_var.shape != mean.shape:
+        raise ValueError(f"mean and log_var must have the same shape (n, K), got {mean.shape} "
+                         f"and {log_var.shape}")
+    return mean, log_var
 
 
 def _reparameterize(mean, log_var, eps):
@@ -774,13 +803,16 @@ def reparameterize(mean, log_var, eps):
     -------
     z : ndarray, same shape as ``eps``
     """
-    mean = as_float_array(mean, "mean", ndim=2)
-    log_var = as_float_array(log_var, "log_var", shape=mean.shape)
+    mean, log_var = _mean_log_var(mean, log_var)
     eps = as_float_array(eps, "eps", ndim=(2, 3))
     if eps.shape[0] != mean.shape[0] or eps.shape[-1] != mean.shape[1]:
         raise ValueError(f"eps must have shape (n, K) or (n, k, K) with (n, K) = {mean.shape}, "
                          f"got {eps.shape}")
-    return _reparameterize(mean, log_var, eps)
+    with np.errstate(over="ignore", invalid="ignore"):  # a standard deviation beyond float64
+        z = _reparameterize(mean, log_var, eps)         # gives +-inf, and inf * 0 where eps = 0,
+    if np.isnan(z).any():                               # whose exact value is z = mean
+        z = np.where(np.isnan(z), mean if eps.ndim == 2 else mean[:, None, :], z)
+    return z
 
 
 # ------------------------------------------------------------------ eqs. (7)-(9): ELBO, gradient
@@ -897,7 +929,7 @@ def _baseline(baseline, n, k):
         if k < 2:
             raise ValueError("baseline='loo' needs k >= 2 samples per row")
         return "loo"
-    b = as_float_array(baseline, "baseline", ndim=(0, 1))
+    b = _check_bounded(as_float_array(baseline, "baseline", ndim=(0, 1)), "baseline")
     if b.ndim == 1 and b.shape != (n,):
         raise ValueError(f"baseline must be a number or have shape (n,) = ({n},), got {b.shape}")
     return b if b.ndim == 0 else b[:, None]
@@ -1007,6 +1039,7 @@ def iwae_bound(params, x, arch, k, rng=None, *, n_repeats=1, chunk_size=None, z=
         if rng is not None:
             raise ValueError("pass either rng (to sample) or z (given samples), not both")
         z = as_float_array(z, "z", shape=(x.shape[0], n_repeats * k, arch.n_latent))
+        _check_bounded(z, "z")
         return estimators.iwae_bound(model, x, k, n_repeats=n_repeats, z=z)
     rng = check_rng(rng)
     if chunk_size is None:
@@ -1066,7 +1099,8 @@ def fit_local(params, x, arch, *, n_steps=500, lr=1e-2, lr_final=1e-4, k=1, rng=
     arch : VAEArchitecture
     n_steps : int
     lr, lr_final : float
-        First and last Adam step size (geometric schedule).
+        First and last Adam step size (geometric schedule), ``lr_final <= lr``. A step
+        size so large that the optimisation diverges is a ``FloatingPointError``.
     k : int
         Noise samples per row and step; each step draws ``rng.standard_normal((n, k, K))``.
     rng : Generator, int or None
@@ -1087,11 +1121,17 @@ def fit_local(params, x, arch, *, n_steps=500, lr=1e-2, lr_final=1e-4, k=1, rng=
     if init is None:
         mean, log_var, _ = _encode(params, x, arch)
         phi = {"mean": mean.copy(), "log_var": log_var.copy()}
+    elif not isinstance(init, (tuple, list)) or len(init) != 2:
+        raise TypeError(f"init must be None or a pair (mean, log_var) of (n, K) arrays, got "
+                        f"{type(init).__name__}")
     else:
         phi = {"mean": as_float_array(init[0], "init[0]", shape=(n, K)),
                "log_var": as_float_array(init[1], "init[1]", shape=(n, K))}
     lr = check_positive_float(lr, "lr")
-    decay = (check_positive_float(lr_final, "lr_final") / lr) ** (1.0 / max(n_steps - 1, 1))
+    if check_positive_float(lr_final, "lr_final") > lr:
+        raise ValueError(f"lr_final must be <= lr = {lr:g} (the step size decays from lr to "
+                         f"lr_final), got {lr_final:g}")
+    decay = (lr_final / lr) ** (1.0 / max(n_steps - 1, 1))
     opt = Adam(phi, lr=lr)
     for step in range(n_steps):
         opt.lr = lr * decay**step
@@ -1099,6 +1139,10 @@ def fit_local(params, x, arch, *, n_steps=500, lr=1e-2, lr_final=1e-4, k=1, rng=
         _, (_, g_mean, g_lv) = _elbo_q(params, x, phi["mean"], phi["log_var"], eps3, arch, kl,
                                        True)
         opt.step({"mean": g_mean, "log_var": g_lv}, sign=-1.0)
+        if not (np.all(np.abs(phi["mean"]) <= _MAX_ABS)                # NaN fails too
+                and np.all(np.abs(phi["log_var"]) <= 2 * np.log(_MAX_ABS))):
+            raise FloatingPointError(f"fit_local diverged at step {step + 1} (q parameters "
+                                     f"beyond |mean| <= 1e150, sd <= 1e150); lower lr = {lr:g}")
     return phi["mean"], phi["log_var"]
 
 
@@ -1238,6 +1282,7 @@ def iwae_grad(params, x, eps, arch, estimator="reparam"):
     if eps.shape[0] != n or eps.shape[2] != K or eps.shape[1] == 0:
         raise ValueError(f"eps must have shape (n, k, K) with (n, K) = ({n}, {K}) and "
                          f"k >= 1, got {eps.shape}")
+    _check_bounded(eps, "eps")
     estimator = check_choice(estimator, "estimator", _IWAE_ESTIMATORS)
     return _multi_sample_grad(params, x, eps, arch, estimator)
 
@@ -1474,6 +1519,7 @@ class VAE:
         """
         if callback is not None and not callable(callback):
             raise TypeError(f"callback must be callable or None, got {type(callback).__name__}")
+        verbose = check_flag(verbose, "verbose")
         arch = self.arch
         mapped = isinstance(x, np.memmap)
         x = _check_mapped_x(arch, x) if mapped else arch.check_x(x)
@@ -1567,7 +1613,8 @@ class VAE:
         (Gaussian), eq. (2).
         """
         params = self.arch.check_params(self._params(params))
-        z = self.arch.check_z(z)
+        z = _check_bounded(self.arch.check_z(z), "z")
+        raw = check_flag(raw, "raw")
         out, _ = self.arch.decoder.forward(params, z)
         d = self.arch.n_features
         if self.arch.likelihood == "bernoulli":
@@ -1589,6 +1636,7 @@ class VAE:
         """
         params = self.arch.check_params(self._params(params))
         n = check_positive_int(n, "n")
+        return_mean = check_flag(return_mean, "return_mean")
         rng = check_rng(rng)
         z = rng.standard_normal((n, self.arch.n_latent))
         out, _ = self.arch.decoder.forward(params, z)
@@ -1737,16 +1785,20 @@ class VAEModel:
     def log_likelihood(self, x, z):
         """log p(x | z), eq. (2)."""
         x, z = self._xz(x, z)
+        _check_bounded(z, "z")
         return _decoder_log_lik(self.params, x, np.ascontiguousarray(z), self.arch, False)[0]
 
     def log_prior(self, z):
         """log p(z), eq. (1)."""
-        return _log_prior(as_float_array(z, "z", ndim=3))
+        z = as_float_array(z, "z", ndim=3)
+        if z.shape[2] != self.n_latent:
+            raise ValueError(f"z must have shape (m, k, K) with K = {self.n_latent}, got {z.shape}")
+        return _log_prior(z)
 
     def log_joint(self, x, z):
         """log p(x, z) = log p(x | z) + log p(z), eqs. (1)-(2)."""
         x, z = self._xz(x, z)
-        zc = np.ascontiguousarray(z)
+        zc = np.ascontiguousarray(_check_bounded(z, "z"))
         return _decoder_log_lik(self.params, x, zc, self.arch, False)[0] + _log_prior(zc)
 
     def log_q(self, x, z):
@@ -1757,11 +1809,13 @@ class VAEModel:
 
     def sample_prior(self, n, k, rng):
         """z ~ N(0, I), shape (n, k, K)."""
+        n, k = check_positive_int(n, "n"), check_positive_int(k, "k")
         return check_rng(rng).standard_normal((n, k, self.n_latent))
 
     def sample_q(self, x, k, rng):
         """z ~ q(z | x) by eq. (6), shape (n, k, K)."""
         x = self.arch.check_x(x)
+        k = check_positive_int(k, "k")
         mean, log_var, _ = _encode(self.params, x, self.arch)
         eps = check_rng(rng).standard_normal((x.shape[0], k, self.n_latent))
         return _reparameterize(mean, log_var, eps)

@@ -123,7 +123,7 @@ def scipy_lse(a, axis):
     return sps.logsumexp(a.ravel()) if axis is None else sps.logsumexp(a, axis=axis)
 
 
-def kl_tol(mean, log_var):
+def kl_tol(mean, log_var, ref_eps=LD_EPS):
     """Ours per term: expm1 (<= 2 u |E|), E - lv and + mu^2 round (<= u term each, since
     0 <= E - lv <= term), mu^2 (u mu^2); the sum adds gamma_d sum(terms). The long double
     reference exp(lv) - 1 - lv + mu^2 is within 4 LD_EPS (e^lv + 1 + |lv| + mu^2)."""
@@ -131,5 +131,93 @@ def kl_tol(mean, log_var):
     e = np.abs(np.expm1(log_var))
     terms = (np.expm1(log_var) - log_var) + mean * mean
     ours = 2 * U * e + 2 * U * terms + U * mean * mean
-    ref_err = 4 * LD_EPS * (np.exp(log_var) + 1 + np.abs(log_var) + mean * mean)
+    ref_err = 4 * ref_eps * (np.exp(log_var) + 1 + np.abs(log_var) + mean * mean)
     return 0.5 * SLACK * ((ours + ref_err).sum(-1) + gamma(d) * terms.sum(-1))
+
+
+# --------------------------------------------------------------------------- extended precision
+# Reference values more precise than float64, from long double where it is wider than
+# double (x87 80-bit: LD_EPS = 2**-63) and from mpmath (113 bits) everywhere, so the accuracy
+# proofs run on every platform: the mpmath oracle is always run (on a subsample, it is
+# ~1e4 times slower), the long double one where it exists.
+
+MP_PREC = 113
+MP_EPS = 2.0**-110  # relative error of the mpmath references (a few roundings at 113 bits)
+
+
+def oracles():
+    """Pytest parameters for the reference oracle: "longdouble" (skipped where long double
+    is double) and "mpmath" (always)."""
+    import pytest
+
+    return [pytest.param("longdouble", marks=pytest.mark.skipif(
+        not HAVE_LONGDOUBLE, reason="long double is double here; the mpmath oracle runs")),
+        "mpmath"]
+
+
+def oracle_eps(oracle):
+    return LD_EPS if oracle == "longdouble" else MP_EPS
+
+
+class _MpNamespace:
+    """The few NumPy functions the references use, elementwise on object arrays of mpf."""
+
+    def __init__(self):
+        import mpmath
+
+        self.mp = mpmath
+        for name in ("exp", "expm1", "log", "log1p", "tanh"):
+            setattr(self, name, np.frompyfunc(getattr(mpmath, name), 1, 1))
+        self.pi = mpmath.pi
+
+    def asarray(self, a):
+        return np.frompyfunc(self.mp.mpf, 1, 1)(np.asarray(a, dtype=np.float64))
+
+    def sum(self, a, axis=None):
+        return np.sum(a, axis=axis)
+
+
+class _LdNamespace:
+    exp, expm1, log, log1p, tanh, sum = np.exp, np.expm1, np.log, np.log1p, np.tanh, np.sum
+    pi = np.pi * np.longdouble(1)  # pi rounded to double (error 1.2e-16 relative)
+
+    @staticmethod
+    def asarray(a):
+        return np.asarray(a, dtype=np.longdouble)
+
+
+def extended(fn, *arrays, oracle):
+    """fn(ns, *arrays) evaluated in extended precision, returned as a double-double pair
+    (hi, lo) of float64 arrays with hi + lo = the reference to oracle_eps(oracle) relative.
+
+    ``ns`` offers exp, expm1, log, log1p, tanh, sum, pi and asarray (already applied to
+    ``arrays``). Compare ``got`` with ``dd_error(got, hi, lo)``.
+    """
+    if oracle == "longdouble":
+        with np.errstate(under="ignore"):  # reference-side arithmetic
+            ref = np.asarray(fn(_LdNamespace, *(_LdNamespace.asarray(a) for a in arrays)))
+            hi = ref.astype(np.float64)
+            return hi, (ref - hi).astype(np.float64)
+    import mpmath
+
+    with mpmath.workprec(MP_PREC), np.errstate(under="ignore"):  # reference side
+        ns = _MpNamespace()
+        ref = np.asarray(fn(ns, *(ns.asarray(a) for a in arrays)), dtype=object)
+        hi = np.frompyfunc(float, 1, 1)(ref).astype(np.float64)
+        lo = np.frompyfunc(lambda r, h: float(r - mpmath.mpf(h)), 2, 1)(ref, hi)
+    return hi, lo.astype(np.float64)
+
+
+def dd_error(got, hi, lo):
+    """|got - (hi + lo)| for a double-double reference: got - hi is exact when got is
+    within a factor 2 of hi (Sterbenz), and the final subtraction adds <= u |got - ref|."""
+    with np.errstate(invalid="ignore"):
+        return np.abs((np.asarray(got, dtype=np.float64) - hi) - lo)
+
+
+def subsample(pieces, oracle, n_max=2000):
+    """Concatenate arrays of test points; for the (slow) mpmath oracle keep the first
+    ``n_max`` points of each piece (pieces are random draws or short structured lists)."""
+    if oracle == "mpmath":
+        pieces = [np.asarray(p)[:n_max] for p in pieces]
+    return np.concatenate([np.asarray(p, dtype=np.float64).ravel() for p in pieces])

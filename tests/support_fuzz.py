@@ -100,6 +100,39 @@ def params_mutations(p):
     return out
 
 
+def uniform_mutations(v):
+    """Uniforms in [0, 1) (the noise ``u`` of the Helmholtz samplers)."""
+    return array_mutations(v) + [("one", _with(v, 1.0), False),
+                                 ("negative", _with(v, -0.25), False),
+                                 ("zero", _with(v, 0.0), True)]
+
+
+def sizes_mutations(v):
+    """A tuple of positive ints (layer sizes, hidden widths) ``v``, non-empty."""
+    v = tuple(v)
+    return [("zero-entry", (*v[:-1], 0), False), ("negative-entry", (*v[:-1], -2), False),
+            ("float-entry", (*v[:-1], 2.5), False), ("bool-entry", (*v[:-1], True), False),
+            ("string", "abc", False), ("int", 3, False), ("none", None, False),
+            ("nested", (v,), False), ("empty", (), False),
+            ("list", list(v), True), ("numpy", np.array(v), True)]
+
+
+INSTANCE = [("none", None, False), ("string", "abc", False), ("int", 3, False),
+            ("tuple", (2, 5), False), ("dict", {}, False)]
+
+
+def path_mutations(v):
+    """A file path ``v``: wrong types, an empty name, a directory that does not exist
+    (``FileNotFoundError`` is the documented outcome there: list it in ``raises``), and the
+    existing directory ``v`` lives in."""
+    from pathlib import Path
+
+    p = Path(v)
+    return [("none", None, False), ("int", 3, False), ("list", [str(p)], False),
+            ("empty", "", False), ("missing-dir", p.parent / "no-such-dir" / p.name, False),
+            ("directory", p.parent, False), ("str", str(p), True)]
+
+
 KINDS = {
     "array": array_mutations,
     "binary": binary_mutations,
@@ -109,6 +142,10 @@ KINDS = {
     "rng": lambda v: RNG,
     "flag": lambda v: FLAG,
     "params": params_mutations,
+    "uniform": uniform_mutations,
+    "sizes": sizes_mutations,
+    "instance": lambda v: INSTANCE,
+    "path": path_mutations,
 }
 
 

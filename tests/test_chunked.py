@@ -219,7 +219,7 @@ def test_lvmref_never_imports_dask_and_works_without_it(tmp_path):
 
 
 def test_dask_rows_match_the_sequential_chunks():
-    da = pytest.importorskip("dask.array")
+    import dask.array as da
     a = np.random.default_rng(2).normal(size=(1000, 3))
     X = da.from_array(a, chunks=(90, 2))  # columns split too: joined into one block
     src = row_source(X)

@@ -14,6 +14,7 @@ import math
 
 import numpy as np
 import pytest
+import scipy.special as sps
 from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
@@ -520,16 +521,37 @@ def test_iwae_uniform_q_all_tuples_is_exact_Lk():
 Z = 4.0  # two-sided z-bound; per-row checks with fixed seeds
 
 
+def _log_w(model, x, z, proposal):
+    """Log weights of the given samples from the test's own model methods: log p(x, z) -
+    log q(z | x) (proposal q), or log p(x | z) (proposal = the prior)."""
+    if proposal == "q":
+        return model.log_joint(x, z) - model.log_q(x, z)
+    if hasattr(model, "log_likelihood"):
+        return model.log_likelihood(x, z)
+    return model.log_joint(x, z) - model.log_prior(z)
+
+
+def _check_p_hat(est, lw, px):
+    """p_hat = mean w within Z standard errors of p(x), the standard error sd(w)/sqrt(k)
+    computed here from the weights (not est.stderr); then ours reproduces both, eq. (7):
+    value = log p_hat, stderr = se / p_hat (each a k-term sum: ~1e-12 relative)."""
+    k = lw.shape[1]
+    w = np.exp(lw)
+    p_hat, se = w.mean(axis=1), w.std(axis=1, ddof=1) / np.sqrt(k)
+    assert np.all(se > 0)
+    assert np.all(np.abs(p_hat - px) <= Z * se)
+    np.testing.assert_allclose(est.value, np.log(p_hat), rtol=1e-12)
+    np.testing.assert_allclose(est.stderr, se / p_hat, rtol=1e-9)
+
+
 def test_importance_and_naive_mc_unbiased_for_px():
     x = _data(4, 5, 40)
     model = TinySBN(5, 5, 4, 41, q_scale=0.7)
     px = np.exp(brute_log_marginal(model, x))
-    for est in (E.importance_log_marginal(model, x, 20000, 42),
-                E.naive_mc_log_marginal(model, x, 20000, 43)):
-        p_hat = np.exp(est.value)
-        se = p_hat * est.stderr  # exactly the se of the mean weight, eq. (7)
-        assert np.all(np.abs(p_hat - px) <= Z * se)
-        assert np.all(se > 0)
+    z = model.sample_q(x, 20000, np.random.default_rng(42))
+    _check_p_hat(E.importance_log_marginal(model, x, z=z), _log_w(model, x, z, "q"), px)
+    z = model.sample_prior(4, 20000, np.random.default_rng(43))
+    _check_p_hat(E.naive_mc_log_marginal(model, x, z=z), _log_w(model, x, z, "prior"), px)
 
 
 def test_naive_mc_likelihood_path_unbiased():
@@ -537,27 +559,38 @@ def test_naive_mc_likelihood_path_unbiased():
     model = LikelihoodSBN(4, 4, 3, 45)
     assert not hasattr(model, "log_prior")
     px = np.exp(brute_log_marginal(model, x))
-    est = E.naive_mc_log_marginal(model, x, 20000, 46)
-    assert np.all(np.abs(np.exp(est.value) - px) <= Z * np.exp(est.value) * est.stderr)
+    z = model.sample_prior(3, 20000, np.random.default_rng(46))
+    _check_p_hat(E.naive_mc_log_marginal(model, x, z=z), _log_w(model, x, z, "prior"), px)
     cat = BernoulliMixture(5, 4, 3, 47)
     px_c = np.exp(brute_log_marginal(cat, x))
-    for est in (E.naive_mc_log_marginal(cat, x, 20000, 48),
-                E.importance_log_marginal(cat, x, 20000, 49)):
-        assert np.all(np.abs(np.exp(est.value) - px_c) <= Z * np.exp(est.value) * est.stderr)
+    z = cat.sample_prior(3, 20000, np.random.default_rng(48))
+    _check_p_hat(E.naive_mc_log_marginal(cat, x, z=z), _log_w(cat, x, z, "prior"), px_c)
+    z = cat.sample_q(x, 20000, np.random.default_rng(49))
+    _check_p_hat(E.importance_log_marginal(cat, x, z=z), _log_w(cat, x, z, "q"), px_c)
 
 
 def test_elbo_and_iwae_estimates_match_exact_expectations():
+    """Means of i.i.d. terms (log w for the ELBO, per-set logmeanexp for L_k) within Z
+    standard errors computed here from the terms; ours reproduces value and stderr."""
     x = _data(3, 4, 50)
     model = TinySBN(2, 4, 3, 51, q_scale=1.5)
     elbo_ref, _ = brute_elbo_kl(model, x)
-    el = E.elbo(model, x, 20000, 52)
-    assert np.all(np.abs(el.value - elbo_ref) <= Z * el.stderr)
+    z = model.sample_q(x, 20000, np.random.default_rng(52))
+    lw = _log_w(model, x, z, "q")
+    el = E.elbo(model, x, z=z)
+    mean, se = lw.mean(axis=1), lw.std(axis=1, ddof=1) / np.sqrt(lw.shape[1])
+    assert np.all(np.abs(mean - elbo_ref) <= Z * se)
+    np.testing.assert_allclose(el.value, mean, rtol=1e-12)
+    np.testing.assert_allclose(el.stderr, se, rtol=1e-9)
     for k in (1, 5, 20):
-        lk = E.iwae_bound(model, x, k, 53 + k, n_repeats=2000)
-        assert np.all(np.abs(lk.value - _exact_Lk(model, x, k)) <= Z * lk.stderr)
-    # ordering that must hold in expectation, seen through the estimates
-    lpx = brute_log_marginal(model, x)
-    assert np.all(el.value <= lpx + Z * el.stderr)
+        R = 2000
+        z = model.sample_q(x, R * k, np.random.default_rng(53 + k))
+        per_set = sps.logsumexp(_log_w(model, x, z, "q").reshape(3, R, k), axis=2) - np.log(k)
+        lk = E.iwae_bound(model, x, k, z=z)
+        mean, se = per_set.mean(axis=1), per_set.std(axis=1, ddof=1) / np.sqrt(R)
+        assert np.all(np.abs(mean - _exact_Lk(model, x, k)) <= Z * se)
+        np.testing.assert_allclose(lk.value, mean, rtol=1e-12)
+        np.testing.assert_allclose(lk.stderr, se, rtol=1e-9)
 
 
 def test_iwae_k1_equals_elbo_on_same_samples():

@@ -4,6 +4,7 @@ engines, persistence and bad input. (Kernels vs sgd_update: tests/kernels/test_h
 the noise protocol: tests/test_helmholtz_training.py.)"""
 
 import itertools
+import re
 
 import numpy as np
 import pytest
@@ -48,6 +49,47 @@ def _brute_log_joint_sbn(params, sizes, x, z):
     return np.log(prob)
 
 
+_NP_ACT = {"tanh": np.tanh, "relu": lambda a: np.maximum(a, 0.0), "sigmoid": expit,
+           "softplus": lambda a: np.logaddexp(0.0, a), "identity": lambda a: a}
+
+
+def _np_mlp(params, prefix, n_layers, act, h):
+    """y = x @ W + b per layer, the activation between layers (module docstring layout)."""
+    for i in range(n_layers):
+        h = h @ params[f"{prefix}W{i}"] + params[f"{prefix}b{i}"]
+        if i < n_layers - 1:
+            h = _NP_ACT[act](h)
+    return h
+
+
+def _log_bern_explicit(h, a):
+    """sum_j log P(h_j) with P(1) = sigmoid(a_j), P(0) = 1 - sigmoid(a_j), written out
+    (fine for the moderate logits of these tests)."""
+    p = expit(a)
+    return np.sum(np.log(np.where(h == 1, p, 1.0 - p)), axis=-1)
+
+
+def _brute_log_joint(params, arch, x, z):
+    """log p(x, z), eq. (3), for any architecture: rows x (n, D), z (n, K) -> (n,)."""
+    hs = np.split(np.concatenate([z, x], axis=1), np.cumsum(arch.layer_sizes)[:-1], axis=1)
+    out = _log_bern_explicit(hs[0], np.broadcast_to(params["prior"], hs[0].shape))
+    for l in range(arch.n_layers):
+        a = _np_mlp(params, f"gen{l}.", len(arch.hidden) + 1, arch.activation, hs[l])
+        out = out + _log_bern_explicit(hs[l + 1], a)
+    return out
+
+
+def _brute_log_q(params, arch, x, z):
+    """log q(z | x), eq. (5), for any architecture -> (n,)."""
+    hs = np.split(np.concatenate([z, x], axis=1), np.cumsum(arch.layer_sizes)[:-1], axis=1)
+    out = np.zeros(x.shape[0])
+    for l in range(arch.n_layers):
+        c = _np_mlp(params, f"rec{l}.", len(arch.recognition_hidden) + 1, arch.activation,
+                    hs[l + 1])
+        out = out + _log_bern_explicit(hs[l], c)
+    return out
+
+
 # ---------------------------------------------------------------- densities
 
 @pytest.mark.parametrize("arch", ARCHS[:2], ids=["single", "layered"])
@@ -59,6 +101,22 @@ def test_log_joint_matches_explicit_product(arch):
     got = H.log_joint(m.params, x, z, arch)
     want = [_brute_log_joint_sbn(m.params, arch.layer_sizes, x[i], z[i]) for i in range(6)]
     np.testing.assert_allclose(got, want, rtol=1e-13)
+
+
+@pytest.mark.parametrize("arch", ARCHS, ids=["single", "layered", "mlp"])
+def test_log_joint_and_log_q_match_a_numpy_twin(arch):
+    """Eqs. (3) and (5) for every architecture, the MLP ones included, against the NumPy
+    forward pass and explicit Bernoulli probabilities written in this file. Tolerance:
+    log(1 - sigmoid(a)) loses ~e^|a| u relative for the logits here (|a| < 8: 3e3 u),
+    summed over <= 9 units: 1e-12 relative to the sum of |terms| (~5e3 u)."""
+    m = _model(arch)
+    rng = np.random.default_rng(1)
+    x = (rng.random((8, arch.n_features)) < 0.5).astype(float)
+    z = (rng.random((8, arch.n_latent)) < 0.5).astype(float)
+    for ours, ref in ((H.log_joint, _brute_log_joint), (H.log_q, _brute_log_q)):
+        want = ref(m.params, arch, x, z)
+        got = ours(m.params, x, z, arch)
+        assert np.all(np.abs(got - want) <= 1e-12 * (np.abs(want) + 1)), (ours, got - want)
 
 
 def test_confident_prior_terms_keep_full_relative_accuracy():
@@ -121,30 +179,70 @@ def test_elbo_below_exact_log_marginal(arch):
     assert np.all(elbo < log_px)  # q is not the posterior here
 
 
+def _logmeanexp_and_se(log_w):
+    """log mean_s w_s per row and its delta-method standard error sd(w) / (sqrt(k) mean w),
+    computed here from the samples (not by the estimator under test)."""
+    k = log_w.shape[1]
+    value = logsumexp(log_w, axis=1) - np.log(k)
+    rho = np.exp(log_w - value[:, None])
+    return value, rho.std(axis=1, ddof=1) / np.sqrt(k)
+
+
 def test_plugs_into_estimators():
     """Protocol check through lvmref.estimators: exact log p(x) = brute-force logsumexp;
-    importance sampling with q within a z-bound of it; IWAE bound below it."""
+    importance sampling and naive MC within a z-bound of it, with the standard errors
+    computed in the test from brute-force log weights of the same samples; the IWAE
+    bound below it. (The samplers themselves: chi-square tests below.)"""
     from lvmref import estimators as E
 
     arch = ARCHS[2]
     m = _model(arch, scale=0.5)
     xs = _all_binary(arch.n_features)[:6]
-    brute = logsumexp(m.log_joint(xs, _all_binary(arch.n_latent)[None]), axis=1)
+    zs = _all_binary(arch.n_latent)
+    n, k = len(xs), 4000
+    lj = np.stack([_brute_log_joint(m.params, arch, np.repeat(x[None], len(zs), 0), zs)
+                   for x in xs])
+    brute = logsumexp(lj, axis=1)
     np.testing.assert_allclose(E.exact_log_marginal(m, xs), brute, rtol=1e-12)
-    est = E.importance_log_marginal(m, xs, 4000, rng=np.random.default_rng(0))
-    assert np.all(np.abs(est.value - brute) < 4.5 * est.stderr)
-    naive = E.naive_mc_log_marginal(m, xs, 4000, rng=np.random.default_rng(2))
-    assert np.all(np.abs(naive.value - brute) < 4.5 * naive.stderr)
-    naive = E.naive_mc_log_marginal(m, xs, 4000, rng=np.random.default_rng(2))
-    assert np.all(np.abs(naive.value - brute) < 4.5 * naive.stderr)
+
+    def brute_log_w(z, proposal):
+        xr = np.repeat(xs, z.shape[1], axis=0)
+        zr = z.reshape(-1, arch.n_latent)
+        lw = _brute_log_joint(m.params, arch, xr, zr)
+        if proposal == "q":
+            return (lw - _brute_log_q(m.params, arch, xr, zr)).reshape(n, -1)
+        # naive MC weights are log p(x | z): the last generative layer's term alone
+        top = zr[:, arch.n_latent - arch.layer_sizes[-2]:]
+        last = _np_mlp(m.params, f"gen{arch.n_layers - 1}.", len(arch.hidden) + 1,
+                       arch.activation, top)
+        return _log_bern_explicit(xr, last).reshape(n, -1)
+
+    z_q = m.sample_q(xs, k, rng=np.random.default_rng(0))
+    z_p = np.broadcast_to(m.sample_prior(1, k, rng=np.random.default_rng(2)),
+                          (n, k, arch.n_latent))
+    for est, lw in ((E.importance_log_marginal(m, xs, z=z_q), brute_log_w(z_q, "q")),
+                    (E.naive_mc_log_marginal(m, xs, z=z_p), brute_log_w(z_p, "prior"))):
+        value, se = _logmeanexp_and_se(lw)
+        assert np.all(np.abs(value - brute) < 4.5 * se)  # the estimator is consistent ...
+        # ... and ours computes that value and its stderr (eq. 7): both are sums of k
+        # terms each within ~1e-12 relative of the brute-force ones
+        np.testing.assert_allclose(est.value, value, rtol=1e-12)
+        np.testing.assert_allclose(est.stderr, se, rtol=1e-9)
     elbo = H.exact_elbo(m.params, xs, arch)
-    np.testing.assert_allclose(elbo, E.exact_log_marginal(m, xs)
-                               - E.exact_kl_to_posterior(m, xs), rtol=1e-12)
-    # ELBO <= L_5 <= log p(x) (Burda et al. 2015, Thm 1); the estimate is unbiased for
-    # L_5, so each side is checked with a z-bound of its standard error
-    iw = E.iwae_bound(m, xs, 5, n_repeats=400, rng=np.random.default_rng(1))
-    assert np.all(iw.value < brute + 4 * iw.stderr)
-    assert np.all(iw.value > elbo - 4 * iw.stderr)
+    q = np.exp(np.stack([_brute_log_q(m.params, arch, np.repeat(x[None], len(zs), 0), zs)
+                         for x in xs]))
+    lq = np.log(q)
+    np.testing.assert_allclose(elbo, np.sum(q * (lj - lq), axis=1), rtol=1e-12)
+    # ELBO <= L_5 <= log p(x) (Burda et al. 2015, Thm 1): per-set L_5 estimates are
+    # i.i.d. with mean L_5, so each side is checked with the sd of the sets over sqrt(R)
+    R = 400
+    z5 = m.sample_q(xs, 5 * R, rng=np.random.default_rng(1))
+    iw = E.iwae_bound(m, xs, 5, z=z5)
+    per_set = (logsumexp(brute_log_w(z5, "q").reshape(n, R, 5), axis=2) - np.log(5))
+    value, se = per_set.mean(axis=1), per_set.std(axis=1, ddof=1) / np.sqrt(R)
+    np.testing.assert_allclose(iw.value, value, rtol=1e-12)
+    assert np.all(value < brute + 4 * se)
+    assert np.all(value > elbo - 4 * se)
 
 
 # ---------------------------------------------------------------- samplers
@@ -168,7 +266,7 @@ def test_ancestral_samples_match_exact_distribution(arch):
     codes = (zx @ (2 ** np.arange(zx.shape[1])[::-1])).astype(int)
     allzx = _all_binary(zx.shape[1])  # same code order
     K = arch.n_latent
-    p = np.exp(H.log_joint(m.params, allzx[:, K:], allzx[:, :K], arch))
+    p = np.exp(_brute_log_joint(m.params, arch, allzx[:, K:], allzx[:, :K]))
     assert _chi2_pvalue(np.bincount(codes, minlength=len(p)), p) > 1e-3
 
 
@@ -179,7 +277,8 @@ def test_q_samples_match_exact_q():
     n = 100_000
     z = m.sample_q(x, n, rng=np.random.default_rng(4))[0]
     codes = (z @ (2 ** np.arange(arch.n_latent)[::-1])).astype(int)
-    q = np.exp(m.log_q(x, _all_binary(arch.n_latent)[None])[0])
+    zs = _all_binary(arch.n_latent)
+    q = np.exp(_brute_log_q(m.params, arch, np.repeat(x, len(zs), 0), zs))
     assert _chi2_pvalue(np.bincount(codes, minlength=len(q)), q) > 1e-3
 
 
@@ -265,11 +364,25 @@ def test_rws_gradients_are_gradients_of_iwae_bound_at_fixed_samples(arch):
 
 # ---------------------------------------------------------------- REINFORCE
 
+def _brute_elbo(params, arch, x):
+    """ELBO = sum_z q(z | x) (log p(x, z) - log q(z | x)), enumerated with the NumPy twin."""
+    zs = _all_binary(arch.n_latent)
+    out = 0.0
+    for row in x:
+        xr = np.repeat(row[None], len(zs), 0)
+        lq = _brute_log_q(params, arch, xr, zs)
+        out += np.sum(np.exp(lq) * (_brute_log_joint(params, arch, xr, zs) - lq))
+    return out
+
+
 def _exact_elbo_grad(m, x):
-    """Exact ELBO gradient: Richardson central differences of the enumerated ELBO."""
+    """ELBO gradient: Richardson central differences of the ELBO enumerated with the NumPy
+    twin of this file (not lvmref's exact_elbo); error ~1e-10, far below the Monte Carlo
+    standard errors it is compared with. (The exact match of the estimator's enumerated
+    mean with PyTorch autograd is in tests/test_helmholtz_autograd.py.)"""
 
     def f(k, v):
-        return float(np.sum(H.exact_elbo({**m.params, k: v}, x, m.arch)))
+        return float(_brute_elbo({**m.params, k: v}, m.arch, x))
 
     out = {}
     h = np.finfo(float).eps ** 0.2
@@ -314,12 +427,25 @@ def test_reinforce_gradient_unbiased_and_baseline_reduces_variance():
         assert np.all(np.abs(mean - exact)[random] < zcrit * se[random]), name
         # constant coordinates (e.g. weights from pixels that are off) are exact
         np.testing.assert_allclose(mean[~random], exact[~random], atol=1e-8)
-        results[name] = per.var(0, ddof=1)
+        results[name] = per
     rec = np.array([k.startswith("rec") for k in keys for _ in range(m.params[k].size)])
-    # the baseline touches only the phi (recognition) coordinates ...
-    np.testing.assert_allclose(results["none"][~rec], results["baseline"][~rec], rtol=1e-12)
-    # ... and lowers their total variance (measured); exact variance below as a check
-    assert results["baseline"][rec].sum() < 0.8 * results["none"][rec].sum()
+    # the baseline touches only the phi (recognition) coordinates (same z, same table) ...
+    np.testing.assert_allclose(results["none"][:, ~rec], results["baseline"][:, ~rec],
+                               rtol=1e-12)
+    # ... and lowers their total variance: on the same samples, the per-sample squared
+    # deviations about the exact mean differ by d_i with E[d_i] = V_none - V_baseline; the
+    # reduction is significant when mean(d) exceeds z times its standard error.
+    sq = {name: np.sum((per[:, rec] - exact[rec]) ** 2, axis=1) for name, per in results.items()}
+    d = sq["none"] - sq["baseline"]
+    assert d.mean() > 4.5 * d.std(ddof=1) / np.sqrt(n)
+    # and each total variance agrees with its exact value by enumeration, within z se
+    zs_q = np.exp(_brute_log_q(m.params, arch, np.repeat(x, len(zs), 0), zs))
+    for name, b in (("none", 0.0), ("baseline", elbo)):
+        table = np.array([_flat(H.reinforce_grads(m.params, x, zs[j:j + 1], arch, b)[0], keys)
+                          for j in range(len(zs))])[:, rec]
+        v_exact = zs_q @ np.sum((table - zs_q @ table) ** 2, axis=1)
+        se_v = sq[name].std(ddof=1) / np.sqrt(n)
+        assert abs(sq[name].mean() - v_exact) < 4.5 * se_v, name
 
 
 def test_reinforce_exact_variance_reduction_by_enumeration():
@@ -874,3 +1000,140 @@ def test_constructor_and_sampler_bad_input():
         m.sample(0)
     with pytest.raises(ValueError, match="k"):
         m.sample_q(np.zeros((1, 4)), 0)
+
+
+# -- issue 15: every public entry point validates (module functions, methods) ----------
+
+_A = Architecture((2, 5))
+_M = HelmholtzMachine((2, 5), rng=0)
+_X = np.array([[1.0, 0, 1, 0, 0], [0, 1, 1, 0, 1], [0, 0, 0, 0, 0]])
+_Z = np.array([[1.0, 0], [0, 1], [1, 1]])
+_Z3 = np.stack([_Z, 1 - _Z], axis=1)
+_UQ = np.full((3, 2, 2), 0.5)
+_US = np.full((3, 7), 0.5)
+
+
+def _call_with(fn, args, **bad):
+    return fn(**{**args, **bad})
+
+
+_PXZ = {"params": _M.params, "x": _X, "z": _Z, "arch": _A}
+_BAD_MODULE_CALLS = [
+    # (function, valid arguments, bad argument and value, error type, word in message)
+    (H.log_joint, _PXZ, {"x": np.full((3, 5), 0.5)}, ValueError, "x"),
+    (H.log_joint, _PXZ, {"z": np.zeros((2, 2))}, ValueError, "z"),     # rows of x
+    (H.log_joint, _PXZ, {"arch": (2, 5)}, TypeError, "arch"),
+    (H.log_joint, _PXZ, {"params": {"prior": np.zeros(2)}}, ValueError, "params"),
+    (H.log_prior, {"params": _M.params, "z": _Z, "arch": _A}, {"z": np.zeros((3, 3))},
+     ValueError, "z"),
+    (H.log_q, _PXZ, {"x": np.zeros((3, 4))}, ValueError, "x"),
+    (H.sample_prior, {"params": _M.params, "u": _US, "arch": _A}, {"u": np.ones((3, 7))},
+     ValueError, "u"),
+    (H.sample_q, {"params": _M.params, "x": _X, "u": _UQ[:, 0], "arch": _A},
+     {"u": np.full((3, 2), -0.1)}, ValueError, "u"),
+    (H.wake_grad, _PXZ, {"weights": np.ones(2)}, ValueError, "weights"),
+    (H.sleep_grad, _PXZ, {"weights": np.full(3, 1e151)}, ValueError, "weights"),
+    (H.log_weights, {**_PXZ, "z": _Z3}, {"z": _Z}, ValueError, "z"),   # needs (n, k, K)
+    (H.rws_grads, {**_PXZ, "z": _Z3}, {"z": _Z3[:, :, :1]}, ValueError, "z"),
+    (H.vimco_grads, {**_PXZ, "z": _Z3}, {"z": _Z3[:, :1]}, ValueError, "z"),  # k >= 2
+    (H.reinforce_grads, _PXZ, {"scale": 0.0}, ValueError, "scale"),
+    (H.reinforce_grads, _PXZ, {"scale": 1e-300}, ValueError, "scale"),  # signal / scale
+    (H.reinforce_grads, _PXZ, {"baseline": np.zeros(4)}, ValueError, "baseline"),
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ[:, :1], "us": _US, "arch": _A},
+     {"us": None}, TypeError, "us"),                                    # wake-sleep dreams
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ[:, :1], "us": _US, "arch": _A,
+                    "method": "vimco"}, {}, ValueError, "uq"),           # k >= 2
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ, "us": _US, "arch": _A},
+     {"lr": -1.0}, ValueError, "lr"),
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ, "us": _US, "arch": _A},
+     {"baseline": "moving-average"}, TypeError, "baseline"),
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ, "us": _US, "arch": _A},
+     {"state": {"c": 0.0}}, TypeError, "state"),
+    (H.sgd_update, {"params": _M.params, "x": _X, "uq": _UQ, "us": _US, "arch": _A,
+                    "method": "reinforce", "baseline": NVILBaseline("input-dependent")},
+     {"state": NVILState(psi={"base.W0": np.zeros((5, 1))})}, ValueError, "state.psi"),
+    (H.exact_elbo, {"params": _M.params, "x": _X, "arch": _A}, {"arch": None}, TypeError,
+     "arch"),
+    (H.init_params, {"arch": _A, "rng": 0}, {"arch": "tanh"}, TypeError, "arch"),
+]
+
+
+@pytest.mark.parametrize("fn, args, bad, err, word", _BAD_MODULE_CALLS,
+                         ids=[f"{c[0].__name__}-{'-'.join(c[2]) or 'k'}"
+                              for c in _BAD_MODULE_CALLS])
+def test_module_functions_refuse_bad_input_naming_the_argument(fn, args, bad, err, word):
+    with pytest.raises(err, match=rf"(?<![\w.]){re.escape(word)}(?![\w\[])"):
+        _call_with(fn, args, **bad)
+
+
+def test_module_functions_convert_bool_input_and_do_not_mutate_it():
+    """bool/int data give the float64 results; the caller's arrays are left alone."""
+    x, z = _X.astype(bool), _Z.astype(np.int64)
+    before = (x.copy(), z.copy(), {k: v.copy() for k, v in _M.params.items()})
+    np.testing.assert_array_equal(H.log_joint(_M.params, x, z, _A),
+                                  H.log_joint(_M.params, _X, _Z, _A))
+    H.sgd_update(_M.params, x, _UQ, _US, _A, "reweighted", 0.1, sleep=True)
+    np.testing.assert_array_equal(x, before[0])
+    np.testing.assert_array_equal(z, before[1])
+    for k, v in before[2].items():
+        np.testing.assert_array_equal(_M.params[k], v)
+
+
+def test_wake_grad_with_huge_weights_is_the_scaled_gradient():
+    """Weights up to 1e150 are valid; the gradient is linear in them, and for a power of
+    two (2**498 < 1e150 < 2**499) every product and sum scales exactly in binary floating
+    point, so the result is exactly the scaled unweighted gradient."""
+    g1 = H.wake_grad(_M.params, _X, _Z, _A)
+    for c in (2.0**400, 2.0**498):
+        gc = H.wake_grad(_M.params, _X, _Z, _A, np.full(3, c))
+        for key in g1:
+            np.testing.assert_array_equal(gc[key], c * g1[key])
+
+
+def test_sampler_refuses_rng_and_u_together():
+    """Exactly one source of randomness: the uniforms, or a generator to draw them."""
+    with pytest.raises(ValueError, match=r"rng.*\bu\b"):
+        _M.sample_q(_X, 2, rng=0, u=_UQ)
+    with pytest.raises(ValueError, match=r"rng.*\bu\b"):
+        _M.sample(3, rng=np.random.default_rng(0), u=_US)
+    # u alone reproduces the rng draw that made it
+    u = np.random.default_rng(5).random((3, 2, 2))
+    np.testing.assert_array_equal(_M.sample_q(_X, 2, u=u), _M.sample_q(_X, 2, rng=5))
+
+
+def test_repr_names_the_constructor_arguments_like_vae():
+    from lvmref.vae import VAE
+
+    m = HelmholtzMachine((2, 3, 5), hidden=(4,), activation="relu", rng=0)
+    assert repr(m) == ("HelmholtzMachine(layer_sizes=(2, 3, 5), hidden=(4,), "
+                       "recognition_hidden=(), activation='relu')")
+    back = eval(repr(m), {"HelmholtzMachine": HelmholtzMachine})   # noqa: S307 - our repr
+    assert back.arch == m.arch
+    assert eval(repr(VAE(5, 2, (3,))), {"VAE": VAE}).arch == VAE(5, 2, (3,)).arch  # noqa: S307
+
+
+def test_architecture_layer_index_and_constructor_argument_names():
+    a = Architecture((1, 2, 4))
+    assert a.gen(1).sizes == (2, 4) and a.rec(0).sizes == (2, 1)
+    for l, err in ((2, ValueError), (-1, ValueError), (0.0, TypeError), (True, TypeError)):
+        with pytest.raises(err, match=r"\bl\b"):
+            a.gen(l)
+    with pytest.raises(ValueError, match="init_scale"):
+        HelmholtzMachine((2, 5), init_scale=-1.0)
+    with pytest.raises(ValueError, match=r"\bv\b"):
+        NVILState(v=-1.0)
+    with pytest.raises(TypeError, match="psi"):
+        NVILState(psi=[np.zeros(2)])
+    with pytest.raises(TypeError, match="arch"):
+        NVILBaseline("input-dependent").init_state((2, 5), 0)
+
+
+def test_save_and_load_refuse_what_is_not_a_path(tmp_path):
+    for bad, err in ((None, TypeError), (3, TypeError), (b"m.npz", TypeError),
+                     ("", ValueError)):
+        with pytest.raises(err, match="path"):
+            _M.save(bad)
+        with pytest.raises(err, match="path"):
+            HelmholtzMachine.load(bad)
+    with pytest.raises(FileNotFoundError):
+        _M.save(tmp_path / "no-such-dir" / "m")

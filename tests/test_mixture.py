@@ -747,9 +747,9 @@ def test_estimators_repr_and_path_and_seed_errors(cls_name, tmp_path):
         cls(2).set_params(random_state="abc").fit(X)
     fitted = cls(2, random_state=0, max_iter=200).fit(X)
     for bad in (None, 123, ["a"]):
-        with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        with pytest.raises(TypeError, match="path must be a str or path-like"):
             fitted.save(bad)
-        with pytest.raises(TypeError, match="path must be a str or os.PathLike"):
+        with pytest.raises(TypeError, match="path must be a str or path-like"):
             cls.load(bad)
     with pytest.raises(FileNotFoundError, match="does not exist"):
         fitted.save(tmp_path / "nodir" / "m.npz")

@@ -17,12 +17,6 @@ import warnings
 
 import numpy as np
 import pytest
-
-from lvmref import mixture
-from lvmref.gmm import GaussianMixture
-from lvmref.vbgmm import BayesianGaussianMixture
-
-sklearn = pytest.importorskip("sklearn")
 from sklearn import mixture as skm  # noqa: E402
 from sklearn.base import clone  # noqa: E402
 from sklearn.model_selection import GridSearchCV, KFold  # noqa: E402
@@ -30,6 +24,10 @@ from sklearn.pipeline import make_pipeline  # noqa: E402
 from sklearn.preprocessing import StandardScaler  # noqa: E402
 from sklearn.utils import get_tags  # noqa: E402
 from sklearn.utils.estimator_checks import check_estimator  # noqa: E402
+
+from lvmref import mixture
+from lvmref.gmm import GaussianMixture
+from lvmref.vbgmm import BayesianGaussianMixture
 
 PAIRS = [(GaussianMixture, skm.GaussianMixture),
          (BayesianGaussianMixture, skm.BayesianGaussianMixture)]

@@ -150,7 +150,7 @@ def test_blas_threads_policy():
 def test_fit_limits_blas_threads_during_the_call_only(monkeypatch):
     """Inside VAE.fit BLAS runs on the chosen thread count; afterwards (also after an
     error) the caller's setting is back."""
-    threadpoolctl = pytest.importorskip("threadpoolctl")
+    import threadpoolctl
 
     def blas():
         return [i["num_threads"] for i in threadpoolctl.threadpool_info()

@@ -110,7 +110,7 @@ class TorchVAE(nn.Module):
             extra = torch.zeros(n, dtype=torch.float64)
         if baseline is None:
             b = 0.0
-        elif baseline == "loo":
+        elif isinstance(baseline, str) and baseline == "loo":
             b = (f.sum(1, keepdim=True) - f) / (s - 1)
         else:
             b = torch.as_tensor(np.asarray(baseline, dtype=np.float64)).reshape(-1, 1)

@@ -12,13 +12,16 @@ from hypothesis import given
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 from support import (
-    HAVE_LONGDOUBLE,
     LD_EPS,
     SLACK,
     U,
+    dd_error,
+    extended,
     gamma,
     kl_tol,
     lse_tol,
+    oracle_eps,
+    oracles,
     softplus_tol,
 )
 
@@ -163,44 +166,49 @@ def test_bernoulli_x_out_of_range():
         K.bernoulli_log_prob([[-0.5]], [[0.0]])
 
 
-def normal_ref_ld(x, mean, log_var):
-    """Direct formula -1/2 (log 2 pi + lv + (x - mu)^2 exp(-lv)) in long double."""
-    xl, ml, vl = (np.asarray(v, dtype=np.longdouble) for v in (x, mean, log_var))
-    log2pi = np.log(2 * np.pi * np.longdouble(1))  # pi rounded to double: error 1e-17 < u
-    return -0.5 * (log2pi + vl + (xl - ml) ** 2 * np.exp(-vl))
+def normal_ref(x, mean, log_var, oracle):
+    """Direct formula -1/2 (log 2 pi + lv + (x - mu)^2 exp(-lv)) in extended precision,
+    as a double-double (hi, lo) pair (tests/support.py)."""
+
+    def f(m, xl, ml, vl):
+        return -0.5 * (m.log(2 * m.pi) + vl + (xl - ml) ** 2 * m.exp(-vl))
+
+    return extended(f, x, mean, log_var, oracle=oracle)
 
 
-def normal_tol(q, log_var):
+def normal_tol(q, log_var, ref_eps=LD_EPS):
     """Ours: dx (u), z = dx exp(-lv/2) (exp C_EXP_LIBM u, product u), z^2 (doubles the
     relative error, plus u): quad within 9 u; then (log 2pi + lv) and the add round
     (u each, of magnitudes <= 1.84 + |lv| + quad) and log 2pi is within u/2:
     |err| <= u (10 q + |lv| + 2.3) with q = quad / 2; plus the long double reference
-    (<= 8 LD_EPS (q + |lv| + 1), and 2 pi rounded to double: <= 2 u / 2)."""
-    return SLACK * (U * (10 * q + np.abs(log_var) + 2.3 + 1.0)) + 8 * LD_EPS * (
+    (<= 8 ref_eps (q + |lv| + 1), and 2 pi rounded to double: <= 2 u / 2)."""
+    return SLACK * (U * (10 * q + np.abs(log_var) + 2.3 + 1.0)) + 8 * ref_eps * (
         q + np.abs(log_var) + 1
     )
 
 
-@pytest.mark.skipif(not HAVE_LONGDOUBLE, reason="needs an extended-precision long double")
+@pytest.mark.parametrize("oracle", oracles())
 @given(
     st.integers(1, 4),
     st.integers(1, 6),
     st.integers(0, 2**32 - 1),
     st.sampled_from([1.0, 10.0, 300.0]),
 )
-def test_normal_log_prob_diag_vs_direct_formula(n, d, seed, lv_scale):
+def test_normal_log_prob_diag_vs_direct_formula(oracle, n, d, seed, lv_scale):
     rng = np.random.default_rng(seed)
     x = rng.normal(scale=3.0, size=(n, d))
     mean = rng.normal(size=(n, d))
     log_var = rng.uniform(-lv_scale, lv_scale, size=(n, d))
-    ref = normal_ref_ld(x, mean, log_var)
-    q = np.abs(ref.astype(np.float64) * 2 + np.log(2 * np.pi) + log_var) / 2
+    hi, lo = normal_ref(x, mean, log_var, oracle)
+    q = np.abs(hi * 2 + np.log(2 * np.pi) + log_var) / 2
     got = K.normal_log_prob_diag(x, mean, log_var, reduce=False)
-    tol = normal_tol(q, log_var)
-    assert np.all(np.abs(got - ref) <= tol)
+    tol = normal_tol(q, log_var, oracle_eps(oracle))
+    assert np.all(dd_error(got, hi, lo) <= tol)
     rows = K.normal_log_prob_diag(x, mean, log_var)
-    row_tol = tol.sum(axis=1) + SLACK * 2 * gamma(d) * np.abs(ref).sum(axis=1).astype(float)
-    assert np.all(np.abs(rows - ref.sum(axis=1)) <= row_tol)
+    row_tol = tol.sum(axis=1) + SLACK * 2 * gamma(d) * np.abs(hi).sum(axis=1)
+    # the row reference: the sum of the double-double entries (exact to ~u^2 |terms|)
+    assert np.all(np.abs((rows - hi.sum(axis=1)) - lo.sum(axis=1)) <= row_tol + U * U * np.abs(
+        hi).sum(axis=1) * d)
     twin = D.normal_log_prob_diag_np(x, mean, log_var, True)
     assert np.all(np.abs(rows - twin) <= 2 * row_tol)
 
@@ -235,20 +243,21 @@ def test_normal_log_prob_extremes():
     np.testing.assert_allclose(got, twin, rtol=4 * U, atol=0)
 
 
-@pytest.mark.skipif(not HAVE_LONGDOUBLE, reason="needs an extended-precision long double")
+@pytest.mark.parametrize("oracle", oracles())
 @given(st.integers(1, 5), st.integers(1, 8), st.integers(0, 2**32 - 1))
-def test_kl_normal_std_vs_direct_formula(n, d, seed):
+def test_kl_normal_std_vs_direct_formula(oracle, n, d, seed):
     rng = np.random.default_rng(seed)
     mean = rng.normal(scale=2.0, size=(n, d))
     log_var = rng.normal(scale=3.0, size=(n, d))
-    ml, vl = mean.astype(np.longdouble), log_var.astype(np.longdouble)
-    ref = 0.5 * np.sum(np.exp(vl) - 1 - vl + ml * ml, axis=-1)
+    hi, lo = extended(lambda m, ml, vl: 0.5 * m.sum(m.exp(vl) - 1 - vl + ml * ml, axis=-1),
+                      mean, log_var, oracle=oracle)
+    tol = kl_tol(mean, log_var, oracle_eps(oracle))
     got = K.kl_normal_std(mean, log_var)
     assert got.shape == (n,)
-    assert np.all(np.abs(got - ref) <= kl_tol(mean, log_var))
+    assert np.all(dd_error(got, hi, lo) <= tol)
     jit = D.kl_normal_std_rows_nb(mean, log_var)
-    assert np.all(np.abs(jit - ref) <= kl_tol(mean, log_var))
-    assert np.all(np.abs(jit - got) <= 2 * kl_tol(mean, log_var))
+    assert np.all(dd_error(jit, hi, lo) <= tol)
+    assert np.all(np.abs(jit - got) <= 2 * tol)
 
 
 @given(

@@ -130,6 +130,36 @@ def test_logsumexp_special_values(values, expected):
         assert_lse_close(got2[1:], sps.logsumexp(b[1:], axis=1), b[1:], 1)
 
 
+# Row lengths that reach each code path of lvmref.kernels.lse: the short-row block
+# (m <= _SHORT, transposed), the row block (m <= _BLOCK) and the chunked long row (m > _BLOCK).
+PATH_LENGTHS = [L._SHORT, L._SHORT + 1, L._BLOCK, L._BLOCK + 1, 5000]
+
+
+@pytest.mark.parametrize("m", PATH_LENGTHS)
+@pytest.mark.parametrize(("values", "expected"), [c for c in SPECIAL_CASES if len(c[0])])
+@pytest.mark.parametrize("where", ["start", "end", "spread"])
+def test_logsumexp_special_values_on_every_row_path(values, expected, m, where):
+    """The special-value cases padded with -inf (which adds exp(-inf) = 0 to the sum, so
+    SciPy's value is unchanged) to a row length that takes the short, block or long-row
+    path, the special entries placed at the start, the end, or spread along the row (a
+    chunked path that looks only at one chunk misses them); alone and as row 1 of 3."""
+    row = np.full(m, -np.inf)
+    idx = {"start": np.arange(len(values)), "end": m - len(values) + np.arange(len(values)),
+           "spread": np.linspace(0, m - 1, len(values)).astype(int)}[where]
+    row[idx] = values
+    with np.errstate(under="ignore"):
+        ref = sps.logsumexp(row)
+    np.testing.assert_array_equal(ref, expected)  # SciPy agrees with the case's statement
+    np.testing.assert_array_equal(K.logsumexp(row), expected)
+    np.testing.assert_array_equal(L.logsumexp_np(row), expected)
+    b = np.vstack([np.zeros(m), row, np.linspace(-3.0, 2.0, m)])
+    with np.errstate(under="ignore"):
+        ref_b = sps.logsumexp(b, axis=1)
+    got = K.logsumexp(b, axis=1)
+    np.testing.assert_array_equal(got[1], expected)
+    assert_lse_close(got[[0, 2]], ref_b[[0, 2]], b[[0, 2]], 1)
+
+
 def test_logsumexp_small_term_not_rounded_away():
     """max-split + log1p: lse([0, -40]) = log1p(e^-40) = 4.248e-18, not 0."""
     got = float(K.logsumexp([0.0, -40.0]))
