@@ -93,7 +93,7 @@ def tanh_inplace(a):
 
 @njit(cache=True)
 def tanh_backward_nb(delta, h):
-    """In place: delta *= 1 - h*h, as delta - delta*h*h. delta, h (n, m)."""
+    """In place: ``delta *= 1 - h*h``, as ``delta - delta*h*h``. delta, h (n, m)."""
     n, m = delta.shape
     for i in range(n):
         for j in range(m):

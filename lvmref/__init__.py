@@ -36,6 +36,7 @@ prints the import graph and checks that dependencies point one way. Applications
 
 Glossary (the same word means the same thing everywhere)
 --------------------------------------------------------
+==================== =====================================================================
 ``x``, ``X``         data, 2-D, rows are samples: shape ``(n, D)``. ``X`` in the
                      scikit-learn-compatible mixture API, ``x`` elsewhere.
 ``n``                number of rows (data points); ``n_samples`` only where scikit-learn
@@ -54,6 +55,7 @@ noise                the randomness a stochastic function consumes, passed expli
                      Helmholtz samplers), or the latent samples ``z`` themselves.
 ``rng``              ``numpy.random.Generator``, int seed or ``None`` (``random_state`` in the
                      scikit-learn-compatible API); global RNG state is never used.
+==================== =====================================================================
 
 Rules
 -----

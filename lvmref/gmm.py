@@ -1,151 +1,242 @@
 r"""Gaussian mixture model fitted by EM, derived as coordinate ascent on the ELBO.
 
-Notation: data ``X`` of shape ``(n, d)`` with rows ``x_i``; ``K`` components; ``r`` or
-``q`` are ``(n, K)`` row-stochastic matrices; ``eps`` is float64 machine epsilon.
+Notation: data ``X`` of shape ``(n, d)`` with rows :math:`x_i`; :math:`K` components;
+``r`` or ``q`` are ``(n, K)`` row-stochastic matrices; :math:`\epsilon` (``eps``) is
+float64 machine epsilon.
 
 Model
 -----
-(1)  p(z_i = k) = pi_k,            pi_k >= 0,  sum_k pi_k = 1
-(2)  p(x_i | z_i = k) = N(x_i | mu_k, Sigma_k)
-(3)  p(x_i) = sum_k pi_k N(x_i | mu_k, Sigma_k)
-(4)  log-likelihood   l(theta) = sum_i log p(x_i) = sum_i log sum_k pi_k N(x_i | mu_k, Sigma_k)
+.. math:: p(z_i = k) = \pi_k, \qquad \pi_k \ge 0, \quad \textstyle\sum_k \pi_k = 1     \tag{1}
+
+.. math:: p(x_i \mid z_i = k) = \mathcal N(x_i \mid \mu_k, \Sigma_k)                    \tag{2}
+
+.. math:: p(x_i) = \sum_k \pi_k \mathcal N(x_i \mid \mu_k, \Sigma_k)                     \tag{3}
+
+.. math::
+    \ell(\theta) = \sum_i \log p(x_i)
+        = \sum_i \log \sum_k \pi_k \mathcal N(x_i \mid \mu_k, \Sigma_k)
+        \quad \text{(log-likelihood)}                                                  \tag{4}
 
 Evidence lower bound (Jensen)
 -----------------------------
-For any distribution q_i(k) over the component of each row (a row-stochastic ``q``):
+For any distribution :math:`q_i(k)` over the component of each row (a row-stochastic
+``q``):
 
-(5)  log p(x_i) = log sum_k q_ik [p(x_i, k) / q_ik]
-               >= sum_k q_ik [log p(x_i, k) - log q_ik]  =:  ELBO_i(q, theta)
+.. math::
+    \log p(x_i) = \log \sum_k q_{ik} \frac{p(x_i, k)}{q_{ik}}
+        \ge \sum_k q_{ik} [\log p(x_i, k) - \log q_{ik}]
+        =: \mathrm{ELBO}_i(q, \theta)                                                 \tag{5}
 
-because log is concave (Jensen); terms with q_ik = 0 contribute 0 (0 log 0 = 0).
-Writing p(x_i, k) = p(x_i) p(k | x_i) inside (5) gives the exact decomposition
+because log is concave (Jensen); terms with :math:`q_{ik} = 0` contribute 0
+(:math:`0 \log 0 = 0`). Writing :math:`p(x_i, k) = p(x_i)\, p(k \mid x_i)` inside (5)
+gives the exact decomposition
 
-(6)  log p(x_i) = ELBO_i(q, theta) + KL(q_i || p(. | x_i, theta)),
-     KL(q_i || p(.|x_i)) = sum_k q_ik [log q_ik - log p(k | x_i, theta)]  >= 0.
+.. math::
+    \log p(x_i) = \mathrm{ELBO}_i(q, \theta) + \mathrm{KL}(q_i \,\|\, p(\cdot \mid x_i,
+        \theta)), \qquad
+    \mathrm{KL}(q_i \,\|\, p(\cdot \mid x_i)) = \sum_k q_{ik} [\log q_{ik}
+        - \log p(k \mid x_i, \theta)] \ge 0.                                          \tag{6}
 
-EM is coordinate ascent on ELBO(q, theta) = sum_i ELBO_i:
+EM is coordinate ascent on :math:`\mathrm{ELBO}(q, \theta) = \sum_i \mathrm{ELBO}_i`.
+The E-step maximises over q:
 
-(7)  E-step: q <- argmax_q ELBO(q, theta_t) = p(z | x, theta_t), i.e. the responsibilities
-         r_ik = pi_k N(x_i | mu_k, Sigma_k) / sum_j pi_j N(x_i | mu_j, Sigma_j).
-     By (6) the KL term is then 0 and the bound is tight: ELBO(r, theta_t) = l(theta_t).
-(8)  M-step: theta_{t+1} = argmax_theta ELBO(r, theta)
-         = argmax_theta Q(theta),  Q(theta) = sum_i sum_k r_ik [log pi_k + log N(x_i|mu_k,Sigma_k)]
-     (the entropy -sum r log r does not depend on theta).
-(9)  Monotonicity: l(theta_{t+1}) >= ELBO(r, theta_{t+1}) >= ELBO(r, theta_t) = l(theta_t),
-     the first by (5), the second by (8), the equality by (7). It holds exactly for
-     ``reg_covar = 0``; ``reg_covar = c > 0`` replaces the maximiser (17)-(20) by a
-     regularised one and the guarantee no longer applies.
+.. math::
+    q \leftarrow \arg\max_q \mathrm{ELBO}(q, \theta_t) = p(z \mid x, \theta_t), \qquad
+    r_{ik} = \frac{\pi_k \mathcal N(x_i \mid \mu_k, \Sigma_k)}
+        {\sum_j \pi_j \mathcal N(x_i \mid \mu_j, \Sigma_j)}                           \tag{7}
+
+(the responsibilities). By (6) the KL term is then 0 and the bound is tight:
+:math:`\mathrm{ELBO}(r, \theta_t) = \ell(\theta_t)`. The M-step maximises over θ:
+
+.. math::
+    \theta_{t+1} = \arg\max_\theta \mathrm{ELBO}(r, \theta) = \arg\max_\theta Q(\theta),
+    \qquad Q(\theta) = \sum_i \sum_k r_{ik} [\log \pi_k
+        + \log \mathcal N(x_i \mid \mu_k, \Sigma_k)]                                  \tag{8}
+
+(the entropy :math:`-\sum r \log r` does not depend on θ). Monotonicity:
+
+.. math::
+    \ell(\theta_{t+1}) \ge \mathrm{ELBO}(r, \theta_{t+1}) \ge \mathrm{ELBO}(r, \theta_t)
+        = \ell(\theta_t),                                                              \tag{9}
+
+the first by (5), the second by (8), the equality by (7). It holds exactly for
+``reg_covar = 0``; ``reg_covar = c > 0`` replaces the maximiser (17)-(20) by a
+regularised one and the guarantee no longer applies.
 
 Computation of the E-step (log space)
 -------------------------------------
-(10) a_ik = log pi_k + log N(x_i | mu_k, Sigma_k)            (weighted log density)
-(11) lse_i = m_i + log1p(sum_{k != k*} exp(a_ik - m_i)),  m_i = a_ik* = max_k a_ik
-(12) log p(x_i) = lse_i,   r_ik = exp(a_ik - lse_i)
+.. math::
+    a_{ik} = \log \pi_k + \log \mathcal N(x_i \mid \mu_k, \Sigma_k)
+        \quad \text{(weighted log density)}                                            \tag{10}
+
+.. math::
+    \mathrm{lse}_i = m_i + \operatorname{log1p}\Big(\sum_{k \ne k^*} e^{a_{ik} - m_i}\Big),
+    \qquad m_i = a_{ik^*} = \max_k a_{ik}                                             \tag{11}
+
+.. math:: \log p(x_i) = \mathrm{lse}_i, \qquad r_{ik} = e^{a_{ik} - \mathrm{lse}_i}       \tag{12}
 
 Gaussian log density through Cholesky factors of the precision
 ---------------------------------------------------------------
-(13) Sigma_k = L_k L_k^T (lower Cholesky);  U_k = L_k^{-T} is upper triangular and
-     Lambda_k = Sigma_k^{-1} = U_k U_k^T.  When a precision is given instead,
-     U_k = J chol(J Lambda_k J) J with J the exchange (reversal) matrix.
-(14) log N(x | mu_k, Sigma_k) = -d/2 log(2 pi) + sum_j log U_k,jj - 1/2 ||(x - mu_k) U_k||^2
-     (log|Lambda_k|^{1/2} = sum_j log U_k,jj).  ``tied``: one U for all k;
-     ``diag``: U_k = diag(1/sigma_kj); ``spherical``: U_k = I / sigma_k.
+.. math::
+    \Sigma_k = L_k L_k^\top \ \text{(lower Cholesky)}, \qquad
+    U_k = L_k^{-\top} \ \text{(upper triangular)}, \qquad
+    \Lambda_k = \Sigma_k^{-1} = U_k U_k^\top.                                         \tag{13}
+
+When a precision is given instead, :math:`U_k = J \operatorname{chol}(J \Lambda_k J) J`
+with :math:`J` the exchange (reversal) matrix.
+
+.. math::
+    \log \mathcal N(x \mid \mu_k, \Sigma_k) = -\frac d2 \log(2\pi)
+        + \sum_j \log U_{k,jj} - \frac12 \|(x - \mu_k) U_k\|^2                         \tag{14}
+
+(:math:`\log|\Lambda_k|^{1/2} = \sum_j \log U_{k,jj}`). ``tied``: one U for all k;
+``diag``: :math:`U_k = \operatorname{diag}(1/\sigma_{kj})`; ``spherical``:
+:math:`U_k = I / \sigma_k`.
 
 Closed-form M-step (setting the gradient of Q to zero)
 ------------------------------------------------------
-(15) N_k = sum_i r_ik + 10 eps;  pi_k = N_k / sum_j N_j    (Lagrange multiplier for
-     sum pi = 1; the 10 eps guard keeps an empty component finite, as in scikit-learn)
-(16) mu_k = (1/N_k) sum_i r_ik x_i                          (dQ/dmu_k = 0)
-(17) full:      Sigma_k = (1/N_k) sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + c I
-                (dQ/dLambda_k = N_k/2 Sigma_k - 1/2 sum_i r_ik (x_i-mu_k)(x_i-mu_k)^T = 0)
-(18) diag:      sigma_kj^2 = (1/N_k) sum_i r_ik (x_ij - mu_kj)^2 + c
-(19) tied:      Sigma = (1/sum_k N_k) sum_k sum_i r_ik (x_i - mu_k)(x_i - mu_k)^T + c I
-(20) spherical: sigma_k^2 = (1/d) sum_j (1/N_k) sum_i r_ik (x_ij - mu_kj)^2 + c
-     with c = ``reg_covar``. Scatter matrices are always formed from centred data
-     (x_i - mu_k), never as E[x x^T] - mu mu^T.
+.. math:: N_k = \sum_i r_{ik} + 10\epsilon, \qquad \pi_k = N_k \Big/ \sum_j N_j         \tag{15}
+
+(Lagrange multiplier for :math:`\sum \pi = 1`; the :math:`10\epsilon` guard keeps an
+empty component finite, as in scikit-learn).
+
+.. math::
+    \mu_k = \frac1{N_k} \sum_i r_{ik} x_i
+        \qquad (\partial Q / \partial \mu_k = 0)                                       \tag{16}
+
+.. math::
+    \text{full:}\quad \Sigma_k = \frac1{N_k} \sum_i r_{ik} (x_i - \mu_k)(x_i - \mu_k)^\top
+        + c I                                                                          \tag{17}
+
+from :math:`\partial Q / \partial \Lambda_k = \frac{N_k}2 \Sigma_k - \frac12 \sum_i r_{ik}
+(x_i - \mu_k)(x_i - \mu_k)^\top = 0`;
+
+.. math::
+    \text{diag:}\quad \sigma_{kj}^2 = \frac1{N_k} \sum_i r_{ik} (x_{ij} - \mu_{kj})^2 + c
+                                                                                       \tag{18}
+
+.. math::
+    \text{tied:}\quad \Sigma = \frac1{\sum_k N_k} \sum_k \sum_i r_{ik}
+        (x_i - \mu_k)(x_i - \mu_k)^\top + c I                                          \tag{19}
+
+.. math::
+    \text{spherical:}\quad \sigma_k^2 = \frac1d \sum_j \frac1{N_k} \sum_i r_{ik}
+        (x_{ij} - \mu_{kj})^2 + c                                                      \tag{20}
+
+with :math:`c` = ``reg_covar``. Scatter matrices are always formed from centred data
+:math:`(x_i - \mu_k)`, never as :math:`E[x x^\top] - \mu \mu^\top`.
 
 Sample weights (weighted EM)
 ----------------------------
-With frequency weights w_i >= 0 (:mod:`lvmref.mixture`, W1-W4) the log-likelihood (4)
-becomes l_w(theta) = sum_i w_i log p(x_i) and the ELBO (5) sum_i w_i ELBO_i(q, theta).
-The E-step (7) is unchanged (each q_i is still the posterior of row i: the weight
-multiplies the whole row term), and Q of (8) becomes sum_i sum_k w_i r_ik [log pi_k +
-log N(x_i | mu_k, Sigma_k)], which is Q with r_ik replaced by
+With frequency weights :math:`w_i \ge 0` (:mod:`lvmref.mixture`, W1-W4) the
+log-likelihood (4) becomes :math:`\ell_w(\theta) = \sum_i w_i \log p(x_i)` and the ELBO
+(5) :math:`\sum_i w_i \mathrm{ELBO}_i(q, \theta)`. The E-step (7) is unchanged (each
+:math:`q_i` is still the posterior of row i: the weight multiplies the whole row term),
+and Q of (8) becomes :math:`\sum_i \sum_k w_i r_{ik} [\log \pi_k + \log \mathcal N(x_i
+\mid \mu_k, \Sigma_k)]`, which is Q with :math:`r_{ik}` replaced by
 
-(15w) r~_ik = w_i r_ik,
+.. math:: \tilde r_{ik} = w_i r_{ik},                                                   \tag{15w}
 
-so the maximiser is (15)-(20) evaluated on r~: N_k = sum_i w_i r_ik (+ 10 eps), mu_k the
-w r-weighted mean, the scatters w r-weighted about mu_k. (9) holds for l_w. Multiplying
-every w_i by c > 0 multiplies Q by c and leaves its maximiser unchanged (up to the
-10 eps guard, a relative change below 1e-15 N_k^{-1}).
+so the maximiser is (15)-(20) evaluated on :math:`\tilde r`:
+:math:`N_k = \sum_i w_i r_{ik}\ (+\, 10\epsilon)`, :math:`\mu_k` the w r-weighted mean,
+the scatters w r-weighted about :math:`\mu_k`. (9) holds for :math:`\ell_w`. Multiplying
+every :math:`w_i` by :math:`c > 0` multiplies Q by c and leaves its maximiser unchanged
+(up to the :math:`10\epsilon` guard, a relative change below
+:math:`10^{-15} N_k^{-1}`).
 
 Reported quantities
 -------------------
-(21) ``lower_bound_`` (scikit-learn's definition): after iteration t, the mean
-     log-likelihood (1/n) l(theta_{t-1}) computed in the E-step of iteration t, i.e. of
-     the parameters *before* that iteration's M-step. By (7) it equals the (mean) ELBO
-     at that E-step. ``lower_bounds_`` holds it for every iteration; by (9) it never
-     decreases (for c = 0). With weights it is the weighted mean
-     l_w(theta_{t-1}) / sum_i w_i, the mean over the repeated rows.
-(22) Free parameters: (K - 1) + K d + {full: K d(d+1)/2, tied: d(d+1)/2, diag: K d,
-     spherical: K};  BIC = -2 l + p log n,  AIC = -2 l + 2 p.
+``lower_bound_`` (scikit-learn's definition): after iteration t, the mean
+log-likelihood computed in the E-step of iteration t, i.e. of the parameters *before*
+that iteration's M-step,
+
+.. math:: \texttt{lower_bound_}_t = \frac1n \ell(\theta_{t-1}).                         \tag{21}
+
+By (7) it equals the (mean) ELBO at that E-step. ``lower_bounds_`` holds it for every
+iteration; by (9) it never decreases (for c = 0). With weights it is the weighted mean
+:math:`\ell_w(\theta_{t-1}) / \sum_i w_i`, the mean over the repeated rows. Free
+parameters and the information criteria:
+
+.. math::
+    p = (K - 1) + K d + \begin{cases} K d(d+1)/2 & \text{full} \\ d(d+1)/2 & \text{tied}
+        \\ K d & \text{diag} \\ K & \text{spherical} \end{cases}, \qquad
+    \mathrm{BIC} = -2 \ell + p \log n, \quad \mathrm{AIC} = -2 \ell + 2 p              \tag{22}
 
 EM on sufficient statistics: chunks, clusters and streams
 ---------------------------------------------------------
 Everything the M-step (15)-(20) and the bound (21) read from the data is a sum over
-rows. For a set B of rows and weighted responsibilities r~_ik = w_i r_ik (w_i = 1
-without weights) under the current theta, let
+rows. For a set B of rows and weighted responsibilities :math:`\tilde r_{ik} = w_i r_{ik}`
+(:math:`w_i = 1` without weights) under the current θ, let
 
-(23) N_k^B = sum_{i in B} r~_ik,   S_k^B = sum_{i in B} r~_ik x_i,   xbar_k^B = S_k^B / N_k^B,
-     M_k^B = sum_{i in B} r~_ik (x_i - xbar_k^B)(x_i - xbar_k^B)^T   (diag/spherical: its
-     diagonal),   W^B = sum_{i in B} w_i,   L^B = sum_{i in B} w_i log p(x_i | theta).
+.. math::
+    N_k^B = \sum_{i \in B} \tilde r_{ik}, \quad
+    S_k^B = \sum_{i \in B} \tilde r_{ik} x_i, \quad \bar x_k^B = S_k^B / N_k^B, \quad
+    M_k^B = \sum_{i \in B} \tilde r_{ik} (x_i - \bar x_k^B)(x_i - \bar x_k^B)^\top, \quad
+    W^B = \sum_{i \in B} w_i, \quad L^B = \sum_{i \in B} w_i \log p(x_i \mid \theta)     \tag{23}
 
-For disjoint sets A and B, with delta_k = xbar_k^A - xbar_k^B and N_k = N_k^A + N_k^B,
+(diag/spherical: the diagonal of :math:`M_k^B`). For disjoint sets A and B, with
+:math:`\delta_k = \bar x_k^A - \bar x_k^B` and :math:`N_k = N_k^A + N_k^B`,
 
-(24) N_k = N_k^A + N_k^B,  S_k = S_k^A + S_k^B,  W and L add, and
-     M_k^{A+B} = M_k^A + M_k^B + (N_k^A N_k^B / N_k) delta_k delta_k^T.
+.. math::
+    N_k = N_k^A + N_k^B, \quad S_k = S_k^A + S_k^B, \quad W, L \text{ add}, \quad
+    M_k^{A+B} = M_k^A + M_k^B + \frac{N_k^A N_k^B}{N_k} \delta_k \delta_k^\top.          \tag{24}
 
-Proof: x_i - xbar^{A+B} = (x_i - xbar^A) + (xbar^A - xbar^{A+B}) for i in A; the cross
-terms vanish because sum_{i in A} r~_ik (x_i - xbar_k^A) = 0, and xbar^A - xbar^{A+B} =
-(N^B / N) delta, so A contributes M^A + N^A (N^B / N)^2 delta delta^T, B likewise
-M^B + N^B (N^A / N)^2 delta delta^T, and N^A N^B^2 / N^2 + N^B N^A^2 / N^2 = N^A N^B / N
-(Chan, Golub & LeVeque 1979). Every term added is positive semi-definite: no cancellation
-of the kind E[x x^T] - mu mu^T suffers; a set with N_k^B = 0 adds nothing to component k.
-For any points c_k,
+Proof: :math:`x_i - \bar x^{A+B} = (x_i - \bar x^A) + (\bar x^A - \bar x^{A+B})` for
+:math:`i \in A`; the cross terms vanish because
+:math:`\sum_{i \in A} \tilde r_{ik} (x_i - \bar x_k^A) = 0`, and
+:math:`\bar x^A - \bar x^{A+B} = (N^B / N) \delta`, so A contributes
+:math:`M^A + N^A (N^B / N)^2 \delta \delta^\top`, B likewise
+:math:`M^B + N^B (N^A / N)^2 \delta \delta^\top`, and
+:math:`N^A (N^B)^2 / N^2 + N^B (N^A)^2 / N^2 = N^A N^B / N` (Chan, Golub & LeVeque 1979).
+Every term added is positive semi-definite: no cancellation of the kind
+:math:`E[x x^\top] - \mu \mu^\top` suffers; a set with :math:`N_k^B = 0` adds nothing to
+component k. For any points :math:`c_k`,
 
-(25) sum_i r~_ik (x_i - c_k)(x_i - c_k)^T = M_k + N_k (xbar_k - c_k)(xbar_k - c_k)^T
+.. math::
+    \sum_i \tilde r_{ik} (x_i - c_k)(x_i - c_k)^\top
+        = M_k + N_k (\bar x_k - c_k)(\bar x_k - c_k)^\top                               \tag{25}
 
 (the same expansion), so the M-step is a function of the statistics of all rows: with
-N'_k = N_k + 10 eps, mu_k = S_k / N'_k and (17)-(20) take the scatter (25) about c_k =
-mu_k divided by N'_k; the bound (21) is L / W. **Chunked EM** computes (23) for each chunk
-of rows (an E-step (10)-(12) and the kernels' sums), combines the chunks by (24) and
-maximises by (25): the iteration (7)-(8) on all rows, up to the order of summation, in
-working memory O(chunk_size (D + K) + K D^2) whatever n. **On Dask**, each block's (23) is
-computed where the block lives and (24) is applied in a tree reduction; the M-step runs
-on the client (Spark MLlib distributes EM the same way).
+:math:`N'_k = N_k + 10\epsilon`, :math:`\mu_k = S_k / N'_k` and (17)-(20) take the scatter
+(25) about :math:`c_k = \mu_k` divided by :math:`N'_k`; the bound (21) is L / W.
+**Chunked EM** computes (23) for each chunk of rows (an E-step (10)-(12) and the kernels'
+sums), combines the chunks by (24) and maximises by (25): the iteration (7)-(8) on all
+rows, up to the order of summation, in working memory O(chunk_size (D + K) + K D^2)
+whatever n. **On Dask**, each block's (23) is computed where the block lives and (24) is
+applied in a tree reduction; the M-step runs on the client (Spark MLlib distributes EM the
+same way).
 
 **Online (stepwise) EM** (Cappe & Moulines 2009, JRSS-B 71:593-613; Liang & Klein 2009,
-NAACL). Write s for the statistics (23) per unit weight -- (N, S, M-with-xbar) / W, the
-per-row averages of the complete-data sufficient statistics (r~, r~ x, r~ x x^T) in
-centred form -- and theta(s) for the M-step (25) on them (scaling s leaves theta(s)
-unchanged up to the 10 eps guard). Batch EM is theta_{t+1} = theta(s(all rows;
-theta_t)). Stepwise EM replaces the average over all rows by a stochastic approximation
-from the t-th batch B_t of a stream:
+NAACL). Write s for the statistics (23) per unit weight -- (N, S, M-with-x̄) / W, the
+per-row averages of the complete-data sufficient statistics
+:math:`(\tilde r, \tilde r x, \tilde r x x^\top)` in centred form -- and θ(s) for the
+M-step (25) on them (scaling s leaves θ(s) unchanged up to the 10 eps guard). Batch EM is
+:math:`\theta_{t+1} = \theta(s(\text{all rows}; \theta_t))`. Stepwise EM replaces the
+average over all rows by a stochastic approximation from the t-th batch :math:`B_t` of a
+stream:
 
-(26) s^_t = (23)(B_t; theta_{t-1}) / W^{B_t}                    (the batch's average)
-(27) s_t  = (1 - rho_t) s_{t-1} + rho_t s^_t,   rho_t = (t + t0)^(-kappa),   t = 1, 2, ...
-(28) theta_t = theta(s_t).
+.. math::
+    \hat s_t = (23)(B_t; \theta_{t-1}) / W^{B_t} \quad \text{(the batch's average)}        \tag{26}
 
-Multiplying (N, S, M) by c keeps xbar and multiplies M by c, so (27) is the merge (24) of
-s_{t-1} scaled by (1 - rho_t) and s^_t scaled by rho_t: it stays in centred form. For
-kappa in (0.5, 1] the steps satisfy sum_t rho_t = inf and sum_t rho_t^2 < inf, and s_t
-converges to a stationary point of the expected log-likelihood (Cappe & Moulines 2009,
-Thm. 1); t0 >= 0 damps the early steps. The initial statistics s_0 are those of theta_0
-as if it were data (N_k = pi_k, S_k = pi_k mu_k, M_k = pi_k Sigma_k). With t0 = 0,
-rho_1 = 1 for every kappa: s_0 drops out and the first step is exactly one batch EM
-step (7)-(8) on B_1 (with one batch = all n rows, that of :meth:`GaussianMixture.fit`
-with ``max_iter=1``). With kappa = 1 and t0 = 0, rho_t = 1/t and s_t is the plain
-average of s^_1, ..., s^_t.
+.. math::
+    s_t = (1 - \rho_t) s_{t-1} + \rho_t \hat s_t, \qquad \rho_t = (t + t_0)^{-\kappa},
+    \quad t = 1, 2, \dots                                                              \tag{27}
+
+.. math:: \theta_t = \theta(s_t).                                                         \tag{28}
+
+Multiplying (N, S, M) by c keeps x̄ and multiplies M by c, so (27) is the merge (24) of
+:math:`s_{t-1}` scaled by :math:`1 - \rho_t` and :math:`\hat s_t` scaled by
+:math:`\rho_t`: it stays in centred form. For :math:`\kappa \in (0.5, 1]` the steps
+satisfy :math:`\sum_t \rho_t = \infty` and :math:`\sum_t \rho_t^2 < \infty`, and
+:math:`s_t` converges to a stationary point of the expected log-likelihood (Cappe &
+Moulines 2009, Thm. 1); :math:`t_0 \ge 0` damps the early steps. The initial statistics
+:math:`s_0` are those of :math:`\theta_0` as if it were data (:math:`N_k = \pi_k`,
+:math:`S_k = \pi_k \mu_k`, :math:`M_k = \pi_k \Sigma_k`). With :math:`t_0 = 0`,
+:math:`\rho_1 = 1` for every κ: :math:`s_0` drops out and the first step is exactly one
+batch EM step (7)-(8) on :math:`B_1` (with one batch = all n rows, that of
+:meth:`GaussianMixture.fit` with ``max_iter=1``). With κ = 1 and :math:`t_0 = 0`,
+:math:`\rho_t = 1/t` and :math:`s_t` is the plain average of
+:math:`\hat s_1, \dots, \hat s_t`.
 
 Parameter layout (plain dict, interchangeable with scikit-learn's fitted attributes):
 ``weights (K,)``, ``means (K, d)``, ``covariances`` (full ``(K, d, d)``, tied ``(d, d)``,
@@ -960,11 +1051,20 @@ class GaussianMixture(MixtureBase):
 
     Attributes
     ----------
-    weights_ : (K,);  means_ : (K, d);  covariances_, precisions_, precisions_cholesky_ :
-    shapes as in the module docstring;  converged_ : bool;  n_iter_ : int;
-    lower_bound_ : float, eq. (21);  lower_bounds_ : list of float, one per iteration of
-    the kept initialisation;  n_features_in_ : int;  n_batch_iter_ : int, the number of
-    :meth:`partial_fit` steps t since the last ``fit`` (only after ``partial_fit``).
+    weights_ : ndarray (K,)
+    means_ : ndarray (K, d)
+    covariances_, precisions_, precisions_cholesky_ : ndarray
+        Shapes as in the module docstring.
+    converged_ : bool
+    n_iter_ : int
+    lower_bound_ : float
+        Eq. (21).
+    lower_bounds_ : list of float
+        One per iteration of the kept initialisation.
+    n_features_in_ : int
+    n_batch_iter_ : int
+        The number of :meth:`partial_fit` steps t since the last ``fit`` (only after
+        ``partial_fit``).
 
     Data beyond memory
     ------------------

@@ -98,9 +98,12 @@ Bernoulli log-probability of (3) and (5), the prior's included, is evaluated as
 Training algorithms
 -------------------
 **Wake-sleep** (Hinton et al. 1995). Wake: :math:`x \sim` data,
-:math:`z \sim q(\cdot \mid x)`, :math:`\theta \mathrel{+}= \eta\, \nabla_\theta
-\log p(x, z)` (eq. 7; θ includes β). Sleep: :math:`(z, x) \sim p` ("dreams"),
-:math:`\phi \mathrel{+}= \eta_q \nabla_\phi \log q(z \mid x)` (eq. 8).       (9)
+:math:`z \sim q(\cdot \mid x)`, the gradient step of eq. (7) (θ includes β). Sleep:
+:math:`(z, x) \sim p` ("dreams"), the gradient step of eq. (8):
+
+.. math::
+    \text{wake: } \theta \mathrel{+}= \eta\, \nabla_\theta \log p(x, z), \qquad
+    \text{sleep: } \phi \mathrel{+}= \eta_q \nabla_\phi \log q(z \mid x)          \tag{9}
 
 **Reweighted wake-sleep** (Bornschein & Bengio 2015). With k samples
 :math:`z_1, \dots, z_k \sim q(\cdot \mid x)`,
@@ -141,10 +144,14 @@ c, v and ψ used for a minibatch are those from before it, so (11) stays unbiase
 (up to the positive scale of the variance normalisation). They start at c = 0, v = 1 and
 a zero output layer of :math:`b_\psi` (:class:`NVILBaseline`, :class:`NVILState`).
 
-**Plain SGD.** Each of (9)-(12) is one update from a minibatch of B rows with the
-gradients averaged over the rows (steps η/B, η_q/B); the wake-phase objective recorded
-is the mean of :math:`\log w` (an ELBO estimate), of the IWAE estimate
-:math:`\log \frac1k \sum_s w_s` for reweighted wake-sleep.                       (13)
+**Plain SGD.** Each of eqs. (9)-(12) is one update from a minibatch of B rows
+:math:`x_1, \dots, x_B` with the gradients averaged over the rows (steps η/B, η_q/B); the
+wake-phase objective recorded is the mean of :math:`\log w` (an ELBO estimate), of the
+IWAE estimate for reweighted wake-sleep:
+
+.. math::
+    \hat{\mathcal L} = \frac1B \sum_{b=1}^B \log w(x_b, z_b) \quad \text{or} \quad
+    \frac1B \sum_{b=1}^B \log \frac1k \sum_{s=1}^k w_s(x_b)                        \tag{13}
 
 **VIMCO** (Mnih & Rezende 2016, sec. 3). The multi-sample objective is the IWAE bound
 :math:`\mathcal L_k = E[\hat L]`, :math:`\hat L = \log \frac1k \sum_s w_s` with
@@ -199,11 +206,11 @@ baseline, when used, lives in the separate dict ``baseline_params_`` with keys
 
 Functions and the equations they implement, all in the argument order
 ``(params, x, z, arch)`` -- ``(params, x, u, arch)`` for samplers, whose noise is the
-uniforms ``u`` -- then options: :func:`log_joint` (3), :func:`log_prior` (latent terms of
-3), :func:`log_q` (5), :func:`sample_prior` (1, 2, 6), :func:`sample_q` (5, 6),
-:func:`wake_grad` (7), :func:`sleep_grad` (8), :func:`log_weights` and :func:`rws_grads`
-(10), :func:`reinforce_grads` (11, 12), :func:`vimco_grads` (14, 15), :func:`sgd_update`
-(9)-(15), :func:`exact_elbo`
+uniforms ``u`` -- then options: :func:`log_joint` (eq. 3), :func:`log_prior` (latent
+terms of eq. 3), :func:`log_q` (eq. 5), :func:`sample_prior` (eqs. 1, 2, 6),
+:func:`sample_q` (eqs. 5, 6), :func:`wake_grad` (eq. 7), :func:`sleep_grad` (eq. 8),
+:func:`log_weights` and :func:`rws_grads` (eq. 10), :func:`reinforce_grads` (eqs. 11, 12),
+:func:`vimco_grads` (eqs. 14, 15), :func:`sgd_update` (eqs. 9-15), :func:`exact_elbo`
 (E_q[l] by enumeration, through :mod:`lvmref.estimators`).
 
 :func:`sgd_update` is the one NumPy implementation of the training updates (any batch
@@ -638,6 +645,8 @@ def _sample_q(params: dict, x: np.ndarray, u: np.ndarray, arch: Architecture) ->
 def wake_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
     """Gradient of ``sum_i w_i log p(x_i, z_i)`` w.r.t. β and the generative MLPs, eq. (7).
 
+    The deltas h - σ(a) are evaluated as in eq. (8a).
+
     Parameters
     ----------
     params : dict
@@ -672,6 +681,8 @@ def _wake_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
 @benign_underflow
 def sleep_grad(params: dict, x, z, arch: Architecture, weights=None) -> dict:
     """Gradient of ``sum_i w_i log q(z_i | x_i)`` w.r.t. the recognition MLPs, eq. (8).
+
+    The deltas h - σ(c) are evaluated as in eq. (8a).
 
     Shapes as :func:`wake_grad`; returns keys ``rec{l}.*``.
     """
@@ -858,7 +869,7 @@ class NVILBaseline:
         with an MLP ``b_psi`` trained to regress the centred signal. No baseline at all
         is ``baseline=None`` (or ``"none"``) in :meth:`HelmholtzMachine.fit`.
     hidden : tuple of int
-        Hidden widths of ``b_psi`` (``"input-dependent"`` only): sizes (D, *hidden, 1),
+        Hidden widths of ``b_psi`` (``"input-dependent"`` only): sizes ``(D, *hidden, 1)``,
         hidden activation that of the model, identity output.
     decay : float in [0, 1)
         α of the moving averages c and v.

@@ -65,7 +65,7 @@ compute from the data is a sum over rows, so
      ``sample_weight=c`` repeats the unweighted fit with the same ``random_state``.
 
 Initialisation of data read chunk by chunk (both mixtures)
----------------------------------------------------------
+----------------------------------------------------------
 A memory map, an array-like or a Dask array is never loaded whole, also not to start
 EM. :func:`initial_moments` returns the statistics (eq. 23 of :mod:`lvmref.gmm`) of the
 initial responsibilities, on which the models' M-steps run, and draws from

@@ -302,7 +302,7 @@ Where each equation lives
 (12) per-data-point VI, amortization gap    :func:`fit_local`, :func:`amortization_gap`
 (13) PPCA marginal, posterior, exact VAE    :mod:`lvmref.linear_gaussian`
 (14) closed-form ELBO of a linear VAE       :func:`lvmref.linear_gaussian.linear_gaussian_elbo`
-(15)-(16) IWAE estimate, its gradient      :func:`iwae_grad` (``estimator="reparam"``)
+(15)-(16) IWAE estimate, its gradient       :func:`iwae_grad` (``estimator="reparam"``)
 (17)-(18) path derivative, DReG             :func:`iwae_grad` (``estimator="dreg"``)
 (19) STL                                    :func:`elbo_grad_stl`
 training (Adam, Kingma & Ba 2015)           :meth:`VAE.fit` (``objective="elbo"`` with
