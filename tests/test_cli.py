@@ -13,6 +13,7 @@ from scipy.stats import multivariate_normal
 
 from lvmref import cli
 from lvmref.datasets import bars
+from lvmref.gmm import GaussianMixture
 from lvmref.vae import VAE
 
 
@@ -71,7 +72,11 @@ def test_gmm_fit_save_load(capsys, blobs, tmp_path):
     assert r["log_likelihood_per_point"] == pytest.approx(ll / X.shape[0], rel=1e-10)
     p = 1 + 2 * 2 + 2 * 3                                     # (K-1) + K d + K d(d+1)/2
     assert r["bic"] == pytest.approx(-2 * ll + p * math.log(X.shape[0]), rel=1e-10)
-    assert np.all(np.diff(r["lower_bounds"]) >= -1e-9)       # reg_covar 1e-6: EM ~ monotone
+    # the whole bound history is the library's fit with the same options and seed (EM's
+    # monotonicity is tested on the library in test_gmm.py; with reg_covar > 0 it holds
+    # only approximately, so no slack is asserted here)
+    lib = GaussianMixture(2, tol=1e-8, max_iter=500, random_state=0).fit(X)
+    np.testing.assert_allclose(r["lower_bounds"], lib.lower_bounds_, rtol=1e-13)
     assert sorted(np.round(mu[:, 0]).tolist()) == [0.0, 4.0]
     # --load evaluates the saved model on the .npy copy of the data: same numbers
     js2 = tmp_path / "m2.json"
