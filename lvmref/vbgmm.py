@@ -7,15 +7,26 @@ multivariate gamma function (``scipy.special.multigammaln``).
 
 Model
 -----
-For data ``X = (x_1, ..., x_N)`` with one-hot latent assignments ``z_n``::
+For data ``X = (x_1, ..., x_N)`` with one-hot latent assignments ``z_n``:
 
-    (1)  p(z_n | π)          = Π_k π_k^{z_nk}
-    (2)  p(x_n | z_n, μ, Λ)  = Π_k N(x_n | μ_k, Λ_k^{-1})^{z_nk}
-    (3)  p(π)                = Dir(π | α0) = C(α0) Π_k π_k^{α0 - 1},
-         ln C(α) = ln Γ(Σ_k α_k) - Σ_k ln Γ(α_k)
-    (4)  p(μ_k, Λ_k)         = N(μ_k | m0, (β0 Λ_k)^{-1}) W(Λ_k | W0, ν0)
-    (5)  W(Λ | W, ν)         = B(W, ν) |Λ|^{(ν-D-1)/2} exp(-Tr(W^{-1} Λ) / 2),
-         ln B(W, ν) = -(ν/2) ln|W| - (ν D / 2) ln 2 - ln Γ_D(ν/2)
+.. math:: p(z_n \mid \pi) = \prod_k \pi_k^{z_{nk}}                                     \tag{1}
+
+.. math::
+    p(x_n \mid z_n, \mu, \Lambda) = \prod_k \mathcal N(x_n \mid \mu_k, \Lambda_k^{-1})^{z_{nk}}
+                                                                                       \tag{2}
+
+.. math::
+    p(\pi) &= \mathrm{Dir}(\pi \mid \alpha_0) = C(\alpha_0) \prod_k \pi_k^{\alpha_0 - 1}, \\
+    \ln C(\alpha) &= \ln \Gamma\Big(\sum_k \alpha_k\Big) - \sum_k \ln \Gamma(\alpha_k)   \tag{3}
+
+.. math::
+    p(\mu_k, \Lambda_k) = \mathcal N(\mu_k \mid m_0, (\beta_0 \Lambda_k)^{-1})\,
+        \mathcal W(\Lambda_k \mid W_0, \nu_0)                                          \tag{4}
+
+.. math::
+    \mathcal W(\Lambda \mid W, \nu) &= B(W, \nu)\, |\Lambda|^{(\nu - D - 1)/2}
+        \exp\big(-\operatorname{Tr}(W^{-1} \Lambda) / 2\big), \\
+    \ln B(W, \nu) &= -\frac\nu2 \ln|W| - \frac{\nu D}2 \ln 2 - \ln \Gamma_D(\nu/2)      \tag{5}
 
 Priors (scikit-learn's names in brackets): ``α0`` [``weight_concentration_prior``],
 ``β0`` [``mean_precision_prior``], ``m0`` [``mean_prior``], ``ν0``
@@ -24,35 +35,58 @@ Priors (scikit-learn's names in brackets): ``α0`` [``weight_concentration_prior
 
 Variational family and bound
 ----------------------------
-Mean field over latents and parameters::
+Mean field over latents and parameters:
 
-    (6)  q(Z, π, μ, Λ) = q(Z) q(π) Π_k q(μ_k, Λ_k),
-         q(Z) = Π_n Cat(z_n | r_n),  q(π) = Dir(π | α),
-         q(μ_k, Λ_k) = N(μ_k | m_k, (β_k Λ_k)^{-1}) W(Λ_k | W_k, ν_k)
+.. math::
+    q(Z, \pi, \mu, \Lambda) &= q(Z)\, q(\pi) \prod_k q(\mu_k, \Lambda_k), \\
+    q(Z) &= \prod_n \mathrm{Cat}(z_n \mid r_n), \qquad q(\pi) = \mathrm{Dir}(\pi \mid \alpha), \\
+    q(\mu_k, \Lambda_k) &= \mathcal N(\mu_k \mid m_k, (\beta_k \Lambda_k)^{-1})\,
+        \mathcal W(\Lambda_k \mid W_k, \nu_k)                                          \tag{6}
 
 (the forms of the optimal factors follow from conjugacy, B10.54-B10.59), and the bound
 
-    (7)  L(q) = E_q[ln p(X, Z, π, μ, Λ)] - E_q[ln q(Z, π, μ, Λ)]  <=  ln p(X).
+.. math::
+    \mathcal L(q) = E_q[\ln p(X, Z, \pi, \mu, \Lambda)] - E_q[\ln q(Z, \pi, \mu, \Lambda)]
+        \le \ln p(X).                                                                  \tag{7}
 
-Expectations under q used by every step (B10.64-B10.66)::
+Expectations under q used by every step (B10.64-B10.66):
 
-    (8)  ln π~_k  = E[ln π_k]   = ψ(α_k) - ψ(Σ_j α_j)
-    (9)  ln Λ~_k  = E[ln|Λ_k|]  = Σ_{i=1}^{D} ψ((ν_k + 1 - i)/2) + D ln 2 + ln|W_k|
-    (10) E[(x_n - μ_k)^T Λ_k (x_n - μ_k)] = D / β_k + ν_k (x_n - m_k)^T W_k (x_n - m_k)
+.. math::
+    \ln \tilde\pi_k = E[\ln \pi_k] = \psi(\alpha_k) - \psi\Big(\sum_j \alpha_j\Big)      \tag{8}
 
-Variational E-step (update of q(Z), B10.46-B10.49)::
+.. math::
+    \ln \tilde\Lambda_k = E[\ln|\Lambda_k|]
+        = \sum_{i=1}^{D} \psi\Big(\frac{\nu_k + 1 - i}2\Big) + D \ln 2 + \ln|W_k|      \tag{9}
 
-    (11) ln ρ_nk = ln π~_k + ln Λ~_k / 2 - (D/2) ln 2π - (10) / 2
-    (12) r_nk    = ρ_nk / Σ_j ρ_nj        (a log-softmax over k)
+.. math::
+    E[(x_n - \mu_k)^\top \Lambda_k (x_n - \mu_k)]
+        = D / \beta_k + \nu_k (x_n - m_k)^\top W_k (x_n - m_k)                          \tag{10}
 
-Variational M-step (update of q(π) and q(μ_k, Λ_k), B10.51, B10.58, B10.60-B10.63)::
+Variational E-step (update of q(Z), B10.46-B10.49); the last term of (11) is (10) / 2:
 
-    (13) N_k      = Σ_n r_nk
-    (14) α_k      = α0 + N_k
-    (15) β_k      = β0 + N_k
-    (16) m_k      = (β0 m0 + Σ_n r_nk x_n) / β_k
-    (17) W_k^{-1} = W0^{-1} + Σ_n r_nk (x_n - m_k)(x_n - m_k)^T + β0 (m_k - m0)(m_k - m0)^T
-    (18) ν_k      = ν0 + N_k
+.. math::
+    \ln \rho_{nk} = \ln \tilde\pi_k + \frac12 \ln \tilde\Lambda_k - \frac D2 \ln 2\pi
+        - \frac12 E[(x_n - \mu_k)^\top \Lambda_k (x_n - \mu_k)]                         \tag{11}
+
+.. math::
+    r_{nk} = \rho_{nk} \Big/ \sum_j \rho_{nj} \qquad \text{(a log-softmax over } k\text{)}
+                                                                                       \tag{12}
+
+Variational M-step (update of q(π) and q(μ_k, Λ_k), B10.51, B10.58, B10.60-B10.63):
+
+.. math:: N_k = \sum_n r_{nk}                                                           \tag{13}
+
+.. math:: \alpha_k = \alpha_0 + N_k                                                     \tag{14}
+
+.. math:: \beta_k = \beta_0 + N_k                                                       \tag{15}
+
+.. math:: m_k = \Big(\beta_0 m_0 + \sum_n r_{nk} x_n\Big) \Big/ \beta_k                 \tag{16}
+
+.. math::
+    W_k^{-1} = W_0^{-1} + \sum_n r_{nk} (x_n - m_k)(x_n - m_k)^\top
+        + \beta_0 (m_k - m_0)(m_k - m_0)^\top                                          \tag{17}
+
+.. math:: \nu_k = \nu_0 + N_k                                                           \tag{18}
 
 (17) is B10.62 rewritten around ``m_k``: with ``x̄_k = Σ_n r_nk x_n / N_k`` and
 ``S_k`` the r-weighted scatter about ``x̄_k``, ``x̄_k - m_k = β0 (x̄_k - m0) / β_k`` and
@@ -66,20 +100,36 @@ of (17), as scikit-learn does (it adds ``reg_covar`` to ``S_k``); (17) is then n
 the exact maximiser of (19), so use ``reg_covar = 0`` when the bound must be monotone
 to the last digit.
 
-Every term of the lower bound (B10.70-B10.77), grouped into three numbered pieces::
+Every term of the lower bound (B10.70-B10.77), grouped into three numbered pieces:
 
-    (19) L = Σ_nk r_nk (ln ρ_nk - ln r_nk) - KL[q(π) || p(π)] - Σ_k KL[q(μ_k,Λ_k) || p(μ_k,Λ_k)]
-    (20) Σ_nk r_nk (ln ρ_nk - ln r_nk) = E[ln p(X | Z, μ, Λ)] + E[ln p(Z | π)] - E[ln q(Z)]
-         (B10.71 + B10.72 - B10.75; B10.71 is Σ_nk r_nk (ln ρ_nk - ln π~_k) after
-         expanding N_k S_k and x̄_k)
-    (21) KL[q(π) || p(π)] = ln C(α) - ln C(α0) + Σ_k (α_k - α0) ln π~_k
-         (= B10.76 - B10.73)
-    (22) KL[q(μ_k,Λ_k) || p(μ_k,Λ_k)]
-           = (D/2) (β0/β_k - 1 - ln(β0/β_k)) + (β0 ν_k / 2) (m_k - m0)^T W_k (m_k - m0)
-           + ln B(W_k, ν_k) - ln B(W0, ν0) + ((ν_k - ν0)/2) ln Λ~_k
-           + (ν_k/2) (Tr(W0^{-1} W_k) - D)
-         (= B10.77 - B10.74: the expected Gaussian KL between precisions β_k Λ_k and
-         β0 Λ_k, plus the Wishart KL; the Wishart entropy is B.82).
+.. math::
+    \mathcal L = \sum_{nk} r_{nk} (\ln \rho_{nk} - \ln r_{nk})
+        - \mathrm{KL}[q(\pi) \,\|\, p(\pi)]
+        - \sum_k \mathrm{KL}[q(\mu_k, \Lambda_k) \,\|\, p(\mu_k, \Lambda_k)]           \tag{19}
+
+.. math::
+    \sum_{nk} r_{nk} (\ln \rho_{nk} - \ln r_{nk})
+        = E[\ln p(X \mid Z, \mu, \Lambda)] + E[\ln p(Z \mid \pi)] - E[\ln q(Z)]        \tag{20}
+
+(B10.71 + B10.72 - B10.75; B10.71 is Σ_nk r_nk (ln ρ_nk - ln π~_k) after expanding N_k
+S_k and x̄_k)
+
+.. math::
+    \mathrm{KL}[q(\pi) \,\|\, p(\pi)] = \ln C(\alpha) - \ln C(\alpha_0)
+        + \sum_k (\alpha_k - \alpha_0) \ln \tilde\pi_k                                  \tag{21}
+
+(= B10.76 - B10.73)
+
+.. math::
+    \mathrm{KL}[q(\mu_k, \Lambda_k) \,\|\, p(\mu_k, \Lambda_k)]
+        &= \frac D2 \Big(\frac{\beta_0}{\beta_k} - 1 - \ln \frac{\beta_0}{\beta_k}\Big)
+        + \frac{\beta_0 \nu_k}2 (m_k - m_0)^\top W_k (m_k - m_0) \\
+        &\quad + \ln B(W_k, \nu_k) - \ln B(W_0, \nu_0)
+        + \frac{\nu_k - \nu_0}2 \ln \tilde\Lambda_k \\
+        &\quad + \frac{\nu_k}2 \big(\operatorname{Tr}(W_0^{-1} W_k) - D\big)            \tag{22}
+
+(= B10.77 - B10.74: the expected Gaussian KL between precisions β_k Λ_k and β0 Λ_k,
+plus the Wishart KL; the Wishart entropy is B.82).
 
 Each update is a coordinate-ascent step: (12) maximises L over q(Z) given the rest;
 (14) over q(π); (15)-(18) over q(μ, Λ). The bound therefore never decreases. With
@@ -89,35 +139,59 @@ after one M-step L equals ln p(X) exactly.
 Covariance types: one model, four variational families
 -------------------------------------------------------
 ``covariance_type`` does not change the model (1)-(5) -- every component has its own
-Gauss-Wishart pair (μ_k, Λ_k) -- only the prior scale and the family of q(Λ_k)::
+Gauss-Wishart pair (μ_k, Λ_k) -- only the prior scale and the family of q(Λ_k):
 
-    (23) prior scale  W0^{-1}:  full, tied: any SPD (D, D) matrix;  diag: diag(c0),
-         c0 in R^D, c0 > 0;  spherical: c0 I, c0 > 0   [``covariance_prior``: the
-         matrix, the vector c0 or the number c0]
-    (24) family of q(Λ_k) = W(Λ_k | W_k, ν_k):  full: W_k any SPD;  tied: W_k = W and
-         ν_k = ν for all k;  diag: W_k = diag(w_k);  spherical: W_k = w_k I
-         (q(μ_k | Λ_k) = N(m_k, (β_k Λ_k)^{-1}) and q(π), q(Z) as in (6) for all four).
+.. math::
+    \text{prior scale } W_0^{-1}:\quad
+        &\text{full, tied: any SPD } (D, D) \text{ matrix}; \\
+        &\text{diag: } \operatorname{diag}(c_0),\ c_0 \in \mathbb R^D,\ c_0 > 0; \\
+        &\text{spherical: } c_0 I,\ c_0 > 0                                            \tag{23}
+
+[``covariance_prior``: the matrix, the vector c0 or the number c0]
+
+.. math::
+    \text{family of } q(\Lambda_k) = \mathcal W(\Lambda_k \mid W_k, \nu_k):\quad
+        &\text{full: } W_k \text{ any SPD}; \\
+        &\text{tied: } W_k = W \text{ and } \nu_k = \nu \text{ for all } k; \\
+        &\text{diag: } W_k = \operatorname{diag}(w_k); \\
+        &\text{spherical: } W_k = w_k I                                                \tag{24}
+
+(q(μ_k | Λ_k) = N(m_k, (β_k Λ_k)^{-1}) and q(π), q(Z) as in (6) for all four).
 
 Every member of every family is a Wishart, so the expectations (8)-(10), the E-step
 (11)-(12) and every term of the bound (19)-(22) hold unchanged, with W_k diagonal,
 isotropic or shared; (13)-(16) are unchanged. Only the maximiser over (W_k, ν_k) changes.
 Collecting the terms of (19) that contain W_k and ν_k (B10.71, B10.74, B10.77; the data
-term contributes N_k/2 E[ln|Λ_k|] - (ν_k/2) Σ_n r_nk (x_n - m_k)^T W_k (x_n - m_k))::
+term contributes N_k/2 E[ln|Λ_k|] - (ν_k/2) Σ_n r_nk (x_n - m_k)^T W_k (x_n - m_k)):
 
-    (25) L_k(W, ν) = ((ν0 + N_k - ν)/2) E[ln|Λ|](W, ν) - (ν/2) Tr(W A_k) + ν D/2
-                     - ln B(W, ν) + const,
-         A_k = W0^{-1} + Σ_n r_nk (x_n - m_k)(x_n - m_k)^T + β0 (m_k - m0)(m_k - m0)^T
+.. math::
+    L_k(W, \nu) &= \frac{\nu_0 + N_k - \nu}2 E[\ln|\Lambda|](W, \nu)
+        - \frac\nu2 \operatorname{Tr}(W A_k) + \frac{\nu D}2 - \ln B(W, \nu) + \text{const}, \\
+    A_k &= W_0^{-1} + \sum_n r_{nk} (x_n - m_k)(x_n - m_k)^\top
+        + \beta_0 (m_k - m_0)(m_k - m_0)^\top                                          \tag{25}
 
 (A_k is the right side of (17)). With E[ln|Λ|] = Σ_i ψ((ν+1-i)/2) + D ln 2 + ln|W| and
 (5), ln|W| enters (25) as ((ν0 + N_k)/2) ln|W|, and ∂L_k/∂ν = ((ν0 + N_k - ν)/2)
 ∂E[ln|Λ|]/∂ν - Tr(W A_k)/2 + D/2. Setting the gradients to zero within each family:
 
-    (26) full:      W_k^{-1} = A_k,                          ν_k = ν0 + N_k   (= (17), (18))
-    (27) diag:      w_kj^{-1} = (A_k)_jj,                    ν_k = ν0 + N_k
-                    (maximise ((ν0+N_k)/2) Σ_j ln w_j - (ν/2) Σ_j w_j (A_k)_jj)
-    (28) spherical: w_k^{-1} = Tr(A_k) / D,                  ν_k = ν0 + N_k
-    (29) tied:      W^{-1} = W0^{-1} + (1/K) Σ_k (A_k - W0^{-1}),  ν = ν0 + N / K
-                    (Σ_k L_k(W, ν) is K times (25) with N_k -> N/K and A_k -> (1/K) Σ_k A_k)
+.. math::
+    \text{full:}\quad W_k^{-1} = A_k, \qquad \nu_k = \nu_0 + N_k
+        \qquad (= \text{(17), (18)})                                                   \tag{26}
+
+.. math::
+    \text{diag:}\quad w_{kj}^{-1} = (A_k)_{jj}, \qquad \nu_k = \nu_0 + N_k
+        \qquad \Big(\text{maximise } \frac{\nu_0 + N_k}2 \sum_j \ln w_j
+        - \frac\nu2 \sum_j w_j (A_k)_{jj}\Big)                                         \tag{27}
+
+.. math::
+    \text{spherical:}\quad w_k^{-1} = \operatorname{Tr}(A_k) / D, \qquad
+        \nu_k = \nu_0 + N_k                                                            \tag{28}
+
+.. math::
+    \text{tied:}\quad W^{-1} = W_0^{-1} + \frac1K \sum_k (A_k - W_0^{-1}), \qquad
+        \nu = \nu_0 + N / K                                                            \tag{29}
+
+(Σ_k L_k(W, ν) is K times (25) with N_k -> N/K and A_k -> (1/K) Σ_k A_k)
 
 In each case the W-stationarity gives Tr(W A) = D (ν0 + N_k)/ν (tied: (ν0 + N/K)/ν),
 so ∂L/∂ν = ((ν0 + N_k - ν)/2)(∂E[ln|Λ|]/∂ν - D/ν), which vanishes only at the ν
@@ -145,10 +219,12 @@ Frequency weights w_n >= 0 (:mod:`lvmref.mixture`, W1-W4) multiply the likelihoo
 p(X | Z, μ, Λ) p(Z | π) becomes Π_n [p(x_n | z_n) p(z_n | π)]^{w_n}. The optimal q(z_n)
 is unchanged (12) (the weight multiplies the whole row term), the data term (20) becomes
 Σ_n w_n Σ_k r_nk (ln ρ_nk - ln r_nk), and (13)-(18), (26)-(29) hold with r_nk replaced
-by w_n r_nk (everything in them is a sum over rows of r_nk times a function of x_n)::
+by w_n r_nk (everything in them is a sum over rows of r_nk times a function of x_n):
 
-    (30) N_k = Σ_n w_n r_nk,  Σ_n r_nk x_n -> Σ_n w_n r_nk x_n,
-         Σ_n r_nk (x_n - m_k)(x_n - m_k)^T -> Σ_n w_n r_nk (x_n - m_k)(x_n - m_k)^T.
+.. math::
+    N_k &= \sum_n w_n r_{nk}, \qquad \sum_n r_{nk} x_n \to \sum_n w_n r_{nk} x_n, \\
+    \sum_n r_{nk} (x_n - m_k)(x_n - m_k)^\top
+        &\to \sum_n w_n r_{nk} (x_n - m_k)(x_n - m_k)^\top.                            \tag{30}
 
 Integer weights give exactly the posterior of the repeated rows; unlike maximum
 likelihood, scaling all weights by c changes the fit (c is more data against the same
@@ -159,20 +235,24 @@ weights: m0 the weighted mean, W0^{-1} the weighted sample covariance with divis
 Data beyond memory: the updates and the bound from sufficient statistics
 ------------------------------------------------------------------------
 Everything the updates read from the data is a sum over rows, so the chunked, Dask and
-in-memory fits are one computation (:mod:`lvmref.gmm`, eqs. 23-25; statistics of
-r~_nk = w_n r_nk under the E-step (12) of the current q, merged over chunks by gmm
-(24)): (13)-(16) need N_k and S_k = Σ_n r~_nk x_n, and the scatter of (17), (25)-(29)
-about the *new* m_k is gmm (25) with c_k = m_k:
+in-memory fits are one computation (eqs. (23)-(25) of :mod:`lvmref.gmm`; statistics of
+r~_nk = w_n r_nk under the E-step (12) of the current q, merged over chunks by
+eq. (24) of :mod:`lvmref.gmm`): (13)-(16) need N_k and S_k = Σ_n r~_nk x_n, and the
+scatter of (17), (25)-(29) about the *new* m_k is eq. (25) of :mod:`lvmref.gmm` with c_k = m_k:
 
-    (31) C_k = Σ_n r~_nk (x_n - m_k)(x_n - m_k)^T = M_k + N_k (x̄_k - m_k)(x̄_k - m_k)^T.
+.. math::
+    C_k = \sum_n \tilde r_{nk} (x_n - m_k)(x_n - m_k)^\top
+        = M_k + N_k (\bar x_k - m_k)(\bar x_k - m_k)^\top.                             \tag{31}
 
 The bound (19) after the M-step needs the data term (20) of the *old* responsibilities
 under the *new* state. By (11), ln ρ_nk = c_k - ½ ||(x_n - m_k)^T P_k||^2 with
 c_k = ln π~_k + ½ ln Λ~_k - (D/2) ln 2π - D/(2 β_k) and P_k P_k^T = ν_k W_k, and
 Σ_n r~_nk ||(x_n - m_k)^T P_k||^2 = Tr(P_k^T C_k P_k), so
 
-    (32) Σ_n w_n Σ_k r_nk (ln ρ_nk - ln r_nk)
-           = Σ_k [N_k c_k - ½ Tr(P_k^T C_k P_k)] - Σ_n w_n Σ_k r_nk ln r_nk
+.. math::
+    \sum_n w_n \sum_k r_{nk} (\ln \rho_{nk} - \ln r_{nk})
+        = \sum_k \Big[N_k c_k - \frac12 \operatorname{Tr}(P_k^\top C_k P_k)\Big]
+        - \sum_n w_n \sum_k r_{nk} \ln r_{nk}                                          \tag{32}
 
 (diag: Tr = Σ_j P_kj^2 (C_k)_jj; spherical: P_k^2 Tr C_k); the entropy sum is
 accumulated with the statistics, chunk by chunk. The data-dependent default prior is
@@ -184,15 +264,28 @@ Truncated Dirichlet-process (stick-breaking) prior on the weights
 ``weight_concentration_prior_type="dirichlet_process"`` replaces (3) by stick breaking
 truncated at K (Blei & Jordan, "Variational inference for Dirichlet process mixtures",
 Bayesian Analysis 1(1), 2006, §3-§5; scikit-learn's variant, which keeps a Beta factor
-for the K-th stick too)::
+for the K-th stick too):
 
-    (3') π_k = v_k Π_{j<k} (1 - v_j),  p(v_k) = Beta(v_k | 1, α0),
-         q(v_k) = Beta(v_k | γ_k1, γ_k2)                         (replaces q(π) in (6))
-    (8') E[ln π_k] = ψ(γ_k1) - ψ(γ_k1 + γ_k2) + Σ_{j<k} (ψ(γ_j2) - ψ(γ_j1 + γ_j2))
-    (14') γ_k1 = 1 + N_k,  γ_k2 = α0 + Σ_{j>k} N_j                 (replaces (14))
-    (21') KL[q(v) || p(v)] = Σ_k [ ln B(1, α0) - ln B(γ_k1, γ_k2)
-                                   + (γ_k1 - 1)(ψ(γ_k1) - ψ(γ_k1 + γ_k2))
-                                   + (γ_k2 - α0)(ψ(γ_k2) - ψ(γ_k1 + γ_k2)) ]   (replaces (21))
+.. math::
+    \pi_k &= v_k \prod_{j<k} (1 - v_j), \qquad
+        p(v_k) = \mathrm{Beta}(v_k \mid 1, \alpha_0), \\
+    q(v_k) &= \mathrm{Beta}(v_k \mid \gamma_{k1}, \gamma_{k2})
+        \qquad \text{(replaces } q(\pi) \text{ in (6))}                                \tag{3'}
+
+.. math::
+    E[\ln \pi_k] = \psi(\gamma_{k1}) - \psi(\gamma_{k1} + \gamma_{k2})
+        + \sum_{j<k} \big(\psi(\gamma_{j2}) - \psi(\gamma_{j1} + \gamma_{j2})\big)      \tag{8'}
+
+.. math::
+    \gamma_{k1} = 1 + N_k, \qquad \gamma_{k2} = \alpha_0 + \sum_{j>k} N_j
+        \qquad \text{(replaces (14))}                                                  \tag{14'}
+
+.. math::
+    \mathrm{KL}[q(v) \,\|\, p(v)] = \sum_k \Big[ &\ln B(1, \alpha_0)
+        - \ln B(\gamma_{k1}, \gamma_{k2}) \\
+        &+ (\gamma_{k1} - 1)\big(\psi(\gamma_{k1}) - \psi(\gamma_{k1} + \gamma_{k2})\big) \\
+        &+ (\gamma_{k2} - \alpha_0)\big(\psi(\gamma_{k2}) - \psi(\gamma_{k1} + \gamma_{k2})\big)
+        \Big] \qquad \text{(replaces (21))}                                            \tag{21'}
 
 with ``ln B`` the log Beta function. (8') enters the E-step (11) in place of (8); the
 rest of (9)-(22) is unchanged. The posterior mean of π is
@@ -547,7 +640,7 @@ def make_prior(
     covariance_type="full",
     sample_weight=None,
 ) -> dict:
-    """Prior hyperparameters of eqs. (3)-(4), (23) or (3'), with scikit-learn's defaults
+    """Prior hyperparameters of eqs. (3)-(4) and (23), or eq. (3'), with scikit-learn's defaults
     for ``None``.
 
     Parameters
@@ -639,7 +732,7 @@ def make_state(weight_concentration, mean_precision, means, degrees_of_freedom, 
     degrees_of_freedom : array_like of shape (K,) (a number for "tied")
         ν_k > D - 1.
     scale_inv : array_like
-        W_k^{-1} in the family (24): full ``(K, D, D)`` and tied ``(D, D)`` symmetric
+        W_k^{-1} in the family of eq. (24): full ``(K, D, D)`` and tied ``(D, D)`` symmetric
         positive definite, diag ``(K, D)`` (the diagonals) and spherical ``(K,)`` (the
         multiples of I) positive.
     covariance_type : {"full", "tied", "diag", "spherical"}
@@ -996,7 +1089,8 @@ def _state_from_scatter(nk, sums, scatter, prior, reg_covar, covariance_type, to
 @benign_underflow
 def m_step(X, resp, prior, covariance_type="full", reg_covar: float = 0.0) -> dict:
     """Variational M-step: the optimal q(π) and q(μ_k, Λ_k) given ``resp``, eqs. (13)-(18)
-    and, per covariance type, (26)-(29).
+    and, per covariance type, eqs. (26)-(29); with the stick-breaking prior eq. (14')
+    replaces (14).
 
     Parameters
     ----------
@@ -1343,8 +1437,9 @@ def _check_stats(stats, covariance_type, n_components=None, name="stats"):
 
 @benign_underflow
 def sufficient_statistics(state, X, covariance_type="full", sample_weight=None):
-    """E-step (12) under ``state`` and the statistics of the rows (:mod:`lvmref.gmm`
-    eq. 23), with ``extra`` = Σ_n w_n Σ_k r_nk ln r_nk (the entropy sum of (32)).
+    """E-step (12) under ``state`` and the statistics of the rows
+    (eq. 23 of :mod:`lvmref.gmm`), with ``extra`` = Σ_n w_n Σ_k r_nk ln r_nk (the entropy
+    sum of (32)).
 
     Parameters
     ----------
@@ -1369,8 +1464,9 @@ def sufficient_statistics(state, X, covariance_type="full", sample_weight=None):
 
 @benign_underflow
 def m_step_statistics(stats, prior, covariance_type="full", reg_covar: float = 0.0) -> dict:
-    """Variational M-step (13)-(18), (26)-(29) from the statistics of all rows, with the
-    scatter (31): equal to :func:`m_step` on the rows up to the order of summation.
+    """Variational M-step, eqs. (13)-(18), (26)-(29) and (14'), from the statistics of
+    all rows, with the scatter of eq. (31): equal to :func:`m_step` on the rows up to the
+    order of summation.
 
     Parameters
     ----------
@@ -1398,9 +1494,9 @@ def m_step_statistics(stats, prior, covariance_type="full", reg_covar: float = 0
 
 @benign_underflow
 def lower_bound_statistics(state, stats, prior, covariance_type="full") -> float:
-    """The bound (19) of ``state`` for the responsibilities whose statistics are
-    ``stats``, with the data term (32): equal to :func:`lower_bound` on the rows up to
-    the order of summation.
+    """The bound, eq. (19), of ``state`` for the responsibilities whose statistics are
+    ``stats``, with the data term of eq. (32): equal to :func:`lower_bound` on the rows
+    up to the order of summation.
 
     Parameters
     ----------

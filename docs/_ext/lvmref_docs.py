@@ -50,18 +50,18 @@ MODEL_PAGES = {
 
 TAG_RE = re.compile(r"\\tag\{([^{}]+)\}")
 # "eq. (7)", "Eq 7", "eqs. (7), (8) and (10)", "eqs. (1)-(6)", "equation (3)", "(eq. 7"
-NUM = r"\(?\d+[a-z]?\)?"
+NUM = r"\(?\d+(?:[a-z]|'(?=\)))?\)?"  # (8') is eq. (8'), "7's" is eq. 7
 CITE_RE = re.compile(
     r"(?P<word>\b[Ee]q(?:uations?|s)?\.?)(?P<sp>[ \t]+|\n[ \t]*)"
     rf"(?P<nums>{NUM}(?:(?:,[ \t]*|[ \t]*-[ \t]*|[ \t]*--?[ \t]*|[ \t]+and[ \t]+|,[ \t]+and[ \t]+)"
     rf"{NUM})*)"
     r"(?P<of>[ \t]+(?:of|in)[ \t]+:mod:`~?(?P<mod>[\w.]+)`)?"
 )
-ONE_NUM_RE = re.compile(r"\(?(\d+[a-z]?)\)?")
+ONE_NUM_RE = re.compile(r"\(?(\d+(?:[a-z]|'(?=\)))?)\)?")
 
 
 # a bare "(12)": not after a word, bracket or literal (``DEFAULT_REPEATS`` (10) is a value)
-BARE_RE = re.compile(r"(?<![\w)\]\\])(?<!`` )\((\d+[a-z]?)\)(?!\s+(?:of|in)\s+:mod:)")
+BARE_RE = re.compile(r"(?<![\w)\]\\])(?<!`` )\((\d+(?:[a-z]|')?)\)(?!\s+(?:of|in)\s+:mod:)")
 
 
 def short_name(module: str) -> str:
@@ -71,7 +71,7 @@ def short_name(module: str) -> str:
 
 
 def label_for(module: str, tag: str) -> str:
-    return f"{short_name(module)}-{tag.strip()}"
+    return f"{short_name(module)}-{tag.strip()}".replace("'", "-prime")  # (3') -> -3-prime
 
 
 def public_modules() -> list[str]:
