@@ -1271,6 +1271,12 @@ class MixtureBase:
         if w is not None and np.all(w == 1.0):
             w = None  # unit weights are no weights: the unweighted computation, bit for bit
         rows = X.shape[0]
+        self._check_row_count(rows, of, n_components, min_rows)
+        return X, w, resp_init
+
+    def _check_row_count(self, rows, of, n_components, min_rows):
+        """Refuse fewer than ``min_rows`` rows, or fewer rows than components (``of``
+        qualifies the rows counted, e.g. " of positive sample_weight")."""
         what = "sample" if rows == 1 else "samples"
         if rows < min_rows:
             raise ValueError(f"X has {rows} {what}{of}; {type(self).__name__} needs at least "
@@ -1278,7 +1284,6 @@ class MixtureBase:
         if n_components > rows:
             raise ValueError(f"n_components={n_components} must be <= n_samples={rows} "
                              f"(X has {rows} {what}{of})")
-        return X, w, resp_init
 
     # -- data read chunk by chunk (lvmref.chunked) ---------------------------------------
 
@@ -1320,13 +1325,7 @@ class MixtureBase:
         of = "" if w is None or rows == n else " of positive sample_weight"
         if w is not None and np.all(w == 1.0):
             w = None
-        what = "sample" if rows == 1 else "samples"
-        if rows < min_rows:
-            raise ValueError(f"X has {rows} {what}{of}; {type(self).__name__} needs at least "
-                             f"{min_rows}")
-        if n_components > rows:
-            raise ValueError(f"n_components={n_components} must be <= n_samples={rows} "
-                             f"(X has {rows} {what}{of})")
+        self._check_row_count(rows, of, n_components, min_rows)
         return src, w, resp_init
 
     def _validate_or_count(self, X):
