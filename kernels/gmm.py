@@ -127,6 +127,13 @@ __all__ = [
 
 #: Rows per block in the M-step reductions (fixed, so sums do not depend on threads).
 BLOCK = 1024
+#: Row stride (elements) of the M-step's transposed blocks ``(d, BLOCK_STRIDE)``: BLOCK plus
+#: one cache line. With a stride of exactly BLOCK (8 KiB) all d rows of a block start in
+#: the same L1 cache set, and the row-by-row transpose (a store to each of the d rows per
+#: input row) ran 3x slower (2.2 vs 0.74 ms per 1e6 elements, measured in one process,
+#: AVX2 machine): the M-step partials took 16.6 instead of 22.8 ms (full) and 5.6 instead
+#: of 6.8 ms (diag) at N = 1e5, D = 10, K = 16.
+BLOCK_STRIDE = BLOCK + 8
 
 
 # ---------------------------------------------------------------------------
@@ -461,7 +468,7 @@ def _first_moments(X, resp):
     for b in prange(nb):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
-        xt = np.empty((d, BLOCK))
+        xt = np.empty((d, BLOCK_STRIDE))
         w = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
@@ -570,8 +577,8 @@ def _scatter_full(X, resp, means):
     for b in prange(nb):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
-        xt = np.empty((d, BLOCK))
-        dt = np.empty((d, BLOCK))
+        xt = np.empty((d, BLOCK_STRIDE))
+        dt = np.empty((d, BLOCK_STRIDE))
         wd = np.empty(BLOCK)
         w = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
@@ -626,7 +633,7 @@ def _scatter_diag(X, resp, means):
     for b in prange(nb):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
-        xt = np.empty((d, BLOCK))
+        xt = np.empty((d, BLOCK_STRIDE))
         w = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
@@ -685,7 +692,7 @@ def _moment_partials_diag(X, resp):
     for b in prange(nb):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
-        xt = np.empty((d, BLOCK))
+        xt = np.empty((d, BLOCK_STRIDE))
         w = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
@@ -715,8 +722,8 @@ def _moment_partials_full(X, resp):
     for b in prange(nb):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
-        xt = np.empty((d, BLOCK))
-        dt = np.empty((d, BLOCK))
+        xt = np.empty((d, BLOCK_STRIDE))
+        dt = np.empty((d, BLOCK_STRIDE))
         wd = np.empty(BLOCK)
         w = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
