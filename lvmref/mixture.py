@@ -135,6 +135,8 @@ __all__ = [
     "NotFittedError",
     "covariance_shape",
     "triangular_inverse",
+    "cholesky_stack",
+    "precision_factors_from_cholesky",
     "compute_precision_cholesky",
     "precision_cholesky_from_precisions",
     "covariances_from_cholesky",
@@ -289,6 +291,78 @@ def _triangular_inverse(t, lower):
 
 
 @benign_underflow
+def cholesky_stack(mats):
+    """Lower Cholesky factors of a stack of symmetric matrices (LAPACK ``dpotrf``).
+
+    One call per stack, as in each full-covariance M-step: the input is checked once,
+    then ``dpotrf`` runs per matrix (``scipy.linalg.cholesky`` spends ~11 us in checks
+    per 10 x 10 matrix, ``dpotrf`` itself ~1.5 us).
+
+    Parameters
+    ----------
+    mats : array_like of shape (K, d, d)
+        Finite, symmetric (only the lower triangle is read).
+
+    Returns
+    -------
+    low : ndarray of shape (K, d, d)
+        ``L_k`` with ``L_k L_k^T = mats[k]`` (exact zeros above the diagonal) for
+        ``k < failed``; zeros from ``failed`` on.
+    failed : int
+        The first k whose matrix is not positive definite (``dpotrf`` info != 0), or K.
+    """
+    mats = as_float_array(mats, "mats", ndim=3, copy=False)
+    if mats.shape[1] != mats.shape[2]:
+        raise ValueError(f"mats must be a stack of square matrices (K, d, d), got shape "
+                         f"{mats.shape}")
+    low = np.zeros_like(mats)
+    for k in range(mats.shape[0]):
+        fac, info = lapack.dpotrf(mats[k], lower=1, clean=1)
+        if info != 0:
+            return low, k
+        low[k] = fac
+    return low, mats.shape[0]
+
+
+@benign_underflow
+def precision_factors_from_cholesky(low):
+    """``U_k = L_k^{-T}`` (upper triangular, ``U_k U_k^T = (L_k L_k^T)^{-1}``, eq. (13)).
+
+    Parameters
+    ----------
+    low : array_like of shape (K, d, d)
+        Finite, non-singular, lower triangular (exact zeros above the diagonal), as from
+        :func:`cholesky_stack`.
+
+    Returns
+    -------
+    ndarray of shape (K, d, d), upper triangular (LAPACK ``dtrtri`` per matrix).
+
+    Raises
+    ------
+    ValueError
+        If ``low`` is not such a stack, a factor is singular or an inverse overflows
+        float64 (message suggests raising ``reg_covar``).
+    """
+    low = as_float_array(low, "low", ndim=3, copy=False)
+    if low.shape[1] != low.shape[2]:
+        raise ValueError(f"low must be a stack of square matrices (K, d, d), got shape "
+                         f"{low.shape}")
+    if np.any(np.triu(low, 1) != 0.0):
+        raise ValueError("low must be lower triangular (exact zeros above the diagonal)")
+    u = np.empty_like(low)
+    for k in range(low.shape[0]):
+        inv, info = lapack.dtrtri(low[k], lower=1)
+        if info != 0:
+            raise ValueError(f"low[{k}]: triangular factor is singular ({SINGULAR_HINT})")
+        u[k] = inv.T  # dtrtri keeps the zeros of the strict upper triangle
+    if not np.all(np.isfinite(u)):
+        raise ValueError(f"low: the inverse of a triangular factor overflows float64 "
+                         f"({SINGULAR_HINT})")
+    return u
+
+
+@benign_underflow
 def compute_precision_cholesky(covariances, covariance_type):
     """Upper-triangular precision factors U with U U^T = Sigma^{-1}, eq. (13).
 
@@ -315,14 +389,11 @@ def compute_precision_cholesky(covariances, covariance_type):
         mats = cov if covariance_type == "full" else cov[None]
         if mats.shape[-1] != mats.shape[-2]:
             raise ValueError(f"covariances must be square matrices, got shape {cov.shape}")
-        out = np.empty_like(mats)
-        for k, s in enumerate(mats):
-            label = "covariances" if covariance_type == "tied" else f"covariances[{k}]"
-            try:
-                low = linalg.cholesky(s, lower=True)
-            except linalg.LinAlgError:
-                raise ValueError(f"{label} (component {k}): {SINGULAR_HINT}") from None
-            out[k] = _triangular_inverse(low, lower=True).T
+        low, failed = cholesky_stack(mats)
+        if failed < mats.shape[0]:
+            label = "covariances" if covariance_type == "tied" else f"covariances[{failed}]"
+            raise ValueError(f"{label} (component {failed}): {SINGULAR_HINT}")
+        out = precision_factors_from_cholesky(low)
         return out if covariance_type == "full" else out[0]
     if np.any(cov <= 0.0):
         raise ValueError(f"covariances must be > 0: {SINGULAR_HINT}")

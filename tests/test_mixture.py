@@ -600,6 +600,43 @@ def test_covariance_shape_names_bad_arguments():
         mixture.covariance_shape("full", 2, 2.5)
 
 
+def test_cholesky_stack_matches_numpy_and_reports_the_first_failure():
+    rng = np.random.default_rng(3)
+    a = rng.normal(size=(4, 5, 7))
+    mats = a @ a.transpose(0, 2, 1)
+    low, failed = mixture.cholesky_stack(mats)
+    assert failed == 4
+    np.testing.assert_allclose(low, np.linalg.cholesky(mats), rtol=1e-13, atol=1e-13)
+    assert np.all(np.triu(low, 1) == 0.0)
+    bad = mats.copy()
+    bad[2] = -np.eye(5)
+    bad[3, 0, 0] = -1.0
+    low, failed = mixture.cholesky_stack(bad)
+    assert failed == 2
+    np.testing.assert_allclose(low[:2], np.linalg.cholesky(mats[:2]), rtol=1e-13, atol=1e-13)
+    assert np.all(low[2:] == 0.0)
+    with pytest.raises(ValueError, match="mats"):
+        mixture.cholesky_stack(mats[:, :, :4])
+    with pytest.raises(ValueError, match="mats"):
+        mixture.cholesky_stack(np.full((1, 2, 2), np.nan))
+
+
+def test_precision_factors_from_cholesky_invert_the_covariances():
+    rng = np.random.default_rng(4)
+    a = rng.normal(size=(3, 4, 9))
+    mats = a @ a.transpose(0, 2, 1)
+    u = mixture.precision_factors_from_cholesky(np.linalg.cholesky(mats))
+    assert np.all(np.tril(u, -1) == 0.0)
+    np.testing.assert_allclose(u @ u.transpose(0, 2, 1), np.linalg.inv(mats), rtol=1e-12,
+                               atol=1e-12 * np.abs(np.linalg.inv(mats)).max())
+    with pytest.raises(ValueError, match="lower triangular"):
+        mixture.precision_factors_from_cholesky(np.ones((1, 2, 2)))
+    with pytest.raises(ValueError, match=r"low\[1\].*singular"):
+        mixture.precision_factors_from_cholesky(np.stack([np.eye(2), np.diag([1.0, 0.0])]))
+    with pytest.raises(ValueError, match="overflows"):
+        mixture.precision_factors_from_cholesky(np.diag([1.0, 1e-310])[None])
+
+
 def test_triangular_inverse_checks_and_inverts():
     rng = np.random.default_rng(0)
     t = np.triu(rng.normal(size=(4, 4))) + 3 * np.eye(4)
