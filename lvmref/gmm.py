@@ -430,8 +430,12 @@ def _weighted_log_prob(means, u, log_weights, X, covariance_type):
     return kg.weighted_log_prob_diag(X, means, fac, const)
 
 
-def _e_step(means, u, log_weights, X, covariance_type, *, need_resp=True, row_offset=0):
+def _e_step(means, u, log_weights, X, covariance_type, *, need_resp=True, row_offset=0,
+            out=None):
     """Fused eqs. (10)-(12) on validated input: (resp (n, K), log_norm (n,)).
+
+    ``out``: output buffers (:func:`lvmref.kernels.gmm.estep_buffers`) reused by the EM
+    loop; the results are then views of them.
 
     Far rows. If ``x_i - mu_k`` or the squared Mahalanobis distance overflows float64
     (|x| beyond ~1e154 in units of the covariance), the kernel's log-sum-exp of row i is
@@ -445,7 +449,7 @@ def _e_step(means, u, log_weights, X, covariance_type, *, need_resp=True, row_of
     fac, const, full = _kernel_args(means, u, log_weights, covariance_type)
     estep = kg.estep_full if full else kg.estep_diag
     with np.errstate(over="ignore", invalid="ignore"):  # far rows (NumPy twin path)
-        resp, log_norm = estep(X, means, fac, const)
+        resp, log_norm = estep(X, means, fac, const, out=out)
     far = ~np.isfinite(log_norm)
     if far.any():
         twin = kg.weighted_log_prob_full_np if full else kg.weighted_log_prob_diag_np
@@ -1239,9 +1243,11 @@ class GaussianMixture(MixtureBase):
                 return self._get_params(), self.lower_bound_
             return self._initialize(X, rng, inits, w, resp_init), -np.inf
 
+        bufs = kg.estep_buffers(X.shape[0], k)  # reused by every iteration
+
         def iterate(p):
             resp, log_norm = _e_step(p["means"], p["precisions_cholesky"],
-                                     _log_weights(p["weights"]), X, ct)
+                                     _log_weights(p["weights"]), X, ct, out=bufs)
             if w is None:
                 return (_m_step(X, resp, ct, reg_covar, normalized=True),
                         float(np.mean(log_norm)))

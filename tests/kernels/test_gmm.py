@@ -229,3 +229,25 @@ def test_one_pass_moments_do_not_depend_on_thread_count():
                 + kg.moment_partials_diag_nb_serial(X, resp))
     for o in outs[1:]:
         assert all(np.array_equal(a, b) for a, b in zip(o, outs[0]))
+
+
+@pytest.mark.parametrize("d", [5, 20])  # unrolled (d <= MAX_UNROLL) and generic full kernel
+def test_estep_out_buffers_give_the_same_results(d, monkeypatch):
+    X, means, u, pdiag, const, _ = _problem(7, n=1000, d=d)
+    for f, fac in ((kg.estep_full, u), (kg.estep_diag, pdiag)):
+        ref_r, ref_l = f(X, means, fac, const)
+        out = kg.estep_buffers(X.shape[0], means.shape[0])
+        out[0][...] = np.nan  # stale contents must not leak into the result
+        out[1][...] = np.nan
+        r, ln = f(X, means, fac, const, out=out)
+        assert np.shares_memory(r, out[0]) and np.shares_memory(ln, out[1])
+        assert np.array_equal(r, ref_r) and np.array_equal(ln, ref_l)
+    # the NumPy-twin path (what NUMBA_DISABLE_JIT=1 runs) fills the buffers too
+    monkeypatch.setattr(kg, "pick", lambda nb, twin, **kw: twin)
+    for f, twin, fac in ((kg.estep_full, kg.estep_full_np, u),
+                         (kg.estep_diag, kg.estep_diag_np, pdiag)):
+        out = kg.estep_buffers(X.shape[0], means.shape[0])
+        r, ln = f(X, means, fac, const, out=out)
+        want_r, want_l = twin(X, means, fac, const)
+        assert np.shares_memory(r, out[0])
+        assert np.array_equal(r, want_r) and np.array_equal(ln, want_l)
