@@ -548,6 +548,38 @@ def _dot4_ra(a, rows, j, m):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
+def _wdot4_ra(w, a, rows, j, m):
+    """The four sums sum_{i<m} (w[i] a[i]) * rows[j + t, i], t = 0..3, in one pass: the
+    weighted row ``w * a`` is formed on the fly (the loop waits on its four accumulators'
+    FMA latency, so the extra multiply is free) instead of being stored first; each sum is
+    reassociated like :func:`_dot_ra`."""
+    s0 = 0.0
+    s1 = 0.0
+    s2 = 0.0
+    s3 = 0.0
+    b0 = rows[j]
+    b1 = rows[j + 1]
+    b2 = rows[j + 2]
+    b3 = rows[j + 3]
+    for i in range(m):
+        ai = w[i] * a[i]
+        s0 += ai * b0[i]
+        s1 += ai * b1[i]
+        s2 += ai * b2[i]
+        s3 += ai * b3[i]
+    return s0, s1, s2, s3
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _wdot_ra(w, a, b, m):
+    """sum_{i<m} (w[i] a[i]) * b[i], reassociated like :func:`_dot_ra`."""
+    s = 0.0
+    for i in range(m):
+        s += (w[i] * a[i]) * b[i]
+    return s
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
 def _wsqdev_ra(w, x, mu, m):
     """sum_{i<m} w[i] * (x[i] - mu)^2 in one pass (the deviation is formed first, as in
     the centred eq. (18)); the sum is reassociated like :func:`_dot_ra`."""
@@ -741,7 +773,6 @@ def _moment_partials_full(X, resp):
         m = min(n, lo + BLOCK) - lo
         xt = np.empty((d, BLOCK_STRIDE))
         dt = np.empty((d, BLOCK_STRIDE))
-        wd = np.empty(BLOCK)
         w = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
@@ -756,19 +787,17 @@ def _moment_partials_full(X, resp):
                 for i in range(m):
                     dt[l, i] = xt[l, i] - mb
             for l in range(d):
-                for i in range(m):
-                    wd[i] = w[i] * dt[l, i]
-                pe[b, k, l] = _sum_ra(wd, m)
+                pe[b, k, l] = _dot_ra(w, dt[l], m)
                 j = l
                 while j + 4 <= d:
-                    s0, s1, s2, s3 = _dot4_ra(wd, dt, j, m)
+                    s0, s1, s2, s3 = _wdot4_ra(w, dt[l], dt, j, m)
                     pq[b, k, l, j] = s0
                     pq[b, k, l, j + 1] = s1
                     pq[b, k, l, j + 2] = s2
                     pq[b, k, l, j + 3] = s3
                     j += 4
                 while j < d:
-                    pq[b, k, l, j] = _dot_ra(wd, dt[j], m)
+                    pq[b, k, l, j] = _wdot_ra(w, dt[l], dt[j], m)
                     j += 1
     return pn, ps, pe, pq
 
