@@ -309,9 +309,10 @@ def _lse_range_nb(a, b0, b1, rows_per_block, mx_out, s_out):
             _lse_block_nb(a, i0, i1, mx_out, s_out, buf, ties)
 
 
-def _lse_parts(a):
+def _lse_parts(a, mx_out=None, s_out=None):
     """Row-wise eq. (1) of ``a`` (n, m): returns (mx, l), each (n,); lse = mx + l with
-    l = log1p(S).
+    l = log1p(S). ``mx_out``, ``s_out`` (n,), if given, receive them (see
+    :func:`lse_parts`: arrays allocated by NumPy cost fewer page faults).
 
     Blocks of rows in work units of ``_UNIT`` blocks (``prange`` in the parallel build);
     each row is reduced serially by the same code, so both builds give identical results.
@@ -320,8 +321,10 @@ def _lse_parts(a):
     at m = 10, and NumPy's ``np.log1p`` is scalar libm on AVX2 too).
     """
     n, m = a.shape
-    mx_out = np.empty(n)
-    s_out = np.empty(n)
+    if mx_out is None:
+        mx_out = np.empty(n)
+    if s_out is None:
+        s_out = np.empty(n)
     rpb = max(1, _BLOCK // max(m, 1))
     nblocks = (n + rpb - 1) // rpb
     nunits = (nblocks + _UNIT - 1) // _UNIT
@@ -368,14 +371,21 @@ def lse_parts(rows):
     if f is lse_parts_np:
         mx, s = f(rows)
         return mx, np.log1p(s)
-    return f(rows)
+    # The outputs are allocated here, by NumPy, not inside the kernel: a fresh 8 MB array
+    # from Numba's allocator was first touched at ~3 us per 4 KiB page on the development
+    # VM (two of them: 10 ms, a fifth of the kernel's time at (1e6, 10)), NumPy's reuse of
+    # freed blocks and huge pages avoid most of that.
+    n = rows.shape[0]
+    return f(rows, np.empty(n), np.empty(n))
 
 
 @njit(cache=True)
-def log_softmax_rows_nb(a, mx, lg):
-    """(a - mx) - l per row, with mx from :func:`lse_parts` and l = log1p(S); (n, m) -> (n, m)."""
+def log_softmax_rows_nb(a, mx, lg, out=None):
+    """(a - mx) - l per row, with mx from :func:`lse_parts` and l = log1p(S); (n, m) -> (n, m)
+    (into ``out`` (n, m) if given)."""
     n, m = a.shape
-    out = np.empty_like(a)
+    if out is None:
+        out = np.empty_like(a)
     for i in range(n):
         for j in range(m):
             out[i, j] = (a[i, j] - mx[i]) - lg[i]
@@ -471,7 +481,7 @@ def logsumexp(a, axis=None, keepdims=False):
     keepdims = check_flag(keepdims, "keepdims")
     ax = check_axis(axis, a.ndim, array="a")
     mx, lg = lse_parts(_as_rows(a, ax))
-    return (mx + lg).reshape(_reduced_shape(a.shape, ax, keepdims))
+    return np.add(mx, lg, out=mx).reshape(_reduced_shape(a.shape, ax, keepdims))
 
 
 @benign_underflow
@@ -501,7 +511,9 @@ def log_mean_exp(a, axis=None, keepdims=False):
     if n == 0:
         raise ValueError(f"a must have at least one element along the reduced axis, got {a.shape}")
     mx, lg = lse_parts(_as_rows(a, ax))
-    return ((mx + lg) - np.log(n)).reshape(_reduced_shape(a.shape, ax, keepdims))
+    mx += lg
+    mx -= np.log(n)
+    return mx.reshape(_reduced_shape(a.shape, ax, keepdims))
 
 
 @benign_underflow
@@ -532,7 +544,7 @@ def log_softmax(a, axis=-1):
         return log_softmax_np(a, ax)
     rows = _as_rows(a, ax)
     mx, lg = lse_parts(rows)
-    out = log_softmax_rows_nb(rows, mx, lg)
+    out = log_softmax_rows_nb(rows, mx, lg, np.empty(rows.shape))
     moved_shape = a.shape[:ax] + a.shape[ax + 1 :] + (a.shape[ax],)
     return np.moveaxis(out.reshape(moved_shape), -1, ax)
 

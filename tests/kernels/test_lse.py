@@ -378,3 +378,19 @@ def test_dispatch_uses_twin_when_jit_disabled(monkeypatch):
     m, r = lse_stream_init(1)
     lse.lse_stream_update(m, r, np.zeros((1, 3)))
     assert calls == [1]
+
+
+def test_lse_parts_and_log_softmax_rows_fill_given_outputs():
+    """The public functions pass NumPy-allocated outputs to the kernels; the results must
+    be the kernels' own, whatever the buffers held before."""
+    a = np.random.default_rng(11).normal(0.0, 3.0, size=(500, 7))
+    ref_mx, ref_l = L.lse_parts_nb_serial(a)
+    mx_out, l_out = np.full(500, np.nan), np.full(500, np.nan)
+    mx, lg = L.lse_parts_nb_serial(a, mx_out, l_out)
+    assert mx is mx_out and lg is l_out
+    assert np.array_equal(mx, ref_mx) and np.array_equal(lg, ref_l)
+    out = np.full(a.shape, np.nan)
+    got = L.log_softmax_rows_nb(a, mx, lg, out)
+    assert got is out
+    assert np.array_equal(got, L.log_softmax_rows_nb(a, mx, lg))
+    np.testing.assert_array_equal(L.logsumexp(a, axis=1), ref_mx + ref_l)
