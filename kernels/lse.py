@@ -44,9 +44,11 @@ process with ``validation/bench_kernels.py`` (medians, implementations interleav
 * What limits it: the exponential. 1e7 evaluations of the (vectorized, Estrin) exp
   alone take 3.3x one ``a.sum()`` read on this CPU (20 vs 6 ms), so the target of
   <= 3x ``a.sum()`` for the whole log-sum-exp is out of reach with a ~1 ulp exp of this
-  kind; a table-driven exp (Tang 1989, a 2^(j/64) table and a degree-5 polynomial)
-  might save another ~1.4x of the exp stage (not done: AVX2 gathers are slow, and its
-  bound would need its own derivation). With AVX-512 (8 lanes, and NumPy's SIMD exp
+  kind. A table-driven exp (Tang 1989: a 2^(j/64) table, |r| <= ln 2 / 128 and a
+  degree-5 polynomial, the scale added to the exponent bits) was tried in the issue-19
+  follow-up and is slower here: 2.35 vs 1.75 ns per element in the same process (LLVM
+  scalarizes the table lookups instead of using AVX2 gathers on this CPU), and 2.9 u
+  without a two-part table. With AVX-512 (8 lanes, and NumPy's SIMD exp
   for the twin) the exp stage should be about twice as fast per element; not measured
   here (no such CPU).
 * Parallel rows (``prange`` over groups of blocks) gave 1.8x on a quiet machine and
