@@ -63,7 +63,7 @@ from . import gmm as G
 from . import helmholtz as H
 from . import vae as V
 from . import vbgmm as VB
-from .kernels.checks import check_positive_int
+from .kernels.checks import check_choice, check_nonnegative_float, check_positive_int, check_rng
 from .kernels.fpenv import benign_underflow
 from .optim import Adam
 
@@ -79,6 +79,8 @@ __all__ = [
     "check",
     "compare",
     "format_table",
+    "vae_params",
+    "VAE_HARD_REGIMES",
 ]
 
 FORMAT = "lvmref-conformance"
@@ -385,16 +387,53 @@ def _helmholtz_cases(rng):
     return cases
 
 
-def _vae_params(vae, rng, hard=None):
-    p = {k: v + 0.3 * rng.normal(size=v.shape) for k, v in vae.init_params(rng).items()}
+#: the hard regimes of :func:`vae_params`
+VAE_HARD_REGIMES = ("logits40", "collapsed")
+
+
+@benign_underflow
+def vae_params(vae, rng, *, hard=None, scale=0.3):
+    """Parameters of ``vae`` for a test case: its initialisation plus Gaussian noise,
+    optionally pushed into a hard regime (the VAE cases here and the PyTorch-twin scripts
+    ``validation/vae_*_vs_torch.py`` draw theirs with this function).
+
+    Parameters
+    ----------
+    vae : lvmref.vae.VAE
+        The model (its ``init_params`` gives the layout).
+    rng : numpy.random.Generator, int or None
+        Consumed in this order: ``vae.init_params(rng)``, one standard normal per
+        parameter entry (in the layout's key order), then for ``"logits40"`` D uniforms
+        (signs) and D uniforms (magnitudes).
+    hard : {None, "logits40", "collapsed"}
+        ``"logits40"`` (Bernoulli likelihood only): decoder weights scaled by 0.01 and
+        output biases of magnitude 38..40 with random signs, so every decoder logit is
+        near +-40. ``"collapsed"``: latent unit 0 collapsed to the prior -- mean 0 and
+        log_var 0 for every x, and unused by the decoder (its row of the first decoder
+        weight is zero).
+    scale : float
+        Standard deviation of the noise added to the initialisation (>= 0).
+
+    Returns
+    -------
+    dict
+        ``name -> float64 array`` in the layout of :mod:`lvmref.vae`.
+    """
+    if not isinstance(vae, V.VAE):
+        raise TypeError(f"vae must be a lvmref.vae.VAE, got {type(vae).__name__}")
+    rng = check_rng(rng)
+    hard = check_choice(hard, "hard", (None, *VAE_HARD_REGIMES))
+    scale = check_nonnegative_float(scale, "scale")
+    if hard == "logits40" and vae.likelihood != "bernoulli":
+        raise ValueError("hard='logits40' needs a Bernoulli likelihood (decoder logits), "
+                         f"got likelihood={vae.likelihood!r}")
+    p = {k: v + scale * rng.normal(size=v.shape) for k, v in vae.init_params(rng).items()}
     L = len(vae.hidden)
     if hard == "logits40":
         p = {k: (0.01 * v if k.startswith("dec.W") else v) for k, v in p.items()}
         p[f"dec.b{L}"] = np.where(rng.random(vae.n_features) < 0.5, -1.0, 1.0) \
             * rng.uniform(38.0, 40.0, vae.n_features)
     elif hard == "collapsed":
-        # latent unit 0 collapsed to the prior: mean 0, log_var 0 for every x, unused by the
-        # decoder (its row of the first decoder weight is zero)
         K = vae.n_latent
         p[f"enc.W{L}"][:, [0, K]] = 0.0
         p[f"enc.b{L}"][[0, K]] = 0.0
@@ -408,7 +447,7 @@ def _vae_cases(rng):
                ("bernoulli", (4,), "logits40"), ("bernoulli", (4,), "collapsed")]
     for likelihood, hidden, hard in configs:
         vae = V.VAE(5, 3, hidden=hidden, likelihood=likelihood, activation="tanh")
-        p = _vae_params(vae, rng, hard)
+        p = vae_params(vae, rng, hard=hard)
         n, k = 4, 3
         x = ((rng.random((n, 5)) < 0.4).astype(float) if likelihood == "bernoulli"
              else rng.normal(size=(n, 5)))
@@ -457,7 +496,7 @@ def _vae_cases(rng):
                 {"value": np.array(value), **_flat("grads", g)}, meaning, hard=hard_text))
     # one Adam step of VAE training (loss = -ELBO, reparameterisation gradient, analytic KL)
     vae = V.VAE(5, 3, hidden=(4,))
-    p = _vae_params(vae, rng)
+    p = vae_params(vae, rng)
     x = (rng.random((4, 5)) < 0.4).astype(float)
     eps = rng.normal(size=(4, 1, 3))
     m = {key: 0.01 * rng.normal(size=v.shape) for key, v in p.items()}

@@ -686,9 +686,35 @@ def _encode(params, x, arch):
     return out[:, :K], out[:, K:], cache
 
 
-def _encoder_backward(params, cache, g_mean, g_log_var, arch):
-    """Encoder parameter gradients from d/dmean and d/dlog_var (:mod:`lvmref.nn`, eq. 2)."""
-    return arch.encoder.backward(params, cache, np.concatenate([g_mean, g_log_var], 1))[0]
+def _value_and_grads(params, cache, rows, g_mean, g_log_var, dec_grads, arch):
+    """The last step of every gradient here, eqs. (9), (10), (16)-(19): the derivatives
+    (d/dmean, d/dlog_var) of the objective are back-propagated through the encoder MLP,
+    whose output is [mean, log_var] (after eq. 9b; :mod:`lvmref.nn`, eq. 2), and joined
+    with the decoder gradients of eq. (8).
+
+    Parameters
+    ----------
+    params : dict
+    cache : object
+        The encoder's forward cache (from :func:`_encode`).
+    rows : ndarray, shape (n,)
+        The objective per row.
+    g_mean, g_log_var : ndarray, shape (n, K)
+        Derivatives of the batch-mean objective w.r.t. the encoder outputs.
+    dec_grads : dict
+        Decoder gradients of the batch-mean objective.
+    arch : VAEArchitecture
+
+    Returns
+    -------
+    value : float
+        ``mean(rows)``.
+    grads : dict
+        Encoder and decoder gradients, keys of ``params``.
+    """
+    grads = arch.encoder.backward(params, cache, np.concatenate([g_mean, g_log_var], 1))[0]
+    grads.update(dec_grads)
+    return float(np.mean(rows)), grads
 
 
 @benign_underflow
@@ -887,9 +913,7 @@ def _elbo_grad_reparam(params, x, eps3, arch, kl):
     mean, log_var, cache = _encode(params, x, arch)
     elbo_rows, (dec_grads, g_mean, g_lv) = _elbo_q(params, x, mean, log_var, eps3, arch, kl,
                                                    True, scale=1.0 / n)
-    grads = _encoder_backward(params, cache, g_mean, g_lv, arch)
-    grads.update(dec_grads)
-    return float(np.mean(elbo_rows)), grads
+    return _value_and_grads(params, cache, elbo_rows, g_mean, g_lv, dec_grads, arch)
 
 
 @benign_underflow
@@ -995,9 +1019,7 @@ def elbo_grad_reinforce(params, x, eps, arch, *, z=None, baseline=None, kl="anal
         d_mean, d_log_var = _kl_normal_std_grad(mean, log_var)
         g_mean -= d_mean / n
         g_lv -= d_log_var / n
-    grads = _encoder_backward(params, cache, g_mean, g_lv, arch)
-    grads.update(dec_grads)
-    return float(np.mean(elbo_rows)), grads
+    return _value_and_grads(params, cache, elbo_rows, g_mean, g_lv, dec_grads, arch)
 
 
 # ------------------------------------------------------------------ eq. (11): IWAE
@@ -1243,9 +1265,7 @@ def _multi_sample_grad(params, x, eps3, arch, estimator):
         ce = c[:, :, None] * eps3
         g_mean = a.sum(axis=1) + ce.sum(axis=1) * np.exp(-0.5 * log_var)
         g_lv = 0.5 * np.sum(a * eps3, axis=1) * sd + 0.5 * np.sum(ce * eps3, axis=1)
-    grads = _encoder_backward(params, cache, g_mean, g_lv, arch)
-    grads.update(dec_grads)
-    return float(np.mean(rows)), grads
+    return _value_and_grads(params, cache, rows, g_mean, g_lv, dec_grads, arch)
 
 
 @benign_underflow

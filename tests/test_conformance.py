@@ -90,6 +90,45 @@ def test_hard_cases_are_hard(vectors):
     assert np.abs(arch.rec(1).forward(p, x)[0]).min() >= 36.0
 
 
+def test_vae_params_regimes():
+    """The public weight maker behind the VAE cases and the PyTorch-twin scripts: scale 0
+    is the initialisation itself; "collapsed" gives mean 0 / log_var 0 for unit 0 and a
+    decoder blind to z_0; "logits40" puts every decoder logit within the bound
+    38 - sum_i |W_ij| <= |l_j| <= 40 + sum_i |W_ij| (|tanh| <= 1 on the last hidden layer)."""
+    vae = V.VAE(6, 3, hidden=(5,))
+    init = vae.init_params(np.random.default_rng(3))
+    for key, a in C.vae_params(vae, 3, scale=0.0).items():
+        np.testing.assert_array_equal(a, init[key])
+    rng = np.random.default_rng(4)
+    x, z = (rng.random((7, 6)) < 0.5).astype(float), rng.normal(size=(7, 3))
+    p = C.vae_params(vae, rng, hard="collapsed", scale=0.3)
+    mean, log_var = vae.encode(x, p)
+    assert np.all(mean[:, 0] == 0.0) and np.all(log_var[:, 0] == 0.0)
+    assert not np.any(mean[:, 1:] == 0.0)
+    z2 = z.copy()
+    z2[:, 0] += 5.0
+    np.testing.assert_array_equal(vae.decode(z2, p, raw=True), vae.decode(z, p, raw=True))
+    p = C.vae_params(vae, rng, hard="logits40", scale=0.3)
+    logits = vae.decode(z, p, raw=True)
+    spread = np.abs(p["dec.W1"]).sum(0)
+    assert np.all(np.abs(logits) >= 38.0 - spread) and np.all(np.abs(logits) <= 40.0 + spread)
+    assert spread.max() < 0.1          # so the logits really are near +-(38..40)
+
+
+@pytest.mark.parametrize(("kwargs", "exc", "match"), [
+    ({"vae": "vae"}, TypeError, "vae must be"),
+    ({"rng": 1.5}, TypeError, "rng"),
+    ({"hard": "easy"}, ValueError, "hard must be one of"),
+    ({"scale": -1.0}, ValueError, "scale"),
+    ({"scale": np.nan}, ValueError, "scale"),
+    ({"vae": V.VAE(6, 3, likelihood="gaussian"), "hard": "logits40"}, ValueError, "hard="),
+])
+def test_vae_params_bad_input(kwargs, exc, match):
+    args = {"vae": V.VAE(6, 3), "rng": 0, **kwargs}
+    with pytest.raises(exc, match=match):
+        C.vae_params(args.pop("vae"), args.pop("rng"), **args)
+
+
 def test_vectors_are_what_lvmref_computes(vectors):
     """Recompute a few cases from the stored inputs (the files hold everything needed)."""
     _, manifest, inputs, expected = vectors

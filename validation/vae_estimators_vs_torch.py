@@ -19,38 +19,11 @@ import sys
 
 import numpy as np
 
-try:
-    import torch
-except ImportError:
-    print("torch is not installed: skipping (pip install torch==2.13.0)")
-    sys.exit(0)
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from twin_setup import RTOL, rel, torch_or_exit, twin_case  # noqa: E402
+
+torch = torch_or_exit()
 from vae_torch_twin import TorchVAE  # noqa: E402
-
-from lvmref.vae import VAE  # noqa: E402
-
-RTOL = 1e-10
-
-
-def rel(a, b):
-    scale = max(np.max(np.abs(b)), 1e-300)
-    return float(np.max(np.abs(a - b)) / scale)
-
-
-def _params(vae, rng, hard):
-    p = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in vae.init_params(rng).items()}
-    L = len(vae.hidden)
-    if hard == "logits40":
-        p = {k: (0.01 * v if k.startswith("dec.W") else v) for k, v in p.items()}
-        p[f"dec.b{L}"] = np.where(rng.random(vae.n_features) < 0.5, -1.0, 1.0) \
-            * rng.uniform(38.0, 40.0, vae.n_features)
-    elif hard == "collapsed":
-        K = vae.n_latent
-        p[f"enc.W{L}"][:, [0, K]] = 0.0
-        p[f"enc.b{L}"][[0, K]] = 0.0
-        p["dec.W0"][0] = 0.0
-    return p
 
 
 def main() -> int:
@@ -76,12 +49,7 @@ def _main() -> int:
           f"{'value rel':>10} {'max grad rel':>13}")
     worst = 0.0
     for lik, k, hidden, act, hard in configs:
-        vae = VAE(64, 10, hidden=hidden, likelihood=lik, activation=act)
-        p = _params(vae, rng, hard)
-        n = 20
-        x = ((rng.random((n, 64)) < 0.3).astype(float) if lik == "bernoulli"
-             else rng.normal(size=(n, 64)))
-        eps = rng.normal(size=(n, k, 10))
+        vae, p, x, eps = twin_case(rng, 20, k, lik, hidden, act, hard)
         twin = TorchVAE(vae, p)
         xt, et = torch.from_numpy(x), torch.from_numpy(eps)
         for est in ("iwae", "dreg", "stl"):

@@ -16,24 +16,14 @@ import sys
 
 import numpy as np
 
-try:
-    import torch
-except ImportError:
-    print("torch is not installed: skipping (pip install torch==2.13.0)")
-    sys.exit(0)
-
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from twin_setup import RTOL, D, K, data, rel, torch_or_exit, twin_case  # noqa: E402
+
+torch = torch_or_exit()
 from vae_torch_twin import TorchVAE, torch_grads  # noqa: E402
 
 from lvmref.vae import VAE  # noqa: E402
 from lvmref.vae_training import TrainingWorkspace  # noqa: E402
-
-RTOL = 1e-10
-
-
-def rel(a, b):
-    scale = max(np.max(np.abs(b)), 1e-300)
-    return float(np.max(np.abs(a - b)) / scale)
 
 
 def main() -> int:
@@ -52,13 +42,7 @@ def main() -> int:
             configs.append((lik, kl, 4, (200,), "tanh", "reinforce", "loo"))
     configs.append(("bernoulli", "analytic", 1, (200,), "tanh", "reinforce", None))
     for lik, kl, s, hidden, act, est, baseline in configs:
-        vae = VAE(64, 10, hidden=hidden, likelihood=lik, activation=act)
-        params = vae.init_params(rng)
-        params = {k: v + 0.05 * rng.normal(size=v.shape) for k, v in params.items()}
-        n = 50
-        x = ((rng.random((n, 64)) < 0.3).astype(float) if lik == "bernoulli"
-             else rng.normal(size=(n, 64)))
-        eps = rng.normal(size=(n, s, 10))
+        vae, params, x, eps = twin_case(rng, 50, s, lik, hidden, act)
         twin = TorchVAE(vae, params)
         tx, te = torch.from_numpy(x), torch.from_numpy(eps)
         if est == "reparam":
@@ -93,11 +77,10 @@ def main() -> int:
                      else ""), e_val, e_rows, kmax, e_grad[kmax]))
     # the allocation-free training step that fit() runs (lvmref.vae_training)
     for lik in ("bernoulli", "gaussian"):
-        vae = VAE(64, 10, hidden=(200,), likelihood=lik)
+        vae = VAE(D, K, hidden=(200,), likelihood=lik)
         params = vae.init_params(rng)
-        x = ((rng.random((100, 64)) < 0.3).astype(float) if lik == "bernoulli"
-             else rng.normal(size=(100, 64)))
-        eps = rng.normal(size=(100, 10))
+        x = data(rng, 100, lik)
+        eps = rng.normal(size=(100, K))
         ws = TrainingWorkspace(vae.arch, params, 100, "analytic", 1e-3)
         ours_v = ws.gradient(x, eps)
         twin = TorchVAE(vae, params)
