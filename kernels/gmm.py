@@ -124,6 +124,11 @@ __all__ = [
     "moment_partials_full_nb_serial",
     "moment_partials_full_np",
     "combine_moments",
+    "em_partials",
+    "em_partials_diag_nb",
+    "em_partials_diag_nb_serial",
+    "em_partials_full_nb",
+    "em_partials_full_nb_serial",
 ]
 
 #: Rows per block in the M-step reductions (fixed, so sums do not depend on threads).
@@ -279,7 +284,8 @@ MAX_UNROLL = 16
 def _maha_full_source(d):
     """Python source of the unrolled block kernel for ``d`` features (see
     :func:`_maha_block_full`): for component k and the rows i < m of a transposed block
-    ``xt`` (d, EBLOCK), ``at[k, i] = const_k - 1/2 ||(x_i - mu_k) U_k||^2`` (eq. 14) with
+    ``xt`` (d, >= o + m; row i in column o + i), ``at[k, i] = const_k - 1/2 ||(x_i - mu_k)
+    U_k||^2`` (eq. 14) with
     ``mu_k`` and the upper triangle of ``U_k`` held in scalars and every (l, j) term
     written out, so that the loop over rows is one straight-line SIMD body.
 
@@ -288,11 +294,11 @@ def _maha_full_source(d):
     (left to right); q = y_0^2 + ... + y_{d-1}^2; a = c - 0.5 q -- so the results are
     bitwise equal (a test asserts it).
     """
-    lines = ["def impl(xt, m, means, U, const, k, at, dtup):"]
+    lines = ["def impl(xt, o, m, means, U, const, k, at, dtup):"]
     lines += [f"    mu{j} = means[k, {j}]" for j in range(d)]
     lines += [f"    u{i}_{j} = U[k, {i}, {j}]" for j in range(d) for i in range(j + 1)]
     lines += ["    c = const[k]", "    for r in range(m):"]
-    lines += [f"        d{j} = xt[{j}, r] - mu{j}" for j in range(d)]
+    lines += [f"        d{j} = xt[{j}, o + r] - mu{j}" for j in range(d)]
     for j in range(d):
         lines.append(f"        y = d0 * u0_{j}")
         lines += [f"        y += d{i} * u{i}_{j}" for i in range(1, j + 1)]
@@ -301,13 +307,13 @@ def _maha_full_source(d):
     return "\n".join(lines)
 
 
-def _maha_block_full(xt, m, means, U, const, k, at, dtup):
+def _maha_block_full(xt, o, m, means, U, const, k, at, dtup):
     """Unrolled eq. (14) for one component and block (jitted only; see the overload)."""
     raise NotImplementedError("only callable from jitted code")
 
 
 @overload(_maha_block_full)
-def _maha_block_full_overload(xt, m, means, U, const, k, at, dtup):
+def _maha_block_full_overload(xt, o, m, means, U, const, k, at, dtup):
     """Generate the unrolled kernel for d = len(dtup) features (a tuple type carries d,
     so each d is its own cached specialization of the caller)."""
     if not isinstance(dtup, types.UniTuple):
@@ -345,7 +351,7 @@ def _estep_full_unrolled(X, means, prec_chol, const, dtup, resp_t=None, log_norm
         ssum = np.empty(EBLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
-            _maha_block_full(xt, m, means, prec_chol, const, k, at, dtup)
+            _maha_block_full(xt, 0, m, means, prec_chol, const, k, at, dtup)
         _normalize_block(at, m, resp, lo, log_norm, mx, am, ssum)
     return resp, log_norm
 
@@ -401,6 +407,26 @@ def _estep_full(X, means, prec_chol, const, resp_t=None, log_norm=None):
     return resp, log_norm
 
 
+@njit(cache=True, inline="always")
+def _dist_block_diag(xt, o, m, means, prec_diag, const, at, q):
+    """``at[k, i] = const_k - 1/2 sum_j ((x_ij - mu_kj) / sigma_kj)^2`` (eq. 14) for every
+    component k and the rows i < m of a transposed block ``xt`` (row i in column o + i);
+    ``q`` is (>= m,) scratch."""
+    d = xt.shape[0]
+    for k in range(means.shape[0]):
+        for i in range(m):
+            q[i] = 0.0
+        for j in range(d):
+            mu = means[k, j]
+            p = prec_diag[k, j]
+            for i in range(m):
+                t = (xt[j, o + i] - mu) * p
+                q[i] += t * t
+        c = const[k]
+        for i in range(m):
+            at[k, i] = c - 0.5 * q[i]
+
+
 def _estep_diag(X, means, prec_diag, const, resp_t=None, log_norm=None):
     """Fused E-step (diagonal factors): returns ``resp (n, k)`` and ``log_norm (n,)``.
 
@@ -426,18 +452,7 @@ def _estep_diag(X, means, prec_diag, const, resp_t=None, log_norm=None):
         am = np.empty(EBLOCK)
         ssum = np.empty(EBLOCK)
         _transpose_block(X, lo, m, xt)
-        for k in range(kk):
-            for i in range(m):
-                q[i] = 0.0
-            for j in range(d):
-                mu = means[k, j]
-                p = prec_diag[k, j]
-                for i in range(m):
-                    t = (xt[j, i] - mu) * p
-                    q[i] += t * t
-            c = const[k]
-            for i in range(m):
-                at[k, i] = c - 0.5 * q[i]
+        _dist_block_diag(xt, 0, m, means, prec_diag, const, at, q)
         _normalize_block(at, m, resp, lo, log_norm, mx, am, ssum)
     return resp, log_norm
 
@@ -548,11 +563,12 @@ def _dot4_ra(a, rows, j, m):
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _wdot4_ra(w, a, rows, j, m):
-    """The four sums sum_{i<m} (w[i] a[i]) * rows[j + t, i], t = 0..3, in one pass: the
-    weighted row ``w * a`` is formed on the fly (the loop waits on its four accumulators'
-    FMA latency, so the extra multiply is free) instead of being stored first; each sum is
-    reassociated like :func:`_dot_ra`."""
+def _wcdot4_ra(w, a, ca, rows, j, c0, c1, c2, c3, m):
+    """The four sums sum_{i<m} (w[i] (a[i] - ca)) * (rows[j + t, i] - c_t), t = 0..3, in
+    one pass, each reassociated like :func:`_dot_ra`. The weighted, centred row and the
+    centred rows are formed on the fly instead of being stored first (same roundings, so
+    the same sums; the four-accumulator loop waits on FMA latency, so the extra
+    subtractions and multiply are nearly free)."""
     s0 = 0.0
     s1 = 0.0
     s2 = 0.0
@@ -562,20 +578,29 @@ def _wdot4_ra(w, a, rows, j, m):
     b2 = rows[j + 2]
     b3 = rows[j + 3]
     for i in range(m):
-        ai = w[i] * a[i]
-        s0 += ai * b0[i]
-        s1 += ai * b1[i]
-        s2 += ai * b2[i]
-        s3 += ai * b3[i]
+        ai = w[i] * (a[i] - ca)
+        s0 += ai * (b0[i] - c0)
+        s1 += ai * (b1[i] - c1)
+        s2 += ai * (b2[i] - c2)
+        s3 += ai * (b3[i] - c3)
     return s0, s1, s2, s3
 
 
 @njit(cache=True, fastmath={"reassoc", "contract"})
-def _wdot_ra(w, a, b, m):
-    """sum_{i<m} (w[i] a[i]) * b[i], reassociated like :func:`_dot_ra`."""
+def _wcdot_ra(w, a, ca, b, cb, m):
+    """sum_{i<m} (w[i] (a[i] - ca)) * (b[i] - cb), reassociated like :func:`_dot_ra`."""
     s = 0.0
     for i in range(m):
-        s += (w[i] * a[i]) * b[i]
+        s += (w[i] * (a[i] - ca)) * (b[i] - cb)
+    return s
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})
+def _wc_ra(w, a, ca, m):
+    """sum_{i<m} w[i] * (a[i] - ca), reassociated like :func:`_dot_ra`."""
+    s = 0.0
+    for i in range(m):
+        s += w[i] * (a[i] - ca)
     return s
 
 
@@ -728,6 +753,48 @@ def scatter_diag_np(X, resp, means):
 # bound the difference).
 
 
+@njit(cache=True, inline="always")
+def _partials_diag_bk(xt, w, m, b, k, pn, ps, pe, pq):
+    """(M1)-(M2), diagonal: n_b, s_b, e_b and diag Q_b of block b for component k, from
+    the block's transposed rows ``xt`` (d, >= m) and weights ``w`` (>= m,) = r_ik."""
+    nbk = _sum_ra(w, m)
+    pn[b, k] = nbk
+    for j in range(xt.shape[0]):
+        sj = _dot_ra(w, xt[j], m)
+        ps[b, k, j] = sj
+        e, q = _wdev_ra(w, xt[j], sj / nbk if nbk > 0.0 else 0.0, m)
+        pe[b, k, j] = e
+        pq[b, k, j] = q
+
+
+@njit(cache=True, inline="always")
+def _partials_full_bk(xt, cb, w, m, b, k, pn, ps, pe, pq):
+    """(M1)-(M2), full: n_b, s_b, e_b and the upper triangle of Q_b of block b for
+    component k (``cb`` (d,) is scratch for the block centre; the centred rows are formed
+    inside the sums)."""
+    d = xt.shape[0]
+    nbk = _sum_ra(w, m)
+    pn[b, k] = nbk
+    for l in range(d):
+        sl = _dot_ra(w, xt[l], m)
+        ps[b, k, l] = sl
+        cb[l] = sl / nbk if nbk > 0.0 else 0.0
+    for l in range(d):
+        pe[b, k, l] = _wc_ra(w, xt[l], cb[l], m)
+        j = l
+        while j + 4 <= d:
+            s0, s1, s2, s3 = _wcdot4_ra(w, xt[l], cb[l], xt, j, cb[j], cb[j + 1], cb[j + 2],
+                                        cb[j + 3], m)
+            pq[b, k, l, j] = s0
+            pq[b, k, l, j + 1] = s1
+            pq[b, k, l, j + 2] = s2
+            pq[b, k, l, j + 3] = s3
+            j += 4
+        while j < d:
+            pq[b, k, l, j] = _wcdot_ra(w, xt[l], cb[l], xt[j], cb[j], m)
+            j += 1
+
+
 def _moment_partials_diag(X, resp):
     """Per-block n_b (nb, k), s_b, e_b and the diagonal of Q_b (each (nb, k, d)), about
     c_b = s_b / n_b, (M1)-(M3)."""
@@ -747,14 +814,7 @@ def _moment_partials_diag(X, resp):
         for k in range(kk):
             for i in range(m):
                 w[i] = resp[lo + i, k]
-            nbk = _sum_ra(w, m)
-            pn[b, k] = nbk
-            for j in range(d):
-                sj = _dot_ra(w, xt[j], m)
-                ps[b, k, j] = sj
-                e, q = _wdev_ra(w, xt[j], sj / nbk if nbk > 0.0 else 0.0, m)
-                pe[b, k, j] = e
-                pq[b, k, j] = q
+            _partials_diag_bk(xt, w, m, b, k, pn, ps, pe, pq)
     return pn, ps, pe, pq
 
 
@@ -772,33 +832,106 @@ def _moment_partials_full(X, resp):
         lo = b * BLOCK
         m = min(n, lo + BLOCK) - lo
         xt = np.empty((d, BLOCK_STRIDE))
-        dt = np.empty((d, BLOCK_STRIDE))
+        cb = np.empty(d)
         w = np.empty(BLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
             for i in range(m):
                 w[i] = resp[lo + i, k]
-            nbk = _sum_ra(w, m)
-            pn[b, k] = nbk
-            for l in range(d):
-                sl = _dot_ra(w, xt[l], m)
-                ps[b, k, l] = sl
-                mb = sl / nbk if nbk > 0.0 else 0.0
-                for i in range(m):
-                    dt[l, i] = xt[l, i] - mb
-            for l in range(d):
-                pe[b, k, l] = _dot_ra(w, dt[l], m)
-                j = l
-                while j + 4 <= d:
-                    s0, s1, s2, s3 = _wdot4_ra(w, dt[l], dt, j, m)
-                    pq[b, k, l, j] = s0
-                    pq[b, k, l, j + 1] = s1
-                    pq[b, k, l, j + 2] = s2
-                    pq[b, k, l, j + 3] = s3
-                    j += 4
-                while j < d:
-                    pq[b, k, l, j] = _wdot_ra(w, dt[l], dt[j], m)
-                    j += 1
+            _partials_full_bk(xt, cb, w, m, b, k, pn, ps, pe, pq)
+    return pn, ps, pe, pq
+
+
+# ---------------------------------------------------------------------------
+# One pass per EM iteration: the E-step of a block of rows, then the M-step partials of
+# its responsibilities while they are in cache.
+
+
+@njit(cache=True, inline="always")
+def _copy_columns(xt, o, m, xs):
+    """xs[:, :m] = xt[:, o:o + m]: a sub-block into its own buffer (the distance loops
+    index it from 0; with the offset the diagonal distances ran 1.5x slower, the index
+    no longer provably non-negative)."""
+    for j in range(xt.shape[0]):
+        for i in range(m):
+            xs[j, i] = xt[j, o + i]
+
+
+def _em_partials_diag(X, means, prec_diag, const, log_norm):
+    """E-step (10)-(12) and the partials (M1)-(M2) of its responsibilities, diagonal
+    factors, in one pass over X: returns (pn, ps, pe, pq) as :func:`_moment_partials_diag`
+    and writes log p(x_i) into ``log_norm`` (n,).
+
+    Each ``BLOCK`` of rows is transposed once; its responsibilities are computed in
+    ``EBLOCK`` sub-blocks (the rows of :func:`_estep_diag`'s blocks) into a component-major
+    block buffer, from which the partials read each component's weights contiguously.
+    The operations are those of :func:`_estep_diag` followed by
+    :func:`_moment_partials_diag` on the same blocks, so the results are bitwise the
+    same; ``resp`` (12.8 MB at N = 1e5, K = 16) is never written to memory and X is read
+    once instead of twice.
+    """
+    n, d = X.shape
+    kk = means.shape[0]
+    nb = (n + BLOCK - 1) // BLOCK
+    pn = np.zeros((nb, kk))
+    ps = np.zeros((nb, kk, d))
+    pe = np.zeros((nb, kk, d))
+    pq = np.zeros((nb, kk, d))
+    for b in prange(nb):
+        lo = b * BLOCK
+        m = min(n, lo + BLOCK) - lo
+        xt = np.empty((d, BLOCK_STRIDE))
+        rb = np.empty((kk, BLOCK_STRIDE))  # the block's r_ik, component-major
+        q = np.empty(EBLOCK)
+        at = np.empty((kk, EBLOCK))
+        mx = np.empty(EBLOCK)
+        am = np.empty(EBLOCK)
+        ssum = np.empty(EBLOCK)
+        xs = np.empty((d, EBLOCK))
+        _transpose_block(X, lo, m, xt)
+        ln = log_norm[lo:lo + m]
+        for s0 in range(0, m, EBLOCK):
+            ms = min(m, s0 + EBLOCK) - s0
+            _copy_columns(xt, s0, ms, xs)
+            _dist_block_diag(xs, 0, ms, means, prec_diag, const, at, q)
+            _normalize_block(at, ms, rb.T, s0, ln, mx, am, ssum)
+        for k in range(kk):
+            _partials_diag_bk(xt, rb[k], m, b, k, pn, ps, pe, pq)
+    return pn, ps, pe, pq
+
+
+def _em_partials_full(X, means, prec_chol, const, dtup, log_norm):
+    """:func:`_em_partials_diag` for full factors (the unrolled distances of
+    :func:`_estep_full_unrolled`, d = len(dtup) <= ``MAX_UNROLL``, then
+    :func:`_moment_partials_full`'s partials): bitwise the same results."""
+    n, d = X.shape
+    kk = means.shape[0]
+    nb = (n + BLOCK - 1) // BLOCK
+    pn = np.zeros((nb, kk))
+    ps = np.zeros((nb, kk, d))
+    pe = np.zeros((nb, kk, d))
+    pq = np.zeros((nb, kk, d, d))
+    for b in prange(nb):
+        lo = b * BLOCK
+        m = min(n, lo + BLOCK) - lo
+        xt = np.empty((d, BLOCK_STRIDE))
+        cb = np.empty(d)
+        rb = np.empty((kk, BLOCK_STRIDE))
+        at = np.empty((kk, EBLOCK))
+        mx = np.empty(EBLOCK)
+        am = np.empty(EBLOCK)
+        ssum = np.empty(EBLOCK)
+        xs = np.empty((d, EBLOCK))
+        _transpose_block(X, lo, m, xt)
+        ln = log_norm[lo:lo + m]
+        for s0 in range(0, m, EBLOCK):
+            ms = min(m, s0 + EBLOCK) - s0
+            _copy_columns(xt, s0, ms, xs)
+            for k in range(kk):
+                _maha_block_full(xs, 0, ms, means, prec_chol, const, k, at, dtup)
+            _normalize_block(at, ms, rb.T, s0, ln, mx, am, ssum)
+        for k in range(kk):
+            _partials_full_bk(xt, cb, rb[k], m, b, k, pn, ps, pe, pq)
     return pn, ps, pe, pq
 
 
@@ -885,6 +1018,8 @@ moment_partials_diag_nb, moment_partials_diag_nb_serial = parallel_and_serial(
     _moment_partials_diag)
 moment_partials_full_nb, moment_partials_full_nb_serial = parallel_and_serial(
     _moment_partials_full)
+em_partials_diag_nb, em_partials_diag_nb_serial = parallel_and_serial(_em_partials_diag)
+em_partials_full_nb, em_partials_full_nb_serial = parallel_and_serial(_em_partials_full)
 
 
 def _work(X, k):
@@ -992,3 +1127,42 @@ def moment_partials_full(X, resp):
     f = pick(moment_partials_full_nb, moment_partials_full_np,
              serial_nb=moment_partials_full_nb_serial, work=_work(X, resp.shape[1]))
     return f(X, resp)
+
+
+def em_partials(X, means, fac, const, full):
+    """E-step (10)-(12) and the M-step partials (M1)-(M2) in one pass over ``X``.
+
+    Parameters
+    ----------
+    X : ndarray, shape (n, d)
+    means : ndarray, shape (k, d)
+    fac : ndarray
+        ``prec_chol`` (k, d, d) if ``full`` else ``prec_diag`` (k, d).
+    const : ndarray, shape (k,)
+    full : bool
+
+    Returns
+    -------
+    log_norm : ndarray, shape (n,)
+        log p(x_i) (non-finite for rows too far from every component; see
+        :func:`lvmref.gmm.e_step`, whose caller then takes the separate path).
+    parts : tuple
+        ``(pn, ps, pe, pq)`` of :func:`moment_partials_full` / :func:`moment_partials_diag`
+        on the responsibilities: bitwise what :func:`estep_full` / :func:`estep_diag`
+        followed by those functions give. Without JIT, or for d > ``MAX_UNROLL`` with full
+        factors, that is what runs.
+    """
+    n, d = X.shape
+    work = _work(X, means.shape[0])
+    if full and 1 <= d <= MAX_UNROLL:
+        f = pick(em_partials_full_nb, None, serial_nb=em_partials_full_nb_serial, work=work)
+        if f is not None:
+            log_norm = np.empty(n)
+            return log_norm, f(X, means, fac, const, _DTUPS[d], log_norm)
+    elif not full:
+        f = pick(em_partials_diag_nb, None, serial_nb=em_partials_diag_nb_serial, work=work)
+        if f is not None:
+            log_norm = np.empty(n)
+            return log_norm, f(X, means, fac, const, log_norm)
+    resp, log_norm = (estep_full if full else estep_diag)(X, means, fac, const)
+    return log_norm, (moment_partials_full if full else moment_partials_diag)(X, resp)

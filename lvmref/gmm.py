@@ -643,19 +643,49 @@ def log_likelihood(params, X, covariance_type="full", reduce=True):
 # ----------------------------------------------------------------------------------------
 
 
-def _moments(X, resp, covariance_type):
-    """N_k (with the 10 eps guard), mu_k and the centred scatter, eqs. (15)-(20).
+def _partials(X, resp, covariance_type):
+    """Block partials (M1)-(M2) of ``resp`` over the rows of X: one pass over X and resp.
 
-    One pass over X and resp: block-centred partial sums combined exactly with the block
-    means about mu_k (Chan, Golub & LeVeque 1979; derivation (M1)-(M3) in
+    Block-centred partial sums, combined exactly with the block means about mu_k by
+    :func:`_m_step_partials` (Chan, Golub & LeVeque 1979; derivation (M1)-(M3) in
     :mod:`lvmref.kernels.gmm`), so the scatter is still formed from centred data.
-    The scatter is (K, d, d) for full/tied and (K, d) for diag/spherical.
     """
     if covariance_type in ("full", "tied"):
-        parts = kg.moment_partials_full(X, resp)
-    else:
-        parts = kg.moment_partials_diag(X, resp)
-    return kg.combine_moments(*parts, 10.0 * EPS)
+        return kg.moment_partials_full(X, resp)
+    return kg.moment_partials_diag(X, resp)
+
+
+def _m_step_partials(parts, covariance_type, reg_covar, X=None):
+    """Eqs. (15)-(20) from the block partials (M1)-(M2) of the responsibilities: N_k (with
+    the 10 eps guard), mu_k and the centred scatter ((K, d, d) for full/tied, (K, d) for
+    diag/spherical), then (17)-(20). Data whose squared deviations overflow float64
+    cannot give a finite covariance: ``ValueError`` naming X (with max |X| if given)."""
+    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
+        nk, means, scatter = kg.combine_moments(*parts, 10.0 * EPS)
+    if not (np.all(np.isfinite(means)) and np.all(np.isfinite(scatter))):
+        size = "" if X is None else f" (max |X| = {np.max(np.abs(X)):.3g})"
+        raise ValueError("X values too large: the weighted squared deviations from the means "
+                         f"overflow float64{size}; rescale X")
+    return _finish_m_step(nk, means, scatter, covariance_type, reg_covar)
+
+
+def _em_step(means, u, log_weights, X, covariance_type, reg_covar):
+    """One EM iteration on validated, unweighted data: (new parameters, mean log p(x_i)).
+
+    The E-step (10)-(12) and the M-step statistics run in one pass over X
+    (:func:`lvmref.kernels.gmm.em_partials`: bitwise what :func:`_e_step` followed by
+    :func:`_m_step` computes, without storing the (N, K) responsibilities). If a row is
+    too far from every component for the fused kernel (non-finite log p), the separate
+    path with its far-row treatment runs instead.
+    """
+    fac, const, full = _kernel_args(means, u, log_weights, covariance_type)
+    with np.errstate(over="ignore", invalid="ignore"):  # far rows: handled below
+        log_norm, parts = kg.em_partials(X, means, fac, const, full)
+    if not np.all(np.isfinite(log_norm)):
+        resp, log_norm = _e_step(means, u, log_weights, X, covariance_type)
+        return (_m_step(X, resp, covariance_type, reg_covar, normalized=True),
+                float(np.mean(log_norm)))
+    return _m_step_partials(parts, covariance_type, reg_covar, X), float(np.mean(log_norm))
 
 
 def _degenerate(cov_diag, floor):
@@ -786,14 +816,9 @@ def _m_step(X, resp, covariance_type, reg_covar, *, normalized=False):
     big = 0.0 if normalized else float(resp.max(initial=0.0))
     if big > 1.0:
         resp = np.ldexp(resp, -math.frexp(big)[1])
-    with np.errstate(over="ignore", invalid="ignore"):  # refused just below
-        nk, means, scatter = _moments(X, resp, covariance_type)
-    if not (np.all(np.isfinite(means)) and np.all(np.isfinite(scatter))):
-        raise ValueError(
-            "X values too large: the weighted squared deviations from the means overflow "
-            f"float64 (max |X| = {np.max(np.abs(X)):.3g}); rescale X"
-        )
-    return _finish_m_step(nk, means, scatter, covariance_type, reg_covar)
+    with np.errstate(over="ignore", invalid="ignore"):  # refused in _m_step_partials
+        parts = _partials(X, resp, covariance_type)
+    return _m_step_partials(parts, covariance_type, reg_covar, X)
 
 
 def _finish_m_step(nk, means, scatter, covariance_type, reg_covar):
@@ -1243,14 +1268,14 @@ class GaussianMixture(MixtureBase):
                 return self._get_params(), self.lower_bound_
             return self._initialize(X, rng, inits, w, resp_init), -np.inf
 
-        bufs = kg.estep_buffers(X.shape[0], k)  # reused by every iteration
+        bufs = None if w is None else kg.estep_buffers(X.shape[0], k)  # reused
 
         def iterate(p):
+            if w is None:  # one pass over X per iteration
+                return _em_step(p["means"], p["precisions_cholesky"],
+                                _log_weights(p["weights"]), X, ct, reg_covar)
             resp, log_norm = _e_step(p["means"], p["precisions_cholesky"],
                                      _log_weights(p["weights"]), X, ct, out=bufs)
-            if w is None:
-                return (_m_step(X, resp, ct, reg_covar, normalized=True),
-                        float(np.mean(log_norm)))
             return _m_step(X, resp * w[:, None], ct, reg_covar), float(w @ log_norm / total)
 
         n_init = 1 if (warm or resp_init is not None) else self.n_init

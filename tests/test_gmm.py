@@ -36,6 +36,7 @@ from lvmref.mixture import (
     NotFittedError,
     compute_precision_cholesky,
     precision_cholesky_from_precisions,
+    precisions_from_cholesky,
 )
 
 EPS = np.finfo(float).eps
@@ -1550,3 +1551,56 @@ def test_huge_data_fit_names_X():
             cls(2, random_state=0).fit(np.full((40, 2), 1e308))
         with pytest.raises(ValueError, match="X values too large"):
             cls(2, random_state=0).fit(X * 1e200)
+
+
+def _one_iteration_vs_separate(ct, rng):
+    """(fit with max_iter=1 from given parameters, e_step then m_step from them)."""
+    X = blobs(rng, n=2600, d=4, k=3)
+    fitted = GaussianMixture(3, covariance_type=ct, max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        fitted.fit(X)
+    p0 = {"weights": fitted.weights_, "means": fitted.means_,
+          "precisions_cholesky": fitted.precisions_cholesky_}
+    resp, log_norm = gmm.e_step(p0, X, ct)
+    want = gmm.m_step(X, resp, ct, 1e-6)
+    gm = GaussianMixture(3, covariance_type=ct, max_iter=1, tol=0.0, reg_covar=1e-6,
+                         weights_init=p0["weights"], means_init=p0["means"],
+                         precisions_init=precisions_from_cholesky(
+                             p0["precisions_cholesky"], ct))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        gm.fit(X)
+    return gm, want, float(np.mean(log_norm))
+
+
+def _assert_equals_separate(gm, want, bound):
+    for key, attr in (("weights", "weights_"), ("means", "means_"),
+                      ("covariances", "covariances_"),
+                      ("precisions_cholesky", "precisions_cholesky_")):
+        assert np.array_equal(getattr(gm, attr), want[key]), key
+    assert gm.lower_bounds_[-1] == bound
+
+
+@pytest.mark.parametrize("ct", TYPES)
+def test_fit_iteration_is_bitwise_e_step_then_m_step(ct):
+    """fit runs each unweighted EM iteration as one pass over X (E-step and M-step
+    statistics fused, lvmref.kernels.gmm.em_partials); the result must be bitwise the
+    public e_step followed by m_step. 2600 rows: a partial last block of each kernel."""
+    _assert_equals_separate(*_one_iteration_vs_separate(ct, np.random.default_rng(31)))
+
+
+@pytest.mark.parametrize("ct", ["full", "diag"])
+def test_fit_iteration_falls_back_when_a_row_is_too_far(ct, monkeypatch):
+    """If the fused kernel's log p(x_i) is not finite (a row too far from every component
+    for its arithmetic), the iteration runs the separate E-step (with its half-scale
+    treatment of far rows) and M-step instead: same result as that path."""
+    fused = gmm.kg.em_partials
+
+    def far_row(*args):
+        log_norm, parts = fused(*args)
+        log_norm[5] = -np.inf  # as the kernel reports a row whose distances overflow
+        return log_norm, parts
+
+    monkeypatch.setattr(gmm.kg, "em_partials", far_row)
+    _assert_equals_separate(*_one_iteration_vs_separate(ct, np.random.default_rng(32)))

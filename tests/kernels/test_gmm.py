@@ -251,3 +251,27 @@ def test_estep_out_buffers_give_the_same_results(d, monkeypatch):
         want_r, want_l = twin(X, means, fac, const)
         assert np.shares_memory(r, out[0])
         assert np.array_equal(r, want_r) and np.array_equal(ln, want_l)
+
+
+@pytest.mark.parametrize("n", [2600, 130, 1])  # partial last block / sub-block, one row
+def test_em_partials_equal_estep_then_partials_bitwise(n):
+    """The one-pass E-step + partials kernels run the same operations on the same blocks
+    as the two separate kernels: bitwise equal log p(x_i) and partials, serial and
+    parallel builds alike."""
+    X, means, u, pdiag, const, _ = _problem(8, n=n, d=5, k=4)
+    for full, fac, estep, parts_of in ((True, u, kg.estep_full, kg.moment_partials_full),
+                                       (False, pdiag, kg.estep_diag,
+                                        kg.moment_partials_diag)):
+        resp, ref_ln = estep(X, means, fac, const)
+        ref = parts_of(X, resp)
+        kernels = ((kg.em_partials_full_nb, kg.em_partials_full_nb_serial) if full else
+                   (kg.em_partials_diag_nb, kg.em_partials_diag_nb_serial))
+        for f in kernels:
+            ln = np.full(n, np.nan)
+            args = (X, means, fac, const) + (((0,) * 5,) if full else ()) + (ln,)
+            got = f(*args)
+            assert np.array_equal(ln, ref_ln)
+            for a, b in zip(got, ref):
+                assert np.array_equal(a, b)
+        ln, got = kg.em_partials(X, means, fac, const, full)
+        assert np.array_equal(ln, ref_ln) and all(np.array_equal(a, b) for a, b in zip(got, ref))
