@@ -59,12 +59,23 @@ order of the gains, measured against the previous kernels in one process:
   scikit-learn uses loses digits for data far from the origin, which the centred-form
   rule of this library excludes. Block sizes of 32-1024 rows measured the same within
   the noise.
+* Issue-19 follow-up, each measured against the code before it in one process:
+  the M-step's transposed blocks padded to a stride of ``BLOCK_STRIDE`` (3x faster
+  transposes, see there); E-step outputs allocated by NumPy, not by Numba (fresh
+  Numba arrays are first touched at ~3 us per 4 KiB page on the development VM); the
+  weighted and centred rows of the full scatter formed inside the sums (no stored
+  copies; bitwise the same); and one pass over X per EM iteration,
+  :func:`em_partials` (E-step of each block, then the M-step partials of its
+  responsibilities while they are in cache; ``resp`` is never stored; bitwise what the
+  two separate kernels give): diag 0.89x, full 0.96-0.99x. Tried and dropped: 2 x 4
+  tiles of the scatter sums (no gain once the rest was fixed), 256-row M-step blocks
+  (1.1-1.2x slower), reading resp columns in place instead of copying them (within
+  noise, and strided for row-major input).
 * Result: see ``validation/bench_gmm.py`` and the README (medians of 5, the two
   implementations interleaved, final lower bounds equal to all printed digits). What
-  limits it: the transposes of X into row blocks (two per iteration), the N K
-  exponentials (vectorized, but ~2 ns each on this CPU), the column copies of resp and
-  the Python/NumPy glue of an iteration (~3 ms); the diagonal case has so little
-  arithmetic (~6 ms at the dgemm rate) that these passes over memory dominate.
+  limits it: the 55 weighted sums per row and component of the full scatter, the N K
+  exponentials (vectorized, but ~2 ns each on this CPU) and the transposes of X into
+  row blocks; the Python/NumPy glue of an iteration is now ~1-2 ms.
 
 Each hot kernel has a parallel and a serial build of the same body (``foo_nb`` and
 ``foo_nb_serial``, bit-identical results) and a NumPy twin ``foo_np``; the dispatcher
