@@ -295,8 +295,7 @@ MAX_UNROLL = 16
 def _maha_full_source(d):
     """Python source of the unrolled block kernel for ``d`` features (see
     :func:`_maha_block_full`): for component k and the rows i < m of a transposed block
-    ``xt`` (d, >= o + m; row i in column o + i), ``at[k, i] = const_k - 1/2 ||(x_i - mu_k)
-    U_k||^2`` (eq. 14) with
+    ``xt`` (d, >= m), ``at[k, i] = const_k - 1/2 ||(x_i - mu_k) U_k||^2`` (eq. 14) with
     ``mu_k`` and the upper triangle of ``U_k`` held in scalars and every (l, j) term
     written out, so that the loop over rows is one straight-line SIMD body.
 
@@ -305,11 +304,11 @@ def _maha_full_source(d):
     (left to right); q = y_0^2 + ... + y_{d-1}^2; a = c - 0.5 q -- so the results are
     bitwise equal (a test asserts it).
     """
-    lines = ["def impl(xt, o, m, means, U, const, k, at, dtup):"]
+    lines = ["def impl(xt, m, means, U, const, k, at, dtup):"]
     lines += [f"    mu{j} = means[k, {j}]" for j in range(d)]
     lines += [f"    u{i}_{j} = U[k, {i}, {j}]" for j in range(d) for i in range(j + 1)]
     lines += ["    c = const[k]", "    for r in range(m):"]
-    lines += [f"        d{j} = xt[{j}, o + r] - mu{j}" for j in range(d)]
+    lines += [f"        d{j} = xt[{j}, r] - mu{j}" for j in range(d)]
     for j in range(d):
         lines.append(f"        y = d0 * u0_{j}")
         lines += [f"        y += d{i} * u{i}_{j}" for i in range(1, j + 1)]
@@ -318,13 +317,13 @@ def _maha_full_source(d):
     return "\n".join(lines)
 
 
-def _maha_block_full(xt, o, m, means, U, const, k, at, dtup):
+def _maha_block_full(xt, m, means, U, const, k, at, dtup):
     """Unrolled eq. (14) for one component and block (jitted only; see the overload)."""
     raise NotImplementedError("only callable from jitted code")
 
 
 @overload(_maha_block_full)
-def _maha_block_full_overload(xt, o, m, means, U, const, k, at, dtup):
+def _maha_block_full_overload(xt, m, means, U, const, k, at, dtup):
     """Generate the unrolled kernel for d = len(dtup) features (a tuple type carries d,
     so each d is its own cached specialization of the caller)."""
     if not isinstance(dtup, types.UniTuple):
@@ -362,7 +361,7 @@ def _estep_full_unrolled(X, means, prec_chol, const, dtup, resp_t=None, log_norm
         ssum = np.empty(EBLOCK)
         _transpose_block(X, lo, m, xt)
         for k in range(kk):
-            _maha_block_full(xt, 0, m, means, prec_chol, const, k, at, dtup)
+            _maha_block_full(xt, m, means, prec_chol, const, k, at, dtup)
         _normalize_block(at, m, resp, lo, log_norm, mx, am, ssum)
     return resp, log_norm
 
@@ -419,10 +418,10 @@ def _estep_full(X, means, prec_chol, const, resp_t=None, log_norm=None):
 
 
 @njit(cache=True, inline="always")
-def _dist_block_diag(xt, o, m, means, prec_diag, const, at, q):
+def _dist_block_diag(xt, m, means, prec_diag, const, at, q):
     """``at[k, i] = const_k - 1/2 sum_j ((x_ij - mu_kj) / sigma_kj)^2`` (eq. 14) for every
-    component k and the rows i < m of a transposed block ``xt`` (row i in column o + i);
-    ``q`` is (>= m,) scratch."""
+    component k and the rows i < m of a transposed block ``xt`` (d, >= m); ``q`` is
+    (>= m,) scratch."""
     d = xt.shape[0]
     for k in range(means.shape[0]):
         for i in range(m):
@@ -431,7 +430,7 @@ def _dist_block_diag(xt, o, m, means, prec_diag, const, at, q):
             mu = means[k, j]
             p = prec_diag[k, j]
             for i in range(m):
-                t = (xt[j, o + i] - mu) * p
+                t = (xt[j, i] - mu) * p
                 q[i] += t * t
         c = const[k]
         for i in range(m):
@@ -442,8 +441,8 @@ def _estep_diag(X, means, prec_diag, const, resp_t=None, log_norm=None):
     """Fused E-step (diagonal factors): returns ``resp (n, k)`` and ``log_norm (n,)``.
 
     ``resp_t (k, n)`` and ``log_norm (n,)``, if given, are the output buffers (``resp`` is
-    ``resp_t.T``): an EM loop passes the same ones every iteration instead of a fresh
-    12.8 MB at N = 1e5, K = 16, whose first-touch page faults cost about 1 ms.
+    ``resp_t.T``): the weighted EM loop passes the same ones every iteration instead of a
+    fresh 12.8 MB at N = 1e5, K = 16, whose first-touch page faults cost about 1 ms.
     """
     n, d = X.shape
     kk = means.shape[0]
@@ -463,7 +462,7 @@ def _estep_diag(X, means, prec_diag, const, resp_t=None, log_norm=None):
         am = np.empty(EBLOCK)
         ssum = np.empty(EBLOCK)
         _transpose_block(X, lo, m, xt)
-        _dist_block_diag(xt, 0, m, means, prec_diag, const, at, q)
+        _dist_block_diag(xt, m, means, prec_diag, const, at, q)
         _normalize_block(at, m, resp, lo, log_norm, mx, am, ssum)
     return resp, log_norm
 
@@ -860,9 +859,10 @@ def _moment_partials_full(X, resp):
 
 @njit(cache=True, inline="always")
 def _copy_columns(xt, o, m, xs):
-    """xs[:, :m] = xt[:, o:o + m]: a sub-block into its own buffer (the distance loops
-    index it from 0; with the offset the diagonal distances ran 1.5x slower, the index
-    no longer provably non-negative)."""
+    """xs[:, :m] = xt[:, o:o + m]: a sub-block into its own buffer, so that the distance
+    loops index from 0 (indexing the block at an offset made the diagonal distances 1.5x
+    slower: the index is no longer provably non-negative, so Numba's wraparound check
+    stays in the loop)."""
     for j in range(xt.shape[0]):
         for i in range(m):
             xs[j, i] = xt[j, o + i]
@@ -904,7 +904,7 @@ def _em_partials_diag(X, means, prec_diag, const, log_norm):
         for s0 in range(0, m, EBLOCK):
             ms = min(m, s0 + EBLOCK) - s0
             _copy_columns(xt, s0, ms, xs)
-            _dist_block_diag(xs, 0, ms, means, prec_diag, const, at, q)
+            _dist_block_diag(xs, ms, means, prec_diag, const, at, q)
             _normalize_block(at, ms, rb.T, s0, ln, mx, am, ssum)
         for k in range(kk):
             _partials_diag_bk(xt, rb[k], m, b, k, pn, ps, pe, pq)
@@ -939,7 +939,7 @@ def _em_partials_full(X, means, prec_chol, const, dtup, log_norm):
             ms = min(m, s0 + EBLOCK) - s0
             _copy_columns(xt, s0, ms, xs)
             for k in range(kk):
-                _maha_block_full(xs, 0, ms, means, prec_chol, const, k, at, dtup)
+                _maha_block_full(xs, ms, means, prec_chol, const, k, at, dtup)
             _normalize_block(at, ms, rb.T, s0, ln, mx, am, ssum)
         for k in range(kk):
             _partials_full_bk(xt, cb, rb[k], m, b, k, pn, ps, pe, pq)
