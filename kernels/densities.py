@@ -47,7 +47,7 @@ from .checks import as_float_array, check_flag
 from .constants import LOG_2PI
 from .dispatch import jit_enabled, pick
 from .fpenv import benign_underflow
-from .lse import logsumexp_np, lse_parts
+from .lse import logsumexp_np, lse_rows
 
 __all__ = [
     "sigmoid",
@@ -662,5 +662,4 @@ def elbo_iwae(log_px_z, log_pz, log_qz):
     log_w, elbo = elbo_iwae_rows_nb(
         np.ascontiguousarray(a), np.ascontiguousarray(b), np.ascontiguousarray(c)
     )
-    mx, lg = lse_parts(log_w)
-    return elbo, (mx + lg) - np.log(a.shape[1])
+    return elbo, lse_rows(log_w) - np.log(a.shape[1])

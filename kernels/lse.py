@@ -51,6 +51,16 @@ process with ``validation/bench_kernels.py`` (medians, implementations interleav
   without a two-part table. With AVX-512 (8 lanes, and NumPy's SIMD exp
   for the twin) the exp stage should be about twice as fast per element; not measured
   here (no such CPU).
+* Issue-19 second follow-up (quiet machine, paired in one process, bitwise equal
+  results): the short-row maxima are taken while the block is transposed (a scalar
+  chain per row that hides behind the reads; the separate pass over the transposed
+  block cost 5 ms of 34 at (1e6, 10)), and :func:`logsumexp` / :func:`log_mean_exp`
+  use the kernel's *combined* mode (:func:`lse_rows`): mx + log1p(S) is written into
+  one output, where two fresh (n,) outputs had cost ~800 page faults (~10 ms) per call.
+  ``logsumexp(a, axis=1)``: (1e6, 10) 43.2 -> 31.8 ms (0.74x), (1e5, 100) 28.0 ->
+  25.7 ms; one ``a.sum()`` read 4.7 ms, so 6.8x and 5.5x of it. What is left at
+  (1e6, 10): the exp pass ~18 ms (the exponential alone 13-14 ms, see above), the
+  transposing read ~6 ms, log1p and stores ~5 ms.
 * Parallel rows (``prange`` over groups of blocks) gave 1.8x on a quiet machine and
   nothing (or a slowdown) with the cores busy; it is used only for inputs of at least
   ``PARALLEL_MIN_WORK`` elements (:mod:`lvmref.kernels.dispatch`) when Numba has more
@@ -105,6 +115,7 @@ __all__ = [
     "lse_parts_nb",
     "lse_parts_nb_serial",
     "lse_parts_np",
+    "lse_rows",
     "log_softmax_rows_nb",
     "lse_stream_init",
     "lse_stream_update",
@@ -181,54 +192,66 @@ def _sum4_nb(buf, k0, m):
     return (s0 + s1) + (s2 + s3)
 
 
+@njit(cache=True, inline="always")
+def _store_nb(mx_out, l_out, i, mx, lg, combined):
+    """Row ``i``'s result: ``mx_out[i] = mx`` and ``l_out[i] = lg`` (lse = mx + lg), or, if
+    ``combined``, ``l_out[i] = mx + lg`` alone (``mx_out`` is not written and may be
+    ``l_out``). A row whose maximum is not finite has ``mx`` = its special result and
+    ``lg = 0``, so ``mx + lg`` is that result too."""
+    if combined:
+        l_out[i] = mx + lg
+    else:
+        mx_out[i] = mx
+        l_out[i] = lg
+
+
 @njit(cache=True, error_model="numpy")
-def _lse_block_nb(a, i0, i1, mx_out, s_out, buf, ties):
+def _lse_block_nb(a, i0, i1, mx_out, l_out, combined, buf, mxb, sb, ties):
     """Eq. (1) for rows i0..i1-1 of ``a`` (n, m) with (i1 - i0) * m <= buf.size.
 
-    Writes the row maximum to ``mx_out[i]`` and log1p(S) to ``s_out[i]``; for rows whose
-    maximum is not finite, ``mx_out[i]`` is the special result and ``s_out[i] = 0``.
+    The shifts t = a - max go into ``buf``, one long vectorized exp loop follows, then
+    per-row sums (``sb``), the log1p over the block's rows and :func:`_store_nb`. A row
+    whose maximum is not finite stores its special result as ``mx`` and ``lg = 0``.
     """
     m = a.shape[1]
+    nr = i1 - i0
     k = 0
-    for i in range(i0, i1):
-        mx = _row_max_nb(a, i)
+    for r in range(nr):
+        mx = _row_max_nb(a, i0 + r)
         if not (-np.inf < mx < np.inf):
-            mx_out[i] = _row_special_nb(a, i, mx)
-            s_out[i] = 0.0
-            ties[i - i0] = -1
+            mxb[r] = _row_special_nb(a, i0 + r, mx)
+            ties[r] = -1
             for j in range(m):
                 buf[k + j] = 0.0
         else:
-            mx_out[i] = mx
+            mxb[r] = mx
             n0 = 0
             for j in range(m):
-                t = a[i, j] - mx
+                t = a[i0 + r, j] - mx
                 buf[k + j] = t
                 n0 += t == 0.0
-            ties[i - i0] = n0
+            ties[r] = n0
         k += m
-    for k in range(m * (i1 - i0)):  # the long vectorized loop
+    for k in range(m * nr):  # the long vectorized loop
         t = buf[k]
         e = exp_nonpos_nb(t)
         buf[k] = 0.0 if t == 0.0 else e  # maximal terms are counted in ``ties``
-    k = 0
-    for i in range(i0, i1):
-        n0 = ties[i - i0]
-        if n0 >= 0:
-            s_out[i] = _sum4_nb(buf, k, m) + (n0 - 1)
-        k += m
-    for i in range(i0, i1):  # vectorized log1p over the block's rows (S >= 0)
-        s_out[i] = log1p_nonneg_nb(s_out[i])
+    for r in range(nr):
+        n0 = ties[r]
+        sb[r] = _sum4_nb(buf, r * m, m) + (n0 - 1) if n0 >= 0 else 0.0
+    for r in range(nr):  # vectorized log1p over the block's rows (S >= 0)
+        sb[r] = log1p_nonneg_nb(sb[r])
+    for r in range(nr):
+        _store_nb(mx_out, l_out, i0 + r, mxb[r], sb[r], combined)
 
 
 @njit(cache=True, error_model="numpy")
-def _lse_long_row_nb(a, i, mx_out, s_out, buf):
+def _lse_long_row_nb(a, i, mx_out, l_out, combined, buf):
     """Eq. (1) for one row longer than ``buf``, processed in chunks of ``buf.size``."""
     m = a.shape[1]
     mx = _row_max_nb(a, i)
     if not (-np.inf < mx < np.inf):
-        mx_out[i] = _row_special_nb(a, i, mx)
-        s_out[i] = 0.0
+        _store_nb(mx_out, l_out, i, _row_special_nb(a, i, mx), 0.0, combined)
         return
     nb = buf.shape[0]
     n0 = 0
@@ -243,31 +266,29 @@ def _lse_long_row_nb(a, i, mx_out, s_out, buf):
             e = exp_nonpos_nb(t)
             buf[k] = 0.0 if t == 0.0 else e
         s += _sum4_nb(buf, 0, c1 - c0)
-    mx_out[i] = mx
-    s_out[i] = log1p_nonneg_nb(s + (n0 - 1))
+    _store_nb(mx_out, l_out, i, mx, log1p_nonneg_nb(s + (n0 - 1)), combined)
 
 
 @njit(cache=True, error_model="numpy", inline="always")
-def _lse_short_block_nb(a, i0, i1, mx_out, l_out, bt, mxb, sb, n0b):
+def _lse_short_block_nb(a, i0, i1, mx_out, l_out, combined, bt, mxb, sb, n0b):
     """Eq. (1) for rows i0..i1-1 of a short-row ``a`` (n, m), m <= ``_SHORT``, vectorized
-    across rows: the block is transposed into ``bt`` (m, R) so that the row maxima, the
+    across rows: the block is transposed into ``bt`` (m, R), each row's maximum taken on
+    the way (one scalar chain per row, hidden behind the reads of ``a``), so that the
     exponentials, the tie counts and the sums run as loops over rows (contiguous, SIMD).
     Row i's sum runs over j = 0..m-1 in order (no dependence on the block layout).
-    Writes mx and log1p(S) like :func:`_lse_block_nb`.
+    Stores like :func:`_lse_block_nb`.
     """
     m = a.shape[1]
     nr = i1 - i0
     for r in range(nr):
+        w = -np.inf
         for j in range(m):
-            bt[j, r] = a[i0 + r, j]
-    for r in range(nr):
-        mxb[r] = -np.inf
+            v = a[i0 + r, j]
+            bt[j, r] = v
+            w = v if v > w else w  # NaN is skipped, as in _row_max_nb
+        mxb[r] = w
         sb[r] = 0.0
         n0b[r] = 0.0
-    for j in range(m):
-        for r in range(nr):
-            v = bt[j, r]
-            mxb[r] = v if v > mxb[r] else mxb[r]  # NaN is skipped, as in _row_max_nb
     for j in range(m):
         for r in range(nr):
             t = bt[j, r] - mxb[r]
@@ -276,45 +297,48 @@ def _lse_short_block_nb(a, i0, i1, mx_out, l_out, bt, mxb, sb, n0b):
             sb[r] += 0.0 if tie else e  # maximal terms are counted in n0b
             n0b[r] += 1.0 if tie else 0.0
     for r in range(nr):
-        mx_out[i0 + r] = mxb[r]
-        l_out[i0 + r] = log1p_nonneg_nb(sb[r] + (n0b[r] - 1.0))
+        sb[r] = log1p_nonneg_nb(sb[r] + (n0b[r] - 1.0))
     for r in range(nr):  # rows whose maximum is not finite (rare): scipy's special values
         mx = mxb[r]
         if not (-np.inf < mx < np.inf):
-            mx_out[i0 + r] = _row_special_nb(a, i0 + r, mx)
-            l_out[i0 + r] = 0.0
+            mxb[r] = _row_special_nb(a, i0 + r, mx)
+            sb[r] = 0.0
+    for r in range(nr):
+        _store_nb(mx_out, l_out, i0 + r, mxb[r], sb[r], combined)
 
 
 @njit(cache=True, error_model="numpy")
-def _lse_range_nb(a, b0, b1, rows_per_block, mx_out, s_out):
+def _lse_range_nb(a, b0, b1, rows_per_block, mx_out, l_out, combined):
     """Blocks b0..b1-1 of ``rows_per_block`` rows each (one work unit)."""
     n, m = a.shape
+    mxb = np.empty(rows_per_block)
+    sb = np.empty(rows_per_block)
     if m <= _SHORT:
         bt = np.empty((m, rows_per_block))
-        mxb = np.empty(rows_per_block)
-        sb = np.empty(rows_per_block)
         n0b = np.empty(rows_per_block)
         for b in range(b0, b1):
             i0 = b * rows_per_block
-            _lse_short_block_nb(a, i0, min(n, i0 + rows_per_block), mx_out, s_out, bt, mxb,
-                                sb, n0b)
+            _lse_short_block_nb(a, i0, min(n, i0 + rows_per_block), mx_out, l_out, combined,
+                                bt, mxb, sb, n0b)
         return
     buf = np.empty(_BLOCK)
-    ties = np.empty(max(rows_per_block, 1), dtype=np.int64)
+    ties = np.empty(rows_per_block, dtype=np.int64)
     for b in range(b0, b1):
         i0 = b * rows_per_block
         i1 = min(n, i0 + rows_per_block)
         if m > _BLOCK:
             for i in range(i0, i1):
-                _lse_long_row_nb(a, i, mx_out, s_out, buf)
+                _lse_long_row_nb(a, i, mx_out, l_out, combined, buf)
         else:
-            _lse_block_nb(a, i0, i1, mx_out, s_out, buf, ties)
+            _lse_block_nb(a, i0, i1, mx_out, l_out, combined, buf, mxb, sb, ties)
 
 
-def _lse_parts(a, mx_out=None, s_out=None):
+def _lse_parts(a, mx_out=None, l_out=None, combined=False):
     """Row-wise eq. (1) of ``a`` (n, m): returns (mx, l), each (n,); lse = mx + l with
-    l = log1p(S). ``mx_out``, ``s_out`` (n,), if given, receive them (see
-    :func:`lse_parts`: arrays allocated by NumPy cost fewer page faults).
+    l = log1p(S). ``mx_out``, ``l_out`` (n,), if given, receive them (see
+    :func:`lse_parts`: arrays allocated by NumPy cost fewer page faults). With
+    ``combined``, ``l_out`` receives lse = mx + l itself and ``mx_out`` is not written
+    (pass ``l_out`` for it; see :func:`lse_rows`).
 
     Blocks of rows in work units of ``_UNIT`` blocks (``prange`` in the parallel build);
     each row is reduced serially by the same code, so both builds give identical results.
@@ -323,16 +347,17 @@ def _lse_parts(a, mx_out=None, s_out=None):
     at m = 10, and NumPy's ``np.log1p`` is scalar libm on AVX2 too).
     """
     n, m = a.shape
+    if l_out is None:
+        l_out = np.empty(n)
     if mx_out is None:
-        mx_out = np.empty(n)
-    if s_out is None:
-        s_out = np.empty(n)
+        mx_out = l_out if combined else np.empty(n)
     rpb = max(1, _BLOCK // max(m, 1))
     nblocks = (n + rpb - 1) // rpb
     nunits = (nblocks + _UNIT - 1) // _UNIT
     for u in prange(nunits):
-        _lse_range_nb(a, u * _UNIT, min(nblocks, (u + 1) * _UNIT), rpb, mx_out, s_out)
-    return mx_out, s_out
+        _lse_range_nb(a, u * _UNIT, min(nblocks, (u + 1) * _UNIT), rpb, mx_out, l_out,
+                      combined)
+    return mx_out, l_out
 
 
 lse_parts_nb, lse_parts_nb_serial = parallel_and_serial(_lse_parts)
@@ -379,6 +404,22 @@ def lse_parts(rows):
     # freed blocks and huge pages avoid most of that.
     n = rows.shape[0]
     return f(rows, np.empty(n), np.empty(n))
+
+
+def lse_rows(rows):
+    """log-sum-exp of each row of ``rows`` (n, m) -> (n,), eq. (1): mx + log1p(S).
+
+    The same values as ``mx + l`` from :func:`lse_parts` (bitwise), written by the kernel
+    into one array: no second (n,) output, whose first touch (page faults) cost a fifth
+    of the time at (1e6, 10) on the development VM, and no separate addition pass.
+    """
+    work = rows.size if rows.shape[0] > 1 else 0
+    f = pick(lse_parts_nb, lse_parts_np, serial_nb=lse_parts_nb_serial, work=work)
+    if f is lse_parts_np:
+        mx, s = f(rows)
+        return mx + np.log1p(s)
+    out = np.empty(rows.shape[0])
+    return f(rows, out, out, True)[1]
 
 
 @njit(cache=True)
@@ -482,8 +523,7 @@ def logsumexp(a, axis=None, keepdims=False):
     a = as_float_array(a, "a", allow_empty=True, finite=False, copy=False)
     keepdims = check_flag(keepdims, "keepdims")
     ax = check_axis(axis, a.ndim, array="a")
-    mx, lg = lse_parts(_as_rows(a, ax))
-    return np.add(mx, lg, out=mx).reshape(_reduced_shape(a.shape, ax, keepdims))
+    return lse_rows(_as_rows(a, ax)).reshape(_reduced_shape(a.shape, ax, keepdims))
 
 
 @benign_underflow
@@ -512,10 +552,9 @@ def log_mean_exp(a, axis=None, keepdims=False):
     n = a.size if ax is None else a.shape[ax]
     if n == 0:
         raise ValueError(f"a must have at least one element along the reduced axis, got {a.shape}")
-    mx, lg = lse_parts(_as_rows(a, ax))
-    mx += lg
-    mx -= np.log(n)
-    return mx.reshape(_reduced_shape(a.shape, ax, keepdims))
+    out = lse_rows(_as_rows(a, ax))
+    out -= np.log(n)
+    return out.reshape(_reduced_shape(a.shape, ax, keepdims))
 
 
 @benign_underflow

@@ -394,3 +394,29 @@ def test_lse_parts_and_log_softmax_rows_fill_given_outputs():
     assert got is out
     assert np.array_equal(got, L.log_softmax_rows_nb(a, mx, lg))
     np.testing.assert_array_equal(L.logsumexp(a, axis=1), ref_mx + ref_l)
+
+
+@pytest.mark.parametrize("m", [1, 10] + PATH_LENGTHS)
+def test_lse_rows_writes_the_sum_of_the_parts_into_one_array(m):
+    """lse_rows (the kernel's combined mode: one output, mx + l written in the kernel) is
+    bitwise mx + l of the two-output mode on every row path and in both builds, special
+    rows included, and within the derived bound of SciPy."""
+    rng = np.random.default_rng(m)
+    a = rng.normal(0.0, 4.0, size=(40, m))
+    a[3, :] = -np.inf
+    a[5, -1] = np.nan
+    a[7, 0] = np.inf
+    a[9, :] = 1.25  # all tied
+    a[::6, m // 2] = -np.inf
+    ref_mx, ref_l = L.lse_parts_nb_serial(a)
+    ref = ref_mx + ref_l
+    for kernel in (L.lse_parts_nb_serial, L.lse_parts_nb):
+        out = np.full(40, 123.0)
+        mx, got = kernel(a, out, out, True)
+        assert got is out and mx is out
+        np.testing.assert_array_equal(got, ref)
+    np.testing.assert_array_equal(L.lse_rows(a), ref)
+    np.testing.assert_array_equal(L.lse_rows(a)[[3, 5, 7]], [-np.inf, np.nan, np.inf])
+    ok = np.isfinite(ref)
+    with np.errstate(under="ignore"):
+        assert_lse_close(ref[ok], sps.logsumexp(a[ok], axis=1), a[ok], 1)
