@@ -1339,6 +1339,10 @@ def elbo_grad_stl(params, x, eps, arch):
 
 
 @benign_underflow
+def _all_finite(params):
+    return all(np.all(np.isfinite(a)) for a in params.values())
+
+
 class VAE:
     """Variational autoencoder with MLP encoder and decoder: a thin estimator around the
     functions of this module (derivation in the module docstring).
@@ -1584,22 +1588,41 @@ class VAE:
                 if mapped:  # the gathered rows, as arch.check_x would have converted them
                     xb = np.ascontiguousarray(xb, dtype=np.float64)
                 eps = rng.standard_normal((xb.shape[0], K) if k == 1 else (xb.shape[0], k, K))
-                if fast:
-                    value = ws.step(xb, eps)
-                else:
-                    eps3 = eps[:, None, :] if eps.ndim == 2 else eps
-                    if objective == "iwae" or estimator == "stl":     # eqs. (16)-(19)
-                        value, grads = _multi_sample_grad(params, xb, eps3, arch, estimator
-                                                          if objective == "iwae" else "stl")
-                    elif estimator == "reparam":
-                        value, grads = _elbo_grad_reparam(params, xb, eps3, arch, kl)
+                # A diverging run (too large an lr) overflows inside the step; that is
+                # reported once, below, as a FloatingPointError naming lr -- not as
+                # RuntimeWarnings from deep inside, or an error about matmul under a
+                # caller's np.errstate(all="raise").
+                diverged = f"training diverged at epoch {epoch}"
+                with np.errstate(all="ignore"):
+                    if fast:
+                        value = ws.step(xb, eps)
                     else:
-                        value, grads = elbo_grad_reinforce(params, xb, eps3, arch,
-                                                           baseline=baseline, kl=kl)
-                    opt.step(grads, sign=-1.0)
-                if not np.isfinite(value):
-                    raise FloatingPointError(f"ELBO became {value} at epoch {epoch}; "
-                                             f"lower lr")
+                        eps3 = eps[:, None, :] if eps.ndim == 2 else eps
+                        try:
+                            if objective == "iwae" or estimator == "stl":  # (16)-(19)
+                                value, grads = _multi_sample_grad(
+                                    params, xb, eps3, arch,
+                                    estimator if objective == "iwae" else "stl")
+                            elif estimator == "reparam":
+                                value, grads = _elbo_grad_reparam(params, xb, eps3, arch,
+                                                                  kl)
+                            else:
+                                value, grads = elbo_grad_reinforce(
+                                    params, xb, eps3, arch, baseline=baseline, kl=kl)
+                        except ValueError as exc:
+                            # x and the options were validated above and the parameters
+                            # are finite, so a non-finite value refused inside the step
+                            # is an overflowed intermediate (e.g. the latent z)
+                            if "NaN or infinite" not in str(exc):
+                                raise
+                            raise FloatingPointError(f"{diverged} (a non-finite "
+                                                     f"intermediate); lower lr = {lr:g}"
+                                                     ) from exc
+                        opt.step(grads, sign=-1.0)
+                # (the fast step's next ELBO shows an overflowed update; the other paths
+                # refuse non-finite parameters, so theirs are checked here)
+                if not np.isfinite(value) or not (fast or _all_finite(params)):
+                    raise FloatingPointError(f"{diverged} (ELBO {value}); lower lr = {lr:g}")
                 total += value * xb.shape[0]
             hist["epoch"].append(epoch)
             hist["train_elbo"].append(total / n)
@@ -1616,6 +1639,10 @@ class VAE:
                       f"  ({hist['seconds'][-1]:.1f} s)", flush=True)
             if callback is not None:
                 callback(epoch, hist)
+        if not _all_finite(params):
+            # the last Adam step overflowed although the ELBO before it was finite
+            raise FloatingPointError(f"the parameters became non-finite in the last step "
+                                     f"(epoch {n_epochs}); lower lr = {lr:g}")
         self.params_ = {key: np.array(a) for key, a in params.items()}
         self.history_ = hist
         return self

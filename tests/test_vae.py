@@ -6,6 +6,7 @@ posterior), and Monte Carlo with its own standard error and a stated z-bound.
 """
 
 import dataclasses
+import warnings
 
 import numpy as np
 import pytest
@@ -1339,6 +1340,36 @@ def test_fit_local_reports_divergence_instead_of_returning_nan():
     with floating-point errors ignored that would be a NaN result, now an error."""
     with np.errstate(all="ignore"), pytest.raises(FloatingPointError, match="lower lr"):
         V.fit_local(_HP, _HX, _HV.arch, n_steps=3, lr=1e300, lr_final=1.0, rng=0)
+
+
+@pytest.mark.parametrize("options", [{}, {"estimator": "reinforce"},
+                                     {"objective": "iwae", "k": 3}])
+def test_fit_divergence_is_one_clear_error_whatever_the_errstate(options):
+    """lr = 1e10 diverges within the first epoch. The result is one FloatingPointError
+    naming lr -- no RuntimeWarning from inside the step (warnings are errors here) and not
+    an error about matmul when the caller runs under np.errstate(all="raise")."""
+    x = np.tile(_HX, (10, 1))
+    for state in ("ignore", "warn", "raise"):
+        with warnings.catch_warnings(), np.errstate(all=state):
+            warnings.simplefilter("error")
+            with pytest.raises(FloatingPointError, match="lower lr = 1e[+]10"):
+                VAE(5, 2, (3,)).fit(x, n_epochs=3, batch_size=10, lr=1e10, rng=0, **options)
+
+
+def test_fit_refuses_to_return_non_finite_parameters(monkeypatch):
+    """A last step whose ELBO was finite but whose Adam update overflowed must not end in
+    params_ with inf: the step is replaced by one that does exactly that."""
+    from lvmref import vae_training
+
+    def overflowing_step(self, x, eps):
+        self.theta[0] = np.inf
+        return -1.0
+
+    monkeypatch.setattr(vae_training.TrainingWorkspace, "step", overflowing_step)
+    model = VAE(5, 2, (3,))
+    with pytest.raises(FloatingPointError, match="parameters became non-finite"):
+        model.fit(_HX, n_epochs=1, batch_size=3, lr=1e-3, rng=0)
+    assert model.params_ is None  # still unfitted
 
 
 def test_log_prior_of_huge_latents_is_the_closed_form():
