@@ -51,14 +51,22 @@ process with ``validation/bench_kernels.py`` (medians, implementations interleav
   without a two-part table. With AVX-512 (8 lanes, and NumPy's SIMD exp
   for the twin) the exp stage should be about twice as fast per element; not measured
   here (no such CPU).
-* Issue-19 second follow-up (quiet machine, paired in one process, bitwise equal
-  results): the short-row maxima are taken while the block is transposed (a scalar
-  chain per row that hides behind the reads; the separate pass over the transposed
-  block cost 5 ms of 34 at (1e6, 10)), and :func:`logsumexp` / :func:`log_mean_exp`
-  use the kernel's *combined* mode (:func:`lse_rows`): mx + log1p(S) is written into
-  one output, where two fresh (n,) outputs had cost ~800 page faults (~10 ms) per call.
-  ``logsumexp(a, axis=1)``: (1e6, 10) 43.2 -> 31.8 ms (0.74x), (1e5, 100) 28.0 ->
-  25.7 ms; one ``a.sum()`` read 4.7 ms, so 6.8x and 5.5x of it. What is left at
+* Issue-19 second follow-up (quiet machine; each change timed against the previous
+  code in one process, results bitwise equal):
+
+  - short rows: the maxima are taken while the block is transposed (a scalar chain per
+    row that hides behind the reads; the separate pass over the transposed block cost
+    5 ms of 34 at (1e6, 10));
+  - longer rows: one loop per row forms the shifts, counts the ties and stores the
+    exponentials (:func:`_exp_sum_nb`), instead of a pass writing all shifts of a block
+    before one long exp loop (a row loop of m >= 33 terms vectorizes as well);
+  - :func:`logsumexp` and :func:`log_mean_exp` use the kernel's *combined* mode
+    (:func:`lse_rows`): mx + log1p(S) goes into one output, where two fresh (n,)
+    outputs had cost ~800 page faults (~10 ms) per call, and no addition pass follows.
+
+  ``logsumexp(a, axis=1)``: (1e6, 10) 44.9 -> 31.5 ms (0.70x), (1e5, 100) 28.1 ->
+  22.0 ms (0.78x); one ``a.sum()`` read takes 4.6 ms, so 6.8x and 4.8x of it
+  (``validation/bench_kernels.py`` gives the ratios to SciPy). What is left at
   (1e6, 10): the exp pass ~18 ms (the exponential alone 13-14 ms, see above), the
   transposing read ~6 ms, log1p and stores ~5 ms.
 * Parallel rows (``prange`` over groups of blocks) gave 1.8x on a quiet machine and
@@ -205,40 +213,43 @@ def _store_nb(mx_out, l_out, i, mx, lg, combined):
         l_out[i] = lg
 
 
-@njit(cache=True, error_model="numpy")
-def _lse_block_nb(a, i0, i1, mx_out, l_out, combined, buf, mxb, sb, ties):
-    """Eq. (1) for rows i0..i1-1 of ``a`` (n, m) with (i1 - i0) * m <= buf.size.
+@njit(cache=True, error_model="numpy", inline="always")
+def _exp_sum_nb(a, i, c0, c1, mx, buf):
+    """Terms j = c0..c1-1 of row ``i`` of eq. (1) for its finite maximum ``mx``: returns
+    (sum of exp(a_ij - mx) over the entries below mx, number of entries equal to mx).
 
-    The shifts t = a - max go into ``buf``, one long vectorized exp loop follows, then
-    per-row sums (``sb``), the log1p over the block's rows and :func:`_store_nb`. A row
-    whose maximum is not finite stores its special result as ``mx`` and ``lg = 0``.
+    One loop forms each shift, counts it if it is a tie, and stores its exponential into
+    ``buf`` (>= c1 - c0) -- vectorized, with no separate pass writing the shifts -- then
+    the stored terms are summed in order with four partial sums (:func:`_sum4_nb`).
+    """
+    n0 = 0
+    for j in range(c0, c1):
+        t = a[i, j] - mx
+        n0 += t == 0.0
+        e = exp_nonpos_nb(t)
+        buf[j - c0] = 0.0 if t == 0.0 else e  # maximal terms are counted in n0
+    return _sum4_nb(buf, 0, c1 - c0), n0
+
+
+@njit(cache=True, error_model="numpy")
+def _lse_block_nb(a, i0, i1, mx_out, l_out, combined, buf, mxb, sb):
+    """Eq. (1) for rows i0..i1-1 of ``a`` (n, m) with m <= buf.size.
+
+    Per row: its maximum, then :func:`_exp_sum_nb` (S); then the log1p over the block's
+    rows (vectorized) and :func:`_store_nb`. A row whose maximum is not finite stores its
+    special result as ``mx`` and ``lg = 0``.
     """
     m = a.shape[1]
     nr = i1 - i0
-    k = 0
     for r in range(nr):
         mx = _row_max_nb(a, i0 + r)
         if not (-np.inf < mx < np.inf):
             mxb[r] = _row_special_nb(a, i0 + r, mx)
-            ties[r] = -1
-            for j in range(m):
-                buf[k + j] = 0.0
+            sb[r] = 0.0
         else:
             mxb[r] = mx
-            n0 = 0
-            for j in range(m):
-                t = a[i0 + r, j] - mx
-                buf[k + j] = t
-                n0 += t == 0.0
-            ties[r] = n0
-        k += m
-    for k in range(m * nr):  # the long vectorized loop
-        t = buf[k]
-        e = exp_nonpos_nb(t)
-        buf[k] = 0.0 if t == 0.0 else e  # maximal terms are counted in ``ties``
-    for r in range(nr):
-        n0 = ties[r]
-        sb[r] = _sum4_nb(buf, r * m, m) + (n0 - 1) if n0 >= 0 else 0.0
+            s, n0 = _exp_sum_nb(a, i0 + r, 0, m, mx, buf)
+            sb[r] = s + (n0 - 1)
     for r in range(nr):  # vectorized log1p over the block's rows (S >= 0)
         sb[r] = log1p_nonneg_nb(sb[r])
     for r in range(nr):
@@ -257,15 +268,9 @@ def _lse_long_row_nb(a, i, mx_out, l_out, combined, buf):
     n0 = 0
     s = 0.0
     for c0 in range(0, m, nb):
-        c1 = min(m, c0 + nb)
-        for j in range(c0, c1):
-            buf[j - c0] = a[i, j] - mx
-        for k in range(c1 - c0):
-            t = buf[k]
-            n0 += t == 0.0
-            e = exp_nonpos_nb(t)
-            buf[k] = 0.0 if t == 0.0 else e
-        s += _sum4_nb(buf, 0, c1 - c0)
+        sc, nc = _exp_sum_nb(a, i, c0, min(m, c0 + nb), mx, buf)
+        s += sc
+        n0 += nc
     _store_nb(mx_out, l_out, i, mx, log1p_nonneg_nb(s + (n0 - 1)), combined)
 
 
@@ -322,7 +327,6 @@ def _lse_range_nb(a, b0, b1, rows_per_block, mx_out, l_out, combined):
                                 bt, mxb, sb, n0b)
         return
     buf = np.empty(_BLOCK)
-    ties = np.empty(rows_per_block, dtype=np.int64)
     for b in range(b0, b1):
         i0 = b * rows_per_block
         i1 = min(n, i0 + rows_per_block)
@@ -330,7 +334,7 @@ def _lse_range_nb(a, b0, b1, rows_per_block, mx_out, l_out, combined):
             for i in range(i0, i1):
                 _lse_long_row_nb(a, i, mx_out, l_out, combined, buf)
         else:
-            _lse_block_nb(a, i0, i1, mx_out, l_out, combined, buf, mxb, sb, ties)
+            _lse_block_nb(a, i0, i1, mx_out, l_out, combined, buf, mxb, sb)
 
 
 def _lse_parts(a, mx_out=None, l_out=None, combined=False):
