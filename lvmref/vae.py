@@ -1338,11 +1338,11 @@ def elbo_grad_stl(params, x, eps, arch):
 # ------------------------------------------------------------------ the estimator
 
 
-@benign_underflow
 def _all_finite(params):
     return all(np.all(np.isfinite(a)) for a in params.values())
 
 
+@benign_underflow
 class VAE:
     """Variational autoencoder with MLP encoder and decoder: a thin estimator around the
     functions of this module (derivation in the module docstring).
