@@ -279,13 +279,14 @@ def triangular_inverse(t, lower):
     return _triangular_inverse(t, lower)
 
 
-def _triangular_inverse(t, lower):
-    """:func:`triangular_inverse` of a validated float64 triangular ``t``."""
+def _triangular_inverse(t, lower, name="t"):
+    """:func:`triangular_inverse` of a validated float64 triangular ``t`` (errors name
+    ``name``)."""
     inv, info = lapack.dtrtri(t, lower=int(lower))
     if info != 0:
-        raise ValueError(f"t: triangular factor is singular ({SINGULAR_HINT})")
+        raise ValueError(f"{name}: triangular factor is singular ({SINGULAR_HINT})")
     if not np.all(np.isfinite(inv)):
-        raise ValueError(f"t: the inverse of the triangular factor overflows float64 "
+        raise ValueError(f"{name}: the inverse of the triangular factor overflows float64 "
                          f"({SINGULAR_HINT})")
     return np.tril(inv) if lower else np.triu(inv)
 
@@ -352,13 +353,7 @@ def precision_factors_from_cholesky(low):
         raise ValueError("low must be lower triangular (exact zeros above the diagonal)")
     u = np.empty_like(low)
     for k in range(low.shape[0]):
-        inv, info = lapack.dtrtri(low[k], lower=1)
-        if info != 0:
-            raise ValueError(f"low[{k}]: triangular factor is singular ({SINGULAR_HINT})")
-        u[k] = inv.T  # dtrtri keeps the zeros of the strict upper triangle
-    if not np.all(np.isfinite(u)):
-        raise ValueError(f"low: the inverse of a triangular factor overflows float64 "
-                         f"({SINGULAR_HINT})")
+        u[k] = _triangular_inverse(low[k], True, f"low[{k}]").T
     return u
 
 
