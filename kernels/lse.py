@@ -391,14 +391,20 @@ def lse_parts_np(a2: np.ndarray):
     return mx, s
 
 
+def _pick_parts(rows):
+    """:func:`lse_parts_nb` (parallel for at least ``PARALLEL_MIN_WORK`` elements and
+    several rows), its serial build, or :func:`lse_parts_np` for ``rows`` (n, m)."""
+    work = rows.size if rows.shape[0] > 1 else 0
+    return pick(lse_parts_nb, lse_parts_np, serial_nb=lse_parts_nb_serial, work=work)
+
+
 def lse_parts(rows):
     """(mx, l) per row of ``rows`` (n, m), eq. (1); lse = mx + l, l = log1p(S).
 
-    Dispatches to :func:`lse_parts_nb` (parallel for at least ``PARALLEL_MIN_WORK``
-    elements and several rows), its serial build, or :func:`lse_parts_np`.
+    Dispatches to :func:`lse_parts_nb`, its serial build, or :func:`lse_parts_np`
+    (:func:`_pick_parts`).
     """
-    work = rows.size if rows.shape[0] > 1 else 0
-    f = pick(lse_parts_nb, lse_parts_np, serial_nb=lse_parts_nb_serial, work=work)
+    f = _pick_parts(rows)
     if f is lse_parts_np:
         mx, s = f(rows)
         return mx, np.log1p(s)
@@ -417,8 +423,7 @@ def lse_rows(rows):
     into one array: no second (n,) output, whose first touch (page faults) cost a fifth
     of the time at (1e6, 10) on the development VM, and no separate addition pass.
     """
-    work = rows.size if rows.shape[0] > 1 else 0
-    f = pick(lse_parts_nb, lse_parts_np, serial_nb=lse_parts_nb_serial, work=work)
+    f = _pick_parts(rows)
     if f is lse_parts_np:
         mx, s = f(rows)
         return mx + np.log1p(s)
