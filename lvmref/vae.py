@@ -1592,7 +1592,6 @@ class VAE:
                 # reported once, below, as a FloatingPointError naming lr -- not as
                 # RuntimeWarnings from deep inside, or an error about matmul under a
                 # caller's np.errstate(all="raise").
-                diverged = f"training diverged at epoch {epoch}"
                 with np.errstate(all="ignore"):
                     if fast:
                         value = ws.step(xb, eps)
@@ -1615,14 +1614,15 @@ class VAE:
                             # is an overflowed intermediate (e.g. the latent z)
                             if "NaN or infinite" not in str(exc):
                                 raise
-                            raise FloatingPointError(f"{diverged} (a non-finite "
-                                                     f"intermediate); lower lr = {lr:g}"
-                                                     ) from exc
+                            raise FloatingPointError(
+                                f"training diverged at epoch {epoch} (a non-finite "
+                                f"intermediate); lower lr = {lr:g}") from exc
                         opt.step(grads, sign=-1.0)
                 # (the fast step's next ELBO shows an overflowed update; the other paths
                 # refuse non-finite parameters, so theirs are checked here)
                 if not np.isfinite(value) or not (fast or _all_finite(params)):
-                    raise FloatingPointError(f"{diverged} (ELBO {value}); lower lr = {lr:g}")
+                    raise FloatingPointError(f"training diverged at epoch {epoch} (ELBO "
+                                             f"{value}); lower lr = {lr:g}")
                 total += value * xb.shape[0]
             hist["epoch"].append(epoch)
             hist["train_elbo"].append(total / n)
