@@ -291,6 +291,9 @@ class TrainingWorkspace:
                 bufs[net.prefix] = (inp, grd, fwd, bwd[::-1])
             bufs["std"] = np.empty((self.arch.n_latent, nb))
             bufs["em1"] = np.empty((self.arch.n_latent, nb))
+            # the noise, feature-major: with the strided view eps.T the latent kernel's
+            # loop does not vectorize (14 us instead of 6 at (10, 100); the copy costs 1)
+            bufs["eps"] = np.empty((self.arch.n_latent, nb))
             self._buffers[nb] = bufs
         return self._buffers[nb]
 
@@ -371,7 +374,8 @@ class TrainingWorkspace:
         self._forward(e_fwd)
         out = e_inp[-1]
         mean, log_var = out[:K], out[K:]
-        eps_t = eps.T
+        eps_t = bufs["eps"]
+        eps_t[...] = eps.T
         std = bufs["std"]
         z = d_inp[0][:K]
         em1 = bufs["em1"]
