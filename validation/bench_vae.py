@@ -23,7 +23,15 @@ relative to the largest parameter is printed, and the script exits 1 if it excee
 (the agreement of one step is to rounding; 200 Adam steps amplify rounding differences
 somewhat).
 
-    python validation/bench_vae.py [--threads N] [--repeats R] [--steps S]
+    python validation/bench_vae.py [--threads N] [--repeats R] [--steps S] [--parts]
+
+With ``--parts``, also where our step's time goes, measured in the same process on the
+workspace's own buffers and plans: each matrix product (time and GFLOP/s, against the
+dgemm rate), each elementwise kernel (time and ns per element), the transposed copies, and
+the remainder of the step (Python and call overhead). "Floor of the parts" is the step
+with every product at the large-matrix dgemm rate, the kernels as measured and no
+overhead: what this design (BLAS products + vectorized ~1 ulp elementwise kernels) can
+reach at best on the machine.
 
 The last lines are ``ratio: <ours/peer>`` (per-step time; < 1 means ours is faster).
 """
@@ -40,6 +48,8 @@ parser.add_argument("--threads", type=int, default=1)
 parser.add_argument("--repeats", type=int, default=9)
 parser.add_argument("--steps", type=int, default=200)
 parser.add_argument("--check-steps", type=int, default=200)
+parser.add_argument("--parts", action="store_true",
+                    help="also time each part of our step (matrix products, kernels)")
 args = parser.parse_args()
 if args.repeats < 5:
     parser.error("--repeats must be >= 5")
@@ -71,7 +81,7 @@ except ImportError:
 
 from lvmref.datasets import load_digits_binarized  # noqa: E402
 from lvmref.vae import VAE  # noqa: E402
-from lvmref.vae_training import TrainingWorkspace  # noqa: E402
+from lvmref.vae_training import SMALL_MATRIX_PATH, TrainingWorkspace  # noqa: E402
 
 N_BATCHES = 15
 BATCH = 100
@@ -98,6 +108,119 @@ def dgemm_rate():
         a @ a
         ts.append(time.perf_counter() - t0)
     return 1e9 / float(np.median(ts))  # multiply-adds per second
+
+
+def _median_call(f, calls=200, repeats=9):
+    """Median over ``repeats`` of the mean time of ``calls`` calls of f(), seconds."""
+    for _ in range(20):
+        f()
+    ts = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for _ in range(calls):
+            f()
+        ts.append((time.perf_counter() - t0) / calls)
+    return float(np.median(ts))
+
+
+def step_parts(ws, x, eps):
+    """Time the parts of ``ws.step(x, eps)`` (a TrainingWorkspace after some steps) on its
+    own buffers and plans; returns [(part, seconds, work, unit)], where work is the
+    multiply-adds of a product or the elements of a kernel.
+
+    Each part is timed alone, repeated on the same buffers. Parts that update their input
+    get inputs that do not drift: the tanh kernel runs on a scratch copy of a
+    pre-activation (repeated tanh shrinks it slowly), tanh' on h = 0 (so that delta keeps
+    its values and never becomes subnormal; the kernel has no branches), Adam on copies
+    of theta, m and v.
+    """
+    nb = x.shape[0]
+    ws.step(x, eps)
+    bufs = ws._bufs(nb)
+    parts = []
+    k, d = ws.arch.n_latent, ws.arch.n_features
+    for net in ws.nets:
+        _inp, _grd, fwd, bwd = bufs[net.prefix]
+        for i, (blocks, out, act) in enumerate(fwd):
+            for a, b, o in blocks:
+                parts.append((f"{net.prefix} layer {i} forward {a.shape[0]}x{a.shape[1]} "
+                              f"@ {b.shape[0]}x{b.shape[1]}",
+                              _median_call(lambda a=a, b=b, o=o: np.matmul(a, b, out=o)),
+                              a.shape[0] * a.shape[1] * b.shape[1], "gemm"))
+            if act == "tanh":
+                scratch = out.copy()
+                parts.append((f"{net.prefix} layer {i} tanh",
+                              _median_call(lambda s=scratch: ws._tanh(s)), out.size, "elem"))
+        n_layers = len(bwd)
+        for layer, (delta, h, act, delta_t, wgrad, igrad) in enumerate(bwd):
+            i = n_layers - 1 - layer
+            if act == "tanh":
+                h0 = np.zeros_like(h)
+                parts.append((f"{net.prefix} layer {i} tanh'",
+                              _median_call(lambda dl=delta, h0=h0: ws._tanh_backward(dl, h0)),
+                              delta.size, "elem"))
+            # the step copies delta on the small-matrix path only (the top layers' copies
+            # are written by the Bernoulli / KL kernels)
+            if layer and SMALL_MATRIX_PATH:
+                parts.append((f"{net.prefix} layer {i} delta transposed copy",
+                              _median_call(lambda dt=delta_t, dl=delta: np.copyto(dt, dl.T)),
+                              delta.size, "elem"))
+            for kind, blocks in (("weight grad", wgrad), ("input grad", igrad)):
+                for a, b, o in blocks:
+                    parts.append((f"{net.prefix} layer {i} {kind} {a.shape[0]}x{a.shape[1]} "
+                                  f"@ {b.shape[0]}x{b.shape[1]}",
+                                  _median_call(lambda a=a, b=b, o=o: np.matmul(a, b, out=o)),
+                                  a.shape[0] * a.shape[1] * b.shape[1], "gemm"))
+    enc, dec = ws.nets
+    e_inp, e_grd, _f, e_bwd = bufs[enc.prefix]
+    d_inp, d_grd, _f, d_bwd = bufs[dec.prefix]
+    xt = e_inp[0][:d]
+    out = e_inp[-1]
+    parts.append(("x transposed copy", _median_call(lambda: np.copyto(xt, x.T)), x.size, "elem"))
+    parts.append(("noise transposed copy",
+                  _median_call(lambda: np.copyto(bufs["eps"], eps.T)), eps.size, "elem"))
+    parts.append(("latent sample (exp, expm1)",
+                  _median_call(lambda: ws._latent_sample(out[:k], out[k:], bufs["eps"], bufs["std"],
+                                                         bufs["em1"], d_inp[0][:k])),
+                  nb * k, "elem"))
+    parts.append(("Bernoulli log-lik. and gradient",
+                  _median_call(lambda: ws._bernoulli_grad(xt, d_inp[-1], 1.0 / nb, d_grd[-1],
+                                                          d_bwd[0][3])),
+                  xt.size, "elem"))
+    g_enc = e_grd[-1]
+    parts.append(("analytic KL and gradient",
+                  _median_call(lambda: ws._kl_grad_analytic(
+                      out[:k], out[k:], bufs["em1"], bufs["std"], bufs["eps"], d_grd[0], 1.0 / nb,
+                      g_enc[:k], g_enc[k:], e_bwd[0][3])),
+                  nb * k, "elem"))
+    theta, m, v = ws.theta.copy(), ws.m.copy(), ws.v.copy()
+    parts.append(("Adam update",
+                  _median_call(lambda: ws._adam_update(theta, ws.grad, m, v, -1.0, 1e-3, 0.9,
+                                                       0.999, 1e-8, 0.5, 0.5)),
+                  theta.size, "elem"))
+    return parts
+
+
+def print_parts(parts, step_s, rate):
+    """The table of :func:`step_parts`, the remainder and the floor of the parts."""
+    print(f"\nwhere our step's time goes (each part timed alone, median; dgemm rate "
+          f"{2 * rate / 1e9:.1f} GFLOP/s)")
+    print(f"{'part':<52}{'us':>8}{'rate':>16}")
+    for name, sec, work, unit in parts:
+        rate_s = (f"{2 * work / sec / 1e9:.1f} GFLOP/s" if unit == "gemm"
+                  else f"{sec / work * 1e9:.2f} ns/elt")
+        print(f"{name:<52}{sec * 1e6:>8.1f}{rate_s:>16}")
+    gemm = sum(sec for _, sec, _, u in parts if u == "gemm")
+    elem = sum(sec for _, sec, _, u in parts if u == "elem")
+    macs = sum(w for _, _, w, u in parts if u == "gemm")
+    print(f"{'matrix products':<52}{gemm * 1e6:>8.1f}{2 * macs / gemm / 1e9:>9.1f} GFLOP/s")
+    print(f"{'elementwise kernels and copies':<52}{elem * 1e6:>8.1f}")
+    print(f"{'remainder (Python, call overhead)':<52}{(step_s - gemm - elem) * 1e6:>8.1f}")
+    print(f"{'whole step (timed alone)':<52}{step_s * 1e6:>8.1f}")
+    best = macs / rate + elem
+    print(f"floor of the parts (products at the dgemm rate + kernels as measured): "
+          f"{best * 1e3:.3f} ms; the step is {step_s / best:.2f}x that")
+    return best
 
 
 class Jax:
@@ -225,6 +348,14 @@ def main() -> int:
         print("no peer installed (jax, torch): nothing to compare")
     for name in peers:
         print(f"ratio: {med['ours'] / med[name]:.3f} (ours/{name})")
+    if args.parts:
+        ws = ours_factory()
+        for i in range(30):
+            ws.step(batches[i % N_BATCHES], noise[i % N_BATCHES])
+        step_s = _median_call(lambda: ws.step(batches[0], noise[0]))
+        best = print_parts(step_parts(ws, batches[0], noise[0]), step_s, rate)
+        for name in peers:
+            print(f"{name} / floor of our parts: {med[name] / best:.2f}x")
     bad = [name for name, d in diffs.items() if not d <= RTOL_PARAMS]
     if bad:
         print(f"MISMATCH: final parameters differ from {bad} by more than {RTOL_PARAMS:g}")
