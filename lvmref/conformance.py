@@ -63,7 +63,13 @@ from . import gmm as G
 from . import helmholtz as H
 from . import vae as V
 from . import vbgmm as VB
-from .kernels.checks import check_choice, check_nonnegative_float, check_positive_int, check_rng
+from .kernels.checks import (
+    check_choice,
+    check_nonnegative_float,
+    check_path,
+    check_positive_int,
+    check_rng,
+)
 from .kernels.fpenv import benign_underflow
 from .optim import Adam
 
@@ -533,6 +539,7 @@ def build_cases(seed=20260):
     -------
     list of Case
     """
+    seed = check_positive_int(seed, "seed", minimum=0)
     rng = np.random.default_rng(seed)
     r = rng.spawn(5)
     return (_gmm_cases(r[0]) + _vbgmm_cases(r[1]) + _estimator_cases(r[2])
@@ -575,15 +582,25 @@ def write(directory, *, seed=20260, cases=None):
         The manifest written.
     """
     seed = check_positive_int(seed, "seed", minimum=0)
-    out = Path(directory)
+    out = check_path(directory, "directory")
+    if cases is not None:
+        if not isinstance(cases, (list, tuple)) or not all(isinstance(c, Case)
+                                                           for c in cases):
+            raise TypeError(f"cases must be a list of lvmref.conformance.Case, got "
+                            f"{type(cases).__name__}")
+        names = [c.name for c in cases]
+        for c in cases:
+            if not isinstance(c.name, str) or not c.name or "/" in c.name:
+                raise ValueError(f"cases: a case name must be a non-empty str without '/', "
+                                 f"got {c.name!r}")
+        if len(set(names)) != len(names):
+            raise ValueError("cases: case names must be unique")
     if out.exists() and not out.is_dir():
-        raise ValueError(f"DIR must be a directory, but {out} is a file")
+        raise ValueError(f"directory must be a directory, but {out} is a file")
     out.mkdir(parents=True, exist_ok=True)
     cases = build_cases(seed) if cases is None else cases
     inputs, expected, entries = {}, {}, []
     for c in cases:
-        if "/" in c.name:
-            raise ValueError(f"case name {c.name!r} must not contain '/'")
         entries.append({
             "name": c.name, "model": c.model, "function": c.function,
             "description": c.description, "options": c.options, "hard": c.hard,
@@ -616,14 +633,49 @@ def _load_npz(path, what):
         raise ValueError(f"{what} {path} is not a readable .npz file: {exc}") from None
 
 
+def _check_manifest(manifest, mpath):
+    """ValueError naming ``mpath`` and the field if the manifest lacks what :func:`read` and
+    :func:`check` use: ``files`` (names of the two ``.npz`` files), ``cases`` (each with a
+    ``name``, and ``inputs``/``outputs`` whose entries have a ``key``; outputs also a
+    non-negative ``tolerance``)."""
+    def bad(what):
+        return ValueError(f"{mpath} is not a valid {FORMAT} manifest: {what}")
+
+    files = manifest.get("files")
+    if not isinstance(files, dict) or not all(
+            isinstance(files.get(k), str) and files[k] for k in ("inputs", "expected")):
+        raise bad("'files' must name the 'inputs' and 'expected' .npz files")
+    cases = manifest.get("cases")
+    if not isinstance(cases, list):
+        raise bad("'cases' must be a list")
+    for i, case in enumerate(cases):
+        if not isinstance(case, dict) or not isinstance(case.get("name"), str):
+            raise bad(f"cases[{i}] must be an object with a 'name'")
+        for part in ("inputs", "outputs"):
+            entries = case.get(part)
+            if not isinstance(entries, dict):
+                raise bad(f"case {case['name']!r} has no '{part}' object")
+            for q, entry in entries.items():
+                if not isinstance(entry, dict) or not isinstance(entry.get("key"), str):
+                    raise bad(f"{part} {q!r} of case {case['name']!r} has no 'key'")
+                if part == "outputs":
+                    tol = entry.get("tolerance")
+                    if (isinstance(tol, bool) or not isinstance(tol, (int, float))
+                            or not tol >= 0 or tol == float("inf")):
+                        raise bad(f"output {q!r} of case {case['name']!r} needs a finite "
+                                  f"'tolerance' >= 0, got {tol!r}")
+
+
 @benign_underflow
 def read(directory):
     """``(manifest, inputs, expected)`` from a directory written by :func:`write`.
 
     A missing file is ``FileNotFoundError``; a manifest of another format or a newer
-    format version, or arrays missing from the ``.npz`` files, a ``ValueError``.
+    format version, one without the fields :func:`check` uses (``files``, ``cases`` with
+    their ``inputs``/``outputs`` keys and tolerances), or arrays missing from the
+    ``.npz`` files, a ``ValueError`` naming the file.
     """
-    d = Path(directory)
+    d = check_path(directory, "directory")
     mpath = d / "manifest.json"
     if not mpath.is_file():
         raise FileNotFoundError(f"manifest not found: {mpath} (write the vectors with "
@@ -637,6 +689,7 @@ def read(directory):
     if manifest.get("format_version") != FORMAT_VERSION:
         raise ValueError(f"{mpath} has format version {manifest.get('format_version')!r}; "
                          f"this lvmref reads version {FORMAT_VERSION}")
+    _check_manifest(manifest, mpath)
     inputs = _load_npz(d / manifest["files"]["inputs"], "inputs")
     expected = _load_npz(d / manifest["files"]["expected"], "expected outputs")
     for case in manifest["cases"]:
@@ -660,11 +713,39 @@ class CheckRow:
     note: str = ""
 
 
+def _real_array(value, name):
+    """``value`` as a float64 array; TypeError naming ``name`` unless it holds real numbers."""
+    a = np.asarray(value)
+    if a.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must be an array of real numbers, got dtype {a.dtype}"
+                        + (" (a complex result must not pass by its real part)"
+                           if a.dtype.kind == "c" else ""))
+    return a.astype(np.float64, copy=False)
+
+
 @benign_underflow
 def compare(result, expected, tolerance):
-    """``(error, passed, note)`` for one array (the rules in the module docstring)."""
-    r = np.asarray(result, dtype=np.float64)
-    e = np.asarray(expected, dtype=np.float64)
+    """``(error, passed, note)`` for one array (the rules in the module docstring).
+
+    Parameters
+    ----------
+    result, expected : array_like of real numbers (bool, int or float), same shape
+        A complex, string or object array is a ``TypeError`` naming the argument (a
+        complex result must not pass by its real part).
+    tolerance : float
+        Largest normwise error that passes (>= 0).
+
+    Returns
+    -------
+    error : float
+        ``max |r - e| / max |e|`` over the finite expected entries (inf on a mismatch of
+        shape or of the non-finite entries).
+    passed : bool
+    note : str
+    """
+    tolerance = check_nonnegative_float(tolerance, "tolerance")
+    r = _real_array(result, "result")
+    e = _real_array(expected, "expected")
     if r.shape != e.shape:
         return np.inf, False, f"shape {r.shape}, expected {e.shape}"
     special = ~np.isfinite(e)
@@ -704,13 +785,19 @@ def check(directory, results, patterns=None):
         One row per expected output of the selected cases; a missing key is a failed row
         whose note says so.
     """
+    if patterns is not None and (not isinstance(patterns, (list, tuple))
+                                 or not all(isinstance(p, str) for p in patterns)):
+        raise TypeError(f"patterns must be a list of str (e.g. ['vae.*']) or None, got "
+                        f"{patterns!r}")
+    if not isinstance(results, dict):
+        results = check_path(results, "results")
     manifest, _, expected = read(directory)
     res = results if isinstance(results, dict) else _load_npz(results, "results")
     names = [c["name"] for c in manifest["cases"]]
     if patterns:
         for pat in patterns:
             if not fnmatch.filter(names, pat):
-                raise ValueError(f"--cases pattern {pat!r} matches no case")
+                raise ValueError(f"patterns: {pat!r} (--cases) matches no case")
     rows = []
     for c in manifest["cases"]:
         if patterns and not any(fnmatch.fnmatchcase(c["name"], pat) for pat in patterns):
@@ -733,7 +820,10 @@ def check(directory, results, patterns=None):
 
 def format_table(rows):
     """The check table as text: case, quantity, max relative error, tolerance, pass/fail,
-    and a summary line."""
+    and a summary line. ``rows``: a list of :class:`CheckRow` (from :func:`check`)."""
+    if not isinstance(rows, (list, tuple)) or not all(isinstance(r, CheckRow) for r in rows):
+        raise TypeError(f"rows must be a list of CheckRow (what check() returns), got "
+                        f"{type(rows).__name__}")
     wc = max([len("case")] + [len(r.case) for r in rows])
     wq = max([len("quantity")] + [len(r.quantity) for r in rows])
     lines = [f"{'case':<{wc}}  {'quantity':<{wq}}  {'max rel error':>13}  {'tolerance':>9}  "

@@ -133,6 +133,9 @@ def path_mutations(v):
             ("directory", p.parent, False), ("str", str(p), True)]
 
 
+PATTERNS = [("string", "vae.*", False), ("int-entry", [3], False), ("int", 3, False),
+            ("no-match", ["no-such-case*"], False), ("tuple", ("*",), True)]
+
 KINDS = {
     "array": array_mutations,
     "binary": binary_mutations,
@@ -146,6 +149,7 @@ KINDS = {
     "sizes": sizes_mutations,
     "instance": lambda v: INSTANCE,
     "path": path_mutations,
+    "patterns": lambda v: PATTERNS,  # shell patterns of case names (lvmref.conformance)
 }
 
 

@@ -919,9 +919,56 @@ def vae_cases(tmp_path):
 
 
 
+def _case_names(seed=20260):
+    """conformance.build_cases(seed), reduced to the case names: the fuzz checks the
+    argument handling, and the expected outputs hold NaN by design (standard errors that
+    cannot be estimated), which the engine would count as NaN from finite input."""
+    from lvmref import conformance as C
+
+    return [c.name for c in C.build_cases(seed)]
+
+
+def conformance_cases(tmp_path):
+    """``lvmref.conformance``: the golden-vector kit other implementations call."""
+    from lvmref import conformance as C
+
+    cases = C.build_cases()[:2]  # two GMM cases keep the writes fast
+    d = tmp_path / "vectors"
+    C.write(d, cases=cases)
+    _, _, expected = C.read(d)
+    results = tmp_path / "results.npz"
+    np.savez(results, **expected)
+    rows = C.check(d, results)
+    nan_ok = ("nan", "inf", "-inf", "ndim+1", "ndim-1", "shape", "empty")  # compared, fail
+    return [
+        Case("conformance.build_cases", _case_names, {"seed": 1}, {"seed": "count"},
+             accept={"seed": ("zero",)}),
+        # its own parent directory: the "directory" mutation writes vectors there
+        Case("conformance.write", C.write, {"directory": tmp_path / "wdir" / "w", "seed": 1,
+                                            "cases": cases},
+             {"directory": "path", "seed": "count", "cases": "instance"},
+             accept={"directory": ("directory", "missing-dir"), "seed": ("zero",)}),
+        Case("conformance.read", C.read, {"directory": d}, {"directory": "path"},
+             raises=(FileNotFoundError,)),
+        Case("conformance.check", C.check, {"directory": d, "results": results,
+                                            "patterns": ["gmm.*"]},
+             {"directory": "path", "results": "path", "patterns": "patterns"},
+             raises=(FileNotFoundError,)),
+        Case("conformance.compare", C.compare, {"result": A, "expected": A.copy(),
+                                                "tolerance": 1e-10},
+             {"result": "array", "expected": "array", "tolerance": "nonneg"},
+             accept={"result": nan_ok, "expected": nan_ok}),
+        Case("conformance.format_table", C.format_table, {"rows": rows}, {"rows": "instance"}),
+        Case("conformance.vae_params", C.vae_params,
+             {"vae": V.VAE(4, 2, hidden=(3,)), "rng": 0, "hard": "collapsed", "scale": 0.3},
+             {"vae": "instance", "rng": "rng", "hard": ("choice", "collapsed"),
+              "scale": "nonneg"}),
+    ]
+
+
 BUILDERS = {"kernels": kernel_cases, "estimators": estimator_cases, "core": core_cases,
             "data": data_cases, "linear_gaussian": lg_cases, "mixtures": mixture_cases}
-BUILDERS.update(helmholtz=helmholtz_cases, vae=vae_cases)
+BUILDERS.update(helmholtz=helmholtz_cases, vae=vae_cases, conformance=conformance_cases)
 
 
 @pytest.fixture(scope="module")
@@ -948,7 +995,8 @@ def test_public_api_refuses_bad_input_clearly(builder, report, tmp_path):
 COVERED_MODULES = ["lvmref.kernels", "lvmref.estimators", "lvmref.nn", "lvmref.optim",
                    "lvmref.testing", "lvmref.datasets", "lvmref.files",
                    "lvmref.linear_gaussian", "lvmref.gmm", "lvmref.vbgmm", "lvmref.mixture",
-                   "lvmref.chunked", "lvmref.mixture_stats", "lvmref.helmholtz", "lvmref.vae"]
+                   "lvmref.chunked", "lvmref.mixture_stats", "lvmref.helmholtz", "lvmref.vae",
+                   "lvmref.conformance"]
 
 
 def test_every_public_callable_is_covered(tmp_path):

@@ -185,6 +185,9 @@ def test_check_passes_on_the_expected_outputs_and_fails_on_each_kind_of_mismatch
     assert not r.passed and key in r.note and "shape" in r.note
     r = rows_for(lambda res: res.__setitem__(key, np.full_like(expected[key], np.nan)))
     assert not r[(case, quantity)].passed
+    # a complex result fails, whatever its real part (it used to pass by it, silently)
+    r = rows_for(lambda res: res.__setitem__(key, expected[key] + 1e-3j))[(case, quantity)]
+    assert not r.passed and key in r.note and "complex" in r.note
     # non-finite expected entries must be reproduced
     est = "estimators.from_log_weights"
     for q in ("log_marginal/value", "elbo/stderr"):
@@ -280,6 +283,23 @@ def test_cli_errors_are_one_line_exit_2(capsys, vectors, tmp_path):
     m = json.loads((d / "manifest.json").read_text())
     (bad / "manifest.json").write_text(json.dumps({**m, "format_version": 99}))
     _user_error(capsys, "format version 99", "conformance", "check", bad, tmp_path / "ok.npz")
+    # a manifest missing what check() reads: a one-line error naming the field, not an
+    # "internal error" KeyError
+    case0 = m["cases"][0]
+    q0 = next(iter(case0["outputs"]))
+    broken = {
+        "'files'": {k: v for k, v in m.items() if k != "files"},
+        "'cases'": {**m, "cases": {}},
+        "'outputs'": {**m, "cases": [{k: v for k, v in case0.items() if k != "outputs"}]},
+        "'key'": {**m, "cases": [{**case0, "inputs": {"x": {}}}]},
+        "'tolerance'": {**m, "cases": [{**case0, "outputs": {
+            q0: {**case0["outputs"][q0], "tolerance": "tight"}}}]},
+    }
+    for field, manifest in broken.items():
+        (bad / "manifest.json").write_text(json.dumps(manifest))
+        _user_error(capsys, field, "conformance", "check", bad, tmp_path / "ok.npz")
+        with pytest.raises(ValueError, match="not a valid lvmref-conformance manifest"):
+            C.read(bad)
 
 
 def test_worked_pytorch_example_passes(vectors, capfd):
