@@ -54,7 +54,10 @@ import inspect
 import numpy as np
 
 from .kernels.checks import (
+    as_float_array,
+    check_binary,
     check_choice,
+    check_flag,
     check_nonnegative_float,
     check_positive_float,
     check_positive_int,
@@ -114,8 +117,14 @@ def gemm_blocks(a, b, out):
         ``np.matmul`` up to the summation order inside BLAS. The views stay valid as
         long as the arrays do, so the training workspace builds them once.
     """
+    for name, arr in (("a", a), ("b", b), ("out", out)):
+        if not isinstance(arr, np.ndarray) or arr.ndim != 2:
+            raise TypeError(f"{name} must be a 2-D numpy array, got "
+                            f"{getattr(arr, 'shape', type(arr).__name__)}")
     m, k = a.shape
     n = b.shape[1]
+    if b.shape[0] != k or out.shape != (m, n):
+        raise ValueError(f"shapes do not chain: a {a.shape} @ b {b.shape} -> out {out.shape}")
     blocks = -(-(m * n * k) // SMALL_GEMM)
     if blocks <= 1:
         return [(a, b, out)]
@@ -149,7 +158,10 @@ def blas_threads(arch, batch_size, k=1):
     -------
     int or None
     """
-    rows = int(batch_size) * int(k)
+    if not all(hasattr(arch, a) for a in ("encoder", "decoder")):
+        raise TypeError(f"arch must be a lvmref.vae.VAEArchitecture (a VAE's .arch), got "
+                        f"{type(arch).__name__}")
+    rows = check_positive_int(batch_size, "batch_size") * check_positive_int(k, "k")
     widest = max(rows * (net.sizes[i] + 1) * net.sizes[i + 1]
                  for net in (arch.encoder, arch.decoder) for i in range(net.n_layers))
     return 1 if widest <= BLAS_SMALL_WORK else None
@@ -163,7 +175,12 @@ def scoped_blas_threads(fit):
     on an exception; it costs about 1 ms per call (10 ms the first time). Arguments that
     are not valid integers are passed through unchanged, so that ``fit`` reports them.
     """
+    if not callable(fit):
+        raise TypeError(f"fit must be a callable (VAE.fit), got {type(fit).__name__}")
     sig = inspect.signature(fit)
+    if not {"batch_size", "k"} <= set(sig.parameters):
+        raise ValueError(f"fit must take batch_size and k arguments (VAE.fit), got "
+                         f"{getattr(fit, '__name__', 'fit')}{sig}")
     default_batch = sig.parameters["batch_size"].default
     default_k = sig.parameters["k"].default
 
@@ -184,6 +201,10 @@ def scoped_blas_threads(fit):
 
     return wrapper
 
+
+#: Largest magnitude of the noise (the rule of ``lvmref.vae``) and of Gaussian data in a
+#: checked batch: beyond it, products and squares overflow float64.
+_MAX_ABS = 1e150
 
 _ARCH_ATTRS = ("encoder", "decoder", "n_features", "n_latent", "likelihood", "param_shapes",
                "check_params")
@@ -210,6 +231,12 @@ class TrainingWorkspace:
         Adam's beta1, beta2 in [0, 1).
     adam_eps : float
         Adam's epsilon (added to the denominator).
+    check_inputs : bool
+        Whether :meth:`step` and :meth:`gradient` validate each batch (x finite, binary
+        for a Bernoulli decoder, else at most 1e150 in magnitude; eps finite and at most
+        1e150 in magnitude) before it can reach the parameters. ``VAE.fit``, which
+        validated its data once and draws the noise itself, passes False; a batch that
+        is not valid then gives meaningless results (and non-finite parameters).
 
     Attributes
     ----------
@@ -223,7 +250,7 @@ class TrainingWorkspace:
     """
 
     def __init__(self, arch, params, batch_size, kl="analytic", lr=1e-3, betas=(0.9, 0.999),
-                 adam_eps=1e-8):
+                 adam_eps=1e-8, check_inputs=True):
         if not all(hasattr(arch, a) for a in _ARCH_ATTRS):
             raise TypeError(f"arch must be a lvmref.vae.VAEArchitecture (a VAE's .arch), got "
                             f"{type(arch).__name__}")
@@ -238,6 +265,7 @@ class TrainingWorkspace:
             raise ValueError(f"betas must be in [0, 1), got {betas}")
         self.betas, self.t = (b1, b2), 0
         self.adam_eps = check_nonnegative_float(adam_eps, "adam_eps")
+        self.check_inputs = check_flag(check_inputs, "check_inputs")
         shapes = arch.param_shapes()
         total = sum(int(np.prod(s)) for s in shapes.values())
         self.theta, self.grad = np.empty(total), np.zeros(total)
@@ -354,10 +382,10 @@ class TrainingWorkspace:
 
         Parameters
         ----------
-        x : ndarray, shape (nb, D)
-            A batch of data (not copied; not re-checked for finiteness or binary values --
-            ``VAE.fit`` validated it).
-        eps : ndarray, shape (nb, K)
+        x : array_like, shape (nb, D)
+            A batch of data (checked as ``check_inputs`` says; not copied when it is
+            float64 already).
+        eps : array_like, shape (nb, K)
             Standard-normal noise, one sample per row (eq. 6).
 
         Returns
@@ -367,12 +395,25 @@ class TrainingWorkspace:
         return self._gradient(*self._check_batch(x, eps))
 
     def _check_batch(self, x, eps):
-        x, eps = np.asarray(x, dtype=np.float64), np.asarray(eps, dtype=np.float64)
         K, d = self.arch.n_latent, self.arch.n_features
+        if self.check_inputs:
+            x = as_float_array(x, "x", ndim=2, copy=False)
+            eps = as_float_array(eps, "eps", ndim=2, copy=False)
+        else:
+            x, eps = np.asarray(x, dtype=np.float64), np.asarray(eps, dtype=np.float64)
         if x.ndim != 2 or x.shape[1] != d or x.shape[0] == 0:
             raise ValueError(f"x must have shape (nb, {d}) with nb >= 1, got {x.shape}")
         if eps.shape != (x.shape[0], K):
             raise ValueError(f"eps must have shape ({x.shape[0]}, {K}), got {eps.shape}")
+        if self.check_inputs:
+            if self.arch.likelihood == "bernoulli":
+                check_binary(x, "x")
+            elif np.max(np.abs(x), initial=0.0) > _MAX_ABS:
+                raise ValueError(f"x must be at most {_MAX_ABS:g} in magnitude for a Gaussian "
+                                 "decoder (its squared residuals overflow float64)")
+            if np.max(np.abs(eps), initial=0.0) > _MAX_ABS:
+                raise ValueError(f"eps must be at most {_MAX_ABS:g} in magnitude (larger "
+                                 "values overflow the networks' products)")
         return x, eps
 
     def _gradient(self, x, eps):

@@ -966,9 +966,46 @@ def conformance_cases(tmp_path):
     ]
 
 
+def vae_training_cases():
+    """``lvmref.vae_training``: the allocation-free training step and its BLAS helpers."""
+    from lvmref import vae_training as VT
+
+    vae = V.VAE(5, 2, hidden=(3,))
+    gauss = V.VAE(5, 2, hidden=(3,), likelihood="gaussian")
+    p, pg = vae.init_params(0), gauss.init_params(0)
+    x, eps = X_BIN[:, :5], rng0.normal(size=(3, 2))
+    ws, wg = VT.TrainingWorkspace(vae.arch, p, 3), VT.TrainingWorkspace(gauss.arch, pg, 3)
+    al = {"params": tuple(f"params[{k!r}]" for k in p)}
+    sq = np.zeros((3, 4))
+    return [
+        Case("vae_training.TrainingWorkspace", VT.TrainingWorkspace,
+             {"arch": vae.arch, "params": p, "batch_size": 3, "kl": "mc", "lr": 1e-3,
+              "adam_eps": 1e-8, "check_inputs": True},
+             {"arch": "instance", "params": "params", "batch_size": "count",
+              "kl": ("choice", "mc"), "lr": "positive", "adam_eps": "nonneg",
+              "check_inputs": "flag"}, aliases=al),
+        Case("vae_training.TrainingWorkspace.step", ws.step, {"x": x, "eps": eps},
+             {"x": "binary", "eps": "array"}),
+        Case("vae_training.TrainingWorkspace.gradient", ws.gradient, {"x": x, "eps": eps},
+             {"x": "binary", "eps": "array"}),
+        Case("vae_training.TrainingWorkspace.step(gaussian)", wg.step,
+             {"x": A[:, :5] if A.shape[1] >= 5 else np.hstack([A, A])[:, :5], "eps": eps},
+             {"x": "array", "eps": "array"}),
+        Case("vae_training.gemm_blocks", VT.gemm_blocks,
+             {"a": np.ones((3, 2)), "b": np.ones((2, 4)), "out": sq},
+             {"a": "instance", "b": "instance", "out": "instance"}),
+        Case("vae_training.blas_threads", VT.blas_threads,
+             {"arch": vae.arch, "batch_size": 100, "k": 1},
+             {"arch": "instance", "batch_size": "count", "k": "count"}),
+        Case("vae_training.scoped_blas_threads", VT.scoped_blas_threads,
+             {"fit": V.VAE.fit}, {"fit": "instance"}),
+    ]
+
+
 BUILDERS = {"kernels": kernel_cases, "estimators": estimator_cases, "core": core_cases,
             "data": data_cases, "linear_gaussian": lg_cases, "mixtures": mixture_cases}
-BUILDERS.update(helmholtz=helmholtz_cases, vae=vae_cases, conformance=conformance_cases)
+BUILDERS.update(helmholtz=helmholtz_cases, vae=vae_cases, conformance=conformance_cases,
+                vae_training=vae_training_cases)
 
 
 @pytest.fixture(scope="module")
@@ -996,7 +1033,7 @@ COVERED_MODULES = ["lvmref.kernels", "lvmref.estimators", "lvmref.nn", "lvmref.o
                    "lvmref.testing", "lvmref.datasets", "lvmref.files",
                    "lvmref.linear_gaussian", "lvmref.gmm", "lvmref.vbgmm", "lvmref.mixture",
                    "lvmref.chunked", "lvmref.mixture_stats", "lvmref.helmholtz", "lvmref.vae",
-                   "lvmref.conformance"]
+                   "lvmref.conformance", "lvmref.vae_training"]
 
 
 def test_every_public_callable_is_covered(tmp_path):

@@ -183,3 +183,36 @@ def test_fit_limits_blas_threads_during_the_call_only(monkeypatch):
     assert blas() == before
     with pytest.raises(ValueError, match="batch_size"):  # invalid values reach fit's checks
         vae.fit(x, n_epochs=1, batch_size=0, rng=0)
+
+
+@pytest.mark.parametrize("likelihood", ["bernoulli", "gaussian"])
+def test_a_refused_batch_leaves_the_workspace_as_it_was(likelihood):
+    """step() refuses a batch that is not valid data before it reaches the parameters: it
+    used to take NaN, non-binary or overflowing input, and every later step then returned
+    NaN from the corrupted theta. With check_inputs=False (what VAE.fit uses, after
+    validating its data once) nothing is checked."""
+    rng = np.random.default_rng(38)
+    vae = VAE(4, 2, hidden=(3,), likelihood=likelihood)
+    ws = TrainingWorkspace(vae.arch, _perturbed(vae, rng, 0.2), 5)
+    x, eps = _data(vae, 5, rng), rng.normal(size=(5, 2))
+    ws.step(x, eps)
+    state = [a.copy() for a in (ws.theta, ws.m, ws.v)]
+    bad = {"x": [np.where(x == x[0, 0], np.nan, x), np.full_like(x, 1e300)],
+           "eps": [np.full_like(eps, np.inf), np.full_like(eps, 1e200)]}
+    if likelihood == "bernoulli":
+        bad["x"].append(x * 0.5)
+    for name, values in bad.items():
+        for value in values:
+            args = {"x": x, "eps": eps, name: value}
+            with pytest.raises(ValueError, match=rf"^{name} "):
+                ws.step(**args)
+    assert ws.t == 1
+    for a, b in zip((ws.theta, ws.m, ws.v), state):
+        np.testing.assert_array_equal(a, b)
+    # the next valid step equals a fresh workspace's second step
+    ref = TrainingWorkspace(vae.arch, _perturbed(vae, np.random.default_rng(38), 0.2), 5)
+    ref.step(x, eps)
+    assert ws.step(x, eps) == ref.step(x, eps)
+    np.testing.assert_array_equal(ws.theta, ref.theta)
+    unchecked = TrainingWorkspace(vae.arch, ref.params, 5, check_inputs=False)
+    assert np.isnan(unchecked.step(np.full_like(x, np.nan), eps))
