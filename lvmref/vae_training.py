@@ -93,7 +93,8 @@ def _has_avx512f():
 
 #: Whether to arrange the products for OpenBLAS's small-matrix path (AVX-512 CPUs only;
 #: see the OpenBLAS notes): split the larger products (:data:`SMALL_GEMM`) and give the
-#: weight-gradient products a batch-major copy of delta.
+#: weight-gradient products a batch-major copy of delta. Read when a workspace builds its
+#: plans (per batch size), which the steps then follow.
 SMALL_MATRIX_PATH = _has_avx512f()
 
 #: Largest M*N*K of a matrix product run in one piece (see the OpenBLAS notes).
@@ -322,12 +323,13 @@ class TrainingWorkspace:
                     # batch-major copy of delta: the product is then NN for BLAS (no
                     # transposed operand), which OpenBLAS runs on that path; with delta.T
                     # it takes the slower packed path. Elsewhere delta.T costs nothing.
+                    # The choice is part of the plan, which _backward follows.
                     delta_t = np.empty((nb, net.sizes[i + 1]))
-                    b_op = delta_t if SMALL_MATRIX_PATH else grd[i + 1].T
-                    wgrad = gemm_blocks(inp[i], b_op, g_aug)
+                    copy = SMALL_MATRIX_PATH
+                    wgrad = gemm_blocks(inp[i], delta_t if copy else grd[i + 1].T, g_aug)
                     need_input = i > 0 or net is self.arch.decoder  # d/dz for the encoder
                     igrad = gemm_blocks(w_aug[:-1], grd[i + 1], grd[i]) if need_input else []
-                    bwd.append((grd[i + 1], out, act, delta_t, wgrad, igrad))
+                    bwd.append((grd[i + 1], out, act, delta_t, copy, wgrad, igrad))
                 bufs[net.prefix] = (inp, grd, fwd, bwd[::-1])
             bufs["std"] = np.empty((self.arch.n_latent, nb))
             bufs["em1"] = np.empty((self.arch.n_latent, nb))
@@ -351,7 +353,7 @@ class TrainingWorkspace:
         """Eq. (2) of lvmref.nn over the plan ``bwd`` (top layer first); the upstream
         gradient is in the top layer's delta buffer, and if ``top_transposed`` also in its
         batch-major copy (valid for an identity output layer)."""
-        for layer, (delta, h, act, delta_t, wgrad, igrad) in enumerate(bwd):
+        for layer, (delta, h, act, delta_t, copy, wgrad, igrad) in enumerate(bwd):
             if act == "tanh":                    # f' = 1 - h^2
                 self._tanh_backward(delta, h)
             elif act == "relu":                  # f' = [h > 0]
@@ -360,7 +362,7 @@ class TrainingWorkspace:
                 delta *= h - h * h
             elif act == "softplus":              # f' = sigmoid(a) = 1 - exp(-h)
                 delta *= -np.expm1(-h)
-            if SMALL_MATRIX_PATH and (layer or not top_transposed or act != "identity"):
+            if copy and (layer or not top_transposed or act != "identity"):
                 # the batch-major copy that wgrad reads (see _bufs)
                 np.copyto(delta_t, delta.T)
             for a, b, o in wgrad:

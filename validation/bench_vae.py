@@ -81,7 +81,7 @@ except ImportError:
 
 from lvmref.datasets import load_digits_binarized  # noqa: E402
 from lvmref.vae import VAE  # noqa: E402
-from lvmref.vae_training import SMALL_MATRIX_PATH, TrainingWorkspace  # noqa: E402
+from lvmref.vae_training import TrainingWorkspace  # noqa: E402
 
 N_BATCHES = 15
 BATCH = 100
@@ -152,7 +152,7 @@ def step_parts(ws, x, eps):
                 parts.append((f"{net.prefix} layer {i} tanh",
                               _median_call(lambda s=scratch: ws._tanh(s)), out.size, "elem"))
         n_layers = len(bwd)
-        for layer, (delta, h, act, delta_t, wgrad, igrad) in enumerate(bwd):
+        for layer, (delta, h, act, delta_t, copy, wgrad, igrad) in enumerate(bwd):
             i = n_layers - 1 - layer
             if act == "tanh":
                 h0 = np.zeros_like(h)
@@ -161,7 +161,7 @@ def step_parts(ws, x, eps):
                               delta.size, "elem"))
             # the step copies delta on the small-matrix path only (the top layers' copies
             # are written by the Bernoulli / KL kernels)
-            if layer and SMALL_MATRIX_PATH:
+            if layer and copy:
                 parts.append((f"{net.prefix} layer {i} delta transposed copy",
                               _median_call(lambda dt=delta_t, dl=delta: np.copyto(dt, dl.T)),
                               delta.size, "elem"))
