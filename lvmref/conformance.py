@@ -64,6 +64,7 @@ from . import helmholtz as H
 from . import vae as V
 from . import vbgmm as VB
 from .kernels.checks import (
+    as_float_array,
     check_choice,
     check_nonnegative_float,
     check_path,
@@ -713,16 +714,6 @@ class CheckRow:
     note: str = ""
 
 
-def _real_array(value, name):
-    """``value`` as a float64 array; TypeError naming ``name`` unless it holds real numbers."""
-    a = np.asarray(value)
-    if a.dtype.kind not in "biuf":
-        raise TypeError(f"{name} must be an array of real numbers, got dtype {a.dtype}"
-                        + (" (a complex result must not pass by its real part)"
-                           if a.dtype.kind == "c" else ""))
-    return a.astype(np.float64, copy=False)
-
-
 @benign_underflow
 def compare(result, expected, tolerance):
     """``(error, passed, note)`` for one array (the rules in the module docstring).
@@ -744,8 +735,10 @@ def compare(result, expected, tolerance):
     note : str
     """
     tolerance = check_nonnegative_float(tolerance, "tolerance")
-    r = _real_array(result, "result")
-    e = _real_array(expected, "expected")
+    # the shared check: complex, string and object arrays are a TypeError naming the
+    # argument (a complex result must not pass by its real part); NaN/inf are compared
+    r = as_float_array(result, "result", finite=False, allow_empty=True, copy=False)
+    e = as_float_array(expected, "expected", finite=False, allow_empty=True, copy=False)
     if r.shape != e.shape:
         return np.inf, False, f"shape {r.shape}, expected {e.shape}"
     special = ~np.isfinite(e)
